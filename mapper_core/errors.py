@@ -1,0 +1,67 @@
+"""Typed exceptions. The library raises these; only the CLI prints them and picks exit codes.
+
+Exit codes (see README): 0 clean, 1 the plan has errors, 2 bad input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MapperError(Exception):
+    """Base class of every error mapper-core raises on purpose."""
+
+    exit_code = 2
+
+
+class BadInputError(MapperError):
+    """An input file (rules, checkpoint, spec) cannot be used. Exit code 2."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in an input file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    path: str  # JSON path such as ``$.rules[2].target``
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.path}: {self.message}"
+
+
+class RulesError(BadInputError):
+    """A rules file is unreadable or invalid; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]):
+        self.problems = tuple(problems)
+        lines = "\n".join(str(p) for p in self.problems)
+        count = len(self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in rules:\n{lines}")
+
+
+class CheckpointError(BadInputError):
+    """A checkpoint or spec file is unreadable, malformed, or refused as unsafe."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """Loading the checkpoint would need unpickling code that ``weights_only`` refuses."""
+
+
+class OutputExistsError(BadInputError):
+    """The destination exists (and ``force`` was not given) or is the source itself."""
+
+
+class PluginError(BadInputError):
+    """A plugin failed to load, or two plugins contribute the same name."""
+
+
+class PlanError(MapperError):
+    """The plan has errors (collisions, shape mismatches under ``error``). Exit code 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, plan: object | None = None):
+        super().__init__(message)
+        self.plan = plan

@@ -1,0 +1,139 @@
+"""The Plan: a pure value saying what happens to every key. Built by :func:`mapper_core.planner.make_plan`.
+
+Every source key is in exactly one of ``mapped``, ``skipped``, ``unmatched``. A shape
+mismatch is listed in ``mismatched`` and also stays where it belongs: under
+``on_shape_mismatch: error`` in ``mapped`` (the plan has an error), under ``skip`` in
+``skipped`` (with ``rule`` set and no ``pattern``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Mapped:
+    source: str
+    target: str
+    rule: int
+    dtype: str
+    shape: tuple[int, ...]
+    target_shape: tuple[int, ...] | None = None  # None when no target specs were given
+
+
+@dataclass(frozen=True)
+class Skipped:
+    source: str
+    pattern: str | None  # the skip pattern; None when a rule skipped it on shape mismatch
+    rule: int | None = None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    source: str
+    target: str
+    rule: int
+    shape: tuple[int, ...]
+    target_shape: tuple[int, ...] | None  # None: the target has no such key
+    action: str  # "error" or "skip", from the rule's on_shape_mismatch
+    dtype: str = ""
+    target_dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class Collision:
+    target: str
+    sources: tuple[str, ...]
+    rules: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class UnusedRule:
+    rule: int
+    match: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What happens to every source key and which target keys get filled."""
+
+    rules_name: str
+    mapped: tuple[Mapped, ...]
+    skipped: tuple[Skipped, ...]
+    unmatched: tuple[str, ...]
+    uninitialized: tuple[str, ...]
+    mismatched: tuple[Mismatch, ...]
+    collisions: tuple[Collision, ...]
+    unused_rules: tuple[UnusedRule, ...]
+    source_count: int
+    target_count: int | None  # None when no target specs were given
+    source_origin: str | None = None
+    target_origin: str | None = None
+    rules_origin: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def errors(self) -> tuple[Mismatch | Collision, ...]:
+        """Problems that always fail the plan: collisions and mismatches under ``error``."""
+        return tuple(self.collisions) + tuple(m for m in self.mismatched if m.action == "error")
+
+    def has_errors(self, strict: bool = False) -> bool:
+        if self.errors:
+            return True
+        return strict and bool(self.unmatched or self.uninitialized)
+
+    @property
+    def loadable(self) -> tuple[Mapped, ...]:
+        """Mapped entries that will actually be written/loaded (no mismatch, no collision)."""
+        bad_targets = {c.target for c in self.collisions}
+        bad_sources = {m.source for m in self.mismatched}
+        return tuple(m for m in self.mapped if m.target not in bad_targets and m.source not in bad_sources)
+
+    def summary(self) -> dict[str, Any]:
+        consumed = len(self.mapped) + len(self.skipped)
+        filled = len({m.target for m in self.loadable})
+        return {
+            "source_keys": self.source_count,
+            "target_keys": self.target_count,
+            "mapped": len(self.mapped),
+            "skipped": len(self.skipped),
+            "unmatched": len(self.unmatched),
+            "uninitialized": len(self.uninitialized),
+            "mismatched": len(self.mismatched),
+            "collisions": len(self.collisions),
+            "unused_rules": len(self.unused_rules),
+            "source_consumed": consumed / self.source_count if self.source_count else 1.0,
+            "target_filled": (filled / self.target_count) if self.target_count else None,
+            "errors": len(self.errors),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the keys named in DESIGN.md, plus the rules' name and origins."""
+        return {
+            "rules": {"name": self.rules_name, "origin": self.rules_origin},
+            "source": self.source_origin,
+            "target": self.target_origin,
+            "mapped": [
+                {"source": m.source, "target": m.target, "rule": m.rule, "dtype": m.dtype,
+                 "shape": list(m.shape), "target_shape": _list(m.target_shape)}
+                for m in self.mapped
+            ],
+            "skipped": [{"source": s.source, "pattern": s.pattern, "rule": s.rule} for s in self.skipped],
+            "unmatched": list(self.unmatched),
+            "uninitialized": list(self.uninitialized),
+            "mismatched": [
+                {"source": m.source, "target": m.target, "rule": m.rule, "shape": list(m.shape),
+                 "target_shape": _list(m.target_shape), "action": m.action,
+                 "dtype": m.dtype, "target_dtype": m.target_dtype}
+                for m in self.mismatched
+            ],
+            "collisions": [
+                {"target": c.target, "sources": list(c.sources), "rules": list(c.rules)} for c in self.collisions
+            ],
+            "unused_rules": [{"rule": u.rule, "match": u.match} for u in self.unused_rules],
+            "summary": self.summary(),
+        }
+
+
+def _list(shape: tuple[int, ...] | None) -> list[int] | None:
+    return None if shape is None else list(shape)

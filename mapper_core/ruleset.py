@@ -1,0 +1,99 @@
+"""The rules data model: frozen values built by :mod:`mapper_core.rules` from a file."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .template import Template
+
+ON_SHAPE_MISMATCH = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Source regex (full match) → target template. Rules are tried in order; first wins."""
+
+    index: int
+    match: str
+    target: str
+    on_shape_mismatch: str = "error"
+    tables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    line: int | None = None
+    pattern: re.Pattern = field(init=False, compare=False, repr=False)
+    template: Template = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", re.compile(self.match))
+        object.__setattr__(self, "template", Template.parse(self.target))
+
+    def apply(self, key: str) -> str | None:
+        """The target for ``key`` when this rule takes it, else None."""
+        m = self.pattern.fullmatch(key)
+        return self.template.render(m, self.tables) if m else None
+
+
+@dataclass(frozen=True)
+class SkipPattern:
+    """A source pattern whose keys are deliberately left behind."""
+
+    match: str
+    line: int | None = None
+    pattern: re.Pattern = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", re.compile(self.match))
+
+
+@dataclass(frozen=True)
+class FreezeGroup:
+    """A named group of target-key patterns to freeze together."""
+
+    name: str
+    match: tuple[str, ...]
+    patterns: tuple[re.Pattern, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patterns", tuple(re.compile(p) for p in self.match))
+
+    def matches(self, key: str) -> bool:
+        return any(p.fullmatch(key) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """An optimizer parameter group over target keys; ``options`` go to the optimizer (lr, ...)."""
+
+    name: str
+    match: tuple[str, ...] = ()
+    default: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+    patterns: tuple[re.Pattern, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patterns", tuple(re.compile(p) for p in self.match))
+
+    def matches(self, key: str) -> bool:
+        return any(p.fullmatch(key) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A whole rules file: ordered rules, skip patterns, freeze groups, param groups."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    skip: tuple[SkipPattern, ...] = ()
+    freeze: tuple[FreezeGroup, ...] = ()
+    param_groups: tuple[ParamGroup, ...] = ()
+    description: str = ""
+    version: int = 1
+    origin: str | None = None  # the file (or plugin:name) it was read from
+    sha256: str | None = None  # of the file's bytes, for provenance
+
+    def freeze_group(self, name: str) -> FreezeGroup:
+        for g in self.freeze:
+            if g.name == name:
+                return g
+        known = ", ".join(g.name for g in self.freeze) or "none"
+        raise KeyError(f"no freeze group '{name}' in rules {self.origin or self.name} (groups: {known})")
