@@ -1,0 +1,54 @@
+"""What every command needs: output streams, the plugin manager (built lazily), rules and readers."""
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+
+class Context:
+    def __init__(self, plugins: Sequence[str] = (), out: IO[str] | None = None, err: IO[str] | None = None):
+        self.plugins = tuple(plugins)
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def print_json(self, value: Any) -> None:
+        json.dump(value, self.out, indent=2, sort_keys=False)
+        self.out.write("\n")
+
+    def error(self, message: str) -> None:
+        self.err.write(f"mapper: error: {message}\n")
+
+    def warn(self, message: str) -> None:
+        self.err.write(f"mapper: warning: {message}\n")
+
+    @cached_property
+    def plugin_manager(self):
+        from ..plugins import get_plugin_manager
+
+        pm = get_plugin_manager(extra_plugins=self.plugins)
+        for failure in pm.mapper_load_errors:
+            self.warn(str(failure))
+        return pm
+
+    def formats(self):
+        from ..plugins import contributions
+
+        return contributions(self.plugin_manager).formats
+
+    def load_rules(self, spec: str):
+        """A rules file path, or ``plugin:name`` for a rule set a plugin contributes."""
+        from ..plugins import resolve_rules
+
+        return resolve_rules(spec, self.plugin_manager)
+
+    def open_reader(self, path: str | Path, format_name: str | None = None, **options):
+        from ..formats.base import choose_format
+
+        fmt = choose_format(path, self.formats(), format_name)
+        return fmt.open(Path(path), **options)
