@@ -43,6 +43,10 @@ class Context:
 
     def load_rules(self, spec: str):
         """A rules file path, or ``plugin:name`` for a rule set a plugin contributes."""
+        if Path(spec).is_file():  # no plugin start-up cost for a plain file
+            from ..rules import load_rules
+
+            return load_rules(spec)
         from ..plugins import resolve_rules
 
         return resolve_rules(spec, self.plugin_manager)

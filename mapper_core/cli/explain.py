@@ -1,0 +1,26 @@
+"""mapper explain RULES --source CKPT KEY: which rule takes KEY, and why every other candidate lost."""
+from __future__ import annotations
+
+import argparse
+
+from .plan import add_source_arguments, build_plan
+
+HELP = "explain what happens to one source key: the winning rule and why the others lost"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_source_arguments(p)
+    p.add_argument("key", metavar="KEY", help="the source key to explain")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    from ..explain import explain
+
+    ruleset, plan = build_plan(args, ctx)
+    result = explain(args.key, ruleset, plan)
+    if args.json:
+        ctx.print_json(result.to_dict())
+    else:
+        ctx.print(result.render())
+    return 0

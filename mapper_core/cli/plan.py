@@ -1,0 +1,47 @@
+"""mapper plan RULES --source CKPT [--target CKPT]: what would happen to every key, from headers alone."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared with `explain`: the rules and the checkpoints they are planned against."""
+    p.add_argument("rules", metavar="RULES", help="rules file (.yaml/.yml/.json) or plugin:name")
+    p.add_argument("--source", required=True, metavar="CKPT", help="source checkpoint or spec file")
+    p.add_argument("--target", metavar="CKPT", help="target checkpoint or spec file (enables shape checks)")
+    p.add_argument("--source-format", metavar="NAME", help="source format by name (default: detect)")
+    p.add_argument("--target-format", metavar="NAME", help="target format by name (default: detect)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_source_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--strict", action="store_true", help="also fail (exit 1) on unmatched or uninitialized keys")
+
+
+def build_plan(args: argparse.Namespace, ctx):
+    """Rules + source (+ target) specs → (RuleSet, Plan). Reads headers only."""
+    from ..planner import make_plan
+
+    ruleset = ctx.load_rules(args.rules)
+    with ctx.open_reader(args.source, args.source_format) as reader:
+        source_specs = reader.specs()
+    target_specs = None
+    if args.target:
+        with ctx.open_reader(args.target, args.target_format) as reader:
+            target_specs = reader.specs()
+    plan = make_plan(source_specs, ruleset, target_specs, source_origin=args.source, target_origin=args.target)
+    return ruleset, plan
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    from ..report import render_text
+
+    ruleset, plan = build_plan(args, ctx)
+    if args.json:
+        ctx.print_json(plan.to_dict())
+    else:
+        ctx.print(render_text(plan, ruleset))
+    return 1 if plan.has_errors(strict=args.strict) else 0

@@ -1,0 +1,38 @@
+"""mapper validate RULES: check a rules file against the schema and the semantic checks."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import RulesError
+
+HELP = "check a rules file (or plugin:name rule set); lists every problem with its line"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("rules", metavar="RULES", help="rules file (.yaml/.yml/.json) or plugin:name")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    try:
+        rs = ctx.load_rules(args.rules)
+    except RulesError as exc:
+        if not args.json:
+            raise
+        ctx.print_json({"valid": False, "rules": args.rules, "problems": [
+            {"file": p.file, "line": p.line, "path": p.path, "message": p.message} for p in exc.problems
+        ]})
+        return exc.exit_code
+    counts = {
+        "rules": len(rs.rules), "skip": len(rs.skip),
+        "freeze_groups": len(rs.freeze), "param_groups": len(rs.param_groups),
+    }
+    if args.json:
+        ctx.print_json({"valid": True, "rules": args.rules, "name": rs.name, "counts": counts, "problems": []})
+    else:
+        ctx.print(
+            f"{rs.origin or args.rules}: valid rules '{rs.name}' (version {rs.version}): "
+            f"{counts['rules']} rules, {counts['skip']} skip patterns, "
+            f"{counts['freeze_groups']} freeze groups, {counts['param_groups']} param groups"
+        )
+    return 0
