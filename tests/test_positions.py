@@ -1,0 +1,134 @@
+"""The position-keeping parse: same data as the standard parsers, plus the line of every value."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mapper_core.errors import RulesError
+from mapper_core.positions import json_path, parse
+
+JSON_TEXT = """{
+  "version": 1,
+  "rules": [
+    {"match": "a",
+     "target": "b"},
+    {
+      "match": "c",
+      "target": "d"
+    }
+  ],
+  "freeze": {"my group": ["x"]}
+}"""
+
+YAML_TEXT = """\
+version: 1
+rules:
+  - match: a
+    target: b
+  -
+    match: c
+    target: d
+freeze: {"my group": [x]}
+"""
+
+
+@pytest.mark.parametrize(("fmt", "text"), [("json", JSON_TEXT), ("yaml", YAML_TEXT)])
+def test_same_data_as_the_standard_parsers(fmt, text):
+    expected = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    assert parse(text, "f", fmt).data == expected
+
+
+def test_json_lines_of_values_and_keys():
+    p = parse(JSON_TEXT, "f.json", "json")
+    assert p.line(("version",)) == 2
+    assert p.line(("rules", 0)) == 4
+    assert p.line(("rules", 0, "target")) == 5
+    assert p.line(("rules", 1)) == 6 and p.line(("rules", 1, "match")) == 7
+    assert p.line(("freeze", "my group", 0)) == 11
+    assert p.line(("rules", 1, "nope")) == 6  # nearest located parent
+    assert p.line(("rules", 1), key=True) == 6
+
+
+def test_yaml_lines_of_values_and_keys():
+    p = parse(YAML_TEXT, "f.yaml", "yaml")
+    assert p.line(("version",)) == 1
+    assert p.line(("rules", 0)) == 3 and p.line(("rules", 0, "target")) == 4
+    assert p.line(("rules", 1, "match")) == 6
+    assert p.line(("freeze",), key=True) == 8
+
+
+def test_json_path_format():
+    assert json_path(()) == "$"
+    assert json_path(("rules", 2, "target")) == "$.rules[2].target"
+    assert json_path(("freeze", "my group", 0)) == '$.freeze["my group"][0]'
+    assert json_path(("tables", "a-b")) == "$.tables.a-b"
+
+
+@pytest.mark.parametrize("text", ["{'a': 1}", '{"a": NaN}', '{"a": 1} // c', '{"a": 01}', "[1,]", '{"a" 1}', "[1 2]"])
+def test_json_is_strict(text):
+    with pytest.raises(RulesError) as info:
+        parse(text, "f.json", "json")
+    assert info.value.problems[0].line == 1 and "JSON syntax error" in info.value.problems[0].message
+
+
+def test_json_error_gives_line_and_column():
+    with pytest.raises(RulesError) as info:
+        parse('{\n  "a": 1,\n  "b" 2\n}', "f.json", "json")
+    (problem,) = info.value.problems
+    assert problem.line == 3 and "column 7" in problem.message
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values, st.sampled_from([None, 1, 2]))
+def test_json_parse_agrees_with_json_loads(value, indent):
+    text = json.dumps(value, indent=indent)
+    assert parse(text, "f.json", "json").data == json.loads(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(json_values)
+def test_yaml_parse_agrees_with_safe_load(value):
+    text = yaml.safe_dump(value)
+    assert parse(text, "f.yaml", "yaml").data == yaml.safe_load(text)
+
+
+@pytest.fixture(params=["libyaml", "pure-python"])
+def yaml_backend(request, monkeypatch):
+    """Run a test with PyYAML's libyaml event parser and again with its pure-Python one."""
+    from mapper_core import safe_yaml
+
+    if request.param == "pure-python":
+        monkeypatch.setattr(yaml, "__with_libyaml__", False)
+    elif not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml")
+    safe_yaml._make_loader.cache_clear()
+    yield request.param
+    safe_yaml._make_loader.cache_clear()
+
+
+def test_both_yaml_backends_give_data_lines_and_refusals(yaml_backend):
+    p = parse(YAML_TEXT, "f.yaml", "yaml")
+    assert p.data == yaml.safe_load(YAML_TEXT) and p.line(("rules", 1, "target")) == 7
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [" + ", ".join([f"*{prev}"] * 10) + "]\n" for prev, n in zip("abcdefg", "bcdefgh")
+    )
+    with pytest.raises(RulesError, match="alias bomb"):
+        parse(bomb, "bomb.yaml", "yaml")
+    with pytest.raises(RulesError, match="nest"):
+        parse("a: " + "[" * 300 + "]" * 300, "deep.yaml", "yaml")
+    with pytest.raises(RulesError) as info:
+        parse("a: [1\nb: 2\n", "bad.yaml", "yaml")
+    assert info.value.problems[0].line in (2, 3) and "YAML syntax error" in info.value.problems[0].message
+    tagged = parse("a: !!python/name:os.system ''\n", "tag.yaml", "yaml")
+    assert tagged.data == {"a": None} and "not allowed" in tagged.problems[0].message
