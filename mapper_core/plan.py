@@ -19,6 +19,7 @@ class Mapped:
     dtype: str
     shape: tuple[int, ...]
     target_shape: tuple[int, ...] | None = None  # None when no target specs were given
+    target_dtype: str | None = None  # from the target specs; a dtype difference is not a mismatch
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class Plan:
             "target": self.target_origin,
             "mapped": [
                 {"source": m.source, "target": m.target, "rule": m.rule, "dtype": m.dtype,
-                 "shape": list(m.shape), "target_shape": _list(m.target_shape)}
+                 "shape": list(m.shape), "target_shape": _list(m.target_shape), "target_dtype": m.target_dtype}
                 for m in self.mapped
             ],
             "skipped": [{"source": s.source, "pattern": s.pattern, "rule": s.rule} for s in self.skipped],

@@ -30,7 +30,7 @@ class Field:
         if self.table is not None:
             return tables[self.table].get(value)
         if self.offset:
-            if not value.isdigit():
+            if not value.isdecimal():  # isdigit() also admits "²", which int() rejects
                 return None
             shifted = int(value) + self.offset
             return str(shifted) if shifted >= 0 else None

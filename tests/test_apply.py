@@ -1,0 +1,102 @@
+"""apply: state dict, module loading, freeze groups and optimizer param groups."""
+import pytest
+import torch
+from torch import nn
+
+from mapper_core.apply import (apply_to_module, apply_to_state_dict, module_specs, param_groups,
+                               set_frozen)
+from mapper_core.errors import BadInputError, PlanError
+from mapper_core.planner import make_plan
+from mapper_core.ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
+from mapper_core.torch_dtypes import spec_of
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+        self.head = nn.Linear(3, 2)
+
+
+RULES = RuleSet(
+    name="t",
+    rules=(Rule(0, r"trunk\.(\d+)\.(\w+)", "body.{1}.{2}"),),
+    skip=(SkipPattern(r"fc\..*"),),
+    freeze=(FreezeGroup("pretrained", (r"body\..*",)),),
+    param_groups=(ParamGroup("pretrained", (r"body\..*",), options={"lr": 1e-5}),
+                  ParamGroup("new", default=True, options={"lr": 1e-3})),
+)
+
+
+def source_state():
+    g = torch.Generator().manual_seed(0)
+    src = {f"trunk.{k}": v for k, v in Net().body.state_dict().items()}
+    src = {k: (torch.randn(v.shape, generator=g) if v.is_floating_point() else v + 7) for k, v in src.items()}
+    src["fc.weight"] = torch.randn(2, 3, generator=g)
+    return src
+
+
+def plan_for(src, model):
+    return make_plan({k: spec_of(v) for k, v in src.items()}, RULES, module_specs(model))
+
+
+def test_apply_to_module_loads_every_planned_tensor_and_reports_missing():
+    src, model = source_state(), Net()
+    result = apply_to_module(plan_for(src, model), model, src)
+    assert set(result.loaded) == {f"body.{k[6:]}" for k in src if k.startswith("trunk.")}
+    assert set(result.missing) == {"head.weight", "head.bias"}
+    assert result.unexpected == () and result.mismatched == ()
+    assert torch.equal(model.body[0].weight, src["trunk.0.weight"])
+    assert torch.equal(model.body[1].running_var, src["trunk.1.running_var"])
+    assert int(model.body[1].num_batches_tracked) == int(src["trunk.1.num_batches_tracked"])
+
+
+def test_apply_to_state_dict_renames_and_leaves_skipped_out():
+    src = source_state()
+    out = apply_to_state_dict(plan_for(src, Net()), src)
+    assert set(out) == {"body." + k[len("trunk."):] for k in src if k.startswith("trunk.")}
+    assert out["body.0.bias"] is src["trunk.0.bias"]
+
+
+def test_plan_with_mismatch_is_refused_before_anything_is_copied():
+    src, model = source_state(), Net()
+    src["trunk.0.weight"] = torch.zeros(5, 4)
+    before = model.body[0].bias.clone()
+    with pytest.raises(PlanError, match="mapper plan"):
+        apply_to_module(plan_for(src, model), model, src)
+    assert torch.equal(model.body[0].bias, before)
+
+
+def test_freeze_group_freezes_only_matching_parameters_and_unfreezes():
+    model = Net()
+    names = set_frozen(model, RULES, ["pretrained"])
+    assert names == ["body.0.bias", "body.0.weight", "body.1.bias", "body.1.weight"]
+    assert [p.requires_grad for p in model.head.parameters()] == [True, True]
+    assert not any(p.requires_grad for p in model.body.parameters())
+    set_frozen(model, RULES, None, frozen=False)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_unknown_freeze_group_is_a_clear_error():
+    with pytest.raises(BadInputError, match="no freeze group 'nope'.*pretrained"):
+        set_frozen(Net(), RULES, ["nope"])
+
+
+def test_param_groups_carry_declared_options_and_cover_every_parameter():
+    model = Net()
+    groups = param_groups(model, RULES)
+    assert [(g["name"], g["lr"]) for g in groups] == [("pretrained", 1e-5), ("new", 1e-3)]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.head.parameters()}
+    over = param_groups(model, RULES, overrides={"new": {"lr": 0.5}})
+    assert over[1]["lr"] == 0.5
+    opt = torch.optim.SGD(groups, lr=0.1)
+    assert [g["lr"] for g in opt.param_groups] == [1e-5, 1e-3]
+
+
+def test_param_groups_without_default_keep_the_rest_in_their_own_group():
+    rules = RuleSet(name="t", rules=(), param_groups=(ParamGroup("body", (r"body\..*",), options={"lr": 1.0}),))
+    groups = param_groups(Net(), rules)
+    assert [g["name"] for g in groups] == ["body", "rest"] and "lr" not in groups[1]
+    with pytest.raises(BadInputError, match="no param group named nope"):
+        param_groups(Net(), rules, overrides={"nope": {"lr": 1}})

@@ -1,0 +1,123 @@
+"""The prefix index gives exactly the answers of the naive first-full-match loop."""
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mapper_core.matcher import Matcher, literal_prefix, literal_suffix, naive_full_matches, prefix_tokens
+
+# (pattern piece, strategy for a string it matches). Digits include "٣" (Arabic-Indic three,
+# matched by \d) and keys may hold "²" (isdigit but not decimal) to probe digit-run handling.
+PIECES = [
+    ("a", st.just("a")), ("b", st.just("b")), (r"\.", st.just(".")), ("1", st.just("1")), ("7", st.just("7")),
+    ("_", st.just("_")), (r"\d+", st.text("0127٣", min_size=1, max_size=3)), (r"\d", st.sampled_from("19٣")),
+    ("[0-9]+", st.text("0129", min_size=1, max_size=3)), ("[1-3]", st.sampled_from("123")),
+    ("[ab]", st.sampled_from("ab")), ("(a|b)", st.sampled_from("ab")), ("(?:ab)?", st.sampled_from(["", "ab"])),
+    (".*", st.text("ab.1_", max_size=3)), (r"\w+", st.text("ab1_٣", min_size=1, max_size=3)),
+    ("a*", st.text("a", max_size=2)), (r"(\d+)", st.text("0127", min_size=1, max_size=2)),
+    ("(?:1|12)", st.sampled_from(["1", "12"])), ("[^.]+", st.text("ab1", min_size=1, max_size=2)),
+    ("(?i:a)", st.sampled_from("aA")), (r"\d*", st.text("12", max_size=2)), ("(?:b1)", st.just("b1")),
+    (r"(?:\d)+", st.text("12", min_size=1, max_size=2)), ("(?=a)", st.just("")), ("$", st.just("")),
+    ("^", st.just("")), ("1{2}", st.just("11")), (r"(a)\.(?:\1)", st.just("a.a")),
+]
+
+
+@st.composite
+def pattern_and_samples(draw):
+    idx = draw(st.lists(st.integers(0, len(PIECES) - 1), max_size=6))
+    text = "".join(PIECES[i][0] for i in idx)
+    prefix = draw(st.sampled_from(["", "", "", "(?i)", "(?x)"]))
+    if prefix == "(?x)":
+        text = text.replace(r"\.", r"[.]")  # keep the verbose variant meaningful, no spaces inside
+    return prefix + text, [PIECES[i][1] for i in idx]
+
+
+@st.composite
+def rules_and_keys(draw):
+    drawn = draw(st.lists(pattern_and_samples(), min_size=1, max_size=8))
+    patterns = [re.compile(p) for p, _ in drawn]
+    keys = []
+    for _ in range(draw(st.integers(1, 6))):
+        if draw(st.booleans()):
+            _, samples = drawn[draw(st.integers(0, len(drawn) - 1))]
+            key = "".join(draw(s) for s in samples)
+            if draw(st.integers(0, 3)) == 0 and key:  # a near miss: drop or add one character
+                pos = draw(st.integers(0, len(key) - 1))
+                key = key[:pos] + key[pos + 1:] if draw(st.booleans()) else key[:pos] + draw(st.sampled_from("a.1²٣")) + key[pos:]
+        else:
+            key = draw(st.text("ab.17_٣²A", max_size=8))
+        keys.append(key)
+    return patterns, keys
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(rules_and_keys())
+def test_index_agrees_with_the_naive_loop(case):
+    patterns, keys = case
+    matcher = Matcher(patterns)
+    for key in keys:
+        expected = naive_full_matches(patterns, key)
+        assert [i for i, _ in matcher.full_matches(key)] == expected
+        assert set(expected) <= set(matcher.candidates(key))
+        first = matcher.first(key)
+        assert (first[0] if first else None) == (expected[0] if expected else None)
+
+
+@pytest.mark.parametrize("patterns, key, expected", [
+    ([r"model\.layers\.(\d+)\.block1\.(\w+)", r"model\.layers\.(\d+)\.block17\.(\w+)"], "model.layers.3.block17.x", [1]),
+    ([r"model\.layers\.(\d+)\.block1\.(\w+)", r"model\.layers\.(\d+)\.block17\.(\w+)"], "model.layers.3.block1.x", [0]),
+    ([r"a(\d+)\.", r"a1(\d+)\."], "a123.", [0, 1]),  # literal digits before a run join the run
+    ([r"(\d+)\.x", r"\d\d\.x"], "٣4.x", [0, 1]),  # \d is Unicode-decimal, like the run index
+    ([r"(\d+)\.x"], "²4.x", []),  # '²' is a digit to isdigit() but not to \d
+    ([r"(?i)abc", r"ABC"], "aBc", [0]),
+    ([r"(?:netfc|netcnn)(aud|lip)\..*", r"netcnnaud\..*"], "netcnnaud.0", [0, 1]),
+    ([r".*\.num_batches_tracked", r"x\..*"], "x.num_batches_tracked", [0, 1]),
+    ([r"(?x) a \. b"], "a.b", [0]),
+    ([r"^a\.(\d+)$"], "a.12", [0]),
+])
+def test_hand_picked_cases(patterns, key, expected):
+    compiled = [re.compile(p) for p in patterns]
+    assert [i for i, _ in Matcher(compiled).full_matches(key)] == expected == naive_full_matches(compiled, key)
+
+
+@pytest.mark.parametrize("pattern, prefix", [
+    (r"netcnnaud\.(\d+)\.(.+)", "netcnnaud."),
+    (r"netcnn(aud|lip)\..*", "netcnn"),
+    (r"(a|b)x", ""),
+    (r"(?i)abc", ""),
+    (r"(?:ab)?c", ""),
+    (r"[ab]c", ""),
+    (r"ab*", "a"),
+    (r"(ab)(cd)\.", "abcd."),
+    (r"(?i:ab)c", ""),
+    (r"\.\*\\", ".*\\"),
+])
+def test_literal_prefix(pattern, prefix):
+    assert literal_prefix(re.compile(pattern)) == prefix
+
+
+def test_a_digit_run_is_kept_only_when_a_non_digit_literal_follows():
+    digits = prefix_tokens(re.compile(r"x(\d+)\.y"))[1]
+    assert prefix_tokens(re.compile(r"model\.(\d+)\.b17\.(\w+)")) == ("model.", digits, ".b17.")
+    assert prefix_tokens(re.compile(r"x(\d+)")) == ("x",)  # where the run ends is unknown
+    assert prefix_tokens(re.compile(r"x\d*\.")) == ("x",)  # \d* may be empty: not a run
+
+
+@pytest.mark.parametrize("pattern, suffix", [
+    (r".*\.num_batches_tracked", ".num_batches_tracked"),
+    (r".*(\.bias)$", ".bias"),
+    (r".*\d", ""),
+    (r"(?i).*abc", ""),
+    (r".*x?", ""),
+])
+def test_literal_suffix(pattern, suffix):
+    assert literal_suffix(re.compile(pattern)) == suffix
+
+
+def test_many_rules_share_a_prefix_yet_few_are_tried():
+    patterns = [re.compile(rf"model\.layers\.(\d+)\.block{j}\.(\w+)\.weight") for j in range(300)]
+    patterns.append(re.compile(r".*\.bias"))
+    matcher = Matcher(patterns)
+    assert matcher.candidates("model.layers.12.block42.attn.weight") == [42]
+    assert matcher.candidates("model.layers.12.block42.attn.bias") == [42, 300]
