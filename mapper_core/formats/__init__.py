@@ -1,0 +1,46 @@
+"""Built-in checkpoint formats. Importing this package does not import torch.
+
+Reader options (``trust_pickle``, ``unwrap``, ``strip_prefix``) may be passed to every
+built-in format's ``open``; formats they do not concern ignore them, so a caller need not
+know the format in advance.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .base import Format, Reader, choose_format
+from .safetensors_format import SUFFIXES as _ST_SUFFIXES
+from .safetensors_format import open_safetensors, sniff_safetensors
+from .spec_json import SUFFIXES as _SPEC_SUFFIXES
+from .spec_json import open_spec_json, sniff_spec_json
+from .torch_format import SUFFIXES as _TORCH_SUFFIXES
+from .torch_format import open_torch, sniff_torch
+
+TORCH_OPTIONS = {
+    "trust_pickle": "load with weights_only=False (runs code in the file; warns)",
+    "unwrap": "dotted path of the state dict inside the checkpoint ('' = top level)",
+    "strip_prefix": "key prefix to strip ('' = none; default strips 'module.' when every key has it)",
+}
+
+
+def builtin_formats() -> list[Format]:
+    """The built-in formats, in priority order."""
+    return [
+        Format("safetensors", _ST_SUFFIXES, open_safetensors, sniff_safetensors,
+               "safetensors, single file or sharded (*.safetensors.index.json); read lazily"),
+        Format("torch", _TORCH_SUFFIXES, open_torch, sniff_torch,
+               "torch.save pickles, zip or legacy; loaded with weights_only=True", dict(TORCH_OPTIONS)),
+        Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
+               "JSON of key → {dtype, shape}; headers only, no tensor data"),
+    ]
+
+
+def open_checkpoint(path: str | Path, format: str | None = None,
+                    formats: Sequence[Format] | None = None, **options: Any) -> Reader:
+    """Open ``path`` with the named format, else the detected one (built-in formats by default)."""
+    fmt = choose_format(path, builtin_formats() if formats is None else formats, format)
+    return fmt.open(Path(path), **options)
+
+
+__all__ = ["Format", "Reader", "builtin_formats", "choose_format", "open_checkpoint"]
