@@ -1,0 +1,1 @@
+"""An example outside plugin for mapper-core (used by the tests)."""
