@@ -1,0 +1,130 @@
+"""The engine's CLI through the real console script: validate, plan, explain and their exit codes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rules"
+MAPPER = Path(sys.executable).with_name("mapper")
+
+
+def mapper(*args, cwd=None):
+    cmd = [str(MAPPER)] if MAPPER.exists() else [sys.executable, "-m", "mapper_core"]
+    env = {**os.environ, "MAPPER_PLUGINS": ""}
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+RULES = """\
+version: 1
+name: cli-demo
+rules:
+  - match: 'enc\\.(\\d+)\\.(weight|bias)'
+    target: 'encoder.layers.{1}.{2}'
+  - match: 'dup\\.(\\d+)\\.weight'
+    target: 'encoder.layers.{1}.weight'
+  - match: 'never\\..*'
+    target: 'x'
+skip:
+  - 'fc\\..*'
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    source = {
+        "enc.0.weight": torch.ones(4, 2), "enc.0.bias": torch.zeros(4), "enc.1.weight": torch.ones(3, 4),
+        "fc.weight": torch.ones(2, 3), "other.weight": torch.ones(1),
+    }
+    save_file(source, tmp_path / "source.safetensors")
+    target = {"encoder.layers.0.weight": torch.ones(4, 2), "encoder.layers.0.bias": torch.zeros(4),
+              "encoder.layers.1.weight": torch.ones(3, 4), "head.weight": torch.ones(2, 3)}
+    save_file(target, tmp_path / "target.safetensors")
+    save_file({**source, "dup.0.weight": torch.ones(4, 2)}, tmp_path / "collide.safetensors")
+    return tmp_path
+
+
+def test_validate_good_file_exits_zero():
+    r = mapper("validate", FIXTURES / "good.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "valid rules 'example'" in r.stdout and "4 rules" in r.stdout
+
+
+@pytest.mark.parametrize(("name", "lines"), [("three-mistakes.yaml", [7, 8, 11]), ("three-mistakes.json", [7, 10, 15])])
+def test_validate_lists_all_three_planted_mistakes_with_lines(name, lines):
+    r = mapper("validate", FIXTURES / name)
+    assert r.returncode == 2
+    problems = [ln for ln in r.stderr.splitlines() if f"{name}:" in ln]
+    assert [int(p.split(":")[1]) for p in problems] == lines, r.stderr
+    assert "on_shape_mismtach" in problems[0]
+    assert "rules[1].match" in problems[1]
+    assert "kind" in problems[2]
+    js = mapper("validate", FIXTURES / name, "--json")
+    assert js.returncode == 2 and [p["line"] for p in json.loads(js.stdout)["problems"]] == lines
+
+
+def test_plan_json_gives_exactly_the_expected_sets(files):
+    r = mapper("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+               "--target", files / "target.safetensors", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert {(m["source"], m["target"]) for m in plan["mapped"]} == {
+        ("enc.0.weight", "encoder.layers.0.weight"), ("enc.0.bias", "encoder.layers.0.bias"),
+        ("enc.1.weight", "encoder.layers.1.weight")}
+    assert [(s["source"], s["pattern"]) for s in plan["skipped"]] == [("fc.weight", "fc\\..*")]
+    assert plan["unmatched"] == ["other.weight"]
+    assert plan["uninitialized"] == ["head.weight"]
+    assert plan["collisions"] == [] and plan["mismatched"] == []
+    assert [u["rule"] for u in plan["unused_rules"]] == [1, 2]
+    assert plan["summary"]["target_filled"] == 0.75
+
+
+def test_strict_fails_on_unmatched_and_uninitialized(files):
+    r = mapper("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+               "--target", files / "target.safetensors", "--strict")
+    assert r.returncode == 1
+    assert "Unmatched source keys (1)" in r.stdout and "Uninitialized target keys (1)" in r.stdout
+
+
+def test_collision_exits_one_and_is_called_out_first(files):
+    r = mapper("plan", files / "rules.yaml", "--source", files / "collide.safetensors")
+    assert r.returncode == 1
+    assert r.stdout.index("collision: 2 sources map to 'encoder.layers.0.weight'") < r.stdout.index("Rule 0:")
+    js = json.loads(mapper("plan", files / "rules.yaml", "--source", files / "collide.safetensors", "--json").stdout)
+    assert js["collisions"] == [{"target": "encoder.layers.0.weight", "sources": ["dup.0.weight", "enc.0.weight"],
+                                 "rules": [1, 0]}]  # source (file) order
+
+
+def test_bad_inputs_exit_two_naming_the_file(files):
+    missing = mapper("plan", files / "rules.yaml", "--source", files / "nope.safetensors")
+    assert missing.returncode == 2 and "nope.safetensors" in missing.stderr
+    (files / "broken.safetensors").write_bytes(b"\x10\x00\x00")
+    broken = mapper("plan", files / "rules.yaml", "--source", files / "broken.safetensors")
+    assert broken.returncode == 2 and "broken.safetensors" in broken.stderr
+    unknown = mapper("plan", "no-such-plugin:rules", "--source", files / "source.safetensors")
+    assert unknown.returncode == 2 and "mapper rules" in unknown.stderr
+
+
+def test_explain_names_winner_and_losers(files):
+    r = mapper("explain", files / "rules.yaml", "--source", files / "collide.safetensors", "fc.weight", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["key"] == "fc.weight" and data["outcome"] == "skipped"
+    text = mapper("explain", files / "rules.yaml", "--source", files / "source.safetensors", "enc.1.weight").stdout
+    assert "rule 0" in text and "encoder.layers.1.weight" in text
+
+
+def test_header_only_commands_do_not_import_torch(files):
+    code = ("import sys; from mapper_core.cli import main; "
+            f"rc = main(['plan', {str(files / 'rules.yaml')!r}, '--source', {str(files / 'source.safetensors')!r}, '--json']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print('rc', rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "MAPPER_PLUGINS": ""})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("rc 0")
