@@ -2,7 +2,8 @@
 
 Plans 100,000 source keys (with target specs, so shapes are checked) against rule sets of
 10 and 1,000 rules and prints seconds, the 1000/10 ratio and the naive loop's time, next
-to the goals of issue 2: ≤ 1 s for 1,000 rules, ratio ≤ 3.
+to the goals of issue 2: ≤ 1 s for 1,000 rules, ratio ≤ 3; then the wall time of
+`mapper validate` and `mapper plan` on a safetensors file (goal ≤ 0.3 s each).
 
 Every measurement is a function returning a ``Row``; add more (e.g. CLI wall times) to
 ``MEASUREMENTS`` or call ``main(extra=[...])``.
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,8 +159,52 @@ def measure_planning(repeat: int) -> list[Row]:
     return rows
 
 
-# Measurements to run, in order. The lead can append e.g. CLI wall-time functions here.
-MEASUREMENTS: list[Callable[[int], list[Row]]] = [measure_planning]
+CLI_GOAL_SECONDS = 0.3
+CLI_RULES = """\
+version: 1
+name: bench-cli
+rules:
+  - match: 'enc\\.(\\d+)\\.(weight|bias)'
+    target: 'encoder.layers.{1}.{2}'
+skip:
+  - 'head\\..*'
+"""
+
+
+def wall(cmd: list[str], repeat: int) -> float:
+    """Best wall time of a command run in a fresh process (it must exit 0 or 1)."""
+    def once() -> None:
+        done = subprocess.run(cmd, capture_output=True)
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.decode()}")
+    return best_of(once, repeat)
+
+
+def measure_cli(repeat: int) -> list[Row]:
+    """`mapper validate` and `mapper plan` on a 1,000-tensor safetensors file, start to finish."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    mapper = str(Path(sys.executable).with_name("mapper"))
+    with tempfile.TemporaryDirectory() as tmp:
+        rules, source = Path(tmp) / "rules.yaml", Path(tmp) / "source.safetensors"
+        rules.write_text(CLI_RULES)
+        tensors = {f"enc.{i}.weight": np.zeros((16, 16), np.float32) for i in range(990)}
+        tensors.update({f"head.{i}.bias": np.zeros(16, np.float32) for i in range(10)})
+        save_file(tensors, source)
+        python = wall([sys.executable, "-c", "pass"], repeat)
+        rows = [Row("python -c pass (interpreter start-up, baseline)", python)]
+        for name, cmd in (("mapper validate RULES", [mapper, "validate", str(rules)]),
+                          ("mapper plan RULES --source 1,000-tensor file",
+                           [mapper, "plan", str(rules), "--source", str(source), "--json"])):
+            seconds = wall(cmd, repeat)
+            rows.append(Row(name, seconds, f"<= {CLI_GOAL_SECONDS:g} s", seconds <= CLI_GOAL_SECONDS,
+                            f"{seconds / python:.1f}x interpreter start-up"))
+    return rows
+
+
+# Measurements to run, in order.
+MEASUREMENTS: list[Callable[[int], list[Row]]] = [measure_planning, measure_cli]
 
 
 def render(rows: list[Row]) -> str:
