@@ -65,3 +65,9 @@ class PlanError(MapperError):
     def __init__(self, message: str, plan: object | None = None):
         super().__init__(message)
         self.plan = plan
+
+
+class VerifyError(MapperError):
+    """``--verify`` found an output tensor that differs from its source. Exit code 1; nothing is written."""
+
+    exit_code = 1

@@ -1,0 +1,173 @@
+"""mapper convert, through the real console script (and in-process for the progress bar)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from mapper_core.atomic import Terminated
+from mapper_core.cli import main
+from mapper_core.cli.context import Context
+from mapper_core.cli.convert import _progress
+
+BIN = Path(sys.executable).parent / "mapper"
+
+RULES = """\
+version: 1
+name: cli-renamer
+rules:
+  - match: 'enc\\.(.+)'
+    target: 'encoder.{1}'
+skip: ['aux\\..*']
+"""
+
+
+def mapper(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning:torch"}
+    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def src(tmp_path):
+    path = tmp_path / "src.safetensors"
+    save_file({"enc.weight": torch.randn(4, 4), "enc.bias": torch.randn(4), "aux.step": torch.tensor(3)}, str(path))
+    return path
+
+
+@pytest.fixture
+def rules(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def test_plain_conversion(tmp_path, src):
+    out = tmp_path / "out.safetensors"
+    proc = mapper("convert", src, out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}: 3 tensors" in proc.stdout and "byte-copy" in proc.stdout
+    assert proc.stderr == ""  # not a terminal: no progress bar
+    assert set(load_file(str(out))) == {"enc.weight", "enc.bias", "aux.step"}
+
+
+def test_rules_json_and_verify(tmp_path, src, rules):
+    out = tmp_path / "out.safetensors"
+    proc = mapper("convert", src, out, "--rules", rules, "--verify", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["tensors"] == 2 and result["left_behind"] == 1 and result["checked"] == 2
+    assert result["rules"] == "cli-renamer" and len(result["rules_sha256"]) == 64
+    assert set(load_file(str(out))) == {"encoder.weight", "encoder.bias"}
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata()["mapper.rules"] == "cli-renamer"
+
+
+def test_plan_errors_exit_1_and_write_nothing(tmp_path, src):
+    bad = tmp_path / "collide.yaml"
+    bad.write_text("version: 1\nname: c\nrules:\n  - match: 'enc\\.(weight|bias)'\n    target: 'same'\n")
+    proc = mapper("convert", src, tmp_path / "out.safetensors", "--rules", bad)
+    assert proc.returncode == 1
+    assert "collision" in proc.stderr and "nothing was written" in proc.stderr
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_strict_exits_1_on_unmatched_keys(tmp_path, src):
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("version: 1\nname: p\nrules:\n  - match: 'enc\\.(.+)'\n    target: 'e.{1}'\n")
+    proc = mapper("convert", src, tmp_path / "out.safetensors", "--rules", partial, "--strict")
+    assert proc.returncode == 1 and "unmatched: aux.step" in proc.stderr
+
+
+@pytest.mark.parametrize("case", ["exists", "is source", "bad size", "bad rules", "bad suffix"])
+def test_bad_input_exits_2(tmp_path, src, case):
+    out = tmp_path / "out.safetensors"
+    args = ["convert", src, out]
+    if case == "exists":
+        out.write_bytes(b"keep me")
+    elif case == "is source":
+        args = ["convert", src, src, "--force"]
+    elif case == "bad size":
+        args += ["--max-shard-size", "huge"]
+    elif case == "bad rules":
+        (tmp_path / "r.yaml").write_text("version: 1\nname: x\nrules: 3\n")
+        args += ["--rules", tmp_path / "r.yaml"]
+    else:
+        args = ["convert", src, tmp_path / "out.pt"]
+    proc = mapper(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("mapper: error:")
+    if case == "exists":
+        assert out.read_bytes() == b"keep me" and "--force" in proc.stderr
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_force_replaces(tmp_path, src):
+    out = tmp_path / "out.safetensors"
+    out.write_bytes(b"old")
+    assert mapper("convert", src, out, "--force").returncode == 0
+    assert len(load_file(str(out))) == 3
+
+
+def test_max_shard_size(tmp_path, src):
+    proc = mapper("convert", src, tmp_path / "model.safetensors", "--max-shard-size", "64B", "--json")
+    assert proc.returncode == 0, proc.stderr
+    paths = json.loads(proc.stdout)["paths"]
+    assert paths[-1].endswith("model.safetensors.index.json") and len(paths) == 3  # 8+16 B, then 64 B
+    assert all(Path(p).exists() for p in paths)
+
+
+def test_unsafe_pickle_is_refused_and_trust_pickle_warns(tmp_path):
+    pt = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "config": Path("x")}, pt)  # Path needs unsafe unpickling
+    proc = mapper("convert", pt, tmp_path / "o.safetensors")
+    assert proc.returncode == 2 and "--trust-pickle" in proc.stderr
+    assert not (tmp_path / "o.safetensors").exists()
+    proc = mapper("convert", pt, tmp_path / "o.safetensors", "--trust-pickle")
+    assert proc.returncode == 0, proc.stderr
+    assert "mapper: warning:" in proc.stderr and "trust_pickle" in proc.stderr
+    assert torch.equal(load_file(str(tmp_path / "o.safetensors"))["w"], torch.ones(2))
+
+
+def test_sigterm_exits_143(tmp_path, src, monkeypatch, capsys):
+    import mapper_core.convert as convert_mod
+
+    def terminated(*args, **kwargs):
+        raise Terminated()
+
+    monkeypatch.setattr(convert_mod, "convert", terminated)
+    assert main(["convert", str(src), str(tmp_path / "o.safetensors")]) == 143
+    assert "terminated; nothing was written" in capsys.readouterr().err
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet, tty, shown", [(False, True, True), (True, True, False), (False, False, False)])
+def test_progress_bar_only_on_a_terminal_and_not_quiet(quiet, tty, shown):
+    err = FakeTerminal() if tty else io.StringIO()
+    ctx = Context(out=io.StringIO(), err=err)
+    with _progress(ctx, quiet=quiet) as update:
+        if update is not None:
+            update(50 << 20, 100 << 20, "k")
+            update(100 << 20, 100 << 20, "k")
+    assert (update is not None) == shown
+    if shown:
+        assert "converting" in err.getvalue()
+
+
+def test_the_command_converts_safetensors_without_importing_torch(tmp_path, src, rules):
+    code = ("import sys; from mapper_core.cli import main; "
+            f"code = main(['convert', {str(src)!r}, {str(tmp_path / 'o.safetensors')!r}, '--rules', {str(rules)!r}]); "
+            "print(code, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 False"

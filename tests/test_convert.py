@@ -1,0 +1,442 @@
+"""convert(): plain conversion, plans, shards, provenance, aliases, round trips, safe output."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from mapper_core import __version__
+from mapper_core.atomic import TEMP_SUFFIX
+from mapper_core.convert import ConvertResult, convert
+from mapper_core.errors import BadInputError, CheckpointError, OutputExistsError, PlanError, VerifyError
+from mapper_core.formats import open_checkpoint
+from mapper_core.formats.aliases import ALIASES_KEY, load_safetensors
+from mapper_core.planner import make_plan
+from mapper_core.rules import load_rules
+from mapper_core.torch_dtypes import NAME_TO_TORCH
+
+RULES = """\
+version: 1
+name: renamer
+rules:
+  - match: 'enc\\.(\\d+)\\.(weight|bias)'
+    target: 'encoder.layers.{1}.{2}'
+  - match: 'head\\.(.+)'
+    target: 'classifier.{1}'
+skip:
+  - 'aux\\..*'
+"""
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().reshape(-1).view(torch.uint8)
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(bits(a), bits(b))
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def weights():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "enc.0.weight": torch.randn(8, 4, generator=g), "enc.0.bias": torch.randn(8, generator=g),
+        "enc.1.weight": torch.randn(8, 8, generator=g).half(), "enc.1.bias": torch.randn(8, generator=g).half(),
+        "head.weight": torch.randn(2, 8, generator=g), "aux.counter": torch.tensor(7),
+    }
+
+
+@pytest.fixture
+def st_src(tmp_path, weights):
+    path = tmp_path / "src.safetensors"
+    save_file(weights, str(path), metadata={"format": "pt", "origin": "unit test"})
+    return path
+
+
+@pytest.fixture
+def rules(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return load_rules(path)
+
+
+def plan_for(reader, ruleset):
+    return make_plan(reader.specs(), ruleset, source_origin=str(reader.path))
+
+
+# --- safetensors → safetensors ---------------------------------------------------------------
+
+def test_plain_conversion_copies_every_tensor_and_records_provenance(tmp_path, st_src, weights):
+    out = tmp_path / "out.safetensors"
+    result = convert(st_src, out)
+    loaded = load_file(str(out))
+    assert set(loaded) == set(weights) and all(same_bits(loaded[k], t) for k, t in weights.items())
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "pt" and meta["origin"] == "unit test"
+    assert meta["mapper.version"] == __version__
+    assert meta["mapper.source"] == "src.safetensors"
+    assert meta["mapper.source_sha256"] == sha256(st_src) == result.source_sha256
+    assert "mapper.rules" not in meta
+    assert result.method == "byte-copy" and result.tensors == 6 and result.checked is None
+    assert result.file_bytes == out.stat().st_size and result.paths == (str(out),)
+
+
+def test_rules_rename_and_skip_and_name_the_rules_in_metadata(tmp_path, st_src, weights, rules):
+    out = tmp_path / "out.safetensors"
+    with open_checkpoint(st_src) as reader:
+        result = convert(st_src, out, reader=reader, plan=plan_for(reader, rules), rules_sha256=rules.sha256,
+                         verify=True)
+    loaded = load_file(str(out))
+    assert sorted(loaded) == ["classifier.weight", "encoder.layers.0.bias", "encoder.layers.0.weight",
+                              "encoder.layers.1.bias", "encoder.layers.1.weight"]
+    assert same_bits(loaded["encoder.layers.1.weight"], weights["enc.1.weight"])
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["mapper.rules"] == "renamer"
+    assert meta["mapper.rules_sha256"] == hashlib.sha256(RULES.encode()).hexdigest()
+    assert result.left_behind == 1 and result.checked == 5 and result.rules == "renamer"
+    json.dumps(result.to_dict())  # the --json output
+
+
+def test_the_byte_copy_path_never_imports_torch(tmp_path, st_src, rules):
+    code = textwrap.dedent(f"""
+        import sys
+        from mapper_core.convert import convert
+        from mapper_core.formats import open_checkpoint
+        from mapper_core.planner import make_plan
+        from mapper_core.rules import load_rules
+        reader = open_checkpoint({str(st_src)!r})
+        plan = make_plan(reader.specs(), load_rules({str(rules.origin)!r}))
+        convert({str(st_src)!r}, {str(tmp_path / 'out.safetensors')!r}, reader=reader, plan=plan)
+        print("torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_plan_with_errors_writes_nothing(tmp_path, st_src):
+    path = tmp_path / "collide.yaml"
+    path.write_text("version: 1\nname: c\nrules:\n  - match: 'enc\\.\\d+\\.(weight|bias)'\n    target: 'x.{1}'\n")
+    ruleset = load_rules(path)
+    before = files(tmp_path)
+    with open_checkpoint(st_src) as reader:
+        plan = plan_for(reader, ruleset)
+        with pytest.raises(PlanError, match="collision: enc.0.weight, enc.1.weight → x.weight"):
+            convert(st_src, tmp_path / "out.safetensors", reader=reader, plan=plan)
+    assert files(tmp_path) == before
+
+
+def test_strict_refuses_unmatched_keys(tmp_path, st_src):
+    path = tmp_path / "partial.yaml"
+    path.write_text("version: 1\nname: p\nrules:\n  - match: 'head\\.(.+)'\n    target: 'h.{1}'\n")
+    with open_checkpoint(st_src) as reader:
+        plan = plan_for(reader, load_rules(path))
+        with pytest.raises(PlanError, match="unmatched: enc.0.weight"):
+            convert(st_src, tmp_path / "out.safetensors", reader=reader, plan=plan, strict=True)
+        assert convert(st_src, tmp_path / "out.safetensors", reader=reader, plan=plan).tensors == 1
+
+
+def test_a_plan_made_for_another_file_is_refused(tmp_path, st_src, rules):
+    other = tmp_path / "other.safetensors"
+    save_file({"enc.0.weight": torch.zeros(3)}, str(other))
+    with open_checkpoint(other) as reader:
+        plan = plan_for(reader, rules)
+    with open_checkpoint(st_src) as reader:
+        with pytest.raises(CheckpointError, match="make the plan from this file"):
+            convert(st_src, tmp_path / "out.safetensors", reader=reader, plan=plan)
+
+
+# --- destinations -----------------------------------------------------------------------------
+
+def test_existing_output_needs_force(tmp_path, st_src, weights):
+    out = tmp_path / "out.safetensors"
+    out.write_bytes(b"old contents that are longer than nothing" * 100)
+    with pytest.raises(OutputExistsError, match="already exists"):
+        convert(st_src, out)
+    assert out.read_bytes().startswith(b"old")
+    convert(st_src, out, force=True)
+    assert set(load_file(str(out))) == set(weights)
+
+
+def test_the_source_and_its_shards_are_never_overwritten(tmp_path, st_src):
+    with pytest.raises(OutputExistsError, match="is the source"):
+        convert(st_src, st_src, force=True)
+    convert(st_src, tmp_path / "sharded.safetensors.index.json", max_shard_size=200)
+    shard = sorted(tmp_path.glob("sharded-00001-of-*.safetensors"))[0]
+    with pytest.raises(OutputExistsError, match="is the source"):
+        convert(tmp_path / "sharded.safetensors.index.json", shard, force=True)
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(st_src)
+    with pytest.raises(OutputExistsError, match="is the source"):
+        convert(st_src, link, force=True)
+
+
+def test_a_folder_destination_gets_model_safetensors_and_other_suffixes_are_refused(tmp_path, st_src):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert convert(st_src, folder).destination == str(folder / "model.safetensors")
+    with pytest.raises(BadInputError, match="must end with .safetensors"):
+        convert(st_src, tmp_path / "out.bin")
+
+
+# --- shards -----------------------------------------------------------------------------------
+
+def test_sharded_output_hugging_face_style(tmp_path, st_src, weights):
+    out = tmp_path / "model.safetensors"
+    result = convert(st_src, out, max_shard_size=300, verify=True)
+    index = tmp_path / "model.safetensors.index.json"
+    assert result.destination == str(index) and not out.exists()
+    body = json.loads(index.read_text())
+    shards = sorted(set(body["weight_map"].values()))
+    assert shards == [f"model-0000{i}-of-0000{len(shards)}.safetensors" for i in range(1, len(shards) + 1)]
+    assert len(shards) > 1 and body["metadata"]["total_size"] == sum(t.nbytes for t in weights.values())
+    assert body["metadata"]["mapper.source_sha256"] == sha256(st_src)
+    for name in shards:
+        assert sum(t.nbytes for t in load_file(str(tmp_path / name)).values()) <= 300
+    loaded = load_safetensors(index)
+    assert set(loaded) == set(weights) and all(same_bits(loaded[k], t) for k, t in weights.items())
+    with open_checkpoint(index) as reader:  # our own reader accepts it too
+        assert set(reader.specs()) == set(weights)
+    assert result.checked == len(weights) and result.paths[-1] == str(index)
+
+
+def test_a_tensor_larger_than_the_shard_size_goes_alone(tmp_path):
+    src = tmp_path / "src.safetensors"
+    save_file({"a": torch.zeros(10), "big": torch.zeros(100), "c": torch.zeros(10)}, str(src))
+    convert(src, tmp_path / "o.safetensors", max_shard_size="100B")
+    weight_map = json.loads((tmp_path / "o.safetensors.index.json").read_text())["weight_map"]
+    groups: dict[str, list[str]] = {}
+    for key, shard in weight_map.items():
+        groups.setdefault(shard, []).append(key)
+    assert ["big"] in groups.values() and len(groups) == 3
+
+
+def test_one_shard_is_enough_means_a_single_file_unless_an_index_is_asked_for(tmp_path, st_src):
+    assert convert(st_src, tmp_path / "one.safetensors", max_shard_size="1GB").paths == (str(tmp_path / "one.safetensors"),)
+    result = convert(st_src, tmp_path / "idx.safetensors.index.json")
+    assert [os.path.basename(p) for p in result.paths] == ["idx-00001-of-00001.safetensors", "idx.safetensors.index.json"]
+
+
+def test_a_sharded_source_converts_to_one_file_with_every_shard_hashed(tmp_path, st_src, weights):
+    convert(st_src, tmp_path / "in.safetensors.index.json", max_shard_size=300)
+    index = tmp_path / "in.safetensors.index.json"
+    out = tmp_path / "joined.safetensors"
+    result = convert(index, out, verify=True)
+    loaded = load_file(str(out))
+    assert all(same_bits(loaded[k], t) for k, t in weights.items())
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["mapper.source_sha256"] == sha256(index) == result.source_sha256
+    shard_hashes = json.loads(meta["mapper.source_shards_sha256"])
+    assert shard_hashes and all(sha256(tmp_path / name) == digest for name, digest in shard_hashes.items())
+    assert "total_size" not in meta
+
+
+# --- torch → safetensors ----------------------------------------------------------------------
+
+def random_bits(dtype, shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    size = torch.empty((), dtype=dtype).element_size()
+    raw = torch.randint(0, 256, (int(torch.Size(shape).numel()) * size,), dtype=torch.uint8, generator=g)
+    return (raw % 2 if dtype == torch.bool else raw).view(dtype).reshape(shape)
+
+
+LEGACY_CANNOT = {"F8_E4M3", "F8_E5M2", "U16", "U32", "U64"}  # torch's legacy format cannot save these
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_torch_round_trip_every_dtype_bit_exact(tmp_path, legacy):
+    tensors = {}
+    for i, (name, dtype) in enumerate(NAME_TO_TORCH.items()):
+        if legacy and name in LEGACY_CANNOT:
+            continue
+        tensors[f"{name}.matrix"] = random_bits(dtype, (5, 3), i)
+        tensors[f"{name}.scalar"] = random_bits(dtype, (), i + 100)
+        tensors[f"{name}.empty"] = torch.zeros(0, 3, dtype=dtype)
+    base = random_bits(torch.float32, (6, 4), 999)
+    tensors.update({"view.transposed": base.t(), "view.column": base[:, 1], "view.step": base[::2],
+                    "view.tail": base[3:], "special": torch.tensor([float("nan"), -0.0, float("-inf")])})
+    src = tmp_path / "m.pt"
+    torch.save(tensors, src, _use_new_zipfile_serialization=not legacy)
+    out = tmp_path / "m.safetensors"
+    result = convert(src, out, verify=True)
+    loaded = load_file(str(out))
+    assert set(loaded) == set(tensors)
+    for key, t in tensors.items():
+        assert same_bits(loaded[key], t), key
+    # zip files are memory-mapped: contiguous tensors are copied file to file, views go through memory
+    assert result.method == ("tensor" if legacy else "byte-copy+tensor") and result.checked == len(tensors)
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata()["mapper.source_sha256"] == sha256(src)
+
+
+def test_torch_checkpoint_with_rules(tmp_path, weights, rules):
+    src = tmp_path / "m.pt"
+    torch.save({"state_dict": weights, "epoch": 3}, src)
+    with open_checkpoint(src) as reader:
+        result = convert(src, tmp_path / "o.safetensors", reader=reader, plan=plan_for(reader, rules), verify=True)
+    loaded = load_file(str(tmp_path / "o.safetensors"))
+    assert same_bits(loaded["classifier.weight"], weights["head.weight"]) and "aux.counter" not in loaded
+    assert result.checked == 5
+
+
+# --- aliases ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def tied(tmp_path):
+    w = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    sd = {"embed.weight": w, "lm_head.weight": w, "also.tied": w, "row": w[2], "transposed": w.t(),
+          "free": torch.arange(3.0)}
+    path = tmp_path / "tied.pt"
+    torch.save(sd, path)
+    return path, sd
+
+
+def test_tied_weights_are_stored_once_and_restored_as_one_tensor(tmp_path, tied):
+    src, sd = tied
+    out = tmp_path / "tied.safetensors"
+    result = convert(src, out, verify=True)
+    stored = load_file(str(out))
+    assert sorted(stored) == ["embed.weight", "free", "row", "transposed"]  # views that differ get their own bytes
+    with safe_open(str(out), framework="pt") as f:
+        aliases = json.loads(f.metadata()[ALIASES_KEY])
+    assert aliases == {"also.tied": "embed.weight", "lm_head.weight": "embed.weight"}
+    assert result.aliases == 2 and result.tensors == 4 and result.tensor_bytes == (24 + 4 + 24 + 3) * 4
+    loaded = load_safetensors(out)
+    assert set(loaded) == set(sd)
+    assert loaded["lm_head.weight"] is loaded["embed.weight"] is loaded["also.tied"]
+    for key, t in sd.items():
+        assert same_bits(loaded[key], t), key
+    assert loaded["row"].data_ptr() != loaded["embed.weight"].data_ptr()  # a copy, not a view: documented
+
+
+def test_aliases_follow_the_plan_and_survive_a_skipped_canonical(tmp_path, tied):
+    src, sd = tied
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: t\nrules:\n  - match: '(lm_head|also)\\.(.+)'\n    target: 'out.{1}.{2}'\n"
+                    "skip: ['embed\\..*', 'row', 'transposed', 'free']\n")
+    with open_checkpoint(src) as reader:
+        convert(src, tmp_path / "o.safetensors", reader=reader, plan=plan_for(reader, load_rules(path)))
+    loaded = load_safetensors(tmp_path / "o.safetensors")
+    assert set(load_file(str(tmp_path / "o.safetensors"))) == {"out.lm_head.weight"}
+    assert loaded["out.also.tied"] is loaded["out.lm_head.weight"]
+    assert same_bits(loaded["out.also.tied"], sd["embed.weight"])
+
+
+def test_aliases_in_sharded_output(tmp_path, tied):
+    src, sd = tied
+    convert(src, tmp_path / "s.safetensors.index.json", max_shard_size=64)
+    loaded = load_safetensors(tmp_path / "s.safetensors.index.json")
+    assert set(loaded) == set(sd) and loaded["lm_head.weight"] is loaded["embed.weight"]
+
+
+# --- safe output ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exc", [RuntimeError("injected"), KeyboardInterrupt()])
+@pytest.mark.parametrize("kind", ["safetensors", "torch"])
+def test_an_error_mid_write_leaves_nothing(tmp_path, st_src, weights, exc, kind):
+    src = st_src if kind == "safetensors" else tmp_path / "m.pt"
+    if kind == "torch":
+        torch.save(weights, src)
+    before = files(tmp_path)
+    calls = []
+
+    def progress(done, total, key):
+        calls.append(key)
+        if len(calls) == 3:
+            raise exc
+
+    with pytest.raises(type(exc)):
+        convert(src, tmp_path / "out.safetensors", progress=progress, max_shard_size=100)
+    assert files(tmp_path) == before
+
+
+def test_sigterm_mid_copy_leaves_no_output_and_no_temporary(tmp_path, st_src):
+    out = tmp_path / "out.safetensors"
+    code = textwrap.dedent(f"""
+        import time
+        from mapper_core.convert import convert
+        def progress(done, total, key):
+            print("copying", flush=True)
+            time.sleep(60)
+        convert({str(st_src)!r}, {str(out)!r}, progress=progress)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "copying"
+        assert any(p.name.endswith(TEMP_SUFFIX) for p in tmp_path.iterdir())  # killed mid-write indeed
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode != 0 and "Terminated" in err
+    assert not out.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+
+
+def test_progress_reports_every_byte(tmp_path, st_src, weights):
+    seen = []
+    convert(st_src, tmp_path / "o.safetensors", progress=lambda done, total, key: seen.append((done, total)))
+    total = sum(t.nbytes for t in weights.values())
+    assert seen[-1] == (total, total) and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+
+
+def test_hashing_can_be_turned_off(tmp_path, st_src):
+    result = convert(st_src, tmp_path / "o.safetensors", hash_source=False)
+    with safe_open(str(tmp_path / "o.safetensors"), framework="pt") as f:
+        assert "mapper.source_sha256" not in f.metadata()
+    assert result.source_sha256 is None and isinstance(result, ConvertResult)
+
+
+def test_torch_tensors_are_copied_from_the_mapped_file(tmp_path):
+    tensors = {f"w{i}": torch.randn(256, 256, generator=torch.Generator().manual_seed(i)) for i in range(3)}
+    src = tmp_path / "m.pt"
+    torch.save(tensors, src)
+    result = convert(src, tmp_path / "o.safetensors")
+    assert result.method == "byte-copy"
+    loaded = load_file(str(tmp_path / "o.safetensors"))
+    assert all(same_bits(loaded[k], t) for k, t in tensors.items())
+
+
+def test_verify_compares_a_mapped_torch_tensor_with_the_tensor_not_the_file(tmp_path):
+    src = tmp_path / "m.pt"
+    torch.save({"w": torch.zeros(1024)}, src)
+    with open_checkpoint(src) as reader:
+        reader.get_tensor("w").add_(1)  # breaks the contract (copy-on-write page): memory and file now differ
+        with pytest.raises(VerifyError, match="tensor 'w' differs from its source tensor"):
+            convert(src, tmp_path / "o.safetensors", reader=reader, verify=True)
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_an_os_error_while_writing_is_reported_and_leaves_nothing(tmp_path, st_src, monkeypatch):
+    import errno
+
+    from mapper_core.formats.writer import FileWriter
+
+    def full(self, progress=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(FileWriter, "write", full)
+    before = files(tmp_path)
+    with pytest.raises(BadInputError, match="out.safetensors: writing failed: No space left on device; nothing"):
+        convert(st_src, tmp_path / "out.safetensors")
+    assert files(tmp_path) == before
