@@ -38,13 +38,23 @@ def _source_tensor(source: Any, key: str) -> "torch.Tensor":
     return source[key] if isinstance(source, Mapping) else source.get_tensor(key)
 
 
+def _mapped_tensor(source: Any, m: Any) -> "torch.Tensor":
+    """The source tensor of a Mapped entry after its rule's transform steps."""
+    tensor = _source_tensor(source, m.source)
+    if m.transform:
+        from .transforms import apply_chain
+
+        tensor = apply_chain(m.transform, tensor)
+    return tensor
+
+
 def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, "torch.Tensor"]:
     """The target-keyed state dict the plan produces. ``source`` is a mapping or a Reader.
 
     Raises PlanError when the plan has errors (collisions, mismatches under ``error``).
     """
     _refuse_errors(plan)
-    return {m.target: _source_tensor(source, m.source) for m in plan.loadable}
+    return {m.target: _mapped_tensor(source, m) for m in plan.loadable}
 
 
 def apply_to_module(plan: Plan, module: "nn.Module", source: Any) -> LoadResult:
@@ -60,7 +70,7 @@ def apply_to_module(plan: Plan, module: "nn.Module", source: Any) -> LoadResult:
             if dest is None:
                 unexpected.append(m.target)
                 continue
-            tensor = _source_tensor(source, m.source)
+            tensor = _mapped_tensor(source, m)
             if tuple(tensor.shape) != tuple(dest.shape):
                 mismatched.append((m.target, tuple(tensor.shape), tuple(dest.shape)))
                 continue

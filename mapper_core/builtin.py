@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .formats.base import Format
 from .hookspecs import hookimpl
+from .registry import TransformSpec
 
 
 @hookimpl
@@ -11,3 +12,12 @@ def mapper_formats() -> list[Format]:
     from .formats import builtin_formats
 
     return list(builtin_formats())
+
+
+@hookimpl
+def mapper_transforms() -> list[TransformSpec]:
+    # The rules loader uses the same Transform objects directly; listing them here makes
+    # `mapper plugins` show them and stops a plugin from taking a built-in step's name.
+    from .transforms import builtin_specs
+
+    return builtin_specs()

@@ -14,6 +14,10 @@ Two ways to move bytes, chosen by what the reader offers:
 - everything else (other readers, legacy torch files, non-contiguous views): each tensor
   is fetched, made contiguous, written, and dropped (its mapped pages given back).
 
+A rule's ``transform:`` steps: a chain of reshape/unsqueeze/squeeze only changes the header
+(the bytes are copied as above, untouched); any other step decodes that one tensor through
+torch, transforms it and writes the result.
+
 Aliases (tied weights: the same view of one storage, from ``reader.aliases()``, or two keys
 over the same byte range) are stored once and recorded in the metadata; see
 :mod:`mapper_core.formats.aliases`. The source files are hashed (SHA-256) on a background
@@ -39,6 +43,7 @@ from .formats.writer import (Entry, FileRange, FileWriter, RangeCopier, index_js
                              parse_size, shard_names, split_shards)
 from .plan import Plan
 from .specs import TensorSpec
+from .transforms import apply_chain, is_header_only
 
 ProgressCallback = Callable[[int, int, str], None]  # (bytes done, bytes total, current key)
 DEFAULT_NAME = "model.safetensors"
@@ -215,15 +220,25 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
     entries: list[Entry] = []
     aliases: dict[str, str] = {}
     originals: dict[str, Entry] = {}
+    transformed = {m.target: m for m in plan.loadable if m.transform} if plan is not None else {}
     for source, target in pairs:
         spec = specs[source]
+        m = transformed.get(target)
+        if m is not None:
+            out_spec = TensorSpec(m.result_dtype, tuple(m.result_shape))
+            if not is_header_only(m.transform):
+                # Steps that change bytes: decode this one tensor through torch, transform, write.
+                entries.append(Entry(target, out_spec, _transformed(reader, source, m.transform)))
+                continue
+            # reshape/unsqueeze/squeeze of a contiguous tensor: same bytes, new header shape
+        spec = spec if m is None else out_spec
         if locate is not None:
             loc = locate(source)
             data: Any = FileRange(Path(loc.path), loc.start, loc.end)
             identity: Any = (str(loc.path), loc.start, loc.end, spec.dtype, spec.shape) if loc.end > loc.start else None
         else:
-            data = _getter(reader, source)
-            identity = ("key", source_aliases.get(source, source))
+            data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)
+            identity = ("key", source_aliases.get(source, source), spec.shape)
             found = mappings.file_range(reader.get_tensor(source)) if mappings else None
             if found is not None:  # a contiguous slice of the memory-mapped file: copy it file to file
                 originals[target] = Entry(target, spec, data)
@@ -252,6 +267,10 @@ def _torch_mappings(reader: Reader):
 
 def _getter(reader: Reader, key: str) -> Callable[[], Any]:
     return lambda: reader.get_tensor(key)
+
+
+def _transformed(reader: Reader, key: str, steps: tuple) -> Callable[[], Any]:
+    return lambda: apply_chain(steps, reader.get_tensor(key)).contiguous()
 
 
 def _resolve_dst(dst: Path) -> tuple[Path, bool]:

@@ -88,8 +88,9 @@ class Explanation:
                 f", target {_shape(self.target_shape)}" if self.target_shape is not None else ""))
         if self.mismatch is not None:
             m = self.mismatch
-            what = ("the target has no key " + repr(m.target) if m.target_shape is None
-                    else f"shape {_shape(m.shape)} but the target has {_shape(m.target_shape)}")
+            after = f" ({_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
+            what = (m.reason or "the target has no key " + repr(m.target) if m.reason or m.target_shape is None
+                    else f"shape {_shape(m.shape)}{after} but the target has {_shape(m.target_shape)}")
             effect = "the plan fails" if m.action == "error" else "the key is left behind"
             lines.append(f"  {'error' if m.action == 'error' else 'note'}: shape mismatch: {what} "
                          f"(on_shape_mismatch: {m.action}: {effect})")

@@ -20,6 +20,20 @@ class Mapped:
     shape: tuple[int, ...]
     target_shape: tuple[int, ...] | None = None  # None when no target specs were given
     target_dtype: str | None = None  # from the target specs; a dtype difference is not a mismatch
+    # The rule's transform steps (mapper_core.transforms.Step) and the spec they produce;
+    # out_dtype/out_shape are None when the rule has no transform.
+    transform: tuple[Any, ...] = ()
+    out_dtype: str | None = None
+    out_shape: tuple[int, ...] | None = None
+
+    @property
+    def result_shape(self) -> tuple[int, ...]:
+        """The shape written to the target: after the transforms."""
+        return self.shape if self.out_shape is None else self.out_shape
+
+    @property
+    def result_dtype(self) -> str:
+        return self.dtype if self.out_dtype is None else self.out_dtype
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,9 @@ class Mismatch:
     action: str  # "error" or "skip", from the rule's on_shape_mismatch
     dtype: str = ""
     target_dtype: str | None = None
+    # Set when a transform step cannot apply to the source shape; says which step and why.
+    reason: str = ""
+    out_shape: tuple[int, ...] | None = None  # the shape after the transforms, when they applied
 
 
 @dataclass(frozen=True)
@@ -114,18 +131,16 @@ class Plan:
             "rules": {"name": self.rules_name, "origin": self.rules_origin},
             "source": self.source_origin,
             "target": self.target_origin,
-            "mapped": [
-                {"source": m.source, "target": m.target, "rule": m.rule, "dtype": m.dtype,
-                 "shape": list(m.shape), "target_shape": _list(m.target_shape), "target_dtype": m.target_dtype}
-                for m in self.mapped
-            ],
+            "mapped": [_mapped_dict(m) for m in self.mapped],
             "skipped": [{"source": s.source, "pattern": s.pattern, "rule": s.rule} for s in self.skipped],
             "unmatched": list(self.unmatched),
             "uninitialized": list(self.uninitialized),
             "mismatched": [
                 {"source": m.source, "target": m.target, "rule": m.rule, "shape": list(m.shape),
                  "target_shape": _list(m.target_shape), "action": m.action,
-                 "dtype": m.dtype, "target_dtype": m.target_dtype}
+                 "dtype": m.dtype, "target_dtype": m.target_dtype,
+                 **({"reason": m.reason} if m.reason else {}),
+                 **({"out_shape": list(m.out_shape)} if m.out_shape is not None else {})}
                 for m in self.mismatched
             ],
             "collisions": [
@@ -134,6 +149,16 @@ class Plan:
             "unused_rules": [{"rule": u.rule, "match": u.match} for u in self.unused_rules],
             "summary": self.summary(),
         }
+
+
+def _mapped_dict(m: Mapped) -> dict[str, Any]:
+    d = {"source": m.source, "target": m.target, "rule": m.rule, "dtype": m.dtype,
+         "shape": list(m.shape), "target_shape": _list(m.target_shape), "target_dtype": m.target_dtype}
+    if m.transform:  # only then: plans without transforms keep their JSON form
+        d["transform"] = [s.to_dict() for s in m.transform]
+    if m.out_shape is not None:
+        d.update(out_dtype=m.result_dtype, out_shape=list(m.result_shape))
+    return d
 
 
 def _list(shape: tuple[int, ...] | None) -> list[int] | None:

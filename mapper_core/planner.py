@@ -10,6 +10,8 @@ Per source key, in this order:
 
 With target specs, a mapped key whose target is absent or has another shape is a
 mismatch, handled by the rule's ``on_shape_mismatch``; a different dtype is not a mismatch.
+A rule's ``transform:`` steps are inferred on the header first: the shape after them is what
+is compared, and a step that cannot apply to the key's shape is a mismatch with a reason.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .matcher import Matcher
 from .plan import Collision, Mapped, Mismatch, Plan, Skipped, UnusedRule
 from .ruleset import Rule, RuleSet
 from .specs import TensorSpec
+from .transforms import TransformChainError, chain_spec
 
 
 def make_plan(
@@ -71,19 +74,32 @@ def make_plan(
         rule = rules[winner - n_skip]
         used[winner - n_skip] = True
         shape = tuple(spec.shape)
-        if not has_target:
-            mapped.append(Mapped(key, target, rule.index, spec.dtype, shape))
+        extra: dict = {}
+        reason = ""
+        out_shape = shape
+        if rule.transform:
+            try:
+                out = chain_spec(rule.transform, spec)
+                out_shape = tuple(out.shape)
+                extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
+            except TransformChainError as exc:
+                reason = f"rule {rule.index} (line {rule.line}), key '{key}': {exc}" if rule.line else \
+                    f"rule {rule.index}, key '{key}': {exc}"
+                extra = {"transform": rule.transform}
+        if not has_target and not reason:
+            mapped.append(Mapped(key, target, rule.index, spec.dtype, shape, **extra))
             continue
         tspec = targets.get(target)
         tshape = None if tspec is None else tuple(tspec.shape)
         tdtype = None if tspec is None else tspec.dtype
-        if tshape != shape:
+        if reason or (has_target and tshape != out_shape):
             action = rule.on_shape_mismatch
-            mismatched.append(Mismatch(key, target, rule.index, shape, tshape, action, spec.dtype, tdtype))
+            mismatched.append(Mismatch(key, target, rule.index, shape, tshape, action, spec.dtype, tdtype,
+                                       reason, None if reason or not rule.transform else out_shape))
             if action == "skip":
                 skipped.append(Skipped(key, None, rule.index))
                 continue
-        mapped.append(Mapped(key, target, rule.index, spec.dtype, shape, tshape, tdtype))
+        mapped.append(Mapped(key, target, rule.index, spec.dtype, shape, tshape, tdtype, **extra))
 
     collisions = _collisions(mapped)
     uninitialized: tuple[str, ...] = ()

@@ -146,8 +146,11 @@ def resolve_rules(spec: str, pm: pluggy.PluginManager) -> "RuleSet":
     """
     from .rules import load_rules
 
+    from .transforms import LazyTransforms
+
+    transforms = LazyTransforms(lambda: contributions(pm).transforms)
     if Path(spec).exists():
-        return load_rules(Path(spec))
+        return load_rules(Path(spec), transforms=transforms)
     found = contributions(pm).rule_set_named(spec)
     if found is None:
         known = ", ".join(sorted(contributions(pm).rule_sets)) or "none"
@@ -158,7 +161,7 @@ def resolve_rules(spec: str, pm: pluggy.PluginManager) -> "RuleSet":
     from .ruleset import RuleSet
 
     try:
-        ruleset = found.value.load()
+        ruleset = found.value.load(transforms=transforms)
     except MapperError:
         raise  # e.g. RulesError naming the packaged file and line
     except Exception as exc:  # a plugin's own loader failed

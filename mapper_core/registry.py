@@ -49,15 +49,18 @@ class RuleSetSource:
         if (self.path is None) == (self.loader is None):
             raise ValueError(f"rule set '{self.name}': give exactly one of path= or loader=")
 
-    def load(self) -> "RuleSet":
-        """Read the rules file (or call the loader). Raises RulesError for an invalid file."""
+    def load(self, transforms: Mapping[str, Any] | None = None) -> "RuleSet":
+        """Read the rules file (or call the loader). Raises RulesError for an invalid file.
+
+        ``transforms``: plugin transforms its ``transform:`` steps may name (see ``load_rules``).
+        """
         if self.loader is not None:
             return self.loader()
         from .rules import load_rules
 
         # as_file gives a real path even for a package imported from a zip.
         with as_file(self.path) as real:  # type: ignore[arg-type]
-            return load_rules(real)
+            return load_rules(real, transforms=transforms)
 
 
 @dataclass(frozen=True)
@@ -77,13 +80,17 @@ class TransformSpec:
     """A named tensor transform: ``apply(tensor, **params)`` returns the new tensor.
 
     ``spec(tensor_spec, **params)`` says what the transform does to dtype and shape, so plans
-    can be made from headers alone; None means it keeps both.
+    can be made from headers alone; None means it keeps both. ``inverse(tensor_spec, **params)``
+    (optional; given the spec the step was applied to) returns the steps that undo it exactly,
+    as ``[(name, params), ...]``, or raises ``mapper_core.transforms.NotInvertible``; without
+    it the transform is reported as not invertible by ``mapper export``.
     """
 
     name: str
     apply: Callable[..., Any]
     description: str = ""
     spec: Callable[..., "TensorSpec"] | None = None
+    inverse: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         _check_name("transform", self.name)

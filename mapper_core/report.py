@@ -33,10 +33,13 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None) -> str:
                 + ", ".join(c.sources))
         for m in plan.mismatched:
             label = "error" if m.action == "error" else "skipped"
-            if m.target_shape is None:
+            after = f" ({_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
+            if m.reason:
+                what = m.reason
+            elif m.target_shape is None:
                 what = "the target has no such key"
             else:
-                what = f"shape {_shape(m.shape)} but target has {_shape(m.target_shape)}"
+                what = f"shape {_shape(m.shape)}{after} but target has {_shape(m.target_shape)}"
             out(f"  {label}: {m.source} -> {m.target} (rule {m.rule}): {what}")
 
     by_rule: dict[int, list] = defaultdict(list)
@@ -52,7 +55,11 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None) -> str:
             out(f"Rule {index} ({len(entries)} keys)")
         width = max(len(m.source) for m in entries)
         for m in entries:
-            out(f"  {m.source:<{width}}  ->  {m.target}  {m.dtype} {_shape(m.shape)}")
+            via = ""
+            if m.transform:
+                steps = ", ".join(str(s) for s in m.transform)
+                via = f" -> {m.result_dtype} {_shape(m.result_shape)} via {steps}"
+            out(f"  {m.source:<{width}}  ->  {m.target}  {m.dtype} {_shape(m.shape)}{via}")
 
     if plan.skipped:
         out("")

@@ -10,20 +10,25 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from . import positions, schema
 from .errors import Problem, RulesError
 from .positions import MAX_BYTES, Parsed, json_path
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
+from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
+from .transforms import BUILTIN, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 SUPPORTED_VERSION = 1
 
 
-def load_rules(path: str | Path) -> RuleSet:
+def load_rules(path: str | Path, *, transforms: Mapping[str, Any] | None = None) -> RuleSet:
     """Read and check a rules file; ``.yaml``/``.yml`` is YAML, ``.json`` JSON, else guessed from the text.
+
+    ``transforms``: plugin transforms (name → TransformSpec or its Contribution) that
+    ``transform:`` steps may name besides the built-in ones.
 
     Raises RulesError listing every problem found (``file:line: $.json.path: message``).
     """
@@ -46,16 +51,17 @@ def load_rules(path: str | Path) -> RuleSet:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise RulesError([Problem(name, line, "$", f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
                                                    "cannot be decoded); save it as UTF-8")]) from None
-    return _build(text, name, _format(name, text, None), hashlib.sha256(raw).hexdigest())
+    return _build(text, name, _format(name, text, None), hashlib.sha256(raw).hexdigest(), transforms)
 
 
-def parse_rules(text: str, filename: str, fmt: str | None = None) -> RuleSet:
+def parse_rules(text: str, filename: str, fmt: str | None = None, *,
+                transforms: Mapping[str, Any] | None = None) -> RuleSet:
     """Check rules given as text; ``fmt`` is "yaml" or "json" (default: from ``filename``, else the text).
 
     ``filename`` only labels problems and becomes ``RuleSet.origin``.
     """
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return _build(text, filename, _format(filename, text, fmt), digest)
+    return _build(text, filename, _format(filename, text, fmt), digest, transforms)
 
 
 def _too_big(name: str, size: int) -> Problem:
@@ -76,7 +82,7 @@ def _format(filename: str, text: str, fmt: str | None) -> str:
     return "json" if text.lstrip("\ufeff \t\r\n").startswith("{") else "yaml"
 
 
-def _build(text: str, filename: str, fmt: str, digest: str) -> RuleSet:
+def _build(text: str, filename: str, fmt: str, digest: str, transforms: Mapping[str, Any] | None = None) -> RuleSet:
     parsed = positions.parse(text, filename, fmt)
     data = parsed.data
     if not isinstance(data, dict):
@@ -84,7 +90,7 @@ def _build(text: str, filename: str, fmt: str, digest: str) -> RuleSet:
         raise _error([*parsed.problems, Problem(filename, parsed.line(()), "$", (
             f"the file {what}; a rules file is a mapping with at least `version: 1` and a `rules:` list"))])
     _check_version(data, parsed, filename)
-    checker = _Checker(filename, parsed)
+    checker = _Checker(filename, parsed, transforms)
     for issue in schema.validate(data):
         checker.add_schema_issue(issue)
     checker.check_semantics(data)
@@ -110,8 +116,9 @@ def _check_version(data: dict, parsed: Parsed, filename: str) -> None:
 class _Checker:
     """Collects problems; skips a semantic check where the schema or the parse already complained."""
 
-    def __init__(self, filename: str, parsed: Parsed):
+    def __init__(self, filename: str, parsed: Parsed, transforms: Mapping[str, Any] | None = None):
         self.filename = filename
+        self.plugin_transforms = transforms  # resolved only when a step names a non-built-in transform
         self.parsed = parsed
         self.problems: list[Problem] = list(parsed.problems)
         self.reported: set[tuple] = set()  # every prefix of every schema issue's path
@@ -164,10 +171,12 @@ class _Checker:
         groups = data.get("param_groups")
         if isinstance(groups, dict):
             self.check_param_groups(groups)
+        check_schedule(data, self.add, self.usable)
 
     def check_rule(self, i: int, rule: dict) -> None:
         path = ("rules", i)
         pattern = self.compile((*path, "match"), rule.get("match"))
+        steps = self.check_transform(path, rule.get("transform", []))
         target_path = (*path, "target")
         if not self.usable(target_path, rule.get("target"), str):
             return
@@ -192,7 +201,36 @@ class _Checker:
             on_shape_mismatch=rule.get("on_shape_mismatch", "error"),
             tables={name: dict(table) for name, table in tables.items()},
             line=self.parsed.line(path),
+            transform=steps,
         )
+
+    def check_transform(self, path: tuple, steps: Any) -> tuple:
+        """Resolve each step of a rule's ``transform:`` list; unknown names and bad parameters are problems."""
+        path = (*path, "transform")
+        if not isinstance(steps, list) or self.parsed.is_bad(path):
+            return ()  # the schema reports a non-list; each step below is checked on its own
+        resolved = []
+        for k, step in enumerate(steps):
+            where = (*path, k)
+            if not self.usable(where, step, dict) or len(step) != 1:
+                continue
+            (name, params), = step.items()
+            # Plugin transforms are looked up (which may start plugins) only for a non-built-in name.
+            table = BUILTIN if name in BUILTIN else known_transforms(self.plugin_transforms)
+            if name not in table:
+                self.add((*where, name), f"rule {path[1]}: unknown transform step '{name}'; known steps: "
+                                         f"{', '.join(sorted(table))}. Check the spelling, or load the plugin "
+                                         "that contributes it (--plugin MODULE or $MAPPER_PLUGINS)", at_key=True)
+                continue
+            if params is not None and not isinstance(params, dict):
+                self.add((*where, name), f"rule {path[1]} step {k + 1}: the parameters of '{name}' must be a "
+                                         f"mapping, e.g. {{{name}: {{param: value}}}}")
+                continue
+            params = params or {}
+            for message in (table[name].check(params) if table[name].check else []):
+                self.add((*where, name), f"rule {path[1]} step {k + 1}: {message}")
+            resolved.append(make_step(name, params, transforms=table, line=self.parsed.line(where)))
+        return tuple(resolved)
 
     def check_param_groups(self, groups: dict) -> None:
         defaults = []
@@ -233,6 +271,7 @@ def _to_ruleset(data: dict, checker: _Checker, filename: str, digest: str) -> Ru
         skip=skip,
         freeze=freeze,
         param_groups=groups,
+        schedule=schedule_steps(data, checker.parsed.line),
         description=data.get("description", ""),
         version=int(data["version"]),
         origin=filename,

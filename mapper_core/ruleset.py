@@ -20,6 +20,8 @@ class Rule:
     on_shape_mismatch: str = "error"
     tables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     line: int | None = None
+    # ordered transform steps (mapper_core.transforms.Step) applied to the source tensor
+    transform: tuple[Any, ...] = ()
     pattern: re.Pattern = field(init=False, compare=False, repr=False)
     template: Template = field(init=False, compare=False, repr=False)
 
@@ -78,6 +80,23 @@ class ParamGroup:
 
 
 @dataclass(frozen=True)
+class ScheduleStep:
+    """At the start of ``epoch``, unfreeze the freeze group ``unfreeze`` and train it at
+    ``lr`` or ``lr_scale`` × the optimizer's base learning rate (1× when neither is given)."""
+
+    epoch: int
+    unfreeze: str
+    lr: float | None = None
+    lr_scale: float | None = None
+    line: int | None = None
+
+    def learning_rate(self, base_lr: float) -> float:
+        if self.lr is not None:
+            return self.lr
+        return base_lr * (1.0 if self.lr_scale is None else self.lr_scale)
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """A whole rules file: ordered rules, skip patterns, freeze groups, param groups."""
 
@@ -86,6 +105,7 @@ class RuleSet:
     skip: tuple[SkipPattern, ...] = ()
     freeze: tuple[FreezeGroup, ...] = ()
     param_groups: tuple[ParamGroup, ...] = ()
+    schedule: tuple[ScheduleStep, ...] = ()  # progressive unfreezing, in file order
     description: str = ""
     version: int = 1
     origin: str | None = None  # the file (or plugin:name) it was read from

@@ -107,6 +107,10 @@ def _message(error: Any, path: tuple) -> str:
         if kind == "minItems":
             return f"expected at least {value} item{'s' if value != 1 else ''}, got {count}; add some or drop the key"
         return f"expected at most {value} items, got {count}"
+    if kind in ("minProperties", "maxProperties") and schema.get("minProperties") == schema.get("maxProperties"):
+        count = schema["maxProperties"]
+        return (f"expected a mapping with exactly {count} key{'s' if count != 1 else ''}, got {len(instance)} "
+                f"({', '.join(map(str, instance)) or 'none'}); write one step per list item")
     if kind == "minLength":
         return "must not be empty"
     bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}

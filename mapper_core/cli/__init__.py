@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import MapperError
 from .context import Context
 
-COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert")
+COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export")
 
 EXIT_OK, EXIT_PLAN_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -45,11 +45,18 @@ class Context:
         """A rules file path, or ``plugin:name`` for a rule set a plugin contributes."""
         if Path(spec).is_file():  # no plugin start-up cost for a plain file
             from ..rules import load_rules
+            from ..transforms import LazyTransforms
 
-            return load_rules(spec)
+            # Plugins start only if a `transform:` step names a non-built-in transform.
+            return load_rules(spec, transforms=LazyTransforms(self._plugin_transforms))
         from ..plugins import resolve_rules
 
         return resolve_rules(spec, self.plugin_manager)
+
+    def _plugin_transforms(self):
+        from ..plugins import contributions
+
+        return contributions(self.plugin_manager).transforms
 
     def open_reader(self, path: str | Path, format_name: str | None = None, **options):
         from ..formats.base import choose_format

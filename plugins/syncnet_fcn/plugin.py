@@ -1,4 +1,4 @@
-"""The SyncNet plugin's hooks: the `to-fcn` rule set and the three SyncNet models.
+"""The SyncNet plugin's hooks: the `to-fcn` and `to-fcn-full` rule sets and the three SyncNet models.
 
 It uses only the public plugin API, exactly as an outside project would. Importing this
 module must stay cheap (no torch): models are imported inside their factories.
@@ -37,6 +37,12 @@ def mapper_rule_sets() -> list[RuleSetSource]:
             name="to-fcn",
             description="original SyncNet conv trunks into SyncNetFCN encoders; FC layers skipped, conv frozen",
             path=files(__package__) / "rules" / "to-fcn.yaml",
+        ),
+        RuleSetSource(
+            name="to-fcn-full",
+            description="to-fcn plus the FC heads into channel_conv (Linear → 1×1 Conv1d via unsqueeze); "
+                        "the last projection is skipped unless embedding_dim=1024",
+            path=files(__package__) / "rules" / "to-fcn-full.yaml",
         ),
     ]
 

@@ -1,0 +1,183 @@
+"""Export: target-layout tensors back to source keys with the same rules, bit-exact, or a named refusal."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from mapper_core.apply import apply_to_state_dict
+from mapper_core.errors import PlanError
+from mapper_core.export import export_state_dict, plan_export
+from mapper_core.planner import make_plan
+from mapper_core.rules import parse_rules
+from mapper_core.torch_dtypes import spec_of
+
+BIN = Path(sys.executable).parent / "mapper"
+GEN = torch.Generator().manual_seed(0)
+
+RULES = """\
+version: 1
+rules:
+  - match: 'blocks\\.(?P<i>\\d+)\\.fc\\.weight'
+    target: 'layers.{i+1}.conv.weight'
+    transform:
+      - unsqueeze: {dim: 2}
+      - transpose: {dim0: 0, dim1: 1}
+  - match: 'head_(aud|lip)\\.(.+)'
+    target: '{1|branch}.head.{2}'
+    tables: {branch: {aud: audio, lip: video}}
+  - match: 'emb\\.weight'
+    target: 'embedding.weight'
+    transform:
+      - pad: {dim: 0, before: 0, after: 2}
+      - scale: {factor: 2}
+  - match: 'misc\\.(.+)'
+    target: 'misc.{1}'
+skip:
+  - 'ignored\\..*'
+"""
+
+
+def source_state() -> dict[str, torch.Tensor]:
+    return {
+        "blocks.0.fc.weight": torch.randn(4, 3, generator=GEN),
+        "blocks.7.fc.weight": torch.randn(4, 3, generator=GEN),
+        "head_aud.weight": torch.randn(5, generator=GEN),
+        "head_lip.a.b.bias": torch.randn(5, generator=GEN),
+        "emb.weight": torch.randn(6, 2, generator=GEN),
+        "misc.x.y.z": torch.arange(4),
+        "ignored.w": torch.zeros(1),
+    }
+
+
+def forward(rules: str) -> tuple:
+    rs = parse_rules(rules, "r.yaml")
+    src = source_state()
+    target = apply_to_state_dict(make_plan({k: spec_of(v) for k, v in src.items()}, rs), src)
+    return rs, src, target
+
+
+def finetune(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v + 0.5 if v.is_floating_point() else v + 1 for k, v in state.items()}
+
+
+@pytest.mark.parametrize("with_source_specs", [False, True])
+def test_round_trip_is_bit_exact(with_source_specs):
+    rs, src, target = forward(RULES)
+    assert target["layers.1.conv.weight"].shape == (3, 4, 1) and target["video.head.a.b.bias"].shape == (5,)
+    assert target["embedding.weight"].shape == (8, 2)
+    target["new_layer.weight"] = torch.ones(2)  # a layer the target added: left behind
+    specs = {k: spec_of(v) for k, v in src.items()} if with_source_specs else None
+    back = export_state_dict(rs, target, specs)
+    assert sorted(back) == sorted(k for k in src if not k.startswith("ignored"))
+    for key, value in back.items():
+        assert value.dtype == src[key].dtype and torch.equal(value, src[key]), key
+    plan = plan_export(rs, {k: spec_of(v) for k, v in target.items()}, specs)
+    assert plan.left_behind == ("new_layer.weight",)
+    assert plan.method == ("source-specs" if with_source_specs else "templates")
+
+
+def test_finetuned_weights_come_back_under_source_keys():
+    rs, src, target = forward(RULES)
+    tuned = finetune(target)
+    back = export_state_dict(rs, tuned)
+    assert torch.equal(back["blocks.7.fc.weight"],
+                       tuned["layers.8.conv.weight"].transpose(0, 1)[:, :, 0])
+    assert torch.equal(back["head_lip.a.b.bias"], tuned["video.head.a.b.bias"])
+    assert torch.equal(back["emb.weight"], tuned["embedding.weight"][:6] / 2)
+
+
+def test_non_invertible_step_is_named_with_rule_and_line():
+    rules = RULES.replace("pad: {dim: 0, before: 0, after: 2}", "narrow: {dim: 0, start: 0, length: 4}")
+    rs, src, target = forward(rules)
+    for specs in (None, {k: spec_of(v) for k, v in src.items()}):
+        with pytest.raises(PlanError) as info:
+            export_state_dict(rs, target, specs)
+        message = str(info.value)
+        assert "embedding.weight: rule 2 (line 11)" in message and "step 1 (narrow(dim=0, start=0, length=4))" in message
+        assert "not invertible" in message and "1 key(s)" in message
+
+
+@pytest.mark.parametrize("dtype", ["F64", "F16"])
+def test_casts_need_source_specs_and_only_widening_ones_invert(dtype):
+    rs, src, target = forward(RULES.replace("scale: {factor: 2}", f"cast: {{dtype: {dtype}}}"))
+    with pytest.raises(PlanError, match=r"step 2 \(cast\(dtype='F..'\)\) does not say what its input was"):
+        export_state_dict(rs, target)
+    specs = {k: spec_of(v) for k, v in src.items()}
+    if dtype == "F16":
+        with pytest.raises(PlanError, match=r"step 2 \(cast\(dtype='F16'\)\): not invertible: cast F32 → F16"):
+            export_state_dict(rs, target, specs)
+    else:
+        back = export_state_dict(rs, target, specs)
+        assert back["emb.weight"].dtype == torch.float32 and torch.equal(back["emb.weight"], src["emb.weight"])
+
+
+def test_reshape_needs_source_specs():
+    rules = RULES.replace("- transpose: {dim0: 0, dim1: 1}", "- reshape: {shape: [-1]}")
+    rs, src, target = forward(rules)
+    with pytest.raises(PlanError, match=r"step 2 \(reshape\(shape=\[-1\]\)\) does not say what its input was"):
+        export_state_dict(rs, target)
+    back = export_state_dict(rs, target, {k: spec_of(v) for k, v in src.items()})
+    assert torch.equal(back["blocks.0.fc.weight"], src["blocks.0.fc.weight"])
+
+
+def test_a_match_that_is_not_literal_text_and_groups_needs_source_specs():
+    rules = RULES.replace("'misc\\.(.+)'", "'misc\\.[xy]\\.(.+)'")
+    assert rules != RULES
+    rs, src, target = forward(rules)
+    plan = plan_export(rs, {k: spec_of(v) for k, v in target.items()})
+    problem = next(p for p in plan.problems if p.target == "misc.y.z")
+    assert "rule 3 (line 16) cannot be read backwards" in problem.message and "pass the source specs" in problem.message
+    back = export_state_dict(rs, target, {k: spec_of(v) for k, v in src.items()})
+    assert torch.equal(back["misc.x.y.z"], src["misc.x.y.z"])
+
+
+def test_a_guess_taken_by_an_earlier_skip_pattern_is_refused():
+    rules = RULES.replace("'ignored\\..*'", "'misc\\.x\\.q'")
+    assert rules != RULES
+    rs, src, target = forward(rules)
+    target["misc.x.q"] = torch.zeros(1)
+    plan = plan_export(rs, {k: spec_of(v) for k, v in target.items()})
+    problem = next(p for p in plan.problems if p.target == "misc.x.q")
+    assert "does not map back" in problem.message
+
+
+def mapper(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning:torch"}
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_cli_export_writes_safetensors(tmp_path):
+    rs, src, target = forward(RULES)
+    (tmp_path / "rules.yaml").write_text(RULES)
+    save_file({k: v.contiguous() for k, v in target.items()}, str(tmp_path / "tuned.safetensors"))
+    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "exported 6 tensors to back.safetensors" in proc.stdout
+    back = load_file(str(tmp_path / "back.safetensors"))
+    assert all(torch.equal(back[k], src[k]) for k in back) and len(back) == 6
+
+    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", cwd=tmp_path)
+    assert proc.returncode == 2 and "already exists; pass --force" in proc.stderr
+    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", "--force", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["summary"] == {"exported": 6, "left_behind": 0, "problems": 0}
+    emb = next(e for e in report["exported"] if e["source"] == "emb.weight")
+    assert emb["inverse"] == [{"scale": {"factor": 0.5}}, {"narrow": {"dim": 0, "start": 0, "length": 6}}]
+
+
+def test_cli_export_refuses_non_invertible_with_exit_1(tmp_path):
+    rules = RULES.replace("pad: {dim: 0, before: 0, after: 2}", "narrow: {dim: 0, start: 0, length: 4}")
+    rs, src, target = forward(rules)
+    (tmp_path / "rules.yaml").write_text(rules)
+    save_file({k: v.contiguous() for k, v in target.items()}, str(tmp_path / "tuned.safetensors"))
+    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", cwd=tmp_path)
+    assert proc.returncode == 1 and "narrow" in proc.stderr and "not invertible" in proc.stderr
+    assert not (tmp_path / "back.safetensors").exists()
