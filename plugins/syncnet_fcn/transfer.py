@@ -12,7 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from mapper_core.apply import apply_to_module, module_specs, param_groups, set_frozen
+from mapper_core.apply import apply_to_module, module_specs, param_groups
+from mapper_core.finetune import freeze, unfreeze_all
 from mapper_core.formats import builtin_formats
 from mapper_core.formats.base import choose_format
 from mapper_core.planner import make_plan
@@ -71,17 +72,21 @@ def load_pretrained_syncnet(fcn_model: nn.Module, pretrained_syncnet_path: str |
 
 
 def freeze_pretrained_layers(fcn_model: nn.Module, verbose: bool = True) -> int:
-    """Freeze the ``pretrained_conv`` group (both conv trunks); returns the frozen value count."""
-    set_frozen(fcn_model, syncnet_rules(), [FREEZE_GROUP], frozen=True)
+    """Freeze the ``pretrained_conv`` group (both conv trunks); returns the frozen value count.
+
+    Unlike the seed (``requires_grad`` only), the trunks' BatchNorm layers stay in eval mode
+    too, so their running statistics do not drift (see :mod:`mapper_core.finetune`).
+    """
+    freeze(fcn_model, syncnet_rules(), [FREEZE_GROUP])
     if verbose:
         print(render_freezing(fcn_model))
     return parameter_counts(fcn_model)[0]
 
 
 def unfreeze_all_layers(fcn_model: nn.Module, verbose: bool = True) -> int:
-    """Make every parameter trainable; returns the trainable value count."""
-    for p in fcn_model.parameters():
-        p.requires_grad_(True)
+    """Make every parameter trainable and let frozen BatchNorm layers learn statistics again;
+    returns the trainable value count."""
+    unfreeze_all(fcn_model)
     if verbose:
         print_trainable_summary(fcn_model)
     return parameter_counts(fcn_model)[1]
