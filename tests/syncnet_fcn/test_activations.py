@@ -14,18 +14,10 @@ from torch.nn.functional import cosine_similarity, normalize
 from syncnet_fcn.attention import SyncNetFCN_WithAttention
 from syncnet_fcn.fcn import SyncNetFCN
 from syncnet_fcn.models import SyncNet, audio_trunk, make_syncnet_checkpoint
+from syncnet_keys import renamed_trunks  # tests/helpers (pytest pythonpath)
 
-BRANCHES = {"netcnnaud": "audio_encoder.conv_layers", "netcnnlip": "video_encoder.conv_layers"}
 TOLERANCE = 1e-5
 
-
-def renamed_trunks(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        branch, _, rest = key.partition(".")
-        if branch in BRANCHES:
-            out[f"{BRANCHES[branch]}.{rest}"] = value
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from torch import nn
 from syncnet_fcn.attention import SyncNetFCN_WithAttention
 from syncnet_fcn.fcn import OffsetCorrelation, SyncNetFCN
 from syncnet_fcn.models import SyncNet, make_syncnet_checkpoint
+from syncnet_keys import BRANCHES, renamed_trunks  # tests/helpers (pytest pythonpath)
 
 FCN_VARIANTS = [SyncNetFCN, SyncNetFCN_WithAttention]
-BRANCHES = {"netcnnaud": "audio_encoder.conv_layers", "netcnnlip": "video_encoder.conv_layers"}
 
 # DESIGN.md's SyncNet facts, written out independently of the trunk builders.
 AUDIO_LAYOUT = [
@@ -50,15 +50,6 @@ def describe(module: nn.Module) -> tuple[str, object]:
                       as_tuple(module.padding))
     return kind, None
 
-
-def renamed_trunks(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """netcnnaud.N.* → audio_encoder.conv_layers.N.*, netcnnlip likewise; FC layers dropped."""
-    out = {}
-    for key, value in state.items():
-        branch, _, rest = key.partition(".")
-        if branch in BRANCHES:
-            out[f"{BRANCHES[branch]}.{rest}"] = value
-    return out
 
 
 def test_syncnet_state_dict_has_original_size():
