@@ -234,7 +234,7 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
         spec = spec if m is None else out_spec
         if locate is not None:
             loc = locate(source)
-            data: Any = FileRange(Path(loc.path), loc.start, loc.end)
+            data: Any = loc
             identity: Any = (str(loc.path), loc.start, loc.end, spec.dtype, spec.shape) if loc.end > loc.start else None
         else:
             data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)

@@ -16,6 +16,19 @@ if TYPE_CHECKING:  # torch is imported only by readers that hand out tensors
     import torch
 
 
+@dataclass(frozen=True)
+class FileRange:
+    """Raw tensor bytes at ``path[start:end]`` (absolute file offsets): what byte-copying readers locate."""
+
+    path: Path
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
 class Reader(Protocol):
     """An open checkpoint. ``specs()`` must not load tensor data."""
 

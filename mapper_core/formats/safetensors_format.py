@@ -19,24 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from .base import FileRange
 from ..specs import DTYPE_SIZES, TensorSpec
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
 INDEX_SUFFIX = ".safetensors.index.json"
 SUFFIXES = (".safetensors", INDEX_SUFFIX)
-
-
-@dataclass(frozen=True)
-class TensorLocation:
-    """Where a tensor's raw bytes live: ``path[start:end]`` (absolute file offsets)."""
-
-    path: Path
-    start: int
-    end: int
-
-    @property
-    def nbytes(self) -> int:
-        return self.end - self.start
 
 
 @dataclass(frozen=True)
@@ -182,8 +170,8 @@ class SafetensorsReader:
         begin, end = self.header.offsets[key]
         return self.data_start + begin, self.data_start + end
 
-    def locate(self, key: str) -> TensorLocation:
-        return TensorLocation(self.path, *self.byte_range(key))
+    def locate(self, key: str) -> FileRange:
+        return FileRange(self.path, *self.byte_range(key))
 
     def get_tensor(self, key: str):
         """The tensor, memory-mapped by the safetensors library (pages load as they are touched)."""
@@ -295,7 +283,7 @@ class ShardedSafetensorsReader:
         """Absolute ``(start, end)`` offsets of the tensor's bytes inside ``shard_of(key)``."""
         return self._reader_for(key).byte_range(key)
 
-    def locate(self, key: str) -> TensorLocation:
+    def locate(self, key: str) -> FileRange:
         return self._reader_for(key).locate(key)
 
     def get_tensor(self, key: str):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import BadInputError, CheckpointError
+from .base import FileRange
 from ..specs import DTYPE_SIZES, TensorSpec
 
 # the safetensors library's dtype order (ascending); tensors are written in descending order
@@ -39,19 +40,6 @@ _RANK = {name: i for i, name in enumerate(DTYPE_ORDER)}
 ALIGN = 8
 CHUNK = 64 * 1024 * 1024  # bytes per copy call: progress and signals get a turn this often
 BUFFER = 1024 * 1024  # the bounded buffer of the fallback copy
-
-
-@dataclass(frozen=True)
-class FileRange:
-    """Raw tensor bytes at ``path[start:end]`` (absolute offsets)."""
-
-    path: Path
-    start: int
-    end: int
-
-    @property
-    def nbytes(self) -> int:
-        return self.end - self.start
 
 
 TensorSource = Callable[[], Any]  # returns a torch.Tensor; called once, when the tensor is written
