@@ -26,7 +26,9 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None) -> str:
 
     if plan.collisions or plan.mismatched:
         out("")
-        out(f"PROBLEMS ({len(plan.errors)} error{'s' if len(plan.errors) != 1 else ''})")
+        shape_skips = sum(1 for m in plan.mismatched if m.action == "skip")
+        out(f"PROBLEMS ({len(plan.errors)} error{'s' if len(plan.errors) != 1 else ''}"
+            + (f", {shape_skips} skipped on shape mismatch)" if shape_skips else ")"))
         for c in plan.collisions:
             rules = ", ".join(str(r) for r in c.rules)
             out(f"  error: collision: {len(c.sources)} sources map to '{c.target}' (rules {rules}): "

@@ -21,7 +21,7 @@ TARGET = {"x.0.w": F(2), "x.1.w": F(5), "y.k": F(9), "fresh": F(1)}
 def test_errors_come_first_then_rule_sections_then_summary():
     plan = make_plan(SOURCE, RULES, TARGET, source_origin="src.safetensors")
     text = render_text(plan, RULES)
-    problems, rule0 = text.index("PROBLEMS (2 errors)"), text.index("Rule 0:")
+    problems, rule0 = text.index("PROBLEMS (2 errors, 1 skipped on shape mismatch)"), text.index("Rule 0:")
     assert problems < rule0 < text.index("Summary")
     assert "collision: 2 sources map to 'x.0.w' (rules 0, 1): a.0.w, b.0.w" in text
     assert "error: a.1.w -> x.1.w (rule 0): shape [3] but target has [5]" in text

@@ -58,6 +58,22 @@ class Context:
 
         return contributions(self.plugin_manager).transforms
 
+    def model_specs(self, name: str, kwargs: dict):
+        """Target specs from a model a plugin contributes, built with ``kwargs`` (imports torch)."""
+        from ..apply import module_specs
+        from ..errors import BadInputError
+        from ..plugins import contributions
+
+        models = contributions(self.plugin_manager).models
+        if name not in models:
+            known = ", ".join(sorted(models)) or "none"
+            raise BadInputError(f"no model named '{name}' (models: {known}); `mapper plugins` lists what plugins contribute")
+        try:
+            module = models[name].value.build(**kwargs)
+        except TypeError as exc:
+            raise BadInputError(f"model '{name}' cannot be built with {kwargs}: {exc}") from None
+        return module_specs(module)
+
     def open_reader(self, path: str | Path, format_name: str | None = None, **options):
         from ..formats.base import choose_format
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from ..errors import BadInputError
 
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
 
@@ -10,7 +14,11 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared with `explain`: the rules and the checkpoints they are planned against."""
     p.add_argument("rules", metavar="RULES", help="rules file (.yaml/.yml/.json) or plugin:name")
     p.add_argument("--source", required=True, metavar="CKPT", help="source checkpoint or spec file")
-    p.add_argument("--target", metavar="CKPT", help="target checkpoint or spec file (enables shape checks)")
+    p.add_argument("--target", metavar="CKPT",
+                   help="target checkpoint or spec file, or model:NAME for a model a plugin contributes "
+                        "(enables shape checks)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for a model:NAME target (repeatable; VALUE read as JSON, else text)")
     p.add_argument("--source-format", metavar="NAME", help="source format by name (default: detect)")
     p.add_argument("--target-format", metavar="NAME", help="target format by name (default: detect)")
 
@@ -21,6 +29,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="also fail (exit 1) on unmatched or uninitialized keys")
 
 
+def parse_model_args(items: list[str]) -> dict:
+    """``["embedding_dim=1024", "name=x"]`` → ``{"embedding_dim": 1024, "name": "x"}`` (JSON values, else text)."""
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise BadInputError(f"--model-arg {item!r}: expected KEY=VALUE with KEY a Python identifier, "
+                                "e.g. --model-arg embedding_dim=1024")
+        try:
+            kwargs[key] = json.loads(value)
+        except ValueError:
+            kwargs[key] = value
+    return kwargs
+
+
 def build_plan(args: argparse.Namespace, ctx):
     """Rules + source (+ target) specs → (RuleSet, Plan). Reads headers only."""
     from ..planner import make_plan
@@ -29,7 +52,9 @@ def build_plan(args: argparse.Namespace, ctx):
     with ctx.open_reader(args.source, args.source_format) as reader:
         source_specs = reader.specs()
     target_specs = None
-    if args.target:
+    if args.target and args.target.startswith("model:") and not Path(args.target).exists():
+        target_specs = ctx.model_specs(args.target[len("model:"):], parse_model_args(args.model_arg))
+    elif args.target:
         with ctx.open_reader(args.target, args.target_format) as reader:
             target_specs = reader.specs()
     plan = make_plan(source_specs, ruleset, target_specs, source_origin=args.source, target_origin=args.target)
