@@ -15,8 +15,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
-def render_text(plan: Plan, ruleset: RuleSet | None = None) -> str:
-    """The human report: errors first, then one section per rule, then what was left, then the summary."""
+def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False) -> str:
+    """The human report: errors first, then one section per rule, then what was left, then the summary.
+
+    With ``strict``, unmatched and uninitialized keys make the result a failure, as ``--strict`` does.
+    """
     lines: list[str] = []
     out = lines.append
     out(f"Plan for rules '{plan.rules_name}'" + (f" ({plan.rules_origin})" if plan.rules_origin else ""))
@@ -92,5 +95,10 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None) -> str:
         out(f"  target keys {s['target_keys']}: filled {_pct(s['target_filled'])}, "
             f"uninitialized {s['uninitialized']}")
     out(f"  mismatched {s['mismatched']}, collisions {s['collisions']}, unused rules {s['unused_rules']}")
-    out(f"  result: {'ERRORS' if plan.errors else 'clean'}")
+    if plan.errors:
+        out("  result: ERRORS")
+    elif plan.has_errors(strict=strict):
+        out("  result: FAILED under --strict (unmatched or uninitialized keys)")
+    else:
+        out("  result: clean")
     return "\n".join(lines)

@@ -128,3 +128,37 @@ def test_header_only_commands_do_not_import_torch(files):
                        env={**os.environ, "MAPPER_PLUGINS": ""})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("rc 0")
+
+
+def test_strict_failure_is_said_in_the_report_json_and_stderr(files):
+    args = ("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+            "--target", files / "target.safetensors", "--strict")
+    text = mapper(*args)
+    assert text.returncode == 1 and "result: FAILED under --strict" in text.stdout
+    assert "--strict: 1 unmatched source key(s) and 1 uninitialized target key(s)" in text.stderr
+    summary = json.loads(mapper(*args, "--json").stdout)["summary"]
+    assert summary["strict"] is True and summary["failed"] is True and summary["errors"] == 0
+
+
+def test_plan_accepts_torch_reader_options(files, tmp_path):
+    nested = tmp_path / "nested.pt"
+    torch.save({"ema": {"model": {"enc.0.weight": torch.ones(4, 2)}}, "step": 3}, nested)
+    r = mapper("plan", files / "rules.yaml", "--source", nested, "--unwrap", "ema.model", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [m["target"] for m in json.loads(r.stdout)["mapped"]] == ["encoder.layers.0.weight"]
+
+
+def test_options_that_would_be_ignored_are_refused(files, tmp_path):
+    r = mapper("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+               "--target", files / "target.safetensors", "--model-arg", "x=1")
+    assert r.returncode == 2 and "--model-arg only applies" in r.stderr
+    c = mapper("convert", files / "source.safetensors", tmp_path / "o.safetensors", "--strict")
+    assert c.returncode == 2 and "--strict only applies with --rules" in c.stderr
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_unknown_format_says_which_option_names_one(files):
+    odd = files / "weights.xyz"
+    odd.write_bytes(b"\x00" * 32)
+    r = mapper("plan", files / "rules.yaml", "--source", odd)
+    assert r.returncode == 2 and "weights.xyz" in r.stderr and "--source-format" in r.stderr

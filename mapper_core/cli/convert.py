@@ -6,6 +6,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
+from ..errors import BadInputError
 from .inspect import add_reader_arguments, reader_options
 
 HELP = "convert a checkpoint to safetensors (with --rules: renamed and filtered by the plan), streamed and atomic"
@@ -38,6 +39,9 @@ def run(args: argparse.Namespace, ctx) -> int:
     from ..formats.torch_format import TrustPickleWarning
     from ..formats.writer import parse_size
 
+    if args.strict and not args.rules:
+        raise BadInputError("--strict only applies with --rules (a plain conversion keeps every key); "
+                            "add --rules RULES or drop --strict")
     shard_size = parse_size(args.max_shard_size) if args.max_shard_size else None  # bad sizes fail first
     ruleset = ctx.load_rules(args.rules) if args.rules else None
     try:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
+from .inspect import add_reader_arguments, reader_options
 
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
 
@@ -21,6 +22,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
                    help="keyword argument for a model:NAME target (repeatable; VALUE read as JSON, else text)")
     p.add_argument("--source-format", metavar="NAME", help="source format by name (default: detect)")
     p.add_argument("--target-format", metavar="NAME", help="target format by name (default: detect)")
+    add_reader_arguments(p)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,13 +51,17 @@ def build_plan(args: argparse.Namespace, ctx):
     from ..planner import make_plan
 
     ruleset = ctx.load_rules(args.rules)
-    with ctx.open_reader(args.source, args.source_format) as reader:
+    options = reader_options(args)
+    with ctx.open_reader(args.source, args.source_format, **options) as reader:
         source_specs = reader.specs()
     target_specs = None
-    if args.target and args.target.startswith("model:") and not Path(args.target).exists():
+    is_model = bool(args.target) and args.target.startswith("model:") and not Path(args.target).exists()
+    if args.model_arg and not is_model:
+        raise BadInputError("--model-arg only applies to a --target model:NAME; drop it or name a model target")
+    if is_model:
         target_specs = ctx.model_specs(args.target[len("model:"):], parse_model_args(args.model_arg))
     elif args.target:
-        with ctx.open_reader(args.target, args.target_format) as reader:
+        with ctx.open_reader(args.target, args.target_format, **options) as reader:
             target_specs = reader.specs()
     plan = make_plan(source_specs, ruleset, target_specs, source_origin=args.source, target_origin=args.target)
     return ruleset, plan
@@ -66,7 +72,13 @@ def run(args: argparse.Namespace, ctx) -> int:
 
     ruleset, plan = build_plan(args, ctx)
     if args.json:
-        ctx.print_json(plan.to_dict())
+        data = plan.to_dict()
+        data["summary"]["strict"] = args.strict
+        data["summary"]["failed"] = plan.has_errors(strict=args.strict)
+        ctx.print_json(data)
     else:
-        ctx.print(render_text(plan, ruleset))
+        ctx.print(render_text(plan, ruleset, strict=args.strict))
+    if plan.has_errors(strict=args.strict) and not plan.errors:
+        ctx.error(f"--strict: {len(plan.unmatched)} unmatched source key(s) and {len(plan.uninitialized)} "
+                  "uninitialized target key(s); add rules or skip patterns for them, or drop --strict")
     return 1 if plan.has_errors(strict=args.strict) else 0

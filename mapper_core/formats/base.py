@@ -77,6 +77,9 @@ def choose_format(path: str | Path, formats: Sequence[Format], name: str | None 
         if f.claims(path):
             return f
     known = "; ".join(f"{f.name} ({', '.join(f.suffixes)})" for f in formats)
-    raise CheckpointError(f"{path}: cannot tell the checkpoint format; known formats: {known}. Pass the format by name.")
+    raise CheckpointError(
+        f"{path}: cannot tell the checkpoint format; known formats: {known}. Name one with --format NAME "
+        "(--source-format / --target-format for plan and explain), or format= in Python."
+    )
 
 
