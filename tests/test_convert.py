@@ -1,4 +1,4 @@
-"""convert(): plain conversion, plans, shards, provenance, aliases, round trips, safe output."""
+"""convert(): plain conversion, plans, shards, provenance, round trips, safe output (aliases: test_convert_aliases)."""
 from __future__ import annotations
 
 import hashlib
@@ -19,10 +19,11 @@ from mapper_core.atomic import TEMP_SUFFIX
 from mapper_core.convert import ConvertResult, convert
 from mapper_core.errors import BadInputError, CheckpointError, OutputExistsError, PlanError, VerifyError
 from mapper_core.formats import open_checkpoint
-from mapper_core.formats.aliases import ALIASES_KEY, load_safetensors
+from mapper_core.formats.aliases import load_safetensors
 from mapper_core.planner import make_plan
 from mapper_core.rules import load_rules
 from mapper_core.torch_dtypes import NAME_TO_TORCH
+from bitwise import same_bits  # tests/helpers
 
 RULES = """\
 version: 1
@@ -35,14 +36,6 @@ rules:
 skip:
   - 'aux\\..*'
 """
-
-
-def bits(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous().reshape(-1).view(torch.uint8)
-
-
-def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(bits(a), bits(b))
 
 
 def sha256(path) -> str:
@@ -296,56 +289,6 @@ def test_torch_checkpoint_with_rules(tmp_path, weights, rules):
     loaded = load_file(str(tmp_path / "o.safetensors"))
     assert same_bits(loaded["classifier.weight"], weights["head.weight"]) and "aux.counter" not in loaded
     assert result.checked == 5
-
-
-# --- aliases ----------------------------------------------------------------------------------
-
-@pytest.fixture
-def tied(tmp_path):
-    w = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
-    sd = {"embed.weight": w, "lm_head.weight": w, "also.tied": w, "row": w[2], "transposed": w.t(),
-          "free": torch.arange(3.0)}
-    path = tmp_path / "tied.pt"
-    torch.save(sd, path)
-    return path, sd
-
-
-def test_tied_weights_are_stored_once_and_restored_as_one_tensor(tmp_path, tied):
-    src, sd = tied
-    out = tmp_path / "tied.safetensors"
-    result = convert(src, out, verify=True)
-    stored = load_file(str(out))
-    assert sorted(stored) == ["embed.weight", "free", "row", "transposed"]  # views that differ get their own bytes
-    with safe_open(str(out), framework="pt") as f:
-        aliases = json.loads(f.metadata()[ALIASES_KEY])
-    assert aliases == {"also.tied": "embed.weight", "lm_head.weight": "embed.weight"}
-    assert result.aliases == 2 and result.tensors == 4 and result.tensor_bytes == (24 + 4 + 24 + 3) * 4
-    loaded = load_safetensors(out)
-    assert set(loaded) == set(sd)
-    assert loaded["lm_head.weight"] is loaded["embed.weight"] is loaded["also.tied"]
-    for key, t in sd.items():
-        assert same_bits(loaded[key], t), key
-    assert loaded["row"].data_ptr() != loaded["embed.weight"].data_ptr()  # a copy, not a view: documented
-
-
-def test_aliases_follow_the_plan_and_survive_a_skipped_canonical(tmp_path, tied):
-    src, sd = tied
-    path = tmp_path / "r.yaml"
-    path.write_text("version: 1\nname: t\nrules:\n  - match: '(lm_head|also)\\.(.+)'\n    target: 'out.{1}.{2}'\n"
-                    "skip: ['embed\\..*', 'row', 'transposed', 'free']\n")
-    with open_checkpoint(src) as reader:
-        convert(src, tmp_path / "o.safetensors", reader=reader, plan=plan_for(reader, load_rules(path)))
-    loaded = load_safetensors(tmp_path / "o.safetensors")
-    assert set(load_file(str(tmp_path / "o.safetensors"))) == {"out.lm_head.weight"}
-    assert loaded["out.also.tied"] is loaded["out.lm_head.weight"]
-    assert same_bits(loaded["out.also.tied"], sd["embed.weight"])
-
-
-def test_aliases_in_sharded_output(tmp_path, tied):
-    src, sd = tied
-    convert(src, tmp_path / "s.safetensors.index.json", max_shard_size=64)
-    loaded = load_safetensors(tmp_path / "s.safetensors.index.json")
-    assert set(loaded) == set(sd) and loaded["lm_head.weight"] is loaded["embed.weight"]
 
 
 # --- safe output ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from bitwise import same_bits  # tests/helpers
 from mapper_core.atomic import AtomicFiles
 from mapper_core.errors import BadInputError, CheckpointError
 from mapper_core.formats import writer as writer_mod
@@ -33,11 +34,6 @@ def sample(dtype: torch.dtype, shape=(3, 5), seed: int = 0) -> torch.Tensor:
     if dtype == torch.bool:
         raw = raw % 2
     return raw.view(dtype).reshape(shape)
-
-
-def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a.dtype == b.dtype and a.shape == b.shape
-            and torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)))
 
 
 def write(path, entries, metadata=None, **kw):
