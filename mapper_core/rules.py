@@ -91,7 +91,16 @@ def _build(text: str, filename: str, fmt: str, digest: str, transforms: Mapping[
             f"the file {what}; a rules file is a mapping with at least `version: 1` and a `rules:` list"))])
     _check_version(data, parsed, filename)
     checker = _Checker(filename, parsed, transforms)
+    version_reported = isinstance(data.get("version"), float)
+    if version_reported:
+        # JSON Schema counts 1.0 as the integer 1, so the schema lets it through; refuse it here.
+        checker.add(("version",), f"version must be the integer 1, got the decimal number {data['version']}; "
+                                  "this mapper-core reads rules version 1: write `version: 1`")
     for issue in schema.validate(data):
+        if issue.path == ("version",):
+            if version_reported:
+                continue  # `type` and `const` both fail for e.g. '1': one message is enough
+            version_reported = True
         checker.add_schema_issue(issue)
     checker.check_semantics(data)
     if checker.problems:

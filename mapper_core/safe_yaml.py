@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any
 
 import yaml
@@ -16,6 +17,12 @@ from .positions import MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_NODES, Collector, Fa
 
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+# YAML 1.2 floats that PyYAML's YAML 1.1 rules read as text: an exponent without a dot or
+# without a sign (`1e-3`, `1E5`, `2.5e3`) and a signed leading dot (`-.5`). People write
+# learning rates like this; reading them as strings would only produce a confusing type error.
+# Digits only (no 1.1 underscores), and never a bare integer, so `089` stays the text it was.
+YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$|^[-+]?\.[0-9]+$")
+YAML12_FLOAT_FIRST = list("-+0123456789.")
 _DOUBLE_QUOTE_HINT = (
     "; inside double quotes YAML reads backslashes as escapes, so write regular expressions "
     "in single quotes: 'conv\\.(\\d+)'"
@@ -206,4 +213,7 @@ def _make_loader() -> type:
             finally:
                 self.depth -= 1
 
+    # On this class only: add_implicit_resolver copies the inherited table before changing it,
+    # so yaml.SafeLoader and every other loader keep YAML 1.1 behaviour.
+    _Loader.add_implicit_resolver(_YAML + "float", YAML12_FLOAT, YAML12_FLOAT_FIRST)
     return _Loader

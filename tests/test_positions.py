@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from mapper_core.errors import RulesError
 from mapper_core.positions import json_path, parse
+from mapper_core.safe_yaml import YAML12_FLOAT, YAML12_FLOAT_FIRST
 
 JSON_TEXT = """{
   "version": 1,
@@ -96,10 +97,21 @@ def test_json_parse_agrees_with_json_loads(value, indent):
     assert parse(text, "f.json", "json").data == json.loads(text)
 
 
+class _QuoteYaml12Floats(yaml.SafeDumper):
+    """safe_dump, but quoting strings such as '1e-3' that our loader reads as YAML 1.2 floats.
+
+    This is the one intended difference from yaml.safe_load (YAML 1.1, where `1e-3` is text),
+    so the comparison below uses texts on which both readings agree.
+    """
+
+
+_QuoteYaml12Floats.add_implicit_resolver("tag:yaml.org,2002:float", YAML12_FLOAT, YAML12_FLOAT_FIRST)
+
+
 @settings(max_examples=100, deadline=None)
 @given(json_values)
 def test_yaml_parse_agrees_with_safe_load(value):
-    text = yaml.safe_dump(value)
+    text = yaml.dump(value, Dumper=_QuoteYaml12Floats)
     assert parse(text, "f.yaml", "yaml").data == yaml.safe_load(text)
 
 
@@ -132,3 +144,13 @@ def test_both_yaml_backends_give_data_lines_and_refusals(yaml_backend):
     assert info.value.problems[0].line in (2, 3) and "YAML syntax error" in info.value.problems[0].message
     tagged = parse("a: !!python/name:os.system ''\n", "tag.yaml", "yaml")
     assert tagged.data == {"a": None} and "not allowed" in tagged.problems[0].message
+
+
+def test_yaml_reads_yaml_1_2_floats_without_changing_pyyaml(yaml_backend):
+    text = "a: 1e-3\nb: 1E5\nc: -2.5e+4\nd: .5\ne: -.5\nf: 089\ng: '1e-3'\nh: 12\n1e3: key\n"
+    data = parse(text, "f.yaml", "yaml").data
+    assert data == {"a": 0.001, "b": 100000.0, "c": -25000.0, "d": 0.5, "e": -0.5,
+                    "f": "089", "g": "1e-3", "h": 12, "1e3": "key"}
+    assert type(data["h"]) is int
+    assert yaml.safe_load("a: 1e-3") == {"a": "1e-3"}  # the resolver was added to our loader only
+    assert parse("a: 1e999\n", "f.yaml", "yaml").problems  # an overflow is refused, not read as inf

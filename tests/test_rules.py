@@ -262,6 +262,26 @@ def test_version_must_be_the_integer_one():
     assert problem.path == "$.version"
 
 
+@pytest.mark.parametrize(("filename", "text", "line"), [
+    ("v.yaml", "version: 1.0\nrules: []\n", 1),
+    ("v.yaml", "rules: []\nversion: 1e0\n", 2),
+    ("v.json", '{"rules": [],\n "version": 1.0}', 2),
+    ("v.json", '{"version": 1.5, "rules": []}', 1),
+])
+def test_decimal_version_refused(filename, text, line):
+    (problem,) = problems_of(text, filename)
+    assert (problem.line, problem.path) == (line, "$.version")
+    assert "integer 1" in problem.message and "reads rules version 1" in problem.message
+
+
+def test_learning_rates_in_exponent_notation_are_numbers():
+    text = ("version: 1\nrules: []\nfreeze: {g: ['a']}\nparam_groups:\n  all: {default: true, lr: 1e-3, "
+            "weight_decay: 5E-4}\nschedule:\n  - {epoch: 2, unfreeze: g, lr: 2.5e-5}\n")
+    rs = parse_rules(text, "lr.yaml")
+    assert rs.param_groups[0].options == {"lr": 0.001, "weight_decay": 0.0005}
+    assert rs.schedule[0].lr == 2.5e-5
+
+
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "- a\n- b\n", "just text\n"])
 def test_top_level_must_be_a_mapping(text):
     (problem,) = problems_of(text)
