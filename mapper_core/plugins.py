@@ -1,7 +1,8 @@
 """The plugin manager: built-in plugins, then installed entry points, then local modules.
 
 Nothing is loaded at import time; call :func:`get_plugin_manager`. A plugin that fails to
-load is recorded in ``pm.mapper_load_errors`` and the others still load.
+load is recorded in ``pm.mapper_load_errors`` and the others still load; so is a hook that
+fails when contributions are collected (its values are left out, the others' still work).
 """
 from __future__ import annotations
 
@@ -44,15 +45,21 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class PluginLoadFailure:
-    """A plugin that could not be loaded; the others were loaded without it."""
+    """A plugin that could not be loaded, or (``hook`` set) one of whose hooks failed.
+
+    Either way the other plugins, and their contributions, were loaded without it.
+    """
 
     name: str
     source: str
     error: str
     module: str | None = None
+    hook: str | None = None
 
     def __str__(self) -> str:
         where = f" (module {self.module})" if self.module and self.module != self.name else ""
+        if self.hook is not None:  # ``error`` already says what was left out and what to do
+            return f"plugin '{self.name}'{where} ({self.source}): {self.error}"
         return (
             f"plugin '{self.name}'{where} from {self.source} failed to load: {self.error}; "
             "the other plugins were loaded without it. Fix or reinstall it, or remove it from "
@@ -109,6 +116,8 @@ def _add(pm: MapperPluginManager, name: str, source: str, load: Callable[[], Any
         plugin = load()
     except Exception as exc:  # any error in someone else's import-time code
         return fail(f"{type(exc).__name__}: {exc}")
+    except SystemExit as exc:  # a plugin must not end the CLI; KeyboardInterrupt still does
+        return fail(f"SystemExit: the plugin called sys.exit({exc.code!r}) while being imported")
     if pm.is_registered(plugin):
         return  # the same module reached twice (e.g. an entry point and $MAPPER_PLUGINS)
     if pm.get_plugin(name) is not None:
@@ -129,13 +138,33 @@ _cache: "weakref.WeakKeyDictionary[pluggy.PluginManager, tuple[tuple, Contributi
 
 
 def contributions(pm: pluggy.PluginManager) -> Contributions:
-    """What the registered plugins contribute; cached per manager until its plugins change."""
+    """What the registered plugins contribute; cached per manager until its plugins change.
+
+    Hooks that failed are also recorded in ``pm.mapper_load_errors`` (with ``hook`` set), so
+    `mapper plugins` reports them and exits 2 while other commands only warn.
+    """
     snapshot = tuple((name, id(plugin)) for name, plugin in pm.list_name_plugin())
     cached = _cache.get(pm)
     if cached is None or cached[0] != snapshot:
         cached = (snapshot, collect(pm, first=BUILTIN_PLUGINS))
         _cache[pm] = cached
+        _record_hook_failures(pm, cached[1])
     return cached[1]
+
+
+def _record_hook_failures(pm: pluggy.PluginManager, found: Contributions) -> None:
+    """Replace the hook failures in ``pm.mapper_load_errors`` with those of ``found``."""
+    errors = getattr(pm, "mapper_load_errors", None)
+    if errors is None:  # a plain pluggy manager: the failures stay on Contributions only
+        return
+    info = getattr(pm, "mapper_plugin_info", {})
+    errors[:] = [e for e in errors if e.hook is None]
+    for f in found.failures:
+        known = info.get(f.plugin)
+        errors.append(PluginLoadFailure(
+            f.plugin, known.source if known else "registered", f.error,
+            known.module if known else None, hook=f.hook,
+        ))
 
 
 def resolve_rules(spec: str, pm: pluggy.PluginManager) -> "RuleSet":

@@ -10,7 +10,6 @@ from importlib.resources import as_file
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Generic, Mapping, TypeVar
 
-from .errors import PluginError
 from .formats.base import Format
 
 if TYPE_CHECKING:
@@ -119,6 +118,18 @@ HOOKS: dict[str, tuple[str, type, str]] = {
 
 
 @dataclass(frozen=True)
+class HookFailure:
+    """A hook implementation that raised, returned the wrong type, or reused a taken name.
+
+    What it would have contributed (all of it, or just the clashing item) was left out.
+    """
+
+    plugin: str
+    hook: str
+    error: str
+
+
+@dataclass(frozen=True)
 class Contributions:
     """Everything the registered plugins contribute, with names unique across plugins."""
 
@@ -127,6 +138,7 @@ class Contributions:
     formats: tuple[Format, ...]  # built-in formats first
     transforms: Mapping[str, Contribution[TransformSpec]]
     format_plugins: Mapping[str, str] = field(default_factory=dict)  # format name → plugin
+    failures: tuple[HookFailure, ...] = ()  # contributions left out, and why
 
     def by_plugin(self) -> dict[str, dict[str, list[str]]]:
         """plugin name → field name → names it contributes (rule sets by qualified name)."""
@@ -157,11 +169,15 @@ class Contributions:
 
 
 def collect(pm: "pluggy.PluginManager", first: Collection[str] = ()) -> Contributions:
-    """Call every hook implementation, remember who contributed what, refuse duplicate names.
+    """Call every hook implementation and remember who contributed what.
 
     ``first`` names plugins (the built-in ones) whose contributions come before all others.
+    One plugin's mistake never hides the others' contributions: a hook that raises or returns
+    the wrong type loses that plugin's values for that hook, and a name already taken by an
+    earlier plugin loses the later value; each is recorded in ``Contributions.failures``.
     """
     gathered: dict[str, list[Contribution[Any]]] = {}
+    failures: list[HookFailure] = []
     for hook_name, (label, value_type, kind) in HOOKS.items():
         impls = [i for i in getattr(pm.hook, hook_name).get_hookimpls() if not (i.wrapper or i.hookwrapper)]
         impls.sort(key=lambda i: i.plugin_name not in first)  # stable: registration order otherwise
@@ -169,34 +185,21 @@ def collect(pm: "pluggy.PluginManager", first: Collection[str] = ()) -> Contribu
         items: list[Contribution[Any]] = []
         for impl in impls:
             plugin = impl.plugin_name
-            try:
-                result = impl.function()
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin '{plugin}': hook {hook_name} failed: {type(exc).__name__}: {exc}; "
-                    "fix the plugin or leave it out"
-                ) from exc
-            if result is None:
+            values, error = _call(impl.function, hook_name, value_type)
+            if error is not None:
+                failures.append(HookFailure(plugin, hook_name, f"{error}; its {label}s were left out, fix the plugin or leave it out"))
                 continue
-            if not isinstance(result, (list, tuple)):
-                raise PluginError(
-                    f"plugin '{plugin}': hook {hook_name} returned {type(result).__name__}; "
-                    f"expected a list of {value_type.__name__}"
-                )
-            for value in result:
-                if not isinstance(value, value_type):
-                    raise PluginError(
-                        f"plugin '{plugin}': hook {hook_name} returned an item of type {type(value).__name__}; "
-                        f"expected {value_type.__name__}"
-                    )
+            for value in values:
                 name = value.name
                 if name in owners:
                     other = owners[name]
                     who = f"plugin '{plugin}' (twice)" if other == plugin else f"plugins '{other}' and '{plugin}'"
-                    raise PluginError(
-                        f"{label} '{name}' is contributed by {who}; names must be unique: "
-                        "rename one, or leave one plugin out (uninstall it, or drop it from MAPPER_PLUGINS / --plugin)"
-                    )
+                    failures.append(HookFailure(plugin, hook_name, (
+                        f"{label} '{name}' is contributed by {who}; names must be unique, so the one from "
+                        f"'{plugin}' was left out: rename one, or leave one plugin out "
+                        "(uninstall it, or drop it from MAPPER_PLUGINS / --plugin)"
+                    )))
+                    continue
                 owners[name] = plugin
                 items.append(Contribution(plugin, name, value))
         gathered[kind] = items
@@ -207,4 +210,23 @@ def collect(pm: "pluggy.PluginManager", first: Collection[str] = ()) -> Contribu
         formats=tuple(c.value for c in gathered["formats"]),
         transforms={c.name: c for c in gathered["transforms"]},
         format_plugins={c.name: c.plugin for c in gathered["formats"]},
+        failures=tuple(failures),
     )
+
+
+def _call(function: Callable[[], Any], hook_name: str, value_type: type) -> tuple[list[Any], str | None]:
+    """The values one hook implementation returns, or an error saying why none can be used."""
+    try:
+        result = function()
+    except (Exception, SystemExit) as exc:  # someone else's code; KeyboardInterrupt still stops us
+        return [], f"hook {hook_name} failed: {type(exc).__name__}: {exc}"
+    if result is None:
+        return [], None
+    if not isinstance(result, (list, tuple)):
+        return [], f"hook {hook_name} returned {type(result).__name__}; expected a list of {value_type.__name__}"
+    for value in result:
+        if not isinstance(value, value_type):
+            return [], (
+                f"hook {hook_name} returned an item of type {type(value).__name__}; expected {value_type.__name__}"
+            )
+    return list(result), None

@@ -204,10 +204,14 @@ def test_duplicate_contribution_names_name_both_plugins(pm, make, label):
     try:
         registered(pm, make(), "first_plugin")
         registered(pm, make(), "second_plugin")
-        with pytest.raises(PluginError) as err:
-            contributions(pm)
-        message = str(err.value)
-        assert label in message and "'first_plugin'" in message and "'second_plugin'" in message
+        found = contributions(pm)
+        [failure] = found.failures
+        assert failure.plugin == "second_plugin"
+        assert label in failure.error and "'first_plugin'" in failure.error and "'second_plugin'" in failure.error
+        # the later plugin's clashing value is dropped; the first one's is kept
+        assert "second_plugin" not in found.by_plugin() and "first_plugin" in found.by_plugin()
+        [recorded] = pm.mapper_load_errors
+        assert (recorded.name, recorded.hook) == ("second_plugin", failure.hook)
     finally:
         pm.unregister(name="first_plugin")
         pm.unregister(name="second_plugin")
@@ -217,13 +221,16 @@ def test_builtin_format_name_clash_names_the_builtin_plugin(pm):
     name = contributions(pm).formats[0].name
     try:
         registered(pm, FormatPlugin(name), "clash")
-        with pytest.raises(PluginError, match=f"format '{name}'.*'mapper_core' and 'clash'"):
-            contributions(pm)
+        found = contributions(pm)
+        [failure] = found.failures
+        assert failure.plugin == "clash" and f"format '{name}'" in failure.error
+        assert "'mapper_core' and 'clash'" in failure.error
+        assert found.format_plugins[name] == "mapper_core"
     finally:
         pm.unregister(name="clash")
 
 
-def test_hook_returning_the_wrong_type_is_a_plugin_error(pm):
+def test_hook_returning_the_wrong_type_is_a_recorded_failure(pm):
     class Bad:
         @hookimpl
         def mapper_models(self):
@@ -231,10 +238,15 @@ def test_hook_returning_the_wrong_type_is_a_plugin_error(pm):
 
     try:
         registered(pm, Bad(), "bad_types")
-        with pytest.raises(PluginError, match="'bad_types'.*mapper_models.*expected ModelFactory"):
-            contributions(pm)
+        found = contributions(pm)
+        assert [(f.plugin, f.hook) for f in found.failures] == [("bad_types", "mapper_models")]
+        assert "expected ModelFactory" in found.failures[0].error
+        assert found.models == {} and found.formats  # the rest is still there
+        assert "'bad_types'" in str(pm.mapper_load_errors[0])
     finally:
         pm.unregister(name="bad_types")
+    contributions(pm)
+    assert pm.mapper_load_errors == []  # gone with the plugin
 
 
 def test_contributions_are_cached_until_plugins_change(pm):

@@ -29,9 +29,10 @@ class Context:
 
     @cached_property
     def plugin_manager(self):
-        from ..plugins import get_plugin_manager
+        from ..plugins import contributions, get_plugin_manager
 
         pm = get_plugin_manager(extra_plugins=self.plugins)
+        contributions(pm)  # call the hooks now, so a failing one is warned about below
         for failure in pm.mapper_load_errors:
             self.warn(str(failure))
         return pm

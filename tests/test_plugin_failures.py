@@ -1,0 +1,174 @@
+"""One misbehaving plugin is reported and left out; the other plugins and the commands keep working."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from mapper_core.plugins import contributions, get_plugin_manager
+
+GOOD = """
+    from mapper_core.hookspecs import hookimpl
+    from mapper_core.registry import RuleSetSource, TransformSpec
+
+    @hookimpl
+    def mapper_rule_sets():
+        return [RuleSetSource("{name}", "from {name}", loader=lambda: None)]
+
+    @hookimpl
+    def mapper_transforms():
+        return [TransformSpec("t_{name}", lambda t: t)]
+"""
+
+# Its transforms hook is fine; only the rule-set hook raises.
+BAD_HOOK = """
+    from mapper_core.hookspecs import hookimpl
+    from mapper_core.registry import TransformSpec
+
+    @hookimpl
+    def mapper_rule_sets():
+        raise RuntimeError("boom in the hook")
+
+    @hookimpl
+    def mapper_transforms():
+        return [TransformSpec("t_bad", lambda t: t)]
+"""
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """Write plugin modules into tmp_path (importable); forget them from sys.modules afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    written: list[str] = []
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        written.append(name)
+        return name
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+def mapper(*args: str, plugins: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The real console script with MAPPER_PLUGINS set and the plugin modules importable."""
+    script = Path(sys.executable).with_name("mapper")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "mapper_core"]
+    env = dict(os.environ, MAPPER_PLUGINS=plugins)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+# --- the library ---------------------------------------------------------------------------------
+
+
+def test_a_raising_hook_drops_only_that_plugins_values_for_that_hook(plugin_dir):
+    bad = plugin_dir("plugf_bad", BAD_HOOK)
+    good = plugin_dir("plugf_good", GOOD.format(name="ok"))
+    pm = get_plugin_manager(entry_points=False, env={"MAPPER_PLUGINS": f"{bad},{good}"})
+    found = contributions(pm)
+    assert set(found.rule_sets) == {f"{good}:ok"}
+    assert {"t_ok", "t_bad"} <= set(found.transforms)  # the bad plugin's other hook still counts
+    [failure] = pm.mapper_load_errors
+    assert (failure.name, failure.hook, failure.source) == (bad, "mapper_rule_sets", "MAPPER_PLUGINS")
+    message = str(failure)
+    assert bad in message and "RuntimeError: boom in the hook" in message and "rule sets were left out" in message
+
+
+def test_a_hook_calling_sys_exit_is_a_failure_too(plugin_dir):
+    quitter = plugin_dir("plugf_hook_exit", """
+        import sys
+        from mapper_core.hookspecs import hookimpl
+
+        @hookimpl
+        def mapper_models():
+            sys.exit(4)
+    """)
+    pm = get_plugin_manager([quitter], entry_points=False, env={})
+    assert contributions(pm).formats  # still collected
+    [failure] = pm.mapper_load_errors
+    assert failure.name == quitter and "SystemExit" in failure.error
+
+
+def test_sys_exit_at_import_is_a_load_failure(plugin_dir):
+    quitter = plugin_dir("plugf_exit", "import sys\nsys.exit(3)\n")
+    good = plugin_dir("plugf_good2", GOOD.format(name="fine"))
+    pm = get_plugin_manager([quitter, good], entry_points=False, env={})
+    [failure] = pm.mapper_load_errors
+    assert (failure.name, failure.source, failure.hook) == (quitter, "--plugin", None)
+    assert "sys.exit(3)" in failure.error
+    assert f"{good}:fine" in contributions(pm).rule_sets
+
+
+def test_keyboard_interrupt_at_import_is_not_swallowed(plugin_dir):
+    stopper = plugin_dir("plugf_interrupt", "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        get_plugin_manager([stopper], entry_points=False, env={})
+
+
+# --- the commands --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path):
+    """Plugin modules and a small checkpoint in one directory, used as cwd and PYTHONPATH."""
+    (tmp_path / "plugf_cli_bad.py").write_text(textwrap.dedent(BAD_HOOK))
+    (tmp_path / "plugf_cli_good.py").write_text(textwrap.dedent(GOOD.format(name="cli")))
+    (tmp_path / "plugf_cli_dup.py").write_text(textwrap.dedent(GOOD.format(name="cli")))
+    (tmp_path / "plugf_cli_exit.py").write_text("import sys\nsys.exit(3)\n")
+    save_file({"enc.weight": np.zeros((2, 3), dtype=np.float32)}, str(tmp_path / "small.safetensors"))
+    return tmp_path
+
+
+def test_inspect_and_rules_warn_about_a_raising_hook_and_still_work(project):
+    plugins = "plugf_cli_bad,plugf_cli_good"
+    proc = mapper("inspect", "small.safetensors", plugins=plugins, cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert "enc.weight" in proc.stdout
+    assert "mapper: warning: plugin 'plugf_cli_bad'" in proc.stderr and "boom in the hook" in proc.stderr
+
+    proc = mapper("rules", "--json", plugins=plugins, cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    names = {r["name"] for r in json.loads(proc.stdout)["rule_sets"]}
+    assert "plugf_cli_good:cli" in names and "syncnet_fcn:to-fcn" in names
+    assert "mapper: warning:" in proc.stderr and "plugf_cli_bad" in proc.stderr
+
+
+def test_mapper_plugins_exits_2_naming_the_raising_hook(project):
+    proc = mapper("plugins", "--json", plugins="plugf_cli_bad,plugf_cli_good", cwd=project)
+    assert proc.returncode == 2, proc.stderr
+    report = json.loads(proc.stdout)
+    [failure] = report["failures"]
+    assert failure["name"] == "plugf_cli_bad" and "mapper_rule_sets" in failure["error"]
+    plugins = {p["name"]: p for p in report["plugins"]}
+    assert plugins["plugf_cli_good"]["contributes"]["rule_sets"] == ["plugf_cli_good:cli"]
+    assert plugins["plugf_cli_bad"]["contributes"]["transforms"] == ["t_bad"]
+
+
+def test_a_duplicate_name_is_reported_but_other_commands_work(project):
+    plugins = "plugf_cli_good,plugf_cli_dup"
+    proc = mapper("plugins", plugins=plugins, cwd=project)
+    assert proc.returncode == 2
+    assert "'plugf_cli_good' and 'plugf_cli_dup'" in proc.stdout
+
+    proc = mapper("validate", "syncnet_fcn:to-fcn", "--json", plugins=plugins, cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["valid"] is True
+    assert "mapper: warning:" in proc.stderr and "plugf_cli_dup" in proc.stderr
+
+
+def test_sys_exit_at_import_does_not_end_the_cli(project):
+    proc = mapper("inspect", "small.safetensors", plugins="plugf_cli_exit", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert "plugf_cli_exit" in proc.stderr and "sys.exit(3)" in proc.stderr
+
+    proc = mapper("plugins", plugins="plugf_cli_exit", cwd=project)
+    assert proc.returncode == 2 and "plugf_cli_exit" in proc.stdout
