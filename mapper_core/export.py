@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import PlanError
+from .plan import Mapped, Plan
 from .planner import make_plan
 from .ruleset import Rule, RuleSet
 from .specs import TensorSpec
@@ -108,6 +109,25 @@ def apply_export(plan: ExportPlan, target: Any) -> dict[str, "torch.Tensor"]:
         tensor = target[e.target] if isinstance(target, Mapping) else target.get_tensor(e.target)
         out[e.source] = apply_chain(e.inverse, tensor) if e.inverse else tensor
     return out
+
+
+def as_convert_plan(plan: ExportPlan, target_specs: Mapping[str, TensorSpec],
+                    target_origin: str | None = None, rules_origin: str | None = None) -> Plan:
+    """The export as a forward :class:`Plan` over the target checkpoint, for :func:`mapper_core.convert.convert`.
+
+    Each target key is "mapped" to its source key with the inverse steps as its transform, so
+    export writes through convert's machinery (destination checks, atomic streamed write,
+    tied weights stored once, ``mapper.*`` metadata). Left-behind keys are "unmatched".
+    """
+    mapped = tuple(
+        Mapped(source=e.target, target=e.source, rule=e.rule, dtype=target_specs[e.target].dtype,
+               shape=tuple(target_specs[e.target].shape), transform=tuple(e.inverse),
+               out_dtype=e.source_spec.dtype if e.inverse else None,
+               out_shape=tuple(e.source_spec.shape) if e.inverse else None)
+        for e in plan.entries)
+    return Plan(rules_name=plan.rules_name, mapped=mapped, skipped=(), unmatched=tuple(plan.left_behind),
+                uninitialized=(), mismatched=(), collisions=(), unused_rules=(), source_count=len(target_specs),
+                target_count=None, source_origin=target_origin, rules_origin=rules_origin)
 
 
 def refuse_problems(plan: ExportPlan) -> None:

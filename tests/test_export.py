@@ -181,3 +181,133 @@ def test_cli_export_refuses_non_invertible_with_exit_1(tmp_path):
     proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", cwd=tmp_path)
     assert proc.returncode == 1 and "narrow" in proc.stderr and "not invertible" in proc.stderr
     assert not (tmp_path / "back.safetensors").exists()
+
+
+# --- writing through convert's machinery ---------------------------------------------------------
+
+TIED_RULES = """\
+version: 1
+rules:
+  - match: 'old\\.(.+)'
+    target: 'new.{1}'
+"""
+
+
+def tied_checkpoint(tmp_path: Path, extra: dict | None = None) -> torch.Tensor:
+    """A target-layout torch file whose two keys are one tensor (tied weights), and its rules."""
+    (tmp_path / "rules.yaml").write_text(TIED_RULES)
+    w = torch.randn(4, 3, generator=GEN)
+    state = {"new.emb": w, "new.head": w, "new.bias": torch.arange(3.0)}
+    torch.save({"state_dict": state, **extra} if extra else state, tmp_path / "tuned.pt")
+    return w
+
+
+def test_cli_export_tied_weights_are_stored_once_as_aliases(tmp_path):
+    from safetensors import safe_open
+
+    from mapper_core.formats.aliases import load_safetensors
+
+    w = tied_checkpoint(tmp_path)
+    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 tied keys stored once" in proc.stdout
+    stored = load_file(str(tmp_path / "back.safetensors"))
+    assert sorted(stored) == ["old.bias", "old.emb"]  # old.head is not stored a second time
+    with safe_open(str(tmp_path / "back.safetensors"), framework="pt") as f:
+        assert json.loads(f.metadata()["mapper.aliases"]) == {"old.head": "old.emb"}
+    back = load_safetensors(tmp_path / "back.safetensors")
+    assert back["old.head"] is back["old.emb"] and torch.equal(back["old.emb"], w)
+
+
+def test_cli_export_metadata_matches_convert(tmp_path):
+    import hashlib
+
+    from safetensors import safe_open
+
+    import mapper_core
+
+    tied_checkpoint(tmp_path)
+    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with safe_open(str(tmp_path / "back.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "pt" and meta["mapper.version"] == mapper_core.__version__
+    assert meta["mapper.source"] == "tuned.pt"
+    assert meta["mapper.source_sha256"] == hashlib.sha256((tmp_path / "tuned.pt").read_bytes()).hexdigest()
+    assert meta["mapper.rules"] == "rules"
+    assert meta["mapper.rules_sha256"] == hashlib.sha256(TIED_RULES.encode()).hexdigest()
+    assert "mapper_export_rules" not in meta
+
+
+def test_cli_export_accepts_the_reader_options(tmp_path):
+    from fractions import Fraction  # a global weights_only refuses
+
+    tied_checkpoint(tmp_path, extra={"note": Fraction(1, 3)})
+    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", cwd=tmp_path)
+    assert proc.returncode == 2 and "tuned.pt" in proc.stderr and "--trust-pickle" in proc.stderr
+    assert not (tmp_path / "back.safetensors").exists()
+    original = {"state_dict": {"old.emb": torch.zeros(4, 3), "old.head": torch.zeros(4, 3),
+                               "old.bias": torch.zeros(3)}, "note": Fraction(1, 2)}
+    torch.save(original, tmp_path / "original.pt")  # the source layout, which needs --trust-pickle too
+    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", "--trust-pickle",
+                  "--unwrap", "state_dict", "--strip-prefix", "", "--source-specs", "original.pt", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "inverted from source-specs" in proc.stdout
+    assert "trust_pickle" in proc.stderr  # the warning is printed, not hidden
+    assert sorted(load_file(str(tmp_path / "back.safetensors"))) == ["old.bias", "old.emb"]
+
+
+@pytest.mark.parametrize("dst, message", [
+    ("missing/back.safetensors", "missing/back.safetensors: the folder missing does not exist"),
+    ("back.pt", "back.pt: the output must end with .safetensors"),
+])
+def test_cli_export_bad_destination_is_exit_2_and_writes_nothing(tmp_path, dst, message):
+    tied_checkpoint(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = mapper("export", "rules.yaml", "tuned.pt", dst, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_cli_export_to_a_folder_writes_model_safetensors_in_it_like_convert(tmp_path):
+    tied_checkpoint(tmp_path)
+    (tmp_path / "out").mkdir()
+    proc = mapper("export", "rules.yaml", "tuned.pt", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "to out/model.safetensors" in proc.stdout
+    assert sorted(load_file(str(tmp_path / "out" / "model.safetensors"))) == ["old.bias", "old.emb"]
+    (tmp_path / "out" / "model.safetensors").unlink()
+    (tmp_path / "out" / "model.safetensors").mkdir()  # a folder where the file should go
+    proc = mapper("export", "rules.yaml", "tuned.pt", "out", cwd=tmp_path)
+    assert proc.returncode == 2 and "out/model.safetensors: is a directory" in proc.stderr, proc.stderr
+
+
+def test_cli_export_refuses_to_overwrite_its_source_even_with_force(tmp_path):
+    save_file({"new.a": torch.ones(2)}, str(tmp_path / "tuned.safetensors"))
+    (tmp_path / "rules.yaml").write_text(TIED_RULES)
+    data = (tmp_path / "tuned.safetensors").read_bytes()
+    proc = mapper("export", "rules.yaml", "tuned.safetensors", "tuned.safetensors", "--force", cwd=tmp_path)
+    assert proc.returncode == 2 and "tuned.safetensors: is the source file" in proc.stderr
+    assert (tmp_path / "tuned.safetensors").read_bytes() == data
+
+
+def test_cli_export_sigterm_mid_write_leaves_nothing(tmp_path, monkeypatch):
+    import signal
+
+    from mapper_core.atomic import TEMP_SUFFIX
+    from mapper_core.cli import main
+    from mapper_core.formats.writer import FileWriter
+
+    tied_checkpoint(tmp_path)
+    real_write = FileWriter.write
+
+    def write_then_terminated(self, progress=None):
+        real_write(self, progress)
+        assert any(p.name.endswith(TEMP_SUFFIX) for p in tmp_path.iterdir())  # mid-write indeed
+        os.kill(os.getpid(), signal.SIGTERM)  # AtomicFiles turns it into Terminated
+
+    monkeypatch.setattr(FileWriter, "write", write_then_terminated)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "rules.yaml", "tuned.pt", "back.safetensors"]) == 143
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.yaml", "tuned.pt"]
