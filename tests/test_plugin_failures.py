@@ -42,22 +42,6 @@ BAD_HOOK = """
 """
 
 
-@pytest.fixture
-def plugin_dir(tmp_path, monkeypatch):
-    """Write plugin modules into tmp_path (importable); forget them from sys.modules afterwards."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    written: list[str] = []
-
-    def write(name: str, source: str) -> str:
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-        written.append(name)
-        return name
-
-    yield write
-    for name in written:
-        sys.modules.pop(name, None)
-
-
 def mapper(*args: str, plugins: str, cwd: Path) -> subprocess.CompletedProcess:
     """The real console script with MAPPER_PLUGINS set and the plugin modules importable."""
     script = Path(sys.executable).with_name("mapper")
@@ -70,9 +54,9 @@ def mapper(*args: str, plugins: str, cwd: Path) -> subprocess.CompletedProcess:
 # --- the library ---------------------------------------------------------------------------------
 
 
-def test_a_raising_hook_drops_only_that_plugins_values_for_that_hook(plugin_dir):
-    bad = plugin_dir("plugf_bad", BAD_HOOK)
-    good = plugin_dir("plugf_good", GOOD.format(name="ok"))
+def test_a_raising_hook_drops_only_that_plugins_values_for_that_hook(plugin_modules):
+    bad = plugin_modules("plugf_bad", BAD_HOOK)
+    good = plugin_modules("plugf_good", GOOD.format(name="ok"))
     pm = get_plugin_manager(entry_points=False, env={"MAPPER_PLUGINS": f"{bad},{good}"})
     found = contributions(pm)
     assert set(found.rule_sets) == {f"{good}:ok"}
@@ -83,8 +67,8 @@ def test_a_raising_hook_drops_only_that_plugins_values_for_that_hook(plugin_dir)
     assert bad in message and "RuntimeError: boom in the hook" in message and "rule sets were left out" in message
 
 
-def test_a_hook_calling_sys_exit_is_a_failure_too(plugin_dir):
-    quitter = plugin_dir("plugf_hook_exit", """
+def test_a_hook_calling_sys_exit_is_a_failure_too(plugin_modules):
+    quitter = plugin_modules("plugf_hook_exit", """
         import sys
         from mapper_core.hookspecs import hookimpl
 
@@ -98,9 +82,9 @@ def test_a_hook_calling_sys_exit_is_a_failure_too(plugin_dir):
     assert failure.name == quitter and "SystemExit" in failure.error
 
 
-def test_sys_exit_at_import_is_a_load_failure(plugin_dir):
-    quitter = plugin_dir("plugf_exit", "import sys\nsys.exit(3)\n")
-    good = plugin_dir("plugf_good2", GOOD.format(name="fine"))
+def test_sys_exit_at_import_is_a_load_failure(plugin_modules):
+    quitter = plugin_modules("plugf_exit", "import sys\nsys.exit(3)\n")
+    good = plugin_modules("plugf_good2", GOOD.format(name="fine"))
     pm = get_plugin_manager([quitter, good], entry_points=False, env={})
     [failure] = pm.mapper_load_errors
     assert (failure.name, failure.source, failure.hook) == (quitter, "--plugin", None)
@@ -108,8 +92,8 @@ def test_sys_exit_at_import_is_a_load_failure(plugin_dir):
     assert f"{good}:fine" in contributions(pm).rule_sets
 
 
-def test_keyboard_interrupt_at_import_is_not_swallowed(plugin_dir):
-    stopper = plugin_dir("plugf_interrupt", "raise KeyboardInterrupt\n")
+def test_keyboard_interrupt_at_import_is_not_swallowed(plugin_modules):
+    stopper = plugin_modules("plugf_interrupt", "raise KeyboardInterrupt\n")
     with pytest.raises(KeyboardInterrupt):
         get_plugin_manager([stopper], entry_points=False, env={})
 

@@ -33,22 +33,6 @@ def pm():
     return get_plugin_manager(entry_points=False, env={})
 
 
-@pytest.fixture
-def modules(tmp_path, monkeypatch):
-    """Write importable plugin modules into tmp_path; forget them from sys.modules afterwards."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    written: list[str] = []
-
-    def write(name: str, source: str) -> str:
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-        written.append(name)
-        return name
-
-    yield write
-    for name in written:
-        sys.modules.pop(name, None)
-
-
 GOOD_PLUGIN = """
     from mapper_core.hookspecs import hookimpl
     from mapper_core.registry import RuleSetSource
@@ -132,9 +116,9 @@ def test_plugin_formats_come_after_builtin_ones(pm):
         pm.unregister(name="fmt")
 
 
-def test_modules_from_env_and_extra_plugins_are_registered_with_their_source(modules):
-    a = modules("plug_env_a", GOOD_PLUGIN.format(name="ra"))
-    b = modules("plug_cli_b", GOOD_PLUGIN.format(name="rb"))
+def test_modules_from_env_and_extra_plugins_are_registered_with_their_source(plugin_modules):
+    a = plugin_modules("plug_env_a", GOOD_PLUGIN.format(name="ra"))
+    b = plugin_modules("plug_cli_b", GOOD_PLUGIN.format(name="rb"))
     pm = get_plugin_manager([b, a], entry_points=False, env={"MAPPER_PLUGINS": f" {a} ,,"})
     assert pm.mapper_load_errors == []
     assert pm.mapper_plugin_info[a].source == ENV
@@ -144,9 +128,9 @@ def test_modules_from_env_and_extra_plugins_are_registered_with_their_source(mod
     assert set(contributions(pm).rule_sets) == {f"{a}:ra", f"{b}:rb"}
 
 
-def test_failing_plugin_is_reported_and_others_still_load(modules):
-    broken = modules("plug_broken", "raise RuntimeError('boom at import')")
-    good = modules("plug_good", GOOD_PLUGIN.format(name="ok"))
+def test_failing_plugin_is_reported_and_others_still_load(plugin_modules):
+    broken = plugin_modules("plug_broken", "raise RuntimeError('boom at import')")
+    good = plugin_modules("plug_good", GOOD_PLUGIN.format(name="ok"))
     pm = get_plugin_manager(["plug_missing_xyz"], entry_points=False, env={"MAPPER_PLUGINS": f"{broken},{good}"})
     assert pm.get_plugin(good) is not None
     assert "plug_good:ok" in contributions(pm).rule_sets
@@ -159,8 +143,8 @@ def test_failing_plugin_is_reported_and_others_still_load(modules):
     assert broken in message and "boom at import" in message and "MAPPER_PLUGINS" in message
 
 
-def test_misspelt_hook_is_a_load_failure(modules):
-    typo = modules("plug_typo", """
+def test_misspelt_hook_is_a_load_failure(plugin_modules):
+    typo = plugin_modules("plug_typo", """
         from mapper_core.hookspecs import hookimpl
 
         @hookimpl
@@ -174,8 +158,8 @@ def test_misspelt_hook_is_a_load_failure(modules):
     pm.check_pending()  # the manager is left consistent
 
 
-def test_failing_entry_point_does_not_take_the_others_down(tmp_path, monkeypatch, modules):
-    good = modules("plug_ep_good", GOOD_PLUGIN.format(name="ep"))
+def test_failing_entry_point_does_not_take_the_others_down(tmp_path, monkeypatch, plugin_modules):
+    good = plugin_modules("plug_ep_good", GOOD_PLUGIN.format(name="ep"))
     dist = tmp_path / "fake_plugins-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugins\nVersion: 1.0\n")
