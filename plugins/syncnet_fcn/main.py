@@ -62,9 +62,12 @@ def run(checkpoint: Path | None, out: Path, attention: bool = False) -> dict:
                          rules_sha256=rules.sha256)
     print(f"\nWrote {result.destination}: {result.tensors} tensors, {result.tensor_bytes:,} bytes, "
           f"{result.checked} verified bit for bit; {result.left_behind} source keys left behind")
-    missing, unexpected = model.load_state_dict(load_safetensors(destination), strict=False)
+    converted = load_safetensors(destination)
+    unexpected = model.load_state_dict(converted, strict=False).unexpected_keys
     if unexpected:
         raise RuntimeError(f"converted file has keys the model lacks: {unexpected}")
+    # torch's missing_keys leaves out BatchNorm num_batches_tracked; count every state entry
+    missing = [k for k in model.state_dict() if k not in converted]
     print(f"Loaded into {type(model).__name__}: {result.tensors} tensors; "
           f"{len(missing)} new-layer tensors keep their initialisation")
     freeze_pretrained_layers(model, verbose=True)
