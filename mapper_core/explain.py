@@ -14,6 +14,7 @@ from typing import Any
 
 from .plan import Collision, Mismatch, Plan
 from .ruleset import Rule, RuleSet
+from .specs import format_shape
 from .template import Field
 
 
@@ -84,13 +85,13 @@ class Explanation:
         else:
             lines.append("  unmatched: no rule and no skip pattern takes it")
         if self.shape is not None:
-            lines.append(f"  shape {_shape(self.shape)}" + (
-                f", target {_shape(self.target_shape)}" if self.target_shape is not None else ""))
+            lines.append(f"  shape {format_shape(self.shape)}" + (
+                f", target {format_shape(self.target_shape)}" if self.target_shape is not None else ""))
         if self.mismatch is not None:
             m = self.mismatch
-            after = f" ({_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
+            after = f" ({format_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
             what = (m.reason or "the target has no key " + repr(m.target) if m.reason or m.target_shape is None
-                    else f"shape {_shape(m.shape)}{after} but the target has {_shape(m.target_shape)}")
+                    else f"shape {format_shape(m.shape)}{after} but the target has {format_shape(m.target_shape)}")
             effect = "the plan fails" if m.action == "error" else "the key is left behind"
             lines.append(f"  {'error' if m.action == 'error' else 'note'}: shape mismatch: {what} "
                          f"(on_shape_mismatch: {m.action}: {effect})")
@@ -235,6 +236,3 @@ def _render_failure(rule: Rule, m: re.Match) -> str:
 def _label(c: Candidate) -> str:
     return f"rule {c.index}" if c.kind == "rule" else f"skip {c.index}"
 
-
-def _shape(shape: tuple[int, ...] | None) -> str:
-    return "absent" if shape is None else "[" + ", ".join(map(str, shape)) + "]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .specs import TensorSpec
+from .specs import TensorSpec, format_shape
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,8 @@ def render_text(report: InspectReport) -> str:
     header = ("key", "dtype", "shape", "values", "bytes") + (("shard",) if sharded else ())
     rows = []
     for t in report.tensors:
-        shape = "[" + ", ".join(str(d) for d in t.shape) + "]"
         key = t.key + (f"  (= {t.alias_of})" if t.alias_of else "")
-        row = (key, t.dtype, shape, f"{t.numel:,}", human_bytes(t.nbytes))
+        row = (key, t.dtype, format_shape(t.shape), f"{t.numel:,}", human_bytes(t.nbytes))
         rows.append(row + ((t.shard or "",) if sharded else ()))
     lines = [f"{report.path} ({report.format})", ""]
     if rows:

@@ -5,10 +5,7 @@ from collections import defaultdict
 
 from .plan import Plan
 from .ruleset import RuleSet
-
-
-def _shape(shape: tuple[int, ...] | None) -> str:
-    return "absent" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+from .specs import format_shape
 
 
 def _pct(value: float | None) -> str:
@@ -38,13 +35,13 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
                 + ", ".join(c.sources))
         for m in plan.mismatched:
             label = "error" if m.action == "error" else "skipped"
-            after = f" ({_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
+            after = f" ({format_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
             if m.reason:
                 what = m.reason
             elif m.target_shape is None:
                 what = "the target has no such key"
             else:
-                what = f"shape {_shape(m.shape)}{after} but target has {_shape(m.target_shape)}"
+                what = f"shape {format_shape(m.shape)}{after} but target has {format_shape(m.target_shape)}"
             out(f"  {label}: {m.source} -> {m.target} (rule {m.rule}): {what}")
 
     by_rule: dict[int, list] = defaultdict(list)
@@ -63,8 +60,8 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
             via = ""
             if m.transform:
                 steps = ", ".join(str(s) for s in m.transform)
-                via = f" -> {m.result_dtype} {_shape(m.result_shape)} via {steps}"
-            out(f"  {m.source:<{width}}  ->  {m.target}  {m.dtype} {_shape(m.shape)}{via}")
+                via = f" -> {m.result_dtype} {format_shape(m.result_shape)} via {steps}"
+            out(f"  {m.source:<{width}}  ->  {m.target}  {m.dtype} {format_shape(m.shape)}{via}")
 
     if plan.skipped:
         out("")

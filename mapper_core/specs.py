@@ -38,3 +38,8 @@ class TensorSpec:
 
 
 SpecMap = dict[str, TensorSpec]
+
+
+def format_shape(shape: tuple[int, ...] | None) -> str:
+    """``[64, 1, 3, 3]`` for reports; ``absent`` when there is no such tensor (None)."""
+    return "absent" if shape is None else "[" + ", ".join(map(str, shape)) + "]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mapper_core.plan import Plan
+from mapper_core.specs import format_shape
 
 if TYPE_CHECKING:
     from torch import nn
@@ -14,10 +15,6 @@ BRANCHES = (
     ("AUDIO ENCODER", "netcnnaud", "audio_encoder.conv_layers"),
     ("VIDEO ENCODER", "netcnnlip", "video_encoder.conv_layers"),
 )
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
 
 
 def branch_counts(plan: Plan, source_prefix: str) -> tuple[int, int]:
@@ -39,11 +36,11 @@ def render_transfer(plan: Plan, checkpoint: str) -> str:
         for m in plan.mapped:
             if m.source.startswith(src + "."):
                 mark = "✓" if m.source in loadable else "✗"
-                lines.append(f"  {mark} {m.source} → {m.target} {_shape(m.shape)}")
+                lines.append(f"  {mark} {m.source} → {m.target} {format_shape(m.shape)}")
         for mm in plan.mismatched:
             if mm.source.startswith(src + "."):
-                lines.append(f"  ✗ {mm.source}: shape {_shape(mm.shape)} vs target "
-                             f"{_shape(mm.target_shape) if mm.target_shape else 'absent'} (not loaded)")
+                lines.append(f"  ✗ {mm.source}: shape {format_shape(mm.shape)} vs target "
+                             f"{format_shape(mm.target_shape)} (not loaded)")
     audio, video = (branch_counts(plan, src) for _, src, _ in BRANCHES)
     fc_skipped = sum(1 for s in plan.skipped if s.pattern is not None)
     lines += ["", RULE, "TRANSFER LEARNING SUMMARY", RULE,
