@@ -71,3 +71,15 @@ class VerifyError(MapperError):
     """``--verify`` found an output tensor that differs from its source. Exit code 1; nothing is written."""
 
     exit_code = 1
+
+
+class StepError(ValueError):
+    """A transform step cannot be applied to a tensor spec (e.g. reshape to another element count).
+
+    Raise it from a plugin transform's ``spec()``: the plan then reports a shape problem for
+    that key, naming the rule and the step, instead of failing.
+    """
+
+
+class NotInvertible(ValueError):
+    """A transform step has no exact inverse; the message says why."""

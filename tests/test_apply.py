@@ -3,12 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from mapper_core.apply import (apply_to_module, apply_to_state_dict, module_specs, param_groups,
+from mapper_core.train.apply import (apply_to_module, apply_to_state_dict, module_specs, param_groups,
                                set_frozen)
 from mapper_core.errors import BadInputError, PlanError
-from mapper_core.planner import make_plan
-from mapper_core.ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
-from mapper_core.torch_dtypes import spec_of
+from mapper_core.plan.make import make_plan
+from mapper_core.rules.ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
+from mapper_core.io.torch_dtypes import spec_of
 
 
 class Net(nn.Module):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from mapper_core import atomic
-from mapper_core.atomic import TEMP_SUFFIX, AtomicFiles, Terminated, check_destinations
+from mapper_core.io import atomic
+from mapper_core.io.atomic import TEMP_SUFFIX, AtomicFiles, Terminated, check_destinations
 from mapper_core.errors import OutputExistsError
 
 

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from mapper_core.atomic import Terminated
+from mapper_core.io.atomic import Terminated
 from mapper_core.cli import main
 from mapper_core.cli.context import Context
 from mapper_core.cli.convert import _progress
@@ -137,7 +137,7 @@ def test_unsafe_pickle_is_refused_and_trust_pickle_warns(tmp_path):
 
 
 def test_sigterm_exits_143(tmp_path, src, monkeypatch, capsys):
-    import mapper_core.convert as convert_mod
+    import mapper_core.io.convert as convert_mod
 
     def terminated(*args, **kwargs):
         raise Terminated()

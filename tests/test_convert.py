@@ -15,14 +15,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mapper_core import __version__
-from mapper_core.atomic import TEMP_SUFFIX
-from mapper_core.convert import ConvertResult, convert
+from mapper_core.io.atomic import TEMP_SUFFIX
+from mapper_core.io.convert import ConvertResult, convert
 from mapper_core.errors import BadInputError, CheckpointError, OutputExistsError, PlanError, VerifyError
-from mapper_core.formats import open_checkpoint
-from mapper_core.formats.aliases import load_safetensors
-from mapper_core.planner import make_plan
+from mapper_core.io.formats import open_checkpoint
+from mapper_core.io.formats.aliases import load_safetensors
+from mapper_core.plan.make import make_plan
 from mapper_core.rules import load_rules
-from mapper_core.torch_dtypes import NAME_TO_TORCH
+from mapper_core.io.torch_dtypes import NAME_TO_TORCH
 from bitwise import same_bits  # tests/helpers
 
 RULES = """\
@@ -112,9 +112,9 @@ def test_rules_rename_and_skip_and_name_the_rules_in_metadata(tmp_path, st_src, 
 def test_the_byte_copy_path_never_imports_torch(tmp_path, st_src, rules):
     code = textwrap.dedent(f"""
         import sys
-        from mapper_core.convert import convert
-        from mapper_core.formats import open_checkpoint
-        from mapper_core.planner import make_plan
+        from mapper_core.io.convert import convert
+        from mapper_core.io.formats import open_checkpoint
+        from mapper_core.plan.make import make_plan
         from mapper_core.rules import load_rules
         reader = open_checkpoint({str(st_src)!r})
         plan = make_plan(reader.specs(), load_rules({str(rules.origin)!r}))
@@ -316,7 +316,7 @@ def test_sigterm_mid_copy_leaves_no_output_and_no_temporary(tmp_path, st_src):
     out = tmp_path / "out.safetensors"
     code = textwrap.dedent(f"""
         import time
-        from mapper_core.convert import convert
+        from mapper_core.io.convert import convert
         def progress(done, total, key):
             print("copying", flush=True)
             time.sleep(60)
@@ -373,7 +373,7 @@ def test_verify_compares_a_mapped_torch_tensor_with_the_tensor_not_the_file(tmp_
 def test_an_os_error_while_writing_is_reported_and_leaves_nothing(tmp_path, st_src, monkeypatch):
     import errno
 
-    from mapper_core.formats.writer import FileWriter
+    from mapper_core.io.formats.writer import FileWriter
 
     def full(self, progress=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -9,10 +9,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from bitwise import same_bits  # tests/helpers
-from mapper_core.convert import convert
-from mapper_core.formats import open_checkpoint
-from mapper_core.formats.aliases import ALIASES_KEY, load_safetensors
-from mapper_core.planner import make_plan
+from mapper_core.io.convert import convert
+from mapper_core.io.formats import open_checkpoint
+from mapper_core.io.formats.aliases import ALIASES_KEY, load_safetensors
+from mapper_core.plan.make import make_plan
 from mapper_core.rules import load_rules
 
 

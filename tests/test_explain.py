@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from mapper_core.explain import explain
-from mapper_core.planner import make_plan
-from mapper_core.ruleset import Rule, RuleSet, SkipPattern
+from mapper_core.plan.explain import explain
+from mapper_core.plan.make import make_plan
+from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern
 from mapper_core.specs import TensorSpec
 
 F = lambda *shape: TensorSpec("F32", shape)  # noqa: E731

@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mapper_core.apply import apply_to_state_dict
+from mapper_core.train.apply import apply_to_state_dict
 from mapper_core.errors import PlanError
-from mapper_core.export import export_state_dict, plan_export
-from mapper_core.planner import make_plan
+from mapper_core.io.export import export_state_dict, plan_export
+from mapper_core.plan.make import make_plan
 from mapper_core.rules import parse_rules
-from mapper_core.torch_dtypes import spec_of
+from mapper_core.io.torch_dtypes import spec_of
 
 BIN = Path(sys.executable).parent / "mapper"
 GEN = torch.Generator().manual_seed(0)
@@ -205,7 +205,7 @@ def tied_checkpoint(tmp_path: Path, extra: dict | None = None) -> torch.Tensor:
 def test_cli_export_tied_weights_are_stored_once_as_aliases(tmp_path):
     from safetensors import safe_open
 
-    from mapper_core.formats.aliases import load_safetensors
+    from mapper_core.io.formats.aliases import load_safetensors
 
     w = tied_checkpoint(tmp_path)
     proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", cwd=tmp_path)
@@ -295,9 +295,9 @@ def test_cli_export_refuses_to_overwrite_its_source_even_with_force(tmp_path):
 def test_cli_export_sigterm_mid_write_leaves_nothing(tmp_path, monkeypatch):
     import signal
 
-    from mapper_core.atomic import TEMP_SUFFIX
+    from mapper_core.io.atomic import TEMP_SUFFIX
     from mapper_core.cli import main
-    from mapper_core.formats.writer import FileWriter
+    from mapper_core.io.formats.writer import FileWriter
 
     tied_checkpoint(tmp_path)
     real_write = FileWriter.write

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from mapper_core.errors import BadInputError
-from mapper_core.finetune import freeze, frozen_norm_layers, stats_frozen, unfreeze
-from mapper_core.ruleset import FreezeGroup, RuleSet
+from mapper_core.train.freeze import freeze, frozen_norm_layers, stats_frozen, unfreeze
+from mapper_core.rules.ruleset import FreezeGroup, RuleSet
 
 RULES = RuleSet(name="t", rules=(), freeze=(
     FreezeGroup("trunk", (r"trunk\..*",)),
@@ -129,7 +129,7 @@ def test_frozen_state_survives_deepcopy_and_unknown_group_is_refused():
 
 
 def test_unfreeze_all_releases_every_parameter_and_norm_layer():
-    from mapper_core.finetune import unfreeze_all
+    from mapper_core.train.freeze import unfreeze_all
 
     model, data = make(2)
     freeze(model, RULES)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mapper_core import hookspecs
+from mapper_core.plugins import hookspecs
 from mapper_core.plugins import get_plugin_manager
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mapper_core.inspect import human_bytes, inspect_path, render_text
+from mapper_core.io.inspection import human_bytes, inspect_path, render_text
 
 BIN = Path(sys.executable).parent / "mapper"
 

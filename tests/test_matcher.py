@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mapper_core.matcher import Matcher, literal_prefix, literal_suffix, naive_full_matches, prefix_tokens
+from mapper_core.rules.matcher import Matcher, literal_prefix, literal_suffix, naive_full_matches, prefix_tokens
 
 # (pattern piece, strategy for a string it matches). Digits include "٣" (Arabic-Indic three,
 # matched by \d) and keys may hold "²" (isdigit but not decimal) to probe digit-run handling.

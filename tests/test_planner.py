@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mapper_core.plan import Collision, Mapped, Mismatch, Plan, Skipped, UnusedRule
-from mapper_core.planner import _renderer, make_plan
-from mapper_core.ruleset import Rule, RuleSet, SkipPattern
+from mapper_core.plan.make import _renderer, make_plan
+from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern
 from mapper_core.specs import TensorSpec
 
 

@@ -15,8 +15,8 @@ from safetensors.numpy import save_file
 from mapper_core.plugins import contributions, get_plugin_manager
 
 GOOD = """
-    from mapper_core.hookspecs import hookimpl
-    from mapper_core.registry import RuleSetSource, TransformSpec
+    from mapper_core.plugins.hookspecs import hookimpl
+    from mapper_core.plugins.registry import RuleSetSource, TransformSpec
 
     @hookimpl
     def mapper_rule_sets():
@@ -29,8 +29,8 @@ GOOD = """
 
 # Its transforms hook is fine; only the rule-set hook raises.
 BAD_HOOK = """
-    from mapper_core.hookspecs import hookimpl
-    from mapper_core.registry import TransformSpec
+    from mapper_core.plugins.hookspecs import hookimpl
+    from mapper_core.plugins.registry import TransformSpec
 
     @hookimpl
     def mapper_rule_sets():
@@ -70,7 +70,7 @@ def test_a_raising_hook_drops_only_that_plugins_values_for_that_hook(plugin_modu
 def test_a_hook_calling_sys_exit_is_a_failure_too(plugin_modules):
     quitter = plugin_modules("plugf_hook_exit", """
         import sys
-        from mapper_core.hookspecs import hookimpl
+        from mapper_core.plugins.hookspecs import hookimpl
 
         @hookimpl
         def mapper_models():

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from mapper_core.errors import BadInputError, PluginError
-from mapper_core.formats.base import Format
-from mapper_core.hookspecs import hookimpl
+from mapper_core.io.formats.base import Format
+from mapper_core.plugins.hookspecs import hookimpl
 from mapper_core.plugins import CLI, ENTRY_POINT, ENV, contributions, get_plugin_manager, resolve_rules
-from mapper_core.registry import ModelFactory, RuleSetSource, TransformSpec
+from mapper_core.plugins.registry import ModelFactory, RuleSetSource, TransformSpec
 
 RULES_YAML = textwrap.dedent(
     r"""
@@ -34,8 +34,8 @@ def pm():
 
 
 GOOD_PLUGIN = """
-    from mapper_core.hookspecs import hookimpl
-    from mapper_core.registry import RuleSetSource
+    from mapper_core.plugins.hookspecs import hookimpl
+    from mapper_core.plugins.registry import RuleSetSource
 
     @hookimpl
     def mapper_rule_sets():
@@ -97,7 +97,7 @@ def test_importing_the_plugin_modules_loads_no_plugin_and_no_torch():
 
 
 def test_builtin_formats_come_through_the_hook(pm):
-    from mapper_core.formats import builtin_formats
+    from mapper_core.io.formats import builtin_formats
 
     expected = [f.name for f in builtin_formats()]
     found = contributions(pm)
@@ -145,7 +145,7 @@ def test_failing_plugin_is_reported_and_others_still_load(plugin_modules):
 
 def test_misspelt_hook_is_a_load_failure(plugin_modules):
     typo = plugin_modules("plug_typo", """
-        from mapper_core.hookspecs import hookimpl
+        from mapper_core.plugins.hookspecs import hookimpl
 
         @hookimpl
         def mapper_rulesets():

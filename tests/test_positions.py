@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mapper_core.errors import RulesError
-from mapper_core.positions import json_path, parse
-from mapper_core.safe_yaml import YAML12_FLOAT, YAML12_FLOAT_FIRST
+from mapper_core.rules.parse import parse
+from mapper_core.rules.positions import json_path
+from mapper_core.rules.safe_yaml import YAML12_FLOAT, YAML12_FLOAT_FIRST
 
 JSON_TEXT = """{
   "version": 1,

@@ -1,9 +1,9 @@
 """The text report and the JSON form render the same Plan."""
 import json
 
-from mapper_core.planner import make_plan
-from mapper_core.report import render_text
-from mapper_core.ruleset import Rule, RuleSet, SkipPattern
+from mapper_core.plan.make import make_plan
+from mapper_core.plan.report import render_text
+from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern
 from mapper_core.specs import TensorSpec
 
 F = lambda *shape: TensorSpec("F32", shape)  # noqa: E731

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mapper_core import rules as rules_module
+from mapper_core.rules.positions import MAX_BYTES
 from mapper_core.errors import BadInputError, Problem, RulesError
 from mapper_core.rules import load_rules, parse_rules
 from rules_problems import problems_of  # tests/helpers
@@ -331,7 +331,7 @@ def test_utf8_bom_is_accepted(tmp_path):
 def test_oversized_file_refused_without_reading(tmp_path):
     path = tmp_path / "huge.yaml"
     with open(path, "wb") as fh:  # sparse: no 10 MB written
-        fh.truncate(rules_module.MAX_BYTES + 1)
+        fh.truncate(MAX_BYTES + 1)
     with pytest.raises(RulesError) as info:
         load_rules(path)
     assert "limited to" in info.value.problems[0].message

@@ -4,9 +4,9 @@ import torch
 from torch import nn
 
 from mapper_core.errors import BadInputError, RulesError
-from mapper_core.finetune import freeze, stats_frozen
+from mapper_core.train.freeze import freeze, stats_frozen
 from mapper_core.rules import parse_rules
-from mapper_core.schedule import UnfreezeScheduler
+from mapper_core.train.schedule import UnfreezeScheduler
 
 RULES = """\
 version: 1
@@ -123,7 +123,7 @@ def test_state_from_another_schedule_is_refused():
 
 
 def test_code_built_ruleset_with_unknown_group_is_refused():
-    from mapper_core.ruleset import RuleSet, ScheduleStep
+    from mapper_core.rules.ruleset import RuleSet, ScheduleStep
 
     rules = RuleSet(name="c", rules=(), schedule=(ScheduleStep(1, "ghost"),))
     model = Net()

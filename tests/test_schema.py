@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from mapper_core import schema
-from mapper_core.positions import parse
+from mapper_core.rules import schema
+from mapper_core.rules.parse import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
@@ -27,7 +27,7 @@ def walk(node, where="#"):
 
 
 def test_schema_is_found_through_importlib_resources():
-    resource = resources.files("mapper_core").joinpath("schemas").joinpath("mapping-rules.schema.json")
+    resource = resources.files("mapper_core.rules").joinpath("schemas").joinpath("mapping-rules.schema.json")
     assert resource.is_file()
     assert json.loads(resource.read_text(encoding="utf-8")) == schema.load_schema()
 

@@ -7,11 +7,11 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from mapper_core import training_state
+from mapper_core.train import state as training_state
 from mapper_core.errors import CheckpointError
-from mapper_core.finetune import freeze, stats_frozen
+from mapper_core.train.freeze import freeze, stats_frozen
 from mapper_core.rules import parse_rules
-from mapper_core.schedule import UnfreezeScheduler
+from mapper_core.train.schedule import UnfreezeScheduler
 
 RULES = parse_rules("""\
 version: 1

@@ -4,16 +4,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mapper_core.apply import apply_to_state_dict
+from mapper_core.train.apply import apply_to_state_dict
 from mapper_core.errors import PlanError, RulesError
-from mapper_core.planner import make_plan
+from mapper_core.plan.make import make_plan
 from mapper_core.plugins import contributions, get_plugin_manager
-from mapper_core.registry import TransformSpec
-from mapper_core.report import render_text
+from mapper_core.plugins.registry import TransformSpec
+from mapper_core.plan.report import render_text
 from mapper_core.rules import parse_rules
 from mapper_core.specs import TensorSpec
-from mapper_core.torch_dtypes import spec_of
-from mapper_core.transforms import (BUILTIN, NotInvertible, TransformChainError, apply_chain, chain_spec,
+from mapper_core.io.torch_dtypes import spec_of
+from mapper_core.io.tensor_ops import apply_chain
+from mapper_core.rules.transforms import (BUILTIN, NotInvertible, TransformChainError, chain_spec,
                                     inverse_chain, is_header_only, is_widening, make_step)
 
 GEN = torch.Generator().manual_seed(0)
@@ -230,7 +231,7 @@ class NegatePlugin:
 
 
 def test_plugin_transforms_load_plan_apply_and_invert():
-    from mapper_core.hookspecs import hookimpl
+    from mapper_core.plugins.hookspecs import hookimpl
 
     pm = get_plugin_manager(entry_points=False, env={})
     plugin = NegatePlugin()
@@ -253,7 +254,7 @@ def test_plugin_transforms_load_plan_apply_and_invert():
 
 
 def test_a_plugin_transform_without_inverse_is_reported():
-    from mapper_core.transforms import from_spec
+    from mapper_core.rules.transforms import from_spec
 
     step = make_step("double", {}, transforms={"double": from_spec(TransformSpec("double", lambda t: 2 * t), "p")})
     with pytest.raises(TransformChainError, match="transform 'double' \\(from plugin 'p'\\) declares no inverse"):
@@ -265,9 +266,9 @@ def test_not_invertible_is_a_value_error():
 
 
 def test_a_plugin_rule_set_may_use_the_plugins_transform(tmp_path):
-    from mapper_core.hookspecs import hookimpl
+    from mapper_core.plugins.hookspecs import hookimpl
     from mapper_core.plugins import resolve_rules
-    from mapper_core.registry import RuleSetSource
+    from mapper_core.plugins.registry import RuleSetSource
 
     rules = tmp_path / "neg.yaml"
     rules.write_text("version: 1\nrules:\n  - match: a\n    target: b\n    transform: [{negate: {}}]\n")
@@ -308,8 +309,8 @@ rules:
 def test_convert_streams_transforms(tmp_path, fmt):
     from safetensors.torch import load_file, save_file
 
-    from mapper_core.convert import convert
-    from mapper_core.formats import open_checkpoint
+    from mapper_core.io.convert import convert
+    from mapper_core.io.formats import open_checkpoint
 
     state = {"fc.weight": torch.randn(4, 3, generator=GEN), "proj.weight": torch.randn(2, 5, generator=GEN),
              "plain": torch.arange(6)}
@@ -334,8 +335,8 @@ def test_convert_streams_transforms(tmp_path, fmt):
 def test_convert_with_header_only_steps_copies_bytes(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from mapper_core.convert import convert
-    from mapper_core.formats import open_checkpoint
+    from mapper_core.io.convert import convert
+    from mapper_core.io.formats import open_checkpoint
 
     save_file({"fc.weight": torch.randn(4, 3, generator=GEN)}, str(tmp_path / "src.safetensors"))
     rs = parse_rules(CONVERT_RULES, "r.yaml")

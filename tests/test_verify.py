@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mapper_core import verify as verify_mod
-from mapper_core.convert import convert
+from mapper_core.io import verify as verify_mod
+from mapper_core.io.convert import convert
 from mapper_core.errors import VerifyError
-from mapper_core.formats import open_checkpoint
-from mapper_core.formats.writer import Entry, FileRange, FileWriter
-from mapper_core.torch_dtypes import spec_of
-from mapper_core.verify import verify_file
+from mapper_core.io.formats import open_checkpoint
+from mapper_core.io.formats.writer import Entry, FileRange, FileWriter
+from mapper_core.io.torch_dtypes import spec_of
+from mapper_core.io.verify import verify_file
 
 
 @pytest.fixture

@@ -45,8 +45,8 @@ class Context:
     def load_rules(self, spec: str):
         """A rules file path, or ``plugin:name`` for a rule set a plugin contributes."""
         if Path(spec).is_file():  # no plugin start-up cost for a plain file
-            from ..rules import load_rules
-            from ..transforms import LazyTransforms
+            from ..rules.load import load_rules
+            from ..rules.transforms import LazyTransforms
 
             # Plugins start only if a `transform:` step names a non-built-in transform.
             return load_rules(spec, transforms=LazyTransforms(self._plugin_transforms))
@@ -61,7 +61,7 @@ class Context:
 
     def model_specs(self, name: str, kwargs: dict):
         """Target specs from a model a plugin contributes, built with ``kwargs`` (imports torch)."""
-        from ..apply import module_specs
+        from ..train.apply import module_specs
         from ..errors import BadInputError
         from ..plugins import contributions
 
@@ -76,7 +76,7 @@ class Context:
         return module_specs(module)
 
     def open_reader(self, path: str | Path, format_name: str | None = None, **options):
-        from ..formats.base import choose_format
+        from ..io.formats.base import choose_format
 
         fmt = choose_format(path, self.formats(), format_name)
         return fmt.open(Path(path), **options)

@@ -34,10 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from ..atomic import Terminated
-    from ..convert import convert
-    from ..formats.torch_format import TrustPickleWarning
-    from ..formats.writer import parse_size
+    from ..io.atomic import Terminated
+    from ..io.convert import convert
+    from ..io.formats.torch_format import TrustPickleWarning
+    from ..io.formats.writer import parse_size
 
     if args.strict and not args.rules:
         raise BadInputError("--strict only applies with --rules (a plain conversion keeps every key); "
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         with reader:
             plan = None
             if ruleset is not None:
-                from ..planner import make_plan
+                from ..plan.make import make_plan
 
                 plan = make_plan(reader.specs(), ruleset, source_origin=args.source)
             with _progress(ctx, quiet=args.quiet or args.json) as progress:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, ctx) -> int:
 
 
 def _summary(result) -> str:
-    from ..inspect import human_bytes
+    from ..io.inspection import human_bytes
 
     lines = [f"wrote {result.destination}: {result.tensors} tensors, {human_bytes(result.tensor_bytes)} "
              f"({result.method})"]

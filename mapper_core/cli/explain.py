@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from ..explain import explain
+    from ..plan.explain import explain
 
     ruleset, plan = build_plan(args, ctx)
     result = explain(args.key, ruleset, plan)

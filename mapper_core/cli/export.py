@@ -26,9 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from ..atomic import Terminated
-    from ..convert import convert
-    from ..export import as_convert_plan, plan_export, refuse_problems
+    from ..io.atomic import Terminated
+    from ..io.convert import convert
+    from ..io.export import as_convert_plan, plan_export, refuse_problems
 
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, ctx) -> int:
 
 def _open(ctx, path: str, format_name: str | None, options: dict):
     """Open a checkpoint; the trust-pickle warning the library raises is printed by the CLI."""
-    from ..formats.torch_format import TrustPickleWarning
+    from ..io.formats.torch_format import TrustPickleWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -39,9 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from ..formats.base import choose_format
-    from ..formats.torch_format import TrustPickleWarning
-    from ..inspect import inspect_reader, render_text
+    from ..io.formats.base import choose_format
+    from ..io.formats.torch_format import TrustPickleWarning
+    from ..io.inspection import inspect_reader, render_text
 
     fmt = choose_format(args.checkpoint, ctx.formats(), args.format)
     with warnings.catch_warnings(record=True) as caught:

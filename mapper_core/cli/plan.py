@@ -48,7 +48,7 @@ def parse_model_args(items: list[str]) -> dict:
 
 def build_plan(args: argparse.Namespace, ctx):
     """Rules + source (+ target) specs → (RuleSet, Plan). Reads headers only."""
-    from ..planner import make_plan
+    from ..plan.make import make_plan
 
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)
@@ -68,7 +68,7 @@ def build_plan(args: argparse.Namespace, ctx):
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from ..report import render_text
+    from ..plan.report import render_text
 
     ruleset, plan = build_plan(args, ctx)
     if args.json:

@@ -20,9 +20,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mapper_core import training_state
-from mapper_core.apply import param_groups
-from mapper_core.schedule import UnfreezeScheduler, Unfrozen
+from mapper_core.train import state as training_state
+from mapper_core.train.apply import param_groups
+from mapper_core.train.schedule import UnfreezeScheduler, Unfrozen
 
 from .attention import SyncNetFCN_WithAttention
 from .fcn import SyncNetFCN

@@ -23,8 +23,8 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without install
 
-from mapper_core.planner import make_plan  # noqa: E402
-from mapper_core.ruleset import Rule, RuleSet, SkipPattern  # noqa: E402
+from mapper_core.plan.make import make_plan  # noqa: E402
+from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern  # noqa: E402
 from mapper_core.specs import TensorSpec  # noqa: E402
 
 KEYS = 100_000

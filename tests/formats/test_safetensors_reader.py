@@ -15,8 +15,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mapper_core.errors import CheckpointError
-from mapper_core.formats import builtin_formats, choose_format, open_checkpoint
-from mapper_core.formats.safetensors_format import (
+from mapper_core.io.formats import builtin_formats, choose_format, open_checkpoint
+from mapper_core.io.formats.safetensors_format import (
     SafetensorsReader, ShardedSafetensorsReader, open_safetensors, read_header, sniff_safetensors,
 )
 
@@ -101,7 +101,7 @@ def test_specs_do_not_import_torch(tmp_path):
     path = tmp_path / "m.safetensors"
     save_file(sample(), str(path))
     code = (
-        "import sys; from mapper_core.formats import open_checkpoint\n"
+        "import sys; from mapper_core.io.formats import open_checkpoint\n"
         f"r = open_checkpoint({str(path)!r}); r.specs(); r.metadata()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from mapper_core.errors import CheckpointError
-from mapper_core.formats import builtin_formats, choose_format, open_checkpoint
-from mapper_core.formats.spec_json import SpecJsonReader, sniff_spec_json, write_spec_json
+from mapper_core.io.formats import builtin_formats, choose_format, open_checkpoint
+from mapper_core.io.formats.spec_json import SpecJsonReader, sniff_spec_json, write_spec_json
 from mapper_core.specs import TensorSpec
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mapper_core.errors import CheckpointError, UnsafeCheckpointError
-from mapper_core.formats import builtin_formats, choose_format, open_checkpoint
-from mapper_core.formats.torch_format import TorchReader, TrustPickleWarning, open_torch, sniff_torch
+from mapper_core.io.formats import builtin_formats, choose_format, open_checkpoint
+from mapper_core.io.formats.torch_format import TorchReader, TrustPickleWarning, open_torch, sniff_torch
 
 SHARED_DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2,
                  torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool]

@@ -12,15 +12,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from bitwise import same_bits  # tests/helpers
-from mapper_core.atomic import AtomicFiles
+from mapper_core.io.atomic import AtomicFiles
 from mapper_core.errors import BadInputError, CheckpointError
-from mapper_core.formats import writer as writer_mod
-from mapper_core.formats.pages import FileMappings, release_pages
-from mapper_core.formats.writer import (Entry, FileRange, FileWriter, RangeCopier, encode_header, index_json,
+from mapper_core.io.formats import writer as writer_mod
+from mapper_core.io.formats.pages import FileMappings, release_pages
+from mapper_core.io.formats.writer import (Entry, FileRange, FileWriter, RangeCopier, encode_header, index_json,
                                         library_order, parse_size, shard_names, split_shards, tensor_bytes,
                                         write_safetensors)
 from mapper_core.specs import TensorSpec
-from mapper_core.torch_dtypes import NAME_TO_TORCH, spec_of
+from mapper_core.io.torch_dtypes import NAME_TO_TORCH, spec_of
 
 ALL_DTYPES = list(NAME_TO_TORCH.values())
 
@@ -121,7 +121,7 @@ def source_file(tmp_path, every_dtype):
 
 
 def range_entries(path, rename=lambda k: k):
-    from mapper_core.formats.safetensors_format import SafetensorsReader
+    from mapper_core.io.formats.safetensors_format import SafetensorsReader
 
     r = SafetensorsReader(path)
     return [Entry(rename(k), spec, FileRange(path, *r.byte_range(k))) for k, spec in r.specs().items()]

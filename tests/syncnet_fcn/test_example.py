@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from mapper_core import training_state
-from mapper_core.apply import param_groups
-from mapper_core.finetune import freeze
-from mapper_core.schedule import UnfreezeScheduler
+from mapper_core.train import state as training_state
+from mapper_core.train.apply import param_groups
+from mapper_core.train.freeze import freeze
+from mapper_core.train.schedule import UnfreezeScheduler
 from syncnet_fcn import example
 from syncnet_fcn.fcn import SyncNetFCN
 from syncnet_fcn.transfer import syncnet_rules

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mapper_core.apply import apply_to_module, module_specs
-from mapper_core.export import export_state_dict, plan_export
-from mapper_core.formats import builtin_formats
-from mapper_core.formats.base import choose_format
-from mapper_core.planner import make_plan
+from mapper_core.train.apply import apply_to_module, module_specs
+from mapper_core.io.export import export_state_dict, plan_export
+from mapper_core.io.formats import builtin_formats
+from mapper_core.io.formats.base import choose_format
+from mapper_core.plan.make import make_plan
 from mapper_core.plugins import get_plugin_manager, resolve_rules
-from mapper_core.report import render_text
+from mapper_core.plan.report import render_text
 from syncnet_fcn.fcn import SyncNetFCN
 from syncnet_fcn.models import SyncNet, make_syncnet_checkpoint
 

@@ -1,0 +1,370 @@
+"""convert: a checkpoint (+ a Plan) → safetensors, streamed one tensor at a time, written atomically.
+
+Without a plan every key keeps its name (a plain format conversion); with one, the plan's
+loadable entries are written under their target names and everything else stays behind.
+A plan with errors stops before anything is written.
+
+Two ways to move bytes, chosen by what the reader offers:
+
+- readers with ``locate(key)`` (safetensors): raw byte ranges are copied file to file,
+  never decoded; torch is not imported;
+- a torch zip checkpoint is memory-mapped by its reader: each contiguous tensor is a byte
+  range of the file (:class:`~mapper_core.formats.pages.FileMappings`) and is copied the
+  same way, without page faults or a pass through our memory;
+- everything else (other readers, legacy torch files, non-contiguous views): each tensor
+  is fetched, made contiguous, written, and dropped (its mapped pages given back).
+
+A rule's ``transform:`` steps: a chain of reshape/unsqueeze/squeeze only changes the header
+(the bytes are copied as above, untouched); any other step decodes that one tensor through
+torch, transforms it and writes the result.
+
+Aliases (tied weights: the same view of one storage, from ``reader.aliases()``, or two keys
+over the same byte range) are stored once and recorded in the metadata; see
+:mod:`mapper_core.formats.aliases`. The source files are hashed (SHA-256) on a background
+thread while the bytes are copied; the header is written with a placeholder first and
+rewritten at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from .atomic import AtomicFiles, check_destinations
+from ..errors import BadInputError, CheckpointError, PlanError
+from .formats.aliases import ALIASES_KEY, encode_aliases
+from .formats.base import Reader
+from .formats.writer import (Entry, FileRange, FileWriter, RangeCopier, index_json,
+                             parse_size, shard_names, split_shards)
+from ..plan.plan import Plan
+from ..specs import TensorSpec
+from ..rules.transforms import is_header_only
+
+ProgressCallback = Callable[[int, int, str], None]  # (bytes done, bytes total, current key)
+DEFAULT_NAME = "model.safetensors"
+_PLACEHOLDER = "0" * 64  # a SHA-256 hex digest's length, so the final header fits the reserved one
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion wrote."""
+
+    source: str
+    destination: str  # the file to open: the single file, or the index of a sharded output
+    paths: tuple[str, ...]  # every file written: shards first, then the index
+    tensors: int  # tensors stored
+    aliases: int  # keys recorded as aliases of a stored tensor (not stored twice)
+    left_behind: int  # source keys not written (skipped, unmatched, shape-skipped)
+    tensor_bytes: int
+    file_bytes: int
+    method: str  # "byte-copy" (file to file), "tensor" (through memory) or "byte-copy+tensor"
+    source_sha256: str | None
+    rules: str | None
+    rules_sha256: str | None
+    checked: int | None  # tensors verified bit for bit; None without verify
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["paths"] = list(self.paths)
+        return out
+
+
+def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, plan: Plan | None = None,
+            force: bool = False, max_shard_size: int | str | None = None, verify: bool = False,
+            progress: ProgressCallback | None = None, rules_sha256: str | None = None,
+            hash_source: bool = True, strict: bool = False) -> ConvertResult:
+    """Write ``src`` (through ``reader``, or the built-in formats) as safetensors at ``dst``.
+
+    ``dst`` is a ``.safetensors`` file, a ``.safetensors.index.json`` (always sharded) or an
+    existing folder (``model.safetensors`` inside it). ``max_shard_size`` (bytes or ``"5GB"``)
+    splits the output Hugging Face style when it does not fit one shard. ``verify`` re-reads
+    the output with the safetensors library before it is put in place.
+    """
+    src = Path(src)
+    if plan is not None and plan.has_errors(strict=strict):
+        raise PlanError(_plan_error_message(plan, strict), plan)
+    own_reader = reader is None
+    if reader is None:
+        from .formats import open_checkpoint
+
+        reader = open_checkpoint(src)
+    try:
+        return _convert(src, Path(dst), reader, plan, force,
+                        None if max_shard_size is None else parse_size(max_shard_size),
+                        verify, progress, rules_sha256, hash_source)
+    finally:
+        if own_reader:
+            reader.close()
+
+
+def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,
+             verify: bool, progress: ProgressCallback | None, rules_sha256: str | None,
+             hash_source: bool) -> ConvertResult:
+    specs = reader.specs()
+    entries, aliases, left_behind, originals = _entries(reader, specs, plan)
+    copied = sum(isinstance(e.data, FileRange) for e in entries)
+    method = "byte-copy" if copied == len(entries) else "tensor" if copied == 0 else "byte-copy+tensor"
+
+    dst, always_index = _resolve_dst(dst)
+    groups = split_shards(entries, max_shard)
+    sharded = always_index or len(groups) > 1
+    if sharded:
+        files, index = shard_names(dst, len(groups))
+    else:
+        files, index, groups = [dst], None, [entries]
+    sources = _source_files(reader, src)
+    check_destinations(files + ([index] if index else []), sources, force)
+
+    hasher = _Hasher(sources) if hash_source else None
+    meta = _metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
+    total = sum(e.spec.nbytes for e in entries)
+    done = 0
+
+    def step(n: int, key: str) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total, key)
+
+    try:
+        with AtomicFiles() as out:
+            writers, meta = _write_files(out, files, groups, meta, hasher, sources, step)
+            if index is not None:
+                weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
+                _write_all(out.create(index), index_json(weight_map, total, meta))
+            checked = None
+            if verify:
+                from .verify import verify_file
+
+                checked = sum(verify_file(out.temp_of(path), [originals.get(e.key, e) for e in w.entries], shown_as=path)
+                              for path, w in zip(files, writers))
+            out.commit()
+    except OSError as exc:  # disk full, permissions, I/O errors: nothing was put in place
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise BadInputError(f"{dst}: writing failed: {exc.strerror or exc}{where}; nothing was written") from None
+    finally:
+        if hasher:
+            hasher.cancel()
+    written = files + ([index] if index else [])
+    return ConvertResult(
+        source=str(src), destination=str(index or files[0]), paths=tuple(str(p) for p in written),
+        tensors=len(entries), aliases=len(aliases), left_behind=left_behind, tensor_bytes=total,
+        file_bytes=sum(p.stat().st_size for p in written), method=method,
+        source_sha256=meta.get("mapper.source_sha256"), rules=plan.rules_name if plan else None,
+        rules_sha256=rules_sha256 if plan else None, checked=checked,
+    )
+
+
+def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]], meta: dict[str, str],
+                 hasher: "_Hasher | None", sources: list[Path], step: Callable[[int, str], None]
+                 ) -> tuple[list[FileWriter], dict[str, str]]:
+    """Every shard's header and data; then, once the source hash is known, the final headers."""
+    if hasher:
+        hasher.start()
+    copier = RangeCopier()
+    writers = []
+    for path, group in zip(files, groups):
+        w = FileWriter(out.create(path), group, meta, copier)
+        w.write(step)
+        writers.append(w)
+    for w in writers:  # flush the data while the hash may still be running; commit's fsync is then short
+        os.fsync(w.fd)
+    if hasher:
+        meta = _final_metadata(meta, hasher.result(), sources)
+        for w in writers:
+            w.finish(meta)
+    return writers, meta
+
+
+def _plan_error_message(plan: Plan, strict: bool) -> str:
+    lines = []
+    for c in plan.collisions[:5]:
+        lines.append(f"  collision: {', '.join(c.sources)} → {c.target}")
+    for m in [m for m in plan.mismatched if m.action == "error"][:5]:
+        lines.append(f"  shape mismatch: {m.source} {list(m.shape)} → {m.target} "
+                     f"{list(m.target_shape) if m.target_shape is not None else '(absent)'}")
+    if strict:
+        lines += [f"  unmatched: {k}" for k in plan.unmatched[:5]]
+        lines += [f"  uninitialized: {k}" for k in plan.uninitialized[:5]]
+    n = len(plan.errors) + (len(plan.unmatched) + len(plan.uninitialized) if strict else 0)
+    return (f"the plan for rules '{plan.rules_name}' has {n} error(s); nothing was written. "
+            f"Fix the rules (see `mapper plan`):\n" + "\n".join(lines))
+
+
+def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
+             ) -> tuple[list[Entry], dict[str, str], int, dict[str, Entry]]:
+    """The tensors to store (aliases taken out), the alias map in target names, how many source
+    keys stay behind, and for entries copied out of a torch file, the entry --verify compares
+    against (the tensor itself)."""
+    if plan is None:
+        pairs = [(k, k) for k in specs]
+    else:
+        pairs = [(m.source, m.target) for m in plan.loadable]
+        for m in plan.loadable:
+            spec = specs.get(m.source)
+            if spec is None or (spec.dtype, tuple(spec.shape)) != (m.dtype, tuple(m.shape)):
+                have = "absent" if spec is None else f"{spec.dtype} {list(spec.shape)}"
+                raise CheckpointError(
+                    f"{reader.path}: the plan expects '{m.source}' as {m.dtype} {list(m.shape)} but the file has it "
+                    f"{have}; make the plan from this file"
+                )
+    source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}
+    locate = getattr(reader, "locate", None)
+    mappings = _torch_mappings(reader) if locate is None else None
+    stored: dict[Any, str] = {}  # identity of the bytes → target key that stores them
+    entries: list[Entry] = []
+    aliases: dict[str, str] = {}
+    originals: dict[str, Entry] = {}
+    transformed = {m.target: m for m in plan.loadable if m.transform} if plan is not None else {}
+    for source, target in pairs:
+        spec = specs[source]
+        m = transformed.get(target)
+        if m is not None:
+            out_spec = TensorSpec(m.result_dtype, tuple(m.result_shape))
+            if not is_header_only(m.transform):
+                # Steps that change bytes: decode this one tensor through torch, transform, write.
+                entries.append(Entry(target, out_spec, _transformed(reader, source, m.transform)))
+                continue
+            # reshape/unsqueeze/squeeze of a contiguous tensor: same bytes, new header shape
+        spec = spec if m is None else out_spec
+        if locate is not None:
+            loc = locate(source)
+            data: Any = loc
+            identity: Any = (str(loc.path), loc.start, loc.end, spec.dtype, spec.shape) if loc.end > loc.start else None
+        else:
+            data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)
+            identity = ("key", source_aliases.get(source, source), spec.shape)
+            found = mappings.file_range(reader.get_tensor(source)) if mappings else None
+            if found is not None:  # a contiguous slice of the memory-mapped file: copy it file to file
+                originals[target] = Entry(target, spec, data)
+                data = FileRange(mappings.path, *found)
+        if identity is not None and identity in stored:
+            aliases[target] = stored[identity]
+            originals.pop(target, None)
+            continue
+        if identity is not None:
+            stored[identity] = target
+        entries.append(Entry(target, spec, data))
+    return entries, aliases, len(specs) - len(pairs), originals
+
+
+def _torch_mappings(reader: Reader):
+    """Where a torch reader's file is memory-mapped (zip checkpoints), or None."""
+    from .formats.torch_format import TorchReader
+
+    if not isinstance(reader, TorchReader):
+        return None
+    from .formats.pages import FileMappings
+
+    mappings = FileMappings(reader.path)
+    return mappings or None
+
+
+def _getter(reader: Reader, key: str) -> Callable[[], Any]:
+    return lambda: reader.get_tensor(key)
+
+
+def _transformed(reader: Reader, key: str, steps: tuple) -> Callable[[], Any]:
+    from .tensor_ops import apply_chain  # torch: only steps that change bytes decode a tensor
+
+    return lambda: apply_chain(steps, reader.get_tensor(key)).contiguous()
+
+
+def _resolve_dst(dst: Path) -> tuple[Path, bool]:
+    """(the single-file destination or index path, whether the output is always sharded)."""
+    if dst.is_dir():
+        return dst / DEFAULT_NAME, False
+    name = dst.name.lower()
+    if name.endswith(".safetensors.index.json"):
+        return dst, True
+    if name.endswith(".safetensors"):
+        return dst, False
+    raise BadInputError(
+        f"{dst}: the output must end with .safetensors (or .safetensors.index.json for shards), or be an existing folder"
+    )
+
+
+def _source_files(reader: Reader, src: Path) -> list[Path]:
+    """The files the source is made of: the file itself, or an index and its shards."""
+    base = Path(getattr(reader, "path", src))
+    shards = getattr(reader, "shards", ())
+    return [base] + [base.parent / name for name in shards]
+
+
+def _metadata(reader: Reader, src: Path, plan: Plan | None, rules_sha256: str | None,
+              aliases: dict[str, str], hashed: list[Path]) -> dict[str, str]:
+    # the source's own metadata rides along, except what we set or what only fits the source
+    meta = {k: v for k, v in reader.metadata().items()
+            if not k.startswith("mapper.") and k != "total_size" and isinstance(v, str)}
+    meta["format"] = "pt"  # what transformers expects to find
+    meta["mapper.version"] = __version__
+    meta["mapper.source"] = src.name
+    if hashed:
+        meta["mapper.source_sha256"] = _PLACEHOLDER
+        if len(hashed) > 1:
+            meta["mapper.source_shards_sha256"] = json.dumps({p.name: _PLACEHOLDER for p in hashed[1:]},
+                                                             separators=(",", ":"))
+    if plan is not None:
+        meta["mapper.rules"] = plan.rules_name
+        if rules_sha256:
+            meta["mapper.rules_sha256"] = rules_sha256
+    if aliases:
+        meta[ALIASES_KEY] = encode_aliases(aliases)
+    return meta
+
+
+def _final_metadata(meta: dict[str, str], digests: dict[Path, str], hashed: list[Path]) -> dict[str, str]:
+    meta = dict(meta)
+    meta["mapper.source_sha256"] = digests[hashed[0]]
+    if len(hashed) > 1:
+        meta["mapper.source_shards_sha256"] = json.dumps({p.name: digests[p] for p in hashed[1:]},
+                                                         separators=(",", ":"))
+    return meta
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _Hasher(threading.Thread):
+    """SHA-256 of the source files on a background thread (hashlib and file reads release the GIL),
+    so hashing overlaps the copy instead of adding a second pass."""
+
+    def __init__(self, paths: list[Path]):
+        super().__init__(name="mapper-source-hash", daemon=True)
+        self.paths = paths
+        self._stop_flag = threading.Event()
+        self._digests: dict[Path, str] = {}
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        buf = bytearray(1024 * 1024)
+        view = memoryview(buf)
+        try:
+            for path in self.paths:
+                h = hashlib.sha256()
+                with open(path, "rb", buffering=0) as fh:
+                    while not self._stop_flag.is_set():
+                        n = fh.readinto(buf)
+                        if not n:
+                            break
+                        h.update(view[:n])
+                self._digests[path] = h.hexdigest()
+        except BaseException as exc:  # reported by result(), in the caller's thread
+            self._error = exc
+
+    def result(self) -> dict[Path, str]:
+        self.join()
+        if self._error is not None:
+            raise CheckpointError(f"cannot hash the source: {self._error}") from None
+        return self._digests
+
+    def cancel(self) -> None:
+        self._stop_flag.set()

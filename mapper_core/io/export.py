@@ -1,0 +1,383 @@
+"""Export: map target-layout weights back to the source layout with the same rules file.
+
+The forward plan sends each source key through a rule (and its transform steps) to a target
+key. Export runs it backwards, in two ways:
+
+- with the source specs (a spec file, a checkpoint header, or a model's state dict), the
+  forward plan is made again and simply read backwards: exact for any rule;
+- without them, each rule is inverted on its own: its ``match`` must be a plain sequence of
+  literal text and capture groups, every group must appear in ``target`` (``{N}``,
+  ``{name}``, ``{N+K}``, or ``{N|table}`` with a one-to-one table), and every transform step
+  must let its input spec be worked out from its output (not ``reshape`` or ``cast``).
+
+Either way every reconstructed source key is planned forwards again and must come back to
+the same target with the same shape, so a wrong guess is an error, never a wrong file.
+Tensors go through the inverted transform chain, which is bit-exact; a step without an
+exact inverse (narrow, inflate with mode repeat, a narrowing cast, scale by a non-power of
+two) is reported by rule, line and step, and nothing is exported.
+"""
+from __future__ import annotations
+
+import re
+import re._parser as sre  # the stdlib's own regex parser: literals and groups of `match`
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..errors import PlanError
+from ..plan.plan import Mapped, Plan
+from ..plan.make import make_plan
+from ..rules.ruleset import Rule, RuleSet
+from ..specs import TensorSpec
+from ..rules.template import Field
+from ..rules.transforms import NotInvertible, Step, TransformChainError, chain_spec, inverse_chain
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    """One target key and the source key it goes back to, with the steps that undo its rule's transform."""
+
+    target: str
+    source: str
+    rule: int
+    source_spec: TensorSpec
+    inverse: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportProblem:
+    """A target key that cannot be exported, and why (naming the rule and step)."""
+
+    target: str
+    rule: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What export does with every target key: exported, left behind (no rule makes it), or a problem."""
+
+    rules_name: str
+    entries: tuple[ExportEntry, ...]
+    left_behind: tuple[str, ...]
+    problems: tuple[ExportProblem, ...]
+    method: str  # "source-specs" or "templates"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules": self.rules_name, "method": self.method,
+            "exported": [{"target": e.target, "source": e.source, "rule": e.rule,
+                          "dtype": e.source_spec.dtype, "shape": list(e.source_spec.shape),
+                          "inverse": [s.to_dict() for s in e.inverse]} for e in self.entries],
+            "left_behind": list(self.left_behind),
+            "problems": [{"target": p.target, "rule": p.rule, "message": p.message} for p in self.problems],
+            "summary": {"exported": len(self.entries), "left_behind": len(self.left_behind),
+                        "problems": len(self.problems)},
+        }
+
+
+def plan_export(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
+                source_specs: Mapping[str, TensorSpec] | None = None) -> ExportPlan:
+    """Plan the way back from target keys to source keys, from headers alone."""
+    if source_specs is not None:
+        return _from_source_specs(ruleset, target_specs, source_specs)
+    return _from_templates(ruleset, target_specs)
+
+
+def export_state_dict(ruleset: RuleSet, target_state: Mapping[str, "torch.Tensor"],
+                      source_specs: Mapping[str, TensorSpec] | None = None) -> dict[str, "torch.Tensor"]:
+    """Target-layout tensors (e.g. a fine-tuned model's state dict) back under the source keys.
+
+    Target keys no rule produces (new layers) are left out. Raises PlanError naming the rule
+    and step when a key cannot be exported exactly.
+    """
+    from .torch_dtypes import spec_of
+
+    plan = plan_export(ruleset, {k: spec_of(v, k) for k, v in target_state.items()}, source_specs)
+    refuse_problems(plan)
+    return apply_export(plan, target_state)
+
+
+def apply_export(plan: ExportPlan, target: Any) -> dict[str, "torch.Tensor"]:
+    """The source-keyed tensors of an ExportPlan; ``target`` is a mapping or a Reader."""
+    from .tensor_ops import apply_chain
+
+    out = {}
+    for e in plan.entries:
+        tensor = target[e.target] if isinstance(target, Mapping) else target.get_tensor(e.target)
+        out[e.source] = apply_chain(e.inverse, tensor) if e.inverse else tensor
+    return out
+
+
+def as_convert_plan(plan: ExportPlan, target_specs: Mapping[str, TensorSpec],
+                    target_origin: str | None = None, rules_origin: str | None = None) -> Plan:
+    """The export as a forward :class:`Plan` over the target checkpoint, for :func:`mapper_core.convert.convert`.
+
+    Each target key is "mapped" to its source key with the inverse steps as its transform, so
+    export writes through convert's machinery (destination checks, atomic streamed write,
+    tied weights stored once, ``mapper.*`` metadata). Left-behind keys are "unmatched".
+    """
+    mapped = tuple(
+        Mapped(source=e.target, target=e.source, rule=e.rule, dtype=target_specs[e.target].dtype,
+               shape=tuple(target_specs[e.target].shape), transform=tuple(e.inverse),
+               out_dtype=e.source_spec.dtype if e.inverse else None,
+               out_shape=tuple(e.source_spec.shape) if e.inverse else None)
+        for e in plan.entries)
+    return Plan(rules_name=plan.rules_name, mapped=mapped, skipped=(), unmatched=tuple(plan.left_behind),
+                uninitialized=(), mismatched=(), collisions=(), unused_rules=(), source_count=len(target_specs),
+                target_count=None, source_origin=target_origin, rules_origin=rules_origin)
+
+
+def refuse_problems(plan: ExportPlan) -> None:
+    if plan.problems:
+        lines = "\n".join(f"  {p.target}: {p.message}" for p in plan.problems[:20])
+        more = f"\n  ... and {len(plan.problems) - 20} more" if len(plan.problems) > 20 else ""
+        raise PlanError(f"cannot export {len(plan.problems)} key(s) with rules '{plan.rules_name}':\n{lines}{more}",
+                        plan)
+
+
+def _where(rule: Rule) -> str:
+    return f"rule {rule.index}" + (f" (line {rule.line})" if rule.line else "")
+
+
+def _invert(rule: Rule, spec: TensorSpec, target: str, entries: list, problems: list, source: str) -> None:
+    try:
+        undo = inverse_chain(rule.transform, spec) if rule.transform else ()
+    except TransformChainError as exc:
+        problems.append(ExportProblem(target, rule.index, f"{_where(rule)}: {exc}"))
+        return
+    entries.append(ExportEntry(target, source, rule.index, spec, undo))
+
+
+def _from_source_specs(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
+                       source_specs: Mapping[str, TensorSpec]) -> ExportPlan:
+    forward = make_plan(source_specs, ruleset, target_specs)
+    entries: list[ExportEntry] = []
+    problems: list[ExportProblem] = []
+    for m in forward.loadable:
+        if m.target not in target_specs:
+            continue  # the planned target is not in this checkpoint: nothing to export
+        _invert(ruleset.rules[m.rule], source_specs[m.source], m.target, entries, problems, m.source)
+    for mm in forward.mismatched:
+        if mm.target in target_specs and mm.action == "error":
+            problems.append(ExportProblem(mm.target, mm.rule, (
+                f"rule {mm.rule}: the source '{mm.source}' has shape {list(mm.shape)} which does not "
+                f"give {list(target_specs[mm.target].shape)}" + (f": {mm.reason}" if mm.reason else ""))))
+    for c in forward.collisions:
+        problems.append(ExportProblem(c.target, c.rules[0], f"several source keys map to it ({', '.join(c.sources)})"))
+    done = {e.target for e in entries} | {p.target for p in problems}
+    left = tuple(k for k in target_specs if k not in done)
+    return ExportPlan(ruleset.name, tuple(entries), left, tuple(problems), "source-specs")
+
+
+# ---------------------------------------------------------------------------- template inversion
+
+class _Inverter:
+    """One rule read backwards: a regex over target keys, and how to rebuild the source key."""
+
+    def __init__(self, rule: Rule):
+        self.rule = rule
+        self.why_not: str | None = None
+        self.regex: re.Pattern | None = None
+        self.source_parts: list[str | int] = []  # literal text or a group number
+        self.decoders: dict[int, tuple[str, Field]] = {}  # group → (regex group name, field)
+        try:
+            self._build()
+        except _Refuse as exc:
+            self.why_not = f"{_where(rule)} cannot be read backwards: {exc}; pass the source specs instead"
+
+    def _build(self) -> None:
+        rule, pattern = self.rule, self.rule.pattern
+        names = {v: k for k, v in pattern.groupindex.items()}
+        whole = None
+        for item in sre.parse(rule.match):
+            op, arg = item
+            if op is sre.LITERAL:
+                self.source_parts.append(chr(arg))
+            elif op is sre.SUBPATTERN and arg[0] is not None:
+                self.source_parts.append(arg[0])
+            else:
+                raise _Refuse(f"its match '{rule.match}' is not plain literal text and capture groups")
+        out = []
+        for k, part in enumerate(rule.template.parts):
+            if isinstance(part, str):
+                out.append(re.escape(part))
+                continue
+            group = part.ref if isinstance(part.ref, int) else pattern.groupindex[part.ref]
+            if group == 0:
+                whole = f"f{k}"
+                out.append(f"(?P<f{k}>.+?)")
+                self.decoders[0] = (whole, part)
+                continue
+            if group in self.decoders:  # the same group twice: the second must repeat the first
+                first_name, first = self.decoders[group]
+                if first == part:
+                    out.append(f"(?P={first_name})")
+                    continue
+            if part.table is not None:
+                table = rule.tables[part.table]
+                values = list(table.values())
+                if len(set(values)) != len(values):
+                    raise _Refuse(f"table '{part.table}' sends several captured values to one value")
+                body = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+            elif part.offset:
+                body = r"\d+"
+            else:
+                body = ".+?"
+            out.append(f"(?P<f{k}>{body})")
+            self.decoders.setdefault(group, (f"f{k}", part))
+        if 0 not in self.decoders:
+            missing = [g for g in self.source_parts if isinstance(g, int) and g not in self.decoders]
+            if missing:
+                shown = ", ".join(f"{{{names.get(g, g)}}}" for g in missing)
+                raise _Refuse(f"group(s) {shown} of match '{rule.match}' do not appear in target '{rule.target}'")
+        self.regex = re.compile("".join(out))
+
+    def source_of(self, target: str) -> str | None:
+        m = self.regex.fullmatch(target) if self.regex is not None else None
+        if m is None:
+            return None
+        values: dict[int, str] = {}
+        for group, (name, f) in self.decoders.items():
+            text = m.group(name)
+            if f.table is not None:
+                text = next(k for k, v in self.rule.tables[f.table].items() if v == text)
+            elif f.offset:
+                number = int(text) - f.offset
+                if number < 0:
+                    return None
+                text = str(number)
+            values[group] = text
+        if 0 in values:
+            return values[0]
+        return "".join(p if isinstance(p, str) else values[p] for p in self.source_parts)
+
+
+class _Refuse(Exception):
+    pass
+
+
+def _from_templates(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec]) -> ExportPlan:
+    inverters = [_Inverter(r) for r in ruleset.rules]
+    guesses: dict[str, tuple[str, Rule, TensorSpec]] = {}  # source → (target, rule, source spec)
+    problems: list[ExportProblem] = []
+    refusals: dict[str, str] = {}
+    for target, spec in target_specs.items():
+        for inv in inverters:
+            if inv.why_not is not None:
+                if inv.regex is None and _could_make(inv.rule, target):
+                    refusals.setdefault(target, inv.why_not)
+                continue
+            source = inv.source_of(target)
+            # A non-greedy split may guess wrong: the rule itself must take the guess to this target.
+            if source is None or inv.rule.apply(source) != target:
+                continue
+            try:
+                source_spec = _backward(inv.rule, spec)
+            except _Refuse as exc:
+                problems.append(ExportProblem(target, inv.rule.index, f"{_where(inv.rule)}: {exc}"))
+                break
+            guesses[source] = (target, inv.rule, source_spec)
+            break
+    # Plan the guesses forwards: a guess counts only if the first rule that takes it is the
+    # same rule and it lands on the same target with the same spec.
+    forward = make_plan({s: g[2] for s, g in guesses.items()}, ruleset, target_specs)
+    confirmed = {m.source: m for m in forward.loadable}
+    entries: list[ExportEntry] = []
+    for source, (target, rule, source_spec) in guesses.items():
+        m = confirmed.get(source)
+        if m is None or m.target != target or m.rule != rule.index:
+            problems.append(ExportProblem(target, rule.index, (
+                f"{_where(rule)}: the reconstructed source key '{source}' does not map back to '{target}' "
+                "(another rule or skip pattern takes it, or the split is ambiguous); pass the source specs")))
+            continue
+        _invert(rule, source_spec, target, entries, problems, source)
+    done = {e.target for e in entries} | {p.target for p in problems}
+    for target, why in refusals.items():
+        if target not in done:
+            problems.append(ExportProblem(target, None, why))
+            done.add(target)
+    left = tuple(k for k in target_specs if k not in done)
+    return ExportPlan(ruleset.name, tuple(entries), left, tuple(problems), "templates")
+
+
+def _could_make(rule: Rule, target: str) -> bool:
+    """Whether the target's literal text fits the rule's template (used to blame a refused rule)."""
+    literal = [p for p in rule.template.parts if isinstance(p, str)]
+    return all(text in target for text in literal) and bool(literal)
+
+
+def _backward(rule: Rule, out: TensorSpec) -> TensorSpec:
+    """The source spec whose transform gives ``out``, worked out step by step from the end."""
+    spec = out
+    for k in reversed(range(len(rule.transform))):
+        step = rule.transform[k]
+        back = _BACKWARD.get(step.name)
+        if back is None or (step.impl is not None and step.impl.plugin != "mapper_core"):
+            raise _Refuse(f"transform step {k + 1} ({step}) does not say what its input was; "
+                          "pass the source specs (--source-specs) so the input shape and dtype are known")
+        try:
+            spec = back(spec, step.params)
+        except NotInvertible as exc:
+            raise _Refuse(f"transform step {k + 1} ({step}): not invertible: {exc}") from None
+    try:
+        if chain_spec(rule.transform, spec) != out:
+            raise _Refuse(f"its transform does not give {out.dtype} {list(out.shape)} from any source spec")
+    except TransformChainError as exc:
+        raise _Refuse(str(exc)) from None
+    return spec
+
+
+def _drop(shape: tuple, d: int) -> tuple:
+    return shape[:d] + shape[d + 1:]
+
+
+def _b_unsqueeze(s: TensorSpec, p: Mapping) -> TensorSpec:
+    d = p["dim"] % len(s.shape)
+    return TensorSpec(s.dtype, _drop(s.shape, d))
+
+
+def _b_squeeze(s: TensorSpec, p: Mapping) -> TensorSpec:
+    d = p["dim"] % (len(s.shape) + 1)
+    return TensorSpec(s.dtype, s.shape[:d] + (1,) + s.shape[d:])
+
+
+def _b_transpose(s: TensorSpec, p: Mapping) -> TensorSpec:
+    shape = list(s.shape)
+    a, b = p["dim0"] % len(shape), p["dim1"] % len(shape)
+    shape[a], shape[b] = shape[b], shape[a]
+    return TensorSpec(s.dtype, tuple(shape))
+
+
+def _b_permute(s: TensorSpec, p: Mapping) -> TensorSpec:
+    shape = [0] * len(s.shape)
+    for i, d in enumerate(p["dims"]):
+        shape[d] = s.shape[i]
+    return TensorSpec(s.dtype, tuple(shape))
+
+
+def _b_pad(s: TensorSpec, p: Mapping) -> TensorSpec:
+    shape = list(s.shape)
+    d = p["dim"] % len(shape)
+    shape[d] -= p.get("before", 0) + p.get("after", 0)
+    return TensorSpec(s.dtype, tuple(shape))
+
+
+def _b_inflate(s: TensorSpec, p: Mapping) -> TensorSpec:
+    d = p["dim"] % len(s.shape)
+    shape = _drop(s.shape, d) if p.get("new_axis", True) else s.shape[:d] + (1,) + s.shape[d + 1:]
+    return TensorSpec(s.dtype, shape)
+
+
+def _b_narrow(s: TensorSpec, p: Mapping) -> TensorSpec:
+    raise NotInvertible("narrow drops the entries outside the kept range, so they cannot be restored")
+
+
+_BACKWARD = {
+    "narrow": _b_narrow,
+    "unsqueeze": _b_unsqueeze, "squeeze": _b_squeeze, "transpose": _b_transpose, "permute": _b_permute,
+    "pad": _b_pad, "inflate": _b_inflate, "scale": lambda s, p: s,
+    # reshape and cast: the input shape / dtype cannot be read off the output; source specs needed
+}

@@ -1,0 +1,85 @@
+"""The format seam: a Reader gives specs from headers, then tensors one at a time on demand.
+
+Formats are plain values (:class:`Format`); built-in ones are contributed through the
+``mapper_formats`` hook exactly as a plugin's would be.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+from ...errors import CheckpointError
+from ...specs import TensorSpec
+
+if TYPE_CHECKING:  # torch is imported only by readers that hand out tensors
+    import torch
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Raw tensor bytes at ``path[start:end]`` (absolute file offsets): what byte-copying readers locate."""
+
+    path: Path
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+class Reader(Protocol):
+    """An open checkpoint. ``specs()`` must not load tensor data."""
+
+    path: Path
+
+    def specs(self) -> dict[str, TensorSpec]: ...
+
+    def metadata(self) -> dict[str, str]: ...
+
+    def get_tensor(self, key: str) -> "torch.Tensor": ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Format:
+    """A checkpoint format: how to recognise it and how to open it for reading."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    open: Callable[..., Reader]  # open(path, **options) -> Reader
+    sniff: Callable[[Path], bool] | None = None  # cheap content check; wins over suffixes
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def claims(self, path: Path) -> bool:
+        name = path.name.lower()
+        return any(name.endswith(s) for s in self.suffixes)
+
+
+def choose_format(path: str | Path, formats: Sequence[Format], name: str | None = None) -> Format:
+    """The format for ``path``: the one named, else the first whose sniff says yes, else by suffix."""
+    path = Path(path)
+    if name is not None:
+        for f in formats:
+            if f.name == name:
+                return f
+        known = ", ".join(f.name for f in formats)
+        raise CheckpointError(f"{path}: unknown format '{name}'; known formats: {known}")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file; check the path")
+    for f in formats:
+        if f.sniff is not None and f.sniff(path):
+            return f
+    for f in formats:
+        if f.claims(path):
+            return f
+    known = "; ".join(f"{f.name} ({', '.join(f.suffixes)})" for f in formats)
+    raise CheckpointError(
+        f"{path}: cannot tell the checkpoint format; known formats: {known}. Name one with --format NAME "
+        "(--source-format / --target-format for plan and explain), or format= in Python."
+    )
+
+

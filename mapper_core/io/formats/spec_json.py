@@ -1,0 +1,127 @@
+"""Spec files: a JSON description of a checkpoint's tensors, without any tensor data.
+
+Either ``{"tensors": {key: {"dtype": "F32", "shape": [..]}}, "metadata": {..}}`` or the bare
+``{key: {"dtype": ..., "shape": ...}}``. Dtypes use the safetensors names (``F32``, ``BF16``);
+torch spellings (``float32``, ``torch.bfloat16``) are accepted too. Useful as a planning
+target when only a model's shapes are known; ``get_tensor`` always refuses.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ...errors import CheckpointError
+from ...specs import DTYPE_SIZES, TensorSpec
+
+SUFFIXES = (".json",)
+INDEX_SUFFIX = ".safetensors.index.json"
+TORCH_NAMES = {
+    "float64": "F64", "double": "F64", "float32": "F32", "float": "F32", "float16": "F16", "half": "F16",
+    "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16", "short": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
+MAX_PROBLEMS = 20
+
+
+def _dtype_name(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if value in DTYPE_SIZES:
+        return value
+    name = value.removeprefix("torch.")
+    return TORCH_NAMES.get(name) or (value.upper() if value.upper() in DTYPE_SIZES else None)
+
+
+def _split(doc: Any) -> tuple[Any, Any]:
+    """(tensors, metadata) of either accepted form."""
+    if (isinstance(doc, dict) and isinstance(doc.get("tensors"), dict) and set(doc) <= {"tensors", "metadata"}
+            and "dtype" not in doc["tensors"]):
+        return doc["tensors"], doc.get("metadata") or {}
+    return doc, {}
+
+
+def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], dict[str, str]]:
+    """Specs and metadata from a parsed spec document; CheckpointError listing every problem found."""
+    tensors, metadata = _split(doc)
+    problems: list[str] = []
+    if not isinstance(tensors, dict):
+        raise CheckpointError(f"{origin}: expected a JSON object of tensor key → {{dtype, shape}}, got {type(tensors).__name__}")
+    if not isinstance(metadata, dict):
+        problems.append("metadata: expected an object of string → string")
+        metadata = {}
+    for k, v in metadata.items():
+        if not isinstance(v, str):
+            problems.append(f"metadata '{k}': expected a string, got {json.dumps(v)[:60]}")
+    specs: dict[str, TensorSpec] = {}
+    for key, entry in tensors.items():
+        if not isinstance(entry, dict):
+            problems.append(f"tensor '{key}': expected an object with dtype and shape, got {json.dumps(entry)[:60]}")
+            continue
+        extra = set(entry) - {"dtype", "shape"}
+        if extra:
+            problems.append(f"tensor '{key}': unexpected field(s) {', '.join(sorted(extra))}; only dtype and shape are allowed")
+        dtype, shape = _dtype_name(entry.get("dtype")), entry.get("shape")
+        if dtype is None:
+            problems.append(f"tensor '{key}': unknown dtype {json.dumps(entry.get('dtype'))}; use one of {', '.join(DTYPE_SIZES)}")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            problems.append(f"tensor '{key}': shape must be a list of non-negative integers, got {json.dumps(shape)}")
+            continue
+        if dtype is not None:
+            specs[key] = TensorSpec(dtype, tuple(shape))
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        more = f"\n  ... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        raise CheckpointError(
+            f"{origin}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in spec file:\n  "
+            + "\n  ".join(shown) + more
+        )
+    return specs, dict(metadata)
+
+
+class SpecJsonReader:
+    """A spec file: headers only."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: not valid JSON: {exc}") from None
+        self._specs, self._metadata = parse_spec_document(doc, str(self.path))
+
+    def specs(self) -> dict[str, TensorSpec]:
+        return dict(self._specs)
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._metadata)
+
+    def get_tensor(self, key: str):
+        raise CheckpointError(f"{self.path}: spec files hold no tensor data (asked for '{key}'); use a checkpoint instead")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "SpecJsonReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_spec_json(path: str | Path, **_other_formats_options: Any) -> SpecJsonReader:
+    return SpecJsonReader(path)
+
+
+def sniff_spec_json(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(".json") and not name.endswith(INDEX_SUFFIX)
+
+
+def write_spec_json(specs: dict[str, TensorSpec], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a spec file (the wrapped form); handy for saving a model's shapes as a planning target."""
+    doc = {"tensors": {k: s.to_dict() for k, s in specs.items()}, "metadata": dict(metadata or {})}
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

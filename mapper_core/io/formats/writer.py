@@ -1,0 +1,343 @@
+"""Streaming safetensors writer: the header from specs, then each tensor's bytes, one at a time.
+
+The safetensors library has no streaming writer, so this is the one place the format is
+written by hand. The layout follows the library's ``save_file`` byte for byte:
+
+- an 8-byte little-endian header length, then the header JSON (compact, ``__metadata__``
+  first), padded with spaces so the data area starts on an 8-byte boundary;
+- tensors ordered by dtype alignment, widest first, then by name (the library's order:
+  every tensor starts aligned to its element size), their byte ranges tiling the data area.
+
+Tensor bytes come from an :class:`Entry`'s ``data``: a :class:`FileRange` (raw bytes of
+another file, copied without decoding through ``os.copy_file_range`` / ``os.sendfile`` /
+a 1 MiB buffer, so torch is never imported) or a callable returning a torch tensor (made
+contiguous, written through a zero-copy view of its memory, then dropped).
+
+A header can be rewritten after the data (:meth:`FileWriter.finish`) as long as it is no
+longer than the space reserved: metadata known only at the end (a source hash computed
+while copying) is first written as a same-length placeholder.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ...errors import BadInputError, CheckpointError
+from .base import FileRange
+from ...specs import DTYPE_SIZES, TensorSpec
+
+# the safetensors library's dtype order (ascending); tensors are written in descending order
+DTYPE_ORDER = ("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
+               "I32", "U32", "F32", "F64", "I64", "U64")
+_RANK = {name: i for i, name in enumerate(DTYPE_ORDER)}
+ALIGN = 8
+CHUNK = 64 * 1024 * 1024  # bytes per copy call: progress and signals get a turn this often
+BUFFER = 1024 * 1024  # the bounded buffer of the fallback copy
+
+
+TensorSource = Callable[[], Any]  # returns a torch.Tensor; called once, when the tensor is written
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor to write: its key, its spec, where its bytes come from."""
+
+    key: str
+    spec: TensorSpec
+    data: FileRange | TensorSource
+
+
+ProgressFn = Callable[[int, str], None]  # (bytes just written, key)
+
+
+def library_order(entries: Sequence[Entry]) -> list[Entry]:
+    """The order ``safetensors.save_file`` writes tensors in: widest dtype first, then by key."""
+    return sorted(entries, key=lambda e: (-_RANK[e.spec.dtype], e.key))
+
+
+def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None = None,
+                  min_length: int = 0) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """The 8-byte length + header JSON + space padding for ``entries`` in the given order.
+
+    Returns the bytes and each key's data offsets (relative to the data area). The header
+    is padded to at least ``min_length`` bytes (then to a multiple of 8).
+    """
+    header: dict[str, Any] = {}
+    if metadata:
+        bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise BadInputError(f"safetensors metadata must map strings to strings; bad entry {bad[0]!r}")
+        header["__metadata__"] = {k: metadata[k] for k in sorted(metadata)}
+    offsets: dict[str, tuple[int, int]] = {}
+    pos = 0
+    for e in entries:
+        if e.key == "__metadata__" or e.key in offsets:
+            why = "is reserved" if e.key == "__metadata__" else "appears twice"
+            raise BadInputError(f"cannot write tensor key '{e.key}': it {why} in a safetensors header")
+        if e.spec.dtype not in DTYPE_SIZES:
+            raise BadInputError(f"tensor '{e.key}': dtype {e.spec.dtype!r} cannot be written to safetensors")
+        end = pos + e.spec.nbytes
+        header[e.key] = {"dtype": e.spec.dtype, "shape": list(e.spec.shape), "data_offsets": [pos, end]}
+        offsets[e.key] = (pos, end)
+        pos = end
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    length = max(len(raw), min_length)
+    length += -length % ALIGN
+    return struct.pack("<Q", length) + raw + b" " * (length - len(raw)), offsets
+
+
+def split_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[Entry]]:
+    """Consecutive groups of at most ``max_bytes`` tensor bytes (Hugging Face's rule): a tensor
+    larger than the limit goes alone in its shard. ``None`` → one group."""
+    if max_bytes is None:
+        return [list(entries)]
+    shards: list[list[Entry]] = [[]]
+    size = 0
+    for e in entries:
+        if shards[-1] and size + e.spec.nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(e)
+        size += e.spec.nbytes
+    return shards
+
+
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"500MB"`` (10^6), ``"2GiB"`` (2^30), ``"1.5GB"`` or a plain number of bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        m = _SIZE_RE.fullmatch(str(text))
+        if not m:
+            raise BadInputError(
+                f"size {text!r}: expected a number of bytes or a number with a unit such as 500MB, 5GB or 2GiB"
+            )
+        unit = (m.group(2) or "").lower()
+        unit = unit[:-1] if unit.endswith("b") else unit
+        value = int(float(m.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise BadInputError(f"size {text!r}: must be more than 0 bytes")
+    return value
+
+
+# -- copying bytes --------------------------------------------------------------------------
+
+_FALLBACK_ERRNOS = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EPERM}
+
+
+class RangeCopier:
+    """Copies byte ranges between files with the fastest call that works, falling back once.
+
+    ``copy_file_range`` lets the kernel move (or share) the bytes; ``sendfile`` copies
+    in the kernel too; the last resort reads and writes through a 1 MiB buffer.
+    """
+
+    METHODS = ("copy_file_range", "sendfile", "buffer")
+
+    def __init__(self, method: str | None = None):
+        if method is not None and method not in self.METHODS:
+            raise ValueError(f"unknown copy method {method!r}; expected one of {self.METHODS}")
+        available = [m for m in self.METHODS if m == "buffer" or hasattr(os, m)]
+        if sys.platform != "linux":  # sendfile to a regular file is a Linux feature
+            available = [m for m in available if m != "sendfile"]
+        self.methods = [method] if method else available
+
+    def copy(self, src_fd: int, src_off: int, dst_fd: int, dst_off: int, count: int,
+             source: object = "the source file") -> None:
+        """Copy ``count`` bytes; short reads (a file truncated meanwhile) raise CheckpointError naming ``source``."""
+        while count > 0:
+            method = self.methods[0]
+            try:
+                n = self._once(method, src_fd, src_off, dst_fd, dst_off, min(count, CHUNK))
+            except OSError as exc:
+                if method != "buffer" and exc.errno in _FALLBACK_ERRNOS and len(self.methods) > 1:
+                    self.methods.pop(0)  # this kernel/filesystem cannot; do not try again
+                    continue
+                raise
+            if n == 0:
+                raise CheckpointError(f"{source}: ended early while copying at offset {src_off}; was it truncated meanwhile?")
+            src_off += n
+            dst_off += n
+            count -= n
+
+    @staticmethod
+    def _once(method: str, src_fd: int, src_off: int, dst_fd: int, dst_off: int, count: int) -> int:
+        if method == "copy_file_range":
+            return os.copy_file_range(src_fd, dst_fd, count, src_off, dst_off)
+        if method == "sendfile":
+            os.lseek(dst_fd, dst_off, os.SEEK_SET)  # sendfile writes at the file position
+            return os.sendfile(dst_fd, src_fd, src_off, count)
+        buf = os.pread(src_fd, min(count, BUFFER), src_off)
+        _pwrite_all(dst_fd, memoryview(buf), dst_off)
+        return len(buf)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while len(data):
+        n = os.pwrite(fd, data[:CHUNK], offset)
+        data = data[n:]
+        offset += n
+
+
+def tensor_bytes(tensor: Any) -> memoryview:
+    """A zero-copy, read-only byte view of a contiguous CPU tensor's own elements (no numpy).
+
+    The caller keeps ``tensor`` alive while the view is in use.
+    """
+    import ctypes
+
+    if sys.byteorder != "little":  # safetensors is little-endian; torch tensors are native order
+        raise CheckpointError("writing safetensors from tensors needs a little-endian machine")
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes == 0:
+        return memoryview(b"")
+    if not tensor.is_contiguous() or tensor.device.type != "cpu":
+        raise ValueError("tensor_bytes needs a contiguous CPU tensor")
+    return memoryview((ctypes.c_char * nbytes).from_address(tensor.data_ptr())).cast("B").toreadonly()
+
+
+class FileWriter:
+    """Writes one safetensors file into an open descriptor: header, then the tensors in order."""
+
+    def __init__(self, fd: int, entries: Sequence[Entry], metadata: Mapping[str, str] | None = None,
+                 copier: RangeCopier | None = None, release_pages: bool = True):
+        self.fd = fd
+        self.release_pages = release_pages
+        self.entries = library_order(entries)
+        self.metadata = dict(metadata or {})
+        self.header, self.offsets = encode_header(self.entries, self.metadata)
+        self.copier = copier or RangeCopier()
+        self._src_fds: dict[Path, int] = {}
+
+    @property
+    def data_start(self) -> int:
+        return len(self.header)
+
+    @property
+    def size(self) -> int:
+        """The file's final size in bytes."""
+        return self.data_start + sum(e.spec.nbytes for e in self.entries)
+
+    def write(self, progress: ProgressFn | None = None) -> None:
+        """Header, then every tensor's bytes; sources are opened once and closed at the end."""
+        _pwrite_all(self.fd, memoryview(self.header), 0)
+        try:
+            for e in self.entries:
+                self._write_entry(e, progress)
+        finally:
+            for fd in self._src_fds.values():
+                os.close(fd)
+            self._src_fds.clear()
+        os.ftruncate(self.fd, self.size)  # the file ends where the data does, whatever the descriptor held
+
+    def finish(self, metadata: Mapping[str, str]) -> None:
+        """Rewrite the header with final ``metadata``; it must fit the space already used."""
+        header, offsets = encode_header(self.entries, metadata, min_length=len(self.header) - 8)
+        if len(header) != len(self.header) or offsets != self.offsets:
+            raise RuntimeError("final safetensors header is longer than the reserved one; placeholder too short")
+        self.metadata, self.header = dict(metadata), header
+        _pwrite_all(self.fd, memoryview(header), 0)
+
+    def _write_entry(self, e: Entry, progress: ProgressFn | None) -> None:
+        begin, end = self.offsets[e.key]
+        dst = self.data_start + begin
+        if isinstance(e.data, FileRange):
+            if e.data.nbytes != end - begin:
+                raise CheckpointError(
+                    f"{e.data.path}: tensor for '{e.key}' has {e.data.nbytes} bytes; its spec says {end - begin}"
+                )
+            src = self._source_fd(e.data.path)
+            pos = e.data.start
+            while pos < e.data.end:  # chunk by chunk so progress (and Ctrl-C) get a turn
+                n = min(CHUNK, e.data.end - pos)
+                self.copier.copy(src, pos, self.fd, dst, n, e.data.path)
+                pos, dst = pos + n, dst + n
+                if progress:
+                    progress(n, e.key)
+            return
+        original = _checked_tensor(e)
+        tensor = original.contiguous()
+        view = tensor_bytes(tensor)
+        for i in range(0, len(view), CHUNK):
+            part = view[i:i + CHUNK]
+            _pwrite_all(self.fd, part, dst + i)
+            if progress:
+                progress(len(part), e.key)
+        view.release()
+        del tensor, view  # the contiguous copy (if one was made) goes now, before the next tensor
+        if self.release_pages:
+            from .pages import release_pages
+
+            release_pages(original)  # memory-mapped sources: read pages would otherwise pile up
+
+    def _source_fd(self, path: Path) -> int:
+        fd = self._src_fds.get(path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError as exc:
+                raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            self._src_fds[path] = fd
+        return fd
+
+
+def _checked_tensor(e: Entry) -> Any:
+    from ..torch_dtypes import dtype_name
+
+    tensor = e.data()  # type: ignore[operator]
+    name = dtype_name(tensor.dtype, e.key)
+    if name != e.spec.dtype or tuple(tensor.shape) != tuple(e.spec.shape):
+        raise CheckpointError(
+            f"tensor '{e.key}' is {name} {list(tensor.shape)} but the plan expected "
+            f"{e.spec.dtype} {list(e.spec.shape)}; did the file change while converting?"
+        )
+    return tensor if tensor.device.type == "cpu" else tensor.cpu()
+
+
+def write_safetensors(path: str | Path, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> Path:
+    """Write torch tensors to one safetensors file, atomically (a small convenience over FileWriter)."""
+    from ..atomic import AtomicFiles
+    from ..torch_dtypes import spec_of
+
+    path = Path(path)
+    entries = [Entry(k, spec_of(t, k), (lambda t=t: t)) for k, t in tensors.items()]
+    with AtomicFiles() as out:
+        FileWriter(out.create(path), entries, metadata).write()
+        out.commit()
+    return path
+
+
+def shard_names(dst: Path, count: int) -> tuple[list[Path], Path]:
+    """Hugging Face's names: ``model.safetensors`` → ``model-00001-of-00003.safetensors`` …
+    and ``model.safetensors.index.json``, in ``dst``'s folder."""
+    stem = _stem(dst)
+    shards = [dst.parent / f"{stem}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+    return shards, dst.parent / f"{stem}.safetensors.index.json"
+
+
+def _stem(dst: Path) -> str:
+    name = dst.name
+    for suffix in (".safetensors.index.json", ".safetensors"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def index_json(weight_map: Mapping[str, str], total_size: int, metadata: Mapping[str, str]) -> bytes:
+    """The ``*.safetensors.index.json`` text: ``metadata`` (with ``total_size``) and a sorted ``weight_map``."""
+    meta: dict[str, Any] = {"total_size": total_size}
+    meta.update({k: metadata[k] for k in sorted(metadata)})
+    body = {"metadata": meta, "weight_map": {k: weight_map[k] for k in sorted(weight_map)}}
+    return (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

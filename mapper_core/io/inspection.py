@@ -1,0 +1,159 @@
+"""What a checkpoint holds, from its headers: the value behind ``mapper inspect`` and its renderings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..specs import TensorSpec, format_shape
+
+
+@dataclass(frozen=True)
+class TensorRow:
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+    numel: int
+    nbytes: int
+    shard: str | None = None  # file name, for sharded checkpoints
+    alias_of: str | None = None  # canonical key when this tensor is the same view of one storage
+
+    def to_dict(self) -> dict:
+        out: dict = {"key": self.key, "dtype": self.dtype, "shape": list(self.shape),
+                     "numel": self.numel, "bytes": self.nbytes}
+        if self.shard is not None:
+            out["shard"] = self.shard
+        if self.alias_of is not None:
+            out["alias_of"] = self.alias_of
+        return out
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    """Keys, dtypes, shapes, sizes, totals and metadata of one checkpoint."""
+
+    path: str
+    format: str
+    tensors: tuple[TensorRow, ...]
+    metadata: dict[str, str] = field(default_factory=dict)
+    unwrap_path: str | None = None  # torch checkpoints: where the state dict was found ("" = top level)
+    stripped_prefix: str | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total_values(self) -> int:
+        return sum(t.numel for t in self.tensors)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes once aliases are counted once."""
+        return sum(t.nbytes for t in self.tensors if t.alias_of is None)
+
+    def dtype_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tensors:
+            counts[t.dtype] = counts.get(t.dtype, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict:
+        out: dict = {
+            "path": self.path,
+            "format": self.format,
+            "tensors": [t.to_dict() for t in self.tensors],
+            "totals": {"tensors": len(self.tensors), "values": self.total_values, "bytes": self.total_bytes,
+                       "stored_bytes": self.stored_bytes, "dtypes": self.dtype_counts()},
+            "metadata": dict(self.metadata),
+        }
+        if self.unwrap_path is not None:
+            out["unwrap_path"] = self.unwrap_path
+            out["stripped_prefix"] = self.stripped_prefix or ""
+            out["aliases"] = dict(self.aliases)
+        return out
+
+
+def inspect_reader(reader: object, format_name: str) -> InspectReport:
+    """Build the report from an open reader; uses optional extras (shards, unwrap path, aliases) when present."""
+    specs: dict[str, TensorSpec] = reader.specs()  # type: ignore[attr-defined]
+    aliases: dict[str, str] = reader.aliases() if hasattr(reader, "aliases") else {}
+    shard_of = getattr(reader, "weight_map", None)
+    rows = tuple(
+        TensorRow(key, s.dtype, s.shape, s.numel, s.nbytes,
+                  shard=shard_of.get(key) if shard_of is not None else None,
+                  alias_of=aliases.get(key))
+        for key, s in specs.items()
+    )
+    return InspectReport(
+        path=str(reader.path),  # type: ignore[attr-defined]
+        format=format_name,
+        tensors=rows,
+        metadata=reader.metadata(),  # type: ignore[attr-defined]
+        unwrap_path=getattr(reader, "unwrap_path", None),
+        stripped_prefix=getattr(reader, "stripped_prefix", None),
+        aliases=aliases,
+    )
+
+
+def human_bytes(n: int) -> str:
+    """1536 → '1.5 KiB'; exact below 1 KiB."""
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    return f"{n} B"  # unreachable
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return "  ".join(parts).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+def render_text(report: InspectReport) -> str:
+    """A tidy table: one row per tensor, then totals, metadata and (torch) unwrap and aliases."""
+    sharded = any(t.shard is not None for t in report.tensors)
+    header = ("key", "dtype", "shape", "values", "bytes") + (("shard",) if sharded else ())
+    rows = []
+    for t in report.tensors:
+        key = t.key + (f"  (= {t.alias_of})" if t.alias_of else "")
+        row = (key, t.dtype, format_shape(t.shape), f"{t.numel:,}", human_bytes(t.nbytes))
+        rows.append(row + ((t.shard or "",) if sharded else ()))
+    lines = [f"{report.path} ({report.format})", ""]
+    if rows:
+        lines += _table(header, rows, right={3, 4})
+    else:
+        lines.append("(no tensors)")
+    dtypes = ", ".join(f"{d} ×{n}" for d, n in report.dtype_counts().items())
+    lines += ["", f"total: {len(report.tensors)} tensors, {report.total_values:,} values, "
+                  f"{human_bytes(report.total_bytes)} ({report.total_bytes:,} bytes)" + (f"; {dtypes}" if dtypes else "")]
+    if report.aliases:
+        lines.append(f"aliases: {len(report.aliases)} tensor(s) share another's storage; "
+                     f"stored once: {human_bytes(report.stored_bytes)} ({report.stored_bytes:,} bytes)")
+        lines += [f"  {alias} = {canonical}" for alias, canonical in report.aliases.items()]
+    if report.unwrap_path is not None:
+        where = f"'{report.unwrap_path}'" if report.unwrap_path else "the top level"
+        strip = f", stripped prefix '{report.stripped_prefix}'" if report.stripped_prefix else ""
+        lines.append(f"state dict: {where}{strip}")
+    if report.metadata:
+        lines.append("metadata:")
+        width = max(len(k) for k in report.metadata)
+        lines += [f"  {k.ljust(width)}  {v}" for k, v in report.metadata.items()]
+    return "\n".join(lines)
+
+
+def inspect_path(path: str | Path, format: str | None = None, **options: object) -> InspectReport:
+    """Open ``path`` with the built-in formats and report on it (Python API twin of ``mapper inspect``)."""
+    from .formats import builtin_formats, choose_format
+
+    fmt = choose_format(path, builtin_formats(), format)
+    with fmt.open(Path(path), **options) as reader:
+        return inspect_reader(reader, fmt.name)

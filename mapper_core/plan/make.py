@@ -1,0 +1,187 @@
+"""make_plan: source specs + rules (+ target specs) → Plan. Pure: headers only, no I/O, no torch.
+
+Per source key, in this order:
+
+1. skip patterns: the first that fully matches leaves the key behind (even if a rule would take it);
+2. rules, in order: the first whose pattern fully matches *and* whose template renders wins
+   (a table without the captured entry, a shift below 0 or a group that took no part
+   lets the next rule try);
+3. otherwise the key is unmatched.
+
+With target specs, a mapped key whose target is absent or has another shape is a
+mismatch, handled by the rule's ``on_shape_mismatch``; a different dtype is not a mismatch.
+A rule's ``transform:`` steps are inferred on the header first: the shape after them is what
+is compared, and a step that cannot apply to the key's shape is a mismatch with a reason.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping
+
+from ..rules.matcher import Matcher
+from .plan import Collision, Mapped, Mismatch, Plan, Skipped, UnusedRule
+from ..rules.ruleset import Rule, RuleSet
+from ..specs import TensorSpec
+from ..rules.transforms import TransformChainError, chain_spec
+
+
+def make_plan(
+    source_specs: Mapping[str, TensorSpec],
+    ruleset: RuleSet,
+    target_specs: Mapping[str, TensorSpec] | None = None,
+    *,
+    source_origin: str | None = None,
+    target_origin: str | None = None,
+) -> Plan:
+    """Plan what happens to every source key and which target keys get filled."""
+    rules = ruleset.rules
+    n_skip = len(ruleset.skip)
+    # One index over skip patterns then rules: candidate ids come out ascending, so skip
+    # patterns are tried first, and each group in its own order.
+    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).candidates
+    fullmatch = [s.pattern.fullmatch for s in ruleset.skip] + [r.pattern.fullmatch for r in rules]
+    skip_text = [s.match for s in ruleset.skip]
+    renderers = [_renderer(r) for r in rules]
+
+    mapped: list[Mapped] = []
+    skipped: list[Skipped] = []
+    unmatched: list[str] = []
+    mismatched: list[Mismatch] = []
+    used = [False] * len(rules)
+    has_target = target_specs is not None
+    targets = target_specs if target_specs is not None else {}
+
+    for key, spec in source_specs.items():
+        winner = target = None
+        for i in candidates(key):
+            m = fullmatch[i](key)
+            if m is None:
+                continue
+            if i < n_skip:
+                winner = i
+                break
+            target = renderers[i - n_skip](m)
+            if target is not None:
+                winner = i
+                break
+        if winner is None:
+            unmatched.append(key)
+            continue
+        if winner < n_skip:
+            skipped.append(Skipped(key, skip_text[winner]))
+            continue
+
+        rule = rules[winner - n_skip]
+        used[winner - n_skip] = True
+        shape = tuple(spec.shape)
+        extra: dict = {}
+        reason = ""
+        out_shape = shape
+        if rule.transform:
+            try:
+                out = chain_spec(rule.transform, spec)
+                out_shape = tuple(out.shape)
+                extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
+            except TransformChainError as exc:
+                reason = f"rule {rule.index} (line {rule.line}), key '{key}': {exc}" if rule.line else \
+                    f"rule {rule.index}, key '{key}': {exc}"
+                extra = {"transform": rule.transform}
+        if not has_target and not reason:
+            mapped.append(Mapped(key, target, rule.index, spec.dtype, shape, **extra))
+            continue
+        tspec = targets.get(target)
+        tshape = None if tspec is None else tuple(tspec.shape)
+        tdtype = None if tspec is None else tspec.dtype
+        if reason or (has_target and tshape != out_shape):
+            action = rule.on_shape_mismatch
+            mismatched.append(Mismatch(key, target, rule.index, shape, tshape, action, spec.dtype, tdtype,
+                                       reason, None if reason or not rule.transform else out_shape))
+            if action == "skip":
+                skipped.append(Skipped(key, None, rule.index))
+                continue
+        mapped.append(Mapped(key, target, rule.index, spec.dtype, shape, tshape, tdtype, **extra))
+
+    collisions = _collisions(mapped)
+    uninitialized: tuple[str, ...] = ()
+    if has_target:
+        bad_targets = {c.target for c in collisions}
+        bad_sources = {m.source for m in mismatched}
+        filled = {m.target for m in mapped if m.target not in bad_targets and m.source not in bad_sources}
+        uninitialized = tuple(sorted(k for k in targets if k not in filled))
+
+    return Plan(
+        rules_name=ruleset.name,
+        mapped=tuple(mapped),
+        skipped=tuple(skipped),
+        unmatched=tuple(unmatched),
+        uninitialized=uninitialized,
+        mismatched=tuple(mismatched),
+        collisions=collisions,
+        unused_rules=tuple(UnusedRule(r.index, r.match) for r, u in zip(rules, used) if not u),
+        source_count=len(source_specs),
+        target_count=len(targets) if has_target else None,
+        source_origin=source_origin,
+        target_origin=target_origin,
+        rules_origin=ruleset.origin,
+    )
+
+
+def _renderer(rule: Rule) -> Callable[[re.Match], str | None]:
+    """``match → target or None`` for one rule: the same answers as ``rule.template.render``.
+
+    Compiled once per rule into one ``str.format`` call, because rendering runs for every
+    mapped key. tests/test_planner.py checks it against Template.render.
+    """
+    parts = rule.template.parts
+    fields = rule.template.fields
+    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in parts)
+    refs = tuple(f.ref for f in fields)
+    # fields that change the captured text: (position, table or None, offset)
+    special = tuple((pos, rule.tables[f.table] if f.table is not None else None, f.offset)
+                    for pos, f in enumerate(fields) if f.offset or f.table is not None)
+    if not refs:
+        text = fmt.format()  # undo the brace escaping
+        return lambda m: text
+    single = len(refs) == 1
+    if not special:
+        if single:
+            ref = refs[0]
+            return lambda m: None if (v := m.group(ref)) is None else fmt.format(v)
+        return lambda m: None if None in (vs := m.group(*refs)) else fmt.format(*vs)
+
+    def render(m: re.Match) -> str | None:
+        values = [m.group(refs[0])] if single else list(m.group(*refs))
+        if None in values:  # an optional group that took no part
+            return None
+        for pos, table, offset in special:
+            value = values[pos]
+            if table is not None:
+                value = table.get(value)
+                if value is None:  # no entry: the rule does not take the key
+                    return None
+            else:
+                if not value.isdecimal():
+                    return None
+                shifted = int(value) + offset
+                if shifted < 0:
+                    return None
+                value = str(shifted)
+            values[pos] = value
+        return fmt.format(*values)
+
+    return render
+
+
+def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:
+    """Targets that two or more mapped sources claim, in the order their first source appears."""
+    targets = [m.target for m in mapped]
+    if len(set(targets)) == len(targets):  # the usual, clean case costs one set
+        return ()
+    by_target: dict[str, list[Mapped]] = {}
+    for m in mapped:
+        by_target.setdefault(m.target, []).append(m)
+    return tuple(
+        Collision(target, tuple(m.source for m in group), tuple(m.rule for m in group))
+        for target, group in by_target.items()
+        if len(group) > 1
+    )

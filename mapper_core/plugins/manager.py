@@ -1,0 +1,204 @@
+"""The plugin manager: built-in plugins, then installed entry points, then local modules.
+
+Nothing is loaded at import time; call :func:`get_plugin_manager`. A plugin that fails to
+load is recorded in ``pm.mapper_load_errors`` and the others still load; so is a hook that
+fails when contributions are collected (its values are left out, the others' still work).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import pluggy
+
+from . import hookspecs
+from ..errors import BadInputError, MapperError, PluginError
+from .registry import Contributions, collect
+
+if TYPE_CHECKING:
+    from ..rules.ruleset import RuleSet
+
+ENTRY_POINT_GROUP = "mapper_core.plugins"
+ENV_VAR = "MAPPER_PLUGINS"
+BUILTIN_PLUGINS = {"mapper_core": "mapper_core.plugins.builtin"}  # plugin name → module
+
+# How a plugin was loaded, as `mapper plugins` reports it.
+BUILTIN, ENTRY_POINT, ENV, CLI = "builtin", "entry point", ENV_VAR, "--plugin"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A registered plugin: its name, module, how it was loaded, and its distribution if installed."""
+
+    name: str
+    module: str
+    source: str
+    distribution: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginLoadFailure:
+    """A plugin that could not be loaded, or (``hook`` set) one of whose hooks failed.
+
+    Either way the other plugins, and their contributions, were loaded without it.
+    """
+
+    name: str
+    source: str
+    error: str
+    module: str | None = None
+    hook: str | None = None
+
+    def __str__(self) -> str:
+        where = f" (module {self.module})" if self.module and self.module != self.name else ""
+        if self.hook is not None:  # ``error`` already says what was left out and what to do
+            return f"plugin '{self.name}'{where} ({self.source}): {self.error}"
+        return (
+            f"plugin '{self.name}'{where} from {self.source} failed to load: {self.error}; "
+            "the other plugins were loaded without it. Fix or reinstall it, or remove it from "
+            f"{'the installed packages' if self.source == ENTRY_POINT else self.source}"
+        )
+
+
+class MapperPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also remembers how each plugin was loaded and which failed."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.mapper_load_errors: list[PluginLoadFailure] = []
+        self.mapper_plugin_info: dict[str, PluginInfo] = {}
+
+
+def get_plugin_manager(
+    extra_plugins: Sequence[str] = (),
+    *,
+    entry_points: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> MapperPluginManager:
+    """A new manager with built-in plugins, entry points (if asked), then ``$MAPPER_PLUGINS`` and ``extra_plugins``."""
+    env = os.environ if env is None else env
+    pm = MapperPluginManager()
+    for name, module in BUILTIN_PLUGINS.items():
+        # A broken built-in plugin is our bug, not the user's: let it raise.
+        pm.register(importlib.import_module(module), name=name)
+        pm.mapper_plugin_info[name] = PluginInfo(name, module, BUILTIN)
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            _add(
+                pm, ep.name, ENTRY_POINT, ep.load, module=ep.value,
+                distribution=dist.metadata["Name"] if dist else None,
+                version=dist.version if dist else None,
+            )
+    env_modules = [m.strip() for m in env.get(ENV_VAR, "").split(",") if m.strip()]
+    for source, modules in ((ENV, env_modules), (CLI, extra_plugins)):
+        for module in modules:
+            _add(pm, module, source, lambda m=module: importlib.import_module(m), module=module)
+    return pm
+
+
+def _add(pm: MapperPluginManager, name: str, source: str, load: Callable[[], Any], *, module: str, **dist: Any) -> None:
+    """Load and register one plugin; record a failure instead of raising."""
+    def fail(error: str) -> None:
+        pm.mapper_load_errors.append(PluginLoadFailure(name, source, error, module))
+
+    if pm.is_blocked(name):
+        return
+    try:
+        plugin = load()
+    except Exception as exc:  # any error in someone else's import-time code
+        return fail(f"{type(exc).__name__}: {exc}")
+    except SystemExit as exc:  # a plugin must not end the CLI; KeyboardInterrupt still does
+        return fail(f"SystemExit: the plugin called sys.exit({exc.code!r}) while being imported")
+    if pm.is_registered(plugin):
+        return  # the same module reached twice (e.g. an entry point and $MAPPER_PLUGINS)
+    if pm.get_plugin(name) is not None:
+        other = pm.mapper_plugin_info.get(name)
+        by = f"module {other.module} ({other.source})" if other else "another plugin"
+        return fail(f"the plugin name '{name}' is already taken by {by}")
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()  # a misspelt mapper_* hook is an error, not silently ignored
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        if pm.get_plugin(name) is plugin:
+            pm.unregister(name=name)
+        return fail(f"{type(exc).__name__}: {exc}")
+    pm.mapper_plugin_info[name] = PluginInfo(name, getattr(plugin, "__name__", module), source, **dist)
+
+
+_cache: "weakref.WeakKeyDictionary[pluggy.PluginManager, tuple[tuple, Contributions]]" = weakref.WeakKeyDictionary()
+
+
+def contributions(pm: pluggy.PluginManager) -> Contributions:
+    """What the registered plugins contribute; cached per manager until its plugins change.
+
+    Hooks that failed are also recorded in ``pm.mapper_load_errors`` (with ``hook`` set), so
+    `mapper plugins` reports them and exits 2 while other commands only warn.
+    """
+    snapshot = tuple((name, id(plugin)) for name, plugin in pm.list_name_plugin())
+    cached = _cache.get(pm)
+    if cached is None or cached[0] != snapshot:
+        cached = (snapshot, collect(pm, first=BUILTIN_PLUGINS))
+        _cache[pm] = cached
+        _record_hook_failures(pm, cached[1])
+    return cached[1]
+
+
+def _record_hook_failures(pm: pluggy.PluginManager, found: Contributions) -> None:
+    """Replace the hook failures in ``pm.mapper_load_errors`` with those of ``found``."""
+    errors = getattr(pm, "mapper_load_errors", None)
+    if errors is None:  # a plain pluggy manager: the failures stay on Contributions only
+        return
+    info = getattr(pm, "mapper_plugin_info", {})
+    errors[:] = [e for e in errors if e.hook is None]
+    for f in found.failures:
+        known = info.get(f.plugin)
+        errors.append(PluginLoadFailure(
+            f.plugin, known.source if known else "registered", f.error,
+            known.module if known else None, hook=f.hook,
+        ))
+
+
+def resolve_rules(spec: str, pm: pluggy.PluginManager) -> "RuleSet":
+    """A :class:`~mapper_core.ruleset.RuleSet` from a rules file path or a contributed ``plugin:name``.
+
+    An existing file always wins, so paths containing ':' still work. A bare ``name`` is
+    accepted when exactly one plugin contributes a rule set of that name.
+    """
+    from ..rules.load import load_rules
+
+    from ..rules.transforms import LazyTransforms
+
+    transforms = LazyTransforms(lambda: contributions(pm).transforms)
+    if Path(spec).exists():
+        return load_rules(Path(spec), transforms=transforms)
+    found = contributions(pm).rule_set_named(spec)
+    if found is None:
+        known = ", ".join(sorted(contributions(pm).rule_sets)) or "none"
+        raise BadInputError(
+            f"rules '{spec}': no such file, and no plugin contributes a rule set by that name; "
+            f"known rule sets: {known}. Pass a rules file path or a name listed by `mapper rules`"
+        )
+    from ..rules.ruleset import RuleSet
+
+    try:
+        ruleset = found.value.load(transforms=transforms)
+    except MapperError:
+        raise  # e.g. RulesError naming the packaged file and line
+    except Exception as exc:  # a plugin's own loader failed
+        raise PluginError(
+            f"rule set '{found.qualified}': plugin '{found.plugin}' failed to load it: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(ruleset, RuleSet):
+        raise PluginError(
+            f"rule set '{found.qualified}': plugin '{found.plugin}' returned {type(ruleset).__name__}; expected a RuleSet"
+        )
+    return dataclasses.replace(ruleset, origin=found.qualified)

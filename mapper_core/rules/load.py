@@ -1,0 +1,289 @@
+"""Load a rules file (YAML or JSON) into a :class:`~mapper_core.rules.ruleset.RuleSet`.
+
+Three passes, and every problem from all of them is reported together as one RulesError:
+a position-keeping parse (:mod:`.parse`), the JSON Schema (:mod:`.schema`), then the
+checks a schema cannot express: every pattern compiles, every target template parses and
+names only groups and tables its rule has, and at most one parameter group is the default.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import schema
+from ..errors import Problem, RulesError
+from .parse import parse
+from .positions import MAX_BYTES, Parsed, json_path
+from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
+from .schedule import check_schedule, schedule_steps
+from .template import Template, TemplateError
+from .transforms import BUILTIN, known as known_transforms, make_step
+
+FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+SUPPORTED_VERSION = 1
+
+
+def load_rules(path: str | Path, *, transforms: Mapping[str, Any] | None = None) -> RuleSet:
+    """Read and check a rules file; ``.yaml``/``.yml`` is YAML, ``.json`` JSON, else guessed from the text.
+
+    ``transforms``: plugin transforms (name → TransformSpec or its Contribution) that
+    ``transform:`` steps may name besides the built-in ones.
+
+    Raises RulesError listing every problem found (``file:line: $.json.path: message``).
+    """
+    name = str(path)
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_BYTES:
+            raise RulesError([_too_big(name, size)])
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)  # the file may have grown since stat()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise RulesError([Problem(name, None, "$", f"cannot read the rules file: {reason}; "
+                                                   "check the path and its permissions")]) from None
+    if len(raw) > MAX_BYTES:
+        raise RulesError([_too_big(name, len(raw))])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RulesError([Problem(name, line, "$", f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+                                                   "cannot be decoded); save it as UTF-8")]) from None
+    return _build(text, name, _format(name, text, None), hashlib.sha256(raw).hexdigest(), transforms)
+
+
+def parse_rules(text: str, filename: str, fmt: str | None = None, *,
+                transforms: Mapping[str, Any] | None = None) -> RuleSet:
+    """Check rules given as text; ``fmt`` is "yaml" or "json" (default: from ``filename``, else the text).
+
+    ``filename`` only labels problems and becomes ``RuleSet.origin``.
+    """
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return _build(text, filename, _format(filename, text, fmt), digest, transforms)
+
+
+def _too_big(name: str, size: int) -> Problem:
+    return Problem(name, None, "$", f"the file is {size:,} bytes; rules files are limited to {MAX_BYTES:,} bytes. "
+                                    "Check that this is really a rules file")
+
+
+def _format(filename: str, text: str, fmt: str | None) -> str:
+    if fmt is not None:
+        fmt = fmt.lower().lstrip(".")
+        fmt = "yaml" if fmt == "yml" else fmt
+        if fmt not in ("yaml", "json"):
+            raise ValueError(f"unknown rules format {fmt!r}; use 'yaml' or 'json'")
+        return fmt
+    by_suffix = FORMATS.get(Path(filename).suffix.lower())
+    if by_suffix:
+        return by_suffix
+    return "json" if text.lstrip("\ufeff \t\r\n").startswith("{") else "yaml"
+
+
+def _build(text: str, filename: str, fmt: str, digest: str, transforms: Mapping[str, Any] | None = None) -> RuleSet:
+    parsed = parse(text, filename, fmt)
+    data = parsed.data
+    if not isinstance(data, dict):
+        what = "is empty" if data is None else "holds a list" if isinstance(data, list) else "holds a single value"
+        raise _error([*parsed.problems, Problem(filename, parsed.line(()), "$", (
+            f"the file {what}; a rules file is a mapping with at least `version: 1` and a `rules:` list"))])
+    _check_version(data, parsed, filename)
+    checker = _Checker(filename, parsed, transforms)
+    version_reported = isinstance(data.get("version"), float)
+    if version_reported:
+        # JSON Schema counts 1.0 as the integer 1, so the schema lets it through; refuse it here.
+        checker.add(("version",), f"version must be the integer 1, got the decimal number {data['version']}; "
+                                  "this mapper-core reads rules version 1: write `version: 1`")
+    for issue in schema.validate(data):
+        if issue.path == ("version",):
+            if version_reported:
+                continue  # `type` and `const` both fail for e.g. '1': one message is enough
+            version_reported = True
+        checker.add_schema_issue(issue)
+    checker.check_semantics(data)
+    if checker.problems:
+        raise _error(checker.problems)
+    return _to_ruleset(data, checker, filename, digest)
+
+
+def _error(problems: list[Problem]) -> RulesError:
+    """All problems in file order (a stable sort keeps same-line problems in the order found)."""
+    return RulesError(sorted(problems, key=lambda p: p.line if p.line is not None else 0))
+
+
+def _check_version(data: dict, parsed: Parsed, filename: str) -> None:
+    """A newer version may mean keys we cannot read; say so instead of listing them as unknown."""
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != SUPPORTED_VERSION:
+        raise _error([*parsed.problems, Problem(filename, parsed.line(("version",)), "$.version", (
+            f"this file is rules version {version}, but this mapper-core reads rules version "
+            f"{SUPPORTED_VERSION}; upgrade mapper-core, or rewrite the file for version 1 and set `version: 1`"))])
+
+
+class _Checker:
+    """Collects problems; skips a semantic check where the schema or the parse already complained."""
+
+    def __init__(self, filename: str, parsed: Parsed, transforms: Mapping[str, Any] | None = None):
+        self.filename = filename
+        self.plugin_transforms = transforms  # resolved only when a step names a non-built-in transform
+        self.parsed = parsed
+        self.problems: list[Problem] = list(parsed.problems)
+        self.reported: set[tuple] = set()  # every prefix of every schema issue's path
+        # Values built right after their patterns compiled, while re's own cache still holds
+        # them: a thousand rules would otherwise be compiled twice.
+        self.rules: dict[int, Rule] = {}
+        self.skip: dict[int, SkipPattern] = {}
+
+    def add(self, path: tuple, message: str, *, at_key: bool = False) -> None:
+        self.problems.append(Problem(self.filename, self.parsed.line(path, key=at_key), json_path(path), message))
+
+    def add_schema_issue(self, issue: schema.SchemaIssue) -> None:
+        if self.parsed.is_bad(issue.path):
+            return  # the parse already reported this value (e.g. a refused tag)
+        self.reported.update(issue.path[:n] for n in range(len(issue.path) + 1))
+        self.add(issue.path, issue.message, at_key=issue.at_key)
+
+    def usable(self, path: tuple, value: Any, kind: type) -> bool:
+        """True when ``value`` has the right type and nothing at or below ``path`` was reported."""
+        return isinstance(value, kind) and path not in self.reported and not self.parsed.is_bad(path)
+
+    def compile(self, path: tuple, pattern: Any) -> re.Pattern | None:
+        if not self.usable(path, pattern, str):
+            return None
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            where = f" at position {exc.pos}" if exc.pos is not None else ""
+            self.add(path, f"invalid regular expression '{pattern}': {exc.msg}{where}; fix the pattern "
+                           "(Python `re` syntax, matched against the whole key)")
+            return None
+
+    def check_semantics(self, data: dict) -> None:
+        rules = data.get("rules")
+        if isinstance(rules, list):
+            for i, rule in enumerate(rules):
+                if isinstance(rule, dict):
+                    self.check_rule(i, rule)
+        skip = data.get("skip")
+        if isinstance(skip, list):
+            for i, pattern in enumerate(skip):
+                if self.compile(("skip", i), pattern) is not None:
+                    self.skip[i] = SkipPattern(pattern, line=self.parsed.line(("skip", i)))
+        freeze = data.get("freeze")
+        if isinstance(freeze, dict):
+            for name, patterns in freeze.items():
+                if isinstance(patterns, list):
+                    for i, pattern in enumerate(patterns):
+                        self.compile(("freeze", name, i), pattern)
+        groups = data.get("param_groups")
+        if isinstance(groups, dict):
+            self.check_param_groups(groups)
+        check_schedule(data, self.add, self.usable)
+
+    def check_rule(self, i: int, rule: dict) -> None:
+        path = ("rules", i)
+        pattern = self.compile((*path, "match"), rule.get("match"))
+        steps = self.check_transform(path, rule.get("transform", []))
+        target_path = (*path, "target")
+        if not self.usable(target_path, rule.get("target"), str):
+            return
+        try:
+            template = Template.parse(rule["target"])
+        except TemplateError as exc:
+            self.add(target_path, f"invalid target template: {exc}")
+            return
+        if pattern is None:
+            return  # group names cannot be checked against a pattern that does not compile
+        tables_ok = self.usable((*path, "tables"), rule.get("tables", {}), dict)
+        tables = rule.get("tables", {}) if tables_ok else {}
+        for message in template.check(pattern, tables):
+            is_table = "table '" in message
+            if is_table and not tables_ok:
+                continue  # the schema already complained about `tables`
+            fix = ("define it under this rule's `tables:`" if is_table
+                   else "change the template or add the group to `match`")
+            self.add(target_path, f"{message}; {fix}")
+        self.rules[i] = Rule(
+            index=i, match=rule["match"], target=rule["target"],
+            on_shape_mismatch=rule.get("on_shape_mismatch", "error"),
+            tables={name: dict(table) for name, table in tables.items()},
+            line=self.parsed.line(path),
+            transform=steps,
+        )
+
+    def check_transform(self, path: tuple, steps: Any) -> tuple:
+        """Resolve each step of a rule's ``transform:`` list; unknown names and bad parameters are problems."""
+        path = (*path, "transform")
+        if not isinstance(steps, list) or self.parsed.is_bad(path):
+            return ()  # the schema reports a non-list; each step below is checked on its own
+        resolved = []
+        for k, step in enumerate(steps):
+            where = (*path, k)
+            if not self.usable(where, step, dict) or len(step) != 1:
+                continue
+            (name, params), = step.items()
+            # Plugin transforms are looked up (which may start plugins) only for a non-built-in name.
+            table = BUILTIN if name in BUILTIN else known_transforms(self.plugin_transforms)
+            if name not in table:
+                self.add((*where, name), f"rule {path[1]}: unknown transform step '{name}'; known steps: "
+                                         f"{', '.join(sorted(table))}. Check the spelling, or load the plugin "
+                                         "that contributes it (--plugin MODULE or $MAPPER_PLUGINS)", at_key=True)
+                continue
+            if params is not None and not isinstance(params, dict):
+                self.add((*where, name), f"rule {path[1]} step {k + 1}: the parameters of '{name}' must be a "
+                                         f"mapping, e.g. {{{name}: {{param: value}}}}")
+                continue
+            params = params or {}
+            for message in (table[name].check(params) if table[name].check else []):
+                self.add((*where, name), f"rule {path[1]} step {k + 1}: {message}")
+            resolved.append(make_step(name, params, transforms=table, line=self.parsed.line(where)))
+        return tuple(resolved)
+
+    def check_param_groups(self, groups: dict) -> None:
+        defaults = []
+        for name, group in groups.items():
+            if not isinstance(group, dict):
+                continue
+            patterns = group.get("match")
+            if isinstance(patterns, list):
+                for i, pattern in enumerate(patterns):
+                    self.compile(("param_groups", name, "match", i), pattern)
+            if group.get("default") is True:
+                defaults.append(name)
+        for name in defaults[1:]:
+            self.add(("param_groups", name, "default"), (
+                f"more than one parameter group has `default: true` ({', '.join(defaults)}); "
+                "keep it on one group and give the others `match:` patterns"))
+
+
+def _to_ruleset(data: dict, checker: _Checker, filename: str, digest: str) -> RuleSet:
+    """The checked data as a RuleSet (called only when no problem was found)."""
+    rules = tuple(checker.rules[i] for i in range(len(data["rules"])))
+    skip = tuple(checker.skip[i] for i in range(len(data.get("skip", ()))))
+    freeze = tuple(FreezeGroup(name, tuple(patterns)) for name, patterns in data.get("freeze", {}).items())
+    groups = tuple(
+        ParamGroup(
+            name,
+            match=tuple(group.get("match", ())),
+            default=bool(group.get("default", False)),
+            # Everything else is an optimizer option; lists (betas) become tuples as optimizers expect.
+            options={k: tuple(v) if isinstance(v, list) else v
+                     for k, v in group.items() if k not in ("match", "default")},
+        )
+        for name, group in data.get("param_groups", {}).items()
+    )
+    return RuleSet(
+        name=data.get("name") or Path(filename).stem,
+        rules=rules,
+        skip=skip,
+        freeze=freeze,
+        param_groups=groups,
+        schedule=schedule_steps(data, checker.parsed.line),
+        description=data.get("description", ""),
+        version=int(data["version"]),
+        origin=filename,
+        sha256=digest,
+    )

@@ -1,0 +1,87 @@
+"""What both rules-file parsers share: the :class:`Parsed` value, JSON paths, limits.
+
+Both parsers (:mod:`.json_text`, :mod:`.safe_yaml`) return plain dicts, lists, strings,
+numbers, booleans and None, plus the line where each value (and each mapping key) starts,
+so that later checks can say ``file:line: $.rules[2].target: ...`` for either format.
+:func:`mapper_core.rules.parse.parse` picks the parser. The limits here apply to both.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import Problem
+
+MAX_BYTES = 10 * 1024 * 1024  # a rules file is text written by people; anything bigger is a mistake
+MAX_DEPTH = 100  # nesting; version-1 rules need five levels
+MAX_ALIASES = 1_000  # alias uses (*name) in one YAML file
+MAX_EXPANDED_NODES = 100_000  # nodes reached through aliases; stops "billion laughs" early
+
+Path = tuple  # of str (mapping keys) and int (list indices)
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def json_path(path: Path) -> str:
+    """``("rules", 2, "target")`` → ``$.rules[2].target`` (odd keys as ``["a b"]``)."""
+    out = ["$"]
+    for elem in path:
+        if isinstance(elem, int):
+            out.append(f"[{elem}]")
+        elif _PLAIN_KEY.fullmatch(elem):
+            out.append(f".{elem}")
+        else:
+            out.append(f"[{json.dumps(elem)}]")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Plain data from a rules file, with lines, and the non-fatal problems met on the way."""
+
+    data: Any
+    lines: Mapping[Path, int]  # where each value starts (1-based)
+    key_lines: Mapping[Path, int]  # for mapping members: where the key starts
+    problems: tuple[Problem, ...] = ()  # duplicate keys, refused tags, ...
+    bad_paths: frozenset = frozenset()  # values replaced by None because of a problem above
+
+    def line(self, path: Path, *, key: bool = False) -> int | None:
+        """The line of ``path`` (of its key when ``key``), else of its nearest located parent."""
+        if key and path in self.key_lines:
+            return self.key_lines[path]
+        while True:
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def is_bad(self, path: Path) -> bool:
+        """True when ``path`` or one of its parents was replaced because of a parse problem."""
+        return any(path[:n] in self.bad_paths for n in range(len(path) + 1))
+
+
+class Fatal(Exception):
+    """Parsing cannot go on (used by both parsers); carries the line and message of the last Problem."""
+
+    def __init__(self, line: int | None, message: str, path: Path = ()):
+        super().__init__(message)
+        self.line, self.message, self.path = line, message, path
+
+
+class Collector:
+    """Base of both parsers: what they fill (lines, key lines, problems, paths of replaced values)."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.lines: dict[Path, int] = {}
+        self.key_lines: dict[Path, int] = {}
+        self.problems: list[Problem] = []
+        self.bad: set[Path] = set()
+
+    def problem(self, line: int | None, path: Path, message: str, *, bad: bool = False) -> None:
+        self.problems.append(Problem(self.filename, line, json_path(path), message))
+        if bad:
+            self.bad.add(path)

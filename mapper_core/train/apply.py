@@ -1,0 +1,147 @@
+"""Apply a Plan in memory: to a state dict, to an ``nn.Module``; resolve freeze and param groups.
+
+torch is imported here, never by the header-only path (rules → plan → report).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from ..errors import BadInputError, PlanError
+from ..plan.plan import Plan
+from ..rules.ruleset import RuleSet
+from ..specs import TensorSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What ``load_state_dict`` users expect: what was loaded, missing, unexpected, mismatched."""
+
+    loaded: tuple[str, ...]  # target keys filled
+    missing: tuple[str, ...]  # module keys nothing filled
+    unexpected: tuple[str, ...]  # planned targets the module does not have
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (target, source shape, module shape)
+
+
+def module_specs(module: "nn.Module") -> dict[str, TensorSpec]:
+    """Target specs from a module's state dict (parameters and buffers), for planning."""
+    from ..io.torch_dtypes import spec_of
+
+    return {k: spec_of(v, k) for k, v in module.state_dict(keep_vars=True).items()}
+
+
+def _source_tensor(source: Any, key: str) -> "torch.Tensor":
+    return source[key] if isinstance(source, Mapping) else source.get_tensor(key)
+
+
+def _mapped_tensor(source: Any, m: Any) -> "torch.Tensor":
+    """The source tensor of a Mapped entry after its rule's transform steps."""
+    tensor = _source_tensor(source, m.source)
+    if m.transform:
+        from ..io.tensor_ops import apply_chain
+
+        tensor = apply_chain(m.transform, tensor)
+    return tensor
+
+
+def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, "torch.Tensor"]:
+    """The target-keyed state dict the plan produces. ``source`` is a mapping or a Reader.
+
+    Raises PlanError when the plan has errors (collisions, mismatches under ``error``).
+    """
+    _refuse_errors(plan)
+    return {m.target: _mapped_tensor(source, m) for m in plan.loadable}
+
+
+def apply_to_module(plan: Plan, module: "nn.Module", source: Any) -> LoadResult:
+    """Copy the plan's tensors into ``module`` one at a time (dtype cast to the module's)."""
+    import torch
+
+    _refuse_errors(plan)
+    state = module.state_dict(keep_vars=True)
+    loaded, unexpected, mismatched = [], [], []
+    with torch.no_grad():
+        for m in plan.loadable:
+            dest = state.get(m.target)
+            if dest is None:
+                unexpected.append(m.target)
+                continue
+            tensor = _mapped_tensor(source, m)
+            if tuple(tensor.shape) != tuple(dest.shape):
+                mismatched.append((m.target, tuple(tensor.shape), tuple(dest.shape)))
+                continue
+            dest.copy_(tensor)
+            loaded.append(m.target)
+    done = set(loaded)
+    missing = tuple(k for k in state if k not in done)
+    return LoadResult(tuple(loaded), missing, tuple(unexpected), tuple(mismatched))
+
+
+def _refuse_errors(plan: Plan) -> None:
+    if plan.errors:
+        first = plan.errors[0]
+        raise PlanError(
+            f"the plan for rules '{plan.rules_name}' has {len(plan.errors)} error(s), e.g. {first}; "
+            "run `mapper plan` to see them all, fix the rules, or set on_shape_mismatch: skip",
+            plan,
+        )
+
+
+def frozen_names(module: "nn.Module", ruleset: RuleSet, groups: Iterable[str] | None = None) -> list[str]:
+    """Parameter names in the named freeze groups (all groups when ``groups`` is None)."""
+    chosen = ruleset.freeze if groups is None else tuple(_group(ruleset, g) for g in groups)
+    return [n for n, _ in module.named_parameters() if any(g.matches(n) for g in chosen)]
+
+
+def _group(ruleset: RuleSet, name: str):
+    try:
+        return ruleset.freeze_group(name)
+    except KeyError as exc:
+        raise BadInputError(exc.args[0]) from None
+
+
+def set_frozen(module: "nn.Module", ruleset: RuleSet, groups: Iterable[str] | None = None,
+               frozen: bool = True) -> list[str]:
+    """Freeze (or unfreeze) the parameters of the named freeze groups; returns their names."""
+    names = set(frozen_names(module, ruleset, groups))
+    for n, p in module.named_parameters():
+        if n in names:
+            p.requires_grad_(not frozen)
+    return sorted(names)
+
+
+def param_groups(module: "nn.Module", ruleset: RuleSet, *, trainable_only: bool = False,
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Optimizer parameter groups from the rules' ``param_groups``; first matching group wins.
+
+    Parameters no group matches go to the ``default: true`` group; without one they form a
+    group named ``rest`` with the optimizer's defaults, so no parameter is silently left out.
+    ``overrides`` replaces options per group name (e.g. ``{"new_layers": {"lr": 3e-4}}``).
+    """
+    overrides = overrides or {}
+    unknown = set(overrides) - {g.name for g in ruleset.param_groups}
+    if unknown:
+        raise BadInputError(
+            f"rules {ruleset.origin or ruleset.name}: no param group named {', '.join(sorted(unknown))}; "
+            f"groups: {', '.join(g.name for g in ruleset.param_groups) or 'none'}"
+        )
+    default = next((g for g in ruleset.param_groups if g.default), None)
+    buckets: dict[str, list] = {g.name: [] for g in ruleset.param_groups}
+    rest: list = []
+    for name, p in module.named_parameters():
+        if trainable_only and not p.requires_grad:
+            continue
+        group = next((g for g in ruleset.param_groups if g.match and g.matches(name)), default)
+        (buckets[group.name] if group else rest).append(p)
+    result = []
+    for g in ruleset.param_groups:
+        if buckets[g.name]:
+            options = {**g.options, **overrides.get(g.name, {})}
+            result.append({"params": buckets[g.name], "name": g.name, **options})
+    if rest:
+        result.append({"params": rest, "name": "rest"})
+    return result
