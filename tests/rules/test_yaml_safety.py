@@ -11,7 +11,7 @@ from mapper_core.errors import RulesError
 from mapper_core.rules import load_rules
 from rules_problems import problems_of  # tests/helpers
 
-FIXTURES = Path(__file__).parent / "fixtures" / "rules"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
 
 
 def test_python_tag_refused_and_nothing_runs(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from mapper_core.errors import BadInputError, Problem, RulesError
 from mapper_core.rules import load_rules, parse_rules
 from rules_problems import problems_of  # tests/helpers
 
-FIXTURES = Path(__file__).parent / "fixtures" / "rules"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
 
 
 def content(rs):

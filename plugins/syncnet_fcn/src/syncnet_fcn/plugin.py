@@ -8,8 +8,7 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from mapper_core.plugins.hookspecs import hookimpl
-from mapper_core.plugins.registry import ModelFactory, RuleSetSource
+from mapper_core.plugins import ModelFactory, RuleSetSource, hookimpl
 
 
 def _syncnet(**kwargs: Any):

@@ -333,7 +333,7 @@ def test_mapper_plugins_json(tmp_path):
     plugins = {p["name"]: p for p in report["plugins"]}
     assert plugins["mapper_core"]["source"] == "builtin" and plugins["mapper_core"]["contributes"]["formats"]
     syncnet = plugins["syncnet_fcn"]
-    assert (syncnet["source"], syncnet["module"], syncnet["distribution"]) == ("entry point", "syncnet_fcn.plugin", "mapper-core")
+    assert (syncnet["source"], syncnet["module"], syncnet["distribution"]) == ("entry point", "syncnet_fcn.plugin", "syncnet-fcn")
     assert syncnet["contributes"]["rule_sets"] == ["syncnet_fcn:to-fcn", "syncnet_fcn:to-fcn-full"]
     assert syncnet["hooks"] == ["mapper_models", "mapper_rule_sets"]
     assert plugins["plug_cli_good"]["source"] == "--plugin"

@@ -11,8 +11,8 @@ from jsonschema import Draft202012Validator
 from mapper_core.rules import schema
 from mapper_core.rules.parse import parse
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures" / "rules"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
 
 
 def walk(node, where="#"):

@@ -21,7 +21,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-PROJECT = Path(__file__).parent / "plugin_project"
+PROJECT = Path(__file__).parents[1] / "plugin_project"
 
 
 def expose(project: Path, site: Path) -> dict:

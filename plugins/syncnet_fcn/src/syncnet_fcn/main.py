@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from mapper_core.train.apply import module_specs
-from mapper_core.io.convert import convert
 from mapper_core.errors import MapperError
+from mapper_core.io.convert import convert
 from mapper_core.io.formats import open_checkpoint
 from mapper_core.io.formats.aliases import load_safetensors
-from mapper_core.plan.make import make_plan
+from mapper_core.plan import make_plan
 from mapper_core.plugins import get_plugin_manager, resolve_rules
+from mapper_core.train.apply import module_specs
 
 from .attention import SyncNetFCN_WithAttention
 from .fcn import SyncNetFCN

@@ -12,13 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from mapper_core.train.apply import apply_to_module, module_specs, param_groups
-from mapper_core.train.freeze import freeze, unfreeze_all
 from mapper_core.io.formats import builtin_formats
 from mapper_core.io.formats.base import choose_format
-from mapper_core.plan.make import make_plan
-from mapper_core.rules import load_rules
-from mapper_core.rules.ruleset import RuleSet
+from mapper_core.plan import make_plan
+from mapper_core.rules import RuleSet, load_rules
+from mapper_core.train.apply import apply_to_module, module_specs, param_groups
+from mapper_core.train.freeze import freeze, unfreeze_all
 
 from .report import (branch_counts, parameter_counts, render_freezing, render_parameter_summary,
                      render_transfer)

@@ -10,7 +10,7 @@ import pytest
 from mapper_core.plugins import hookspecs
 from mapper_core.plugins import get_plugin_manager
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def hook_names() -> list[str]:

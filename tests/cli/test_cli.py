@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-FIXTURES = Path(__file__).parent / "fixtures" / "rules"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
 MAPPER = Path(sys.executable).with_name("mapper")
 
 
