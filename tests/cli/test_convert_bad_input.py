@@ -69,7 +69,8 @@ def make_case(case: str, tmp: Path) -> tuple[Path, str]:
 
 
 CASES = ["truncated", "header longer than file", "header above 100 MB", "overlap", "hole", "past end",
-         "unknown dtype", "size disagrees", "missing shard", "code-running pickle"]
+         "unknown dtype", "size disagrees", "missing shard",
+         pytest.param("code-running pickle", marks=pytest.mark.needs_torch)]
 
 
 @pytest.mark.parametrize("case", CASES)

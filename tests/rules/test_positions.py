@@ -119,7 +119,7 @@ def test_yaml_parse_agrees_with_safe_load(value):
 @pytest.fixture(params=["libyaml", "pure-python"])
 def yaml_backend(request, monkeypatch):
     """Run a test with PyYAML's libyaml event parser and again with its pure-Python one."""
-    from mapper_core import safe_yaml
+    from mapper_core.rules import safe_yaml
 
     if request.param == "pure-python":
         monkeypatch.setattr(yaml, "__with_libyaml__", False)
