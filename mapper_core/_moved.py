@@ -8,8 +8,7 @@ DeprecationWarning naming the new path. Delete this table to drop the old paths.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
+import importlib.machinery
 import sys
 import warnings
 from types import ModuleType
@@ -56,13 +55,14 @@ def new_name(old: str) -> str | None:
     return f"{MOVED[parent]}.{child}" if parent in MOVED else None
 
 
-class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds an old path and hands back the module at its new path."""
+class MovedModules:
+    """A meta path finder and loader (importlib's protocol; the abc modules cost start-up time)
+    that finds an old path and hands back the module at its new path."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None):
         if not fullname.startswith("mapper_core.") or new_name(fullname) is None:
             return None
-        return importlib.util.spec_from_loader(fullname, self)
+        return importlib.machinery.ModuleSpec(fullname, self)
 
     def create_module(self, spec) -> ModuleType:
         new = new_name(spec.name)

@@ -13,16 +13,16 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pluggy
 
 from . import hookspecs
 from ..errors import BadInputError, MapperError, PluginError
+from ..rules.load import load_rules
+from ..rules.ruleset import RuleSet
+from ..rules.transforms import LazyTransforms
 from .registry import Contributions, collect
-
-if TYPE_CHECKING:
-    from ..rules.ruleset import RuleSet
 
 ENTRY_POINT_GROUP = "mapper_core.plugins"
 ENV_VAR = "MAPPER_PLUGINS"
@@ -167,16 +167,12 @@ def _record_hook_failures(pm: pluggy.PluginManager, found: Contributions) -> Non
         ))
 
 
-def resolve_rules(spec: str, pm: pluggy.PluginManager) -> "RuleSet":
-    """A :class:`~mapper_core.ruleset.RuleSet` from a rules file path or a contributed ``plugin:name``.
+def resolve_rules(spec: str, pm: pluggy.PluginManager) -> RuleSet:
+    """A :class:`~mapper_core.rules.RuleSet` from a rules file path or a contributed ``plugin:name``.
 
     An existing file always wins, so paths containing ':' still work. A bare ``name`` is
     accepted when exactly one plugin contributes a rule set of that name.
     """
-    from ..rules.load import load_rules
-
-    from ..rules.transforms import LazyTransforms
-
     transforms = LazyTransforms(lambda: contributions(pm).transforms)
     if Path(spec).exists():
         return load_rules(Path(spec), transforms=transforms)
@@ -187,8 +183,6 @@ def resolve_rules(spec: str, pm: pluggy.PluginManager) -> "RuleSet":
             f"rules '{spec}': no such file, and no plugin contributes a rule set by that name; "
             f"known rule sets: {known}. Pass a rules file path or a name listed by `mapper rules`"
         )
-    from ..rules.ruleset import RuleSet
-
     try:
         ruleset = found.value.load(transforms=transforms)
     except MapperError:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Generic, Mapping, TypeVar
 
 from ..io.formats.base import Format
+from ..rules.load import load_rules
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -55,8 +56,6 @@ class RuleSetSource:
         """
         if self.loader is not None:
             return self.loader()
-        from ..rules.load import load_rules
-
         # as_file gives a real path even for a package imported from a zip.
         with as_file(self.path) as real:  # type: ignore[arg-type]
             return load_rules(real, transforms=transforms)

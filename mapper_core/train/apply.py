@@ -1,20 +1,22 @@
 """Apply a Plan in memory: to a state dict, to an ``nn.Module``; resolve freeze and param groups.
 
-torch is imported here, never by the header-only path (rules → plan → report).
+Needs torch (the ``mapper-core[torch]`` extra); the header-only path (rules → plan → report)
+never imports this module.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
 
 from ..errors import BadInputError, PlanError
+from ..io.tensor_ops import apply_chain
+from ..io.torch_dtypes import spec_of
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -27,28 +29,24 @@ class LoadResult:
     mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (target, source shape, module shape)
 
 
-def module_specs(module: "nn.Module") -> dict[str, TensorSpec]:
+def module_specs(module: nn.Module) -> dict[str, TensorSpec]:
     """Target specs from a module's state dict (parameters and buffers), for planning."""
-    from ..io.torch_dtypes import spec_of
-
     return {k: spec_of(v, k) for k, v in module.state_dict(keep_vars=True).items()}
 
 
-def _source_tensor(source: Any, key: str) -> "torch.Tensor":
+def _source_tensor(source: Any, key: str) -> torch.Tensor:
     return source[key] if isinstance(source, Mapping) else source.get_tensor(key)
 
 
-def _mapped_tensor(source: Any, m: Any) -> "torch.Tensor":
+def _mapped_tensor(source: Any, m: Any) -> torch.Tensor:
     """The source tensor of a Mapped entry after its rule's transform steps."""
     tensor = _source_tensor(source, m.source)
     if m.transform:
-        from ..io.tensor_ops import apply_chain
-
         tensor = apply_chain(m.transform, tensor)
     return tensor
 
 
-def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, "torch.Tensor"]:
+def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
     """The target-keyed state dict the plan produces. ``source`` is a mapping or a Reader.
 
     Raises PlanError when the plan has errors (collisions, mismatches under ``error``).
@@ -57,10 +55,8 @@ def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, "torch.Tensor"]:
     return {m.target: _mapped_tensor(source, m) for m in plan.loadable}
 
 
-def apply_to_module(plan: Plan, module: "nn.Module", source: Any) -> LoadResult:
+def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
     """Copy the plan's tensors into ``module`` one at a time (dtype cast to the module's)."""
-    import torch
-
     _refuse_errors(plan)
     state = module.state_dict(keep_vars=True)
     loaded, unexpected, mismatched = [], [], []
@@ -91,7 +87,7 @@ def _refuse_errors(plan: Plan) -> None:
         )
 
 
-def frozen_names(module: "nn.Module", ruleset: RuleSet, groups: Iterable[str] | None = None) -> list[str]:
+def frozen_names(module: nn.Module, ruleset: RuleSet, groups: Iterable[str] | None = None) -> list[str]:
     """Parameter names in the named freeze groups (all groups when ``groups`` is None)."""
     chosen = ruleset.freeze if groups is None else tuple(_group(ruleset, g) for g in groups)
     return [n for n, _ in module.named_parameters() if any(g.matches(n) for g in chosen)]
@@ -104,7 +100,7 @@ def _group(ruleset: RuleSet, name: str):
         raise BadInputError(exc.args[0]) from None
 
 
-def set_frozen(module: "nn.Module", ruleset: RuleSet, groups: Iterable[str] | None = None,
+def set_frozen(module: nn.Module, ruleset: RuleSet, groups: Iterable[str] | None = None,
                frozen: bool = True) -> list[str]:
     """Freeze (or unfreeze) the parameters of the named freeze groups; returns their names."""
     names = set(frozen_names(module, ruleset, groups))
@@ -114,7 +110,7 @@ def set_frozen(module: "nn.Module", ruleset: RuleSet, groups: Iterable[str] | No
     return sorted(names)
 
 
-def param_groups(module: "nn.Module", ruleset: RuleSet, *, trainable_only: bool = False,
+def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = False,
                  overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Optimizer parameter groups from the rules' ``param_groups``; first matching group wins.
 
