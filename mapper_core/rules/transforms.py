@@ -14,18 +14,28 @@ whatever ended up in the entries they added.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from ..errors import NotInvertible, StepError
 from ..specs import TensorSpec
 from .steps import BUILTIN, Transform, is_widening
 
-if TYPE_CHECKING:
-    from ..plugins.registry import TransformSpec
-
-__all__ = ["BUILTIN", "NotInvertible", "Step", "StepError", "Transform", "TransformChainError", "LazyTransforms",
+__all__ = ["BUILTIN", "NotInvertible", "Step", "StepError", "Transform", "TransformChainError", "LazyTransforms", "PluginTransform",
            "chain_spec", "from_spec", "inverse_chain", "is_header_only",
            "is_widening", "known", "make_step", "transform_of"]
+
+
+class PluginTransform(Protocol):
+    """What this layer needs of a plugin's transform (``mapper_core.plugins.TransformSpec``
+    has this shape; rules/ sits below plugins/ and does not import it)."""
+
+    name: str
+    description: str
+    apply: Callable[..., Any]
+    spec: Callable[..., TensorSpec] | None
+    inverse: Callable[..., Any] | None
+
+
 
 
 @dataclass(frozen=True)
@@ -53,8 +63,8 @@ class TransformChainError(ValueError):
         self.index, self.step, self.reason = index, step, message
 
 
-def from_spec(spec: "TransformSpec", plugin: str) -> Transform:
-    """A plugin's :class:`~mapper_core.registry.TransformSpec` as a :class:`Transform`."""
+def from_spec(spec: PluginTransform, plugin: str) -> Transform:
+    """A plugin's :class:`~mapper_core.plugins.TransformSpec` as a :class:`Transform`."""
     def header(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
         if spec.spec is None:
             return s
