@@ -20,9 +20,9 @@ from ..errors import NotInvertible, StepError
 from ..specs import TensorSpec
 from .steps import BUILTIN, Transform, is_widening
 
-__all__ = ["BUILTIN", "NotInvertible", "Step", "StepError", "Transform", "TransformChainError", "LazyTransforms", "PluginTransform",
-           "chain_spec", "from_spec", "inverse_chain", "is_header_only",
-           "is_widening", "known", "make_step", "transform_of"]
+__all__ = ["BUILTIN", "LazyTransforms", "NotInvertible", "PluginTransform", "Step", "StepError", "Transform",
+           "TransformChainError", "chain_spec", "from_spec", "inverse_chain", "is_header_only", "is_widening",
+           "known", "make_step", "transform_of"]
 
 
 class PluginTransform(Protocol):
@@ -34,8 +34,6 @@ class PluginTransform(Protocol):
     apply: Callable[..., Any]
     spec: Callable[..., TensorSpec] | None
     inverse: Callable[..., Any] | None
-
-
 
 
 @dataclass(frozen=True)
