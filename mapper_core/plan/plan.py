@@ -1,4 +1,4 @@
-"""The Plan: a pure value saying what happens to every key. Built by :func:`mapper_core.planner.make_plan`.
+"""The Plan: a pure value saying what happens to every key. Built by :func:`mapper_core.plan.make_plan`.
 
 Every source key is in exactly one of ``mapped``, ``skipped``, ``unmatched``. A shape
 mismatch is listed in ``mismatched`` and also stays where it belongs: under
@@ -20,7 +20,7 @@ class Mapped:
     shape: tuple[int, ...]
     target_shape: tuple[int, ...] | None = None  # None when no target specs were given
     target_dtype: str | None = None  # from the target specs; a dtype difference is not a mismatch
-    # The rule's transform steps (mapper_core.transforms.Step) and the spec they produce;
+    # The rule's transform steps (mapper_core.rules.transforms.Step) and the spec they produce;
     # out_dtype/out_shape are None when the rule has no transform.
     transform: tuple[Any, ...] = ()
     out_dtype: str | None = None

@@ -24,7 +24,7 @@ def mapper_rule_sets() -> list[RuleSetSource]:
 
     Contribute names and where the rules live; the file is read only when the rule set is used.
 
-    :return: rule set sources, each a :class:`mapper_core.registry.RuleSetSource`.
+    :return: rule set sources, each a :class:`mapper_core.plugins.RuleSetSource`.
     """
 
 
@@ -34,7 +34,7 @@ def mapper_models() -> list[ModelFactory]:
 
     Do not import torch here: import it inside the factory's ``build`` callable.
 
-    :return: model factories, each a :class:`mapper_core.registry.ModelFactory`.
+    :return: model factories, each a :class:`mapper_core.plugins.ModelFactory`.
     """
 
 
@@ -42,7 +42,7 @@ def mapper_models() -> list[ModelFactory]:
 def mapper_formats() -> list[Format]:
     """Checkpoint formats that can be read (built-in formats come through this hook too).
 
-    :return: formats, each a :class:`mapper_core.formats.base.Format`.
+    :return: formats, each a :class:`mapper_core.plugins.Format`.
     """
 
 
@@ -50,5 +50,5 @@ def mapper_formats() -> list[Format]:
 def mapper_transforms() -> list[TransformSpec]:
     """Named tensor transforms that rules may apply to a tensor on its way to the target.
 
-    :return: transforms, each a :class:`mapper_core.registry.TransformSpec`.
+    :return: transforms, each a :class:`mapper_core.plugins.TransformSpec`.
     """

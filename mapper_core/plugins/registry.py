@@ -80,7 +80,7 @@ class TransformSpec:
     ``spec(tensor_spec, **params)`` says what the transform does to dtype and shape, so plans
     can be made from headers alone; None means it keeps both. ``inverse(tensor_spec, **params)``
     (optional; given the spec the step was applied to) returns the steps that undo it exactly,
-    as ``[(name, params), ...]``, or raises ``mapper_core.transforms.NotInvertible``; without
+    as ``[(name, params), ...]``, or raises ``mapper_core.errors.NotInvertible``; without
     it the transform is reported as not invertible by ``mapper export``.
     """
 

@@ -4,7 +4,7 @@
       - {epoch: 10, unfreeze: pretrained_conv, lr_scale: 0.1}
 
 At the start of epoch 10, :class:`UnfreezeScheduler` unfreezes the freeze group
-``pretrained_conv`` (parameters and BatchNorm statistics, see :mod:`.finetune`) and adds
+``pretrained_conv`` (parameters and BatchNorm statistics, see :mod:`.freeze`) and adds
 the newly trainable parameters to the EXISTING optimizer as a parameter group named after
 the freeze group, at 0.1 × the optimizer's base learning rate. Other groups keep their
 optimizer state (Adam moments), which rebuilding the optimizer would throw away.
@@ -89,7 +89,7 @@ class UnfreezeScheduler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the position only: it does not touch the model or the optimizer, whose
-        unfrozen groups come back with them (see :mod:`.training_state`)."""
+        unfrozen groups come back with them (see :mod:`.state`)."""
         steps = [[s.epoch, s.unfreeze] for s in self.steps]
         saved = [list(x) for x in state.get("steps", [])]
         position = state.get("position")

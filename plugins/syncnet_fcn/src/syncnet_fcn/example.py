@@ -6,7 +6,7 @@ Without ``--checkpoint`` a SyncNet-shaped checkpoint is built from our own ``Syn
 with a fixed seed. Frames are small random clips; the point is the workflow, not accuracy.
 Freezing uses freeze groups (BatchNorm statistics included), learning rates come from the
 rules' ``param_groups``, and strategy 4 follows the rules' ``schedule`` through
-:class:`~mapper_core.schedule.UnfreezeScheduler`. ``--save`` writes strategy 4's training
+:class:`~mapper_core.train.schedule.UnfreezeScheduler`. ``--save`` writes strategy 4's training
 checkpoint (safetensors + JSON) at the end.
 """
 from __future__ import annotations

@@ -74,7 +74,7 @@ def freeze_pretrained_layers(fcn_model: nn.Module, verbose: bool = True) -> int:
     """Freeze the ``pretrained_conv`` group (both conv trunks); returns the frozen value count.
 
     Unlike the seed (``requires_grad`` only), the trunks' BatchNorm layers stay in eval mode
-    too, so their running statistics do not drift (see :mod:`mapper_core.finetune`).
+    too, so their running statistics do not drift (see :mod:`mapper_core.train.freeze`).
     """
     freeze(fcn_model, syncnet_rules(), [FREEZE_GROUP])
     if verbose:
