@@ -11,7 +11,8 @@ written by hand. The layout follows the library's ``save_file`` byte for byte:
 Tensor bytes come from an :class:`Entry`'s ``data``: a :class:`FileRange` (raw bytes of
 another file, copied without decoding through ``os.copy_file_range`` / ``os.sendfile`` /
 a 1 MiB buffer, so torch is never imported) or a callable returning a torch tensor (made
-contiguous, written through a zero-copy view of its memory, then dropped).
+contiguous, written through a zero-copy, read-only view of its memory, then dropped; the
+tensor itself is never changed).
 
 A header can be rewritten after the data (:meth:`FileWriter.finish`) as long as it is no
 longer than the space reserved: metadata known only at the end (a source hash computed
@@ -212,9 +213,8 @@ class FileWriter:
     """Writes one safetensors file into an open descriptor: header, then the tensors in order."""
 
     def __init__(self, fd: int, entries: Sequence[Entry], metadata: Mapping[str, str] | None = None,
-                 copier: RangeCopier | None = None, release_pages: bool = True):
+                 copier: RangeCopier | None = None):
         self.fd = fd
-        self.release_pages = release_pages
         self.entries = library_order(entries)
         self.metadata = dict(metadata or {})
         self.header, self.offsets = encode_header(self.entries, self.metadata)
@@ -267,8 +267,8 @@ class FileWriter:
                 if progress:
                     progress(n, e.key)
             return
-        original = _checked_tensor(e)
-        tensor = original.contiguous()
+        # Only read: the tensor may be the caller's (a memory-mapped view they edited in place).
+        tensor = _checked_tensor(e).contiguous()
         view = tensor_bytes(tensor)
         for i in range(0, len(view), CHUNK):
             part = view[i:i + CHUNK]
@@ -277,10 +277,6 @@ class FileWriter:
                 progress(len(part), e.key)
         view.release()
         del tensor, view  # the contiguous copy (if one was made) goes now, before the next tensor
-        if self.release_pages:
-            from .pages import release_pages
-
-            release_pages(original)  # memory-mapped sources: read pages would otherwise pile up
 
     def _source_fd(self, path: Path) -> int:
         fd = self._src_fds.get(path)
