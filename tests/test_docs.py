@@ -112,9 +112,9 @@ def _not_shown(shown: list[str], printed: list[str]) -> str | None:
     return None
 
 
+@pytest.mark.needs_torch  # the examples use torch (mapper-core[torch])
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("torch", reason="the examples use torch (mapper-core[torch])")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__doc_example__"}
     with warnings.catch_warnings():
