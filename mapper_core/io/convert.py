@@ -9,10 +9,11 @@ Two ways to move bytes, chosen by what the reader offers:
 - readers with ``locate(key)`` (safetensors): raw byte ranges are copied file to file,
   never decoded; torch is not imported;
 - a torch zip checkpoint is memory-mapped by its reader: each contiguous tensor is a byte
-  range of the file (:class:`~mapper_core.formats.pages.FileMappings`) and is copied the
+  range of the file (:class:`~mapper_core.io.formats.pages.FileMappings`) and is copied the
   same way, without page faults or a pass through our memory;
 - everything else (other readers, legacy torch files, non-contiguous views): each tensor
-  is fetched, made contiguous, written, and dropped (its mapped pages given back).
+  is fetched, made contiguous (a copy when it is not), written, and dropped; the tensor
+  itself is only read.
 
 A rule's ``transform:`` steps: a chain of reshape/unsqueeze/squeeze only changes the header
 (the bytes are copied as above, untouched); any other step decodes that one tensor through
