@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from .. import __version__
 from ..errors import MapperError
+from ..io.atomic import Terminated
 from .context import Context
 
 COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export")
 
 EXIT_OK, EXIT_PLAN_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a killed process
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +48,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(plugins=tuple(args.plugin))
+
+    # The process is the command line's, not the library's: only here does SIGTERM (kill, a
+    # scheduler's stop) become an exception, so an unfinished write removes its temporaries.
+    def terminated(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        raise Terminated(signum)
+
+    owns_signals = threading.current_thread() is threading.main_thread()  # handlers: main thread only
+    previous = signal.signal(signal.SIGTERM, terminated) if owns_signals else None
     try:
         return int(args._run(args, ctx))
     except MapperError as exc:
         ctx.error(str(exc))
         return exc.exit_code
+    except Terminated:
+        ctx.error("terminated; nothing was written")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         ctx.error("interrupted; nothing was written")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `mapper plan ... | head`
         sys.stderr.close()
         return EXIT_OK
+    finally:
+        if owns_signals:  # None: a handler set outside Python, which cannot be put back; use the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -1,10 +1,12 @@
 """Safe output: write to temporary files beside the destinations, fsync, then rename into place.
 
 Nothing appears at a destination until :meth:`AtomicFiles.commit`; on any exception,
-Ctrl-C (``KeyboardInterrupt``) or ``SIGTERM`` the temporary files are removed. SIGTERM's
-default action would kill the process without running ``finally`` blocks, so while an
-:class:`AtomicFiles` is open in the main thread a temporary handler turns SIGTERM into
-the :class:`Terminated` exception; the previous handler comes back on exit.
+``KeyboardInterrupt`` included, the temporary files are removed.
+
+Signals are the application's: this library installs no handler. SIGTERM's default action
+ends the process without running ``finally`` blocks, so a program that wants the cleanup
+on SIGTERM installs its own handler that raises (:class:`Terminated` is there for that; the
+``mapper`` command line does exactly this while a command runs).
 
 Several files (shards, then their index) are renamed one after the other: a reader never
 sees an index before its shards. If a rename itself fails, the files already renamed are
@@ -15,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -25,15 +26,15 @@ TEMP_SUFFIX = ".mapper-tmp"
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived while output was being written; raised so that cleanup runs."""
+    """A termination signal arrived; raise it from your own SIGTERM handler so that cleanup runs.
+
+    A ``KeyboardInterrupt`` subclass, so code that already stops on Ctrl-C stops on it too.
+    The library never raises it by itself.
+    """
 
     def __init__(self, signum: int = signal.SIGTERM):
         super().__init__(f"terminated by signal {signum}")
         self.signum = signum
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -89,41 +90,20 @@ class AtomicFiles:
 
     ``create(dest)`` returns a raw file descriptor opened for reading and writing;
     ``commit()`` fsyncs and renames every file in creation order. Leaving the ``with``
-    block without ``commit()`` (an exception, Ctrl-C, SIGTERM) removes every temporary.
+    block without ``commit()`` (any exception, Ctrl-C) removes every temporary.
     """
 
-    def __init__(self, *, handle_sigterm: bool = True):
+    def __init__(self) -> None:
         self._files: list[tuple[Path, Path, int | None, bool]] = []  # dest, temp, fd, dest existed
-        self._handle_sigterm = handle_sigterm
-        self._old_handler: object = None
-        self._installed = False
         self.committed = False
 
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> "AtomicFiles":
-        if self._handle_sigterm and threading.current_thread() is threading.main_thread():
-            self._old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
-            self._installed = True
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        blocked = self._block_sigterm()  # a second SIGTERM must not cut the cleanup short
-        try:
-            if not self.committed:
-                self.discard()
-        finally:
-            if self._installed:
-                signal.signal(signal.SIGTERM, self._old_handler)  # type: ignore[arg-type]
-                self._installed = False
-            if blocked:
-                # a SIGTERM that came during cleanup is delivered now, to the restored handler
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-    def _block_sigterm(self) -> bool:
-        if self._installed and hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            return True
-        return False
+        if not self.committed:
+            self.discard()
 
     # -- files -------------------------------------------------------------------------
     @property

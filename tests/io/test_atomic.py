@@ -39,16 +39,30 @@ def test_an_error_or_ctrl_c_mid_write_leaves_nothing(tmp_path, exc):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sigterm_becomes_an_exception_that_cleans_up_and_the_old_handler_returns(tmp_path):
+def test_no_signal_handler_is_installed(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Terminated):
-        with AtomicFiles() as out:
-            os.write(out.create(tmp_path / "out.bin"), b"partial")
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # interrupted: the handler raises as soon as the signal arrives
-            pytest.fail("SIGTERM did not interrupt the write")
-    assert list(tmp_path.iterdir()) == []
+    with AtomicFiles() as out:
+        os.write(out.create(tmp_path / "out.bin"), b"partial")
+        assert signal.getsignal(signal.SIGTERM) is before  # the application's handler stays in charge
+        out.commit()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_terminated_raised_by_the_applications_own_handler_cleans_up(tmp_path):
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Terminated):
+            with AtomicFiles() as out:
+                os.write(out.create(tmp_path / "out.bin"), b"partial")
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # interrupted: the handler raises as soon as the signal arrives
+                pytest.fail("SIGTERM did not interrupt the write")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_rename_undoes_the_files_already_renamed(tmp_path, monkeypatch):

@@ -201,3 +201,26 @@ def test_checkpoint_files_get_the_usual_mode_and_no_temporaries_remain(tmp_path)
     for name in (training_state.META, training_state.TENSORS):
         assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~mask
     assert sorted(p.name for p in folder.iterdir()) == [training_state.META, training_state.TENSORS]
+
+
+def test_save_leaves_the_applications_sigterm_handler_alone(tmp_path, monkeypatch):
+    import signal
+
+    def application(signum, frame):  # a training job's own preemption handler
+        raise AssertionError("not called in this test")
+
+    real_settle, during = training_state._settle, []
+
+    def settle(path):  # runs while the temporaries are open, before the rename
+        during.append(signal.getsignal(signal.SIGTERM))
+        real_settle(path)
+
+    monkeypatch.setattr(training_state, "_settle", settle)
+    previous = signal.signal(signal.SIGTERM, application)
+    try:
+        model, optimizer, scheduler = build("sgd", 0)
+        training_state.save(tmp_path / "ckpt", model, optimizer, scheduler)
+        assert during == [application]
+        assert signal.getsignal(signal.SIGTERM) is application
+    finally:
+        signal.signal(signal.SIGTERM, previous)
