@@ -6,6 +6,9 @@ so a "frozen" pretrained trunk drifts towards the new data's statistics. Here a 
 layer is kept in eval mode: a forward pre-hook switches it to eval right before each
 forward. A hook is used rather than an overridden ``train()`` because it survives any
 number of ``model.train()`` calls, survives ``copy.deepcopy``, and is removed cleanly.
+The hook's handle is kept on the layer itself (torch offers no public way to find or remove
+a hook without it); ``copy.deepcopy`` copies it along with the hook, so a copied model's
+handle removes the copy's hook.
 
 A norm layer counts as frozen when all its parameters are in the frozen groups; a layer
 without parameters (``affine=False``) counts when its ``running_mean`` key is matched.
@@ -37,14 +40,18 @@ def norm_types() -> tuple[type, ...]:
     return (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
+# the attribute on a frozen norm layer that holds its hook's RemovableHandle
+HANDLE_ATTR = "_mapper_core_keep_eval_handle"
+
+
 def _keep_eval(module: "nn.Module", args: tuple) -> None:
-    # A module-level function, so it can be recognised (and deep-copied) as ours.
+    # A module-level function, so a model holding it can be pickled and deep-copied.
     module.training = False
 
 
 def stats_frozen(module: "nn.Module") -> bool:
     """True when ``module`` carries the hook that keeps it in eval mode."""
-    return any(hook is _keep_eval for hook in module._forward_pre_hooks.values())
+    return getattr(module, HANDLE_ATTR, None) is not None
 
 
 def freeze_stats(module: "nn.Module") -> bool:
@@ -52,19 +59,18 @@ def freeze_stats(module: "nn.Module") -> bool:
     module.training = False
     if stats_frozen(module):
         return False
-    module.register_forward_pre_hook(_keep_eval)
+    setattr(module, HANDLE_ATTR, module.register_forward_pre_hook(_keep_eval))
     return True
 
 
 def unfreeze_stats(module: "nn.Module", training: bool) -> bool:
     """Remove the eval hook and set the layer's mode to ``training``; False when there was none."""
-    # nn.Module has no public way to remove a hook without its handle; the handle is not
-    # kept (it would not survive deepcopy), so the hook is found by identity.
-    keys = [k for k, hook in module._forward_pre_hooks.items() if hook is _keep_eval]
-    for k in keys:
-        del module._forward_pre_hooks[k]
+    handle = getattr(module, HANDLE_ATTR, None)
+    if handle is not None:
+        handle.remove()
+        delattr(module, HANDLE_ATTR)
     module.training = training
-    return bool(keys)
+    return handle is not None
 
 
 def frozen_norm_layers(module: "nn.Module") -> list[str]:

@@ -92,12 +92,20 @@ def test_requires_grad_only_freeze_lets_statistics_drift():
 
 
 def test_freeze_twice_reports_nothing_new_and_frozen_norm_layers_lists_them():
-    model, _ = make(1)
+    model, data = make(1)
     freeze(model, RULES, ["trunk"])
     again = freeze(model, RULES, ["trunk"])
     assert again.params == () and again.norm_layers == ()
     assert frozen_norm_layers(model) == ["trunk.1"]
-    assert sum(1 for _ in model.trunk[1]._forward_pre_hooks) == 1
+    before = stats(model.trunk[1])
+    model.train()
+    model(data())
+    assert all(torch.equal(a, b) for a, b in zip(before, stats(model.trunk[1])))
+    # one eval hook, not two: a single unfreeze gives the layer its training behaviour back
+    unfreeze(model, RULES, ["trunk"])
+    model.train()
+    model(data())
+    assert int(model.trunk[1].num_batches_tracked) == 1
 
 
 def test_norm_layer_with_a_trainable_parameter_is_not_frozen():
@@ -126,6 +134,32 @@ def test_frozen_state_survives_deepcopy_and_unknown_group_is_refused():
     assert torch.equal(before[0], twin.trunk[1].running_mean)
     with pytest.raises(BadInputError, match="no freeze group 'nope'"):
         freeze(model, RULES, ["nope"])
+
+
+def test_a_deep_copied_frozen_model_stays_frozen_and_unfreezes_on_its_own():
+    model, data = make(2)
+    freeze(model, RULES, ["trunk"])
+    twin = copy.deepcopy(model)
+    assert frozen_norm_layers(twin) == ["trunk.1"]
+    assert unfreeze(twin, RULES, ["trunk"]).norm_layers == ("trunk.1",)
+    twin.train()
+    twin(data())
+    assert int(twin.trunk[1].num_batches_tracked) == 1  # the copy's hook is gone ...
+    assert frozen_norm_layers(model) == ["trunk.1"]  # ... and the original's is still there
+    model.train()
+    model(data())
+    assert int(model.trunk[1].num_batches_tracked) == 0
+
+
+def test_freezing_leaves_the_state_dict_as_it_was():
+    model, _ = make(2)
+    plain = {k: v.clone() for k, v in model.state_dict().items()}
+    freeze(model, RULES)
+    for frozen in (model, copy.deepcopy(model)):
+        state = frozen.state_dict()
+        assert list(state) == list(plain) and all(torch.equal(state[k], plain[k]) for k in plain)
+    fresh, _ = make(2)
+    fresh.load_state_dict(model.state_dict())  # loads into an unfrozen model: nothing extra to refuse
 
 
 def test_unfreeze_all_releases_every_parameter_and_norm_layer():
