@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shlex
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,9 @@ def run_console(block: Block, env: pytest.MonkeyPatch) -> None:
         while words and ASSIGNMENT.match(words[0]):
             name, _, value = words.pop(0).partition("=")
             env.setenv(name, value)
+            if name == "PYTHONPATH":  # what it does for a new process, done for this one
+                for entry in reversed(value.split(os.pathsep)):
+                    env.syspath_prepend(str(Path(entry).resolve()))
         assert words[:1] == ["mapper"], f"{block.where}: only `$ mapper ...` runs here; mark other commands no-run or use ```bash"
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -117,11 +122,17 @@ def _not_shown(shown: list[str], printed: list[str]) -> str | None:
 def test_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__doc_example__"}
-    with warnings.catch_warnings():
-        # The docs use the current module paths, never the 0.1 ones kept for one release.
-        warnings.filterwarnings("error", message=r".* moved to mapper_core\.", category=DeprecationWarning)
-        for block in blocks(path):
-            run_block(block, namespace, tmp_path, monkeypatch)
+    imported = set(sys.modules)
+    try:
+        with warnings.catch_warnings():
+            # The docs use the current module paths, never the 0.1 ones kept for one release.
+            warnings.filterwarnings("error", message=r".* moved to mapper_core\.", category=DeprecationWarning)
+            for block in blocks(path):
+                run_block(block, namespace, tmp_path, monkeypatch)
+    finally:  # forget modules the examples wrote and imported (e.g. a plugin)
+        for name in set(sys.modules) - imported:
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(tmp_path)):
+                del sys.modules[name]
 
 
 def run_block(block: Block, namespace: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The README's hook reference documents every hook in hookspecs, with its signature, and no others."""
+"""docs/plugins.md's hook reference documents every hook in hookspecs, with its signature, and no others."""
 from __future__ import annotations
 
 import inspect
@@ -10,7 +10,7 @@ import pytest
 from mapper_core.plugins import hookspecs
 from mapper_core.plugins import get_plugin_manager
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PLUGINS_DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
 
 def hook_names() -> list[str]:
@@ -20,9 +20,9 @@ def hook_names() -> list[str]:
 
 def reference(text: str | None = None) -> dict[str, str]:
     """'### `hook`' heading → its text, inside the '## Hook reference' section."""
-    text = README.read_text(encoding="utf-8") if text is None else text
+    text = PLUGINS_DOC.read_text(encoding="utf-8") if text is None else text
     match = re.search(r"^## Hook reference\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match, f"{README}: no '## Hook reference' section"
+    assert match, f"{PLUGINS_DOC}: no '## Hook reference' section"
     parts = re.split(r"^### `?(\w+)`?\s*$", match.group(1), flags=re.M)
     return dict(zip(parts[1::2], parts[2::2]))
 
@@ -34,10 +34,10 @@ def test_hookspecs_are_found():
 @pytest.mark.parametrize("hook", hook_names())
 def test_hook_is_documented_with_its_signature_and_an_example(hook):
     docs = reference()
-    assert hook in docs, f"{README}: hook {hook} is missing from '## Hook reference'; add a '### `{hook}`' entry"
+    assert hook in docs, f"{PLUGINS_DOC}: hook {hook} is missing from '## Hook reference'; add a '### `{hook}`' entry"
     returns = inspect.signature(getattr(hookspecs, hook)).return_annotation
-    assert f"{hook}() -> {returns}" in docs[hook], f"{README}: the signature of {hook} is missing or out of date"
-    assert "@hookimpl" in docs[hook], f"{README}: {hook} needs an example implementation"
+    assert f"{hook}() -> {returns}" in docs[hook], f"{PLUGINS_DOC}: the signature of {hook} is missing or out of date"
+    assert "@hookimpl" in docs[hook], f"{PLUGINS_DOC}: {hook} needs an example implementation"
 
 
 def test_reference_documents_no_unknown_hook():
