@@ -27,6 +27,9 @@ non-contiguous, possibly a memory-mapped view); callers must not modify it.
 """
 from __future__ import annotations
 
+import io
+import pickle
+import pickletools
 import re
 import warnings
 import zipfile
@@ -39,9 +42,11 @@ from ...specs import TensorSpec
 SUFFIXES = (".pt", ".pth", ".bin", ".model", ".ckpt")
 UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 DP_PREFIX = "module."
-_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
-# torch's weights_only refusals (as opposed to a damaged pickle), by the wording of its messages
-_UNSAFE_RE = re.compile(r"GLOBAL|allowlist|call reduce|must be imported")
+# Read from torch's message for the legacy (non-zip) format only: no public function lists a
+# legacy file's globals (get_unsafe_globals_in_checkpoint reads zip archives) and the error
+# carries the name in no attribute. If the wording changes, the refusal says torch's reason.
+_LEGACY_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+_LEGACY_PICKLES = 4  # magic number, protocol version, system info, then the object (storages follow)
 _LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # pickled torch MAGIC_NUMBER
 
 
@@ -67,36 +72,51 @@ def sniff_torch(path: Path) -> bool:
         return False
 
 
-def _offending_globals(path: Path, exc: Exception, is_zip: bool) -> list[str]:
-    """Every global weights_only refuses (zip: a static scan of the pickle, nothing runs), else torch's first."""
+def _offending_globals(path: Path, reason: str, is_zip: bool) -> list[str]:
+    """Every global weights_only refuses (zip: torch's static scan of the pickle, nothing runs);
+    for a legacy file the one its refusal names."""
     if is_zip:
         import torch.serialization
 
         try:
-            names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-        except Exception:
-            names = []
-        if names:
-            return names
-    found = _GLOBAL_RE.search(str(exc))
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        except Exception:  # its scanner declining an opcode must not hide the refusal itself
+            return []
+    found = _LEGACY_GLOBAL_RE.search(reason)
     return [found.group(1)] if found else []
 
 
+def _pickle_is_well_formed(path: Path, is_zip: bool) -> bool:
+    """Whether the checkpoint's pickle parses, opcode by opcode (the standard library's static
+    reader: nothing is imported or run). weights_only failing on a well-formed pickle is a
+    refusal of what it holds, not damage."""
+    def parse(stream: Any, count: int) -> None:
+        for _ in range(count):  # pickles one after the other; each walk stops after its STOP
+            for _ in pickletools.genops(stream):
+                pass
+
+    try:
+        if is_zip:
+            with zipfile.ZipFile(path) as zf:
+                name = next(n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
+                parse(io.BytesIO(zf.read(name)), 1)
+        else:
+            with open(path, "rb") as fh:
+                parse(fh, _LEGACY_PICKLES)
+    except Exception:  # a bad opcode, a truncated argument, a damaged archive: all mean damage
+        return False
+    return True
+
+
 def _torch_reason(exc: Exception) -> str:
-    """The specific line of torch's weights_only error, without its generic preamble and footer."""
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    generic = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    specific = [ln for ln in lines if not ln.startswith(generic)]
-    return specific[0] if specific else (lines[0] if lines else type(exc).__name__)
+    """The unpickler's own words. torch re-raises a weights_only failure with a long preamble and
+    keeps the unpickler's error as ``__context__``; an error from plain pickle has none."""
+    inner = exc.__context__ if isinstance(exc.__context__, pickle.UnpicklingError) else exc
+    lines = [ln.strip() for ln in str(inner).splitlines() if ln.strip()]
+    return lines[0] if lines else type(inner).__name__
 
 
 def _load(path: Path, trust_pickle: bool) -> Any:
-    import pickle
-
     import torch
 
     try:
@@ -125,9 +145,9 @@ def _load(path: Path, trust_pickle: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         reason = _torch_reason(exc)
-        if trust_pickle or not _UNSAFE_RE.search(reason):
+        if trust_pickle or not _pickle_is_well_formed(path, is_zip):
             raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged pickle?): {reason}") from None
-        names = _offending_globals(path, exc, is_zip)
+        names = _offending_globals(path, reason, is_zip)
         if names:
             what = f"the global{'s' if len(names) > 1 else ''} " + ", ".join(f"'{n}'" for n in names)
         else:

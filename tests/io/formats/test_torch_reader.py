@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
+import zipfile
 from collections import OrderedDict
 
 import pytest
@@ -107,6 +108,41 @@ def test_unreadable_file_is_a_checkpoint_error(tmp_path, content):
     with pytest.raises(CheckpointError, match="bad.pt") as info:
         open_torch(path)
     assert type(info.value) is CheckpointError  # damaged, not "unsafe"
+
+
+def reworded_refusal(monkeypatch, words: str) -> None:
+    """torch.load fails as weights_only does, with wording torch never used."""
+    import pickle
+
+    def load(*args, **kwargs):
+        raise pickle.UnpicklingError(words)
+
+    monkeypatch.setattr(torch, "load", load)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_refusal_or_damage_is_told_by_the_file_not_by_torchs_wording(tmp_path, monkeypatch, legacy):
+    path = save({"w": torch.zeros(1), "args": argparse.Namespace()}, tmp_path / "ns.pt", legacy)
+    reworded_refusal(monkeypatch, "a sentence torch never wrote")
+    with pytest.raises(UnsafeCheckpointError) as info:
+        open_torch(path)
+    if legacy:  # no public scanner for the legacy format: torch's own reason is passed on
+        assert "weights_only refuses (a sentence torch never wrote)" in str(info.value)
+    else:  # the zip's pickle is scanned statically, whatever the message says
+        assert "the global 'argparse.Namespace'" in str(info.value)
+
+
+def test_a_damaged_pickle_stays_damaged_whatever_torch_says(tmp_path, monkeypatch):
+    path = save({"w": torch.zeros(1)}, tmp_path / "ok.pt")
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, data[: len(data) // 2] if item.filename.endswith("data.pkl") else data)
+    reworded_refusal(monkeypatch, "Unsupported global: GLOBAL os.system")
+    with pytest.raises(CheckpointError, match="damaged pickle") as info:
+        open_torch(damaged)
+    assert type(info.value) is CheckpointError
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
