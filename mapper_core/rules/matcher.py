@@ -11,154 +11,18 @@ Why a digit run may stand in the prefix: the prefix keeps a run of digit items (
 ``[0-9]``, literal digits) only when a non-digit literal character follows it and a
 non-digit literal (or the start) precedes it. A key matching such a pattern then has a
 *maximal* run of decimal characters there, so the trie can consume the whole run at once.
+The prefixes and suffixes are read off the pattern's syntax by :mod:`.regex_syntax`.
 """
 from __future__ import annotations
 
 import re
 from typing import Iterator, Sequence
 
-try:  # Python 3.11+; the same parser `re.compile` uses, so prefixes agree with matching
-    import re._parser as _sre  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_parse as _sre  # type: ignore[no-redef]
+from .regex_syntax import DIGITS, literal_prefix, literal_suffix, prefix_tokens
 
-_DIGITS = object()  # marker: a maximal run of one or more decimal characters
+__all__ = ["Matcher", "literal_prefix", "literal_suffix", "naive_full_matches", "prefix_tokens"]
+
 _digit_run = re.compile(r"\d+").match  # str \d is Unicode-decimal: the same set as str.isdecimal
-_REPEATS = tuple(
-    getattr(_sre, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(_sre, name)
-)
-
-
-def _digit_set(av: list) -> bool:
-    """An ``[...]`` class that only holds decimal characters (and is not negated)."""
-    if not av:
-        return False
-    for op, value in av:
-        if op is _sre.CATEGORY:
-            if value is not _sre.CATEGORY_DIGIT:
-                return False
-        elif op is _sre.RANGE:
-            if not all(chr(c).isdecimal() for c in range(value[0], value[1] + 1)):
-                return False
-        elif op is _sre.LITERAL:
-            if not chr(value).isdecimal():
-                return False
-        else:  # NEGATE, other categories, ...
-            return False
-    return True
-
-
-def _digits_only(items) -> bool:
-    """Every string the items match is a non-empty run of decimal characters."""
-    if not len(items):
-        return False
-    for op, av in items:
-        if op is _sre.LITERAL:
-            if not chr(av).isdecimal():
-                return False
-        elif op is _sre.IN:
-            if not _digit_set(av):
-                return False
-        elif op in _REPEATS:
-            low, _high, sub = av
-            if low < 1 or not _digits_only(sub):
-                return False
-        elif op is _sre.SUBPATTERN:
-            _group, add_flags, del_flags, sub = av
-            if add_flags or del_flags or not _digits_only(sub):
-                return False
-        else:
-            return False
-    return True
-
-
-def _flatten(items, out: list) -> bool:
-    """Append the leading literal chars / digit markers of ``items``; False where we had to stop."""
-    for op, av in items:
-        if op is _sre.LITERAL:
-            out.append(chr(av))
-        elif op is _sre.AT:
-            continue  # zero-width: dropping an assertion only makes the prefix weaker, never wrong
-        elif op is _sre.SUBPATTERN:
-            _group, add_flags, del_flags, sub = av
-            if add_flags or del_flags or not _flatten(sub, out):
-                return False
-        elif _digits_only([(op, av)]):
-            out.append(_DIGITS)
-        else:  # alternation, optional or open-ended repeats, classes, backrefs, lookarounds
-            return False
-    return True
-
-
-def prefix_tokens(pattern: re.Pattern) -> tuple:
-    """The necessary prefix of ``pattern`` for a full match: literal strings and digit-run markers.
-
-    Empty when nothing can be said (case-insensitive patterns, a leading group or class, ...).
-    """
-    if pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
-        return ()
-    flat: list = []
-    _flatten(_sre.parse(pattern.pattern, pattern.flags), flat)
-    # Split into segments of "digit things" and non-digit literals; a segment holding a
-    # digit marker becomes one marker, a segment of literal digits stays literal.
-    tokens: list = []
-    i = 0
-    while i < len(flat):
-        item = flat[i]
-        if item is _DIGITS or item.isdecimal():
-            j = i
-            while j < len(flat) and (flat[j] is _DIGITS or flat[j].isdecimal()):
-                j += 1
-            segment = flat[i:j]
-            if any(s is _DIGITS for s in segment):
-                if j == len(flat):  # no non-digit literal after the run: its end is unknown
-                    break
-                tokens.append(_DIGITS)
-            else:
-                tokens.extend(segment)
-            i = j
-        else:
-            tokens.append(item)
-            i += 1
-    # merge adjacent characters into strings
-    merged: list = []
-    for t in tokens:
-        if t is not _DIGITS and merged and merged[-1] is not _DIGITS:
-            merged[-1] += t
-        else:
-            merged.append(t)
-    return tuple(merged)
-
-
-def _trailing_literals(items, out: list) -> bool:
-    """Prepend to ``out`` the literal chars ``items`` end with; False where we had to stop."""
-    for op, av in reversed(list(items)):
-        if op is _sre.LITERAL:
-            out.insert(0, chr(av))
-        elif op is _sre.AT:
-            continue
-        elif op is _sre.SUBPATTERN:
-            _group, add_flags, del_flags, sub = av
-            if add_flags or del_flags or not _trailing_literals(sub, out):
-                return False
-        else:
-            return False
-    return True
-
-
-def literal_suffix(pattern: re.Pattern) -> str:
-    """The literal text every full match of ``pattern`` ends with ("" when none is certain)."""
-    if pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
-        return ""
-    out: list[str] = []
-    _trailing_literals(_sre.parse(pattern.pattern, pattern.flags), out)
-    return "".join(out)
-
-
-def literal_prefix(pattern: re.Pattern) -> str:
-    """The plain literal text every full match starts with (up to the first digit run)."""
-    tokens = prefix_tokens(pattern)
-    return tokens[0] if tokens and tokens[0] is not _DIGITS else ""
 
 
 class _Node:
@@ -192,7 +56,7 @@ class Matcher:
     def _insert(self, tokens: tuple, index: int) -> None:
         node = self._root
         for token in tokens:
-            if token is _DIGITS:
+            if token is DIGITS:
                 if node.digits is None:
                     node.digits = _Node()
                 node = node.digits
