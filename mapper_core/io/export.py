@@ -18,8 +18,6 @@ two) is reported by rule, line and step, and nothing is exported.
 """
 from __future__ import annotations
 
-import re
-import re._parser as sre  # the stdlib's own regex parser: literals and groups of `match`
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -28,7 +26,7 @@ from ..plan.plan import Mapped, Plan
 from ..plan.make import make_plan
 from ..rules.ruleset import Rule, RuleSet
 from ..specs import TensorSpec
-from ..rules.template import Field
+from ..rules.template import Inversion, TemplateNotInvertible
 from ..rules.transforms import NotInvertible, Step, TransformChainError, chain_spec, inverse_chain
 
 if TYPE_CHECKING:
@@ -174,112 +172,39 @@ def _from_source_specs(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
 
 # ---------------------------------------------------------------------------- template inversion
 
-class _Inverter:
-    """One rule read backwards: a regex over target keys, and how to rebuild the source key."""
-
-    def __init__(self, rule: Rule):
-        self.rule = rule
-        self.why_not: str | None = None
-        self.regex: re.Pattern | None = None
-        self.source_parts: list[str | int] = []  # literal text or a group number
-        self.decoders: dict[int, tuple[str, Field]] = {}  # group → (regex group name, field)
-        try:
-            self._build()
-        except _Refuse as exc:
-            self.why_not = f"{_where(rule)} cannot be read backwards: {exc}; pass the source specs instead"
-
-    def _build(self) -> None:
-        rule, pattern = self.rule, self.rule.pattern
-        names = {v: k for k, v in pattern.groupindex.items()}
-        whole = None
-        for item in sre.parse(rule.match):
-            op, arg = item
-            if op is sre.LITERAL:
-                self.source_parts.append(chr(arg))
-            elif op is sre.SUBPATTERN and arg[0] is not None:
-                self.source_parts.append(arg[0])
-            else:
-                raise _Refuse(f"its match '{rule.match}' is not plain literal text and capture groups")
-        out = []
-        for k, part in enumerate(rule.template.parts):
-            if isinstance(part, str):
-                out.append(re.escape(part))
-                continue
-            group = part.ref if isinstance(part.ref, int) else pattern.groupindex[part.ref]
-            if group == 0:
-                whole = f"f{k}"
-                out.append(f"(?P<f{k}>.+?)")
-                self.decoders[0] = (whole, part)
-                continue
-            if group in self.decoders:  # the same group twice: the second must repeat the first
-                first_name, first = self.decoders[group]
-                if first == part:
-                    out.append(f"(?P={first_name})")
-                    continue
-            if part.table is not None:
-                table = rule.tables[part.table]
-                values = list(table.values())
-                if len(set(values)) != len(values):
-                    raise _Refuse(f"table '{part.table}' sends several captured values to one value")
-                body = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-            elif part.offset:
-                body = r"\d+"
-            else:
-                body = ".+?"
-            out.append(f"(?P<f{k}>{body})")
-            self.decoders.setdefault(group, (f"f{k}", part))
-        if 0 not in self.decoders:
-            missing = [g for g in self.source_parts if isinstance(g, int) and g not in self.decoders]
-            if missing:
-                shown = ", ".join(f"{{{names.get(g, g)}}}" for g in missing)
-                raise _Refuse(f"group(s) {shown} of match '{rule.match}' do not appear in target '{rule.target}'")
-        self.regex = re.compile("".join(out))
-
-    def source_of(self, target: str) -> str | None:
-        m = self.regex.fullmatch(target) if self.regex is not None else None
-        if m is None:
-            return None
-        values: dict[int, str] = {}
-        for group, (name, f) in self.decoders.items():
-            text = m.group(name)
-            if f.table is not None:
-                text = next(k for k, v in self.rule.tables[f.table].items() if v == text)
-            elif f.offset:
-                number = int(text) - f.offset
-                if number < 0:
-                    return None
-                text = str(number)
-            values[group] = text
-        if 0 in values:
-            return values[0]
-        return "".join(p if isinstance(p, str) else values[p] for p in self.source_parts)
-
-
 class _Refuse(Exception):
-    pass
+    """A transform step whose input spec cannot be worked out from its output."""
+
+
+def _inversion(rule: Rule) -> Inversion | str:
+    """The rule's template read backwards, or the sentence saying why it cannot be."""
+    try:
+        return rule.template.invert(rule.pattern)
+    except TemplateNotInvertible as exc:
+        return f"{_where(rule)} cannot be read backwards: {exc}; pass the source specs instead"
 
 
 def _from_templates(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec]) -> ExportPlan:
-    inverters = [_Inverter(r) for r in ruleset.rules]
+    inversions = [(r, _inversion(r)) for r in ruleset.rules]
     guesses: dict[str, tuple[str, Rule, TensorSpec]] = {}  # source → (target, rule, source spec)
     problems: list[ExportProblem] = []
     refusals: dict[str, str] = {}
     for target, spec in target_specs.items():
-        for inv in inverters:
-            if inv.why_not is not None:
-                if inv.regex is None and _could_make(inv.rule, target):
-                    refusals.setdefault(target, inv.why_not)
+        for rule, inversion in inversions:
+            if isinstance(inversion, str):
+                if _could_make(rule, target):
+                    refusals.setdefault(target, inversion)
                 continue
-            source = inv.source_of(target)
+            source = inversion.source_of(target)
             # A non-greedy split may guess wrong: the rule itself must take the guess to this target.
-            if source is None or inv.rule.apply(source) != target:
+            if source is None or rule.apply(source) != target:
                 continue
             try:
-                source_spec = _backward(inv.rule, spec)
+                source_spec = _backward(rule, spec)
             except _Refuse as exc:
-                problems.append(ExportProblem(target, inv.rule.index, f"{_where(inv.rule)}: {exc}"))
+                problems.append(ExportProblem(target, rule.index, f"{_where(rule)}: {exc}"))
                 break
-            guesses[source] = (target, inv.rule, source_spec)
+            guesses[source] = (target, rule, source_spec)
             break
     # Plan the guesses forwards: a guess counts only if the first rule that takes it is the
     # same rule and it lands on the same target with the same spec.

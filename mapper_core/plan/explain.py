@@ -15,7 +15,6 @@ from typing import Any
 from .plan import Collision, Mismatch, Plan
 from ..rules.ruleset import Rule, RuleSet
 from ..specs import format_shape
-from ..rules.template import Field
 
 
 @dataclass(frozen=True)
@@ -147,14 +146,15 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
             else:
                 candidates.append(Candidate("rule", rule.index, rule.match, False, near))
             continue
-        rendered = rule.template.render(m, rule.tables)
+        rendering = rule.template.trace(m)  # the planner's answer, with the reason when there is none
+        rendered = rendering.key
         if skip_winner is not None:
             reason = (f"full match, but skipped: skip patterns are checked before rules "
                       f"(skip pattern {skip_winner} takes the key)")
         elif rule_winner is not None:
             reason = f"also matches fully, but rule {rule_winner.index} comes first"
         elif rendered is None:
-            reason = _render_failure(rule, m)
+            reason = f"full match, but {rendering.reason}"
         else:
             rule_winner, target = rule, rendered
             candidates.append(Candidate("rule", rule.index, rule.match, True, f"takes the key -> {rendered}", rendered))
@@ -207,30 +207,6 @@ def _near_miss(pattern: re.Pattern, key: str) -> str | None:
             return (f"matches {m.group()!r} at column {m.start() + 1} only; "
                     "patterns must match the whole key")
     return None
-
-
-def _field_text(f: Field) -> str:
-    if f.table is not None:
-        return f"{{{f.ref}|{f.table}}}"
-    if f.offset:
-        return f"{{{f.ref}{f.offset:+d}}}"
-    return f"{{{f.ref}}}"
-
-
-def _render_failure(rule: Rule, m: re.Match) -> str:
-    """Why a rule's template does not render for a full match, so the next rule may try."""
-    for f in rule.template.fields:
-        value = m.group(f.ref)
-        if value is None:
-            return f"full match, but group {f.ref} took no part, so {_field_text(f)} has no value"
-        if f.table is not None and value not in rule.tables.get(f.table, {}):
-            return f"full match, but table '{f.table}' has no entry '{value}'"
-        if f.offset and f.table is None:
-            if not value.isdecimal():
-                return f"full match, but {_field_text(f)} needs a number and group {f.ref} captured '{value}'"
-            if int(value) + f.offset < 0:
-                return f"full match, but {_field_text(f)} would give {int(value) + f.offset}, below 0"
-    return "full match, but the template does not render"  # not reached while Template agrees
 
 
 def _label(c: Candidate) -> str:

@@ -15,12 +15,11 @@ is compared, and a step that cannot apply to the key's shape is a mismatch with 
 """
 from __future__ import annotations
 
-import re
-from typing import Callable, Mapping
+from typing import Mapping
 
 from ..rules.matcher import Matcher
 from .plan import Collision, Mapped, Mismatch, Plan, Skipped, UnusedRule
-from ..rules.ruleset import Rule, RuleSet
+from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import TransformChainError, chain_spec
 
@@ -41,7 +40,7 @@ def make_plan(
     candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).candidates
     fullmatch = [s.pattern.fullmatch for s in ruleset.skip] + [r.pattern.fullmatch for r in rules]
     skip_text = [s.match for s in ruleset.skip]
-    renderers = [_renderer(r) for r in rules]
+    renderers = [r.template.renderer for r in rules]  # compiled once per rule, in Rule
 
     mapped: list[Mapped] = []
     skipped: list[Skipped] = []
@@ -124,52 +123,6 @@ def make_plan(
         target_origin=target_origin,
         rules_origin=ruleset.origin,
     )
-
-
-def _renderer(rule: Rule) -> Callable[[re.Match], str | None]:
-    """``match → target or None`` for one rule: the same answers as ``rule.template.render``.
-
-    Compiled once per rule into one ``str.format`` call, because rendering runs for every
-    mapped key. tests/test_planner.py checks it against Template.render.
-    """
-    parts = rule.template.parts
-    fields = rule.template.fields
-    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in parts)
-    refs = tuple(f.ref for f in fields)
-    # fields that change the captured text: (position, table or None, offset)
-    special = tuple((pos, rule.tables[f.table] if f.table is not None else None, f.offset)
-                    for pos, f in enumerate(fields) if f.offset or f.table is not None)
-    if not refs:
-        text = fmt.format()  # undo the brace escaping
-        return lambda m: text
-    single = len(refs) == 1
-    if not special:
-        if single:
-            ref = refs[0]
-            return lambda m: None if (v := m.group(ref)) is None else fmt.format(v)
-        return lambda m: None if None in (vs := m.group(*refs)) else fmt.format(*vs)
-
-    def render(m: re.Match) -> str | None:
-        values = [m.group(refs[0])] if single else list(m.group(*refs))
-        if None in values:  # an optional group that took no part
-            return None
-        for pos, table, offset in special:
-            value = values[pos]
-            if table is not None:
-                value = table.get(value)
-                if value is None:  # no entry: the rule does not take the key
-                    return None
-            else:
-                if not value.isdecimal():
-                    return None
-                shifted = int(value) + offset
-                if shifted < 0:
-                    return None
-                value = str(shifted)
-            values[pos] = value
-        return fmt.format(*values)
-
-    return render
 
 
 def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:

@@ -23,16 +23,17 @@ class Rule:
     # ordered transform steps (mapper_core.transforms.Step) applied to the source tensor
     transform: tuple[Any, ...] = ()
     pattern: re.Pattern = field(init=False, compare=False, repr=False)
+    # compiled once with the rule's tables: renders for the planner, explains, inverts for export
     template: Template = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pattern", re.compile(self.match))
-        object.__setattr__(self, "template", Template.parse(self.target))
+        object.__setattr__(self, "template", Template.parse(self.target, self.tables))
 
     def apply(self, key: str) -> str | None:
         """The target for ``key`` when this rule takes it, else None."""
         m = self.pattern.fullmatch(key)
-        return self.template.render(m, self.tables) if m else None
+        return self.template.renderer(m) if m else None
 
 
 @dataclass(frozen=True)

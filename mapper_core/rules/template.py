@@ -3,49 +3,111 @@
 A field is ``{ref}``, ``{ref+K}`` / ``{ref-K}`` (shift a captured integer, e.g. renumber
 ``blocks.{1+1}``) or ``{ref|table}`` (look the captured text up in one of the rule's
 ``tables``). ``ref`` is a group number or name. ``{{`` and ``}}`` stand for literal braces.
+
+A :class:`Template` is parsed and compiled once (a :class:`~mapper_core.rules.Rule` holds
+one, bound to the rule's tables), and that one value serves every stage:
+
+- :meth:`Template.render` / :attr:`Template.renderer`: the target key for a match, through
+  one ``str.format`` call (the planner renders every mapped key);
+- :meth:`Template.trace`: the same answer worked out field by field, with the reason when
+  there is no key (explain prints it);
+- ``str(field)``: a field as written (``{1}``, ``{1+2}``, ``{i|table}``);
+- :meth:`Template.invert`: a regex over target keys that gives the source key back (export).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from .regex_syntax import plain_sequence
 
 _FIELD = re.compile(r"(?P<ref>\d+|[A-Za-z_]\w*)(?:(?P<op>[+-])(?P<k>\d+)|\|(?P<table>[A-Za-z_][\w-]*))?")
+
+Tables = Mapping[str, Mapping[str, str]]
 
 
 class TemplateError(ValueError):
     """The template is malformed or names something its rule lacks."""
 
 
+class TemplateNotInvertible(ValueError):
+    """The template (with its rule's pattern) cannot be read backwards; the message says why."""
+
+
 @dataclass(frozen=True)
 class Field:
+    """One ``{...}`` of a template: a group reference, shifted by ``offset`` or looked up in ``table``."""
+
     ref: int | str
     offset: int = 0
     table: str | None = None
 
-    def render(self, match: re.Match, tables: Mapping[str, Mapping[str, str]]) -> str | None:
-        value = match.group(self.ref)
-        if value is None:  # optional group that did not take part
-            return None
+    def __str__(self) -> str:
         if self.table is not None:
-            return tables[self.table].get(value)
+            return f"{{{self.ref}|{self.table}}}"
         if self.offset:
-            if not value.isdecimal():  # isdigit() also admits "²", which int() rejects
-                return None
-            shifted = int(value) + self.offset
-            return str(shifted) if shifted >= 0 else None
-        return value
+            return f"{{{self.ref}{self.offset:+d}}}"
+        return f"{{{self.ref}}}"
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What a template makes of one match: the key, or None and the reason there is none."""
+
+    key: str | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """A template read backwards: ``regex`` over target keys, and how its groups rebuild the source key."""
+
+    regex: re.Pattern
+    source: tuple[str | int, ...]  # the match pattern as literal text and group numbers
+    # (source group, regex group name, reversed table or None, offset to undo)
+    decoders: tuple[tuple[int, str, Mapping[str, str] | None, int], ...]
+
+    def source_of(self, target: str) -> str | None:
+        """The source key that would render to ``target``, or None when the shape does not fit.
+
+        A guess only: a non-greedy split may be wrong, so callers render it forwards to check.
+        """
+        m = self.regex.fullmatch(target)
+        if m is None:
+            return None
+        values: dict[int, str] = {}
+        for group, name, reverse, offset in self.decoders:
+            text = m.group(name)
+            if reverse is not None:
+                text = reverse[text]
+            elif offset:
+                number = int(text) - offset
+                if number < 0:
+                    return None
+                text = str(number)
+            values[group] = text
+        if 0 in values:
+            return values[0]
+        return "".join(p if isinstance(p, str) else values[p] for p in self.source)
 
 
 @dataclass(frozen=True)
 class Template:
-    """A parsed target template: literal text and fields, in order."""
+    """A parsed target template (literal text and fields, in order) bound to its rule's ``tables``."""
 
     text: str
     parts: tuple[str | Field, ...]
+    tables: Tables = field(default_factory=dict, hash=False)
+    # match → key or None; the hot path, compiled once from parts and tables
+    renderer: Callable[[re.Match], str | None] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "renderer", _compile(self.parts, self.tables))
 
     @classmethod
-    def parse(cls, text: str) -> "Template":
+    def parse(cls, text: str, tables: Tables | None = None) -> "Template":
+        """Parse ``text``; raises TemplateError naming the column of a stray brace or the bad field."""
         parts: list[str | Field] = []
         literal: list[str] = []
         i = 0
@@ -79,14 +141,15 @@ class Template:
             i += 1
         if literal:
             parts.append("".join(literal))
-        return cls(text, tuple(parts))
+        return cls(text, tuple(parts), {} if tables is None else tables)
 
     @property
     def fields(self) -> tuple[Field, ...]:
         return tuple(p for p in self.parts if isinstance(p, Field))
 
-    def check(self, pattern: re.Pattern, tables: Mapping[str, Mapping[str, str]]) -> list[str]:
+    def check(self, pattern: re.Pattern, tables: Tables | None = None) -> list[str]:
         """Problems with this template against its rule's pattern and tables (empty when fine)."""
+        tables = self.tables if tables is None else tables
         problems = []
         for f in self.fields:
             if isinstance(f.ref, int):
@@ -103,15 +166,130 @@ class Template:
                 problems.append(f"template field names table '{f.table}', which the rule does not define (tables: {known})")
         return problems
 
-    def render(self, match: re.Match, tables: Mapping[str, Mapping[str, str]] = {}) -> str | None:
-        """The target key for ``match``, or None when a table has no entry / a shift goes negative."""
+    def render(self, match: re.Match, tables: Tables | None = None) -> str | None:
+        """The target key for ``match``, or None when a table has no entry / a shift goes negative /
+        a group took no part. ``tables`` replaces the bound tables (the slower path)."""
+        if tables is None or tables is self.tables:
+            return self.renderer(match)
+        return _walk(self.parts, tables, match).key
+
+    def trace(self, match: re.Match) -> Rendering:
+        """Render field by field: the same key as :meth:`render`, or the reason there is none."""
+        return _walk(self.parts, self.tables, match)
+
+    def invert(self, pattern: re.Pattern) -> Inversion:
+        """Read the rule ``pattern`` → this template backwards; raises TemplateNotInvertible saying why not.
+
+        ``pattern`` must be plain literal text and capture groups, every group must appear in
+        the template, and a table must be one-to-one.
+        """
+        source = plain_sequence(pattern)
+        if source is None:
+            raise TemplateNotInvertible(f"its match '{pattern.pattern}' is not plain literal text and capture groups")
+        decoders: dict[int, tuple[str, Field]] = {}  # source group → (regex group name, field)
         out = []
-        for part in self.parts:
+        for k, part in enumerate(self.parts):
             if isinstance(part, str):
-                out.append(part)
+                out.append(re.escape(part))
                 continue
-            value = part.render(match, tables)
-            if value is None:
-                return None
-            out.append(value)
-        return "".join(out)
+            name = f"f{k}"
+            group = part.ref if isinstance(part.ref, int) else pattern.groupindex[part.ref]
+            if group == 0:
+                out.append(f"(?P<{name}>.+?)")
+                decoders[0] = (name, part)
+                continue
+            if group in decoders and decoders[group][1] == part:  # the same field again repeats the first
+                out.append(f"(?P={decoders[group][0]})")
+                continue
+            if part.table is not None:
+                values = list(self.tables[part.table].values())
+                if len(set(values)) != len(values):
+                    raise TemplateNotInvertible(f"table '{part.table}' sends several captured values to one value")
+                # longest first, so an alternation never stops at a value that prefixes another
+                body = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+            elif part.offset:
+                body = r"\d+"
+            else:
+                body = ".+?"
+            out.append(f"(?P<{name}>{body})")
+            decoders.setdefault(group, (name, part))
+        if 0 not in decoders:
+            missing = [g for g in source if isinstance(g, int) and g not in decoders]
+            if missing:
+                names = {v: k for k, v in pattern.groupindex.items()}
+                shown = ", ".join(f"{{{names.get(g, g)}}}" for g in missing)
+                raise TemplateNotInvertible(
+                    f"group(s) {shown} of match '{pattern.pattern}' do not appear in target '{self.text}'")
+        return Inversion(re.compile("".join(out)), source, tuple(
+            (group, name, None if f.table is None else {v: k for k, v in self.tables[f.table].items()}, f.offset)
+            for group, (name, f) in decoders.items()))
+
+
+def _walk(parts: tuple[str | Field, ...], tables: Tables, match: re.Match) -> Rendering:
+    """The definition of rendering, one field at a time; the compiled renderer must agree with it."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value = match.group(part.ref)
+        if value is None:  # an optional group that did not take part
+            return Rendering(None, f"group {part.ref} took no part, so {part} has no value")
+        if part.table is not None:
+            entry = tables[part.table].get(value)
+            if entry is None:
+                return Rendering(None, f"table '{part.table}' has no entry '{value}'")
+            value = entry
+        elif part.offset:
+            if not value.isdecimal():  # isdigit() also admits "²", which int() rejects
+                return Rendering(None, f"{part} needs a number and group {part.ref} captured '{value}'")
+            shifted = int(value) + part.offset
+            if shifted < 0:
+                return Rendering(None, f"{part} would give {shifted}, below 0")
+            value = str(shifted)
+        out.append(value)
+    return Rendering("".join(out))
+
+
+def _compile(parts: tuple[str | Field, ...], tables: Tables) -> Callable[[re.Match], str | None]:
+    """``match → key or None`` as one ``str.format`` call: the answers of :func:`_walk`, without the reasons."""
+    fields = [p for p in parts if isinstance(p, Field)]
+    if any(f.table is not None and f.table not in tables for f in fields):
+        # Only a rule that failed its checks gets here; rendering raises KeyError, as before.
+        return lambda m: _walk(parts, tables, m).key
+    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in parts)
+    refs = tuple(f.ref for f in fields)
+    # fields that change the captured text: (position, table or None, offset)
+    special = tuple((pos, tables[f.table] if f.table is not None else None, f.offset)
+                    for pos, f in enumerate(fields) if f.offset or f.table is not None)
+    if not refs:
+        text = fmt.format()  # undo the brace escaping
+        return lambda m: text
+    single = len(refs) == 1
+    if not special:
+        if single:
+            ref = refs[0]
+            return lambda m: None if (v := m.group(ref)) is None else fmt.format(v)
+        return lambda m: None if None in (vs := m.group(*refs)) else fmt.format(*vs)
+
+    def render(m: re.Match) -> str | None:
+        values = [m.group(refs[0])] if single else list(m.group(*refs))
+        if None in values:  # an optional group that took no part
+            return None
+        for pos, table, offset in special:
+            value = values[pos]
+            if table is not None:
+                value = table.get(value)
+                if value is None:  # no entry: the rule does not take the key
+                    return None
+            else:
+                if not value.isdecimal():
+                    return None
+                shifted = int(value) + offset
+                if shifted < 0:
+                    return None
+                value = str(shifted)
+            values[pos] = value
+        return fmt.format(*values)
+
+    return render
