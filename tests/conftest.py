@@ -1,10 +1,27 @@
-"""Fixtures shared across test modules."""
+"""Fixtures shared across test modules, and the settings that keep a test run out of the repository."""
 from __future__ import annotations
 
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+import cli_runner
+
+# Hypothesis keeps failing examples to replay them; by default in ./.hypothesis, inside the repository.
+settings.register_profile(
+    "mapper-core", database=DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "mapper-core-hypothesis"))
+settings.load_profile("mapper-core")
+
+
+@pytest.fixture
+def mapper():
+    """Run the ``mapper`` command line in-process: ``mapper("plan", src, "--rules", r)`` → CompletedProcess."""
+    return cli_runner.mapper
 
 
 @pytest.fixture
