@@ -1,8 +1,10 @@
 """The ``mapper`` command line: parse, build, execute; the only place that prints and picks exit codes.
 
 Each sub-command lives in its own module under ``mapper_core.cli`` and defines ``HELP``,
-``add_arguments(parser)`` and ``run(args, ctx) -> int``. Command modules must not import
-torch at module level: header-only commands have a start-up budget.
+``add_arguments(parser)`` and ``run(args, ctx) -> int``; options that several commands have
+come from one function per group in ``options`` (one grammar), and convert and export write
+through ``write``. Command modules must not import torch at module level: header-only
+commands have a start-up budget.
 """
 from __future__ import annotations
 
@@ -30,11 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Map trained weights from one model layout into another with declarative rules.",
         epilog="Exit codes: 0 clean; 1 the plan has errors; 2 bad input (unreadable file, invalid rules).",
     )
-    parser.add_argument("--version", action="version", version=f"mapper-core {__version__}")
     parser.add_argument(
         "--plugin", action="append", default=[], metavar="MODULE",
         help="import MODULE as a plugin (repeatable; adds to $MAPPER_PLUGINS)",
     )
+    parser.add_argument("--version", action="version", version=f"mapper-core {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")

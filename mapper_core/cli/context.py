@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, Iterator, Sequence
 
 
 class Context:
@@ -75,8 +77,31 @@ class Context:
             raise BadInputError(f"model '{name}' cannot be built with {kwargs}: {exc}") from None
         return module_specs(module)
 
-    def open_reader(self, path: str | Path, format_name: str | None = None, **options):
+    def format_for(self, path: str | Path, format_name: str | None = None):
+        """The format named ``format_name``, else the one that recognises ``path``."""
         from ..io.formats.base import choose_format
 
-        fmt = choose_format(path, self.formats(), format_name)
-        return fmt.open(Path(path), **options)
+        return choose_format(path, self.formats(), format_name)
+
+    def open_reader(self, path: str | Path, format_name: str | None = None, **options):
+        """Every command opens checkpoints here, so the library's warnings reach the user one way."""
+        fmt = self.format_for(path, format_name)
+        with self.library_warnings():
+            return fmt.open(Path(path), **options)
+
+    @contextmanager
+    def library_warnings(self) -> Iterator[None]:
+        """The library warns; only the CLI prints: a trust-pickle warning as ``mapper: warning: ...``."""
+        from ..io.formats.torch_format import TrustPickleWarning
+
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield
+        finally:  # also when opening failed after the warning
+            for w in caught:
+                if issubclass(w.category, TrustPickleWarning):
+                    self.warn(str(w.message))
+                else:  # through the caller's filters, as if never caught
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)

@@ -1,17 +1,19 @@
-"""mapper explain RULES --source CKPT KEY: which rule takes KEY, and why every other candidate lost."""
+"""mapper explain SRC KEY --rules R: which rule takes KEY, and why every other candidate lost."""
 from __future__ import annotations
 
 import argparse
 
-from .plan import add_source_arguments, build_plan
+from .options import add_json, add_source
+from .plan import add_plan_inputs, build_plan
 
 HELP = "explain what happens to one source key: the winning rule and why the others lost"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_source_arguments(p)
+    add_source(p)
     p.add_argument("key", metavar="KEY", help="the source key to explain")
-    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    add_plan_inputs(p)
+    add_json(p, "the explanation")
 
 
 def run(args: argparse.Namespace, ctx) -> int:

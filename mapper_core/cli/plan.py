@@ -1,4 +1,4 @@
-"""mapper plan RULES --source CKPT [--target CKPT]: what would happen to every key, from headers alone."""
+"""mapper plan SRC --rules R [--target T]: what would happen to every key, from headers alone."""
 from __future__ import annotations
 
 import argparse
@@ -6,29 +6,24 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
-from .inspect import add_reader_arguments, reader_options
+from .options import add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target, reader_options
 
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
 
 
-def add_source_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments shared with `explain`: the rules and the checkpoints they are planned against."""
-    p.add_argument("rules", metavar="RULES", help="rules file (.yaml/.yml/.json) or plugin:name")
-    p.add_argument("--source", required=True, metavar="CKPT", help="source checkpoint or spec file")
-    p.add_argument("--target", metavar="CKPT",
-                   help="target checkpoint or spec file, or model:NAME for a model a plugin contributes "
-                        "(enables shape checks)")
-    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for a model:NAME target (repeatable; VALUE read as JSON, else text)")
-    p.add_argument("--source-format", metavar="NAME", help="source format by name (default: detect)")
-    p.add_argument("--target-format", metavar="NAME", help="target format by name (default: detect)")
-    add_reader_arguments(p)
+def add_plan_inputs(p: argparse.ArgumentParser) -> None:
+    """What `plan` and `explain` read, after SRC (and explain's KEY): the rules and the target."""
+    add_rules(p, required=True)
+    add_target(p)
+    add_formats(p, target=True)
+    add_reader(p)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_source_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--strict", action="store_true", help="also fail (exit 1) on unmatched or uninitialized keys")
+    add_source(p)
+    add_plan_inputs(p)
+    add_strict(p, "also fail (exit 1) on unmatched or uninitialized keys")
+    add_json(p, "the plan")
 
 
 def parse_model_args(items: list[str]) -> dict:
@@ -52,7 +47,7 @@ def build_plan(args: argparse.Namespace, ctx):
 
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)
-    with ctx.open_reader(args.source, args.source_format, **options) as reader:
+    with ctx.open_reader(args.source, args.format, **options) as reader:
         source_specs = reader.specs()
     target_specs = None
     is_model = bool(args.target) and args.target.startswith("model:") and not Path(args.target).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import BadInputError
+from .options import add_json
 
 HELP = "list plugins, how each was loaded and what it contributes (exit 2 if any failed to load)"
 
@@ -11,7 +12,7 @@ LABELS = {"rule_sets": "rule sets", "models": "models", "formats": "formats", "t
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    add_json(p, "the list")
 
 
 def describe(pm) -> dict:

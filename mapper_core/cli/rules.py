@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_json
+
 HELP = "list the named rule sets (plugin:name) that plugins contribute"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    add_json(p, "the list")
 
 
 def describe(pm) -> dict:

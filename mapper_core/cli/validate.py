@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 
 from ..errors import RulesError
+from .options import RULES_HELP, add_json
 
 HELP = "check a rules file (or plugin:name rule set); lists every problem with its line"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("rules", metavar="RULES", help="rules file (.yaml/.yml/.json) or plugin:name")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("rules", metavar="RULES", help=RULES_HELP)  # the one input, so positional
+    add_json(p, "the result")
 
 
 def run(args: argparse.Namespace, ctx) -> int:

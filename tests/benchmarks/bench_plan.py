@@ -195,8 +195,8 @@ def measure_cli(repeat: int) -> list[Row]:
         python = wall([sys.executable, "-c", "pass"], repeat)
         rows = [Row("python -c pass (interpreter start-up, baseline)", python)]
         for name, cmd in (("mapper validate RULES", [mapper, "validate", str(rules)]),
-                          ("mapper plan RULES --source 1,000-tensor file",
-                           [mapper, "plan", str(rules), "--source", str(source), "--json"])):
+                          ("mapper plan 1,000-tensor file --rules RULES",
+                           [mapper, "plan", str(source), "--rules", str(rules), "--json"])):
             seconds = wall(cmd, repeat)
             rows.append(Row(name, seconds, f"<= {CLI_GOAL_SECONDS:g} s", seconds <= CLI_GOAL_SECONDS,
                             f"{seconds / python:.1f}x interpreter start-up"))

@@ -1,22 +1,14 @@
-"""The engine's CLI through the real console script: validate, plan, explain and their exit codes."""
+"""The engine's CLI (in-process, through the test runner): validate, plan, explain and their exit codes."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from cli_runner import mapper_process, python_process
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
-MAPPER = Path(sys.executable).with_name("mapper")
-
-
-def mapper(*args, cwd=None):
-    cmd = [str(MAPPER)] if MAPPER.exists() else [sys.executable, "-m", "mapper_core"]
-    env = {**os.environ, "MAPPER_PLUGINS": ""}
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 RULES = """\
@@ -50,14 +42,14 @@ def files(tmp_path):
     return tmp_path
 
 
-def test_validate_good_file_exits_zero():
+def test_validate_good_file_exits_zero(mapper):
     r = mapper("validate", FIXTURES / "good.yaml")
     assert r.returncode == 0, r.stderr
     assert "valid rules 'example'" in r.stdout and "4 rules" in r.stdout
 
 
 @pytest.mark.parametrize(("name", "lines"), [("three-mistakes.yaml", [7, 8, 11]), ("three-mistakes.json", [7, 10, 15])])
-def test_validate_lists_all_three_planted_mistakes_with_lines(name, lines):
+def test_validate_lists_all_three_planted_mistakes_with_lines(name, lines, mapper):
     r = mapper("validate", FIXTURES / name)
     assert r.returncode == 2
     problems = [ln for ln in r.stderr.splitlines() if f"{name}:" in ln]
@@ -69,8 +61,8 @@ def test_validate_lists_all_three_planted_mistakes_with_lines(name, lines):
     assert js.returncode == 2 and [p["line"] for p in json.loads(js.stdout)["problems"]] == lines
 
 
-def test_plan_json_gives_exactly_the_expected_sets(files):
-    r = mapper("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+def test_plan_json_gives_exactly_the_expected_sets(files, mapper):
+    r = mapper("plan", files / "source.safetensors", "--rules", files / "rules.yaml",
                "--target", files / "target.safetensors", "--json")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
@@ -85,53 +77,59 @@ def test_plan_json_gives_exactly_the_expected_sets(files):
     assert plan["summary"]["target_filled"] == 0.75
 
 
-def test_strict_fails_on_unmatched_and_uninitialized(files):
-    r = mapper("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+def test_strict_fails_on_unmatched_and_uninitialized(files, mapper):
+    r = mapper("plan", files / "source.safetensors", "--rules", files / "rules.yaml",
                "--target", files / "target.safetensors", "--strict")
     assert r.returncode == 1
     assert "Unmatched source keys (1)" in r.stdout and "Uninitialized target keys (1)" in r.stdout
 
 
-def test_collision_exits_one_and_is_called_out_first(files):
-    r = mapper("plan", files / "rules.yaml", "--source", files / "collide.safetensors")
+def test_collision_exits_one_and_is_called_out_first(files, mapper):
+    r = mapper("plan", files / "collide.safetensors", "--rules", files / "rules.yaml")
     assert r.returncode == 1
     assert r.stdout.index("collision: 2 sources map to 'encoder.layers.0.weight'") < r.stdout.index("Rule 0:")
-    js = json.loads(mapper("plan", files / "rules.yaml", "--source", files / "collide.safetensors", "--json").stdout)
+    js = json.loads(mapper("plan", files / "collide.safetensors", "--rules", files / "rules.yaml", "--json").stdout)
     assert js["collisions"] == [{"target": "encoder.layers.0.weight", "sources": ["dup.0.weight", "enc.0.weight"],
                                  "rules": [1, 0]}]  # source (file) order
 
 
-def test_bad_inputs_exit_two_naming_the_file(files):
-    missing = mapper("plan", files / "rules.yaml", "--source", files / "nope.safetensors")
+def test_bad_inputs_exit_two_naming_the_file(files, mapper):
+    missing = mapper("plan", files / "nope.safetensors", "--rules", files / "rules.yaml")
     assert missing.returncode == 2 and "nope.safetensors" in missing.stderr
     (files / "broken.safetensors").write_bytes(b"\x10\x00\x00")
-    broken = mapper("plan", files / "rules.yaml", "--source", files / "broken.safetensors")
+    broken = mapper("plan", files / "broken.safetensors", "--rules", files / "rules.yaml")
     assert broken.returncode == 2 and "broken.safetensors" in broken.stderr
-    unknown = mapper("plan", "no-such-plugin:rules", "--source", files / "source.safetensors")
+    unknown = mapper("plan", files / "source.safetensors", "--rules", "no-such-plugin:rules")
     assert unknown.returncode == 2 and "mapper rules" in unknown.stderr
 
 
-def test_explain_names_winner_and_losers(files):
-    r = mapper("explain", files / "rules.yaml", "--source", files / "collide.safetensors", "fc.weight", "--json")
+def test_explain_names_winner_and_losers(files, mapper):
+    r = mapper("explain", files / "collide.safetensors", "fc.weight", "--rules", files / "rules.yaml", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["key"] == "fc.weight" and data["outcome"] == "skipped"
-    text = mapper("explain", files / "rules.yaml", "--source", files / "source.safetensors", "enc.1.weight").stdout
+    text = mapper("explain", files / "source.safetensors", "enc.1.weight", "--rules", files / "rules.yaml").stdout
     assert "rule 0" in text and "encoder.layers.1.weight" in text
 
 
 def test_header_only_commands_do_not_import_torch(files):
     code = ("import sys; from mapper_core.cli import main; "
-            f"rc = main(['plan', {str(files / 'rules.yaml')!r}, '--source', {str(files / 'source.safetensors')!r}, '--json']); "
+            f"rc = main(['plan', {str(files / 'source.safetensors')!r}, "
+            f"'--rules', {str(files / 'rules.yaml')!r}, '--json']); "
             "assert 'torch' not in sys.modules, 'torch was imported'; print('rc', rc)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "MAPPER_PLUGINS": ""})
+    r = python_process(code)  # a fresh interpreter: this process has torch already
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("rc 0")
 
 
-def test_strict_failure_is_said_in_the_report_json_and_stderr(files):
-    args = ("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+def test_the_installed_console_script_runs_a_command(files):
+    r = mapper_process("plan", files / "source.safetensors", "--rules", files / "rules.yaml", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["unmatched"] == ["other.weight"]
+
+
+def test_strict_failure_is_said_in_the_report_json_and_stderr(files, mapper):
+    args = ("plan", files / "source.safetensors", "--rules", files / "rules.yaml",
             "--target", files / "target.safetensors", "--strict")
     text = mapper(*args)
     assert text.returncode == 1 and "result: FAILED under --strict" in text.stdout
@@ -140,16 +138,16 @@ def test_strict_failure_is_said_in_the_report_json_and_stderr(files):
     assert summary["strict"] is True and summary["failed"] is True and summary["errors"] == 0
 
 
-def test_plan_accepts_torch_reader_options(files, tmp_path):
+def test_plan_accepts_torch_reader_options(files, tmp_path, mapper):
     nested = tmp_path / "nested.pt"
     torch.save({"ema": {"model": {"enc.0.weight": torch.ones(4, 2)}}, "step": 3}, nested)
-    r = mapper("plan", files / "rules.yaml", "--source", nested, "--unwrap", "ema.model", "--json")
+    r = mapper("plan", nested, "--rules", files / "rules.yaml", "--unwrap", "ema.model", "--json")
     assert r.returncode == 0, r.stderr
     assert [m["target"] for m in json.loads(r.stdout)["mapped"]] == ["encoder.layers.0.weight"]
 
 
-def test_options_that_would_be_ignored_are_refused(files, tmp_path):
-    r = mapper("plan", files / "rules.yaml", "--source", files / "source.safetensors",
+def test_options_that_would_be_ignored_are_refused(files, tmp_path, mapper):
+    r = mapper("plan", files / "source.safetensors", "--rules", files / "rules.yaml",
                "--target", files / "target.safetensors", "--model-arg", "x=1")
     assert r.returncode == 2 and "--model-arg only applies" in r.stderr
     c = mapper("convert", files / "source.safetensors", tmp_path / "o.safetensors", "--strict")
@@ -157,8 +155,32 @@ def test_options_that_would_be_ignored_are_refused(files, tmp_path):
     assert not (tmp_path / "o.safetensors").exists()
 
 
-def test_unknown_format_says_which_option_names_one(files):
+def test_unknown_format_says_which_option_names_one(files, mapper):
     odd = files / "weights.xyz"
     odd.write_bytes(b"\x00" * 32)
-    r = mapper("plan", files / "rules.yaml", "--source", odd)
-    assert r.returncode == 2 and "weights.xyz" in r.stderr and "--source-format" in r.stderr
+    r = mapper("plan", odd, "--rules", files / "rules.yaml")
+    assert r.returncode == 2 and "weights.xyz" in r.stderr and "--format" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["plan", "explain", "inspect", "convert", "export"])
+def test_every_command_prints_the_trust_pickle_warning_one_way(tmp_path, mapper, command, recwarn):
+    from fractions import Fraction  # a global weights_only refuses
+
+    from mapper_core.io.formats.torch_format import TrustPickleWarning
+
+    (tmp_path / "rules.yaml").write_text(RULES)
+    torch.save({"state_dict": {"enc.0.weight": torch.ones(4, 2)}, "note": Fraction(1, 3)}, tmp_path / "c.pt")
+    args = {
+        "plan": ["plan", "c.pt", "--rules", "rules.yaml"],
+        "explain": ["explain", "c.pt", "enc.0.weight", "--rules", "rules.yaml"],
+        "inspect": ["inspect", "c.pt"],
+        "convert": ["convert", "c.pt", "out.safetensors"],
+        "export": ["export", "c.pt", "out.safetensors", "--rules", "rules.yaml"],
+    }[command]
+    refused = mapper(*args, cwd=tmp_path)
+    assert refused.returncode == 2 and "--trust-pickle" in refused.stderr
+    trusted = mapper(*args, "--trust-pickle", cwd=tmp_path)
+    assert trusted.returncode == 0, trusted.stderr
+    warnings = [line for line in trusted.stderr.splitlines() if "trust_pickle" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("mapper: warning: ") and "c.pt" in warnings[0]
+    assert not [w for w in recwarn if issubclass(w.category, TrustPickleWarning)]  # not a raw Python warning too

@@ -1,11 +1,8 @@
-"""mapper convert, through the real console script (and in-process for the progress bar)."""
+"""mapper convert, in-process through the test runner (the progress bar through its own function)."""
 from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +13,9 @@ from safetensors.torch import load_file, save_file
 from mapper_core.io.atomic import Terminated
 from mapper_core.cli import main
 from mapper_core.cli.context import Context
-from mapper_core.cli.convert import _progress
+from mapper_core.cli.write import progress
 
-BIN = Path(sys.executable).parent / "mapper"
+from cli_runner import python_process
 
 RULES = """\
 version: 1
@@ -28,11 +25,6 @@ rules:
     target: 'encoder.{1}'
 skip: ['aux\\..*']
 """
-
-
-def mapper(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning:torch"}
-    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, env=env)
 
 
 @pytest.fixture
@@ -49,7 +41,7 @@ def rules(tmp_path):
     return path
 
 
-def test_plain_conversion(tmp_path, src):
+def test_plain_conversion(tmp_path, src, mapper):
     out = tmp_path / "out.safetensors"
     proc = mapper("convert", src, out)
     assert proc.returncode == 0, proc.stderr
@@ -58,7 +50,7 @@ def test_plain_conversion(tmp_path, src):
     assert set(load_file(str(out))) == {"enc.weight", "enc.bias", "aux.step"}
 
 
-def test_rules_json_and_verify(tmp_path, src, rules):
+def test_rules_json_and_verify(tmp_path, src, rules, mapper):
     out = tmp_path / "out.safetensors"
     proc = mapper("convert", src, out, "--rules", rules, "--verify", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -70,7 +62,7 @@ def test_rules_json_and_verify(tmp_path, src, rules):
         assert f.metadata()["mapper.rules"] == "cli-renamer"
 
 
-def test_plan_errors_exit_1_and_write_nothing(tmp_path, src):
+def test_plan_errors_exit_1_and_write_nothing(tmp_path, src, mapper):
     bad = tmp_path / "collide.yaml"
     bad.write_text("version: 1\nname: c\nrules:\n  - match: 'enc\\.(weight|bias)'\n    target: 'same'\n")
     proc = mapper("convert", src, tmp_path / "out.safetensors", "--rules", bad)
@@ -79,7 +71,7 @@ def test_plan_errors_exit_1_and_write_nothing(tmp_path, src):
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_strict_exits_1_on_unmatched_keys(tmp_path, src):
+def test_strict_exits_1_on_unmatched_keys(tmp_path, src, mapper):
     partial = tmp_path / "partial.yaml"
     partial.write_text("version: 1\nname: p\nrules:\n  - match: 'enc\\.(.+)'\n    target: 'e.{1}'\n")
     proc = mapper("convert", src, tmp_path / "out.safetensors", "--rules", partial, "--strict")
@@ -87,7 +79,7 @@ def test_strict_exits_1_on_unmatched_keys(tmp_path, src):
 
 
 @pytest.mark.parametrize("case", ["exists", "is source", "bad size", "bad rules", "bad suffix"])
-def test_bad_input_exits_2(tmp_path, src, case):
+def test_bad_input_exits_2(tmp_path, src, case, mapper):
     out = tmp_path / "out.safetensors"
     args = ["convert", src, out]
     if case == "exists":
@@ -109,14 +101,14 @@ def test_bad_input_exits_2(tmp_path, src, case):
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_force_replaces(tmp_path, src):
+def test_force_replaces(tmp_path, src, mapper):
     out = tmp_path / "out.safetensors"
     out.write_bytes(b"old")
     assert mapper("convert", src, out, "--force").returncode == 0
     assert len(load_file(str(out))) == 3
 
 
-def test_max_shard_size(tmp_path, src):
+def test_max_shard_size(tmp_path, src, mapper):
     proc = mapper("convert", src, tmp_path / "model.safetensors", "--max-shard-size", "64B", "--json")
     assert proc.returncode == 0, proc.stderr
     paths = json.loads(proc.stdout)["paths"]
@@ -124,7 +116,7 @@ def test_max_shard_size(tmp_path, src):
     assert all(Path(p).exists() for p in paths)
 
 
-def test_unsafe_pickle_is_refused_and_trust_pickle_warns(tmp_path):
+def test_unsafe_pickle_is_refused_and_trust_pickle_warns(tmp_path, mapper):
     pt = tmp_path / "ckpt.pt"
     torch.save({"state_dict": {"w": torch.ones(2)}, "config": Path("x")}, pt)  # Path needs unsafe unpickling
     proc = mapper("convert", pt, tmp_path / "o.safetensors")
@@ -156,7 +148,7 @@ class FakeTerminal(io.StringIO):
 def test_progress_bar_only_on_a_terminal_and_not_quiet(quiet, tty, shown):
     err = FakeTerminal() if tty else io.StringIO()
     ctx = Context(out=io.StringIO(), err=err)
-    with _progress(ctx, quiet=quiet) as update:
+    with progress(ctx, quiet=quiet) as update:
         if update is not None:
             update(50 << 20, 100 << 20, "k")
             update(100 << 20, 100 << 20, "k")
@@ -169,5 +161,6 @@ def test_the_command_converts_safetensors_without_importing_torch(tmp_path, src,
     code = ("import sys; from mapper_core.cli import main; "
             f"code = main(['convert', {str(src)!r}, {str(tmp_path / 'o.safetensors')!r}, '--rules', {str(rules)!r}]); "
             "print(code, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = python_process(code)  # a fresh interpreter: this process has torch already
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "0 False"

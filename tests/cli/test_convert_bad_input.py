@@ -2,15 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-BIN = Path(sys.executable).parent / "mapper"
 
 
 def raw_safetensors(path: Path, header: dict, data: bytes, declared_len: int | None = None) -> Path:
@@ -74,12 +69,11 @@ CASES = ["truncated", "header longer than file", "header above 100 MB", "overlap
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_source_exits_2_names_the_file_and_writes_nothing(tmp_path, case):
+def test_bad_source_exits_2_names_the_file_and_writes_nothing(tmp_path, case, mapper):
     src, phrase = make_case(case, tmp_path)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    proc = subprocess.run([str(BIN), "convert", str(src), str(out_dir / "out.safetensors")],
-                          capture_output=True, text=True, env={**os.environ, "MAPPER_PLUGINS": ""})
+    proc = mapper("convert", src, out_dir / "out.safetensors")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("mapper: error:") and src.name in proc.stderr
     assert phrase in proc.stderr, proc.stderr

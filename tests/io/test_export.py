@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,6 @@ from mapper_core.plan.make import make_plan
 from mapper_core.rules import parse_rules
 from mapper_core.io.torch_dtypes import spec_of
 
-BIN = Path(sys.executable).parent / "mapper"
 GEN = torch.Generator().manual_seed(0)
 
 RULES = """\
@@ -148,24 +145,20 @@ def test_a_guess_taken_by_an_earlier_skip_pattern_is_refused():
     assert "does not map back" in problem.message
 
 
-def mapper(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning:torch"}
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, cwd=cwd)
-
-
-def test_cli_export_writes_safetensors(tmp_path):
+def test_cli_export_writes_safetensors(tmp_path, mapper):
     rs, src, target = forward(RULES)
     (tmp_path / "rules.yaml").write_text(RULES)
     save_file({k: v.contiguous() for k, v in target.items()}, str(tmp_path / "tuned.safetensors"))
-    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", cwd=tmp_path)
+    proc = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "exported 6 tensors to back.safetensors" in proc.stdout
     back = load_file(str(tmp_path / "back.safetensors"))
     assert all(torch.equal(back[k], src[k]) for k in back) and len(back) == 6
 
-    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", cwd=tmp_path)
+    proc = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "already exists; pass --force" in proc.stderr
-    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", "--force", "--json", cwd=tmp_path)
+    proc = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", "--force", "--json",
+                  cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["summary"] == {"exported": 6, "left_behind": 0, "problems": 0}
@@ -173,12 +166,31 @@ def test_cli_export_writes_safetensors(tmp_path):
     assert emb["inverse"] == [{"scale": {"factor": 0.5}}, {"narrow": {"dim": 0, "start": 0, "length": 6}}]
 
 
-def test_cli_export_refuses_non_invertible_with_exit_1(tmp_path):
+def test_cli_export_writes_like_convert_with_verify_and_shards(tmp_path, mapper):
+    rs, src, target = forward(RULES)
+    (tmp_path / "rules.yaml").write_text(RULES)
+    save_file({k: v.contiguous() for k, v in target.items()}, str(tmp_path / "tuned.safetensors"))
+    proc = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", "--verify",
+                  "--max-shard-size", "64B", "--no-source-hash", "-q", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads(proc.stdout)["written"]
+    assert written["checked"] == 6 and written["source_sha256"] is None
+    assert len(written["paths"]) > 2 and written["paths"][-1] == "back.safetensors.index.json"
+    text = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", "--verify",
+                  "--max-shard-size", "64B", "--force", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "shards + index" in text.stdout and "verified 6 tensors bit for bit" in text.stdout
+    bad = mapper("export", "tuned.safetensors", "other.safetensors", "--rules", "rules.yaml",
+                 "--max-shard-size", "huge", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("mapper: error: size 'huge'")
+
+
+def test_cli_export_refuses_non_invertible_with_exit_1(tmp_path, mapper):
     rules = RULES.replace("pad: {dim: 0, before: 0, after: 2}", "narrow: {dim: 0, start: 0, length: 4}")
     rs, src, target = forward(rules)
     (tmp_path / "rules.yaml").write_text(rules)
     save_file({k: v.contiguous() for k, v in target.items()}, str(tmp_path / "tuned.safetensors"))
-    proc = mapper("export", "rules.yaml", "tuned.safetensors", "back.safetensors", cwd=tmp_path)
+    proc = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 1 and "narrow" in proc.stderr and "not invertible" in proc.stderr
     assert not (tmp_path / "back.safetensors").exists()
 
@@ -202,13 +214,13 @@ def tied_checkpoint(tmp_path: Path, extra: dict | None = None) -> torch.Tensor:
     return w
 
 
-def test_cli_export_tied_weights_are_stored_once_as_aliases(tmp_path):
+def test_cli_export_tied_weights_are_stored_once_as_aliases(tmp_path, mapper):
     from safetensors import safe_open
 
     from mapper_core.io.formats.aliases import load_safetensors
 
     w = tied_checkpoint(tmp_path)
-    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", cwd=tmp_path)
+    proc = mapper("export", "tuned.pt", "back.safetensors", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "1 tied keys stored once" in proc.stdout
     stored = load_file(str(tmp_path / "back.safetensors"))
@@ -219,7 +231,7 @@ def test_cli_export_tied_weights_are_stored_once_as_aliases(tmp_path):
     assert back["old.head"] is back["old.emb"] and torch.equal(back["old.emb"], w)
 
 
-def test_cli_export_metadata_matches_convert(tmp_path):
+def test_cli_export_metadata_matches_convert(tmp_path, mapper):
     import hashlib
 
     from safetensors import safe_open
@@ -227,7 +239,7 @@ def test_cli_export_metadata_matches_convert(tmp_path):
     import mapper_core
 
     tied_checkpoint(tmp_path)
-    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", cwd=tmp_path)
+    proc = mapper("export", "tuned.pt", "back.safetensors", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     with safe_open(str(tmp_path / "back.safetensors"), framework="pt") as f:
         meta = f.metadata()
@@ -239,17 +251,17 @@ def test_cli_export_metadata_matches_convert(tmp_path):
     assert "mapper_export_rules" not in meta
 
 
-def test_cli_export_accepts_the_reader_options(tmp_path):
+def test_cli_export_accepts_the_reader_options(tmp_path, mapper):
     from fractions import Fraction  # a global weights_only refuses
 
     tied_checkpoint(tmp_path, extra={"note": Fraction(1, 3)})
-    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", cwd=tmp_path)
+    proc = mapper("export", "tuned.pt", "back.safetensors", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "tuned.pt" in proc.stderr and "--trust-pickle" in proc.stderr
     assert not (tmp_path / "back.safetensors").exists()
     original = {"state_dict": {"old.emb": torch.zeros(4, 3), "old.head": torch.zeros(4, 3),
                                "old.bias": torch.zeros(3)}, "note": Fraction(1, 2)}
     torch.save(original, tmp_path / "original.pt")  # the source layout, which needs --trust-pickle too
-    proc = mapper("export", "rules.yaml", "tuned.pt", "back.safetensors", "--trust-pickle",
+    proc = mapper("export", "tuned.pt", "back.safetensors", "--rules", "rules.yaml", "--trust-pickle",
                   "--unwrap", "state_dict", "--strip-prefix", "", "--source-specs", "original.pt", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "inverted from source-specs" in proc.stdout
@@ -261,33 +273,33 @@ def test_cli_export_accepts_the_reader_options(tmp_path):
     ("missing/back.safetensors", "missing/back.safetensors: the folder missing does not exist"),
     ("back.pt", "back.pt: the output must end with .safetensors"),
 ])
-def test_cli_export_bad_destination_is_exit_2_and_writes_nothing(tmp_path, dst, message):
+def test_cli_export_bad_destination_is_exit_2_and_writes_nothing(tmp_path, dst, message, mapper):
     tied_checkpoint(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = mapper("export", "rules.yaml", "tuned.pt", dst, cwd=tmp_path)
+    proc = mapper("export", "tuned.pt", dst, "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_cli_export_to_a_folder_writes_model_safetensors_in_it_like_convert(tmp_path):
+def test_cli_export_to_a_folder_writes_model_safetensors_in_it_like_convert(tmp_path, mapper):
     tied_checkpoint(tmp_path)
     (tmp_path / "out").mkdir()
-    proc = mapper("export", "rules.yaml", "tuned.pt", "out", cwd=tmp_path)
+    proc = mapper("export", "tuned.pt", "out", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "to out/model.safetensors" in proc.stdout
     assert sorted(load_file(str(tmp_path / "out" / "model.safetensors"))) == ["old.bias", "old.emb"]
     (tmp_path / "out" / "model.safetensors").unlink()
     (tmp_path / "out" / "model.safetensors").mkdir()  # a folder where the file should go
-    proc = mapper("export", "rules.yaml", "tuned.pt", "out", cwd=tmp_path)
+    proc = mapper("export", "tuned.pt", "out", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "out/model.safetensors: is a directory" in proc.stderr, proc.stderr
 
 
-def test_cli_export_refuses_to_overwrite_its_source_even_with_force(tmp_path):
+def test_cli_export_refuses_to_overwrite_its_source_even_with_force(tmp_path, mapper):
     save_file({"new.a": torch.ones(2)}, str(tmp_path / "tuned.safetensors"))
     (tmp_path / "rules.yaml").write_text(TIED_RULES)
     data = (tmp_path / "tuned.safetensors").read_bytes()
-    proc = mapper("export", "rules.yaml", "tuned.safetensors", "tuned.safetensors", "--force", cwd=tmp_path)
+    proc = mapper("export", "tuned.safetensors", "tuned.safetensors", "--rules", "rules.yaml", "--force", cwd=tmp_path)
     assert proc.returncode == 2 and "tuned.safetensors: is the source file" in proc.stderr
     assert (tmp_path / "tuned.safetensors").read_bytes() == data
 
@@ -309,5 +321,5 @@ def test_cli_export_sigterm_mid_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(FileWriter, "write", write_then_terminated)
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "rules.yaml", "tuned.pt", "back.safetensors"]) == 143
+    assert main(["export", "tuned.pt", "back.safetensors", "--rules", "rules.yaml"]) == 143
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.yaml", "tuned.pt"]

@@ -1,11 +1,7 @@
-"""mapper inspect: the report value, its text and JSON renderings, and the real console script."""
+"""mapper inspect: the report value, its text and JSON renderings, and the command."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,12 +9,7 @@ from safetensors.torch import save_file
 
 from mapper_core.io.inspection import human_bytes, inspect_path, render_text
 
-BIN = Path(sys.executable).parent / "mapper"
-
-
-def mapper(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning:torch"}
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env)
+from cli_runner import python_process
 
 
 @pytest.fixture
@@ -102,10 +93,10 @@ def test_human_bytes(n, text):
     assert human_bytes(n) == text
 
 
-# --- the console script ------------------------------------------------------------------------
+# --- the command -------------------------------------------------------------------------------
 
 
-def test_cli_text_and_json(st_file):
+def test_cli_text_and_json(st_file, mapper):
     text = mapper("inspect", str(st_file))
     assert text.returncode == 0, text.stderr
     assert "enc.weight" in text.stdout and "total: 3 tensors" in text.stdout
@@ -114,13 +105,13 @@ def test_cli_text_and_json(st_file):
     assert json.loads(js.stdout) == inspect_path(st_file).to_dict()
 
 
-def test_cli_format_override_and_torch_options(pt_file):
+def test_cli_format_override_and_torch_options(pt_file, mapper):
     out = mapper("inspect", str(pt_file), "--json", "--format", "torch", "--strip-prefix", "")
     assert out.returncode == 0, out.stderr
     assert [t["key"] for t in json.loads(out.stdout)["tensors"]] == ["module.embed", "module.head", "module.b"]
 
 
-def test_cli_refuses_unsafe_pickle_with_exit_2(tmp_path):
+def test_cli_refuses_unsafe_pickle_with_exit_2(tmp_path, mapper):
     import argparse
 
     path = tmp_path / "a.ckpt"
@@ -134,14 +125,14 @@ def test_cli_refuses_unsafe_pickle_with_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"\xff" * 3, b"\x10\x00\x00\x00\x00\x00\x00\x00{}"])
-def test_cli_bad_safetensors_exit_2(tmp_path, content):
+def test_cli_bad_safetensors_exit_2(tmp_path, content, mapper):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
     out = mapper("inspect", str(path))
     assert out.returncode == 2 and str(path) in out.stderr and "Traceback" not in out.stderr
 
 
-def test_cli_unknown_format_and_missing_file(tmp_path, st_file):
+def test_cli_unknown_format_and_missing_file(tmp_path, st_file, mapper):
     assert mapper("inspect", str(st_file), "--format", "nope").returncode == 2
     missing = mapper("inspect", str(tmp_path / "absent.pt"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
@@ -153,6 +144,5 @@ def test_cli_inspect_of_safetensors_does_not_import_torch(st_file):
         f"rc = main(['inspect', {str(st_file)!r}])\n"
         "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "MAPPER_PLUGINS": ""})
+    out = python_process(code)  # a fresh interpreter: this process has torch already
     assert out.returncode == 0, out.stderr

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -40,15 +37,6 @@ BAD_HOOK = """
     def mapper_transforms():
         return [TransformSpec("t_bad", lambda t: t)]
 """
-
-
-def mapper(*args: str, plugins: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The real console script with MAPPER_PLUGINS set and the plugin modules importable."""
-    script = Path(sys.executable).with_name("mapper")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "mapper_core"]
-    env = dict(os.environ, MAPPER_PLUGINS=plugins)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
 # --- the library ---------------------------------------------------------------------------------
@@ -101,6 +89,11 @@ def test_keyboard_interrupt_at_import_is_not_swallowed(plugin_modules):
 # --- the commands --------------------------------------------------------------------------------
 
 
+def plugin_env(project: Path, plugins: str) -> dict[str, str]:
+    """MAPPER_PLUGINS set, and the plugin modules written into ``project`` importable."""
+    return {"MAPPER_PLUGINS": plugins, "PYTHONPATH": str(project)}
+
+
 @pytest.fixture
 def project(tmp_path):
     """Plugin modules and a small checkpoint in one directory, used as cwd and PYTHONPATH."""
@@ -112,22 +105,22 @@ def project(tmp_path):
     return tmp_path
 
 
-def test_inspect_and_rules_warn_about_a_raising_hook_and_still_work(project):
+def test_inspect_and_rules_warn_about_a_raising_hook_and_still_work(project, mapper):
     plugins = "plugf_cli_bad,plugf_cli_good"
-    proc = mapper("inspect", "small.safetensors", plugins=plugins, cwd=project)
+    proc = mapper("inspect", "small.safetensors", env=plugin_env(project, plugins), cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert "enc.weight" in proc.stdout
     assert "mapper: warning: plugin 'plugf_cli_bad'" in proc.stderr and "boom in the hook" in proc.stderr
 
-    proc = mapper("rules", "--json", plugins=plugins, cwd=project)
+    proc = mapper("rules", "--json", env=plugin_env(project, plugins), cwd=project)
     assert proc.returncode == 0, proc.stderr
     names = {r["name"] for r in json.loads(proc.stdout)["rule_sets"]}
     assert "plugf_cli_good:cli" in names and "syncnet_fcn:to-fcn" in names
     assert "mapper: warning:" in proc.stderr and "plugf_cli_bad" in proc.stderr
 
 
-def test_mapper_plugins_exits_2_naming_the_raising_hook(project):
-    proc = mapper("plugins", "--json", plugins="plugf_cli_bad,plugf_cli_good", cwd=project)
+def test_mapper_plugins_exits_2_naming_the_raising_hook(project, mapper):
+    proc = mapper("plugins", "--json", env=plugin_env(project, "plugf_cli_bad,plugf_cli_good"), cwd=project)
     assert proc.returncode == 2, proc.stderr
     report = json.loads(proc.stdout)
     [failure] = report["failures"]
@@ -137,22 +130,22 @@ def test_mapper_plugins_exits_2_naming_the_raising_hook(project):
     assert plugins["plugf_cli_bad"]["contributes"]["transforms"] == ["t_bad"]
 
 
-def test_a_duplicate_name_is_reported_but_other_commands_work(project):
+def test_a_duplicate_name_is_reported_but_other_commands_work(project, mapper):
     plugins = "plugf_cli_good,plugf_cli_dup"
-    proc = mapper("plugins", plugins=plugins, cwd=project)
+    proc = mapper("plugins", env=plugin_env(project, plugins), cwd=project)
     assert proc.returncode == 2
     assert "'plugf_cli_good' and 'plugf_cli_dup'" in proc.stdout
 
-    proc = mapper("validate", "syncnet_fcn:to-fcn", "--json", plugins=plugins, cwd=project)
+    proc = mapper("validate", "syncnet_fcn:to-fcn", "--json", env=plugin_env(project, plugins), cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["valid"] is True
     assert "mapper: warning:" in proc.stderr and "plugf_cli_dup" in proc.stderr
 
 
-def test_sys_exit_at_import_does_not_end_the_cli(project):
-    proc = mapper("inspect", "small.safetensors", plugins="plugf_cli_exit", cwd=project)
+def test_sys_exit_at_import_does_not_end_the_cli(project, mapper):
+    proc = mapper("inspect", "small.safetensors", env=plugin_env(project, "plugf_cli_exit"), cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert "plugf_cli_exit" in proc.stderr and "sys.exit(3)" in proc.stderr
 
-    proc = mapper("plugins", plugins="plugf_cli_exit", cwd=project)
+    proc = mapper("plugins", env=plugin_env(project, "plugf_cli_exit"), cwd=project)
     assert proc.returncode == 2 and "plugf_cli_exit" in proc.stdout

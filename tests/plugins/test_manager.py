@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -304,27 +303,13 @@ def test_a_loader_returning_something_else_is_a_plugin_error(pm):
         pm.unregister(name="tp")
 
 
-# --- the commands, through the real console script -----------------------------------------------
+# --- the commands ---------------------------------------------------------------------------------
 
 
-def mapper_command() -> list[str]:
-    script = Path(sys.executable).with_name("mapper")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mapper_core"]
-
-
-def run_mapper(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    full_env = {k: v for k, v in os.environ.items() if k != "MAPPER_PLUGINS"}
-    env = dict(env or {})
-    if "PYTHONPATH" in env:  # prepend, keep the caller's
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env["PYTHONPATH"], full_env.get("PYTHONPATH")]))
-    full_env.update(env)
-    return subprocess.run([*mapper_command(), *args], capture_output=True, text=True, env=full_env, cwd=cwd)
-
-
-def test_mapper_plugins_json(tmp_path):
+def test_mapper_plugins_json(tmp_path, mapper):
     (tmp_path / "plug_cli_broken.py").write_text("raise ImportError('cannot work here')\n")
     (tmp_path / "plug_cli_good.py").write_text(textwrap.dedent(GOOD_PLUGIN.format(name="cli")))
-    proc = run_mapper(
+    proc = mapper(
         "--plugin", "plug_cli_good", "plugins", "--json",
         env={"PYTHONPATH": str(tmp_path), "MAPPER_PLUGINS": "plug_cli_broken"}, cwd=tmp_path,
     )
@@ -344,15 +329,15 @@ def test_mapper_plugins_json(tmp_path):
     assert "plug_cli_broken" in proc.stderr  # also warned about
 
 
-def test_mapper_plugins_text_lists_what_each_plugin_contributes():
-    proc = run_mapper("plugins")
+def test_mapper_plugins_text_lists_what_each_plugin_contributes(mapper):
+    proc = mapper("plugins")
     assert proc.returncode == 0, proc.stderr
     assert "syncnet_fcn  (entry point; module syncnet_fcn.plugin)" in proc.stdout
     assert "rule sets: syncnet_fcn:to-fcn" in proc.stdout
 
 
-def test_mapper_rules_json():
-    proc = run_mapper("rules", "--json")
+def test_mapper_rules_json(mapper):
+    proc = mapper("rules", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["rule_sets"]}
     row = rows["syncnet_fcn:to-fcn"]
@@ -360,7 +345,7 @@ def test_mapper_rules_json():
     assert Path(row["origin"]).name == "to-fcn.yaml" and Path(row["origin"]).is_file()
 
 
-def test_validate_accepts_a_plugin_rule_set_name():
-    proc = run_mapper("validate", "syncnet_fcn:to-fcn", "--json")
+def test_validate_accepts_a_plugin_rule_set_name(mapper):
+    proc = mapper("validate", "syncnet_fcn:to-fcn", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["valid"] is True

@@ -2,19 +2,20 @@
 
 The project is exposed without pip, the way an installed wheel looks to importlib.metadata:
 its package plus a ``*.dist-info`` with METADATA and entry_points.txt generated from its
-own pyproject.toml, on PYTHONPATH of a subprocess running the real console script.
+own pyproject.toml, on PYTHONPATH. One test runs the real console script in a new process
+(the installed ``mapper`` finds the outside distribution at start-up); the others run
+in-process with the folder on ``sys.path`` for the call.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli_runner import mapper_process
 
 try:
     import tomllib
@@ -64,21 +65,13 @@ def site(tmp_path_factory):
     return site
 
 
-def mapper(site: Path, *args: str, cwd: Path):
-    script = Path(sys.executable).with_name("mapper")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "mapper_core"]
-    env = {k: v for k, v in os.environ.items() if k != "MAPPER_PLUGINS"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd)
-
-
 def test_the_project_declares_its_entry_point():
     meta = tomllib.loads((PROJECT / "pyproject.toml").read_text())
     assert meta["project"]["entry-points"]["mapper_core.plugins"] == {"demo": "mapper_demo_plugin.plugin"}
 
 
 def test_outside_plugin_is_listed_with_its_distribution(site, tmp_path):
-    proc = mapper(site, "plugins", "--json", cwd=tmp_path)
+    proc = mapper_process("plugins", "--json", env={"PYTHONPATH": str(site)}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
     demo = plugins["demo"]
@@ -87,19 +80,20 @@ def test_outside_plugin_is_listed_with_its_distribution(site, tmp_path):
     assert "syncnet_fcn" in plugins  # the installed plugins are still there
 
 
-def test_outside_rule_set_is_listed(site, tmp_path):
-    proc = mapper(site, "rules", "--json", cwd=tmp_path)
+def test_outside_rule_set_is_listed(site, tmp_path, mapper):
+    proc = mapper("rules", "--json", env={"PYTHONPATH": str(site)}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["rule_sets"]}
     assert rows["demo:rename"]["plugin"] == "demo"
     assert Path(rows["demo:rename"]["origin"]).is_relative_to(site)
 
 
-def test_outside_rule_set_plans_end_to_end(site, tmp_path):
+def test_outside_rule_set_plans_end_to_end(site, tmp_path, mapper):
     source, target = tmp_path / "source.safetensors", tmp_path / "target.safetensors"
     write_safetensors(source, {"old.0.weight": (4, 3), "old.0.bias": (4,), "old.1.weight": (2, 4), "head.weight": (1, 2)})
     write_safetensors(target, {"new.layers.0.weight": (4, 3), "new.layers.0.bias": (4,), "new.layers.1.weight": (2, 4)})
-    proc = mapper(site, "plan", "demo:rename", "--source", str(source), "--target", str(target), "--json", "--strict", cwd=tmp_path)
+    proc = mapper("plan", source, "--rules", "demo:rename", "--target", target, "--json", "--strict",
+                  env={"PYTHONPATH": str(site)}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plan = json.loads(proc.stdout)
     assert plan["rules"]["origin"] == "demo:rename"
@@ -112,15 +106,16 @@ def test_outside_rule_set_plans_end_to_end(site, tmp_path):
     assert plan["unmatched"] == [] and plan["uninitialized"] == [] and plan["mismatched"] == []
 
 
-def test_a_local_module_works_through_the_plugin_option(tmp_path):
+def test_a_local_module_works_through_the_plugin_option(tmp_path, mapper):
     # the package alone, no dist-info: loaded by module name, so its rule sets are addressed by it
     bare = tmp_path / "bare"
     shutil.copytree(PROJECT / "mapper_demo_plugin", bare / "mapper_demo_plugin")
-    proc = mapper(bare, "rules", "--json", cwd=tmp_path)
+    env = {"PYTHONPATH": str(bare)}
+    proc = mapper("rules", "--json", env=env, cwd=tmp_path)
     assert "demo:rename" not in proc.stdout
     module = "mapper_demo_plugin.plugin"
-    proc = mapper(bare, "--plugin", module, "validate", f"{module}:rename", "--json", cwd=tmp_path)
+    proc = mapper("--plugin", module, "validate", f"{module}:rename", "--json", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["name"] == "demo-rename"
-    proc = mapper(bare, "validate", "rename", "--json", cwd=tmp_path)  # not loaded: unknown name
+    proc = mapper("validate", "rename", "--json", env=env, cwd=tmp_path)  # not loaded: unknown name
     assert proc.returncode == 2 and "mapper rules" in proc.stderr

@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +9,7 @@ from mapper_core.cli.plan import parse_model_args
 from mapper_core.errors import BadInputError
 from syncnet_fcn.models import make_syncnet_checkpoint
 
-BIN = Path(sys.executable).parent / "mapper"
+from cli_runner import mapper
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +17,8 @@ def ckpt(tmp_path_factory):
     return make_syncnet_checkpoint(tmp_path_factory.mktemp("ckpt") / "syncnet_v2.model", seed=0)
 
 
-def plan(*args):
-    proc = subprocess.run([str(BIN), "plan", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "MAPPER_PLUGINS": ""})
-    return proc
-
-
 def test_full_rule_set_transfers_everything_into_a_1024_embedding(ckpt):
-    proc = plan("syncnet_fcn:to-fcn-full", "--source", ckpt, "--target", "model:syncnet-fcn",
+    proc = mapper("plan", ckpt, "--rules", "syncnet_fcn:to-fcn-full", "--target", "model:syncnet-fcn",
                 "--model-arg", "embedding_dim=1024", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -38,7 +28,7 @@ def test_full_rule_set_transfers_everything_into_a_1024_embedding(ckpt):
 
 
 def test_with_512_the_last_projection_is_skipped_and_reported(ckpt):
-    proc = plan("syncnet_fcn:to-fcn-full", "--source", ckpt, "--target", "model:syncnet-fcn")
+    proc = mapper("plan", ckpt, "--rules", "syncnet_fcn:to-fcn-full", "--target", "model:syncnet-fcn")
     assert proc.returncode == 0, proc.stderr
     assert "PROBLEMS (0 errors, 4 skipped on shape mismatch)" in proc.stdout
     assert ("skipped: netfclip.3.weight -> video_encoder.channel_conv.3.weight (rule 4): shape [1024, 512] "
@@ -46,9 +36,10 @@ def test_with_512_the_last_projection_is_skipped_and_reported(ckpt):
 
 
 def test_unknown_model_and_bad_arguments_are_bad_input(ckpt):
-    unknown = plan("syncnet_fcn:to-fcn", "--source", ckpt, "--target", "model:nope")
+    unknown = mapper("plan", ckpt, "--rules", "syncnet_fcn:to-fcn", "--target", "model:nope")
     assert unknown.returncode == 2 and "no model named 'nope'" in unknown.stderr and "syncnet-fcn" in unknown.stderr
-    bad = plan("syncnet_fcn:to-fcn", "--source", ckpt, "--target", "model:syncnet-fcn", "--model-arg", "colour=1")
+    bad = mapper("plan", ckpt, "--rules", "syncnet_fcn:to-fcn", "--target", "model:syncnet-fcn",
+                 "--model-arg", "colour=1")
     assert bad.returncode == 2 and "colour" in bad.stderr
 
 

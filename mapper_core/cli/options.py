@@ -1,0 +1,84 @@
+"""The options commands share, one function per group, so every command spells them the same way.
+
+The grammar: the checkpoint a command reads (SRC) and the file it writes (DST) are positional;
+the rules file is ``--rules R`` (positional only for ``validate``, which reads nothing else);
+``--format F`` names SRC's format and ``--target-format F`` the target's. The argument
+names (``args.source``, ``args.rules``, ...) are the same in every command that has them.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+RULES_HELP = "rules file (.yaml/.yml/.json) or plugin:name (see `mapper rules`)"
+
+
+def add_source(p: argparse.ArgumentParser, help: str = "checkpoint (.safetensors, *.safetensors.index.json, "
+               ".pt/.pth/.bin/..., or any format a plugin reads) or spec file") -> None:
+    p.add_argument("source", metavar="SRC", help=help)
+
+
+def add_destination(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("destination", metavar="DST", help=help)
+
+
+def add_rules(p: argparse.ArgumentParser, *, required: bool, help: str = RULES_HELP) -> None:
+    p.add_argument("--rules", metavar="R", required=required, help=help)
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    """What a plan checks shapes against: a checkpoint, or a model a plugin contributes."""
+    p.add_argument("--target", metavar="T",
+                   help="target checkpoint or spec file, or model:NAME for a model a plugin contributes "
+                        "(enables shape checks)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="K=V",
+                   help="keyword argument for a model:NAME target (repeatable; V read as JSON, else text)")
+
+
+def add_formats(p: argparse.ArgumentParser, *, target: bool = False) -> None:
+    p.add_argument("--format", metavar="F",
+                   help="format of SRC by name (default: detect; `mapper plugins` lists the formats)")
+    if target:
+        p.add_argument("--target-format", metavar="F", help="format of --target by name (default: detect)")
+
+
+def add_reader(p: argparse.ArgumentParser) -> None:
+    """Options for opening torch checkpoints; other formats ignore them."""
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a torch pickle that weights_only refuses (RUNS CODE from the file; only for trusted files)")
+    p.add_argument("--unwrap", metavar="PATH",
+                   help="dotted path of the state dict inside a torch checkpoint ('' = top level); default: automatic")
+    p.add_argument("--strip-prefix", metavar="PREFIX",
+                   help="key prefix to strip ('' = none); default: 'module.' when every key has it")
+
+
+def reader_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the options actually given, so third-party formats see no surprise keywords."""
+    options: dict[str, Any] = {}
+    if args.trust_pickle:
+        options["trust_pickle"] = True
+    if args.unwrap is not None:
+        options["unwrap"] = args.unwrap
+    if args.strip_prefix is not None:
+        options["strip_prefix"] = args.strip_prefix
+    return options
+
+
+def add_strict(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--strict", action="store_true", help=help)
+
+
+def add_write(p: argparse.ArgumentParser) -> None:
+    """How convert and export write DST (both through io.convert.convert)."""
+    p.add_argument("--force", action="store_true", help="replace DST if it exists (never the source itself)")
+    p.add_argument("--verify", action="store_true",
+                   help="re-read the output with the safetensors library and compare every tensor bit for bit")
+    p.add_argument("--max-shard-size", metavar="SIZE",
+                   help="split the output into shards of at most SIZE (bytes, 500MB, 5GB, 2GiB) with an index")
+    p.add_argument("--no-source-hash", action="store_true",
+                   help="leave the source's SHA-256 out of the metadata (saves reading the source a second time)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_json(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
