@@ -125,6 +125,7 @@ def planning_case(draw):
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @PROPS
 @given(planning_case())
 def test_agrees_with_the_naive_reference(case):
@@ -132,6 +133,7 @@ def test_agrees_with_the_naive_reference(case):
     assert make_plan(source, ruleset, target) == reference_plan(source, ruleset, target)
 
 
+@pytest.mark.slow
 @PROPS
 @given(planning_case())
 def test_every_source_key_lands_in_exactly_one_place(case):
@@ -144,6 +146,7 @@ def test_every_source_key_lands_in_exactly_one_place(case):
         assert m.source in ({e.source for e in plan.mapped} if m.action == "error" else {s.source for s in plan.skipped})
 
 
+@pytest.mark.slow
 @PROPS
 @given(planning_case())
 def test_targets_are_never_shared_without_a_collision(case):

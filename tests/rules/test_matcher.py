@@ -51,6 +51,7 @@ def rules_and_keys(draw):
     return patterns, keys
 
 
+@pytest.mark.slow
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(rules_and_keys())
 def test_index_agrees_with_the_naive_loop(case):

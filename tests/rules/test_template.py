@@ -162,6 +162,7 @@ def invertible_rule_and_key(draw):
     return Rule(0, match, target, tables=TABLES), key
 
 
+@pytest.mark.slow
 @PROPS
 @given(invertible_rule_and_key())
 def test_inverting_a_rendered_key_gives_the_source_key_back(case):
@@ -175,6 +176,7 @@ def test_inverting_a_rendered_key_gives_the_source_key_back(case):
     assert rule.template.invert(rule.pattern).source_of(target) == key
 
 
+@pytest.mark.slow
 @PROPS
 @given(invertible_rule_and_key(), st.sampled_from(["class", "drop", "many"]))
 def test_invert_refuses_with_the_reason(case, spoil):

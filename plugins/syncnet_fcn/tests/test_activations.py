@@ -18,6 +18,8 @@ from syncnet_keys import renamed_trunks  # tests/helpers (pytest pythonpath)
 
 TOLERANCE = 1e-5
 
+pytestmark = pytest.mark.slow  # full SyncNet forward passes over whole clips
+
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from syncnet_fcn.transfer import syncnet_rules
 
 TRUNK = ("audio_encoder.conv_layers.", "video_encoder.conv_layers.")
 
+pytestmark = pytest.mark.slow  # the module's fixture trains four strategies (over 10 s of CPU)
+
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory):

@@ -75,6 +75,7 @@ def test_syncnet_forward_shapes():
     assert SyncNet(num_layers_in_fc_layers=256).netfcaud[3].out_features == 256
 
 
+@pytest.mark.slow
 def test_make_syncnet_checkpoint_is_plain_seeded_and_nontrivial(tmp_path):
     before = torch.random.get_rng_state()
     first = torch.load(make_syncnet_checkpoint(tmp_path / "a.model", seed=0), weights_only=True)
@@ -119,6 +120,7 @@ def test_channel_conv_sits_in_the_places_of_the_fc_layers(model_cls):
                 assert mine == theirs or mine == (*theirs, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_cls", FCN_VARIANTS)
 def test_fcn_forward_shapes_and_gradients(model_cls):
     torch.manual_seed(0)

@@ -119,6 +119,7 @@ def test_param_groups_carry_the_declared_learning_rates(ckpt):
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+@pytest.mark.slow
 def test_main_job_plans_converts_loads_and_freezes(tmp_path, capsys):
     result = run_main_job(None, tmp_path)
     assert result["convert"].tensors == 84 and result["convert"].checked == 84
