@@ -33,6 +33,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MAX_NOT_RUN = 6  # blocks that cannot run here must stay few
+SLOW = {"syncnet.md"}  # builds, converts and exports a 52 MB SyncNet checkpoint
 
 FENCE = re.compile(r"^```(\w*)[ \t]*(.*)$")
 FILE_LINE = re.compile(r"^(?:#|//) file: (\S+)\s*$")
@@ -117,8 +118,13 @@ def _not_shown(shown: list[str], printed: list[str]) -> str | None:
     return None
 
 
+def _doc_params() -> list:
+    return [pytest.param(p, id=str(p.relative_to(ROOT)), marks=[pytest.mark.slow] if p.name in SLOW else [])
+            for p in DOCS]
+
+
 @pytest.mark.needs_torch  # the examples use torch (mapper-core[torch])
-@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", _doc_params())
 def test_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__doc_example__"}
