@@ -8,13 +8,17 @@ blocks run in file order, so later blocks use earlier blocks' names and files):
   written to NAME, without that line, instead of being run.
 - ```console: every line starting with ``$ mapper`` is run in-process as
   ``mapper_core.cli.main(shlex.split(line)[1:])``, optionally after ``VAR=value`` settings
-  (``$ MAPPER_PLUGINS=demo mapper rules``). It must exit 0, or the code a trailing
+  (``$ MAPPER_PLUGINS=demo mapper rules``; ``PYTHONPATH=DIR`` also puts DIR on sys.path,
+  as it would for a new process). It must exit 0, or the code a trailing
   ``# exit N`` names. The other lines, up to the next ``$``, are output: each one shown must
   appear among the lines the command printed (stdout and stderr), in the same order;
   lines may be left out, and a line ``...`` only says so.
 - ```bash, ```text, ```yaml without a ``# file:`` line, ... are shown, never run.
 - ```LANG no-run: REASON (for python and console) is shown, not run; REASON is required.
   Use it only for what cannot run here (a real 52 MB checkpoint, a network).
+
+Importing a 0.1 module path (``mapper_core.planner``...) fails an example: the docs use the
+current paths. Relative links between the pages must name existing files and headings.
 """
 from __future__ import annotations
 
