@@ -12,7 +12,7 @@ from mapper_core.io import verify as verify_mod
 from mapper_core.io.convert import convert
 from mapper_core.errors import VerifyError
 from mapper_core.io.formats import open_checkpoint
-from mapper_core.io.formats.writer import Entry, FileRange, FileWriter
+from mapper_core.io.formats.writer import Entry, FileRange, FileWriter, split_shards
 from mapper_core.io.torch_dtypes import spec_of
 from mapper_core.io.verify import verify_file
 
@@ -102,3 +102,25 @@ def test_convert_with_verify_refuses_a_damaged_output_and_writes_nothing(tmp_pat
     with pytest.raises(VerifyError, match="out.safetensors: tensor 'a' differs"):
         convert(source, tmp_path / "out.safetensors", verify=True)
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_the_output_is_mapped_afresh_for_each_run_of_tensors_and_left_unmapped(tmp_path, src, monkeypatch):
+    # the library's tensors are views of its mapping of the whole output: a long-lived handle
+    # would keep every page compared resident, so verify opens the file again every MAPPED_BYTES
+    from mapper_core.io.formats.pages import FileMappings
+
+    out = tmp_path / "out.safetensors"
+    convert(src, out)
+    monkeypatch.setattr(verify_mod, "MAPPED_BYTES", 8)
+    opened, real_open = [], verify_mod._open
+
+    def counting_open(*args):
+        opened.append(args[0])
+        return real_open(*args)
+
+    monkeypatch.setattr(verify_mod, "_open", counting_open)
+    entries = range_entries(src)
+    assert verify_file(out, entries) == 4
+    runs = split_shards(entries, 8)
+    assert len(runs) >= 3 and len(opened) == 1 + len(runs)  # the key check, then one handle per run
+    assert not FileMappings(out)
