@@ -1,10 +1,13 @@
-"""Verify written safetensors files: re-open them with the safetensors library and compare
-every tensor to its source, bit for bit.
+"""Verify written safetensors files: re-open them and compare every tensor to its source, bit
+for bit.
 
 Bytes are compared, not values, so NaN payloads, ``-0.0`` and every dtype count. Raw-byte
 sources (:class:`~mapper_core.io.formats.writer.FileRange`) are read back from the source file
-in 8 MiB pieces; tensor sources are asked for their tensor again. Imports torch (the
-library's reader hands out torch tensors), so it runs only when asked for.
+in 8 MiB pieces; tensor sources are asked for their tensor again. With torch installed the
+output is read by the official safetensors library (its Python API hands out torch tensors).
+Without torch (``pip install mapper-core``, where every entry is a byte range) the output's
+header is read by mapper-core's own strict reader, which shares no code with the writer, and
+the data regions are compared with the sources byte for byte.
 """
 from __future__ import annotations
 
@@ -28,18 +31,16 @@ def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path
     ``shown_as`` names the file in errors (e.g. the destination while ``path`` is a temporary).
     Raises :class:`~mapper_core.errors.VerifyError` naming the first key that differs.
     """
-    import torch
+    try:
+        import torch  # optional: the header-only install verifies byte ranges without it
+    except ModuleNotFoundError:
+        return _verify_without_torch(path, entries, shown_as or path)
 
     from .torch_dtypes import dtype_name
 
     name = shown_as or path
     with _open(path, name) as f:
-        stored = set(f.keys())
-    expected = {e.key for e in entries}
-    if stored != expected:
-        extra, missing = sorted(stored - expected), sorted(expected - stored)
-        what = f"missing '{missing[0]}'" if missing else f"unexpected '{extra[0]}'"
-        raise VerifyError(f"{name}: holds {len(stored)} tensors, expected {len(expected)} ({what})")
+        _same_keys(set(f.keys()), entries, name)
     buf = bytearray(PIECE)
     for group in split_shards(entries, MAPPED_BYTES):
         with _open(path, name) as f:
@@ -59,14 +60,76 @@ def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path
                     offset = _first_difference(out_bytes, src, 0)
                     del src
                 if offset is not None:
-                    source = (f"{e.data.path} bytes {e.data.start}..{e.data.end}" if isinstance(e.data, FileRange)
-                              else "its source tensor")
-                    raise VerifyError(
-                        f"{name}: tensor '{e.key}' differs from {source} at byte {offset}; the output is "
-                        "damaged, do not use it (re-run the conversion and report a bug if it repeats)"
-                    )
+                    _damaged(name, e, offset)
                 del out, out_bytes  # the last views of this group's mapping go with the handle
     return len(entries)
+
+
+def _same_keys(stored: set[str], entries: Sequence[Entry], name: str | Path) -> None:
+    expected = {e.key for e in entries}
+    if stored != expected:
+        extra, missing = sorted(stored - expected), sorted(expected - stored)
+        what = f"missing '{missing[0]}'" if missing else f"unexpected '{extra[0]}'"
+        raise VerifyError(f"{name}: holds {len(stored)} tensors, expected {len(expected)} ({what})")
+
+
+def _damaged(name: str | Path, e: Entry, offset: int) -> None:
+    source = (f"{e.data.path} bytes {e.data.start}..{e.data.end}" if isinstance(e.data, FileRange)
+              else "its source tensor")
+    raise VerifyError(f"{name}: tensor '{e.key}' differs from {source} at byte {offset}; the output is "
+                      "damaged, do not use it (re-run the conversion and report a bug if it repeats)")
+
+
+def _verify_without_torch(path: str | Path, entries: Sequence[Entry], name: str | Path) -> int:
+    """The torch-free check: our strict reader parses the header; each data region equals its source."""
+    from ..errors import CheckpointError
+    from .formats.safetensors_format import read_header
+
+    try:
+        header = read_header(path)
+    except CheckpointError as exc:
+        raise VerifyError(f"{name}: the output cannot be read back: {exc}") from None
+    _same_keys(set(header.specs), entries, name)
+    buf, out_buf = bytearray(PIECE), bytearray(PIECE)
+    for e in entries:
+        if not isinstance(e.data, FileRange):
+            raise VerifyError(f"{name}: tensor '{e.key}' was computed from a tensor; verifying it needs "
+                              "torch: pip install 'mapper-core[torch]'")
+        spec = header.specs[e.key]
+        if (spec.dtype, tuple(spec.shape)) != (e.spec.dtype, tuple(e.spec.shape)):
+            raise VerifyError(f"{name}: tensor '{e.key}' reads back as {spec.dtype} {list(spec.shape)}, "
+                              f"expected {e.spec.dtype} {list(e.spec.shape)}")
+        begin, end = header.offsets[e.key]
+        written = FileRange(Path(path), header.data_start + begin, header.data_start + end)
+        offset = _compare_files(written, e.data, out_buf, buf)
+        if offset is not None:
+            _damaged(name, e, offset)
+    return len(entries)
+
+
+def _compare_files(a: FileRange, b: FileRange, buf_a: bytearray, buf_b: bytearray) -> int | None:
+    """The first byte where two file ranges differ (or where the shorter ends), or None."""
+    if a.nbytes != b.nbytes:
+        return min(a.nbytes, b.nbytes)
+    fa = os.open(a.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        fb = os.open(b.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            done = 0
+            while done < a.nbytes:
+                want = min(PIECE, a.nbytes - done)
+                na = _pread_into(fa, memoryview(buf_a)[:want], a.start + done)
+                nb = _pread_into(fb, memoryview(buf_b)[:want], b.start + done)
+                if buf_a[:min(na, nb)] != buf_b[:min(na, nb)]:
+                    return done + next(i for i in range(min(na, nb)) if buf_a[i] != buf_b[i])
+                if na != want or nb != want:
+                    return done + min(na, nb)
+                done += want
+        finally:
+            os.close(fb)
+    finally:
+        os.close(fa)
+    return None
 
 
 def _open(path: str | Path, name: str | Path) -> Any:
