@@ -83,3 +83,21 @@ class StepError(ValueError):
 
 class NotInvertible(ValueError):
     """A transform step has no exact inverse; the message says why."""
+
+
+TORCH_EXTRA = "pip install 'mapper-core[torch]' (on a CPU-only machine, install torch's CPU wheel first)"
+
+
+class MissingExtraError(BadInputError):
+    """The input needs an optional dependency that is not installed; the message names the extra.
+
+    ``pip install mapper-core`` is the header-only tool; torch checkpoints, transforms that
+    change bytes, applying plans to modules and fine-tuning need ``mapper-core[torch]``.
+    """
+
+
+def torch_available() -> bool:
+    """True when torch can be imported (checked without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None

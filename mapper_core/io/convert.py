@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from .atomic import AtomicFiles, check_destinations
-from ..errors import BadInputError, CheckpointError, PlanError
+from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, PlanError, torch_available
 from .formats.aliases import ALIASES_KEY, encode_aliases
 from .formats.base import Reader
 from .formats.writer import (Entry, FileRange, FileWriter, RangeCopier, index_json,
@@ -229,6 +229,10 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
             out_spec = TensorSpec(m.result_dtype, tuple(m.result_shape))
             if not is_header_only(m.transform):
                 # Steps that change bytes: decode this one tensor through torch, transform, write.
+                if not torch_available():  # refuse before anything is written
+                    steps = ", ".join(str(s) for s in m.transform)
+                    raise MissingExtraError(f"rule {m.rule} transforms '{source}' with {steps}, which changes its "
+                                            f"bytes and needs torch, which is not installed: {TORCH_EXTRA}")
                 entries.append(Entry(target, out_spec, _transformed(reader, source, m.transform)))
                 continue
             # reshape/unsqueeze/squeeze of a contiguous tensor: same bytes, new header shape

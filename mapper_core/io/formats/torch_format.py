@@ -36,7 +36,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ...errors import CheckpointError, UnsafeCheckpointError
+from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, UnsafeCheckpointError, torch_available
 from ...specs import TensorSpec
 
 SUFFIXES = (".pt", ".pth", ".bin", ".model", ".ckpt")
@@ -314,4 +314,7 @@ class TorchReader:
 def open_torch(path: str | Path, *, trust_pickle: bool = False, unwrap: str | None = None,
                strip_prefix: str | None = None, **_other_formats_options: Any) -> TorchReader:
     """Open a torch checkpoint; see the module docstring for the unwrap rule and ``trust_pickle``."""
+    if not torch_available():
+        raise MissingExtraError(f"{path}: reading a torch checkpoint needs torch, which is not installed: "
+                                f"{TORCH_EXTRA}; or convert it to safetensors where torch is installed")
     return TorchReader(path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix)
