@@ -1,6 +1,7 @@
 """Fixtures shared across test modules, and the settings that keep a test run out of the repository."""
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import textwrap
@@ -16,6 +17,12 @@ import cli_runner
 settings.register_profile(
     "mapper-core", database=DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "mapper-core-hypothesis"))
 settings.load_profile("mapper-core")
+
+# pytest-xdist workers share the cores: torch's own thread pool in each of them would fight
+# the other workers for the same cores (the suite ran ~2x slower on 2 cores). Set before any
+# test module imports torch; an OMP_NUM_THREADS you set yourself wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
