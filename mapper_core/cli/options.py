@@ -72,7 +72,7 @@ def add_write(p: argparse.ArgumentParser) -> None:
     """How convert and export write DST (both through io.convert.convert)."""
     p.add_argument("--force", action="store_true", help="replace DST if it exists (never the source itself)")
     p.add_argument("--verify", action="store_true",
-                   help="re-read the output with the safetensors library and compare every tensor bit for bit")
+                   help="before the output is put in place, re-read it and compare every tensor bit for bit")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="split the output into shards of at most SIZE (bytes, 500MB, 5GB, 2GiB) with an index")
     p.add_argument("--no-source-hash", action="store_true",
