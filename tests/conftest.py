@@ -8,15 +8,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
-from hypothesis.database import DirectoryBasedExampleDatabase
 
 import cli_runner
 
-# Hypothesis keeps failing examples to replay them; by default in ./.hypothesis, inside the repository.
-settings.register_profile(
-    "mapper-core", database=DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "mapper-core-hypothesis"))
-settings.load_profile("mapper-core")
+# Hypothesis keeps its example database and caches (examples/, constants/, unicode_data/) in
+# ./.hypothesis, inside the repository, unless told otherwise; it reads this on first use.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "mapper-core-hypothesis"))
 
 # pytest-xdist workers share the cores: torch's own thread pool in each of them would fight
 # the other workers for the same cores (the suite ran ~2x slower on 2 cores). Set before any
