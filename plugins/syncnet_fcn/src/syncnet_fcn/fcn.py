@@ -31,15 +31,50 @@ run ``conv_layers`` on the windows ``audio_mfcc.unfold(3, 20, 4)`` (5× the audi
 Offsets. Offset index k ∈ 0..2K stands for the offset o = k − K frames: video step t is
 compared with audio step t − o (zero where t − o falls outside the clip), the same sign as
 the AV offset syncnet_python reports.
+
+Bounded receptive field. Every layer looks at a bounded stretch of time, so an output step
+never depends on the far future of a stream and :class:`~syncnet_fcn.stream.StreamSync` can
+compute the same numbers chunk by chunk with constant memory. That is why ``channel_attn``
+squeezes over a local window of ``squeeze_radius`` steps each side (a mean over the whole clip
+would make step 0 wait for the end of the stream); on clips of at most ``squeeze_radius + 1``
+steps the window covers the whole clip and it is the classic global squeeze. Set
+``squeeze_radius=None`` for the global one (such a model cannot stream).
+
+Fixed calls. In eval mode the video trunk and every per-step layer (``channel_conv``, the
+channel gate) run on fixed chunks of ``STEPS_PER_CALL`` steps, counted from step 0. oneDNN
+picks its kernels by problem size, and kernels sum in different orders (≈1e-5 apart), so
+the same step computed inside a call of another length could differ in its last bits; with
+fixed calls a step's video features are bit-for-bit the same in a whole clip and in a
+stream, and a long clip never holds more than one chunk's first-conv output (≈ 36 MB
+instead of ≈ 7 GB for 60 s). Training mode runs whole sequences, so BatchNorm sees the
+statistics of the whole batch.
+
+Audio modes. ``audio_mode="clip"`` (default) runs the audio trunk once over the clip;
+``audio_mode="window"`` runs it on every 20-column window separately (``unfold``), which
+reproduces ``netcnnaud`` on each window exactly, at 5× the audio compute.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .models import FRAME_SIZE, MFCC_BINS, MFCC_PER_FRAME, VIDEO_WINDOW, audio_trunk, video_trunk
+from .models import (AUDIO_WINDOW, FRAME_SIZE, MFCC_BINS, MFCC_PER_FRAME, VIDEO_WINDOW, audio_trunk,
+                     video_trunk)
 
 TRUNK_CHANNELS = 512
+DEFAULT_SQUEEZE_RADIUS = 8  # steps each side: 17 steps ≈ 0.7 s of context for the channel gate
+AUDIO_MODES = ("clip", "window")
+STEPS_PER_CALL = 8  # see "Fixed calls" above
+PREDICTOR_REACH = 4  # steps each side the head reads: two 3-tap convs and the 5-tap smoother
+
+
+def in_fixed_calls(fn, x: torch.Tensor, training: bool) -> torch.Tensor:
+    """``fn`` (per step: no mixing across time) on [B, C, T'], in calls of ``STEPS_PER_CALL``
+    steps from step 0 unless ``training`` (then one call, for the batch statistics)."""
+    if training or x.shape[2] <= STEPS_PER_CALL:
+        return fn(x)
+    return torch.cat([fn(x[:, :, i:i + STEPS_PER_CALL]) for i in range(0, x.shape[2], STEPS_PER_CALL)],
+                     dim=2)
 
 
 def channel_conv(embedding_dim: int) -> nn.Sequential:
@@ -57,10 +92,18 @@ def channel_conv(embedding_dim: int) -> nn.Sequential:
 
 
 class ChannelAttention(nn.Module):
-    """Squeeze-and-excitation over channels: [B, C, T'] → [B, C, T'], gated per channel."""
+    """Squeeze-and-excitation over channels: [B, C, T'] → [B, C, T'], gated per channel.
 
-    def __init__(self, channels: int, reduction: int = 16):
+    The squeeze at step t averages steps t − radius … t + radius that exist (a local mean;
+    see the module docstring); ``radius=None`` averages the whole clip.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16,
+                 radius: int | None = DEFAULT_SQUEEZE_RADIUS):
         super().__init__()
+        if radius is not None and radius < 0:
+            raise ValueError(f"ChannelAttention: radius must be ≥ 0 or None, got {radius}")
+        self.radius = radius
         hidden = max(channels // reduction, 1)
         self.gate = nn.Sequential(
             nn.Conv1d(channels, hidden, kernel_size=1),
@@ -69,38 +112,61 @@ class ChannelAttention(nn.Module):
             nn.Sigmoid(),
         )
 
+    def squeeze(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T'] → per-step channel means [B, C, T'] (or [B, C, 1] when global)."""
+        if self.radius is None:
+            return x.mean(dim=2, keepdim=True)
+        # count_include_pad=False: near the clip's ends the mean is over the steps that exist
+        return nn.functional.avg_pool1d(x, 2 * self.radius + 1, stride=1, padding=self.radius,
+                                        count_include_pad=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x.mean(dim=2, keepdim=True))
+        return x * in_fixed_calls(self.gate, self.squeeze(x), self.training)
 
 
 class AudioEncoder(nn.Module):
-    """MFCC [B, 1, 13, 4T] → audio features [B, E, T − 4] (see the module docstring)."""
+    """MFCC [B, 1, 13, 4T] → audio features [B, E, T − 4] (see the module docstring).
 
-    def __init__(self, embedding_dim: int = 512):
+    ``per_window=True`` is the exact per-window mode (``audio_mode="window"``).
+    """
+
+    def __init__(self, embedding_dim: int = 512, squeeze_radius: int | None = DEFAULT_SQUEEZE_RADIUS,
+                 per_window: bool = False):
         super().__init__()
+        self.per_window = per_window
         self.conv_layers = audio_trunk()
         self.channel_conv = channel_conv(embedding_dim)
-        self.channel_attn = ChannelAttention(embedding_dim)
+        self.channel_attn = ChannelAttention(embedding_dim, radius=squeeze_radius)
 
     def trunk(self, audio_mfcc: torch.Tensor) -> torch.Tensor:
         """[B, 1, 13, 4T] → trunk features [B, 512, T − 4]."""
         if audio_mfcc.dim() != 4 or audio_mfcc.shape[1:3] != (1, MFCC_BINS):
             raise ValueError(f"audio_mfcc: expected [B, 1, {MFCC_BINS}, 4T], got "
                              f"{list(audio_mfcc.shape)}; add the channel axis with unsqueeze(1)")
-        return self.conv_layers(audio_mfcc).squeeze(2)
+        if not self.per_window:
+            return self.conv_layers(audio_mfcc).squeeze(2)
+        # [B, 1, 13, n, 20]: window t = columns 4t … 4t+19, each run alone as the original does
+        windows = audio_mfcc.unfold(3, AUDIO_WINDOW, MFCC_PER_FRAME)
+        batch, steps = windows.shape[0], windows.shape[3]
+        flat = windows.permute(0, 3, 1, 2, 4).reshape(batch * steps, 1, MFCC_BINS, AUDIO_WINDOW)
+        return self.conv_layers(flat).reshape(batch, steps, -1).transpose(1, 2)
+
+    def tail(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk features [B, 512, T'] → audio features [B, E, T']."""
+        return self.channel_attn(in_fixed_calls(self.channel_conv, features, self.training))
 
     def forward(self, audio_mfcc: torch.Tensor) -> torch.Tensor:
-        return self.channel_attn(self.channel_conv(self.trunk(audio_mfcc)))
+        return self.tail(self.trunk(audio_mfcc))
 
 
 class VideoEncoder(nn.Module):
     """Frames [B, 3, T, 224, 224] → video features [B, E, T − 4]."""
 
-    def __init__(self, embedding_dim: int = 512):
+    def __init__(self, embedding_dim: int = 512, squeeze_radius: int | None = DEFAULT_SQUEEZE_RADIUS):
         super().__init__()
         self.conv_layers = video_trunk()
         self.channel_conv = channel_conv(embedding_dim)
-        self.channel_attn = ChannelAttention(embedding_dim)
+        self.channel_attn = ChannelAttention(embedding_dim, radius=squeeze_radius)
 
     def trunk(self, video_frames: torch.Tensor) -> torch.Tensor:
         """[B, 3, T, 224, 224] → trunk features [B, 512, T − 4]."""
@@ -110,10 +176,19 @@ class VideoEncoder(nn.Module):
             raise ValueError(f"video_frames: expected [B, 3, T ≥ {VIDEO_WINDOW}, {FRAME_SIZE}, "
                              f"{FRAME_SIZE}] (the trunk's last conv needs {FRAME_SIZE}×"
                              f"{FRAME_SIZE} frames), got {list(video_frames.shape)}")
-        return self.conv_layers(video_frames).flatten(2)
+        steps = video_frames.shape[2] - (VIDEO_WINDOW - 1)
+        if self.training or steps <= STEPS_PER_CALL:
+            return self.conv_layers(video_frames).flatten(2)
+        # no temporal padding: the 4 frames each chunk shares with the next give the same steps
+        return torch.cat([self.conv_layers(video_frames[:, :, i:i + STEPS_PER_CALL + VIDEO_WINDOW - 1])
+                          .flatten(2) for i in range(0, steps, STEPS_PER_CALL)], dim=2)
+
+    def tail(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk features [B, 512, T'] → video features [B, E, T']."""
+        return self.channel_attn(in_fixed_calls(self.channel_conv, features, self.training))
 
     def forward(self, video_frames: torch.Tensor) -> torch.Tensor:
-        return self.channel_attn(self.channel_conv(self.trunk(video_frames)))
+        return self.tail(self.trunk(video_frames))
 
 
 class OffsetCorrelation(nn.Module):
@@ -176,42 +251,78 @@ class SyncNetFCN(nn.Module):
     ``sync_probs`` is a softmax over offsets −K…K (index k ↔ offset k − K frames); offsets
     whose audio step lies outside the clip get probability 0. The features are the ones the
     correlation compared. Audio longer than 4T columns is cut to 4T; shorter is an error.
+
+    The forward pass is ``from_trunks(*trunks(...))``: callers that already hold trunk
+    features (a frozen trunk's cache, a stream) enter at ``from_trunks``.
     """
 
-    def __init__(self, embedding_dim: int = 512, max_offset: int = 15):
+    def __init__(self, embedding_dim: int = 512, max_offset: int = 15,
+                 squeeze_radius: int | None = DEFAULT_SQUEEZE_RADIUS, audio_mode: str = "clip"):
         super().__init__()
         if embedding_dim < 1 or max_offset < 0:
             raise ValueError(f"SyncNetFCN: embedding_dim must be ≥ 1 and max_offset ≥ 0, "
                              f"got {embedding_dim} and {max_offset}")
+        if audio_mode not in AUDIO_MODES:
+            raise ValueError(f"SyncNetFCN: audio_mode {audio_mode!r} is not one of {list(AUDIO_MODES)}")
         self.embedding_dim = embedding_dim
         self.max_offset = max_offset
         num_offsets = 2 * max_offset + 1
-        self.audio_encoder = AudioEncoder(embedding_dim)
-        self.video_encoder = VideoEncoder(embedding_dim)
+        self.audio_encoder = AudioEncoder(embedding_dim, squeeze_radius, per_window=audio_mode == "window")
+        self.video_encoder = VideoEncoder(embedding_dim, squeeze_radius)
         self.correlation = OffsetCorrelation(max_offset)
         self.sync_predictor = sync_predictor(num_offsets)
         self.temporal_smoother = temporal_smoother(num_offsets)
 
-    def encode(self, audio_mfcc: torch.Tensor,
+    @property
+    def audio_mode(self) -> str:
+        return "window" if self.audio_encoder.per_window else "clip"
+
+    @property
+    def squeeze_radius(self) -> int | None:
+        return self.audio_encoder.channel_attn.radius
+
+    def refine_radius(self) -> int | None:
+        """How many steps each side ``refine`` reads (None: the whole clip); 0 here."""
+        return 0
+
+    def trunks(self, audio_mfcc: torch.Tensor,
                video_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Aligned (audio [B, E, T−4], video [B, E, T−4]) before any cross-step mixing."""
-        video = self.video_encoder(video_frames)  # first: it validates T
+        """Aligned trunk features (audio [B, 512, T−4], video [B, 512, T−4]); checks the inputs."""
+        video = self.video_encoder.trunk(video_frames)  # first: it validates T
         columns = MFCC_PER_FRAME * video_frames.shape[2]
         if audio_mfcc.dim() != 4 or audio_mfcc.shape[3] < columns:
             raise ValueError(f"audio_mfcc: expected [B, 1, {MFCC_BINS}, ≥{columns}] for "
                              f"{video_frames.shape[2]} video frames (4 MFCC columns per frame), "
                              f"got {list(audio_mfcc.shape)}")
-        return self.audio_encoder(audio_mfcc[..., :columns]), video
+        return self.audio_encoder.trunk(audio_mfcc[..., :columns]), video
+
+    def encode(self, audio_mfcc: torch.Tensor,
+               video_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Aligned (audio [B, E, T−4], video [B, E, T−4]) before any cross-step mixing."""
+        audio, video = self.trunks(audio_mfcc, video_frames)
+        return self.audio_encoder.tail(audio), self.video_encoder.tail(video)
 
     def refine(self, audio: torch.Tensor,
                video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hook for subclasses to mix features before the correlation; identity here."""
         return audio, video
 
-    def forward(self, audio_mfcc: torch.Tensor,
-                video_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        audio, video = self.refine(*self.encode(audio_mfcc, video_frames))
+    def head_logits(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """Refined features → per-step logits [B, 2K+1, T'], out-of-range offsets at the
+        dtype's minimum (so a softmax gives them 0 and cross-entropy ignores them)."""
         logits = self.temporal_smoother(self.sync_predictor(self.correlation(video, audio)))
         valid = self.correlation.valid_mask(logits.shape[2], device=logits.device)
-        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
-        return torch.softmax(logits, dim=1), audio, video
+        return logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+
+    def from_trunks(self, audio_trunk: torch.Tensor, video_trunk: torch.Tensor, *,
+                    logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Trunk features (audio, video [B, 512, T']) → ``forward``'s outputs; with
+        ``logits=True`` the first one is ``head_logits`` instead of the probabilities."""
+        audio, video = self.refine(self.audio_encoder.tail(audio_trunk),
+                                   self.video_encoder.tail(video_trunk))
+        scores = self.head_logits(audio, video)
+        return (scores if logits else torch.softmax(scores, dim=1)), audio, video
+
+    def forward(self, audio_mfcc: torch.Tensor,
+                video_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.from_trunks(*self.trunks(audio_mfcc, video_frames))

@@ -97,11 +97,11 @@ class SyncNetInstance_FCN(nn.Module):
         finally:
             for module, training in modes:
                 module.training = training
-        return _summarise(probs, self.model.correlation.valid_mask(probs.shape[1]),
-                          self.max_offset)
+        return summarise_probs(probs, self.model.correlation.valid_mask(probs.shape[1]),
+                               self.max_offset)
 
 
-def _summarise(probs: torch.Tensor, valid: torch.Tensor, max_offset: int) -> EvalResult:
+def summarise_probs(probs: torch.Tensor, valid: torch.Tensor, max_offset: int) -> EvalResult:
     """probs, valid [2K+1, T'] → EvalResult (see the module docstring for confidence)."""
     offsets, confidences = [], []
     for step in range(probs.shape[1]):
@@ -118,3 +118,6 @@ def _summarise(probs: torch.Tensor, valid: torch.Tensor, max_offset: int) -> Eva
         mean_probs=tuple(float(p) for p in mean_probs),
         max_offset=max_offset,
     )
+
+
+_summarise = summarise_probs  # the name older callers import
