@@ -2,6 +2,12 @@
 
     python -m syncnet_fcn [--checkpoint data/syncnet_v2.model] [--out DIR] [--attention]
 
+and the sub-commands, each with its own ``--help`` (they need ``syncnet-fcn[video]``):
+
+    python -m syncnet_fcn sync VIDEO        offsets of a face-crop video
+    python -m syncnet_fcn make-data DIR     synthetic clips with known offsets
+    python -m syncnet_fcn train DIR         train the FCN on such clips
+
 Without ``--checkpoint`` a SyncNet-shaped checkpoint is built from our own ``SyncNet``
 (fixed seed). The rule set is found through the plugin manager (``syncnet_fcn:to-fcn``),
 exactly as an outside project's would be.
@@ -81,8 +87,19 @@ def run(checkpoint: Path | None, out: Path, attention: bool = False) -> dict:
     return {"plan": plan, "convert": result, "missing": len(missing), "video_diff": diff, "seconds": seconds}
 
 
+# sub-command -> module with its own main(argv); imported only when asked for
+COMMANDS = {"make-data": ".make_data"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m syncnet_fcn", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        import importlib
+
+        return importlib.import_module(COMMANDS[argv[0]], __package__).main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m syncnet_fcn", description=__doc__.splitlines()[0],
+        epilog="sub-commands: sync VIDEO, make-data DIR, train DIR (each has --help)")
     parser.add_argument("--checkpoint", type=Path, help="a real syncnet_v2.model (default: build one)")
     parser.add_argument("--out", type=Path, help="folder for the outputs (default: a temporary folder)")
     parser.add_argument("--attention", action="store_true", help="use SyncNetFCN_WithAttention")
