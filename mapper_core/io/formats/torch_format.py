@@ -1,18 +1,26 @@
 """torch pickle checkpoints (.pt .pth .bin .model .ckpt), zip and legacy formats.
 
-Loading: ``torch.load(weights_only=True)`` always; zip files are memory-mapped (``mmap=True``)
-so memory stays flat and ``specs()`` reads only the pickle. A file that needs more than
-``weights_only`` allows is refused with :class:`UnsafeCheckpointError` naming the offending
-global; ``trust_pickle=True`` loads it with ``weights_only=False`` (which runs whatever code
-the file holds) and warns with :class:`TrustPickleWarning`.
+Loading (:mod:`.torch_pickle`): ``torch.load(weights_only=True)`` always; zip files are
+memory-mapped (``mmap=True``) so memory stays flat and ``specs()`` reads only the pickle. A
+file that needs more than ``weights_only`` allows is refused with
+:class:`~mapper_core.errors.UnsafeCheckpointError` naming the offending globals (and saying
+so when it is a whole pickled ``nn.Module``); ``trust_pickle=True`` loads it with
+``weights_only=False`` (which runs whatever code the file holds) and warns with
+:class:`TrustPickleWarning`. A pickled ``nn.Module`` is then read through its ``state_dict()``,
+with a :class:`PickledModuleWarning`.
 
 Unwrap rule (override with ``unwrap``/``strip_prefix``):
 
 1. the loaded object itself, if it is a dict whose values are all tensors;
 2. else the first of ``state_dict``, ``model_state_dict``, ``model``, ``module``, ``net``
    whose value is a dict, applying the rule again inside it; other entries (``epoch``,
-   ``optimizer``, ...) are ignored; a chosen dict holding non-tensor values is an error;
-3. then a ``module.`` prefix (DataParallel) is stripped while every key has it.
+   ``optimizer``, ...) are ignored;
+3. else the dict itself if it holds any tensor;
+4. then a ``module.`` prefix (DataParallel) is stripped while every tensor's key has it.
+
+The chosen dict may hold non-tensor values too (``'step': 5``, a config, a string): they are
+not specs; ``non_tensors()`` reports them (key → type name) and ``extra_values()`` gives those
+JSON can hold, so a conversion can record them. They never make the file unreadable.
 
 ``unwrap="a.b"`` takes ``obj["a"]["b"]`` instead (``""`` is the top level); ``strip_prefix="x."``
 strips that prefix from the keys that have it (``""`` strips nothing).
@@ -27,138 +35,27 @@ non-contiguous, possibly a memory-mapped view); callers must not modify it.
 """
 from __future__ import annotations
 
-import io
-import pickle
-import pickletools
-import re
+import json
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, UnsafeCheckpointError, torch_available
+from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
 from ...specs import TensorSpec
+from .torch_pickle import PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
+
+__all__ = ["PickledModuleWarning", "TorchReader", "TrustPickleWarning", "open_torch", "sniff_torch",
+           "strip_key_prefix", "unwrap_state_dict"]
 
 SUFFIXES = (".pt", ".pth", ".bin", ".model", ".ckpt")
 UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 DP_PREFIX = "module."
-# Read from torch's message for the legacy (non-zip) format only: no public function lists a
-# legacy file's globals (get_unsafe_globals_in_checkpoint reads zip archives) and the error
-# carries the name in no attribute. If the wording changes, the refusal says torch's reason.
-_LEGACY_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
-_LEGACY_PICKLES = 4  # magic number, protocol version, system info, then the object (storages follow)
-_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # pickled torch MAGIC_NUMBER
 
 
-class TrustPickleWarning(UserWarning):
-    """A checkpoint was loaded with full unpickling (``trust_pickle=True``): it could have run code."""
-
-
-def _is_zip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
-
-
-def sniff_torch(path: Path) -> bool:
-    """A torch zip archive (holds ``*/data.pkl``) or a legacy torch pickle (pickled magic number)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-        if head[:4] == b"PK\x03\x04":
-            with zipfile.ZipFile(path) as zf:
-                return any(n.endswith("/data.pkl") or n == "data.pkl" for n in zf.namelist())
-        return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def _offending_globals(path: Path, reason: str, is_zip: bool) -> list[str]:
-    """Every global weights_only refuses (zip: torch's static scan of the pickle, nothing runs);
-    for a legacy file the one its refusal names."""
-    if is_zip:
-        import torch.serialization
-
-        try:
-            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-        except Exception:  # its scanner declining an opcode must not hide the refusal itself
-            return []
-    found = _LEGACY_GLOBAL_RE.search(reason)
-    return [found.group(1)] if found else []
-
-
-def _pickle_is_well_formed(path: Path, is_zip: bool) -> bool:
-    """Whether the checkpoint's pickle parses, opcode by opcode (the standard library's static
-    reader: nothing is imported or run). weights_only failing on a well-formed pickle is a
-    refusal of what it holds, not damage."""
-    def parse(stream: Any, count: int) -> None:
-        for _ in range(count):  # pickles one after the other; each walk stops after its STOP
-            for _ in pickletools.genops(stream):
-                pass
-
-    try:
-        if is_zip:
-            with zipfile.ZipFile(path) as zf:
-                name = next(n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
-                parse(io.BytesIO(zf.read(name)), 1)
-        else:
-            with open(path, "rb") as fh:
-                parse(fh, _LEGACY_PICKLES)
-    except Exception:  # a bad opcode, a truncated argument, a damaged archive: all mean damage
-        return False
-    return True
-
-
-def _torch_reason(exc: Exception) -> str:
-    """The unpickler's own words. torch re-raises a weights_only failure with a long preamble and
-    keeps the unpickler's error as ``__context__``; an error from plain pickle has none."""
-    inner = exc.__context__ if isinstance(exc.__context__, pickle.UnpicklingError) else exc
-    lines = [ln.strip() for ln in str(inner).splitlines() if ln.strip()]
-    return lines[0] if lines else type(inner).__name__
-
-
-def _load(path: Path, trust_pickle: bool) -> Any:
+def _is_tensor(value: Any) -> bool:
     import torch
 
-    try:
-        is_zip = _is_zip(path)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if is_zip:
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except zipfile.BadZipFile as exc:
-            raise CheckpointError(f"{path}: damaged zip archive ({exc}); the file is truncated or not a torch checkpoint") from None
-        if any(n.endswith("constants.pkl") for n in names):
-            raise CheckpointError(
-                f"{path}: is a TorchScript archive, not a saved state dict; load it with torch.jit.load "
-                "and torch.save(module.state_dict(), ...) first"
-            )
-    if trust_pickle:
-        warnings.warn(
-            f"{path}: loading with trust_pickle (weights_only=False): this file can run arbitrary code. "
-            "Only do this for files from a source you trust.",
-            TrustPickleWarning, stacklevel=3,
-        )
-    try:
-        # mmap keeps memory flat; the legacy (non-zip) format cannot be mapped
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=is_zip)
-    except pickle.UnpicklingError as exc:
-        reason = _torch_reason(exc)
-        if trust_pickle or not _pickle_is_well_formed(path, is_zip):
-            raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged pickle?): {reason}") from None
-        names = _offending_globals(path, reason, is_zip)
-        if names:
-            what = f"the global{'s' if len(names) > 1 else ''} " + ", ".join(f"'{n}'" for n in names)
-        else:
-            what = f"an object weights_only refuses ({reason})"
-        raise UnsafeCheckpointError(
-            f"{path}: refused: loading it needs {what}, and unpickling it could run code. "
-            "If you trust the file's source, pass --trust-pickle (Python: trust_pickle=True)."
-        ) from None
-    except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: {text}") from None
+    return isinstance(value, torch.Tensor)
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -174,7 +71,11 @@ def _describe(obj: Any) -> str:
 
 
 def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[dict, str]:
-    """The dict of tensors inside a loaded checkpoint and the dotted path it was found at."""
+    """The state dict inside a loaded checkpoint and the dotted path it was found at.
+
+    The dict may hold non-tensor values beside its tensors (``'step': 5``, a config); they
+    are kept, and the reader reports them instead of refusing the file.
+    """
     if unwrap is not None:
         node, trail = obj, []
         for part in unwrap.split(".") if unwrap else []:
@@ -182,14 +83,16 @@ def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[
                 at = ".".join(trail) or "the top level"
                 raise CheckpointError(f"{path}: unwrap path '{unwrap}': no key '{part}' in {at} ({_describe(node)})")
             node, trail = node[part], trail + [part]
-        _require_tensor_dict(node, path, unwrap, "--unwrap")
+        _require_state_dict(node, path, unwrap, "--unwrap")
         return node, unwrap
     node, trail = obj, []
     while not _is_tensor_dict(node):
         step = next((k for k in UNWRAP_KEYS if isinstance(node, dict) and isinstance(node.get(k), dict)), None)
         if step is None:
+            if isinstance(node, dict) and any(_is_tensor(v) for v in node.values()):
+                break  # tensors beside other values: this is the state dict
             if trail:
-                _require_tensor_dict(node, path, ".".join(trail), "the unwrap rule")
+                _require_state_dict(node, path, ".".join(trail), "the unwrap rule")
             raise CheckpointError(
                 f"{path}: found no state dict: the file holds {_describe(obj)}, and none of "
                 f"{', '.join(UNWRAP_KEYS)} is a dict of tensors; pass --unwrap KEY.PATH to choose one"
@@ -198,27 +101,25 @@ def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[
     return node, ".".join(trail)
 
 
-def _require_tensor_dict(node: Any, path: Path, where: str, chosen_by: str) -> None:
-    import torch
-
+def _require_state_dict(node: Any, path: Path, where: str, chosen_by: str) -> None:
     where = f"'{where}'" if where else "the top level"
     if not isinstance(node, dict):
         raise CheckpointError(f"{path}: {where} (chosen by {chosen_by}) is {_describe(node)}, not a dict of tensors")
-    bad = [k for k, v in node.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        kinds = ", ".join(f"'{k}' ({type(node[k]).__name__})" for k in bad[:5])
+    if node and not any(_is_tensor(v) for v in node.values()):
+        kinds = ", ".join(f"'{k}' ({type(v).__name__})" for k, v in list(node.items())[:5])
         raise CheckpointError(
-            f"{path}: {where} (chosen by {chosen_by}) holds non-tensor values: {kinds}"
-            f"{' ...' if len(bad) > 5 else ''}; pass --unwrap to choose the dict of tensors"
+            f"{path}: {where} (chosen by {chosen_by}) holds no tensors, only {kinds}"
+            f"{' ...' if len(node) > 5 else ''}; pass --unwrap to choose the dict of tensors"
         )
 
 
 def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple[dict, str]:
     """Keys without the prefix (default rule: ``module.`` while every key has it) and the prefix removed."""
     keys = [str(k) for k in state]
-    if strip_prefix is None:
+    if strip_prefix is None:  # judged by the tensors' keys: a 'step' beside them does not count
         removed = ""
-        while keys and all(k.startswith(removed + DP_PREFIX) for k in keys):
+        tensor_keys = [k for k, v in zip(keys, state.values()) if _is_tensor(v)]
+        while tensor_keys and all(k.startswith(removed + DP_PREFIX) for k in tensor_keys):
             removed += DP_PREFIX
     elif strip_prefix == "":
         return dict(zip(keys, state.values())), ""
@@ -243,11 +144,22 @@ class TorchReader:
         import torch
 
         self.path = Path(path)
-        loaded = _load(self.path, trust_pickle)
+        loaded = load_pickle(self.path, trust_pickle)
+        self.module_type: str | None = None  # the class of a pickled nn.Module read through state_dict()
+        if isinstance(loaded, torch.nn.Module):  # only under trust_pickle: weights_only refuses modules
+            self.module_type = f"{type(loaded).__module__}.{type(loaded).__qualname__}"
+            warnings.warn(f"{self.path}: holds a whole pickled nn.Module ({self.module_type}); reading its "
+                          "state_dict(). Re-save it with torch.save(model.state_dict(), PATH) to load it "
+                          "without --trust-pickle", PickledModuleWarning, stacklevel=3)
+            loaded = loaded.state_dict()
+            if unwrap is None:
+                unwrap = ""
         state, self.unwrap_path = unwrap_state_dict(loaded, self.path, unwrap)
         state, self.stripped_prefix = strip_key_prefix(state, self.path, strip_prefix)
         # Parameters come back as nn.Parameter; hand out plain tensors sharing the same storage
-        self._tensors: dict[str, torch.Tensor] = {k: v.detach() for k, v in state.items()}
+        self._tensors: dict[str, torch.Tensor] = {k: v.detach() for k, v in state.items()
+                                                  if isinstance(v, torch.Tensor)}
+        self._extra = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
         for key, t in self._tensors.items():
             if t.layout != torch.strided:
                 raise CheckpointError(f"{self.path}: tensor '{key}' has layout {t.layout}; only dense tensors can be mapped")
@@ -264,6 +176,23 @@ class TorchReader:
 
     def metadata(self) -> dict[str, str]:
         return {}
+
+    def non_tensors(self) -> dict[str, str]:
+        """Keys of the state dict whose values are not tensors (``'step': 5``) → their type name.
+
+        They are never specs: a plan reports them and a conversion leaves them behind."""
+        return {k: type(v).__name__ for k, v in self._extra.items()}
+
+    def extra_values(self) -> dict[str, Any]:
+        """The non-tensor values JSON can hold (a number, a string, a nested config of them)."""
+        out = {}
+        for k, v in self._extra.items():
+            try:
+                json.dumps(v, allow_nan=False)
+            except (TypeError, ValueError):
+                continue
+            out[k] = v
+        return out
 
     def get_tensor(self, key: str):
         try:
@@ -303,6 +232,7 @@ class TorchReader:
 
     def close(self) -> None:
         self._tensors = {}  # drops the references that keep the file mapped
+        self._extra = {}
 
     def __enter__(self) -> "TorchReader":
         return self

@@ -116,14 +116,23 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
 
 
 def parse_size(text: str | int) -> int:
-    """Bytes from ``"500MB"`` (10^6), ``"2GiB"`` (2^30), ``"1.5GB"`` or a plain number of bytes."""
+    """Bytes from ``"500MB"`` (10^6), ``"2GiB"`` (2^30), ``"1.5GB"``, ``"700B"``, or an int of bytes.
+
+    A string needs its unit: ``"500"`` is refused, because a missing unit (500 meant as MB)
+    silently made hundreds of 500-byte shards; ``"500B"`` says bytes on purpose.
+    """
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
         m = _SIZE_RE.fullmatch(str(text))
         if not m:
             raise BadInputError(
-                f"size {text!r}: expected a number of bytes or a number with a unit such as 500MB, 5GB or 2GiB"
+                f"size {text!r}: expected a number with a unit such as 500MB, 5GB or 2GiB (or 700B for bytes)"
+            )
+        if not m.group(2):
+            raise BadInputError(
+                f"size {text!r} has no unit; write it with one, e.g. {m.group(1)}MB, 2GiB, or {m.group(1)}B "
+                "if you really mean bytes"
             )
         unit = (m.group(2) or "").lower()
         unit = unit[:-1] if unit.endswith("b") else unit

@@ -244,8 +244,8 @@ def test_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("obj, options, expected", [
-    ({"w": torch.ones(1), "epoch": 3}, {}, "found no state dict.*'epoch'"),
-    ({"state_dict": {"w": torch.ones(1), "step": 3}}, {}, r"'state_dict' \(chosen by the unwrap rule\).*'step' \(int\)"),
+    ({"epoch": 3, "name": "x"}, {}, "found no state dict.*'epoch'"),
+    ({"model": {"epoch": 3}}, {}, r"'model' \(chosen by the unwrap rule\) holds no tensors, only 'epoch' \(int\)"),
     ([torch.ones(1)], {}, "found no state dict: the file holds a list"),
     ({"state_dict": {"w": torch.ones(1)}}, {"unwrap": "weights"}, "no key 'weights'"),
     ({"state_dict": {"w": torch.ones(1)}, "epoch": 1}, {"unwrap": ""}, r"--unwrap.*'epoch'"),

@@ -262,13 +262,20 @@ def test_shard_names_and_index(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("500MB", 500 * 10**6), ("5GB", 5 * 10**9), ("2GiB", 2 * 2**30), ("1.5GB", 1_500_000_000),
-    ("123", 123), (4096, 4096), ("64 mib", 64 * 2**20), ("10K", 10_000), ("7B", 7),
+    ("123B", 123), (4096, 4096), ("64 mib", 64 * 2**20), ("10K", 10_000), ("7B", 7),
 ])
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "lots", "5 parsecs", "0", "-3MB", "1e9"])
+@pytest.mark.parametrize("text", ["", "lots", "5 parsecs", "0B", "-3MB", "1e9"])
 def test_parse_size_refuses_nonsense(text):
     with pytest.raises(BadInputError, match="size"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["500", "0", " 2 ", "1.5"])
+def test_a_size_without_a_unit_is_refused_with_a_hint(text):
+    """Issue 9: '--max-shard-size 500' meant 500 bytes and silently made 400 shards."""
+    with pytest.raises(BadInputError, match=r"no unit.*MB.*2GiB"):
         parse_size(text)
