@@ -54,21 +54,25 @@ def mapper(*args: object, env: Mapping[str, str] | None = None,
     return subprocess.CompletedProcess(["mapper", *argv], code, out.getvalue(), err.getvalue())
 
 
-def mapper_process(*args: object, env: Mapping[str, str] | None = None,
-                   cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+def mapper_process(*args: object, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+                   check: bool = False) -> subprocess.CompletedProcess:
     """Run the installed console script (``python -m mapper_core`` where there is none) in a new process."""
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "mapper_core"]
-    return _run([*command, *map(str, args)], env, cwd)
+    return _run([*command, *map(str, args)], env, cwd, check)
 
 
-def python_process(code: str, env: Mapping[str, str] | None = None,
-                   cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+def python_process(code: str, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+                   check: bool = False) -> subprocess.CompletedProcess:
     """Run ``python -c CODE`` in a new interpreter (what a fresh process imports, for example)."""
-    return _run([sys.executable, "-c", code], env, cwd)
+    return _run([sys.executable, "-c", code], env, cwd, check)
 
 
-def _run(argv: list[str], env: Mapping[str, str] | None, cwd: str | Path | None) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, env=environment(env), cwd=cwd, timeout=300)
+def _run(argv: list[str], env: Mapping[str, str] | None, cwd: str | Path | None,
+         check: bool) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, capture_output=True, text=True, env=environment(env), cwd=cwd, timeout=300)
+    if check:  # like subprocess.run(check=True), with the child's stderr in the message
+        assert done.returncode == 0, f"{argv[:3]} exited {done.returncode}:\n{done.stderr}"
+    return done
 
 
 def _exit_code(code: object, err: io.StringIO) -> int:

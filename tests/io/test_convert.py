@@ -4,8 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -22,6 +20,7 @@ from mapper_core.plan.make import make_plan
 from mapper_core.rules import load_rules
 from mapper_core.io.torch_dtypes import NAME_TO_TORCH
 from bitwise import same_bits  # tests/helpers
+from cli_runner import python_process  # tests/helpers
 
 RULES = """\
 version: 1
@@ -119,7 +118,7 @@ def test_the_byte_copy_path_never_imports_torch(tmp_path, st_src, rules):
         convert({str(st_src)!r}, {str(tmp_path / 'out.safetensors')!r}, reader=reader, plan=plan)
         print("torch" in sys.modules)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = python_process(code, check=True)
     assert out.stdout.strip() == "False"
 
 

@@ -1,7 +1,6 @@
 """make_plan: the categories, one by one, and properties against a naive reference planner."""
+import dataclasses
 import re
-import subprocess
-import sys
 from collections import defaultdict
 
 import pytest
@@ -12,6 +11,7 @@ from mapper_core.plan import Collision, Mapped, Mismatch, Plan, Skipped, UnusedR
 from mapper_core.plan.make import make_plan
 from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern
 from mapper_core.specs import TensorSpec
+from cli_runner import python_process  # tests/helpers
 
 
 def F(*shape, dtype="F32"):
@@ -264,7 +264,7 @@ def test_collisions_are_errors_even_without_target_specs():
 
 
 def test_summary_counts_and_coverage():
-    rs = rules((r"a\.(\d)", "t.{1}"), (r"never", "n"), skip=[r"fc\..*"])
+    rs = dataclasses.replace(rules((r"a\.(\d)", "t.{1}"), (r"never", "n"), skip=[r"fc\..*"]), unmatched="drop")
     source = {"a.1": F(1), "a.2": F(1), "fc.w": F(1), "lost": F(1)}
     target = {"t.1": F(1), "t.2": F(2), "t.3": F(1), "t.4": F(1)}
     s = make_plan(source, rs, target).summary()
@@ -291,4 +291,4 @@ def test_an_empty_source_gives_an_empty_plan():
 def test_planning_needs_no_torch():
     code = ("import sys, mapper_core.planner, mapper_core.explain; "
             "assert 'torch' not in sys.modules, 'torch imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    python_process(code, check=True)

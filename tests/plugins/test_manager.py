@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from mapper_core.io.formats.base import Format
 from mapper_core.plugins.hookspecs import hookimpl
 from mapper_core.plugins import CLI, ENTRY_POINT, ENV, contributions, get_plugin_manager, resolve_rules
 from mapper_core.plugins.registry import ModelFactory, RuleSetSource, TransformSpec
+from cli_runner import python_process  # tests/helpers
 
 RULES_YAML = textwrap.dedent(
     r"""
@@ -91,7 +90,7 @@ def test_importing_the_plugin_modules_loads_no_plugin_and_no_torch():
         "import sys, mapper_core.plugins, mapper_core.hookspecs, mapper_core.registry, syncnet_fcn.plugin\n"
         "print(sorted(m for m in ('torch', 'mapper_core.builtin', 'syncnet_fcn.models') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = python_process(code, check=True).stdout
     assert out.strip() == "[]"
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from mapper_core.rules.regex_syntax import plain_sequence
 from mapper_core.rules.ruleset import Rule, RuleSet
 from mapper_core.rules.template import Field, Template, TemplateNotInvertible
 from mapper_core.specs import TensorSpec
+from cli_runner import python_process  # tests/helpers
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mapper_core"
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -234,5 +233,5 @@ def test_rules_and_plan_import_no_torch():
         "        importlib.import_module(pkg.__name__ + '.' + info.name)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'safetensors'}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = python_process(code, check=True)
     assert done.stdout.strip() == "[]"

@@ -10,6 +10,7 @@ import pytest
 from mapper_core.errors import RulesError
 from mapper_core.rules import load_rules
 from rules_problems import problems_of  # tests/helpers
+from cli_runner import python_process  # tests/helpers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
 
@@ -70,11 +71,9 @@ def test_deep_nesting_refused(filename, text):
 
 
 def test_rules_module_keeps_heavy_imports_out():
-    import subprocess
-    import sys
 
     code = "import sys, mapper_core.rules; print('torch' in sys.modules, 'jsonschema' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = python_process(code, check=True).stdout
     assert out.split() == ["False", "False"]
 
 

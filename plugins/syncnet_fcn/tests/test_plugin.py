@@ -1,17 +1,16 @@
 """The SyncNet plugin's hooks: its rule set reproduces the seed's mapping; its models build lazily."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
 from mapper_core.plugins import contributions, get_plugin_manager, resolve_rules
+from cli_runner import python_process  # tests/helpers
 
 
 def test_importing_the_plugin_does_not_import_torch_or_the_models():
     code = "import sys, syncnet_fcn.plugin; print([m for m in ('torch', 'syncnet_fcn.models') if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = python_process(code, check=True).stdout
     assert out.strip() == "[]"
 
 

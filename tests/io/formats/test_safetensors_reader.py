@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from mapper_core.io.formats import builtin_formats, choose_format, open_checkpoi
 from mapper_core.io.formats.safetensors_format import (
     SafetensorsReader, ShardedSafetensorsReader, open_safetensors, read_header, sniff_safetensors,
 )
+from cli_runner import python_process  # tests/helpers
 
 ALL_DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2,
               torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool]
@@ -105,7 +104,7 @@ def test_specs_do_not_import_torch(tmp_path):
         f"r = open_checkpoint({str(path)!r}); r.specs(); r.metadata()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    python_process(code, check=True)
 
 
 def test_unknown_key_is_a_checkpoint_error(tmp_path):
