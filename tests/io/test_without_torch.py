@@ -10,7 +10,6 @@ import zipfile
 
 import pytest
 
-from mapper_core.cli import main
 from mapper_core.errors import MissingExtraError
 from mapper_core.io.convert import convert
 from mapper_core.io.formats import open_checkpoint
@@ -66,12 +65,12 @@ def test_a_reshape_only_transform_needs_no_torch(tmp_path, st_file):
 
 @pytest.mark.parametrize("argv", [["inspect", "{pt}"], ["plan", "{pt}", "--rules", "{rules}"],
                                   ["convert", "{pt}", "{out}"]])
-def test_the_cli_says_what_needs_torch_and_exits_2(tmp_path, pt_file, capsys, argv):
+def test_the_cli_says_what_needs_torch_and_exits_2(tmp_path, pt_file, mapper, argv):
     rules = tmp_path / "r.yaml"
     rules.write_text('version: 1\nrules:\n  - {match: "(.*)", target: "{1}"}\n')
     out = tmp_path / "out.safetensors"
-    code = main([a.format(pt=pt_file, rules=rules, out=out) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2
+    done = mapper(*[a.format(pt=pt_file, rules=rules, out=out) for a in argv])
+    err = done.stderr
+    assert done.returncode == 2
     assert err.startswith("mapper: error: ") and "model.pt" in err and "mapper-core[torch]" in err
     assert "Traceback" not in err and not out.exists()
