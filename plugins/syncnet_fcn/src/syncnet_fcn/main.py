@@ -88,7 +88,7 @@ def run(checkpoint: Path | None, out: Path, attention: bool = False) -> dict:
 
 
 # sub-command -> module with its own main(argv); imported only when asked for
-COMMANDS = {"sync": ".sync", "make-data": ".make_data"}
+COMMANDS = {"sync": ".sync", "make-data": ".make_data", "train": ".train_cli"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,195 @@
+"""The seed's four strategies as a real training loop: per-step cross-entropy over offsets.
+
+- ``frozen``: the rules' freeze groups are frozen (BatchNorm statistics too); the optimizer
+  takes the trainable parameters with the rules' param groups (new layers at 1e-3).
+- ``finetune``: everything trainable at one learning rate (1e-4), the seed's strategy 2;
+  start it from a finished ``frozen`` run with ``--init RUN`` as the seed advises.
+- ``differential``: nothing frozen; the rules' param groups (trunks 1e-5, new layers 1e-3).
+- ``progressive``: ``frozen`` plus the rules' ``schedule`` (the trunks join the same
+  optimizer at epoch 10 at 0.1 × the base rate) through ``UnfreezeScheduler``.
+
+A frozen video trunk computes the same features every epoch, so while it is frozen they are
+computed once per clip (in eval mode, the mode a frozen trunk runs in) and cropped, and only
+the audio trunk and the new layers run per iteration: the same numbers as running the trunk,
+at a fraction of the cost. Once the trunk thaws, the cache is dropped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from mapper_core.train.apply import param_groups
+from mapper_core.train.freeze import freeze, norm_types, stats_frozen, unfreeze_all
+from mapper_core.train.schedule import UnfreezeScheduler
+
+from .errors import InputError
+from .dataset import IGNORE, Example, crop_audio, sample_crop, step_labels
+from .features import frames_tensor
+from .fcn import SyncNetFCN
+from .inference import eval_mode, summarise, video_trunk_features
+from .transfer import syncnet_rules
+
+STRATEGIES = ("frozen", "finetune", "differential", "progressive")
+FINETUNE_LR = 1e-4
+
+
+@dataclass
+class Setup:
+    """A model with its optimizer (and scheduler) built the same way at start and on resume."""
+
+    model: SyncNetFCN
+    optimizer: torch.optim.Optimizer
+    scheduler: UnfreezeScheduler | None
+    rules: object
+
+
+def build_setup(model: SyncNetFCN, strategy: str, rules_name: str, lr: float | None) -> Setup:
+    """Freeze and group ``model`` for ``strategy``; ``lr`` overrides the new layers' rate
+    (and the single rate of ``finetune``)."""
+    rules = syncnet_rules(rules_name)
+    overrides = {"new_layers": {"lr": lr}} if lr is not None else None
+    scheduler = None
+    if strategy in ("frozen", "progressive"):
+        freeze(model, rules)
+        optimizer = torch.optim.Adam(param_groups(model, rules, trainable_only=True, overrides=overrides),
+                                     lr=lr or 1e-3)
+        if strategy == "progressive":
+            if not rules.schedule:
+                raise InputError(f"rules {rules_name} have no schedule; progressive needs one (use to-fcn)")
+            scheduler = UnfreezeScheduler(model, optimizer, rules)
+    elif strategy == "finetune":
+        unfreeze_all(model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr or FINETUNE_LR)
+    elif strategy == "differential":
+        unfreeze_all(model)
+        optimizer = torch.optim.Adam(param_groups(model, rules, overrides=overrides))
+    else:
+        raise ValueError(f"strategy {strategy!r} is not one of {list(STRATEGIES)}")
+    return Setup(model, optimizer, scheduler, rules)
+
+
+def video_trunk_frozen(model: SyncNetFCN) -> bool:
+    """True when the video trunk cannot change: no trainable parameter, statistics frozen."""
+    trunk = model.video_encoder.conv_layers
+    norms = [m for m in trunk.modules() if isinstance(m, norm_types())]
+    return not any(p.requires_grad for p in trunk.parameters()) and all(stats_frozen(m) for m in norms)
+
+
+class VideoCache:
+    """Whole-clip video trunk features per clip, valid while the trunk is frozen."""
+
+    def __init__(self) -> None:
+        self.features: dict[str, torch.Tensor] = {}
+
+    def get(self, model: SyncNetFCN, example: Example) -> torch.Tensor:
+        if example.name not in self.features:
+            with eval_mode(model):
+                self.features[example.name] = video_trunk_features(model, example.frames)[0]
+        return self.features[example.name]
+
+
+@dataclass
+class Trainer:
+    """Runs iterations and evaluations over decoded clips."""
+
+    setup: Setup
+    train: list[Example]
+    heldout: list[Example]
+    crop_frames: int = 30
+    batch: int = 2
+    shift: bool = True
+    cache: VideoCache = field(default_factory=VideoCache)
+
+    @property
+    def model(self) -> SyncNetFCN:
+        return self.setup.model
+
+    def _cached(self) -> bool:
+        if video_trunk_frozen(self.model):
+            return True
+        self.cache.features.clear()  # the trunk thawed: cached features are stale
+        return False
+
+    def iteration(self) -> float:
+        """One optimizer step on ``batch`` random crops; returns the loss."""
+        model, k, length = self.model, self.model.max_offset, self.crop_frames
+        # drawn from torch's RNG, which the training state saves: a resumed run draws the
+        # crops an uninterrupted one would have drawn
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
+        crops = [sample_crop(rng, self.train[i], int(i), length, k, self.shift)
+                 for i in rng.integers(0, len(self.train), self.batch)]
+        audio = torch.stack([crop_audio(self.train[c.index], c, length) for c in crops])  # [B, 1, 13, 4L]
+        labels = torch.stack([step_labels(c.offset, length - 4, k) for c in crops])
+        model.train()
+        if self._cached():
+            video = torch.stack([self.cache.get(model, self.train[c.index])[:, c.video:c.video + length - 4]
+                                 for c in crops])
+            trunks = (model.audio_encoder.trunk(audio), video)
+        else:
+            frames = torch.cat([frames_tensor(self.train[c.index].frames[c.video:c.video + length])
+                                for c in crops])
+            trunks = model.trunks(audio, frames)
+        logits = model.from_trunks(*trunks, logits=True)[0]
+        loss = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE)
+        self.setup.optimizer.zero_grad()
+        loss.backward()
+        self.setup.optimizer.step()
+        return float(loss.detach())
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out clips, whole: clip accuracy (argmax of the mean probabilities), within ±1
+        frame, per-step accuracy and loss over the steps whose true offset is in range."""
+        model, k = self.model, self.model.max_offset
+        exact = near = steps_right = steps_total = 0
+        loss_sum = 0.0
+        cached = self._cached()
+        with eval_mode(model):
+            for example in self.heldout:
+                audio = model.audio_encoder.trunk(example.mfcc[None, None])
+                video = (self.cache.get(model, example) if cached
+                         else video_trunk_features(model, example.frames)[0])[None]
+                logits = model.from_trunks(audio, video, logits=True)[0][0]
+                result = summarise(model, torch.softmax(logits, dim=0))
+                exact += result.offset == example.offset
+                near += abs(result.offset - example.offset) <= 1
+                labels = step_labels(example.offset, logits.shape[1], k)
+                keep = labels != IGNORE
+                steps_right += int((logits.argmax(dim=0)[keep] == labels[keep]).sum())
+                steps_total += int(keep.sum())
+                loss_sum += float(nn.functional.cross_entropy(logits.T[keep], labels[keep], reduction="sum"))
+        count = max(1, len(self.heldout))
+        return {"accuracy": exact / count, "within_1": near / count,
+                "step_accuracy": steps_right / max(1, steps_total), "heldout_loss": loss_sum / max(1, steps_total)}
+
+
+def train_epochs(trainer: Trainer, first_epoch: int, epochs: int, steps_per_epoch: int,
+                 eval_every: int, deadline: float | None, report) -> list[dict]:
+    """Epochs ``first_epoch`` … ``epochs − 1``; ``report(record)`` after each. Stops early at
+    ``deadline`` (a time.monotonic() value), after evaluating where it stopped."""
+    history = []
+    started = time.monotonic()
+    for epoch in range(first_epoch, epochs):
+        if trainer.setup.scheduler is not None:
+            for change in trainer.setup.scheduler.step(epoch):
+                report({"event": "unfroze", "epoch": epoch, "group": change.group, "lr": change.lr,
+                        "tensors": len(change.added)})
+        losses, stop = [], False
+        for _ in range(steps_per_epoch):
+            losses.append(trainer.iteration())
+            if deadline is not None and time.monotonic() >= deadline:
+                stop = True
+                break
+        record = {"epoch": epoch + 1, "iterations": len(losses), "loss": float(np.mean(losses)),
+                  "seconds": round(time.monotonic() - started, 1)}
+        if stop or (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+            record.update(trainer.evaluate())
+            record["seconds_with_eval"] = round(time.monotonic() - started, 1)
+        history.append(record)
+        report(record)
+        if stop:
+            break
+    return history
