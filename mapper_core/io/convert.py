@@ -27,28 +27,27 @@ rewritten at the end.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from .. import __version__
 from .atomic import AtomicFiles, check_destinations
-from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, PlanError, torch_available
-from .formats.aliases import ALIASES_KEY, encode_aliases
+from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
+from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader
 from .formats.writer import (Entry, FileRange, FileWriter, RangeCopier, index_json,
                              parse_size, shard_names, split_shards)
+from .planning import plan_with_checks
+from .provenance import Hasher, final_metadata, metadata, source_files
 from ..plan.plan import Plan
+from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import is_header_only
 
 ProgressCallback = Callable[[int, int, str], None]  # (bytes done, bytes total, current key)
+PhaseCallback = Callable[[str, int], None]  # (phase: "writing" | "hashing" | "verifying", bytes in it)
 DEFAULT_NAME = "model.safetensors"
-_PLACEHOLDER = "0" * 64  # a SHA-256 hex digest's length, so the final header fits the reserved one
 
 
 @dataclass(frozen=True)
@@ -76,38 +75,87 @@ class ConvertResult:
 
 
 def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, plan: Plan | None = None,
+            rules: RuleSet | None = None, target_specs: Mapping[str, TensorSpec] | None = None,
+            target_module_types: Mapping[str, str] | None = None, unmatched: str | None = None,
             force: bool = False, max_shard_size: int | str | None = None, verify: bool = False,
-            progress: ProgressCallback | None = None, rules_sha256: str | None = None,
-            hash_source: bool = True, strict: bool = False) -> ConvertResult:
+            progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
+            rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False) -> ConvertResult:
     """Write ``src`` (through ``reader``, or the built-in formats) as safetensors at ``dst``.
 
     ``dst`` is a ``.safetensors`` file, a ``.safetensors.index.json`` (always sharded) or an
     existing folder (``model.safetensors`` inside it). ``max_shard_size`` (bytes or ``"5GB"``)
     splits the output Hugging Face style when it does not fit one shard. ``verify`` re-reads
     the output with the safetensors library before it is put in place.
+
+    Renaming: give a ``plan``, or ``rules`` and the plan is made here from the source's headers
+    (with ``target_specs``, ``target_module_types`` and the ``unmatched`` policy, as
+    ``mapper plan`` makes it). ``target_specs`` also checks a given plan's (or a plain
+    conversion's) result: a tensor the target lacks, or has in another shape, is refused.
+    Before anything is written, :class:`~mapper_core.errors.PlanError` refuses a plan with
+    errors and a conversion that would write no tensor.
+
+    ``progress(done, total, key)`` reports the bytes written; with ``phase(name, total)`` too,
+    each phase (``writing``, ``hashing``, ``verifying``) is announced and ``progress`` then
+    reports within it.
     """
     src = Path(src)
-    if plan is not None and plan.has_errors(strict=strict):
-        raise PlanError(_plan_error_message(plan, strict), plan)
+    if plan is not None and plan.mapped and plan.has_errors(strict=strict):
+        refuse_plan_errors(plan, strict)  # before the source is even opened
     own_reader = reader is None
     if reader is None:
         from .formats import open_checkpoint
 
         reader = open_checkpoint(src)
     try:
+        if plan is None and rules is not None:
+            plan = plan_with_checks(reader.specs(), rules, target_specs, source_origin=str(src),
+                                    unmatched=unmatched, non_tensor=non_tensors(reader),
+                                    target_module_types=target_module_types)
+            rules_sha256 = rules_sha256 or rules.sha256
+        if plan is not None:
+            if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
+                refuse_nothing_to_write(src, reader.specs(), plan, non_tensors(reader))
+            refuse_plan_errors(plan, strict)
         return _convert(src, Path(dst), reader, plan, force,
                         None if max_shard_size is None else parse_size(max_shard_size),
-                        verify, progress, rules_sha256, hash_source)
+                        verify, progress, phase, rules_sha256, hash_source,
+                        target_specs if plan is None or plan.target_count is None else None)
     finally:
         if own_reader:
             reader.close()
 
 
+def _counting(progress: ProgressCallback | None, total: int) -> Callable[[int, str], None]:
+    """A ``step(nbytes, key)`` that adds up the bytes and reports (done, total, key) to ``progress``."""
+    done = 0
+
+    def step(n: int, key: str) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total, key)
+    return step
+
+
+def non_tensors(reader: Reader) -> dict[str, str]:
+    """The source's non-tensor values, key → type name ({} for readers that have none)."""
+    found = getattr(reader, "non_tensors", None)
+    return dict(found()) if found else {}
+
+
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,
-             verify: bool, progress: ProgressCallback | None, rules_sha256: str | None,
-             hash_source: bool) -> ConvertResult:
+             verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
+             rules_sha256: str | None, hash_source: bool,
+             target_specs: Mapping[str, TensorSpec] | None) -> ConvertResult:
     specs = reader.specs()
-    entries, aliases, left_behind, originals = _entries(reader, specs, plan)
+    entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
+    if not entries:
+        refuse_nothing_to_write(src, specs, plan, non_tensors(reader))
+    if target_specs is not None:
+        spec_of = {e.key: e.spec for e in entries}
+        written = [(sources_of[e.key], e.key, e.spec) for e in entries]
+        written += [(sources_of[a], a, spec_of[k]) for a, k in aliases.items()]
+        refuse_misfits(written, target_specs, plan.target_origin if plan else None)
     copied = sum(isinstance(e.data, FileRange) for e in entries)
     method = "byte-copy" if copied == len(entries) else "tensor" if copied == 0 else "byte-copy+tensor"
 
@@ -118,23 +166,26 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         files, index = shard_names(dst, len(groups))
     else:
         files, index, groups = [dst], None, [entries]
-    sources = _source_files(reader, src)
+    sources = source_files(reader, src)
     check_destinations(files + ([index] if index else []), sources, force)
 
-    hasher = _Hasher(sources) if hash_source else None
-    meta = _metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
+    hasher = Hasher(sources) if hash_source else None
+    meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
     total = sum(e.spec.nbytes for e in entries)
-    done = 0
+    step = _counting(progress, total)
 
-    def step(n: int, key: str) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, total, key)
+    def phased(name: str, size: int) -> Callable[[int, str], None] | None:
+        """Announce a phase after writing; its own byte count goes to ``progress``."""
+        if phase is None:
+            return None
+        phase(name, size)
+        return _counting(progress, size)
 
     try:
         with AtomicFiles() as out:
-            writers, meta = _write_files(out, files, groups, meta, hasher, sources, step)
+            if phase:
+                phase("writing", total)
+            writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased)
             if index is not None:
                 weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
                 _write_all(out.create(index), index_json(weight_map, total, meta))
@@ -142,7 +193,9 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
             if verify:
                 from .verify import verify_file
 
-                checked = sum(verify_file(out.temp_of(path), [originals.get(e.key, e) for e in w.entries], shown_as=path)
+                verifying = phased("verifying", total)
+                checked = sum(verify_file(out.temp_of(path), [originals.get(e.key, e) for e in w.entries],
+                                          shown_as=path, step=verifying)
                               for path, w in zip(files, writers))
             out.commit()
     except OSError as exc:  # disk full, permissions, I/O errors: nothing was put in place
@@ -162,7 +215,8 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
 
 def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]], meta: dict[str, str],
-                 hasher: "_Hasher | None", sources: list[Path], step: Callable[[int, str], None]
+                 hasher: Hasher | None, sources: list[Path], step: Callable[[int, str], None],
+                 phased: Callable[[str, int], Callable[[int, str], None] | None]
                  ) -> tuple[list[FileWriter], dict[str, str]]:
     """Every shard's header and data; then, once the source hash is known, the final headers."""
     if hasher:
@@ -176,32 +230,26 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
     for w in writers:  # flush the data while the hash may still be running; commit's fsync is then short
         os.fsync(w.fd)
     if hasher:
-        meta = _final_metadata(meta, hasher.result(), sources)
+        waiting = None
+        within = phased("hashing", hasher.total) if hasher.is_alive() else None  # the copy outran the hash
+        if within is not None:
+            seen = 0
+
+            def waiting(done: int, total: int) -> None:
+                nonlocal seen
+                within(done - seen, "")
+                seen = done
+        meta = final_metadata(meta, hasher.result(waiting), sources)
         for w in writers:
             w.finish(meta)
     return writers, meta
 
 
-def _plan_error_message(plan: Plan, strict: bool) -> str:
-    lines = []
-    for c in plan.collisions[:5]:
-        lines.append(f"  collision: {', '.join(c.sources)} → {c.target}")
-    for m in [m for m in plan.mismatched if m.action == "error"][:5]:
-        lines.append(f"  shape mismatch: {m.source} {list(m.shape)} → {m.target} "
-                     f"{list(m.target_shape) if m.target_shape is not None else '(absent)'}")
-    if strict:
-        lines += [f"  unmatched: {k}" for k in plan.unmatched[:5]]
-        lines += [f"  uninitialized: {k}" for k in plan.uninitialized[:5]]
-    n = len(plan.errors) + (len(plan.unmatched) + len(plan.uninitialized) if strict else 0)
-    return (f"the plan for rules '{plan.rules_name}' has {n} error(s); nothing was written. "
-            f"Fix the rules (see `mapper plan`):\n" + "\n".join(lines))
-
-
 def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
-             ) -> tuple[list[Entry], dict[str, str], int, dict[str, Entry]]:
+             ) -> tuple[list[Entry], dict[str, str], int, dict[str, Entry], dict[str, str]]:
     """The tensors to store (aliases taken out), the alias map in target names, how many source
-    keys stay behind, and for entries copied out of a torch file, the entry --verify compares
-    against (the tensor itself)."""
+    keys stay behind, for entries copied out of a torch file the entry --verify compares
+    against (the tensor itself), and each written key's source key."""
     if plan is None:
         pairs = [(k, k) for k in specs]
     else:
@@ -255,7 +303,7 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
         if identity is not None:
             stored[identity] = target
         entries.append(Entry(target, spec, data))
-    return entries, aliases, len(specs) - len(pairs), originals
+    return entries, aliases, len(specs) - len(pairs), originals, {target: source for source, target in pairs}
 
 
 def _torch_mappings(reader: Reader):
@@ -294,82 +342,7 @@ def _resolve_dst(dst: Path) -> tuple[Path, bool]:
     )
 
 
-def _source_files(reader: Reader, src: Path) -> list[Path]:
-    """The files the source is made of: the file itself, or an index and its shards."""
-    base = Path(getattr(reader, "path", src))
-    shards = getattr(reader, "shards", ())
-    return [base] + [base.parent / name for name in shards]
-
-
-def _metadata(reader: Reader, src: Path, plan: Plan | None, rules_sha256: str | None,
-              aliases: dict[str, str], hashed: list[Path]) -> dict[str, str]:
-    # the source's own metadata rides along, except what we set or what only fits the source
-    meta = {k: v for k, v in reader.metadata().items()
-            if not k.startswith("mapper.") and k != "total_size" and isinstance(v, str)}
-    meta["format"] = "pt"  # what transformers expects to find
-    meta["mapper.version"] = __version__
-    meta["mapper.source"] = src.name
-    if hashed:
-        meta["mapper.source_sha256"] = _PLACEHOLDER
-        if len(hashed) > 1:
-            meta["mapper.source_shards_sha256"] = json.dumps({p.name: _PLACEHOLDER for p in hashed[1:]},
-                                                             separators=(",", ":"))
-    if plan is not None:
-        meta["mapper.rules"] = plan.rules_name
-        if rules_sha256:
-            meta["mapper.rules_sha256"] = rules_sha256
-    if aliases:
-        meta[ALIASES_KEY] = encode_aliases(aliases)
-    return meta
-
-
-def _final_metadata(meta: dict[str, str], digests: dict[Path, str], hashed: list[Path]) -> dict[str, str]:
-    meta = dict(meta)
-    meta["mapper.source_sha256"] = digests[hashed[0]]
-    if len(hashed) > 1:
-        meta["mapper.source_shards_sha256"] = json.dumps({p.name: digests[p] for p in hashed[1:]},
-                                                         separators=(",", ":"))
-    return meta
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-class _Hasher(threading.Thread):
-    """SHA-256 of the source files on a background thread (hashlib and file reads release the GIL),
-    so hashing overlaps the copy instead of adding a second pass."""
-
-    def __init__(self, paths: list[Path]):
-        super().__init__(name="mapper-source-hash", daemon=True)
-        self.paths = paths
-        self._stop_flag = threading.Event()
-        self._digests: dict[Path, str] = {}
-        self._error: BaseException | None = None
-
-    def run(self) -> None:
-        buf = bytearray(1024 * 1024)
-        view = memoryview(buf)
-        try:
-            for path in self.paths:
-                h = hashlib.sha256()
-                with open(path, "rb", buffering=0) as fh:
-                    while not self._stop_flag.is_set():
-                        n = fh.readinto(buf)
-                        if not n:
-                            break
-                        h.update(view[:n])
-                self._digests[path] = h.hexdigest()
-        except BaseException as exc:  # reported by result(), in the caller's thread
-            self._error = exc
-
-    def result(self) -> dict[Path, str]:
-        self.join()
-        if self._error is not None:
-            raise CheckpointError(f"cannot hash the source: {self._error}") from None
-        return self._digests
-
-    def cancel(self) -> None:
-        self._stop_flag.set()

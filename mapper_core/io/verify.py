@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import VerifyError
 from .formats.writer import Entry, FileRange, split_shards
@@ -25,16 +25,18 @@ PIECE = 8 * 1024 * 1024
 MAPPED_BYTES = 64 * 1024 * 1024
 
 
-def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path | None = None) -> int:
+def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path | None = None,
+                step: Callable[[int, str], None] | None = None) -> int:
     """Check that ``path`` holds exactly ``entries`` (keys, dtypes, shapes, bytes); returns the count.
 
-    ``shown_as`` names the file in errors (e.g. the destination while ``path`` is a temporary).
+    ``shown_as`` names the file in errors (e.g. the destination while ``path`` is a temporary);
+    ``step(nbytes, key)`` is called after each tensor is compared.
     Raises :class:`~mapper_core.errors.VerifyError` naming the first key that differs.
     """
     try:
         import torch  # optional: the header-only install verifies byte ranges without it
     except ModuleNotFoundError:
-        return _verify_without_torch(path, entries, shown_as or path)
+        return _verify_without_torch(path, entries, shown_as or path, step)
 
     from .torch_dtypes import dtype_name
 
@@ -61,6 +63,8 @@ def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path
                     del src
                 if offset is not None:
                     _damaged(name, e, offset)
+                if step:
+                    step(e.spec.nbytes, e.key)
                 del out, out_bytes  # the last views of this group's mapping go with the handle
     return len(entries)
 
@@ -80,7 +84,8 @@ def _damaged(name: str | Path, e: Entry, offset: int) -> None:
                       "damaged, do not use it (re-run the conversion and report a bug if it repeats)")
 
 
-def _verify_without_torch(path: str | Path, entries: Sequence[Entry], name: str | Path) -> int:
+def _verify_without_torch(path: str | Path, entries: Sequence[Entry], name: str | Path,
+                          step: Callable[[int, str], None] | None) -> int:
     """The torch-free check: our strict reader parses the header; each data region equals its source."""
     from ..errors import CheckpointError
     from .formats.safetensors_format import read_header
@@ -104,6 +109,8 @@ def _verify_without_torch(path: str | Path, entries: Sequence[Entry], name: str 
         offset = _compare_files(written, e.data, out_buf, buf)
         if offset is not None:
             _damaged(name, e, offset)
+        if step:
+            step(e.spec.nbytes, e.key)
     return len(entries)
 
 

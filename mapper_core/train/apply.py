@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError, PlanError
+from ..io.planning import plan_with_checks
 from ..io.tensor_ops import apply_chain
 from ..io.torch_dtypes import spec_of
 from ..plan.plan import Plan
@@ -32,6 +33,23 @@ class LoadResult:
 def module_specs(module: nn.Module) -> dict[str, TensorSpec]:
     """Target specs from a module's state dict (parameters and buffers), for planning."""
     return {k: spec_of(v, k) for k, v in module.state_dict(keep_vars=True).items()}
+
+
+def module_types(module: nn.Module) -> dict[str, str]:
+    """Module name → class name (``"0": "Conv2d"``) for every module that owns parameters or
+    buffers: what a plan's kind check names when the target is a real model."""
+    return {name: type(m).__name__ for name, m in module.named_modules()
+            if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))}
+
+
+def plan_for_module(source_specs: Mapping[str, TensorSpec], ruleset: RuleSet, module: nn.Module, *,
+                    source_origin: str | None = None, unmatched: str | None = None,
+                    non_tensor: Mapping[str, str] | None = None) -> Plan:
+    """The plan for loading ``source_specs`` into ``module``: shapes checked against its state
+    dict, module kinds against its real module types (the plan to hand to :func:`apply_to_module`)."""
+    return plan_with_checks(source_specs, ruleset, module_specs(module), source_origin=source_origin,
+                            target_origin=type(module).__name__, unmatched=unmatched, non_tensor=non_tensor,
+                            target_module_types=module_types(module))
 
 
 def _source_tensor(source: Any, key: str) -> torch.Tensor:

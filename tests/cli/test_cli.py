@@ -169,7 +169,8 @@ def test_every_command_prints_the_trust_pickle_warning_one_way(tmp_path, mapper,
     from mapper_core.io.formats.torch_format import TrustPickleWarning
 
     (tmp_path / "rules.yaml").write_text(RULES)
-    torch.save({"state_dict": {"enc.0.weight": torch.ones(4, 2)}, "note": Fraction(1, 3)}, tmp_path / "c.pt")
+    key = "encoder.layers.0.weight" if command == "export" else "enc.0.weight"  # export reads the target layout
+    torch.save({"state_dict": {key: torch.ones(4, 2)}, "note": Fraction(1, 3)}, tmp_path / "c.pt")
     args = {
         "plan": ["plan", "c.pt", "--rules", "rules.yaml"],
         "explain": ["explain", "c.pt", "enc.0.weight", "--rules", "rules.yaml"],
