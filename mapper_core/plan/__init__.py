@@ -6,8 +6,11 @@ alone; explain one key; render the text report. No torch, no file I/O.
 """
 from .explain import Candidate, Explanation, explain
 from .make import make_plan
-from .plan import Collision, Mapped, Mismatch, Plan, Skipped, UnusedRule
-from .report import render_text
+from .plan import (PASS_THROUGH, Collision, KindMismatch, Mapped, Mismatch, NonTensor, Plan, Skipped,
+                   UnmatchedKey, UnusedRule)
+from .report import error_lines, render_text
+from .text import shown
 
-__all__ = ["Candidate", "Collision", "Explanation", "Mapped", "Mismatch", "Plan", "Skipped", "UnusedRule",
-           "explain", "make_plan", "render_text"]
+__all__ = ["PASS_THROUGH", "Candidate", "Collision", "Explanation", "KindMismatch", "Mapped", "Mismatch",
+           "NonTensor", "Plan", "Skipped", "UnmatchedKey", "UnusedRule", "error_lines", "explain", "make_plan",
+           "render_text", "shown"]

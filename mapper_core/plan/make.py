@@ -6,19 +6,26 @@ Per source key, in this order:
 2. rules, in order: the first whose pattern fully matches *and* whose template renders wins
    (a table without the captured entry, a shift below 0 or a group that took no part
    lets the next rule try);
-3. otherwise the key is unmatched.
+3. otherwise the key is unmatched, and the unmatched policy (``unmatched:`` in the rules, or the
+   ``unmatched`` argument) decides: ``error`` (the plan fails), ``keep`` (passed through under
+   its own name, rule ``PASS_THROUGH``), ``drop`` (left behind and listed).
 
 With target specs, a mapped key whose target is absent or has another shape is a
 mismatch, handled by the rule's ``on_shape_mismatch``; a different dtype is not a mismatch.
 A rule's ``transform:`` steps are inferred on the header first: the shape after them is what
 is compared, and a step that cannot apply to the key's shape is a mismatch with a reason.
+Then every loadable tensor is kind-checked (:mod:`.kind_check`): its source and target modules
+must be of compatible kinds, and the members of a module must travel together. Target keys
+nothing fills are ``uninitialized``, or ``expected_uninitialized`` when a ``new:`` pattern of
+the rules declares them.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
 from ..rules.matcher import Matcher
-from .plan import Collision, Mapped, Mismatch, Plan, Skipped, UnusedRule
+from .kind_check import check_kinds
+from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped, UnusedRule
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import TransformChainError, chain_spec
@@ -31,8 +38,20 @@ def make_plan(
     *,
     source_origin: str | None = None,
     target_origin: str | None = None,
+    unmatched: str | None = None,
+    non_tensor: Mapping[str, str] | None = None,
+    target_module_types: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Plan what happens to every source key and which target keys get filled."""
+    """Plan what happens to every source key and which target keys get filled.
+
+    ``unmatched`` overrides the rules' ``unmatched:`` policy (error | keep | drop);
+    ``non_tensor`` maps the source's non-tensor values to their type names (listed, left behind);
+    ``target_module_types`` maps target module names (the key before its last dot) to their class
+    names when the target is a real model, for the kind check and its messages.
+    """
+    policy = ruleset.unmatched if unmatched is None else unmatched
+    if policy not in UNMATCHED_POLICIES:
+        raise ValueError(f"unknown unmatched policy {policy!r}; use one of {', '.join(UNMATCHED_POLICIES)}")
     rules = ruleset.rules
     n_skip = len(ruleset.skip)
     # One index over skip patterns then rules: candidate ids come out ascending, so skip
@@ -63,20 +82,23 @@ def make_plan(
             if target is not None:
                 winner = i
                 break
-        if winner is None:
+        if winner is None and policy == "keep":
+            winner, target, rule = PASS_THROUGH, key, None
+        elif winner is None:
             unmatched.append(key)
             continue
-        if winner < n_skip:
+        elif winner < n_skip:
             skipped.append(Skipped(key, skip_text[winner]))
             continue
-
-        rule = rules[winner - n_skip]
-        used[winner - n_skip] = True
+        else:
+            rule = rules[winner - n_skip]
+            used[winner - n_skip] = True
+        index = PASS_THROUGH if rule is None else rule.index
         shape = tuple(spec.shape)
         extra: dict = {}
         reason = ""
         out_shape = shape
-        if rule.transform:
+        if rule is not None and rule.transform:
             try:
                 out = chain_spec(rule.transform, spec)
                 out_shape = tuple(out.shape)
@@ -86,27 +108,34 @@ def make_plan(
                     f"rule {rule.index}, key '{key}': {exc}"
                 extra = {"transform": rule.transform}
         if not has_target and not reason:
-            mapped.append(Mapped(key, target, rule.index, spec.dtype, shape, **extra))
+            mapped.append(Mapped(key, target, index, spec.dtype, shape, **extra))
             continue
         tspec = targets.get(target)
         tshape = None if tspec is None else tuple(tspec.shape)
         tdtype = None if tspec is None else tspec.dtype
         if reason or (has_target and tshape != out_shape):
-            action = rule.on_shape_mismatch
-            mismatched.append(Mismatch(key, target, rule.index, shape, tshape, action, spec.dtype, tdtype,
-                                       reason, None if reason or not rule.transform else out_shape))
+            action = "error" if rule is None else rule.on_shape_mismatch
+            mismatched.append(Mismatch(key, target, index, shape, tshape, action, spec.dtype, tdtype,
+                                       reason, out_shape if "transform" in extra and not reason else None))
             if action == "skip":
-                skipped.append(Skipped(key, None, rule.index))
+                skipped.append(Skipped(key, None, index))
                 continue
-        mapped.append(Mapped(key, target, rule.index, spec.dtype, shape, tshape, tdtype, **extra))
+        mapped.append(Mapped(key, target, index, spec.dtype, shape, tshape, tdtype, **extra))
 
     collisions = _collisions(mapped)
+    bad_targets = {c.target for c in collisions}
+    bad_sources = {m.source for m in mismatched}
+    loadable = [m for m in mapped if m.target not in bad_targets and m.source not in bad_sources]
+    kind_mismatches = check_kinds(loadable, source_specs, target_specs if has_target else None,
+                                  [r.on_kind_mismatch for r in rules], target_module_types)
     uninitialized: tuple[str, ...] = ()
+    expected: tuple[str, ...] = ()
     if has_target:
-        bad_targets = {c.target for c in collisions}
-        bad_sources = {m.source for m in mismatched}
-        filled = {m.target for m in mapped if m.target not in bad_targets and m.source not in bad_sources}
-        uninitialized = tuple(sorted(k for k in targets if k not in filled))
+        filled = {m.target for m in loadable}
+        empty = sorted(k for k in targets if k not in filled)
+        new = [p.pattern.fullmatch for p in ruleset.new]
+        expected = tuple(k for k in empty if any(f(k) for f in new))
+        uninitialized = tuple(k for k in empty if not any(f(k) for f in new))
 
     return Plan(
         rules_name=ruleset.name,
@@ -122,6 +151,10 @@ def make_plan(
         source_origin=source_origin,
         target_origin=target_origin,
         rules_origin=ruleset.origin,
+        unmatched_policy=policy,
+        non_tensor=tuple(NonTensor(k, t) for k, t in (non_tensor or {}).items()),
+        kind_mismatches=kind_mismatches,
+        expected_uninitialized=expected,
     )
 
 

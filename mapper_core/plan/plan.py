@@ -1,14 +1,21 @@
 """The Plan: a pure value saying what happens to every key. Built by :func:`mapper_core.plan.make_plan`.
 
-Every source key is in exactly one of ``mapped``, ``skipped``, ``unmatched``. A shape
-mismatch is listed in ``mismatched`` and also stays where it belongs: under
-``on_shape_mismatch: error`` in ``mapped`` (the plan has an error), under ``skip`` in
-``skipped`` (with ``rule`` set and no ``pattern``).
+Every tensor key of the source is in exactly one of ``mapped``, ``skipped``, ``unmatched``
+(non-tensor values are in ``non_tensor``). A shape mismatch is listed in ``mismatched`` and
+also stays where it belongs: under ``on_shape_mismatch: error`` in ``mapped`` (the plan has an
+error), under ``skip`` in ``skipped`` (with ``rule`` set and no ``pattern``). Under the
+rules' ``unmatched: keep`` policy a key no rule takes is passed through under its own name:
+it is in ``mapped`` with ``rule == PASS_THROUGH`` (-1); under ``drop`` and ``error`` it is in
+``unmatched`` (an error only under ``error``).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+PASS_THROUGH = -1  # Mapped.rule of a key passed through under its own name (unmatched: keep)
+UNMATCHED_POLICIES = ("error", "keep", "drop")
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,11 @@ class Mapped:
     transform: tuple[Any, ...] = ()
     out_dtype: str | None = None
     out_shape: tuple[int, ...] | None = None
+
+    @property
+    def passed_through(self) -> bool:
+        """True for a key no rule took, written under its own name (``unmatched: keep``)."""
+        return self.rule == PASS_THROUGH
 
     @property
     def result_shape(self) -> tuple[int, ...]:
@@ -72,6 +84,39 @@ class UnusedRule:
 
 
 @dataclass(frozen=True)
+class UnmatchedKey:
+    """An error entry: a source key no rule or skip pattern takes, under ``unmatched: error``."""
+
+    source: str
+
+
+@dataclass(frozen=True)
+class NonTensor:
+    """A value in the source that is not a tensor (a step counter, a config): left behind, listed."""
+
+    key: str
+    type: str  # the type name the reader reported, e.g. "int", "dict"
+
+
+@dataclass(frozen=True)
+class KindMismatch:
+    """A mapped tensor whose source and target modules differ in kind, or that leaves its module.
+
+    ``source_kind``/``target_kind`` are module signatures (``conv(weight[4d],bias)``) or, when the
+    target is a real model, its module type (``BatchNorm2d``). ``action`` is the rule's
+    ``on_kind_mismatch``: ``error`` fails the plan, ``warn`` only reports.
+    """
+
+    source: str
+    target: str
+    rule: int
+    source_kind: str
+    target_kind: str
+    action: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """What happens to every source key and which target keys get filled."""
 
@@ -89,20 +134,36 @@ class Plan:
     target_origin: str | None = None
     rules_origin: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    unmatched_policy: str = "error"
+    non_tensor: tuple[NonTensor, ...] = ()
+    kind_mismatches: tuple[KindMismatch, ...] = ()
+    # target keys nothing fills that the rules declare as new layers (`new:`): not a problem
+    expected_uninitialized: tuple[str, ...] = ()
 
     @property
-    def errors(self) -> tuple[Mismatch | Collision, ...]:
-        """Problems that always fail the plan: collisions and mismatches under ``error``."""
-        return tuple(self.collisions) + tuple(m for m in self.mismatched if m.action == "error")
+    def errors(self) -> tuple[Mismatch | Collision | KindMismatch | UnmatchedKey, ...]:
+        """Problems that always fail the plan: collisions, shape and kind mismatches under ``error``,
+        and unmatched source keys under ``unmatched: error``."""
+        unmatched = tuple(UnmatchedKey(k) for k in self.unmatched) if self.unmatched_policy == "error" else ()
+        return (tuple(self.collisions) + tuple(m for m in self.mismatched if m.action == "error")
+                + tuple(k for k in self.kind_mismatches if k.action == "error") + unmatched)
 
     def has_errors(self, strict: bool = False) -> bool:
+        """True when the plan fails; ``strict`` also fails on uninitialized target keys (not on the
+        ``expected_uninitialized`` ones the rules declare as new, nor on keys ``unmatched: drop`` leaves)."""
         if self.errors:
             return True
-        return strict and bool(self.unmatched or self.uninitialized)
+        return strict and bool(self.uninitialized)
+
+    @property
+    def passed_through(self) -> tuple[Mapped, ...]:
+        """Keys written under their own names because no rule took them (``unmatched: keep``)."""
+        return tuple(m for m in self.mapped if m.rule == PASS_THROUGH)
 
     @property
     def loadable(self) -> tuple[Mapped, ...]:
-        """Mapped entries that will actually be written/loaded (no mismatch, no collision)."""
+        """Mapped entries that will actually be written/loaded (no mismatch, no collision),
+        passed-through keys included."""
         bad_targets = {c.target for c in self.collisions}
         bad_sources = {m.source for m in self.mismatched}
         return tuple(m for m in self.mapped if m.target not in bad_targets and m.source not in bad_sources)
@@ -120,6 +181,12 @@ class Plan:
             "mismatched": len(self.mismatched),
             "collisions": len(self.collisions),
             "unused_rules": len(self.unused_rules),
+            "passed_through": len(self.passed_through),
+            "non_tensor": len(self.non_tensor),
+            "kind_mismatch": len(self.kind_mismatches),
+            "kind_warnings": sum(1 for k in self.kind_mismatches if k.action != "error"),
+            "expected_uninitialized": len(self.expected_uninitialized),
+            "unmatched_policy": self.unmatched_policy,
             "source_consumed": consumed / self.source_count if self.source_count else 1.0,
             "target_filled": (filled / self.target_count) if self.target_count else None,
             "errors": len(self.errors),
@@ -147,6 +214,10 @@ class Plan:
                 {"target": c.target, "sources": list(c.sources), "rules": list(c.rules)} for c in self.collisions
             ],
             "unused_rules": [{"rule": u.rule, "match": u.match} for u in self.unused_rules],
+            "unmatched_policy": self.unmatched_policy,
+            "non_tensor": [{"key": n.key, "type": n.type} for n in self.non_tensor],
+            "kind_mismatch": [dataclasses.asdict(k) for k in self.kind_mismatches],
+            "expected_uninitialized": list(self.expected_uninitialized),
             "summary": self.summary(),
         }
 

@@ -1,101 +1,189 @@
-"""Render a Plan as a readable text report. The JSON form is ``Plan.to_dict()``: the same value."""
+"""Render a Plan as a readable text report. The JSON form is ``Plan.to_dict()``: the same value.
+
+Every key goes through :func:`.text.shown`, so a key holding a newline or an ANSI escape cannot
+fake a row. Lists of problems are complete, or end with "and N more (see --json)".
+"""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Iterable
 
-from .plan import Plan
+from .plan import KindMismatch, Mismatch, Plan
 from ..rules.ruleset import RuleSet
 from ..specs import format_shape
+from .text import shown
+
+LIMIT = 50  # rows per list before "and N more (see --json)"
+UNMATCHED_REMEDIES = ("add a rule or a skip pattern that takes them; or `unmatched: keep` in the rules "
+                      "(or --unmatched keep) to pass them through under their own names; or `unmatched: drop` "
+                      "(or --unmatched drop) to leave them behind")
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
+def capped(rows: Iterable[str], limit: int | None = LIMIT, indent: str = "  ") -> list[str]:
+    """``rows``, or the first ``limit`` of them and a last row "and N more (see --json)"."""
+    rows = list(rows)
+    if limit is None or len(rows) <= limit:
+        return rows
+    return rows[:limit] + [f"{indent}... and {len(rows) - limit} more (see --json)"]
+
+
+def mismatch_text(m: Mismatch) -> str:
+    after = f" ({format_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
+    if m.reason:
+        what = shown(m.reason)
+    elif m.target_shape is None:
+        what = "the target has no such key"
+    else:
+        what = f"shape {format_shape(m.shape)}{after} but target has {format_shape(m.target_shape)}"
+    return f"{shown(m.source)} -> {shown(m.target)} ({_rule(m.rule)}): {what}"
+
+
+def kind_text(k: KindMismatch) -> str:
+    return (f"{shown(k.source)} -> {shown(k.target)} ({_rule(k.rule)}): {k.source_kind} -> {k.target_kind}: "
+            f"{shown(k.detail)} (on_kind_mismatch: {k.action})")
+
+
+def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT) -> list[str]:
+    """The plan's problems as report rows ("  error: ...", "  warning: ...", "  skipped: ..."), each
+    list complete or capped with "and N more (see --json)". Also for messages outside the report."""
+    lines: list[str] = []
+    for c in plan.collisions:
+        rules = ", ".join(_rule(r).removeprefix("rule ") for r in c.rules)
+        lines.append(f"  error: collision: {len(c.sources)} sources map to '{shown(c.target)}' (rules {rules}): "
+                     + ", ".join(shown(s) for s in c.sources))
+    errors = [m for m in plan.mismatched if m.action == "error"]
+    lines += capped((f"  error: {mismatch_text(m)}" for m in errors), limit)
+    kinds = [k for k in plan.kind_mismatches if k.action == "error"]
+    lines += capped((f"  error: kind mismatch: {kind_text(k)}" for k in kinds), limit)
+    if plan.unmatched and plan.unmatched_policy == "error":
+        n = len(plan.unmatched)
+        lines.append(f"  error: {n} source key{'s' if n != 1 else ''} no rule or skip pattern takes "
+                     f"(unmatched: error): {UNMATCHED_REMEDIES}")
+        lines += capped((f"    {shown(k)}" for k in plan.unmatched), limit, indent="    ")
+    if strict and plan.uninitialized:
+        n = len(plan.uninitialized)
+        lines.append(f"  error: {n} uninitialized target key{'s' if n != 1 else ''} under --strict: "
+                     "map something into them, or declare them as new layers under `new:` in the rules")
+        lines += capped((f"    {shown(k)}" for k in plan.uninitialized), limit, indent="    ")
+    lines += capped((f"  warning: kind mismatch: {kind_text(k)}" for k in plan.kind_mismatches
+                     if k.action != "error"), limit)
+    lines += capped((f"  skipped: {mismatch_text(m)}" for m in plan.mismatched if m.action == "skip"), limit)
+    return lines
+
+
 def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False) -> str:
     """The human report: errors first, then one section per rule, then what was left, then the summary.
 
-    With ``strict``, unmatched and uninitialized keys make the result a failure, as ``--strict`` does.
+    With ``strict``, uninitialized target keys (not the declared new ones) make the result a failure,
+    as ``--strict`` does.
     """
     lines: list[str] = []
     out = lines.append
-    out(f"Plan for rules '{plan.rules_name}'" + (f" ({plan.rules_origin})" if plan.rules_origin else ""))
-    out(f"  source: {plan.source_origin or '(in memory)'}: {plan.source_count} keys")
+    out(f"Plan for rules '{shown(plan.rules_name)}'" + (f" ({shown(plan.rules_origin)})" if plan.rules_origin else ""))
+    out(f"  source: {shown(plan.source_origin) if plan.source_origin else '(in memory)'}: {plan.source_count} keys")
     if plan.target_count is not None:
-        out(f"  target: {plan.target_origin or '(in memory)'}: {plan.target_count} keys")
+        out(f"  target: {shown(plan.target_origin) if plan.target_origin else '(in memory)'}: "
+            f"{plan.target_count} keys")
+    out(f"  unmatched source keys: {plan.unmatched_policy}" + {
+        "error": " (the plan fails on them)", "keep": " (passed through under their own names)",
+        "drop": " (left behind and listed)"}.get(plan.unmatched_policy, ""))
 
-    if plan.collisions or plan.mismatched:
+    problems = error_lines(plan, strict)
+    if problems:
         out("")
+        n_errors = len(plan.errors) + (len(plan.uninitialized) if strict and not plan.errors else 0)
         shape_skips = sum(1 for m in plan.mismatched if m.action == "skip")
-        out(f"PROBLEMS ({len(plan.errors)} error{'s' if len(plan.errors) != 1 else ''}"
-            + (f", {shape_skips} skipped on shape mismatch)" if shape_skips else ")"))
-        for c in plan.collisions:
-            rules = ", ".join(str(r) for r in c.rules)
-            out(f"  error: collision: {len(c.sources)} sources map to '{c.target}' (rules {rules}): "
-                + ", ".join(c.sources))
-        for m in plan.mismatched:
-            label = "error" if m.action == "error" else "skipped"
-            after = f" ({format_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
-            if m.reason:
-                what = m.reason
-            elif m.target_shape is None:
-                what = "the target has no such key"
-            else:
-                what = f"shape {format_shape(m.shape)}{after} but target has {format_shape(m.target_shape)}"
-            out(f"  {label}: {m.source} -> {m.target} (rule {m.rule}): {what}")
+        warnings = sum(1 for k in plan.kind_mismatches if k.action != "error")
+        extra = (f", {shape_skips} skipped on shape mismatch" if shape_skips else "") + \
+                (f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else "")
+        out(f"PROBLEMS ({n_errors} error{'s' if n_errors != 1 else ''}{extra})")
+        lines.extend(problems)
 
     by_rule: dict[int, list] = defaultdict(list)
     for m in plan.mapped:
         by_rule[m.rule].append(m)
-    for index in sorted(by_rule):
+    for index in sorted(i for i in by_rule if i >= 0):
         entries = by_rule[index]
         out("")
         if ruleset is not None and index < len(ruleset.rules):
             rule = ruleset.rules[index]
-            out(f"Rule {index}: {rule.match}  ->  {rule.target}  ({len(entries)} keys)")
+            out(f"Rule {index}: {shown(rule.match)}  ->  {shown(rule.target)}  ({len(entries)} keys)")
         else:
             out(f"Rule {index} ({len(entries)} keys)")
-        width = max(len(m.source) for m in entries)
+        width = max(len(shown(m.source)) for m in entries)
         for m in entries:
             via = ""
             if m.transform:
                 steps = ", ".join(str(s) for s in m.transform)
                 via = f" -> {m.result_dtype} {format_shape(m.result_shape)} via {steps}"
-            out(f"  {m.source:<{width}}  ->  {m.target}  {m.dtype} {format_shape(m.shape)}{via}")
+            out(f"  {shown(m.source):<{width}}  ->  {shown(m.target)}  {m.dtype} {format_shape(m.shape)}{via}")
+    passed = plan.passed_through
+    if passed:
+        out("")
+        out(f"Passed through ({len(passed)}): no rule takes them; kept under their own names (unmatched: keep)")
+        lines.extend(f"  {shown(m.source)}  {m.dtype} {format_shape(m.shape)}" for m in passed)
 
     if plan.skipped:
         out("")
         out(f"Skipped ({len(plan.skipped)})")
-        width = max(len(s.source) for s in plan.skipped)
+        width = max(len(shown(s.source)) for s in plan.skipped)
         for s in plan.skipped:
-            why = f"skip pattern {s.pattern}" if s.pattern is not None else f"rule {s.rule}: shape mismatch, on_shape_mismatch: skip"
-            out(f"  {s.source:<{width}}  by {why}")
+            why = (f"skip pattern {shown(s.pattern)}" if s.pattern is not None
+                   else f"rule {s.rule}: shape mismatch, on_shape_mismatch: skip")
+            out(f"  {shown(s.source):<{width}}  by {why}")
     if plan.unmatched:
         out("")
-        out(f"Unmatched source keys ({len(plan.unmatched)}): no rule or skip pattern takes them")
-        lines.extend(f"  {k}" for k in plan.unmatched)
+        fate = {"drop": "left behind (unmatched: drop)", "error": "an error (unmatched: error)"}
+        out(f"Unmatched source keys ({len(plan.unmatched)}): no rule or skip pattern takes them; "
+            + fate.get(plan.unmatched_policy, plan.unmatched_policy))
+        lines.extend(f"  {shown(k)}" for k in plan.unmatched)
+    if plan.non_tensor:
+        out("")
+        out(f"Non-tensor values ({len(plan.non_tensor)}): not tensors, left behind")
+        lines.extend(f"  {shown(n.key)}: {shown(n.type)}" for n in plan.non_tensor)
     if plan.uninitialized:
         out("")
         out(f"Uninitialized target keys ({len(plan.uninitialized)}): nothing fills them")
-        lines.extend(f"  {k}" for k in plan.uninitialized)
+        lines.extend(f"  {shown(k)}" for k in plan.uninitialized)
+    if plan.expected_uninitialized:
+        out("")
+        out(f"New target keys ({len(plan.expected_uninitialized)}): nothing fills them, as the rules' "
+            "`new:` patterns declare; they keep their initialisation")
+        lines.extend(f"  {shown(k)}" for k in plan.expected_uninitialized)
     if plan.unused_rules:
         out("")
         out(f"Unused rules ({len(plan.unused_rules)}): matched no source key")
-        lines.extend(f"  rule {u.rule}: {u.match}" for u in plan.unused_rules)
+        lines.extend(f"  rule {u.rule}: {shown(u.match)}" for u in plan.unused_rules)
 
-    s = plan.summary()
-    out("")
-    out("Summary")
-    out(f"  source keys {s['source_keys']}: mapped {s['mapped']}, skipped {s['skipped']}, "
-        f"unmatched {s['unmatched']}; consumed {_pct(s['source_consumed'])}")
-    if s["target_keys"] is not None:
-        out(f"  target keys {s['target_keys']}: filled {_pct(s['target_filled'])}, "
-            f"uninitialized {s['uninitialized']}")
-    out(f"  mismatched {s['mismatched']}, collisions {s['collisions']}, unused rules {s['unused_rules']}")
-    if plan.errors:
-        out("  result: ERRORS")
-    elif plan.has_errors(strict=strict):
-        out("  result: FAILED under --strict (unmatched or uninitialized keys)")
-    else:
-        out("  result: clean")
+    lines.extend(_summary(plan, strict))
     return "\n".join(lines)
+
+
+def _summary(plan: Plan, strict: bool) -> list[str]:
+    s = plan.summary()
+    lines = ["", "Summary",
+             f"  source keys {s['source_keys']}: mapped {s['mapped']}, skipped {s['skipped']}, "
+             f"unmatched {s['unmatched']}; consumed {_pct(s['source_consumed'])}"]
+    if s["passed_through"] or s["non_tensor"]:
+        lines.append(f"  passed through {s['passed_through']}, non-tensor values {s['non_tensor']}")
+    if s["target_keys"] is not None:
+        lines.append(f"  target keys {s['target_keys']}: filled {_pct(s['target_filled'])}, "
+                     f"uninitialized {s['uninitialized']}, new (expected) {s['expected_uninitialized']}")
+    lines.append(f"  mismatched {s['mismatched']}, kind mismatches {s['kind_mismatch']}"
+                 + (f" ({s['kind_warnings']} warned)" if s["kind_warnings"] else "")
+                 + f", collisions {s['collisions']}, unused rules {s['unused_rules']}")
+    if plan.errors:
+        lines.append(f"  result: ERRORS ({len(plan.errors)})")
+    elif plan.has_errors(strict=strict):
+        lines.append(f"  result: FAILED under --strict ({len(plan.uninitialized)} uninitialized target keys)")
+    else:
+        lines.append("  result: clean")
+    return lines
+
+
+def _rule(index: int) -> str:
+    return "passed through" if index < 0 else f"rule {index}"

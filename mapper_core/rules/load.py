@@ -136,6 +136,7 @@ class _Checker:
         # them: a thousand rules would otherwise be compiled twice.
         self.rules: dict[int, Rule] = {}
         self.skip: dict[int, SkipPattern] = {}
+        self.new: dict[int, SkipPattern] = {}
 
     def add(self, path: tuple, message: str, *, at_key: bool = False) -> None:
         self.problems.append(Problem(self.filename, self.parsed.line(path, key=at_key), json_path(path), message))
@@ -172,6 +173,11 @@ class _Checker:
             for i, pattern in enumerate(skip):
                 if self.compile(("skip", i), pattern) is not None:
                     self.skip[i] = SkipPattern(pattern, line=self.parsed.line(("skip", i)))
+        new = data.get("new")
+        if isinstance(new, list):
+            for i, pattern in enumerate(new):
+                if self.compile(("new", i), pattern) is not None:
+                    self.new[i] = SkipPattern(pattern, line=self.parsed.line(("new", i)))
         freeze = data.get("freeze")
         if isinstance(freeze, dict):
             for name, patterns in freeze.items():
@@ -209,6 +215,7 @@ class _Checker:
         self.rules[i] = Rule(
             index=i, match=rule["match"], target=rule["target"],
             on_shape_mismatch=rule.get("on_shape_mismatch", "error"),
+            on_kind_mismatch=rule.get("on_kind_mismatch", "error"),
             tables={name: dict(table) for name, table in tables.items()},
             line=self.parsed.line(path),
             transform=steps,
@@ -282,6 +289,8 @@ def _to_ruleset(data: dict, checker: _Checker, filename: str, digest: str) -> Ru
         freeze=freeze,
         param_groups=groups,
         schedule=schedule_steps(data, checker.parsed.line),
+        unmatched=data.get("unmatched", "error"),
+        new=tuple(checker.new[i] for i in range(len(data.get("new", ())))),
         description=data.get("description", ""),
         version=int(data["version"]),
         origin=filename,

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 from .template import Template
 
 ON_SHAPE_MISMATCH = ("error", "skip")
+ON_KIND_MISMATCH = ("error", "warn")
+UNMATCHED = ("error", "keep", "drop")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class Rule:
     match: str
     target: str
     on_shape_mismatch: str = "error"
+    on_kind_mismatch: str = "error"
     tables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     line: int | None = None
     # ordered transform steps (mapper_core.transforms.Step) applied to the source tensor
@@ -107,6 +110,8 @@ class RuleSet:
     freeze: tuple[FreezeGroup, ...] = ()
     param_groups: tuple[ParamGroup, ...] = ()
     schedule: tuple[ScheduleStep, ...] = ()  # progressive unfreezing, in file order
+    unmatched: str = "error"  # source keys no rule or skip takes: error | keep | drop
+    new: tuple[SkipPattern, ...] = ()  # target-key patterns of new layers (expected uninitialized)
     description: str = ""
     version: int = 1
     origin: str | None = None  # the file (or plugin:name) it was read from

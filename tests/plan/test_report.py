@@ -13,7 +13,7 @@ RULES = RuleSet(name="demo", rules=(
     Rule(1, r"b\.(\d+)\.w", "x.{1}.w"),
     Rule(2, r"c\.(\w+)", "y.{1}", on_shape_mismatch="skip"),
     Rule(3, r"never\..*", "z"),
-), skip=(SkipPattern(r"fc\..*"),))
+), skip=(SkipPattern(r"fc\..*"),), unmatched="drop")
 SOURCE = {"a.0.w": F(2), "b.0.w": F(2), "a.1.w": F(3), "c.k": F(4), "fc.w": F(1), "lost": F(1)}
 TARGET = {"x.0.w": F(2), "x.1.w": F(5), "y.k": F(9), "fresh": F(1)}
 

@@ -88,7 +88,7 @@ def test_unknown_key_issue_points_at_the_key_and_lists_allowed_keys():
     issues = schema.validate({"version": 1, "rules": [{"match": "a", "target": "b", "taget": "c"}]})
     assert issues == [schema.SchemaIssue(
         ("rules", 0, "taget"),
-        "unknown key 'taget' (did you mean 'target'?); allowed keys here: match, target, on_shape_mismatch, tables, transform",
+        "unknown key 'taget' (did you mean 'target'?); allowed keys here: match, target, on_shape_mismatch, tables, transform, on_kind_mismatch",
         at_key=True,
     )]
 
