@@ -1,0 +1,64 @@
+"""Training that learns: held-out offset accuracy over a few minutes of CPU training.
+
+Runs the real commands (``make-data``, ``train``) in child processes and prints each run's
+curve from its ``run.json``. The runs:
+
+- ``frozen``: transferred trunks frozen, new layers trained (the seed's strategy 1);
+- ``finetune``: everything at 1e-4, started from the ``frozen`` run (the seed's strategy 2,
+  "after strategy 1 converges");
+- ``finetune-from-transfer``: the same, started straight from the transferred trunks.
+
+Chance is 1/31 (offsets −15…15).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import table  # noqa: E402
+
+DATA = ["--train", "32", "--heldout", "12", "--seconds", "2.4", "--seed", "1"]
+
+
+def syncnet(*args: object) -> None:
+    command = [sys.executable, "-m", "syncnet_fcn", *map(str, args)]
+    print("  $ " + " ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+
+
+def curve(run: Path) -> list[dict]:
+    return json.loads((run / "run.json").read_text())["history"]
+
+
+def show(name: str, history: list[dict]) -> None:
+    rows = [[r["epoch"], f"{r.get('seconds_with_eval', r['seconds']) / 60:.1f}", f"{r['loss']:.3f}",
+             f"{100 * r['accuracy']:.0f}%" if "accuracy" in r else "",
+             f"{100 * r['within_1']:.0f}%" if "within_1" in r else "",
+             f"{100 * r['step_accuracy']:.0f}%" if "step_accuracy" in r else ""] for r in history]
+    print(f"{name}:")
+    print(table(rows, ["epoch", "minutes", "train loss", "held-out offset", "within ±1", "per step"]))
+
+
+def run(work: Path, checkpoint: Path, frozen_minutes: float, finetune_minutes: float,
+        from_transfer: bool = True) -> dict:
+    data = work / "synth"
+    if not (data / "manifest.json").exists():
+        syncnet("make-data", data, *DATA)
+    runs = work / "runs"
+    common = ["--checkpoint", checkpoint]
+    syncnet("train", data, *common, "--out", runs / "frozen", "--strategy", "frozen", "--epochs", 400,
+            "--steps-per-epoch", 20, "--eval-every", 2, "--minutes", frozen_minutes)
+    syncnet("train", data, *common, "--out", runs / "finetune", "--strategy", "finetune", "--init",
+            runs / "frozen", "--epochs", 100, "--steps-per-epoch", 3, "--batch", 2, "--minutes", finetune_minutes)
+    names = ["frozen", "finetune"]
+    if from_transfer:
+        syncnet("train", data, *common, "--out", runs / "finetune-from-transfer", "--strategy", "finetune",
+                "--epochs", 100, "--steps-per-epoch", 3, "--batch", 2, "--minutes", finetune_minutes)
+        names.append("finetune-from-transfer")
+    results = {name: curve(runs / name) for name in names}
+    for name, history in results.items():
+        show(name, history)
+    return results
