@@ -61,9 +61,9 @@ class Context:
 
         return contributions(self.plugin_manager).transforms
 
-    def model_specs(self, name: str, kwargs: dict):
-        """Target specs from a model a plugin contributes, built with ``kwargs`` (imports torch)."""
-        from ..train.apply import module_specs
+    def model_target(self, name: str, kwargs: dict):
+        """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch)."""
+        from ..train.apply import module_specs, module_types
         from ..errors import BadInputError
         from ..plugins import contributions
 
@@ -75,7 +75,7 @@ class Context:
             module = models[name].value.build(**kwargs)
         except TypeError as exc:
             raise BadInputError(f"model '{name}' cannot be built with {kwargs}: {exc}") from None
-        return module_specs(module)
+        return module_specs(module), module_types(module)
 
     def format_for(self, path: str | Path, format_name: str | None = None):
         """The format named ``format_name``, else the one that recognises ``path``."""
@@ -91,8 +91,9 @@ class Context:
 
     @contextmanager
     def library_warnings(self) -> Iterator[None]:
-        """The library warns; only the CLI prints: a trust-pickle warning as ``mapper: warning: ...``."""
-        from ..io.formats.torch_format import TrustPickleWarning
+        """The library warns; only the CLI prints: a trust-pickle warning, or a pickled module read
+        through its state_dict(), as ``mapper: warning: ...``."""
+        from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
 
         caught: list[warnings.WarningMessage] = []
         try:
@@ -101,7 +102,7 @@ class Context:
                 yield
         finally:  # also when opening failed after the warning
             for w in caught:
-                if issubclass(w.category, TrustPickleWarning):
+                if issubclass(w.category, (TrustPickleWarning, PickledModuleWarning)):
                     self.warn(str(w.message))
                 else:  # through the caller's filters, as if never caught
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)

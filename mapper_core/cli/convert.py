@@ -1,12 +1,13 @@
-"""mapper convert SRC DST [--rules R]: write a checkpoint as safetensors, streamed and atomic."""
+"""mapper convert SRC DST [--rules R] [--target T]: write a checkpoint as safetensors, streamed and atomic."""
 from __future__ import annotations
 
 import argparse
 
 from ..errors import BadInputError
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
-                      add_write, reader_options)
-from .write import result_lines, shard_size, write
+                      add_target, add_unmatched, add_write, reader_options)
+from .plan import load_target, plan_for_reader
+from .write import progress, reading, result_lines, shard_size, write
 
 HELP = "convert a checkpoint to safetensors (with --rules: renamed and filtered by the plan), streamed and atomic"
 
@@ -16,9 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_destination(p, "output .safetensors file, *.safetensors.index.json (sharded), or an existing folder "
                        "(model.safetensors inside)")
     add_rules(p, required=False, help="rules file or plugin:name; without it keys keep their names")
-    add_formats(p)
+    add_target(p)
+    add_unmatched(p)
+    add_formats(p, target=True)
     add_reader(p)
-    add_strict(p, "with --rules: also refuse (exit 1) on unmatched keys")
+    add_strict(p, "with --rules and --target: also refuse (exit 1) on uninitialized target keys")
     add_write(p)
     add_json(p, "the result")
 
@@ -27,16 +30,20 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.strict and not args.rules:
         raise BadInputError("--strict only applies with --rules (a plain conversion keeps every key); "
                             "add --rules RULES or drop --strict")
+    if args.unmatched and not args.rules:
+        raise BadInputError("--unmatched only applies with --rules (a plain conversion keeps every key); "
+                            "add --rules RULES or drop --unmatched")
     max_shard_size = shard_size(args)
     ruleset = ctx.load_rules(args.rules) if args.rules else None
-    with ctx.open_reader(args.source, args.format, **reader_options(args)) as reader:
-        plan = None
-        if ruleset is not None:
-            from ..plan.make import make_plan
-
-            plan = make_plan(reader.specs(), ruleset, source_origin=args.source)
-        result = write(ctx, args, reader, plan, max_shard_size=max_shard_size,
-                       rules_sha256=ruleset.sha256 if ruleset else None, strict=args.strict)
+    options = reader_options(args)
+    with progress(ctx, quiet=args.quiet) as shown:
+        reading(shown, args.source)
+        with ctx.open_reader(args.source, args.format, **options) as reader:
+            target = load_target(args, ctx, options)
+            plan = plan_for_reader(args, reader, ruleset, target) if ruleset is not None else None
+            result = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,
+                           rules_sha256=ruleset.sha256 if ruleset else None, strict=args.strict,
+                           target_specs=target[0] if plan is None else None)
     if args.json:
         ctx.print_json(result.to_dict())
     else:

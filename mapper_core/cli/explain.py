@@ -1,4 +1,8 @@
-"""mapper explain SRC KEY --rules R: which rule takes KEY, and why every other candidate lost."""
+"""mapper explain SRC KEY --rules R: which rule takes KEY, and why every other candidate lost.
+
+Exits with the code the plan gives for that key: 1 when its fate is an error of the plan (a
+shape or kind mismatch under ``error``, a collision, an unmatched key under ``unmatched: error``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -25,4 +29,14 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.print_json(result.to_dict())
     else:
         ctx.print(result.render())
+    code = getattr(result, "exit_code", None)  # the explanation's own verdict, where the planner gives one
+    return key_exit_code(plan, args.key) if code is None else int(code)
+
+
+def key_exit_code(plan, key: str) -> int:
+    """1 when one of the plan's errors concerns source ``key``, else 0."""
+    for error in plan.errors:
+        sources = getattr(error, "sources", None) or (getattr(error, "source", None),)
+        if key in sources:
+            return 1
     return 0

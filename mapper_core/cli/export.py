@@ -5,7 +5,7 @@ import argparse
 
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_write,
                       reader_options)
-from .write import result_lines, shard_size, write
+from .write import progress, reading, result_lines, shard_size, write
 
 HELP = "map target-layout weights (e.g. a fine-tuned model) back to the source layout with the same rules"
 
@@ -34,16 +34,18 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.source_specs:
         with ctx.open_reader(args.source_specs, None, **options) as reader:
             source_specs = reader.specs()
-    with ctx.open_reader(args.source, args.format, **options) as reader:
-        specs = reader.specs()
-        plan = plan_export(ruleset, specs, source_specs)
-        if args.json and plan.problems:
-            ctx.print_json(plan.to_dict())  # the refusal below names them too; JSON readers get the list
-        refuse_problems(plan)
-        # Written by convert's machinery: same destination rules, atomic streamed write,
-        # tied weights stored once (metadata 'mapper.aliases'), same 'mapper.*' metadata.
-        result = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin),
-                       max_shard_size=max_shard_size, rules_sha256=ruleset.sha256)
+    with progress(ctx, quiet=args.quiet) as shown:
+        reading(shown, args.source)
+        with ctx.open_reader(args.source, args.format, **options) as reader:
+            specs = reader.specs()
+            plan = plan_export(ruleset, specs, source_specs)
+            if args.json and plan.problems:
+                ctx.print_json(plan.to_dict())  # the refusal below names them too; JSON readers get the list
+            refuse_problems(plan)
+            # Written by convert's machinery: same destination rules, atomic streamed write,
+            # tied weights stored once (metadata 'mapper.aliases'), same 'mapper.*' metadata.
+            result = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin), shown,
+                           max_shard_size=max_shard_size, rules_sha256=ruleset.sha256)
     if args.json:
         ctx.print_json({**plan.to_dict(), "written": result.to_dict()})
         return 0

@@ -35,6 +35,13 @@ def add_target(p: argparse.ArgumentParser) -> None:
                    help="keyword argument for a model:NAME target (repeatable; V read as JSON, else text)")
 
 
+def add_unmatched(p: argparse.ArgumentParser) -> None:
+    """What happens to source keys no rule or skip pattern takes; overrides the rules file's ``unmatched:``."""
+    p.add_argument("--unmatched", choices=("error", "keep", "drop"),
+                   help="source keys no rule takes: error (refuse), keep (written under their own names), "
+                        "drop (left behind, listed); default: the rules file's 'unmatched', else error")
+
+
 def add_formats(p: argparse.ArgumentParser, *, target: bool = False) -> None:
     p.add_argument("--format", metavar="F",
                    help="format of SRC by name (default: detect; `mapper plugins` lists the formats)")

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
-from .options import add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target, reader_options
+from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target,
+                      add_unmatched, reader_options)
 
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
 
@@ -15,6 +16,7 @@ def add_plan_inputs(p: argparse.ArgumentParser) -> None:
     """What `plan` and `explain` read, after SRC (and explain's KEY): the rules and the target."""
     add_rules(p, required=True)
     add_target(p)
+    add_unmatched(p)
     add_formats(p, target=True)
     add_reader(p)
 
@@ -41,24 +43,37 @@ def parse_model_args(items: list[str]) -> dict:
     return kwargs
 
 
-def build_plan(args: argparse.Namespace, ctx):
-    """Rules + source (+ target) specs → (RuleSet, Plan). Reads headers only."""
-    from ..plan.make import make_plan
-
-    ruleset = ctx.load_rules(args.rules)
-    options = reader_options(args)
-    with ctx.open_reader(args.source, args.format, **options) as reader:
-        source_specs = reader.specs()
-    target_specs = None
+def load_target(args: argparse.Namespace, ctx, options: dict):
+    """``--target``'s specs and, for a ``model:NAME``, its module types: (None, None) without one."""
     is_model = bool(args.target) and args.target.startswith("model:") and not Path(args.target).exists()
     if args.model_arg and not is_model:
         raise BadInputError("--model-arg only applies to a --target model:NAME; drop it or name a model target")
     if is_model:
-        target_specs = ctx.model_specs(args.target[len("model:"):], parse_model_args(args.model_arg))
-    elif args.target:
+        return ctx.model_target(args.target[len("model:"):], parse_model_args(args.model_arg))
+    if args.target:
         with ctx.open_reader(args.target, args.target_format, **options) as reader:
-            target_specs = reader.specs()
-    plan = make_plan(source_specs, ruleset, target_specs, source_origin=args.source, target_origin=args.target)
+            return reader.specs(), None
+    return None, None
+
+
+def plan_for_reader(args: argparse.Namespace, reader, ruleset, target):
+    """The plan for an open source ``reader``, with every check ``target`` (specs, module types) allows."""
+    from ..io.formats.base import non_tensors
+    from ..io.planning import plan_with_checks
+
+    target_specs, module_types = target
+    return plan_with_checks(reader.specs(), ruleset, target_specs, source_origin=args.source,
+                            target_origin=args.target, unmatched=args.unmatched,
+                            non_tensor=non_tensors(reader), target_module_types=module_types)
+
+
+def build_plan(args: argparse.Namespace, ctx):
+    """Rules + source (+ target) specs → (RuleSet, Plan). Reads headers only."""
+    ruleset = ctx.load_rules(args.rules)
+    options = reader_options(args)
+    with ctx.open_reader(args.source, args.format, **options) as reader:
+        target = load_target(args, ctx, options)
+        plan = plan_for_reader(args, reader, ruleset, target)
     return ruleset, plan
 
 

@@ -1,11 +1,13 @@
-"""Writing DST for convert and export: one call into io.convert.convert, one progress bar, one summary."""
+"""Writing DST for convert and export: one call into io.convert.convert, one progress display, one summary."""
 from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
-PROGRESS_MIN_BYTES = 16 * 1024 * 1024  # below this a bar would only flicker
+PROGRESS_MIN_BYTES = 16 * 1024 * 1024  # below this a bar would only flicker, and phase lines are noise
+LISTED_SHARDS = 3  # up to this many shards are named; more are summarised
 
 
 def shard_size(args: argparse.Namespace) -> int | None:
@@ -15,54 +17,104 @@ def shard_size(args: argparse.Namespace) -> int | None:
     return parse_size(args.max_shard_size) if args.max_shard_size else None
 
 
-def write(ctx, args: argparse.Namespace, reader, plan, *, max_shard_size: int | None,
-          rules_sha256: str | None, strict: bool = False):
+def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_shard_size: int | None,
+          rules_sha256: str | None, strict: bool = False, target_specs=None):
     """Stream ``reader`` (renamed by ``plan``) to ``args.destination`` with the shared write options."""
     from ..io.convert import convert
 
-    with progress(ctx, quiet=args.quiet or args.json) as update:
-        return convert(
-            args.source, args.destination, reader=reader, plan=plan, force=args.force,
-            max_shard_size=max_shard_size, verify=args.verify, progress=update,
-            rules_sha256=rules_sha256, strict=strict, hash_source=not args.no_source_hash,
-        )
+    return convert(
+        args.source, args.destination, reader=reader, plan=plan, force=args.force,
+        max_shard_size=max_shard_size, verify=args.verify, progress=shown.update, phase=shown.phase,
+        rules_sha256=rules_sha256, strict=strict, hash_source=not args.no_source_hash, target_specs=target_specs,
+    )
 
 
 def result_lines(result) -> list[str]:
     """What convert and export both report under their first line: shards and verification."""
+    from ..io.inspection import human_bytes
+
     lines = []
-    if len(result.paths) > 1:
-        lines.append(f"  {len(result.paths) - 1} shards + index: " + ", ".join(result.paths))
+    shards = result.paths[:-1] if len(result.paths) > 1 else ()
+    if shards:
+        sizes = [Path(p).stat().st_size for p in shards]
+        names = [Path(p).name for p in shards]
+        listed = ", ".join(names) if len(names) <= LISTED_SHARDS else f"{names[0]} … {names[-1]}"
+        each = human_bytes(sizes[0]) if len(set(sizes)) == 1 else f"{human_bytes(min(sizes))} to {human_bytes(max(sizes))}"
+        lines.append(f"  {len(shards)} shards of {each} ({human_bytes(sum(sizes))} in all): {listed}")
+        lines.append(f"  index: {result.paths[-1]}")
     if result.checked is not None:
         lines.append(f"  verified {result.checked} tensors bit for bit against the source")
     return lines
 
 
-@contextmanager
-def progress(ctx, quiet: bool) -> Iterator:
-    """A rich progress bar on stderr for long work; None when quiet or stderr is not a terminal."""
-    isatty = getattr(ctx.err, "isatty", None)
-    if quiet or not (isatty and isatty()):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+class Phases:
+    """Shows the phases of a write: a rich bar on a terminal, one line per phase when piped.
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), console=Console(file=ctx.err), transient=True)
-    task = None
+    ``phase(name, total)`` starts one (reading, writing, hashing, verifying); ``update(done,
+    total, key)`` moves the bar. Work under PROGRESS_MIN_BYTES shows nothing, so small
+    conversions stay quiet; ``quiet`` shows nothing at all.
+    """
 
-    def update(done: int, total: int, key: str) -> None:
-        nonlocal task
-        if total < PROGRESS_MIN_BYTES:
+    def __init__(self, ctx, quiet: bool, bar: bool):
+        self.ctx = ctx
+        self.quiet = quiet
+        self._use_bar = bar and not quiet
+        self._bar: Any = None
+        self._task: Any = None
+        self._shown = False  # whether anything was shown yet (later phases of small work stay quiet)
+
+    def phase(self, name: str, total: int | None, what: str = "") -> None:
+        from ..io.inspection import human_bytes
+
+        if self.quiet or not (self._shown or (total or 0) >= PROGRESS_MIN_BYTES):
             return
-        if task is None:
-            bar.start()
-            task = bar.add_task("converting", total=total)
-        bar.update(task, completed=done)
+        self._shown = True
+        label = f"{name} {what}".strip()
+        if not self._use_bar:
+            size = f" ({human_bytes(total)})" if total else ""
+            self.ctx.err.write(f"mapper: {label}{size}...\n")
+            self.ctx.err.flush()
+            return
+        if self._bar is None:
+            self._start_bar()
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+        # reading has no byte count to move the bar (torch loads the pickle in one call): a pulsing bar
+        self._task = self._bar.add_task(label, total=None if name == "reading" else total or None)
 
+    def update(self, done: int, total: int, key: str) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def _start_bar(self) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                             TimeRemainingColumn(), console=Console(file=self.ctx.err), transient=True)
+        self._bar.start()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@contextmanager
+def progress(ctx, quiet: bool) -> Iterator[Phases]:
+    """The phases of a write on stderr: a bar on a terminal, phase lines when piped, nothing when quiet."""
+    isatty = getattr(ctx.err, "isatty", None)
+    shown = Phases(ctx, quiet, bar=bool(isatty and isatty()))
     try:
-        yield update
+        yield shown
     finally:
-        if task is not None:
-            bar.stop()
+        shown.close()
+
+
+def reading(shown: Phases, path: str | Path) -> None:
+    """Announce the reading phase: loading a large torch pickle can take seconds before any byte is written."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return
+    shown.phase("reading", size, str(path))

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 from .atomic import AtomicFiles, check_destinations
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
-from .formats.base import Reader
+from .formats.base import Reader, non_tensors
 from .formats.writer import (Entry, FileRange, FileWriter, RangeCopier, index_json,
                              parse_size, shard_names, split_shards)
 from .planning import plan_with_checks
@@ -135,12 +135,6 @@ def _counting(progress: ProgressCallback | None, total: int) -> Callable[[int, s
         if progress:
             progress(done, total, key)
     return step
-
-
-def non_tensors(reader: Reader) -> dict[str, str]:
-    """The source's non-tensor values, key → type name ({} for readers that have none)."""
-    found = getattr(reader, "non_tensors", None)
-    return dict(found()) if found else {}
 
 
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,

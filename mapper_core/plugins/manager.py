@@ -114,6 +114,10 @@ def _add(pm: MapperPluginManager, name: str, source: str, load: Callable[[], Any
         return
     try:
         plugin = load()
+    except ModuleNotFoundError as exc:
+        if source in (ENV, CLI) and exc.name and module.split(".")[0] == exc.name.split(".")[0]:
+            return fail(_not_on_path(module))
+        return fail(f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # any error in someone else's import-time code
         return fail(f"{type(exc).__name__}: {exc}")
     except SystemExit as exc:  # a plugin must not end the CLI; KeyboardInterrupt still does
@@ -132,6 +136,17 @@ def _add(pm: MapperPluginManager, name: str, source: str, load: Callable[[], Any
             pm.unregister(name=name)
         return fail(f"{type(exc).__name__}: {exc}")
     pm.mapper_plugin_info[name] = PluginInfo(name, getattr(plugin, "__name__", module), source, **dist)
+
+
+def _not_on_path(module: str) -> str:
+    """Where Python looked for a local plugin module, and how to make it found."""
+    here = Path.cwd()
+    path = os.environ.get("PYTHONPATH", "")
+    file = here / (module.replace(".", os.sep) + ".py")
+    found = f"; {file.name} is in the current folder ({here}), which is not searched" if file.exists() else \
+        f"; the current folder ({here}) is not searched"
+    return (f"ModuleNotFoundError: no module named '{module}' on the Python path (PYTHONPATH={path or '(not set)'}){found}. "
+            f"Run with PYTHONPATH=. (or the folder that holds it), or install the plugin")
 
 
 _cache: "weakref.WeakKeyDictionary[pluggy.PluginManager, tuple[tuple, Contributions]]" = weakref.WeakKeyDictionary()

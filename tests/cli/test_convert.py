@@ -144,17 +144,31 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("quiet, tty, shown", [(False, True, True), (True, True, False), (False, False, False)])
-def test_progress_bar_only_on_a_terminal_and_not_quiet(quiet, tty, shown):
+@pytest.mark.parametrize("quiet, tty, shown", [(False, True, "bar"), (True, True, ""), (False, False, "lines"),
+                                               (True, False, "")])
+def test_progress_names_each_phase_on_a_terminal_or_in_lines_and_not_when_quiet(quiet, tty, shown):
     err = FakeTerminal() if tty else io.StringIO()
     ctx = Context(out=io.StringIO(), err=err)
-    with progress(ctx, quiet=quiet) as update:
-        if update is not None:
-            update(50 << 20, 100 << 20, "k")
-            update(100 << 20, 100 << 20, "k")
-    assert (update is not None) == shown
-    if shown:
-        assert "converting" in err.getvalue()
+    with progress(ctx, quiet=quiet) as phases:
+        for name in ("reading", "writing", "hashing", "verifying"):
+            phases.phase(name, 100 << 20)
+            phases.update(50 << 20, 100 << 20, "k")
+    text = err.getvalue()
+    if shown == "lines":  # piped: one line per phase, so a long conversion is never silent
+        assert text.splitlines() == [f"mapper: {name} (100.0 MiB)..." for name in
+                                     ("reading", "writing", "hashing", "verifying")]
+    elif shown == "bar":
+        assert "verifying" in text
+    else:
+        assert text == ""
+
+
+def test_small_work_shows_no_phases():
+    err = io.StringIO()
+    with progress(Context(out=io.StringIO(), err=err), quiet=False) as phases:
+        phases.phase("writing", 1000)
+        phases.phase("verifying", 1000)
+    assert err.getvalue() == ""
 
 
 def test_the_command_converts_safetensors_without_importing_torch(tmp_path, src, rules):

@@ -21,18 +21,7 @@ from mapper_core.io.provenance import EXTRA_KEY
 from mapper_core.plan.make import make_plan
 from mapper_core.rules import load_rules
 from mapper_core.specs import TensorSpec
-
-RESHAPED = """\
-version: 1
-name: wrong-transform
-rules:
-  - match: 'fc\\.weight'
-    target: 'net.fc.weight'
-    transform: [{reshape: {shape: [32, 64]}}]
-  - match: 'fc\\.bias'
-    target: 'net.fc.bias'
-"""
-
+from wrong_transform import RULES as RESHAPED  # tests/helpers
 
 @pytest.fixture
 def src(tmp_path):

@@ -179,7 +179,8 @@ def test_cli_export_writes_like_convert_with_verify_and_shards(tmp_path, mapper)
     text = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", "--verify",
                   "--max-shard-size", "64B", "--force", cwd=tmp_path)
     assert text.returncode == 0, text.stderr
-    assert "shards + index" in text.stdout and "verified 6 tensors bit for bit" in text.stdout
+    assert "5 shards of" in text.stdout and "index: back.safetensors.index.json" in text.stdout
+    assert "verified 6 tensors bit for bit" in text.stdout
     bad = mapper("export", "tuned.safetensors", "other.safetensors", "--rules", "rules.yaml",
                  "--max-shard-size", "huge", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("mapper: error: size 'huge'")

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from mapper_core.train.apply import (apply_to_module, apply_to_state_dict, module_specs, param_groups,
-                               set_frozen)
+from mapper_core.train.apply import (apply_to_module, apply_to_state_dict, module_specs, module_types,
+                                     param_groups, plan_for_module, set_frozen)
 from mapper_core.errors import BadInputError, PlanError
 from mapper_core.plan.make import make_plan
 from mapper_core.rules.ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
@@ -100,3 +100,15 @@ def test_param_groups_without_default_keep_the_rest_in_their_own_group():
     assert [g["name"] for g in groups] == ["body", "rest"] and "lr" not in groups[1]
     with pytest.raises(BadInputError, match="no param group named nope"):
         param_groups(Net(), rules, overrides={"nope": {"lr": 1}})
+
+
+def test_module_types_name_every_module_that_owns_tensors():
+    assert module_types(Net()) == {"body.0": "Linear", "body.1": "BatchNorm1d", "head": "Linear"}
+
+
+def test_plan_for_module_checks_shapes_against_the_module():
+    src = source_state()
+    plan = plan_for_module({k: spec_of(v) for k, v in src.items()}, RULES, Net())
+    assert [(m.source, m.target) for m in plan.loadable] == [(m.source, m.target) for m in plan_for(src, Net()).loadable]
+    assert plan.target_count == len(Net().state_dict()) and not plan.errors
+    assert "head.weight" in plan.uninitialized

@@ -43,6 +43,14 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
+def non_tensors(reader: Reader) -> dict[str, str]:
+    """The source's non-tensor values, key → type name (``'step': 'int'``); {} for readers without any.
+
+    A reader may offer ``non_tensors()`` (the torch reader does); it is optional in the protocol."""
+    found = getattr(reader, "non_tensors", None)
+    return dict(found()) if found else {}
+
+
 @dataclass(frozen=True)
 class Format:
     """A checkpoint format: how to recognise it and how to open it for reading."""
