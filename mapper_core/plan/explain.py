@@ -2,7 +2,8 @@
 
 It re-runs the planner's decision for one key the slow, talkative way (every pattern,
 ``fullmatch`` then ``match``/``search`` to spot near misses), and adds what a Plan knows
-about the key: whether it is in the source at all, a shape mismatch, a collision.
+about the key: whether it is in the source at all, every transform step with its shapes, a shape
+mismatch, the kind check, a collision, and the exit code the plan gives for the key.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import Collision, Mismatch, Plan
+from .plan import PASS_THROUGH, Collision, KindMismatch, Mismatch, Plan
 from ..rules.ruleset import Rule, RuleSet
-from ..specs import format_shape
+from ..rules.transforms import TransformChainError, chain_spec
+from ..specs import TensorSpec, format_shape
+from .kinds import split_key
+from .text import shown
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,15 @@ class Explanation:
     collision: Collision | None = None
     target_shape: tuple[int, ...] | None = None
     shape: tuple[int, ...] | None = None
+    # every transform step: {"step": "unsqueeze(dim=2)", "in": [64, 32], "out": [64, 32, 1]}
+    # ("out": None and an "error" where the step cannot apply)
+    steps: tuple[dict[str, Any], ...] = ()
+    kind_mismatch: KindMismatch | None = None
+    kinds: tuple[str, str] | None = None  # (source module, target module) kinds when the plan checked them
+    # what `mapper plan` gives for this key: 1 when its fate is an error of the plan (a shape or kind
+    # mismatch under error, a collision, unmatched under `unmatched: error`), else 0
+    exit_code: int = 0
+    unmatched_policy: str | None = None
 
     @property
     def winner(self) -> Candidate | None:
@@ -59,6 +72,8 @@ class Explanation:
             d[name] = None if d[name] is None else list(d[name])
         d["candidates"] = [dataclasses.asdict(c) for c in self.candidates]
         d["similar"] = list(self.similar)
+        d["steps"] = [dict(step) for step in self.steps]
+        d["kinds"] = None if self.kinds is None else list(self.kinds)
         if self.collision is not None:
             d["collision"] = {"target": self.collision.target, "sources": list(self.collision.sources),
                               "rules": list(self.collision.rules)}
@@ -69,40 +84,59 @@ class Explanation:
 
     def render(self) -> str:
         """The text form, for people."""
-        lines = [f"key {self.key!r}"]
+        lines = [f"key '{shown(self.key)}'"]
         if self.in_source is False:
             lines.append("  not in the source checkpoint; what would happen if it were:")
             if self.similar:
                 lines.append("  similar source keys: " + ", ".join(self.similar))
         if self.outcome == "mapped":
-            lines.append(f"  mapped by rule {self.rule} -> {self.target}")
+            lines.append(f"  mapped by rule {self.rule} -> {shown(self.target)}")
+        elif self.outcome == "passed through":
+            lines.append("  passed through under its own name: no rule or skip pattern takes it (unmatched: keep)")
         elif self.outcome == "skipped" and self.skip_pattern is not None:
-            lines.append(f"  skipped by skip pattern {self.skip_pattern}")
+            lines.append(f"  skipped by skip pattern {shown(self.skip_pattern)}")
         elif self.outcome == "skipped":
-            lines.append(f"  skipped: rule {self.rule} takes it -> {self.target}, but the shapes differ "
+            lines.append(f"  skipped: rule {self.rule} takes it -> {shown(self.target)}, but the shapes differ "
                          "(on_shape_mismatch: skip)")
         else:
-            lines.append("  unmatched: no rule and no skip pattern takes it")
+            fate = {"error": "an error (unmatched: error); add a rule or a skip pattern, or set unmatched: keep "
+                             "or drop", "drop": "left behind (unmatched: drop)"}.get(self.unmatched_policy or "")
+            lines.append("  unmatched: no rule and no skip pattern takes it" + (f"; {fate}" if fate else ""))
         if self.shape is not None:
             lines.append(f"  shape {format_shape(self.shape)}" + (
                 f", target {format_shape(self.target_shape)}" if self.target_shape is not None else ""))
+        if self.steps:
+            chain = [format_shape(tuple(self.steps[0]["in"]))]
+            for step in self.steps:
+                chain.append(step["step"])
+                chain.append(format_shape(tuple(step["out"])) if step["out"] is not None
+                             else f"(cannot apply: {shown(step['error'])})")
+            lines.append("  transform: " + " -> ".join(chain))
+        if self.kind_mismatch is not None:
+            k = self.kind_mismatch
+            lines.append(f"  {'error' if k.action == 'error' else 'warning'}: kind mismatch: {k.source_kind} -> "
+                         f"{k.target_kind}: {shown(k.detail)} (on_kind_mismatch: {k.action})")
+        elif self.kinds is not None:
+            lines.append(f"  kinds: {self.kinds[0]} -> {self.kinds[1]}: compatible, and the module's members "
+                         "stay together")
         if self.mismatch is not None:
             m = self.mismatch
             after = f" ({format_shape(m.out_shape)} after its transform)" if m.out_shape is not None else ""
-            what = (m.reason or "the target has no key " + repr(m.target) if m.reason or m.target_shape is None
+            what = (shown(m.reason) or f"the target has no key '{shown(m.target)}'" if m.reason or m.target_shape is None
                     else f"shape {format_shape(m.shape)}{after} but the target has {format_shape(m.target_shape)}")
             effect = "the plan fails" if m.action == "error" else "the key is left behind"
             lines.append(f"  {'error' if m.action == 'error' else 'note'}: shape mismatch: {what} "
                          f"(on_shape_mismatch: {m.action}: {effect})")
         if self.collision is not None:
             others = [s for s in self.collision.sources if s != self.key]
-            lines.append(f"  error: collision: {self.collision.target!r} is also the target of " + ", ".join(others))
+            lines.append(f"  error: collision: '{shown(self.collision.target)}' is also the target of "
+                         + ", ".join(shown(o) for o in others))
         if self.candidates:
             lines.append("  candidates:")
             width = max(len(_label(c)) + len(c.match) for c in self.candidates) + 2
             for c in self.candidates:
-                head = f"{_label(c)}  {c.match}"
-                lines.append(f"    {'*' if c.won else ' '} {head:<{width}}  {c.reason}")
+                head = f"{_label(c)}  {shown(c.match)}"
+                lines.append(f"    {'*' if c.won else ' '} {head:<{width}}  {shown(c.reason)}")
         rest = []
         if self.unrelated_skips:
             rest.append(f"{self.unrelated_skips} skip pattern{'s' if self.unrelated_skips != 1 else ''}")
@@ -111,6 +145,7 @@ class Explanation:
         if rest:
             single = len(rest) == 1 and (self.unrelated_skips + self.unrelated_rules) == 1
             lines.append(f"  {' and '.join(rest)} {'matches' if single else 'match'} no part of the key")
+        lines.append(f"  exit code {self.exit_code}" + (": the plan has an error for this key" if self.exit_code else ""))
         return "\n".join(lines)
 
 
@@ -173,6 +208,12 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
         extra = _from_plan(key, plan, target)
         if extra.get("mismatch") is not None and extra["mismatch"].action == "skip":
             outcome = "skipped"
+        if outcome == "unmatched" and any(m.source == key and m.rule == PASS_THROUGH for m in plan.mapped):
+            outcome, target = "passed through", key
+        if rule_winner is not None and rule_winner.transform and extra.get("shape") is not None:
+            extra["steps"] = _steps(rule_winner, extra["shape"], extra.pop("dtype"))
+        extra.pop("dtype", None)
+        extra["exit_code"] = int(_is_error(key, outcome, plan, extra))
     return Explanation(key, outcome, rule_index, skip_text, target, tuple(candidates), unrelated_rules,
                        unrelated_skips, rules_name=ruleset.name, **extra)
 
@@ -188,13 +229,43 @@ def _from_plan(key: str, plan: Plan, target: str | None) -> dict[str, Any]:
         return extra
     mismatch = next((m for m in plan.mismatched if m.source == key), None)
     extra["mismatch"] = mismatch
+    extra["unmatched_policy"] = plan.unmatched_policy
     if entry is not None:
-        extra["shape"], extra["target_shape"] = entry.shape, entry.target_shape
+        extra["shape"], extra["target_shape"], extra["dtype"] = entry.shape, entry.target_shape, entry.dtype
     elif mismatch is not None:
-        extra["shape"], extra["target_shape"] = mismatch.shape, mismatch.target_shape
+        extra["shape"], extra["target_shape"], extra["dtype"] = mismatch.shape, mismatch.target_shape, mismatch.dtype
+    target = entry.target if entry is not None else target
     if target is not None:
         extra["collision"] = next((c for c in plan.collisions if c.target == target and key in c.sources), None)
+    extra["kind_mismatch"] = next((k for k in plan.kind_mismatches if k.source == key), None)
+    sources, targets = plan.module_kinds
+    if entry is not None and plan.target_count is not None and extra["kind_mismatch"] is None and mismatch is None:
+        s_mod, t_mod = split_key(key)[0], split_key(entry.target)[0]
+        if s_mod in sources and t_mod in targets:
+            extra["kinds"] = (sources[s_mod], targets[t_mod])
     return extra
+
+
+def _steps(rule: Rule, shape: tuple[int, ...], dtype: str) -> tuple[dict[str, Any], ...]:
+    """Each transform step of ``rule`` with the shape it gets and gives, from the header alone."""
+    spec, steps = TensorSpec(dtype, shape), []
+    for step in rule.transform:
+        entry: dict[str, Any] = {"step": str(step), "in": list(spec.shape), "out": None}
+        try:
+            spec = chain_spec([step], spec)
+        except TransformChainError as exc:
+            steps.append({**entry, "error": str(exc)})
+            break
+        steps.append({**entry, "out": list(spec.shape)})
+    return tuple(steps)
+
+
+def _is_error(key: str, outcome: str, plan: Plan, extra: dict[str, Any]) -> bool:
+    """Whether the plan counts an error for this key (what `mapper plan` would exit 1 on)."""
+    mismatch, kind = extra.get("mismatch"), extra.get("kind_mismatch")
+    return bool((mismatch is not None and mismatch.action == "error") or extra.get("collision") is not None
+                or (kind is not None and kind.action == "error")
+                or (outcome == "unmatched" and extra.get("in_source") and plan.unmatched_policy == "error"))
 
 
 def _near_miss(pattern: re.Pattern, key: str) -> str | None:

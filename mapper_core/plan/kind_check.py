@@ -28,9 +28,10 @@ def check_kinds(
     target_specs: Mapping[str, TensorSpec] | None,
     actions: Sequence[str],
     target_module_types: Mapping[str, str] | None = None,
-) -> tuple[KindMismatch, ...]:
+) -> tuple[tuple[KindMismatch, ...], tuple[dict[str, str], dict[str, str]]]:
     """Kind mismatches and module splits among ``mapped`` (the loadable entries); ``actions[i]`` is
-    rule i's ``on_kind_mismatch``."""
+    rule i's ``on_kind_mismatch``. Also the labels ``explain`` shows: source module → signature (as
+    its tensors arrive), target module → real type or signature, for the modules of ``mapped``."""
     types = target_module_types or {}
     arriving = {m.source: len(m.result_shape) for m in mapped}
     source_kinds = {name: classify(members) for name, members in group_modules(
@@ -64,7 +65,10 @@ def check_kinds(
             found[m.source] = KindMismatch(m.source, m.target, m.rule, source_kinds[s_mod].signature,
                                            target_label(t_mod), action(m), detail)
     order = {m.source: i for i, m in enumerate(mapped)}
-    return tuple(sorted(found.values(), key=lambda k: order[k.source]))
+    labels = ({s: source_kinds[s].signature for s in {split_key(m.source)[0] for m in mapped}},
+              {t: target_label(t) for t in {split_key(m.target)[0] for m in mapped}} if target_specs is not None
+              else {})
+    return tuple(sorted(found.values(), key=lambda k: order[k.source])), labels
 
 
 def _splits(mapped: Sequence[Mapped], source_kinds: Mapping[str, ModuleKind],

@@ -126,7 +126,7 @@ def make_plan(
     bad_targets = {c.target for c in collisions}
     bad_sources = {m.source for m in mismatched}
     loadable = [m for m in mapped if m.target not in bad_targets and m.source not in bad_sources]
-    kind_mismatches = check_kinds(loadable, source_specs, target_specs if has_target else None,
+    kind_mismatches, (source_kinds, target_kinds) = check_kinds(loadable, source_specs, target_specs if has_target else None,
                                   [r.on_kind_mismatch for r in rules], target_module_types)
     uninitialized: tuple[str, ...] = ()
     expected: tuple[str, ...] = ()
@@ -155,6 +155,7 @@ def make_plan(
         non_tensor=tuple(NonTensor(k, t) for k, t in (non_tensor or {}).items()),
         kind_mismatches=kind_mismatches,
         expected_uninitialized=expected,
+        module_kinds=(source_kinds, target_kinds),
     )
 
 

@@ -139,6 +139,9 @@ class Plan:
     kind_mismatches: tuple[KindMismatch, ...] = ()
     # target keys nothing fills that the rules declare as new layers (`new:`): not a problem
     expected_uninitialized: tuple[str, ...] = ()
+    # (source module → signature, target module → type or signature) of the mapped keys' modules,
+    # for explain; not part of the JSON form
+    module_kinds: tuple[dict[str, str], dict[str, str]] = field(default=({}, {}), compare=False, repr=False)
 
     @property
     def errors(self) -> tuple[Mismatch | Collision | KindMismatch | UnmatchedKey, ...]:
