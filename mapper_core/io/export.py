@@ -157,6 +157,9 @@ def _from_source_specs(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
     for m in forward.loadable:
         if m.target not in target_specs:
             continue  # the planned target is not in this checkpoint: nothing to export
+        if m.passed_through:  # unmatched: keep sent it over under its own name, unchanged
+            entries.append(ExportEntry(m.target, m.source, m.rule, source_specs[m.source]))
+            continue
         _invert(ruleset.rules[m.rule], source_specs[m.source], m.target, entries, problems, m.source)
     for mm in forward.mismatched:
         if mm.target in target_specs and mm.action == "error":
