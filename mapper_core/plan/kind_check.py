@@ -15,11 +15,13 @@ Each finding is a :class:`KindMismatch` with the rule's ``on_kind_mismatch``; pa
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence, Tuple
 
 from ..specs import TensorSpec
 from .kinds import ModuleKind, classify, compatible, group_modules, kind_of_type, split_key
 from .plan import PASS_THROUGH, KindMismatch, Mapped
+
+_UNKNOWN = ModuleKind("unknown", "unknown")
 
 
 def check_kinds(
@@ -34,11 +36,13 @@ def check_kinds(
     its tensors arrive), target module → real type or signature, for the modules of ``mapped``."""
     types = target_module_types or {}
     arriving = {m.source: len(m.result_shape) for m in mapped}
+    source_split = {k: split_key(k) for k in source_specs}  # each key split once
+    target_split = {} if target_specs is None else {k: split_key(k) for k in target_specs}
     source_kinds = {name: classify(members) for name, members in group_modules(
-        (k, arriving.get(k, len(s.shape))) for k, s in source_specs.items()).items()}
+        (source_split[k], arriving.get(k, len(s.shape))) for k, s in source_specs.items()).items()}
     target_kinds = {} if target_specs is None else {
         name: classify(members) for name, members in group_modules(
-            (k, len(s.shape)) for k, s in target_specs.items()).items()}
+            (target_split[k], len(s.shape)) for k, s in target_specs.items()).items()}
 
     def action(m: Mapped) -> str:
         return "error" if m.rule == PASS_THROUGH else actions[m.rule]
@@ -48,57 +52,62 @@ def check_kinds(
             return types[module]
         return target_kinds[module].signature if module in target_kinds else "unknown"
 
+    # each key split once: (entry, (source module, member), (target module, member))
+    pairs = [(m, source_split[m.source], target_split.get(m.target) or split_key(m.target)) for m in mapped]
     found: dict[str, KindMismatch] = {}
     if target_specs is not None:
-        for m in mapped:
-            s_mod, t_mod = split_key(m.source)[0], split_key(m.target)[0]
+        for m, (s_mod, member), (t_mod, _) in pairs:
             skind = source_kinds[s_mod]
             tkind = kind_of_type(types[t_mod]) if t_mod in types else \
-                target_kinds.get(t_mod, ModuleKind("unknown", "unknown")).kind
+                target_kinds.get(t_mod, _UNKNOWN).kind
             if not compatible(skind.kind, tkind):
                 found[m.source] = KindMismatch(
                     m.source, m.target, m.rule, skind.signature, target_label(t_mod), action(m),
-                    f"a {skind.kind}'s {split_key(m.source)[1]} would load into a {types.get(t_mod, tkind)}")
-    for m, home, detail in _splits(mapped, source_kinds, target_kinds):
+                    f"a {skind.kind}'s {member} would load into a {types.get(t_mod, tkind)}")
+    for (m, (s_mod, _), (t_mod, _)), detail in _splits(pairs, source_kinds, target_kinds):
         if m.source not in found:
-            s_mod, t_mod = split_key(m.source)[0], split_key(m.target)[0]
             found[m.source] = KindMismatch(m.source, m.target, m.rule, source_kinds[s_mod].signature,
                                            target_label(t_mod), action(m), detail)
     order = {m.source: i for i, m in enumerate(mapped)}
-    labels = ({s: source_kinds[s].signature for s in {split_key(m.source)[0] for m in mapped}},
-              {t: target_label(t) for t in {split_key(m.target)[0] for m in mapped}} if target_specs is not None
-              else {})
+    labels = ({s: source_kinds[s].signature for s in {p[1][0] for p in pairs}},
+              {t: target_label(t) for t in {p[2][0] for p in pairs}} if target_specs is not None else {})
     return tuple(sorted(found.values(), key=lambda k: order[k.source])), labels
 
 
-def _splits(mapped: Sequence[Mapped], source_kinds: Mapping[str, ModuleKind],
-            target_kinds: Mapping[str, ModuleKind]):
-    """(entry, home module, detail) for each member that leaves the module its siblings go to."""
-    by_source: dict[str, list[Mapped]] = {}
-    by_target: dict[str, list[Mapped]] = {}
-    for m in mapped:
-        s_mod, t_mod = split_key(m.source)[0], split_key(m.target)[0]
+Pair = Tuple[Mapped, Tuple[str, str], Tuple[str, str]]
+
+
+def _splits(pairs: Sequence[Pair], source_kinds: Mapping[str, ModuleKind],
+            target_kinds: Mapping[str, ModuleKind]) -> Iterator[tuple[Pair, str]]:
+    """(pair, detail) for each member that leaves the module its siblings go to, or comes from
+    another module than its siblings do."""
+    by_source: dict[str, list[Pair]] = {}
+    by_target: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        s_mod, t_mod = pair[1][0], pair[2][0]
         if s_mod and source_kinds[s_mod].known:
-            by_source.setdefault(s_mod, []).append(m)
+            by_source.setdefault(s_mod, []).append(pair)
         if t_mod and t_mod in target_kinds and target_kinds[t_mod].known:
-            by_target.setdefault(t_mod, []).append(m)
-    source, target = (lambda m: split_key(m.source)), (lambda m: split_key(m.target))
-    for m, s_mod, home, others in _strays(by_source, source, target):
-        yield m, home, (f"leaves its module: the other members of {_name(s_mod)} ({', '.join(others)}) "
-                        f"go to {_name(home)}, this {source(m)[1]} goes to {_name(target(m)[0])}")
-    for m, t_mod, home, others in _strays(by_target, target, source):
-        yield m, home, (f"mixes modules: {_name(t_mod)} gets its {', '.join(others)} from {_name(home)}, "
-                        f"this {target(m)[1]} from {_name(source(m)[0])}")
+            by_target.setdefault(t_mod, []).append(pair)
+    for pair, s_mod, home, others in _strays(by_source, 1, 2):
+        yield pair, (f"leaves its module: the other members of {_name(s_mod)} ({', '.join(others)}) "
+                     f"go to {_name(home)}, this {pair[1][1]} goes to {_name(pair[2][0])}")
+    for pair, t_mod, home, others in _strays(by_target, 2, 1):
+        yield pair, (f"mixes modules: {_name(t_mod)} gets its {', '.join(others)} from {_name(home)}, "
+                     f"this {pair[2][1]} from {_name(pair[1][0])}")
 
 
-def _strays(groups: Mapping[str, list[Mapped]], here, there):
-    """(entry, module, home, home's members) for each entry of a module on this side (``here``: entry →
-    (module, member)) whose module on the other side (``there``) is not the one its siblings share."""
+def _strays(groups: Mapping[str, list[Pair]], here: int, there: int):
+    """(pair, module, home, home's members) for each pair of a module on this side (``pair[here]``
+    is (module, member)) whose module on the other side (``pair[there]``) is not the one its
+    siblings share."""
     for module, entries in groups.items():
-        home = _home([(there(m)[0], here(m)[1]) for m in entries])
-        for m in entries:
-            if there(m)[0] != home:
-                yield m, module, home, [here(o)[1] for o in entries if there(o)[0] == home]
+        if len(entries) < 2:  # one member cannot be split from its siblings
+            continue
+        home = _home([(p[there][0], p[here][1]) for p in entries])
+        for p in entries:
+            if p[there][0] != home:
+                yield p, module, home, [o[here][1] for o in entries if o[there][0] == home]
 
 
 def _home(pairs: list[tuple[str, str]]) -> str:

@@ -14,6 +14,7 @@ module type) and ``unknown`` (anything else, which is never a mismatch).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -56,17 +57,24 @@ def split_key(key: str) -> tuple[str, str]:
     return (module, member) if dot else ("", key)
 
 
-def group_modules(ranks: Iterable[tuple[str, int]]) -> dict[str, dict[str, int]]:
-    """``(key, rank)`` pairs → module → {member: rank}, in first-seen order."""
+def group_modules(ranks: Iterable[tuple[str | tuple[str, str], int]]) -> dict[str, dict[str, int]]:
+    """``(key, rank)`` pairs → module → {member: rank}, in first-seen order; a key may come already
+    split as ``(module, member)``."""
     modules: dict[str, dict[str, int]] = {}
     for key, rank in ranks:
-        module, member = split_key(key)
+        module, member = split_key(key) if isinstance(key, str) else key
         modules.setdefault(module, {})[member] = rank
     return modules
 
 
 def classify(members: Mapping[str, int]) -> ModuleKind:
     """The kind of a module with these members (name → rank)."""
+    return _classify(tuple(members.items()))
+
+
+@functools.lru_cache(maxsize=4096)  # a model repeats a few module shapes thousands of times
+def _classify(items: tuple[tuple[str, int], ...]) -> ModuleKind:
+    members = dict(items)
     names = set(members)
     weight = members.get("weight")
     if {"running_mean", "running_var"} <= names and names <= _BN_MEMBERS:
