@@ -29,14 +29,4 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.print_json(result.to_dict())
     else:
         ctx.print(result.render())
-    code = getattr(result, "exit_code", None)  # the explanation's own verdict, where the planner gives one
-    return key_exit_code(plan, args.key) if code is None else int(code)
-
-
-def key_exit_code(plan, key: str) -> int:
-    """1 when one of the plan's errors concerns source ``key``, else 0."""
-    for error in plan.errors:
-        sources = getattr(error, "sources", None) or (getattr(error, "source", None),)
-        if key in sources:
-            return 1
-    return 0
+    return result.exit_code  # the code the plan gives for this key

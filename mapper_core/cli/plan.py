@@ -24,7 +24,7 @@ def add_plan_inputs(p: argparse.ArgumentParser) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source(p)
     add_plan_inputs(p)
-    add_strict(p, "also fail (exit 1) on unmatched or uninitialized keys")
+    add_strict(p, "also fail (exit 1) on uninitialized target keys the rules do not declare new:")
     add_json(p, "the plan")
 
 
@@ -59,12 +59,11 @@ def load_target(args: argparse.Namespace, ctx, options: dict):
 def plan_for_reader(args: argparse.Namespace, reader, ruleset, target):
     """The plan for an open source ``reader``, with every check ``target`` (specs, module types) allows."""
     from ..io.formats.base import non_tensors
-    from ..io.planning import plan_with_checks
+    from ..plan.make import make_plan
 
     target_specs, module_types = target
-    return plan_with_checks(reader.specs(), ruleset, target_specs, source_origin=args.source,
-                            target_origin=args.target, unmatched=args.unmatched,
-                            non_tensor=non_tensors(reader), target_module_types=module_types)
+    return make_plan(reader.specs(), ruleset, target_specs, source_origin=args.source, target_origin=args.target,
+                     unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types)
 
 
 def build_plan(args: argparse.Namespace, ctx):
@@ -89,6 +88,6 @@ def run(args: argparse.Namespace, ctx) -> int:
     else:
         ctx.print(render_text(plan, ruleset, strict=args.strict))
     if plan.has_errors(strict=args.strict) and not plan.errors:
-        ctx.error(f"--strict: {len(plan.unmatched)} unmatched source key(s) and {len(plan.uninitialized)} "
-                  "uninitialized target key(s); add rules or skip patterns for them, or drop --strict")
+        ctx.error(f"--strict: {len(plan.uninitialized)} uninitialized target key(s); add rules that fill them, "
+                  "declare them as new layers (new: in the rules), or drop --strict")
     return 1 if plan.has_errors(strict=args.strict) else 0

@@ -38,8 +38,8 @@ from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan
 from .formats.base import Reader, non_tensors
 from .formats.writer import (Entry, FileRange, FileWriter, RangeCopier, index_json,
                              parse_size, shard_names, split_shards)
-from .planning import plan_with_checks
 from .provenance import Hasher, final_metadata, metadata, source_files
+from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
@@ -108,9 +108,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
         reader = open_checkpoint(src)
     try:
         if plan is None and rules is not None:
-            plan = plan_with_checks(reader.specs(), rules, target_specs, source_origin=str(src),
-                                    unmatched=unmatched, non_tensor=non_tensors(reader),
-                                    target_module_types=target_module_types)
+            plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
+                             non_tensor=non_tensors(reader), target_module_types=target_module_types)
             rules_sha256 = rules_sha256 or rules.sha256
         if plan is not None:
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list

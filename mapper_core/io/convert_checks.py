@@ -22,8 +22,6 @@ def refuse_plan_errors(plan: Plan, strict: bool) -> None:
         return
     lines = [_error_line(e) for e in plan.errors]
     if strict:
-        if not hasattr(plan, "unmatched_policy"):  # a planner without the policy: --strict covers them
-            lines += [f"unmatched: {k}" for k in plan.unmatched]
         lines += [f"uninitialized: {k}" for k in plan.uninitialized]
     advice = "Fix the rules (see `mapper plan`)"
     if any(type(e).__name__ == "UnmatchedKey" for e in plan.errors):

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError, PlanError
-from ..io.planning import plan_with_checks
 from ..io.tensor_ops import apply_chain
 from ..io.torch_dtypes import spec_of
+from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
@@ -47,9 +47,9 @@ def plan_for_module(source_specs: Mapping[str, TensorSpec], ruleset: RuleSet, mo
                     non_tensor: Mapping[str, str] | None = None) -> Plan:
     """The plan for loading ``source_specs`` into ``module``: shapes checked against its state
     dict, module kinds against its real module types (the plan to hand to :func:`apply_to_module`)."""
-    return plan_with_checks(source_specs, ruleset, module_specs(module), source_origin=source_origin,
-                            target_origin=type(module).__name__, unmatched=unmatched, non_tensor=non_tensor,
-                            target_module_types=module_types(module))
+    return make_plan(source_specs, ruleset, module_specs(module), source_origin=source_origin,
+                     target_origin=type(module).__name__, unmatched=unmatched, non_tensor=non_tensor,
+                     target_module_types=module_types(module))
 
 
 def _source_tensor(source: Any, key: str) -> torch.Tensor:

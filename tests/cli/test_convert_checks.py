@@ -136,3 +136,65 @@ def test_a_plugin_that_is_not_found_names_the_folder_and_pythonpath(tmp_path, ma
     (tmp_path / "mymodule.py").write_text("")
     proc = mapper("--plugin", "mymodule", "plugins", cwd=tmp_path)
     assert "mymodule" in proc.stderr and "PYTHONPATH" in proc.stderr and str(tmp_path) in proc.stderr
+
+
+PARTIAL = """\
+version: 1
+name: partial
+rules:
+  - match: 'fc\\.(.+)'
+    target: 'net.fc.{1}'
+"""
+
+
+@pytest.mark.parametrize("policy, code, keys", [(None, 1, None), ("drop", 0, ["net.fc.bias", "net.fc.weight"]),
+                                                ("keep", 0, ["net.fc.bias", "net.fc.weight", "scale"])])
+def test_unmatched_keys_are_a_decision_on_the_command_line(tmp_path, mapper, policy, code, keys):
+    src = tmp_path / "src.safetensors"
+    save_file({"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2), "scale": torch.ones(1)}, str(src))
+    rules = write(tmp_path, "partial.yaml", PARTIAL)
+    out = tmp_path / "out.safetensors"
+    proc = mapper("convert", src, out, "--rules", rules, *(["--unmatched", policy] if policy else []))
+    assert proc.returncode == code, proc.stderr
+    if keys is None:  # the default is error: refused, naming the key and the remedies
+        assert "unmatched: scale" in proc.stderr and "--unmatched keep|drop" in proc.stderr and not out.exists()
+    else:
+        assert sorted(load_file(str(out))) == keys
+
+
+def test_the_plan_lists_non_tensor_values(tmp_path, mapper):
+    pt = tmp_path / "train.pt"
+    torch.save({"fc.weight": torch.ones(2, 2), "step": 5, "config": {"lr": 0.1}}, pt)
+    rules = write(tmp_path, "partial.yaml", PARTIAL)
+    proc = mapper("plan", pt, "--rules", rules, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["non_tensor"] == [{"key": "step", "type": "int"}, {"key": "config", "type": "dict"}]
+
+
+SWAPPED_BIASES = """\
+version: 1
+name: swapped
+rules:
+  - match: 'fc\\.bias'
+    target: 'net.bn.bias'
+  - match: 'bn\\.bias'
+    target: 'net.fc.bias'
+  - match: '(fc|bn)\\.(.+)'
+    target: 'net.{1}.{2}'
+"""
+
+NORM_MODEL_PLUGIN = TINY_MODEL_PLUGIN.replace("    net.net.fc = nn.Linear(32, 64)\n", (
+    "    net.net.fc = nn.Linear(8, 8)\n    net.net.bn = nn.BatchNorm1d(8)\n"))
+
+
+def test_convert_against_a_model_refuses_a_bias_moved_into_a_batchnorm(tmp_path, mapper):
+    src = tmp_path / "src.pt"
+    torch.save({**{f"fc.{k}": v for k, v in nn.Linear(8, 8).state_dict().items()},
+                **{f"bn.{k}": v for k, v in nn.BatchNorm1d(8).state_dict().items()}}, src)
+    rules = write(tmp_path, "swapped.yaml", SWAPPED_BIASES)
+    write(tmp_path, "norm_models.py", NORM_MODEL_PLUGIN)
+    out = tmp_path / "out.safetensors"
+    proc = mapper("--plugin", "norm_models", "convert", src, out, "--rules", rules, "--target", "model:tiny",
+                  env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 1, proc.stderr
+    assert "kind mismatch: fc.bias" in proc.stderr and "BatchNorm1d" in proc.stderr and not out.exists()

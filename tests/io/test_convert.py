@@ -134,14 +134,24 @@ def test_a_plan_with_errors_writes_nothing(tmp_path, st_src):
     assert files(tmp_path) == before
 
 
-def test_strict_refuses_unmatched_keys(tmp_path, st_src):
+@pytest.mark.parametrize("policy, written", [("error", None), ("drop", ["h.weight"]),
+                                             ("keep", ["aux.counter", "enc.0.bias", "enc.0.weight", "enc.1.bias",
+                                                       "enc.1.weight", "h.weight"])])
+def test_unmatched_keys_follow_the_policy(tmp_path, st_src, policy, written):
+    """Issue 9: unmatched keys were dropped silently; now error (the default) refuses them."""
     path = tmp_path / "partial.yaml"
     path.write_text("version: 1\nname: p\nrules:\n  - match: 'head\\.(.+)'\n    target: 'h.{1}'\n")
+    out = tmp_path / "out.safetensors"
     with open_checkpoint(st_src) as reader:
-        plan = plan_for(reader, load_rules(path))
-        with pytest.raises(PlanError, match="unmatched: enc.0.weight"):
-            convert(st_src, tmp_path / "out.safetensors", reader=reader, plan=plan, strict=True)
-        assert convert(st_src, tmp_path / "out.safetensors", reader=reader, plan=plan).tensors == 1
+        plan = make_plan(reader.specs(), load_rules(path), unmatched=policy)
+        if written is None:
+            with pytest.raises(PlanError, match=r"(?s)skip pattern.*unmatched: keep.*unmatched: drop.*--unmatched.*"
+                                                r"unmatched: enc.0.weight"):
+                convert(st_src, out, reader=reader, plan=plan)
+            assert not out.exists()
+        else:
+            assert convert(st_src, out, reader=reader, plan=plan).tensors == len(written)
+            assert sorted(load_file(str(out))) == written
 
 
 def test_a_plan_made_for_another_file_is_refused(tmp_path, st_src, rules):
