@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..specs import TensorSpec, format_shape
+from .formats.base import non_tensors
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class InspectReport:
     unwrap_path: str | None = None  # torch checkpoints: where the state dict was found ("" = top level)
     stripped_prefix: str | None = None
     aliases: dict[str, str] = field(default_factory=dict)
+    non_tensor: dict[str, str] = field(default_factory=dict)  # key → type name of values that are not tensors
 
     @property
     def total_values(self) -> int:
@@ -67,6 +69,8 @@ class InspectReport:
                        "stored_bytes": self.stored_bytes, "dtypes": self.dtype_counts()},
             "metadata": dict(self.metadata),
         }
+        if self.non_tensor:
+            out["non_tensor"] = [{"key": k, "type": t} for k, t in self.non_tensor.items()]
         if self.unwrap_path is not None:
             out["unwrap_path"] = self.unwrap_path
             out["stripped_prefix"] = self.stripped_prefix or ""
@@ -93,6 +97,7 @@ def inspect_reader(reader: object, format_name: str) -> InspectReport:
         unwrap_path=getattr(reader, "unwrap_path", None),
         stripped_prefix=getattr(reader, "stripped_prefix", None),
         aliases=aliases,
+        non_tensor=non_tensors(reader),  # type: ignore[arg-type]
     )
 
 
@@ -143,6 +148,10 @@ def render_text(report: InspectReport) -> str:
         where = f"'{report.unwrap_path}'" if report.unwrap_path else "the top level"
         strip = f", stripped prefix '{report.stripped_prefix}'" if report.stripped_prefix else ""
         lines.append(f"state dict: {where}{strip}")
+    if report.non_tensor:
+        shown = ", ".join(f"{k!r} ({t})" for k, t in list(report.non_tensor.items())[:8])
+        more = f" and {len(report.non_tensor) - 8} more (see --json)" if len(report.non_tensor) > 8 else ""
+        lines.append(f"non-tensor values (convert leaves them behind; those JSON can hold go to metadata 'mapper.extra'): {shown}{more}")
     if report.metadata:
         lines.append("metadata:")
         width = max(len(k) for k in report.metadata)

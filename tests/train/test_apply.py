@@ -112,3 +112,17 @@ def test_plan_for_module_checks_shapes_against_the_module():
     assert [(m.source, m.target) for m in plan.loadable] == [(m.source, m.target) for m in plan_for(src, Net()).loadable]
     assert plan.target_count == len(Net().state_dict()) and not plan.errors
     assert "head.weight" in plan.uninitialized
+
+
+def test_plan_for_module_checks_module_kinds_with_the_real_types():
+    """Issue 9: a bias moved into the BatchNorm after it has the right shape; the module types catch it."""
+    src = source_state()
+    swapped = RuleSet(name="swapped", rules=(Rule(0, r"trunk\.0\.bias", "body.1.bias"),
+                                             Rule(1, r"trunk\.1\.bias", "body.0.bias"),
+                                             Rule(2, r"trunk\.(\d+)\.(\w+)", "body.{1}.{2}")),
+                      skip=(SkipPattern(r"fc\..*"),))
+    plan = plan_for_module({k: spec_of(v) for k, v in src.items()}, swapped, Net())
+    kinds = {k.source: (k.target, k.target_kind) for k in plan.kind_mismatches}
+    assert kinds["trunk.0.bias"] == ("body.1.bias", "BatchNorm1d") and plan.has_errors()
+    with pytest.raises(PlanError):
+        apply_to_module(plan, Net(), src)

@@ -102,3 +102,12 @@ def test_a_missing_package_is_named_with_what_to_do(tmp_path, monkeypatch):
     message = refusal_under_trust_pickle(path)
     assert "'omegaconf_stand_in'" in message and "pip install omegaconf_stand_in" in message
     assert "PYTHONPATH" in message and "state_dict" in message
+
+
+def test_inspect_lists_non_tensor_values(tmp_path):
+    from mapper_core.io.inspection import inspect_path, render_text
+
+    report = inspect_path(save({"w": torch.ones(2), "step": 5, "bad\nkey": "x"}, tmp_path / "c.pt"))
+    assert report.to_dict()["non_tensor"] == [{"key": "step", "type": "int"}, {"key": "bad\nkey", "type": "str"}]
+    last = render_text(report).splitlines()[-1]
+    assert last.startswith("non-tensor values") and "'step' (int)" in last and "'bad\\nkey' (str)" in last
