@@ -50,6 +50,8 @@ def check_kinds(
     def target_label(module: str) -> str:
         if module in types:
             return types[module]
+        if target_specs is None:
+            return "unknown (no target given)"
         return target_kinds[module].signature if module in target_kinds else "unknown"
 
     # each key split once: (entry, (source module, member), (target module, member))
