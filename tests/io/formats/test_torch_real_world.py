@@ -80,6 +80,7 @@ def _init(self):
     self.fc = nn.Linear(2, 2)
 
 
+@pytest.mark.filterwarnings("ignore:BuiltinImporter.module_repr:DeprecationWarning")  # the unpickler's repr of __main__
 def test_a_class_from_main_is_named_with_what_to_do(tmp_path, monkeypatch):
     main = sys.modules["__main__"]
     Net = type("SavedNet", (nn.Module,), {"__module__": "__main__", "__init__": _init})
