@@ -95,7 +95,7 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
     problems = error_lines(plan, strict)
     if problems:
         out("")
-        n_errors = len(plan.errors) + (len(plan.uninitialized) if strict and not plan.errors else 0)
+        n_errors = len(plan.errors) + (len(plan.uninitialized) if strict else 0)
         shape_skips = sum(1 for m in plan.mismatched if m.action == "skip")
         warnings = sum(1 for k in plan.kind_mismatches if k.action != "error")
         extra = (f", {shape_skips} skipped on shape mismatch" if shape_skips else "") + \
