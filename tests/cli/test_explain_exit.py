@@ -6,6 +6,7 @@ import pytest
 from wrong_transform import write_files  # tests/helpers
 
 
+@pytest.mark.needs_torch  # the fixture files are written with torch
 @pytest.mark.parametrize("key, code", [("fc.weight", 1), ("fc.bias", 0)])
 def test_explain_exits_with_the_plans_code_for_the_key(tmp_path, mapper, key, code):
     source, target, rules = write_files(tmp_path)
