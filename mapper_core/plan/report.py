@@ -111,9 +111,9 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
         out("")
         if ruleset is not None and index < len(ruleset.rules):
             rule = ruleset.rules[index]
-            out(f"Rule {index}: {shown(rule.match)}  ->  {shown(rule.target)}  ({len(entries)} keys)")
+            out(f"Rule {index}: {shown(rule.match)}  ->  {shown(rule.target)}  ({_count(len(entries), 'key')})")
         else:
-            out(f"Rule {index} ({len(entries)} keys)")
+            out(f"Rule {index} ({_count(len(entries), 'key')})")
         width = max(len(shown(m.source)) for m in entries)
         for m in entries:
             via = ""
@@ -187,3 +187,8 @@ def _summary(plan: Plan, strict: bool) -> list[str]:
 
 def _rule(index: int) -> str:
     return "passed through" if index < 0 else f"rule {index}"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 key``, ``2 keys``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
