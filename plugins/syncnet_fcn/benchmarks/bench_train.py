@@ -29,16 +29,20 @@ def syncnet(*args: object) -> None:
     subprocess.run(command, check=True)
 
 
-def curve(run: Path) -> list[dict]:
-    return json.loads((run / "run.json").read_text())["history"]
+def curve(run: Path) -> dict:
+    doc = json.loads((run / "run.json").read_text())
+    return {"history": doc["history"], "feature_seconds": doc.get("feature_seconds")}
 
 
-def show(name: str, history: list[dict]) -> None:
+def show(name: str, run: dict) -> None:
+    history = run["history"]
     rows = [[r["epoch"], f"{r.get('seconds_with_eval', r['seconds']) / 60:.1f}", f"{r['loss']:.3f}",
              f"{100 * r['accuracy']:.0f}%" if "accuracy" in r else "",
              f"{100 * r['within_1']:.0f}%" if "within_1" in r else "",
              f"{100 * r['step_accuracy']:.0f}%" if "step_accuracy" in r else ""] for r in history]
-    print(f"{name}:")
+    extra = (f" (frozen trunk features computed once first: {run['feature_seconds']:.0f} s)"
+             if run["feature_seconds"] else "")
+    print(f"{name}{extra}:")
     print(table(rows, ["epoch", "minutes", "train loss", "held-out offset", "within ±1", "per step"]))
 
 
@@ -50,7 +54,7 @@ def run(work: Path, checkpoint: Path, frozen_minutes: float, finetune_minutes: f
     runs = work / "runs"
     common = ["--checkpoint", checkpoint]
     syncnet("train", data, *common, "--out", runs / "frozen", "--strategy", "frozen", "--epochs", 400,
-            "--steps-per-epoch", 20, "--eval-every", 2, "--minutes", frozen_minutes)
+            "--steps-per-epoch", 25, "--eval-every", 2, "--minutes", frozen_minutes)
     syncnet("train", data, *common, "--out", runs / "finetune", "--strategy", "finetune", "--init",
             runs / "frozen", "--epochs", 100, "--steps-per-epoch", 3, "--batch", 2, "--minutes", finetune_minutes)
     names = ["frozen", "finetune"]

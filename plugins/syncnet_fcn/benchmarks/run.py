@@ -1,7 +1,7 @@
 """The SyncNet benchmarks (not run in CI; about 30 minutes on 2 CPU cores):
 
     .venv/bin/python plugins/syncnet_fcn/benchmarks/run.py [--work /tmp/syncnet-bench]
-        [--seconds 60] [--stream-seconds 20] [--frozen-minutes 6] [--finetune-minutes 4]
+        [--seconds 60] [--stream-seconds 20] [--frozen-minutes 4] [--finetune-minutes 4]
         [--only speed,stream,train]
 
 - speed: a 60 s clip through the FCN (what ``sync`` runs) and through the original's
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/syncnet-bench"))
     parser.add_argument("--seconds", type=float, default=60.0, help="clip length for speed (60)")
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="clip length for stream (20)")
-    parser.add_argument("--frozen-minutes", type=float, default=6.0)
+    parser.add_argument("--frozen-minutes", type=float, default=4.0)
     parser.add_argument("--finetune-minutes", type=float, default=4.0)
     parser.add_argument("--only", default="speed,stream,train")
     args = parser.parse_args(argv)

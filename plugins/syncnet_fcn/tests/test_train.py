@@ -13,7 +13,7 @@ from syncnet_fcn.dataset import IGNORE, Example, sample_crop, step_labels
 from syncnet_fcn.errors import InputError
 from syncnet_fcn.models import make_syncnet_checkpoint
 from syncnet_fcn.synthetic import make_dataset
-from syncnet_fcn.training import build_setup, video_trunk_frozen
+from syncnet_fcn.training import audio_trunk_steps, build_setup, video_trunk_frozen
 from syncnet_media import syncnet  # tests/helpers
 
 SMALL = ["--embedding-dim", 16, "--crop-frames", 8, "--batch", 4, "--steps-per-epoch", 4]
@@ -71,6 +71,18 @@ def test_strategies_freeze_and_group_by_the_rules(data, strategy, groups, video_
     assert (setup.scheduler is not None) is (strategy == "progressive")
     with pytest.raises(InputError, match="no schedule"):
         build_setup(ModelConfig(embedding_dim=16, max_offset=2).build(), "progressive", "to-fcn-full", None)
+
+
+@pytest.mark.parametrize("audio_mode", ["clip", "window"])
+def test_a_crops_audio_features_are_the_whole_clips(audio_mode):
+    torch.manual_seed(0)
+    model = ModelConfig(embedding_dim=16, max_offset=2, audio_mode=audio_mode).build().eval()
+    example = Example("x", 0, frames=None, mfcc=torch.randn(13, 4 * 30) * 10)
+    with torch.no_grad():
+        whole = model.audio_encoder.trunk(example.mfcc[None, None])[0]
+        for start, steps in ((0, 6), (1, 6), (7, 10), (20, 6)):  # clip start, inside, clip end
+            crop = audio_trunk_steps(model, example, start, steps)
+            assert torch.allclose(crop, whole[:, start:start + steps], atol=1e-5, rtol=0)
 
 
 def test_labels_and_shifted_crops():

@@ -1,6 +1,7 @@
 """Training data from a ``make-data`` folder: decoded clips, random crops, per-step labels.
 
-A crop takes L frames of video and L frames' worth of MFCC (4L columns). With
+A crop takes L frames of video and the audio of L frames (see :mod:`syncnet_fcn.training`
+for how its trunk features are computed). With
 ``shift=True`` the audio crop may start d frames away from the video crop, which turns a
 clip of offset o into an example of offset o − d: every clip then teaches every offset,
 and the labels stay uniform over −K…K however few clips there are. The label of step t is
@@ -109,8 +110,3 @@ def sample_crop(rng: np.random.Generator, example: Example, index: int, length: 
     high = min(room, video + max_offset - example.offset)
     audio = int(rng.integers(low, high + 1))
     return Crop(index, video, audio, example.offset - (video - audio))
-
-
-def crop_audio(example: Example, crop: Crop, length: int) -> torch.Tensor:
-    """MFCC [1, 13, 4L] of the crop's audio frames."""
-    return example.mfcc[None, :, MFCC_PER_FRAME * crop.audio:MFCC_PER_FRAME * (crop.audio + length)]

@@ -131,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Training {config.kind} ({args.strategy}, rules {args.rules}) on {len(train)} clips, "
           f"{len(heldout)} held out; chance is 1/{2 * config.max_offset + 1}; "
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
+    started = time.monotonic()
+    computed = trainer.prepare()
+    if computed:
+        run_doc["feature_seconds"] = round(time.monotonic() - started, 1)
+        print(f"Frozen video trunk: features of {computed} clips computed once in "
+              f"{run_doc['feature_seconds']:.0f} s (not counted in --minutes)", flush=True)
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else None
 
     def report(record: dict) -> None:

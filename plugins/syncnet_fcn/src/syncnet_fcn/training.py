@@ -8,10 +8,12 @@
 - ``progressive``: ``frozen`` plus the rules' ``schedule`` (the trunks join the same
   optimizer at epoch 10 at 0.1 × the base rate) through ``UnfreezeScheduler``.
 
-A frozen video trunk computes the same features every epoch, so while it is frozen they are
-computed once per clip (in eval mode, the mode a frozen trunk runs in) and cropped, and only
-the audio trunk and the new layers run per iteration: the same numbers as running the trunk,
-at a fraction of the cost. Once the trunk thaws, the cache is dropped.
+A crop's trunk features are the whole clip's features at its steps: video steps are the same
+either way (no temporal padding); audio steps are computed with the columns of context the
+padded convs read, as StreamSync does, so a crop sees what the whole clip sees. A frozen
+trunk therefore computes the same features every epoch, and while it is frozen they are
+computed once per clip (in eval mode, the mode a frozen trunk runs in) and sliced: only the
+new layers run per iteration. Once a trunk thaws, its cache is dropped.
 """
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ from mapper_core.train.freeze import freeze, norm_types, stats_frozen, unfreeze_
 from mapper_core.train.schedule import UnfreezeScheduler
 
 from .errors import InputError
-from .dataset import IGNORE, Example, crop_audio, sample_crop, step_labels
+from .dataset import IGNORE, Example, sample_crop, step_labels
 from .features import frames_tensor
 from .fcn import SyncNetFCN
 from .inference import eval_mode, summarise, video_trunk_features
+from .models import AUDIO_WINDOW, MFCC_PER_FRAME, VIDEO_WINDOW
+from .stream_stages import CLIP_COLUMNS_NEEDED, CLIP_CONTEXT_STEPS
 from .transfer import syncnet_rules
 
 STRATEGIES = ("frozen", "finetune", "differential", "progressive")
@@ -72,24 +76,40 @@ def build_setup(model: SyncNetFCN, strategy: str, rules_name: str, lr: float | N
     return Setup(model, optimizer, scheduler, rules)
 
 
-def video_trunk_frozen(model: SyncNetFCN) -> bool:
-    """True when the video trunk cannot change: no trainable parameter, statistics frozen."""
-    trunk = model.video_encoder.conv_layers
+def trunk_frozen(trunk: nn.Module) -> bool:
+    """True when ``trunk`` cannot change: no trainable parameter, norm statistics frozen."""
     norms = [m for m in trunk.modules() if isinstance(m, norm_types())]
     return not any(p.requires_grad for p in trunk.parameters()) and all(stats_frozen(m) for m in norms)
 
 
-class VideoCache:
-    """Whole-clip video trunk features per clip, valid while the trunk is frozen."""
+def video_trunk_frozen(model: SyncNetFCN) -> bool:
+    return trunk_frozen(model.video_encoder.conv_layers)
+
+
+def audio_trunk_steps(model: SyncNetFCN, example: Example, start: int, steps: int) -> torch.Tensor:
+    """Audio trunk steps ``start`` … ``start + steps − 1`` [512, steps] as the whole clip has
+    them: the crop's columns plus the context the padded convs read (clip mode)."""
+    window = model.audio_encoder.per_window
+    first = start if window else max(0, start - CLIP_CONTEXT_STEPS)
+    needed = AUDIO_WINDOW if window else CLIP_COLUMNS_NEEDED
+    end = min(example.mfcc.shape[1], MFCC_PER_FRAME * (start + steps - 1) + needed)
+    out = model.audio_encoder.trunk(example.mfcc[None, None, :, MFCC_PER_FRAME * first:end])[0]
+    return out[:, start - first:start - first + steps]
+
+
+class TrunkCache:
+    """Whole-clip trunk features per clip and modality, kept while that trunk is frozen."""
 
     def __init__(self) -> None:
-        self.features: dict[str, torch.Tensor] = {}
+        self.features: dict[str, dict[str, torch.Tensor]] = {"audio": {}, "video": {}}
 
-    def get(self, model: SyncNetFCN, example: Example) -> torch.Tensor:
-        if example.name not in self.features:
+    def get(self, model: SyncNetFCN, example: Example, modality: str) -> torch.Tensor:
+        store = self.features[modality]
+        if example.name not in store:
             with eval_mode(model):
-                self.features[example.name] = video_trunk_features(model, example.frames)[0]
-        return self.features[example.name]
+                store[example.name] = (model.audio_encoder.trunk(example.mfcc[None, None])[0]
+                                       if modality == "audio" else video_trunk_features(model, example.frames)[0])
+        return store[example.name]
 
 
 @dataclass
@@ -102,38 +122,52 @@ class Trainer:
     crop_frames: int = 30
     batch: int = 2
     shift: bool = True
-    cache: VideoCache = field(default_factory=VideoCache)
+    cache: TrunkCache = field(default_factory=TrunkCache)
 
     @property
     def model(self) -> SyncNetFCN:
         return self.setup.model
 
-    def _cached(self) -> bool:
-        if video_trunk_frozen(self.model):
+    def prepare(self) -> int:
+        """Compute the frozen trunks' features of every clip now (nothing for a trunk that
+        trains); returns how many clips needed their video features."""
+        computed = 0
+        for modality in ("audio", "video"):
+            if self._frozen(modality):
+                for example in self.train + self.heldout:
+                    computed += modality == "video" and example.name not in self.cache.features["video"]
+                    self.cache.get(self.model, example, modality)
+        return computed
+
+    def _frozen(self, modality: str) -> bool:
+        encoder = self.model.audio_encoder if modality == "audio" else self.model.video_encoder
+        if trunk_frozen(encoder.conv_layers):
             return True
-        self.cache.features.clear()  # the trunk thawed: cached features are stale
+        self.cache.features[modality].clear()  # the trunk thawed: its cached features are stale
         return False
 
     def iteration(self) -> float:
         """One optimizer step on ``batch`` random crops; returns the loss."""
         model, k, length = self.model, self.model.max_offset, self.crop_frames
+        steps = length - (VIDEO_WINDOW - 1)
         # drawn from torch's RNG, which the training state saves: a resumed run draws the
         # crops an uninterrupted one would have drawn
         rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
         crops = [sample_crop(rng, self.train[i], int(i), length, k, self.shift)
                  for i in rng.integers(0, len(self.train), self.batch)]
-        audio = torch.stack([crop_audio(self.train[c.index], c, length) for c in crops])  # [B, 1, 13, 4L]
-        labels = torch.stack([step_labels(c.offset, length - 4, k) for c in crops])
+        labels = torch.stack([step_labels(c.offset, steps, k) for c in crops])
         model.train()
-        if self._cached():
-            video = torch.stack([self.cache.get(model, self.train[c.index])[:, c.video:c.video + length - 4]
-                                 for c in crops])
-            trunks = (model.audio_encoder.trunk(audio), video)
+        if self._frozen("audio"):
+            audio = [self.cache.get(model, self.train[c.index], "audio")[:, c.audio:c.audio + steps] for c in crops]
         else:
-            frames = torch.cat([frames_tensor(self.train[c.index].frames[c.video:c.video + length])
-                                for c in crops])
-            trunks = model.trunks(audio, frames)
-        logits = model.from_trunks(*trunks, logits=True)[0]
+            audio = [audio_trunk_steps(model, self.train[c.index], c.audio, steps) for c in crops]
+        if self._frozen("video"):
+            video = torch.stack([self.cache.get(model, self.train[c.index], "video")[:, c.video:c.video + steps]
+                                 for c in crops])
+        else:  # one batch, so that training BatchNorm sees the batch's statistics
+            video = model.video_encoder.trunk(torch.cat([
+                frames_tensor(self.train[c.index].frames[c.video:c.video + length]) for c in crops]))
+        logits = model.from_trunks(torch.stack(audio), video, logits=True)[0]
         loss = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE)
         self.setup.optimizer.zero_grad()
         loss.backward()
@@ -146,11 +180,12 @@ class Trainer:
         model, k = self.model, self.model.max_offset
         exact = near = steps_right = steps_total = 0
         loss_sum = 0.0
-        cached = self._cached()
+        frozen_audio, frozen_video = self._frozen("audio"), self._frozen("video")
         with eval_mode(model):
             for example in self.heldout:
-                audio = model.audio_encoder.trunk(example.mfcc[None, None])
-                video = (self.cache.get(model, example) if cached
+                audio = (self.cache.get(model, example, "audio") if frozen_audio
+                         else model.audio_encoder.trunk(example.mfcc[None, None])[0])[None]
+                video = (self.cache.get(model, example, "video") if frozen_video
                          else video_trunk_features(model, example.frames)[0])[None]
                 logits = model.from_trunks(audio, video, logits=True)[0][0]
                 result = summarise(model, torch.softmax(logits, dim=0))
