@@ -59,6 +59,9 @@ class MovedModules:
     """A meta path finder and loader (importlib's protocol; the abc modules cost start-up time)
     that finds an old path and hands back the module at its new path."""
 
+    def __init__(self) -> None:
+        self._real_specs: dict[str, object] = {}  # old name → the module's own spec, while loading
+
     def find_spec(self, fullname: str, path: object = None, target: object = None):
         if not fullname.startswith("mapper_core.") or new_name(fullname) is None:
             return None
@@ -68,10 +71,15 @@ class MovedModules:
         new = new_name(spec.name)
         warnings.warn(f"{spec.name} moved to {new}; the old path goes away in mapper-core 0.3",
                       DeprecationWarning, stacklevel=2)
-        return importlib.import_module(new)  # type: ignore[arg-type]
+        module = importlib.import_module(new)  # type: ignore[arg-type]
+        self._real_specs[spec.name] = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        pass  # already executed under its new name
+        # Already executed under its new name. The import system has just set the module's
+        # __spec__ to the old name's; put the real one back so relative imports, reload and
+        # pickling by name keep seeing the module where it lives.
+        module.__spec__ = self._real_specs.pop(module.__spec__.name)
 
 
 def install() -> None:

@@ -42,6 +42,7 @@ def test_old_path_is_the_new_module_with_a_warning(old):
         pytest.importorskip("torch")
     module, record = _fresh_import(old)
     assert module is importlib.import_module(MOVED[old])
+    assert module.__spec__.name == MOVED[old] == module.__name__  # relative imports and reload see the real module
     assert any(MOVED[old] in str(w.message) and "0.3" in str(w.message) for w in record)
 
 
