@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import table  # noqa: E402
 
-DATA = ["--train", "32", "--heldout", "12", "--seconds", "2.4", "--seed", "1"]
+DATA = ["--train", "40", "--heldout", "16", "--seconds", "2.4", "--seed", "1"]
 
 
 def syncnet(*args: object) -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mapper_core.io.formats.aliases import load_safetensors
+from mapper_core.train.freeze import stats_frozen
 from syncnet_fcn.checkpoints import ModelConfig, transfer_trunks
 from syncnet_fcn.dataset import IGNORE, Example, sample_crop, step_labels
 from syncnet_fcn.errors import InputError
@@ -69,6 +70,12 @@ def test_strategies_freeze_and_group_by_the_rules(data, strategy, groups, video_
     assert [(g.get("name"), g["lr"]) for g in setup.optimizer.param_groups] == groups
     assert video_trunk_frozen(model) is video_frozen
     assert (setup.scheduler is not None) is (strategy == "progressive")
+    norms = [m for m in model.video_encoder.conv_layers.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert all(stats_frozen(m) for m in norms)  # trunk statistics stay the pretrained ones
+    if strategy == "finetune":  # unless asked to re-learn them, as the seed's unfreeze_all_layers
+        again = ModelConfig(embedding_dim=16, max_offset=2).build()
+        build_setup(again, strategy, "to-fcn", None, trunk_bn="train")
+        assert not any(stats_frozen(m) for m in again.modules())
     with pytest.raises(InputError, match="no schedule"):
         build_setup(ModelConfig(embedding_dim=16, max_offset=2).build(), "progressive", "to-fcn-full", None)
 

@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "unfreeze_all_layers": ".transfer",
     "get_optimizer_param_groups": ".transfer",
     "print_trainable_summary": ".transfer",
+    "StreamSync": ".stream",
+    "StreamStep": ".stream",
 }
 
 __all__ = sorted(_EXPORTS)

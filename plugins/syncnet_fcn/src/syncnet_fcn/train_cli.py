@@ -31,7 +31,7 @@ from .errors import InputError, run_command
 from .training import STRATEGIES, Trainer, build_setup, train_epochs
 
 RUN_FORMAT = "syncnet-fcn training run"
-SETTINGS = ("strategy", "rules", "lr", "crop_frames", "batch", "shift", "steps_per_epoch", "seed")
+SETTINGS = ("strategy", "rules", "lr", "crop_frames", "batch", "shift", "steps_per_epoch", "seed", "trunk_bn")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-frames", type=int, default=30, help="frames per training crop (30)")
     p.add_argument("--no-shift", dest="shift", action="store_false",
                    help="keep audio and video crops together (no offset augmentation)")
+    p.add_argument("--trunk-bn", choices=("frozen", "train"), default="frozen",
+                   help="trainable trunks keep their BatchNorm statistics (frozen, default) or "
+                        "re-learn them per batch as the seed's unfreeze_all_layers does (train)")
     p.add_argument("--lr", type=float, help="learning rate of the new layers (finetune: of everything)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate held-out clips every N epochs")
     p.add_argument("--seed", type=int, default=0)
@@ -62,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace, steps: int) -> dict:
     return {"strategy": args.strategy, "rules": args.rules, "lr": args.lr, "crop_frames": args.crop_frames,
-            "batch": args.batch, "shift": args.shift, "steps_per_epoch": steps, "seed": args.seed}
+            "batch": args.batch, "shift": args.shift, "steps_per_epoch": steps, "seed": args.seed,
+            "trunk_bn": args.trunk_bn}
 
 
 def _check(args: argparse.Namespace, max_offset: int) -> None:
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         transfer_trunks(model, args.checkpoint or stand_in(Path(tmp)), args.rules)
     if args.init is not None:
         model.load_state_dict(read_state(args.init / RUN_WEIGHTS))
-    setup = build_setup(model, args.strategy, args.rules, args.lr)
+    setup = build_setup(model, args.strategy, args.rules, args.lr, args.trunk_bn)
     first, history = 0, []
     if args.resume:
         resumed = training_state.load(args.out / "state", model, setup.optimizer, setup.scheduler)
