@@ -62,6 +62,10 @@ def test_window_audio_mode_is_netcnnaud_on_each_window():
         ours = model.audio_encoder.trunk(mfcc)
         original = model.audio_encoder.conv_layers(windows).flatten(1).T[None]
     assert ours.shape == (1, 512, 5) and torch.equal(ours, original)
+    long = torch.randn(1, 1, 13, 4 * 80) * 10  # 76 windows: more than one call's worth
+    with torch.no_grad():
+        every = model.audio_encoder.conv_layers(long.unfold(3, 20, 4)[0].permute(2, 0, 1, 3)).flatten(1).T
+        assert torch.allclose(model.audio_encoder.trunk(long)[0], every, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="audio_mode"):
         SyncNetFCN(audio_mode="frames")
 

@@ -66,6 +66,7 @@ DEFAULT_SQUEEZE_RADIUS = 8  # steps each side: 17 steps ≈ 0.7 s of context for
 AUDIO_MODES = ("clip", "window")
 STEPS_PER_CALL = 8  # see "Fixed calls" above
 PREDICTOR_REACH = 4  # steps each side the head reads: two 3-tap convs and the 5-tap smoother
+WINDOWS_PER_CALL = 64  # audio_mode="window" in eval mode: ≈ 20 MB of activations per call
 
 
 def in_fixed_calls(fn, x: torch.Tensor, training: bool) -> torch.Tensor:
@@ -149,7 +150,12 @@ class AudioEncoder(nn.Module):
         windows = audio_mfcc.unfold(3, AUDIO_WINDOW, MFCC_PER_FRAME)
         batch, steps = windows.shape[0], windows.shape[3]
         flat = windows.permute(0, 3, 1, 2, 4).reshape(batch * steps, 1, MFCC_BINS, AUDIO_WINDOW)
-        return self.conv_layers(flat).reshape(batch, steps, -1).transpose(1, 2)
+        if self.training or len(flat) <= WINDOWS_PER_CALL:
+            out = self.conv_layers(flat)
+        else:  # bounded memory on long clips: all windows at once would grow with the clip
+            out = torch.cat([self.conv_layers(flat[i:i + WINDOWS_PER_CALL])
+                             for i in range(0, len(flat), WINDOWS_PER_CALL)])
+        return out.reshape(batch, steps, -1).transpose(1, 2)
 
     def tail(self, features: torch.Tensor) -> torch.Tensor:
         """Trunk features [B, 512, T'] → audio features [B, E, T']."""
