@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import PlanError
 from ..plan.plan import Plan
+from ..plan.text import shown  # keys are data from a file: a newline or escape in one must not fake lines
 from ..specs import TensorSpec
 
 SHOWN = 10  # problems listed in a message; the rest are counted
@@ -22,7 +23,7 @@ def refuse_plan_errors(plan: Plan, strict: bool) -> None:
         return
     lines = [_error_line(e) for e in plan.errors]
     if strict:
-        lines += [f"uninitialized: {k}" for k in plan.uninitialized]
+        lines += [f"uninitialized: {shown(k)}" for k in plan.uninitialized]
     advice = "Fix the rules (see `mapper plan`)"
     if any(type(e).__name__ == "UnmatchedKey" for e in plan.errors):
         advice = ("Source keys no rule takes: add a rule or skip pattern for them, or set `unmatched: keep` "
@@ -35,17 +36,17 @@ def refuse_plan_errors(plan: Plan, strict: bool) -> None:
 def _error_line(e: Any) -> str:
     kind = type(e).__name__
     if kind == "Collision":
-        return f"collision: {', '.join(e.sources)} → {e.target}"
+        return f"collision: {', '.join(map(shown, e.sources))} → {shown(e.target)}"
     if kind == "Mismatch":
         target = list(e.target_shape) if e.target_shape is not None else "(absent)"
         after = f" (after the transform {list(e.out_shape)})" if e.out_shape is not None else ""
-        return f"shape mismatch: {e.source} {list(e.shape)}{after} → {e.target} {target}" + \
+        return f"shape mismatch: {shown(e.source)} {list(e.shape)}{after} → {shown(e.target)} {target}" + \
             (f": {e.reason}" if e.reason else "")
     if kind == "KindMismatch":
-        return f"kind mismatch: {e.source} ({e.source_kind}) → {e.target} ({e.target_kind})" + \
+        return f"kind mismatch: {shown(e.source)} ({e.source_kind}) → {shown(e.target)} ({e.target_kind})" + \
             (f": {e.detail}" if e.detail else "")
     if kind == "UnmatchedKey":
-        return f"unmatched: {e.source}"
+        return f"unmatched: {shown(e.source)}"
     return str(e)
 
 
@@ -64,9 +65,9 @@ def refuse_misfits(written: Sequence[tuple[str, str, TensorSpec]], target_specs:
     for source, key, spec in written:
         t = target_specs.get(key)
         if t is None:
-            lines.append(f"{key} (from {source}) {list(spec.shape)}: the target has no such key")
+            lines.append(f"{shown(key)} (from {shown(source)}) {list(spec.shape)}: the target has no such key")
         elif tuple(t.shape) != tuple(spec.shape):
-            lines.append(f"{key} (from {source}): shape {list(spec.shape)}, the target's {list(t.shape)}")
+            lines.append(f"{shown(key)} (from {shown(source)}): shape {list(spec.shape)}, the target's {list(t.shape)}")
     if lines:
         target = f"target {target_origin}" if target_origin else "the target"
         raise PlanError(f"{len(lines)} tensor(s) would not fit {target}; nothing was written. Fix the rules or "
@@ -80,11 +81,11 @@ def refuse_nothing_to_write(src: Path, specs: Mapping[str, TensorSpec], plan: Pl
     others = ""
     if non_tensors:
         others = " It holds only non-tensor values: " + ", ".join(
-            f"'{k}' ({t})" for k, t in list(non_tensors.items())[:5]) + (" ..." if len(non_tensors) > 5 else "")
+            f"'{shown(k)}' ({t})" for k, t in list(non_tensors.items())[:5]) + (" ..." if len(non_tensors) > 5 else "")
     if not specs:
         raise PlanError(f"{src}: holds no tensors, so there is nothing to write.{others} "
                         "If the weights sit deeper in the file, choose them with --unwrap KEY.PATH")
-    first = ", ".join(f"'{k}'" for k in list(specs)[:3]) + (" ..." if len(specs) > 3 else "")
+    first = ", ".join(f"'{shown(k)}'" for k in list(specs)[:3]) + (" ..." if len(specs) > 3 else "")
     assert plan is not None  # without a plan every tensor is written
     rules = f"rules '{plan.rules_name}'" + (f" ({plan.rules_origin})" if plan.rules_origin else "")
     if not plan.mapped:

@@ -111,3 +111,16 @@ def test_each_phase_is_announced(tmp_path, src):
     assert phases[0] == ("writing", nbytes) and phases[-1] == ("verifying", nbytes)
     assert {name for name, _ in phases} <= {"writing", "hashing", "verifying"}
     assert progress[-1] == ("verifying", nbytes, nbytes)
+
+
+def test_a_key_with_a_newline_or_escape_cannot_fake_lines_in_a_refusal():
+    from mapper_core.errors import PlanError
+    from mapper_core.io.convert_checks import refuse_misfits
+    from mapper_core.specs import TensorSpec
+
+    spec = TensorSpec("F32", (2,))
+    with pytest.raises(PlanError) as info:
+        refuse_misfits([("evil\nresult: clean\x1b[2K", "evil\nresult: clean\x1b[2K", spec)], {}, "t.safetensors")
+    message = str(info.value)
+    assert "\nresult: clean" not in message and "\x1b" not in message
+    assert "evil\\nresult: clean\\x1b[2K" in message
