@@ -38,7 +38,7 @@ def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path
     except ModuleNotFoundError:
         return _verify_without_torch(path, entries, shown_as or path, step)
 
-    from .torch_dtypes import dtype_name
+    from .torch_dtypes import spec_of
 
     name = shown_as or path
     with _open(path, name) as f:
@@ -48,7 +48,8 @@ def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path
         with _open(path, name) as f:
             for e in group:
                 out = f.get_tensor(e.key)
-                got = (dtype_name(out.dtype, e.key, str(name)), tuple(out.shape))
+                read = spec_of(out, e.key, str(name))
+                got = (read.dtype, read.shape)
                 if got != (e.spec.dtype, tuple(e.spec.shape)):
                     raise VerifyError(
                         f"{name}: tensor '{e.key}' reads back as {got[0]} {list(got[1])}, expected "

@@ -32,11 +32,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ...errors import BadInputError, CheckpointError
 from .base import FileRange
-from ...specs import DTYPE_SIZES, TensorSpec
+from ...specs import DTYPE_BITS, TensorSpec, nbytes_of
+from .safetensors_header import MAX_HEADER_BYTES
 
 # the safetensors library's dtype order (ascending); tensors are written in descending order
-DTYPE_ORDER = ("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
-               "I32", "U32", "F32", "F64", "I64", "U64")
+DTYPE_ORDER = tuple(DTYPE_BITS)
 _RANK = {name: i for i, name in enumerate(DTYPE_ORDER)}
 ALIGN = 8
 CHUNK = 64 * 1024 * 1024  # bytes per copy call: progress and signals get a turn this often
@@ -82,31 +82,65 @@ def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None =
         if e.key == "__metadata__" or e.key in offsets:
             why = "is reserved" if e.key == "__metadata__" else "appears twice"
             raise BadInputError(f"cannot write tensor key '{e.key}': it {why} in a safetensors header")
-        if e.spec.dtype not in DTYPE_SIZES:
+        if e.spec.dtype not in DTYPE_BITS:
             raise BadInputError(f"tensor '{e.key}': dtype {e.spec.dtype!r} cannot be written to safetensors")
-        end = pos + e.spec.nbytes
+        size = nbytes_of(e.spec.dtype, e.spec.shape)
+        if size is None:
+            raise BadInputError(f"tensor '{e.key}': {e.spec.dtype} {list(e.spec.shape)} is not a whole number of "
+                                "bytes, which safetensors cannot store")
+        end = pos + size
         header[e.key] = {"dtype": e.spec.dtype, "shape": list(e.spec.shape), "data_offsets": [pos, end]}
         offsets[e.key] = (pos, end)
         pos = end
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not Unicode, and the library refuses it
+        bad = next(k for k in [*header, *(metadata or {}).items()] if _not_utf8(k))
+        raise BadInputError(f"cannot write {bad!r:.200} to a safetensors header: it holds a lone UTF-16 "
+                            "surrogate, which is not valid Unicode") from None
     length = max(len(raw), min_length)
     length += -length % ALIGN
+    if length > MAX_HEADER_BYTES:
+        raise BadInputError(
+            f"the safetensors header would be {length:,} bytes, above the library's limit of "
+            f"{MAX_HEADER_BYTES:,}: the output could not be opened. Split it with --max-shard-size "
+            "(each shard has its own header), or shorten the metadata or tensor names"
+        )
     return struct.pack("<Q", length) + raw + b" " * (length - len(raw)), offsets
 
 
+def _not_utf8(value: Any) -> bool:
+    text = value if isinstance(value, str) else "".join(map(str, value))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def split_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[Entry]]:
-    """Consecutive groups of at most ``max_bytes`` tensor bytes (Hugging Face's rule): a tensor
-    larger than the limit goes alone in its shard. ``None`` → one group."""
+    """Groups of at most ``max_bytes`` tensor bytes, exactly as huggingface_hub's
+    ``split_torch_state_dict_into_shards`` makes them: tensors are taken in order and fill the
+    current shard until the next would tip it over the limit; a tensor larger than the limit
+    gets a shard of its own at once, and the current shard goes on filling after it.
+    ``None`` → one group."""
     if max_bytes is None:
         return [list(entries)]
-    shards: list[list[Entry]] = [[]]
+    shards: list[list[Entry]] = []
+    current: list[Entry] = []
     size = 0
     for e in entries:
-        if shards[-1] and size + e.spec.nbytes > max_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(e)
-        size += e.spec.nbytes
+        n = e.spec.nbytes
+        if n > max_bytes:
+            shards.append([e])
+            continue
+        if size + n > max_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append(e)
+        size += n
+    if current or not shards:
+        shards.append(current)
     return shards
 
 
@@ -299,13 +333,13 @@ class FileWriter:
 
 
 def _checked_tensor(e: Entry) -> Any:
-    from ..torch_dtypes import dtype_name
+    from ..torch_dtypes import spec_of
 
     tensor = e.data()  # type: ignore[operator]
-    name = dtype_name(tensor.dtype, e.key)
-    if name != e.spec.dtype or tuple(tensor.shape) != tuple(e.spec.shape):
+    got = spec_of(tensor, e.key)
+    if (got.dtype, got.shape) != (e.spec.dtype, tuple(e.spec.shape)):
         raise CheckpointError(
-            f"tensor '{e.key}' is {name} {list(tensor.shape)} but the plan expected "
+            f"tensor '{e.key}' is {got.dtype} {list(got.shape)} but the plan expected "
             f"{e.spec.dtype} {list(e.spec.shape)}; did the file change while converting?"
         )
     return tensor if tensor.device.type == "cpu" else tensor.cpu()
