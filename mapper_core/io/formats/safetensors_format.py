@@ -65,7 +65,12 @@ class SafetensorsReader:
         return self.data_start + begin, self.data_start + end
 
     def locate(self, key: str) -> FileRange:
-        return FileRange(self.path, *self.byte_range(key))
+        try:  # called once per tensor by convert: kept to one lookup
+            begin, end = self.header.offsets[key]
+        except KeyError:
+            raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint") from None
+        start = self.header.data_start
+        return FileRange(self.path, start + begin, start + end)
 
     def get_tensor(self, key: str):
         """The tensor, memory-mapped by the safetensors library (pages load as they are touched)."""
@@ -152,7 +157,7 @@ class ShardedSafetensorsReader:
         self.weight_map: dict[str, str] = {}
         self._files: dict[str, Path] = {}
         for key, name in weight_map.items():
-            if name not in self._files:
+            if not isinstance(name, str) or name not in self._files:
                 self._files[name] = _shard_path(self.path, name, allow_outside_shards)
             self.weight_map[key] = name
         self._readers: dict[str, SafetensorsReader] = {}

@@ -78,19 +78,21 @@ def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None =
         header["__metadata__"] = {k: metadata[k] for k in sorted(metadata)}
     offsets: dict[str, tuple[int, int]] = {}
     pos = 0
-    for e in entries:
-        if e.key == "__metadata__" or e.key in offsets:
-            why = "is reserved" if e.key == "__metadata__" else "appears twice"
-            raise BadInputError(f"cannot write tensor key '{e.key}': it {why} in a safetensors header")
-        if e.spec.dtype not in DTYPE_BITS:
-            raise BadInputError(f"tensor '{e.key}': dtype {e.spec.dtype!r} cannot be written to safetensors")
-        size = nbytes_of(e.spec.dtype, e.spec.shape)
+    for e in entries:  # one pass, a few lookups per tensor: headers can list a million of them
+        key, spec = e.key, e.spec
+        if key in offsets or key == "__metadata__":
+            why = "is reserved" if key == "__metadata__" else "appears twice"
+            raise BadInputError(f"cannot write tensor key '{key}': it {why} in a safetensors header")
+        bits = DTYPE_BITS.get(spec.dtype)
+        if bits is None:
+            raise BadInputError(f"tensor '{key}': dtype {spec.dtype!r} cannot be written to safetensors")
+        size = spec.nbytes if bits % 8 == 0 else nbytes_of(spec.dtype, spec.shape)
         if size is None:
-            raise BadInputError(f"tensor '{e.key}': {e.spec.dtype} {list(e.spec.shape)} is not a whole number of "
+            raise BadInputError(f"tensor '{key}': {spec.dtype} {list(spec.shape)} is not a whole number of "
                                 "bytes, which safetensors cannot store")
         end = pos + size
-        header[e.key] = {"dtype": e.spec.dtype, "shape": list(e.spec.shape), "data_offsets": [pos, end]}
-        offsets[e.key] = (pos, end)
+        header[key] = {"dtype": spec.dtype, "shape": spec.shape, "data_offsets": (pos, end)}
+        offsets[key] = (pos, end)
         pos = end
     try:
         raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -277,8 +279,11 @@ class FileWriter:
         """Header, then every tensor's bytes; sources are opened once and closed at the end."""
         _pwrite_all(self.fd, memoryview(self.header), 0)
         try:
-            for e in self.entries:
-                self._write_entry(e, progress)
+            for run in _runs(self.entries):
+                if len(run) == 1:
+                    self._write_entry(run[0], progress)
+                else:
+                    self._write_run(run, progress)
         finally:
             for fd in self._src_fds.values():
                 os.close(fd)
@@ -321,6 +326,15 @@ class FileWriter:
         view.release()
         del tensor, view  # the contiguous copy (if one was made) goes now, before the next tensor
 
+    def _write_run(self, run: list[Entry], progress: ProgressFn | None) -> None:
+        """Tensors whose bytes follow each other in one source file: one copy for all of them."""
+        first, last = run[0].data, run[-1].data
+        dst = self.data_start + self.offsets[run[0].key][0]
+        src = self._source_fd(first.path)  # type: ignore[union-attr]
+        self.copier.copy(src, first.start, self.fd, dst, last.end - first.start, first.path)  # type: ignore[union-attr]
+        if progress:
+            progress(last.end - first.start, run[-1].key)  # type: ignore[union-attr]
+
     def _source_fd(self, path: Path) -> int:
         fd = self._src_fds.get(path)
         if fd is None:
@@ -330,6 +344,28 @@ class FileWriter:
                 raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
             self._src_fds[path] = fd
         return fd
+
+
+MAX_RUN = 64 * 1024 * 1024  # bytes one coalesced copy may cover (progress and signals get a turn)
+
+
+def _runs(entries: Sequence[Entry]) -> list[list[Entry]]:
+    """Entries in write order, grouped where their source bytes are adjacent in one file (and
+    their sizes agree with their specs), so many small tensors cost one copy instead of one each."""
+    runs: list[list[Entry]] = []
+    prev: FileRange | None = None
+    size = 0
+    for e in entries:
+        data = e.data
+        if (isinstance(data, FileRange) and prev is not None and data.path == prev.path and data.start == prev.end
+                and data.nbytes == e.spec.nbytes and size + data.nbytes <= MAX_RUN):
+            runs[-1].append(e)
+            size += data.nbytes
+        else:
+            runs.append([e])
+            size = data.nbytes if isinstance(data, FileRange) else 0
+        prev = data if isinstance(data, FileRange) and data.nbytes == e.spec.nbytes else None
+    return runs
 
 
 def _checked_tensor(e: Entry) -> Any:

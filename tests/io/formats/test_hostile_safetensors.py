@@ -100,6 +100,7 @@ def test_a_shard_that_is_a_folder_a_device_or_a_loop_is_said_to_be_one(tmp_path)
             open_checkpoint(index)
 
 
+@pytest.mark.needs_torch
 def test_a_symlinked_shard_outside_the_folder_is_refused_unless_allowed(tmp_path, mapper):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -137,6 +138,7 @@ def test_a_zero_element_tensor_with_a_huge_dimension_is_refused_before_writing(t
     assert not (tmp_path / "o.safetensors").exists()
 
 
+@pytest.mark.needs_torch
 def test_leading_whitespace_and_unknown_fields_are_read(tmp_path, mapper):
     from safetensors import safe_open
 
@@ -149,6 +151,7 @@ def test_leading_whitespace_and_unknown_fields_are_read(tmp_path, mapper):
         assert f.get_tensor("a").tolist() == [1.0]
 
 
+@pytest.mark.needs_torch
 def test_a_sources_format_metadata_is_kept(tmp_path):
     from safetensors import safe_open
 
@@ -178,6 +181,7 @@ NEW_DTYPES = {"F4": ([2, 4], 4), "F6_E2M3": ([4], 3), "F6_E3M2": ([8], 6), "F8_E
               "F8_E4M3FNUZ": ([2], 2), "F8_E5M2FNUZ": ([2], 2), "C64": ([2], 16)}
 
 
+@pytest.mark.needs_torch
 def test_newer_dtypes_are_copied_byte_for_byte_and_renamed(tmp_path, mapper):
     from safetensors import safe_open
 
@@ -204,6 +208,7 @@ def test_newer_dtypes_are_copied_byte_for_byte_and_renamed(tmp_path, mapper):
                 f.get_tensor(key)
 
 
+@pytest.mark.needs_torch
 def test_torch_dtypes_the_library_stores_are_mapped(tmp_path):
     import torch
     from safetensors.torch import load_file
@@ -224,6 +229,7 @@ def test_torch_dtypes_the_library_stores_are_mapped(tmp_path):
     assert read_header(tmp_path / "o.safetensors").specs["f4"].shape == (2, 8)  # values, as save_file writes
 
 
+@pytest.mark.needs_torch
 def test_the_shard_split_is_huggingface_hubs(tmp_path):
     hub = pytest.importorskip("huggingface_hub")
     import torch

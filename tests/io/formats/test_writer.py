@@ -16,6 +16,7 @@ from mapper_core.io.atomic import AtomicFiles
 from mapper_core.errors import BadInputError, CheckpointError
 from mapper_core.io.formats import writer as writer_mod
 from mapper_core.io.formats.pages import FileMappings
+from mapper_core.io.formats.safetensors_format import SafetensorsReader
 from mapper_core.io.formats.writer import (Entry, FileRange, FileWriter, RangeCopier, encode_header, index_json,
                                         library_order, parse_size, shard_names, split_shards, tensor_bytes,
                                         write_safetensors)
@@ -150,6 +151,20 @@ def test_copier_falls_back_when_the_kernel_refuses(tmp_path, source_file, every_
     write(out, range_entries(source_file), copier=copier)
     assert copier.methods == ["buffer"]
     assert all(same_bits(load_file(str(out))[k], t) for k, t in every_dtype.items())
+
+
+def test_adjacent_source_ranges_are_copied_in_one_call(tmp_path, monkeypatch):
+    many = {f"k{i:03d}": torch.full((3,), float(i)) for i in range(200)}
+    src = tmp_path / "many.safetensors"
+    save_file(many, str(src))  # by name: the writer's order is the file's order
+    calls = []
+    original = RangeCopier.copy
+    monkeypatch.setattr(RangeCopier, "copy", lambda self, *a, **k: calls.append(a[4]) or original(self, *a, **k))
+    with SafetensorsReader(src) as r:
+        entries = [Entry(k, s, r.locate(k)) for k, s in r.specs().items()]
+    write(tmp_path / "out.safetensors", entries)
+    assert calls == [200 * 12]
+    assert (tmp_path / "out.safetensors").read_bytes() == src.read_bytes()
 
 
 def test_a_source_shorter_than_its_range_is_an_error(tmp_path):
