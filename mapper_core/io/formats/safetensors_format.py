@@ -22,8 +22,8 @@ from typing import Any
 
 from ...errors import CheckpointError
 from .base import FileRange
-from .safetensors_header import (DIFFERENCES, MAX_HEADER_BYTES, SafetensorsHeader, has_lone_surrogate, parse_json,
-                                 read_header, unique)
+from .safetensors_header import (DIFFERENCES, MAX_HEADER_BYTES, JsonObject, SafetensorsHeader, has_lone_surrogate,
+                                 parse_json, read_header, unique)
 from ...specs import TensorSpec
 
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -143,16 +143,16 @@ class ShardedSafetensorsReader:
         self.path = Path(path)
         index = unique(_index_doc(self.path), str(self.path))
         weight_map = index.get("weight_map")
-        if not isinstance(weight_map, tuple):
+        if not isinstance(weight_map, JsonObject):
             raise CheckpointError(f"{self.path}: expected an object with a 'weight_map' of tensor key → shard file")
         weight_map = unique(weight_map, f"{self.path}: weight_map")
         if not weight_map:
             raise CheckpointError(f"{self.path}: the weight_map is empty, so this index names no tensor; "
                                   "is it the right file? (an index lists every key and the shard that holds it)")
         meta = index.get("metadata")
-        if meta is not None and not isinstance(meta, tuple):
+        if meta is not None and not isinstance(meta, JsonObject):
             raise CheckpointError(f"{self.path}: 'metadata' must be an object")
-        meta = unique(meta or (), f"{self.path}: metadata")
+        meta = unique(meta or JsonObject(), f"{self.path}: metadata")
         self._metadata = {k: v if isinstance(v, str) else _json_text(v) for k, v in meta.items()}
         self.weight_map: dict[str, str] = {}
         self._files: dict[str, Path] = {}
@@ -229,7 +229,7 @@ class ShardedSafetensorsReader:
         self.close()
 
 
-def _index_doc(path: Path) -> tuple:
+def _index_doc(path: Path) -> JsonObject:
     try:
         with open(path, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
@@ -245,7 +245,7 @@ def _index_doc(path: Path) -> tuple:
     if b"\\u" in raw and has_lone_surrogate(doc):
         raise CheckpointError(f"{path}: index holds a lone UTF-16 surrogate (e.g. \"\\ud800\") in a key or "
                               "name; it is not valid Unicode")
-    if not isinstance(doc, tuple):
+    if not isinstance(doc, JsonObject):
         raise CheckpointError(f"{path}: expected an object with a 'weight_map' of tensor key → shard file")
     return doc
 

@@ -11,9 +11,11 @@ deliberate differences listed in :data:`DIFFERENCES` (checked by the differentia
 - shape × dtype fills whole bytes, exactly ``end - begin`` of them, and the byte ranges tile
   the data area (in order, no overlap, no hole, nothing after the last).
 
-Speed: the JSON is decoded by the C scanner into tuples (no Python call per object), and each
-entry is checked with a few type tests and one multiplication; a million tensors take seconds,
-not minutes (``tests/benchmarks/bench_header.py``).
+Speed and memory: the JSON is decoded by the C scanner with each object kept as its list of
+pairs (:class:`JsonObject`, no Python call per object); each entry is checked with a few
+type tests and one multiplication, and dropped from the parsed document as soon as its spec
+is made, so the document and the specs are never both whole in memory
+(``tests/benchmarks/bench_header.py``).
 """
 from __future__ import annotations
 
@@ -46,6 +48,12 @@ DIFFERENCES: dict[str, str] = {
 }
 
 
+class JsonObject(list):
+    """A parsed JSON object: its ``(key, value)`` pairs in file order (duplicates kept, to be refused)."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class SafetensorsHeader:
     """A validated safetensors header."""
@@ -73,11 +81,11 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
-    """JSON as the official parsers read it: objects as tuples of pairs, no NaN/Infinity, bounded depth.
+    """JSON as the official parsers read it: objects as :class:`JsonObject`, no NaN/Infinity, bounded depth.
 
     ``what`` names the file in the CheckpointError."""
     try:
-        return json.loads(text, object_pairs_hook=tuple, parse_constant=_refuse_constant,
+        return json.loads(text, object_pairs_hook=JsonObject, parse_constant=_refuse_constant,
                           parse_float=_finite_float)
     except RecursionError:
         raise CheckpointError(f"{what}: JSON nested too deeply; the file is damaged or hostile") from None
@@ -86,7 +94,7 @@ def parse_json(text: str | bytes, what: str) -> Any:
 
 
 def unique(pairs: Any, what: str) -> dict[str, Any]:
-    """A parsed object (tuple of pairs) as a dict; CheckpointError on a duplicate key."""
+    """A parsed object (:class:`JsonObject`) as a dict; CheckpointError on a duplicate key."""
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
@@ -100,16 +108,16 @@ def depth(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, (tuple, list)):
+        if isinstance(item, list):
             deepest = max(deepest, level)
-            children = (v for _, v in item) if isinstance(item, tuple) else item
+            children = (v for _, v in item) if type(item) is JsonObject else item
             stack.extend((c, level + 1) for c in children)
     return deepest
 
 
 def plain(value: Any) -> Any:
     """Parsed JSON with objects as dicts again (for messages and nested metadata)."""
-    if isinstance(value, tuple):
+    if type(value) is JsonObject:
         return {k: plain(v) for k, v in value}
     if isinstance(value, list):
         return [plain(v) for v in value]
@@ -126,7 +134,7 @@ def has_lone_surrogate(value: Any) -> bool:
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 return True
-        elif isinstance(item, tuple):
+        elif type(item) is JsonObject:
             stack.extend(k for k, _ in item)
             stack.extend(v for _, v in item)
         elif isinstance(item, dict):
@@ -185,24 +193,32 @@ def read_header(path: str | Path) -> SafetensorsHeader:
 
 
 def _validate(path: Path, header_length: int, data_size: int, doc: Any) -> SafetensorsHeader:
-    if not isinstance(doc, tuple):
+    if type(doc) is not JsonObject:
         raise CheckpointError(f"{path}: safetensors header must be a JSON object, got {type(plain(doc)).__name__}")
-    header = unique(doc, f"{path}: safetensors header")
-    metadata = _metadata(path, header.pop("__metadata__", None))
     bits_of, max_dim = DTYPE_BITS, MAX_DIM
+    metadata: dict[str, str] = {}
     specs: dict[str, TensorSpec] = {}
     offsets: dict[str, tuple[int, int]] = {}
-    ordered = True
+    ordered, seen_metadata = True, False
     last = (0, 0)
-    for key, entry in header.items():
-        # fast path: a well-formed entry passes with a handful of type tests
-        if type(entry) is not tuple or len(entry) != 3:
-            fields = _entry_fields(path, key, entry)
-        else:
-            fields = dict(entry)
-            if len(fields) != 3 or "data_offsets" not in fields or "shape" not in fields or "dtype" not in fields:
+    for i in range(len(doc)):
+        key, entry = doc[i]
+        doc[i] = None  # this entry's parsed JSON goes now: peak memory is one copy, not two
+        if key in specs or (key == "__metadata__" and seen_metadata):
+            raise CheckpointError(f"{path}: safetensors header: key {_quote(key)} appears twice; the file is "
+                                  "ambiguous (refused on purpose)")
+        if key == "__metadata__":
+            metadata, seen_metadata = _metadata(path, entry), True
+            continue
+        # fast path: {"dtype": .., "shape": .., "data_offsets": ..} in that order passes with a few type tests
+        if type(entry) is JsonObject and len(entry) == 3:
+            (k1, dtype), (k2, shape), (k3, offs) = entry
+            if k1 != "dtype" or k2 != "shape" or k3 != "data_offsets":
                 fields = _entry_fields(path, key, entry)
-        dtype, shape, offs = fields["dtype"], fields["shape"], fields["data_offsets"]
+                dtype, shape, offs = fields["dtype"], fields["shape"], fields["data_offsets"]
+        else:
+            fields = _entry_fields(path, key, entry)
+            dtype, shape, offs = fields["dtype"], fields["shape"], fields["data_offsets"]
         bits = bits_of.get(dtype) if type(dtype) is str else None
         if bits is None:
             _bad_dtype(path, key, dtype)
@@ -220,10 +236,9 @@ def _validate(path: Path, header_length: int, data_size: int, doc: Any) -> Safet
                 or not 0 <= offs[0] <= offs[1] <= _U64):
             raise CheckpointError(f"{path}: tensor {_quote(key)}: data_offsets must be [begin, end] with "
                                   f"0 <= begin <= end, got {plain(offs)!r}"[:400])
-        total_bits = numel * bits
-        if total_bits != (offs[1] - offs[0]) * 8:
-            _size_disagrees(path, key, dtype, shape, offs, total_bits)
         begin_end = (offs[0], offs[1])
+        if numel * bits != (begin_end[1] - begin_end[0]) * 8:
+            _size_disagrees(path, key, dtype, shape, offs, numel * bits)
         if begin_end < last:
             ordered = False
         last = begin_end
@@ -240,7 +255,7 @@ def _validate(path: Path, header_length: int, data_size: int, doc: Any) -> Safet
 def _metadata(path: Path, value: Any) -> dict[str, str]:
     if value is None:
         return {}
-    if type(value) is not tuple:
+    if type(value) is not JsonObject:
         raise CheckpointError(f"{path}: __metadata__ must be an object of string → string (or null), got "
                               f"{json.dumps(plain(value))[:60]}; the safetensors library refuses this file too")
     metadata = unique(value, f"{path}: __metadata__")
@@ -254,7 +269,7 @@ def _metadata(path: Path, value: Any) -> dict[str, str]:
 def _entry_fields(path: Path, key: str, entry: Any) -> dict[str, Any]:
     """The slow path: a tensor entry that is not exactly {dtype, shape, data_offsets}."""
     where = f"{path}: tensor {_quote(key)}"
-    if type(entry) is not tuple:
+    if type(entry) is not JsonObject:
         raise CheckpointError(f"{where}: expected an object with dtype, shape, data_offsets; got "
                               f"{json.dumps(plain(entry))[:80]}")
     fields = unique(entry, where)
@@ -262,7 +277,7 @@ def _entry_fields(path: Path, key: str, entry: Any) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{where}: missing {', '.join(missing)}; a tensor entry needs dtype, shape, data_offsets")
     extra = {k: v for k, v in fields.items() if k not in ("dtype", "shape", "data_offsets")}
-    if extra and depth(tuple(extra.items())) + 1 > MAX_JSON_DEPTH:
+    if extra and depth(JsonObject(extra.items())) + 1 > MAX_JSON_DEPTH:
         raise CheckpointError(f"{where}: field(s) {', '.join(map(_quote, extra))} nest JSON deeper than "
                               f"{MAX_JSON_DEPTH} levels; the safetensors library refuses this file too")
     return fields  # unknown fields are ignored, as the library does (forward compatibility)
