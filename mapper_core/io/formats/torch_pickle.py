@@ -51,7 +51,7 @@ def sniff_torch(path: Path) -> bool:
             with zipfile.ZipFile(path) as zf:
                 return any(n.endswith("/data.pkl") or n == "data.pkl" for n in zf.namelist())
         return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError):  # a damaged zip directory
         return False
 
 

@@ -192,7 +192,7 @@ def test_newer_dtypes_are_copied_byte_for_byte_and_renamed(tmp_path, mapper):
     src = write(tmp_path / "new.safetensors", blob(header, data))
     (tmp_path / "r.yaml").write_text("version: 1\nrules:\n  - match: 'x\\.(.+)'\n    target: 'y.{1}'\n")
     out = tmp_path / "o.safetensors"
-    proc = mapper("convert", src, out, "--rules", tmp_path / "r.yaml")
+    proc = mapper("convert", src, out, "--rules", tmp_path / "r.yaml", "--verify")
     assert proc.returncode == 0, proc.stderr
     before, after = read_header(src), read_header(out)
     src_bytes, out_bytes = src.read_bytes(), out.read_bytes()
