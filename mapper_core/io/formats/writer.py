@@ -70,15 +70,15 @@ def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None =
     Returns the bytes and each key's data offsets (relative to the data area). The header
     is padded to at least ``min_length`` bytes (then to a multiple of 8).
     """
-    header: dict[str, Any] = {}
+    parts = ["{"]  # the JSON text built piece by piece: a million tensors need no dict of dicts
     if metadata:
         bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise BadInputError(f"safetensors metadata must map strings to strings; bad entry {bad[0]!r}")
-        header["__metadata__"] = {k: metadata[k] for k in sorted(metadata)}
+        parts.append('"__metadata__":' + _json({k: metadata[k] for k in sorted(metadata)}) + ",")
     offsets: dict[str, tuple[int, int]] = {}
     pos = 0
-    for e in entries:  # one pass, a few lookups per tensor: headers can list a million of them
+    for e in entries:  # one pass, a few lookups per tensor
         key, spec = e.key, e.spec
         if key in offsets or key == "__metadata__":
             why = "is reserved" if key == "__metadata__" else "appears twice"
@@ -91,15 +91,17 @@ def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None =
             raise BadInputError(f"tensor '{key}': {spec.dtype} {list(spec.shape)} is not a whole number of "
                                 "bytes, which safetensors cannot store")
         end = pos + size
-        header[key] = {"dtype": spec.dtype, "shape": spec.shape, "data_offsets": (pos, end)}
+        parts.append(f'{_json(key)}:{{"dtype":"{spec.dtype}","shape":[{",".join(map(str, spec.shape))}],'
+                     f'"data_offsets":[{pos},{end}]}},')
         offsets[key] = (pos, end)
         pos = end
-    try:
-        raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not Unicode, and the library refuses it
-        bad = next(k for k in [*header, *(metadata or {}).items()] if _not_utf8(k))
+    parts[-1] = parts[-1][:-1] + "}" if len(parts) > 1 else "{}"
+    raw = "".join(parts).encode("utf-8", "surrogatepass")
+    del parts
+    if _LONE_SURROGATE.search(raw):  # "\ud800": not Unicode, and the library refuses such files
+        bad = next(k for k in [*offsets, *(metadata or {}).items()] if _not_utf8(k))
         raise BadInputError(f"cannot write {bad!r:.200} to a safetensors header: it holds a lone UTF-16 "
-                            "surrogate, which is not valid Unicode") from None
+                            "surrogate, which is not valid Unicode")
     length = max(len(raw), min_length)
     length += -length % ALIGN
     if length > MAX_HEADER_BYTES:
@@ -109,6 +111,10 @@ def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None =
             "(each shard has its own header), or shorten the metadata or tensor names"
         )
     return struct.pack("<Q", length) + raw + b" " * (length - len(raw)), offsets
+
+
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # what save_file writes
+_LONE_SURROGATE = re.compile(rb"[\xed][\xa0-\xbf][\x80-\xbf]")  # UTF-8 of U+D800..U+DFFF ("surrogatepass")
 
 
 def _not_utf8(value: Any) -> bool:

@@ -295,3 +295,16 @@ def test_a_size_without_a_unit_is_refused_with_a_hint(text):
     """Issue 9: '--max-shard-size 500' meant 500 bytes and silently made 400 shards."""
     with pytest.raises(BadInputError, match=r"no unit.*MB.*2GiB"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("key, metadata", [("\ud800", None), ("ok", {"note": "x\udc00"})])
+def test_a_lone_surrogate_is_refused_by_name_not_a_traceback(key, metadata):
+    with pytest.raises(BadInputError, match="lone UTF-16 surrogate"):
+        encode_header([Entry(key, TensorSpec("U8", (1,)), lambda: None)], metadata)
+
+
+def test_a_header_over_the_librarys_limit_is_refused(monkeypatch):
+    monkeypatch.setattr(writer_mod, "MAX_HEADER_BYTES", 64)
+    entries = [Entry(f"k{i}", TensorSpec("U8", (1,)), lambda: None) for i in range(3)]
+    with pytest.raises(BadInputError, match="above the library's limit of 64"):
+        encode_header(entries)
