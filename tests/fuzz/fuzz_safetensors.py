@@ -277,6 +277,7 @@ def fuzz(cases: int, seed: int, timeout: float, use_subprocess: bool = False, lo
     seed_files = seeds(rng)
     rules = root / "rules.yaml"
     rules.write_text(RULES)
+    failed = 0
     try:
         for i in range(cases):
             folder = root / f"case{i}"
@@ -312,6 +313,10 @@ def fuzz(cases: int, seed: int, timeout: float, use_subprocess: bool = False, lo
                         why = readable(target)
                         if why:
                             figures.unreadable.append(f"{what}: {why}")
+            if log and figures.failures > failed:
+                failed = figures.failures
+                last = (figures.tracebacks + figures.hangs + figures.bad_exits + figures.unreadable)[-1]
+                log(f"FAILED {last[:3000]}", file=sys.stderr)
             shutil.rmtree(folder, ignore_errors=True)
             if log and (i + 1) % 1000 == 0:
                 log(f"  {i + 1} cases, {figures.failures} failures", file=sys.stderr)
