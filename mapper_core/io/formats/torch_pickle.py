@@ -111,7 +111,7 @@ def load_pickle(path: Path, trust_pickle: bool) -> Any:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, ValueError, NotImplementedError, EOFError) as exc:  # a damaged zip directory
             raise CheckpointError(f"{path}: damaged zip archive ({exc}); the file is truncated or not a torch checkpoint") from None
         if any(n.endswith("constants.pkl") for n in names):
             raise CheckpointError(
