@@ -30,7 +30,7 @@ def nbytes_of(dtype: str, shape: tuple[int, ...] | list[int]) -> int | None:
     return None if bits % 8 else bits // 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a header can describe a million of them
 class TensorSpec:
     """The dtype and shape of one tensor, as a header records them."""
 

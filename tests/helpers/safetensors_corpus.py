@@ -127,6 +127,7 @@ CORPUS: dict[str, bytes] = {
     "nested-5000-in-metadata": _raw_entry('{"__metadata__":{"k":' + _nested(5000) + '},"a":' + F32 + "}"),
     "nested-100000": blob(None, raw=('{"a":' + _nested(100_000) + "}").encode()),
     "f4-odd": _one("F4", [3], 2),
+    "f4-odd-last-dim": _one("F4", [2, 2, 1], 2),
     "f6-partial-byte": _one("F6_E2M3", [3], 3),
     "length-zero": struct.pack("<Q", 0),
     "length-short": b"\x02\0\0",

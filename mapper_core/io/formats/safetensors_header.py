@@ -224,6 +224,10 @@ def _validate(path: Path, header_length: int, data_size: int, doc: Any) -> Safet
             _bad_dtype(path, key, dtype)
         if type(shape) is not list:
             _bad_shape(path, key, shape)
+        if bits == 4 and (not shape or type(shape[-1]) is not int or shape[-1] % 2):
+            raise CheckpointError(f"{path}: tensor {_quote(key)}: F4 {plain(shape)} needs an even last dimension "
+                                  "(two values share a byte; torch's float4_e2m1fn_x2 and the safetensors "
+                                  "library refuse other shapes)")
         numel = 1
         for d in shape:
             if type(d) is not int or d < 0 or d > max_dim:

@@ -46,7 +46,7 @@ BUFFER = 1024 * 1024  # the bounded buffer of the fallback copy
 TensorSource = Callable[[], Any]  # returns a torch.Tensor; called once, when the tensor is written
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One tensor to write: its key, its spec, where its bytes come from."""
 

@@ -34,7 +34,7 @@ def shard_and_index(tmp: Path, weight_map: dict[str, str] | None = None, name: s
     ("nested-100000", "nested too deeply"), ("dtype-list", "unknown dtype [\"F32\"]"),
     ("dtype-object", "unknown dtype {\"F\": 32}"), ("surrogate-key", "lone UTF-16 surrogate"),
     ("surrogate-metadata", "lone UTF-16 surrogate"), ("zero-dim-2**63", "at most 2**63-1"),
-    ("metadata-list", "__metadata__ must be an object"), ("f4-odd", "not a whole number of bytes"),
+    ("metadata-list", "__metadata__ must be an object"), ("f4-odd", "even last dimension"), ("f6-partial-byte", "not a whole number of bytes"),
 ])
 def test_hostile_headers_are_refused_by_name(tmp_path, case, expected):
     path = write(tmp_path / "h.safetensors", CORPUS[case])
