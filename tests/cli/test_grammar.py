@@ -9,10 +9,10 @@ WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [-q]"
 TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"
 GRAMMAR = {
     "validate": "[--json] RULES",
-    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] [--json] SRC",
+    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] [--cost] [--workers N] [--max-shard-size SIZE] [--json] SRC",
     "explain": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--json] SRC KEY",
     "inspect": f"[--format F] {READER} [--json] SRC",
-    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--json] SRC DST",
+    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--output-format F] [--workers N] [--json] SRC DST",
     "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} [--json] SRC DST",
     "plugins": "[--json]",
     "rules": "[--json]",
