@@ -14,6 +14,8 @@ GRAMMAR = {
     "inspect": f"[--format F] {READER} [--json] SRC",
     "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--json] SRC DST",
     "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} [--json] SRC DST",
+    "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
+               f"[--name NAME] {READER} [--json]",
     "plugins": "[--json]",
     "rules": "[--json]",
 }
