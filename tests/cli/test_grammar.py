@@ -15,6 +15,8 @@ GRAMMAR = {
     "inspect": f"[--format F] {READER} {JSON} SRC",
     "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} {JSON} SRC DST",
     "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} {JSON} SRC DST",
+    "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
+               f"[--name NAME] {READER} {JSON}",
     "plugins": f"{JSON}",
     "rules": f"{JSON}",
 }
