@@ -53,6 +53,9 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     """Options for opening torch checkpoints; other formats ignore them."""
     p.add_argument("--trust-pickle", action="store_true",
                    help="load a torch pickle that weights_only refuses (RUNS CODE from the file; only for trusted files)")
+    p.add_argument("--allow-expansion", action="store_true",
+                   help="read a torch file that grows past max(256 MiB, 4x its size) when loaded or written "
+                        "(compressed records, memory its pickle asks for, repeated views); default: refuse it")
     p.add_argument("--unwrap", metavar="PATH",
                    help="dotted path of the state dict inside a torch checkpoint ('' = top level); default: automatic")
     p.add_argument("--strip-prefix", metavar="PREFIX",
@@ -67,6 +70,8 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if args.trust_pickle:
         options["trust_pickle"] = True
+    if args.allow_expansion:
+        options["allow_expansion"] = True
     if args.unwrap is not None:
         options["unwrap"] = args.unwrap
     if args.strip_prefix is not None:
@@ -93,4 +98,12 @@ def add_write(p: argparse.ArgumentParser) -> None:
 
 
 def add_json(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON (one line; see --indent)")
+    p.add_argument("--indent", type=_indent, metavar="N",
+                   help="with --json: indent nested values by N spaces (0-8) for reading; slower on big plans")
+
+
+def _indent(value: str) -> int:
+    if not value.isdigit() or int(value) > 8:
+        raise argparse.ArgumentTypeError(f"expected a number of spaces from 0 to 8, got {value!r}")
+    return int(value)
