@@ -6,6 +6,7 @@ docs/formats.md); this keeps the script working and catches the commonest regres
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ def load_fuzz():
     path = Path(__file__).with_name("fuzz_safetensors.py")
     spec = importlib.util.spec_from_file_location("fuzz_safetensors", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
