@@ -4,7 +4,8 @@
 whatever the record's compression or length, so a deflated record reads as its compressed
 bytes and a short one runs into the next zip header. And ``weights_only`` still lets a
 pickle of a few hundred bytes allocate gigabytes. :func:`check_archive` reads the zip's
-directory and the pickle statically (:mod:`.pickle_scan`) first and decides:
+directory and its pickle (with inert stand-ins for every global, :mod:`.pickle_scan`) first
+and decides:
 
 - every storage the pickle names must have its record, exactly as long as the storage
   (``torch.load`` without mmap refuses any other length too);
@@ -17,6 +18,7 @@ No torch here.
 """
 from __future__ import annotations
 
+import bisect
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -99,12 +101,14 @@ class Archive:
     is_zip: bool
     byteorder: str = "little"
     in_memory: bool = False  # load without mmap: some record is compressed, or the file is legacy
-    records: list[tuple[int, int, str]] = field(default_factory=list)  # (data start, size, name), stored only
+    records: list[tuple[int, int, str]] = field(default_factory=list)  # (data start, size, name): stored, sorted
     facts: PickleFacts = field(default_factory=PickleFacts)
 
     def record_range(self, start: int, end: int) -> RecordRange | None:
         """The stored record whose data holds file bytes ``start:end``, as a range of that record."""
-        for begin, size, name in self.records:
+        i = bisect.bisect_right(self.records, (start, float("inf"))) - 1
+        if i >= 0:
+            begin, size, name = self.records[i]
             if begin <= start and end <= begin + size:
                 return RecordRange(self.path, name, start - begin, end - begin)
         return None
@@ -203,3 +207,4 @@ def _check_zip(archive: Archive, budget: ExpansionBudget) -> None:
                     sig, n, m = _LOCAL_HEADER.unpack(fh.read(_LOCAL_HEADER.size).ljust(30, b"\0"))
                     if sig == b"PK\x03\x04":
                         archive.records.append((info.header_offset + 30 + n + m, info.file_size, info.filename))
+        archive.records.sort()
