@@ -85,8 +85,12 @@ class RecordRange:
     def nbytes(self) -> int:
         return self.end - self.start
 
-    def pieces(self, size: int) -> Iterator[bytes]:
-        """The bytes in pieces of at most ``size``; fewer bytes in all if the record is shorter."""
+    def pieces(self, size: int, into: bytearray | None = None) -> Iterator[bytes | memoryview]:
+        """The bytes in pieces of at most ``size``; fewer bytes in all if the record is shorter. With
+        ``into`` (at least ``size`` long), a stored record is read into it and the pieces are views of it."""
+        if self.stored and into is not None and hasattr(os, "preadv"):
+            yield from self._read_into(memoryview(into)[:size])
+            return
         if not self.stored:
             with zipfile.ZipFile(self.path) as zf, zf.open(self.record) as fh:
                 fh.seek(self.start)
@@ -102,6 +106,19 @@ class RecordRange:
                 at += len(data)
                 return data
             yield from _chunks(read, self.nbytes, size)
+        finally:
+            os.close(fd)
+
+    def _read_into(self, view: memoryview) -> Iterator[memoryview]:
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            done = 0
+            while done < self.nbytes:
+                n = os.preadv(fd, [view[:min(len(view), self.nbytes - done)]], self.data_start + self.start + done)
+                if n <= 0:
+                    return
+                done += n
+                yield view[:n]
         finally:
             os.close(fd)
 
