@@ -240,8 +240,9 @@ class _Checker:
                                          "qualified names", at_key=True)
                 continue
             if name not in table:
+                shown = sorted(k for k in table if not k.startswith("mapper_core:"))  # built-ins once, bare
                 self.add((*where, name), f"rule {path[1]}: unknown transform step '{name}'; known steps: "
-                                         f"{', '.join(sorted(table))}. Check the spelling, or load the plugin "
+                                         f"{', '.join(shown)}. Check the spelling, or load the plugin "
                                          "that contributes it (--plugin MODULE or $MAPPER_PLUGINS)", at_key=True)
                 continue
             if params is not None and not isinstance(params, dict):
