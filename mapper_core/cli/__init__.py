@@ -21,7 +21,7 @@ from ..errors import MapperError
 from ..io.atomic import Terminated
 from .context import Context
 
-COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export")
+COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export", "suggest")
 
 EXIT_OK, EXIT_PLAN_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a killed process
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug if args.debug is not None else os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    ctx = Context(plugins=tuple(args.plugin), debug=debug)
+    ctx = Context(plugins=tuple(args.plugin), json_indent=getattr(args, "indent", None), debug=debug)
 
     # The process is the command line's, not the library's: only here does SIGTERM (kill, a
     # scheduler's stop) become an exception, so an unfinished write removes its temporaries.
