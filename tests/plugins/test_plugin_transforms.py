@@ -39,6 +39,7 @@ PLUGIN = """
             TransformSpec("refuses", lambda t: t, spec=bad_spec),
             TransformSpec("buggy", lambda t: t, spec=buggy_spec),
             TransformSpec("plain", lambda t: t, spec=lambda s: s),
+            TransformSpec("liar", lambda t: t.flatten(), spec=lambda s: s),
         ]
 
     @hookimpl
@@ -122,3 +123,13 @@ def test_an_invalid_params_schema_is_a_plugin_error(plugin_modules, tmp_path):
         load_rules(str(rules_file(tmp_path, "odd: {}")), plugin_manager=pm)
     with pytest.raises(RulesError, match="unknown transform step 'odd'"):
         load_rules(str(rules_file(tmp_path, "odd: {}")), plugin_manager=get_plugin_manager(entry_points=False, env={}))
+
+
+def test_an_apply_that_contradicts_its_spec_names_the_plugin(roll, tmp_path, mapper):
+    save_file({"w": torch.ones(2, 3)}, tmp_path / "s.safetensors")
+    out = tmp_path / "o.safetensors"
+    proc = mapper("--plugin", roll, "convert", str(tmp_path / "s.safetensors"), str(out), "--rules",
+                  str(rules_file(tmp_path, "liar: {}")))
+    assert proc.returncode == 2 and not out.exists()
+    assert f"plugin '{roll}': transform 'liar' (liar()): apply() returned F32 [6] but its spec() says F32 [2, 3]" in proc.stderr
+    assert "did the file change" not in proc.stderr
