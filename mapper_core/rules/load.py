@@ -16,6 +16,7 @@ from . import schema
 from ..errors import Problem, RulesError
 from .parse import parse
 from .positions import MAX_BYTES, Parsed, json_path
+from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
 from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
@@ -23,6 +24,12 @@ from .transforms import BUILTIN, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 SUPPORTED_VERSION = 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+SHOWN_PATTERN = 80  # characters of a pattern quoted in a message
+
+
+def _shown(pattern: str) -> str:
+    return pattern if len(pattern) <= SHOWN_PATTERN else pattern[:SHOWN_PATTERN - 3] + "..."
 
 
 def load_rules(path: str | Path, *, transforms: Mapping[str, Any] | None = None) -> RuleSet:
@@ -151,16 +158,26 @@ class _Checker:
         """True when ``value`` has the right type and nothing at or below ``path`` was reported."""
         return isinstance(value, kind) and path not in self.reported and not self.parsed.is_bad(path)
 
-    def compile(self, path: tuple, pattern: Any) -> re.Pattern | None:
+    def compile(self, path: tuple, pattern: Any) -> KeyPattern | None:
         if not self.usable(path, pattern, str):
             return None
+        surrogate = _SURROGATE.search(pattern)
+        if surrogate:
+            self.add(path, f"the pattern holds a lone surrogate (U+{ord(surrogate.group()):04X}, e.g. from an escape "
+                           "like \\ud800), which is not a character and cannot be in a key; remove it")
+            return None
         try:
-            return re.compile(pattern)
+            return key_pattern(pattern)
         except re.error as exc:
             where = f" at position {exc.pos}" if exc.pos is not None else ""
-            self.add(path, f"invalid regular expression '{pattern}': {exc.msg}{where}; fix the pattern "
+            self.add(path, f"invalid regular expression '{_shown(pattern)}': {exc.msg}{where}; fix the pattern "
                            "(Python `re` syntax, matched against the whole key)")
-            return None
+        except UnboundedPattern as exc:
+            self.add(path, f"pattern '{_shown(pattern)}' refused: {exc}")
+        except (RecursionError, OverflowError, MemoryError) as exc:
+            self.add(path, f"pattern '{_shown(pattern)}' refused: too deeply nested or too large to compile "
+                           f"({type(exc).__name__}); simplify it")
+        return None
 
     def check_semantics(self, data: dict) -> None:
         rules = data.get("rules")
