@@ -13,6 +13,7 @@ Parsing with the parser ``re.compile`` itself uses keeps these answers in step w
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from . import charsets
@@ -29,11 +30,17 @@ _REPEATS = tuple(
 )
 
 
+@functools.lru_cache(maxsize=1024)
+def _tree(text: str, flags: int):
+    """The syntax tree, parsed once per pattern (parsing costs about a microsecond a character)."""
+    return _sre.parse(text, flags)
+
+
 def _parse(pattern: re.Pattern) -> list | None:
     """The syntax tree's top-level items, or None for patterns whose literals are not literal text."""
     if pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
         return None
-    return list(_sre.parse(pattern.pattern, pattern.flags))
+    return list(_tree(pattern.pattern, pattern.flags))
 
 
 def _digit_set(av: list) -> bool:
@@ -179,7 +186,7 @@ def plain_sequence(pattern: re.Pattern) -> tuple[str | int, ...] | None:
     if not isinstance(pattern.pattern, str):
         return None
     out: list[list[str] | int] = []
-    for op, av in _sre.parse(pattern.pattern, pattern.flags):
+    for op, av in _tree(pattern.pattern, pattern.flags):
         if op is _sre.LITERAL:
             if out and isinstance(out[-1], list):
                 out[-1].append(chr(av))
@@ -225,7 +232,7 @@ def to_re2(pattern: re.Pattern, ascii_text: bool) -> str:
     """
     if not isinstance(pattern.pattern, str):
         raise NoLinearForm("a bytes pattern")
-    return _Re2Writer(ascii_text).sequence(_sre.parse(pattern.pattern, pattern.flags), pattern.flags, True)
+    return _Re2Writer(ascii_text).sequence(_tree(pattern.pattern, pattern.flags), pattern.flags, True)
 
 
 class _Re2Writer:
@@ -326,7 +333,7 @@ def backtracking_risk(pattern: re.Pattern) -> str | None:
     one way only), and at most :data:`MAX_FIXED_PATHS` ways through alternations and optional parts.
     """
     counts = {"repeats": 0}
-    paths = _paths(_sre.parse(pattern.pattern, pattern.flags), counts)
+    paths = _paths(_tree(pattern.pattern, pattern.flags), counts)
     if counts["repeats"] > 1:
         return "it repeats more than one part (e.g. `.*` twice, or a repeat inside a repeat)"
     if counts.get("variable"):
