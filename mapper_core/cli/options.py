@@ -84,6 +84,8 @@ def add_write(p: argparse.ArgumentParser) -> None:
                    help="split the output into shards of at most SIZE (bytes, 500MB, 5GB, 2GiB) with an index")
     p.add_argument("--no-source-hash", action="store_true",
                    help="leave the source's SHA-256 out of the metadata (saves reading the source a second time)")
+    p.add_argument("--clean-stale", action="store_true",
+                   help="remove the temporary files that killed runs left beside DST (listed otherwise)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .atomic import AtomicFiles, check_destinations
+from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
@@ -67,10 +67,14 @@ class ConvertResult:
     rules: str | None
     rules_sha256: str | None
     checked: int | None  # tensors verified bit for bit; None without verify
+    # temporaries of killed runs found beside the output (atomic.stale_temps), and whether they were removed
+    stale_temps: tuple[str, ...] = ()
+    stale_removed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["paths"] = list(self.paths)
+        out["stale_temps"] = list(self.stale_temps)
         return out
 
 
@@ -79,7 +83,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             target_module_types: Mapping[str, str] | None = None, unmatched: str | None = None,
             force: bool = False, max_shard_size: int | str | None = None, verify: bool = False,
             progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
-            rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False) -> ConvertResult:
+            rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False,
+            clean_stale: bool = False, allow_expansion: bool = False) -> ConvertResult:
     """Write ``src`` (through ``reader``, or the built-in formats) as safetensors at ``dst``.
 
     ``dst`` is a ``.safetensors`` file, a ``.safetensors.index.json`` (always sharded) or an
@@ -97,6 +102,10 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     ``progress(done, total, key)`` reports the bytes written; with ``phase(name, total)`` too,
     each phase (``writing``, ``hashing``, ``verifying``) is announced and ``progress`` then
     reports within it.
+
+    Without ``force`` nothing is ever replaced, even a file that another process wrote to
+    ``dst`` meanwhile (:class:`~mapper_core.errors.OutputExistsError`). Temporary files that
+    killed runs left beside the output are listed in the result, and removed with ``clean_stale``.
     """
     src = Path(src)
     if plan is not None and plan.mapped and plan.has_errors(strict=strict):
@@ -109,7 +118,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     try:
         if plan is None and rules is not None:
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
-                             non_tensor=non_tensors(reader), target_module_types=target_module_types)
+                             non_tensor=non_tensors(reader), target_module_types=target_module_types,
+                             allow_expansion=allow_expansion)
             rules_sha256 = rules_sha256 or rules.sha256
         if plan is not None:
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
@@ -118,7 +128,7 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
         return _convert(src, Path(dst), reader, plan, force,
                         None if max_shard_size is None else parse_size(max_shard_size),
                         verify, progress, phase, rules_sha256, hash_source,
-                        target_specs if plan is None or plan.target_count is None else None)
+                        target_specs if plan is None or plan.target_count is None else None, clean_stale)
     finally:
         if own_reader:
             reader.close()
@@ -139,7 +149,7 @@ def _counting(progress: ProgressCallback | None, total: int) -> Callable[[int, s
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,
              verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
              rules_sha256: str | None, hash_source: bool,
-             target_specs: Mapping[str, TensorSpec] | None) -> ConvertResult:
+             target_specs: Mapping[str, TensorSpec] | None, clean_stale: bool = False) -> ConvertResult:
     specs = reader.specs()
     entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
     if not entries:
@@ -161,6 +171,9 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         files, index, groups = [dst], None, [entries]
     sources = source_files(reader, src)
     check_destinations(files + ([index] if index else []), sources, force)
+    stale = [p for dest in files + ([index] if index else []) for p in stale_temps(dest)]
+    if clean_stale:
+        remove_stale(stale)
 
     hasher = Hasher(sources) if hash_source else None
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
@@ -175,7 +188,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         return _counting(progress, size)
 
     try:
-        with AtomicFiles() as out:
+        with AtomicFiles(replace=force) as out:
             if phase:
                 phase("writing", total)
             writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased)
@@ -204,6 +217,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         file_bytes=sum(p.stat().st_size for p in written), method=method,
         source_sha256=meta.get("mapper.source_sha256"), rules=plan.rules_name if plan else None,
         rules_sha256=rules_sha256 if plan else None, checked=checked,
+        stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
     )
 
 

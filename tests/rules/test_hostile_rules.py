@@ -6,8 +6,6 @@ import os
 
 import pytest
 
-from mapper_core.errors import RulesError
-from mapper_core.rules import load_rules
 from mapper_core.rules.positions import MAX_EXPANDED_CHARS, MAX_PATTERN_CHARS, MAX_PATTERNS
 from rules_problems import problems_of  # tests/helpers
 from cli_runner import mapper  # tests/helpers
@@ -19,11 +17,6 @@ def test_fifo_is_refused_without_opening_it(tmp_path):
     os.mkfifo(fifo)  # opening it for reading would block until a writer came
     done = mapper("validate", fifo)
     assert done.returncode == 2 and "is a FIFO (named pipe), not a regular file" in done.stderr
-
-
-def test_directory_is_named_as_such(tmp_path):
-    with pytest.raises(RulesError, match="is a directory, not a regular file"):
-        load_rules(tmp_path)
 
 
 @pytest.mark.parametrize("text, name, line", [
