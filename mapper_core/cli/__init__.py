@@ -20,7 +20,7 @@ from ..errors import MapperError
 from ..io.atomic import Terminated
 from .context import Context
 
-COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export")
+COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export", "suggest")
 
 EXIT_OK, EXIT_PLAN_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a killed process
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    ctx = Context(plugins=tuple(args.plugin))
+    ctx = Context(plugins=tuple(args.plugin), json_indent=getattr(args, "indent", None))
 
     # The process is the command line's, not the library's: only here does SIGTERM (kill, a
     # scheduler's stop) become an exception, so an unfinished write removes its temporaries.

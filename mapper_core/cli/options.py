@@ -90,4 +90,12 @@ def add_write(p: argparse.ArgumentParser) -> None:
 
 
 def add_json(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON (one line; see --indent)")
+    p.add_argument("--indent", type=_indent, metavar="N",
+                   help="with --json: indent nested values by N spaces (0-8) for reading; slower on big plans")
+
+
+def _indent(value: str) -> int:
+    if not value.isdigit() or int(value) > 8:
+        raise argparse.ArgumentTypeError(f"expected a number of spaces from 0 to 8, got {value!r}")
+    return int(value)

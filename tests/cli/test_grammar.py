@@ -6,16 +6,19 @@ import pytest
 # `mapper COMMAND --help`'s usage line, without "[-h]" (argparse lists positionals last).
 READER = "[--trust-pickle] [--unwrap PATH] [--strip-prefix PREFIX]"
 WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [-q]"
+JSON = "[--json] [--indent N]"
 TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"
 GRAMMAR = {
-    "validate": "[--json] RULES",
-    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] [--json] SRC",
-    "explain": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--json] SRC KEY",
-    "inspect": f"[--format F] {READER} [--json] SRC",
-    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--json] SRC DST",
-    "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} [--json] SRC DST",
-    "plugins": "[--json]",
-    "rules": "[--json]",
+    "validate": f"{JSON} RULES",
+    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] {JSON} SRC",
+    "explain": f"--rules R {TARGET} [--format F] [--target-format F] {READER} {JSON} SRC KEY",
+    "inspect": f"[--format F] {READER} {JSON} SRC",
+    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} {JSON} SRC DST",
+    "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} {JSON} SRC DST",
+    "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
+               f"[--name NAME] {READER} {JSON}",
+    "plugins": f"{JSON}",
+    "rules": f"{JSON}",
 }
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .base import Format, Reader, choose_format
+from .dcp import SUFFIXES as _DCP_SUFFIXES
+from .dcp import open_dcp, sniff_dcp
 from .safetensors_format import SUFFIXES as _ST_SUFFIXES
 from .safetensors_format import open_safetensors, sniff_safetensors
 from .spec_json import SUFFIXES as _SPEC_SUFFIXES
@@ -31,6 +33,8 @@ def builtin_formats() -> list[Format]:
                "safetensors, single file or sharded (*.safetensors.index.json); read lazily"),
         Format("torch", _TORCH_SUFFIXES, open_torch, sniff_torch,
                "torch.save pickles, zip or legacy; loaded with weights_only=True", dict(TORCH_OPTIONS)),
+        Format("dcp", _DCP_SUFFIXES, open_dcp, sniff_dcp,
+               "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code"),
         Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
                "JSON of key → {dtype, shape}; headers only, no tensor data"),
     ]
