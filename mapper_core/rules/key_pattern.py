@@ -155,6 +155,9 @@ class KeyMatch:
     def __init__(self, pattern: KeyPattern, key: str, spans: list):
         self.re, self.string, self._spans = pattern, key, spans
 
+    def __repr__(self) -> str:
+        return f"<KeyMatch span={self.span()}, match={self.group()!r}>"
+
     def _index(self, ref: int | str) -> int:
         if isinstance(ref, int):
             if 0 <= ref <= self.re.groups:
