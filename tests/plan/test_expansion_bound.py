@@ -51,3 +51,5 @@ def test_cli_plan_refuses_with_exit_1(tmp_path):
                                      "    transform: [{pad: {dim: 0, after: 268435456}}]\n")
     done = mapper("plan", tmp_path / "src.json", "--rules", tmp_path / "r.yaml")
     assert done.returncode == 1 and "(line 3)" in done.stdout + done.stderr
+    done = mapper("plan", tmp_path / "src.json", "--rules", tmp_path / "r.yaml", "--allow-expansion", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["mapped"][0]["out_shape"] == [268435466]
