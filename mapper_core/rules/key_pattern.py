@@ -6,8 +6,10 @@ backtracks. :class:`KeyPattern` therefore matches with RE2 a translation made fr
 syntax tree (:func:`~mapper_core.rules.regex_syntax.to_re2`): the same groups in the same
 order, and classes whose members Python's engine decided. Where RE2 has no exact equivalent
 (lookarounds, backreferences, ...), Python's ``re`` matches, but only patterns whose
-backtracking is bounded (:func:`~mapper_core.rules.regex_syntax.backtracking_risk`); any other
-is refused with :class:`UnboundedPattern` when the rules are checked.
+backtracking is bounded (:func:`~mapper_core.rules.regex_cost.backtracking_risk`); any other
+is refused with :class:`UnboundedPattern` when the rules are checked. Most key patterns
+(``blocks\.(\d+)\.(.+)``) are linear in Python's ``re`` by construction
+(:func:`~mapper_core.rules.regex_cost.linear_in_re`); those skip RE2, whose calls cost more.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import Any, Callable, Iterator
 
 import re2
 
-from .regex_syntax import NoLinearForm, backtracking_risk, to_re2
+from .regex_cost import backtracking_risk, linear_in_re
+from .regex_syntax import NoLinearForm, to_re2
 
 RE2_MAX_MEM = 8 << 20  # per pattern: its program and its DFA cache (RE2's own default)
 
@@ -56,6 +59,10 @@ class KeyPattern:
         self.pattern, self.flags = self.regex.pattern, self.regex.flags
         self.groups, self.groupindex = self.regex.groups, self.regex.groupindex
         self._unicode: Any = None
+        if linear_in_re(self.regex):  # most key patterns: Python's re is linear on them, and cheaper
+            self._ascii = self._full = None
+            self.engine = "re"
+            return
         try:
             self._ascii = _re2(to_re2(self.regex, ascii_text=True))
             self._full = _ascii_spans(self._ascii, "fullmatch")

@@ -304,66 +304,25 @@ class _Re2Writer:
         members = items[1:] if negate else items
         if not flags & re.IGNORECASE and all(op in (_sre.LITERAL, _sre.RANGE) for op, _ in members):
             return charsets.re2_class(tuple((av, av) if op is _sre.LITERAL else av for op, av in members), negate)
-        text = []
-        for op, av in members:
-            if op is _sre.LITERAL:
-                text.append(charsets.python_char(av))
-            elif op is _sre.RANGE:
-                text.append(f"{charsets.python_char(av[0])}-{charsets.python_char(av[1])}")
-            elif op is _sre.CATEGORY and av in _CATEGORIES:
-                text.append(_CATEGORIES[av])
-            else:
-                raise NoLinearForm(f"the class item {op} {av}")
-        return self.computed("[" + ("^" if negate else "") + "".join(text) + "]", flags)
+        return self.computed(_python_class(items), flags)
 
     def computed(self, python_class: str, flags: int) -> str:
         """A class whose members Python's engine decides (case folding, \\d, \\w, \\s)."""
         return charsets.re2_class(charsets.members(python_class, flags & _CLASS_FLAGS, self.ascii_text))
 
 
-# ---------------------------------------------------------------------------- backtracking bound
-
-MAX_FIXED_PATHS = 256  # ways through the alternations and optional parts of a backtracking pattern
-
-
-def backtracking_risk(pattern: re.Pattern) -> str | None:
-    """Why Python's backtracking ``re`` could take more than linear time on ``pattern``, or None.
-
-    Conservative: at most one repeat of more than one item, of a fixed width (so a key splits
-    one way only), and at most :data:`MAX_FIXED_PATHS` ways through alternations and optional parts.
-    """
-    counts = {"repeats": 0}
-    paths = _paths(_tree(pattern.pattern, pattern.flags), counts)
-    if counts["repeats"] > 1:
-        return "it repeats more than one part (e.g. `.*` twice, or a repeat inside a repeat)"
-    if counts.get("variable"):
-        return "its repeated part can match texts of different lengths, so a key can split in many ways"
-    if paths > MAX_FIXED_PATHS:
-        return f"its alternations and optional parts give more than {MAX_FIXED_PATHS} ways through it"
-    return None
-
-
-def _paths(items, counts: dict) -> int:
-    total = 1
+def _python_class(items) -> str:
+    """A class's syntax-tree items written back as Python ``[...]`` syntax (for Python to decide it)."""
+    text = []
     for op, av in items:
-        if op is _sre.BRANCH:
-            total *= sum(_paths(alt, counts) for alt in av[1])
-        elif op in (_sre.SUBPATTERN,):
-            total *= _paths(av[3], counts)
-        elif op in _REPEATS:
-            low, high, sub = av
-            inner = _paths(sub, counts)
-            if high is _MAXREPEAT or high > 1:
-                counts["repeats"] += 1
-                width = sub.getwidth()
-                if width[0] != width[1]:
-                    counts["variable"] = True
-            total *= inner * (high - low + 1 if high is not _MAXREPEAT and high <= 1 else 1)
-        elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
-            total *= _paths(av[1], counts)
-        elif op is _sre.GROUPREF_EXISTS:
-            total *= _paths(av[1], counts) + (_paths(av[2], counts) if av[2] is not None else 1)
-        elif hasattr(_sre, "ATOMIC_GROUP") and op is _sre.ATOMIC_GROUP:
-            total *= _paths(av, counts)
-        total = min(total, MAX_FIXED_PATHS + 1)
-    return total
+        if op is _sre.NEGATE:
+            text.append("^")
+        elif op is _sre.LITERAL:
+            text.append(charsets.python_char(av))
+        elif op is _sre.RANGE:
+            text.append(f"{charsets.python_char(av[0])}-{charsets.python_char(av[1])}")
+        elif op is _sre.CATEGORY and av in _CATEGORIES:
+            text.append(_CATEGORIES[av])
+        else:
+            raise NoLinearForm(f"the class item {op} {av}")
+    return "[" + "".join(text) + "]"

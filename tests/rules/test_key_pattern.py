@@ -55,11 +55,11 @@ def test_answers_equal_python_re(pattern, keys):
             assert _groups(compiled.match(key)) == _groups(expected.match(key)), (pattern, key)
 
 
-@pytest.mark.parametrize("pattern", [r"netcnnaud\.(\d+)\.(?P<p>.+)", r"(?i)LAYER\.(\w+)", r"[^\d.]+\.(\s*)x$"])
+@pytest.mark.parametrize("pattern", [r"netcnnaud\.(\d+)\.(?P<p>.+)\.(.*)", r"(?i)LAYER\.(\w+)", r"[^\d.]+\.(\s*)\s*x$"])
 def test_named_groups_and_non_ascii_keys(pattern):
     compiled, expected = KeyPattern(pattern), re.compile(pattern)
     assert compiled.engine == "re2" and compiled.groupindex == expected.groupindex
-    for key in ["netcnnaud.12.weight", "netcnnaud.١٢.wéight", "layer.K", "Layer.ǅx", "ab.\u2003x", "ab.x"]:
+    for key in ["netcnnaud.12.weight.x", "netcnnaud.١٢.wéight.é", "layer.K", "Layer.ǅx", "ab.\u2003x", "ab.x"]:
         assert _groups(compiled.fullmatch(key)) == _groups(expected.fullmatch(key))
 
 
@@ -87,7 +87,7 @@ def test_bounded_lookarounds_still_work_in_python_re():
 
 def test_public_match_path_gives_the_same_spans(monkeypatch):
     """The private fast path of google-re2 and its public API agree (the fallback is tested here)."""
-    compiled = KeyPattern(r"a\.(\d+)\.(?P<x>\w+)")
+    compiled = KeyPattern(r"a\.(\d+)\.(?P<x>\w+)\w*")  # not linear in re: RE2
 
     class PublicOnly:  # what a google-re2 without the private attribute would look like
         def __init__(self, program):
@@ -131,3 +131,15 @@ def test_cli_names_the_refused_pattern(tmp_path):
     (tmp_path / "r.yaml").write_text("version: 1\nrules:\n  - match: '(?=(a+)+$)a*'\n    target: t\n")
     done = mapper("validate", tmp_path / "r.yaml")
     assert done.returncode == 2 and "r.yaml:3: $.rules[0].match" in done.stderr
+
+
+@pytest.mark.parametrize("pattern", [r"netcnnaud\.(\d+)\.(?P<p>.+)", r"model\.layers\.(\d+)\.block17\.(\w+)\.weight",
+                                     r"stage(\d+)\.conv(\d+)\.(weight|bias)", r"(.+)\.weight", r"[^.]+\.[^.]+"])
+def test_patterns_linear_in_python_re_skip_re2(pattern):
+    """Each repeat but the last is followed by a character it cannot match: one way through, in one pass."""
+    assert KeyPattern(pattern).engine == "re"
+
+
+@pytest.mark.parametrize("pattern", [*CATASTROPHIC, r"(.*)\.(ab|a)", r"(\d+)(1|2)\d+", r"\w+_\w+", r"(?i)a\d+"])
+def test_patterns_with_several_ways_through_use_re2(pattern):
+    assert KeyPattern(pattern).engine == "re2"
