@@ -11,8 +11,11 @@ from typing import IO, Any, Iterator, Sequence
 
 
 class Context:
-    def __init__(self, plugins: Sequence[str] = (), out: IO[str] | None = None, err: IO[str] | None = None):
+    def __init__(self, plugins: Sequence[str] = (), out: IO[str] | None = None, err: IO[str] | None = None,
+                 json_indent: int | None = None, debug: bool = False):
         self.plugins = tuple(plugins)
+        self.json_indent = json_indent
+        self.debug = debug
         self.out = out or sys.stdout
         self.err = err or sys.stderr
 
@@ -20,14 +23,29 @@ class Context:
         self.out.write(text + "\n")
 
     def print_json(self, value: Any) -> None:
-        json.dump(value, self.out, indent=2, sort_keys=False)
-        self.out.write("\n")
+        # One string from the C encoder and one write: json.dump with indent= goes through the
+        # pure-Python encoder and issues a write per token (3.4 million for a 100k-key plan).
+        if self.json_indent is None:
+            text = json.dumps(value, separators=(",", ":"))
+        else:
+            text = json.dumps(value, indent=self.json_indent)
+        self.out.write(text + "\n")
 
     def error(self, message: str) -> None:
         self.err.write(f"mapper: error: {message}\n")
 
     def warn(self, message: str) -> None:
         self.err.write(f"mapper: warning: {message}\n")
+
+    def traceback(self, exc: BaseException | str) -> None:
+        """Under --debug (or $MAPPER_DEBUG=1): a plugin's traceback, after the one-line message."""
+        if not self.debug:
+            return
+        import traceback
+
+        text = exc if isinstance(exc, str) else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if text:
+            self.err.write("mapper: debug: traceback:\n" + text.rstrip("\n") + "\n")
 
     @cached_property
     def plugin_manager(self):
@@ -37,6 +55,7 @@ class Context:
         contributions(pm)  # call the hooks now, so a failing one is warned about below
         for failure in pm.mapper_load_errors:
             self.warn(str(failure))
+            self.traceback(failure.traceback)
         return pm
 
     def formats(self):
@@ -67,14 +86,17 @@ class Context:
         from ..errors import BadInputError
         from ..plugins import contributions
 
-        models = contributions(self.plugin_manager).models
-        if name not in models:
-            known = ", ".join(sorted(models)) or "none"
-            raise BadInputError(f"no model named '{name}' (models: {known}); `mapper plugins` lists what plugins contribute")
+        found = contributions(self.plugin_manager).models.resolve(
+            name, "`mapper plugins` lists what plugins contribute; write model:NAME or model:PLUGIN:NAME")
         try:
-            module = models[name].value.build(**kwargs)
+            module = found.value.build(**kwargs)
         except TypeError as exc:
-            raise BadInputError(f"model '{name}' cannot be built with {kwargs}: {exc}") from None
+            raise BadInputError(f"model '{found.qualified}' cannot be built with {kwargs}: {exc}") from None
+        except Exception as exc:  # the plugin's own code
+            from ..errors import PluginError
+
+            raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build: "
+                              f"{type(exc).__name__}: {exc}") from exc
         return module_specs(module), module_types(module)
 
     def format_for(self, path: str | Path, format_name: str | None = None):
@@ -92,17 +114,22 @@ class Context:
     @contextmanager
     def library_warnings(self) -> Iterator[None]:
         """The library warns; only the CLI prints: a trust-pickle warning, or a pickled module read
-        through its state_dict(), as ``mapper: warning: ...``."""
+        through its state_dict(), as ``mapper: warning: ...``, the moment it is raised (a payload
+        that then fails, or kills the process, has been warned about). Other warnings go on
+        through the caller's filters, as if never caught."""
         from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
 
-        caught: list[warnings.WarningMessage] = []
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                yield
-        finally:  # also when opening failed after the warning
-            for w in caught:
-                if issubclass(w.category, (TrustPickleWarning, PickledModuleWarning)):
-                    self.warn(str(w.message))
-                else:  # through the caller's filters, as if never caught
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        with warnings.catch_warnings():  # puts the filters and showwarning back afterwards
+            passed_on = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, (TrustPickleWarning, PickledModuleWarning)):
+                    self.warn(str(message))
+                    self.err.flush()
+                else:
+                    passed_on(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = show
+            warnings.simplefilter("always", TrustPickleWarning)
+            warnings.simplefilter("always", PickledModuleWarning)
+            yield

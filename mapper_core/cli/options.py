@@ -53,6 +53,10 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     """Options for opening torch checkpoints; other formats ignore them."""
     p.add_argument("--trust-pickle", action="store_true",
                    help="load a torch pickle that weights_only refuses (RUNS CODE from the file; only for trusted files)")
+    p.add_argument("--allow-expansion", action="store_true",
+                   help="read a torch file that grows past max(256 MiB, 4x its size) when loaded or written "
+                        "(compressed records, memory its pickle asks for, repeated views), and let a rule's transform "
+                        "steps make a tensor past max(256 MiB, 4x its source); default: refuse both")
     p.add_argument("--unwrap", metavar="PATH",
                    help="dotted path of the state dict inside a torch checkpoint ('' = top level); default: automatic")
     p.add_argument("--strip-prefix", metavar="PREFIX",
@@ -64,6 +68,8 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if args.trust_pickle:
         options["trust_pickle"] = True
+    if args.allow_expansion:
+        options["allow_expansion"] = True
     if args.unwrap is not None:
         options["unwrap"] = args.unwrap
     if args.strip_prefix is not None:
@@ -84,8 +90,18 @@ def add_write(p: argparse.ArgumentParser) -> None:
                    help="split the output into shards of at most SIZE (bytes, 500MB, 5GB, 2GiB) with an index")
     p.add_argument("--no-source-hash", action="store_true",
                    help="leave the source's SHA-256 out of the metadata (saves reading the source a second time)")
+    p.add_argument("--clean-stale", action="store_true",
+                   help="remove the temporary files that killed runs left beside DST (listed otherwise)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def add_json(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON (one line; see --indent)")
+    p.add_argument("--indent", type=_indent, metavar="N",
+                   help="with --json: indent nested values by N spaces (0-8) for reading; slower on big plans")
+
+
+def _indent(value: str) -> int:
+    if not value.isdigit() or int(value) > 8:
+        raise argparse.ArgumentTypeError(f"expected a number of spaces from 0 to 8, got {value!r}")
+    return int(value)

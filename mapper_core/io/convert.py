@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .atomic import AtomicFiles, check_destinations
+from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps
+from .output_format import is_dcp_destination
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
@@ -67,10 +68,14 @@ class ConvertResult:
     rules: str | None
     rules_sha256: str | None
     checked: int | None  # tensors verified bit for bit; None without verify
+    # temporaries of killed runs found beside the output (atomic.stale_temps), and whether they were removed
+    stale_temps: tuple[str, ...] = ()
+    stale_removed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["paths"] = list(self.paths)
+        out["stale_temps"] = list(self.stale_temps)
         return out
 
 
@@ -79,7 +84,9 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             target_module_types: Mapping[str, str] | None = None, unmatched: str | None = None,
             force: bool = False, max_shard_size: int | str | None = None, verify: bool = False,
             progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
-            rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False) -> ConvertResult:
+            rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False,
+            clean_stale: bool = False, allow_expansion: bool = False, output_format: str | None = None,
+            workers: int = 1, executor: Any = None) -> ConvertResult:
     """Write ``src`` (through ``reader``, or the built-in formats) as safetensors at ``dst``.
 
     ``dst`` is a ``.safetensors`` file, a ``.safetensors.index.json`` (always sharded) or an
@@ -97,7 +104,21 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     ``progress(done, total, key)`` reports the bytes written; with ``phase(name, total)`` too,
     each phase (``writing``, ``hashing``, ``verifying``) is announced and ``progress`` then
     reports within it.
+
+    ``output_format="dcp"`` writes a ``torch.distributed.checkpoint`` folder at ``dst`` instead
+    (:mod:`mapper_core.io.dcp_writer`); ``max_shard_size`` and the source hash do not apply.
+
+    ``workers=N`` writes a sharded output's shards on N processes (:mod:`mapper_core.io.parallel`):
+    byte for byte what one process writes, each shard atomic and recorded in a manifest so that a
+    rerun after a crash writes only the rest; the index comes last. ``executor`` shares the shards
+    out some other way (:mod:`mapper_core.dist` passes its torch.distributed ranks).
+
+    Without ``force`` nothing is ever replaced, even a file that another process wrote to
+    ``dst`` meanwhile (:class:`~mapper_core.errors.OutputExistsError`). Temporary files that
+    killed runs left beside the output are listed in the result, and removed with ``clean_stale``.
     """
+    if workers < 1:
+        raise BadInputError(f"workers must be at least 1, not {workers}")
     src = Path(src)
     if plan is not None and plan.mapped and plan.has_errors(strict=strict):
         refuse_plan_errors(plan, strict)  # before the source is even opened
@@ -109,7 +130,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     try:
         if plan is None and rules is not None:
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
-                             non_tensor=non_tensors(reader), target_module_types=target_module_types)
+                             non_tensor=non_tensors(reader), target_module_types=target_module_types,
+                             allow_expansion=allow_expansion)
             rules_sha256 = rules_sha256 or rules.sha256
         if plan is not None:
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
@@ -118,7 +140,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
         return _convert(src, Path(dst), reader, plan, force,
                         None if max_shard_size is None else parse_size(max_shard_size),
                         verify, progress, phase, rules_sha256, hash_source,
-                        target_specs if plan is None or plan.target_count is None else None)
+                        target_specs if plan is None or plan.target_count is None else None, clean_stale,
+                        output_format, workers, executor)
     finally:
         if own_reader:
             reader.close()
@@ -139,7 +162,8 @@ def _counting(progress: ProgressCallback | None, total: int) -> Callable[[int, s
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,
              verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
              rules_sha256: str | None, hash_source: bool,
-             target_specs: Mapping[str, TensorSpec] | None) -> ConvertResult:
+             target_specs: Mapping[str, TensorSpec] | None, clean_stale: bool = False,
+             output_format: str | None = None, workers: int = 1, executor: Any = None) -> ConvertResult:
     specs = reader.specs()
     entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
     if not entries:
@@ -151,6 +175,11 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         refuse_misfits(written, target_specs, plan.target_origin if plan else None)
     copied = sum(isinstance(e.data, FileRange) for e in entries)
     method = "byte-copy" if copied == len(entries) else "tensor" if copied == 0 else "byte-copy+tensor"
+    if is_dcp_destination(dst, output_format):
+        from .convert_modes import convert_dcp
+
+        return convert_dcp(src, dst, reader, plan, entries, aliases, left_behind, force, verify, progress,
+                            rules_sha256)
 
     dst, always_index = _resolve_dst(dst)
     groups = split_shards(entries, max_shard)
@@ -160,7 +189,17 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
     else:
         files, index, groups = [dst], None, [entries]
     sources = source_files(reader, src)
+    if (workers > 1 or executor is not None) and index is not None:
+        from .convert_modes import convert_parallel
+        from .parallel import ForkWorkers
+
+        return convert_parallel(src, reader, plan, files, groups, index, sources, aliases, left_behind, force,
+                                verify, progress, phase, rules_sha256, hash_source, executor or ForkWorkers(workers),
+                                originals, method)
     check_destinations(files + ([index] if index else []), sources, force)
+    stale = [p for dest in files + ([index] if index else []) for p in stale_temps(dest)]
+    if clean_stale:
+        remove_stale(stale)
 
     hasher = Hasher(sources) if hash_source else None
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
@@ -175,7 +214,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         return _counting(progress, size)
 
     try:
-        with AtomicFiles() as out:
+        with AtomicFiles(replace=force) as out:
             if phase:
                 phase("writing", total)
             writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased)
@@ -191,6 +230,8 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
                                           shown_as=path, step=verifying)
                               for path, w in zip(files, writers))
             out.commit()
+    except MemoryError:  # e.g. a huge view read with allow_expansion: nothing was put in place
+        raise BadInputError(f"{src}: out of memory while writing {dst}; nothing was written") from None
     except OSError as exc:  # disk full, permissions, I/O errors: nothing was put in place
         where = f" ({exc.filename})" if exc.filename else ""
         raise BadInputError(f"{dst}: writing failed: {exc.strerror or exc}{where}; nothing was written") from None
@@ -204,6 +245,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         file_bytes=sum(p.stat().st_size for p in written), method=method,
         source_sha256=meta.get("mapper.source_sha256"), rules=plan.rules_name if plan else None,
         rules_sha256=rules_sha256 if plan else None, checked=checked,
+        stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
     )
 
 
@@ -286,8 +328,11 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
             data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)
             identity = ("key", source_aliases.get(source, source), spec.shape)
             found = mappings.file_range(reader.get_tensor(source)) if mappings else None
+            again = reader.independent_source(source) if m is None and hasattr(reader, "independent_source") else None
+            if again is not None:  # --verify reads the source through the zip reader, not the mapping
+                originals[target] = Entry(target, spec, again)
             if found is not None:  # a contiguous slice of the memory-mapped file: copy it file to file
-                originals[target] = Entry(target, spec, data)
+                originals.setdefault(target, Entry(target, spec, data))
                 data = FileRange(mappings.path, *found)
         if identity is not None and identity in stored:
             aliases[target] = stored[identity]
@@ -300,15 +345,10 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
 
 
 def _torch_mappings(reader: Reader):
-    """Where a torch reader's file is memory-mapped (zip checkpoints), or None."""
+    """Where a torch reader's file is memory-mapped with the tensors' own bytes (zip checkpoints), or None."""
     from .formats.torch_format import TorchReader
 
-    if not isinstance(reader, TorchReader):
-        return None
-    from .formats.pages import FileMappings
-
-    mappings = FileMappings(reader.path)
-    return mappings or None
+    return reader.file_mappings() if isinstance(reader, TorchReader) else None
 
 
 def _getter(reader: Reader, key: str) -> Callable[[], Any]:

@@ -129,6 +129,24 @@ def test_the_installed_console_script_runs_a_command(files):
     assert json.loads(r.stdout)["unmatched"] == ["other.weight"]
 
 
+@pytest.mark.parametrize("command", ["plan", "explain", "inspect"])
+def test_json_is_one_line_by_default_and_indented_on_request(files, command, mapper):
+    args = {"plan": ["--rules", files / "rules.yaml"], "explain": ["enc.0.bias", "--rules", files / "rules.yaml"],
+            "inspect": []}[command]
+    compact = mapper(command, files / "source.safetensors", *args, "--json")
+    indented = mapper(command, files / "source.safetensors", *args, "--json", "--indent", "3")
+    assert compact.returncode == indented.returncode == 0, compact.stderr + indented.stderr
+    assert compact.stdout.count("\n") == 1 and '": ' not in compact.stdout  # no spaces after separators
+    assert json.loads(compact.stdout) == json.loads(indented.stdout)
+    assert indented.stdout.splitlines()[1].startswith('   "')  # three spaces, as asked
+
+
+@pytest.mark.parametrize("value", ["-1", "9", "two"])
+def test_indent_out_of_range_is_a_usage_error(files, value, mapper):
+    r = mapper("inspect", files / "source.safetensors", "--json", "--indent", value)
+    assert r.returncode == 2 and "0 to 8" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_strict_failure_is_said_in_the_report_json_and_stderr(files, mapper):
     args = ("plan", files / "source.safetensors", "--rules", files / "rules.yaml",
             "--target", files / "target.safetensors", "--strict")

@@ -4,18 +4,21 @@ import re
 import pytest
 
 # `mapper COMMAND --help`'s usage line, without "[-h]" (argparse lists positionals last).
-READER = "[--trust-pickle] [--unwrap PATH] [--strip-prefix PREFIX]"
-WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [-q]"
+READER = "[--trust-pickle] [--allow-expansion] [--unwrap PATH] [--strip-prefix PREFIX]"
+WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [--clean-stale] [-q]"
+JSON = "[--json] [--indent N]"
 TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"
 GRAMMAR = {
-    "validate": "[--json] RULES",
-    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] [--json] SRC",
-    "explain": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--json] SRC KEY",
-    "inspect": f"[--format F] {READER} [--json] SRC",
-    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--json] SRC DST",
-    "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} [--json] SRC DST",
-    "plugins": "[--json]",
-    "rules": "[--json]",
+    "validate": f"{JSON} RULES",
+    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] [--cost] [--workers N] [--max-shard-size SIZE] {JSON} SRC",
+    "explain": f"--rules R {TARGET} [--format F] [--target-format F] {READER} {JSON} SRC KEY",
+    "inspect": f"[--format F] {READER} {JSON} SRC",
+    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--output-format F] [--workers N] {JSON} SRC DST",
+    "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} {JSON} SRC DST",
+    "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
+               f"[--name NAME] {READER} {JSON}",
+    "plugins": f"{JSON}",
+    "rules": f"{JSON}",
 }
 
 
@@ -38,6 +41,6 @@ def test_usage_follows_the_grammar(mapper, command):
 
 
 def test_global_options(mapper):
-    assert usage(mapper) == "mapper [--plugin MODULE] [--version] COMMAND ..."
+    assert usage(mapper) == "mapper [--plugin MODULE] [--debug] [--version] COMMAND ..."
     version = mapper("--version")
     assert version.returncode == 0 and version.stdout.startswith("mapper-core ")

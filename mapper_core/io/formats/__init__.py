@@ -1,6 +1,6 @@
 """Built-in checkpoint formats. Importing this package does not import torch.
 
-Reader options (``trust_pickle``, ``unwrap``, ``strip_prefix``) may be passed to every
+Reader options (``trust_pickle``, ``allow_expansion``, ``unwrap``, ``strip_prefix``) may be passed to every
 built-in format's ``open``; formats they do not concern ignore them, so a caller need not
 know the format in advance.
 """
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .base import Format, Reader, choose_format
+from .dcp import SUFFIXES as _DCP_SUFFIXES
+from .dcp import open_dcp, sniff_dcp
 from .safetensors_format import SUFFIXES as _ST_SUFFIXES
 from .safetensors_format import open_safetensors, sniff_safetensors
 from .spec_json import SUFFIXES as _SPEC_SUFFIXES
@@ -19,6 +21,7 @@ from .torch_format import open_torch, sniff_torch
 
 TORCH_OPTIONS = {
     "trust_pickle": "load with weights_only=False (runs code in the file; warns)",
+    "allow_expansion": "read a file that grows past max(256 MiB, 4x its size) in memory or output",
     "unwrap": "dotted path of the state dict inside the checkpoint ('' = top level)",
     "strip_prefix": "key prefix to strip ('' = none; default strips 'module.' when every key has it)",
 }
@@ -31,6 +34,8 @@ def builtin_formats() -> list[Format]:
                "safetensors, single file or sharded (*.safetensors.index.json); read lazily"),
         Format("torch", _TORCH_SUFFIXES, open_torch, sniff_torch,
                "torch.save pickles, zip or legacy; loaded with weights_only=True", dict(TORCH_OPTIONS)),
+        Format("dcp", _DCP_SUFFIXES, open_dcp, sniff_dcp,
+               "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code"),
         Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
                "JSON of key → {dtype, shape}; headers only, no tensor data"),
     ]
@@ -38,7 +43,8 @@ def builtin_formats() -> list[Format]:
 
 def open_checkpoint(path: str | Path, format: str | None = None,
                     formats: Sequence[Format] | None = None, **options: Any) -> Reader:
-    """Open ``path`` with the named format, else the detected one (built-in formats by default)."""
+    """Open ``path`` with the named format, else the detected one (built-in formats unless ``formats=``;
+    ``mapper_core.plugins.open_checkpoint`` also sees the plugins' formats)."""
     fmt = choose_format(path, builtin_formats() if formats is None else formats, format)
     return fmt.open(Path(path), **options)
 

@@ -1,0 +1,78 @@
+"""mapper suggest --source S --target T [-o rules.yaml] [--json]: infer the rules that map S into T."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import BadInputError
+from .options import add_json, add_reader, reader_options
+
+HELP = "infer a rules file that maps SOURCE into TARGET (checkpoints or model:NAME), with its evidence"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", required=True, metavar="S", help="source checkpoint or spec file, or model:NAME")
+    p.add_argument("--target", required=True, metavar="T", help="target checkpoint or spec file, or model:NAME")
+    p.add_argument("--model-arg", action="append", default=[], metavar="K=V",
+                   help="keyword argument for a model:NAME target (repeatable; V read as JSON, else text)")
+    p.add_argument("--source-model-arg", action="append", default=[], metavar="K=V",
+                   help="keyword argument for a model:NAME source (repeatable)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the rules file here (default: print it)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument("--name", default="suggested", help="the rules' name (default: suggested)")
+    add_reader(p)
+    add_json(p, "the pairing (every pair with its confidence and signals) and the rules file")
+
+
+def model_name(spec: str) -> str | None:
+    """``NAME`` for ``model:NAME`` (unless a file has that name), else None."""
+    return spec[len("model:"):] if spec.startswith("model:") and not Path(spec).exists() else None
+
+
+def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict):
+    """(specs, module types or None) of a checkpoint's header or a plugin's model."""
+    from .plan import parse_model_args
+
+    name = model_name(spec)
+    if name is None:
+        if model_args:
+            raise BadInputError(f"{option} only applies to a model:NAME; drop it or name a model")
+        with ctx.open_reader(spec, None, **options) as reader:
+            return reader.specs(), None
+    return ctx.model_target(name, parse_model_args(model_args))
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    from ..suggest import suggest
+
+    if args.output and Path(args.output).exists() and not args.force:
+        raise BadInputError(f"{args.output} exists; pass --force to replace it, or choose another -o FILE")
+    options = reader_options(args)
+    source = load_side(args.source, args.source_model_arg, "--source-model-arg", ctx, options)
+    target = load_side(args.target, args.model_arg, "--model-arg", ctx, options)
+    result = suggest(source[0], target[0], source_types=source[1], target_types=target[1],
+                     source_name=args.source, target_name=args.target, name=args.name)
+    if args.output:
+        _write(Path(args.output), result.text)
+    if args.json:
+        ctx.print_json(result.to_dict())
+    elif args.output:
+        s = result.summary()
+        ctx.print(f"wrote {args.output}: {s['rules']} rules; {s['pairs']} of {s['source_keys']} source keys paired, "
+                  f"{s['skipped']} skipped; {s['new']} of {s['target_keys']} target keys new")
+    else:
+        ctx.out.write(result.text)
+    for a in result.pairing.ambiguous:
+        ctx.warn(a.reason)
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    """Through a temporary in the same folder: an interrupted write leaves no half file."""
+    from ..io.atomic import AtomicFiles
+
+    with AtomicFiles() as files:
+        fd = files.create(path)
+        os.write(fd, text.encode("utf-8"))
+        files.commit()

@@ -1,0 +1,288 @@
+"""A DCP checkpoint's ``.metadata``, read without running code and without torch.
+
+``torch.distributed.checkpoint`` pickles its :class:`Metadata` dataclass and reads it back with
+a plain ``pickle.load``, so opening an untrusted DCP folder can run code. Here the pickle is
+read by an unpickler that knows a short allowlist of globals: DCP's metadata dataclasses,
+``torch.Size``, torch dtypes and layouts, ``pathlib`` paths and plain containers. Every one of
+them resolves to a stand-in defined here (torch is never imported, no torch class is built), so
+``mapper inspect`` and ``mapper plan`` on a DCP folder work on the header-only install. Any
+other global (``os.system``, ``builtins.eval``, a ``__reduce__`` payload) is refused with
+:class:`~mapper_core.errors.UnsafeCheckpointError` naming it.
+
+The result is :class:`DcpLayout`: every tensor's dtype, shape and chunks (offsets, sizes, and
+where each chunk's bytes are: file, byte offset, length), and the non-tensor items.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ...errors import CheckpointError, UnsafeCheckpointError
+from ...specs import DTYPE_SIZES, TensorSpec
+
+METADATA_NAME = ".metadata"
+MAX_METADATA_BYTES = 4 << 30  # a 405B model with thousands of chunks stays far below this
+
+# torch dtype attribute → safetensors name (the spelling TensorSpec uses)
+_DTYPES = {
+    "float64": "F64", "double": "F64", "float32": "F32", "float": "F32", "float16": "F16", "half": "F16",
+    "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16", "short": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
+_MD = "torch.distributed.checkpoint.metadata"
+_FS = "torch.distributed.checkpoint.filesystem"
+
+
+class _Record:
+    """A stand-in for one of DCP's dataclasses: the unpickler fills its ``__dict__``, nothing runs."""
+
+    def __init__(self, *args: Any) -> None:
+        self.__dict__["_args"] = args
+
+
+class _Properties(_Record):
+    """TensorProperties pickles a tuple (dtype, layout, requires_grad, memory format, pin_memory)."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["_state"] = state
+
+
+def _field(record: Any, name: str) -> Any:
+    """A field of a stand-in, read from its ``__dict__`` (a pickle cannot shadow a method this way)."""
+    return vars(record).get(name) if isinstance(record, _Record) else None
+
+
+def _record(name: str) -> type:
+    return type(name, (_Properties if name == "TensorProperties" else _Record,), {})
+
+
+@dataclass(frozen=True)
+class _Dtype:
+    name: str  # the safetensors name, or "?torch.NAME" for a dtype safetensors cannot hold
+
+
+def _layout(name: Any) -> str:
+    return str(name)
+
+
+def _enum_value(value: Any) -> Any:
+    return value
+
+
+def _path(*parts: Any) -> str:
+    return "/".join(str(p) for p in parts)
+
+
+def _ordered_dict(*args: Any) -> dict:
+    return dict(*args)
+
+
+_CLASSES = {name: _record(name) for name in (
+    "Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata", "TensorProperties",
+    "StorageMeta", "MetadataIndex", "_StorageInfo")}
+_ALLOWED: dict[tuple[str, str], Any] = {
+    **{(_MD, n): c for n, c in _CLASSES.items() if n != "_StorageInfo"},
+    (_FS, "_StorageInfo"): _CLASSES["_StorageInfo"],
+    (_MD, "_MEM_FORMAT_ENCODING"): _enum_value,
+    ("torch", "Size"): tuple,  # integers are checked where sizes are used
+    ("torch.serialization", "_get_layout"): _layout,
+    ("pathlib", "PosixPath"): _path, ("pathlib", "PurePosixPath"): _path,
+    ("pathlib", "WindowsPath"): _path, ("pathlib", "PureWindowsPath"): _path,
+    ("pathlib", "Path"): _path,
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+}
+
+
+class _AllowlistUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        found = _ALLOWED.get((module, name))
+        if found is not None:
+            return found
+        if module == "torch" and name in _DTYPES:
+            return _Dtype(_DTYPES[name])
+        if module == "torch" and name.startswith(("float", "int", "uint", "complex", "bool", "qint", "quint")):
+            return _Dtype(f"?torch.{name}")
+        raise _Refused(f"{module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise _Refused("a persistent id (tensor storage)")
+
+
+class _Refused(pickle.UnpicklingError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+class DcpChunk(NamedTuple):
+    """One saved piece of a tensor: where it sits in the whole tensor and where its bytes are."""
+
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    file: str  # relative to the checkpoint folder
+    start: int  # byte offset of the item in ``file``
+    length: int
+    transforms: tuple[str, ...] = ()  # DCP stream extensions (compression, ...) applied on write
+
+
+@dataclass(frozen=True)
+class DcpTensor:
+    spec: TensorSpec
+    chunks: tuple[DcpChunk, ...]
+
+
+@dataclass(frozen=True)
+class DcpLayout:
+    """What ``.metadata`` says: tensors (in saved order), non-tensor items, and the DCP version."""
+
+    tensors: dict[str, DcpTensor]
+    non_tensors: dict[str, DcpChunk | None]
+    version: str | None
+    files: tuple[str, ...]  # the data files the items live in, sorted
+
+
+def read_layout(path: Path) -> DcpLayout:
+    """The layout of the DCP checkpoint whose ``.metadata`` is ``path``; nothing in it runs."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_METADATA_BYTES:
+            raise CheckpointError(f"{path}: {size} bytes is more than a DCP .metadata can plausibly be "
+                                  f"({MAX_METADATA_BYTES} at most); is this the right file?")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        top = _AllowlistUnpickler(io.BytesIO(data)).load()
+    except _Refused as exc:
+        raise UnsafeCheckpointError(
+            f"{path}: refused: the DCP metadata needs the global '{exc.name}', which is not one of DCP's metadata "
+            "classes, and unpickling it could run code. Only DCP's own .metadata files are read; re-save the "
+            "checkpoint with torch.distributed.checkpoint.save where it came from"
+        ) from None
+    except Exception as exc:  # truncated, not a pickle, a stand-in given the wrong arguments
+        raise CheckpointError(f"{path}: not a readable DCP .metadata (damaged pickle?): {exc}") from None
+    return _layout_of(top, path)
+
+
+def _layout_of(top: Any, path: Path) -> DcpLayout:
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: not a DCP .metadata as torch.distributed.checkpoint writes it: {what}")
+
+    if not isinstance(top, _CLASSES["Metadata"]):
+        raise bad(f"the pickle holds a {type(top).__name__}, not a Metadata")
+    items = _field(top, "state_dict_metadata")
+    storage = _field(top, "storage_data")
+    if not isinstance(items, dict):
+        raise bad("no state_dict_metadata dict")
+    if not isinstance(storage, dict):
+        raise bad("no storage_data dict (only the filesystem storage layout is read)")
+    where: dict[tuple[str, tuple | None], DcpChunk] = {}
+    index_type, info_type = _CLASSES["MetadataIndex"], _CLASSES["_StorageInfo"]
+    safe_names: set[str] = set()
+    for index, info in storage.items():
+        if type(index) is not index_type or type(info) is not info_type:
+            raise bad("a storage_data entry that is not MetadataIndex → _StorageInfo")
+        got, at = index.__dict__, info.__dict__
+        fqn, offset = got.get("fqn"), got.get("offset")
+        rel, start, length = at.get("relative_path"), at.get("offset"), at.get("length")
+        if type(fqn) is not str or not _is_ints(offset, allow_none=True):
+            raise bad(f"a storage index with fqn {fqn!r} and offset {offset!r}")
+        if rel not in safe_names:
+            if not isinstance(rel, str) or not _safe_name(rel):
+                raise bad(f"'{fqn}': storage in {rel!r}; a data file must be a plain name in the checkpoint folder")
+            safe_names.add(rel)
+        if type(start) is not int or type(length) is not int or start < 0 or length < 0:
+            raise bad(f"'{fqn}': storage at {rel!r} offset {start!r} length {length!r}; a data file must be a plain "
+                      "name in the checkpoint folder and the range non-negative integers")
+        transforms = at.get("transform_descriptors") or ()
+        if transforms and (not isinstance(transforms, (list, tuple)) or not all(isinstance(t, str) for t in transforms)):
+            raise bad(f"'{fqn}': transform_descriptors {transforms!r}")
+        where[(fqn, offset)] = DcpChunk((), (), rel, start, length, tuple(transforms))
+    tensors: dict[str, DcpTensor] = {}
+    non_tensors: dict[str, DcpChunk | None] = {}
+    for fqn, item in items.items():
+        if not isinstance(fqn, str):
+            raise bad(f"a key {fqn!r} that is not a string")
+        if isinstance(item, _CLASSES["BytesStorageMetadata"]):
+            non_tensors[fqn] = where.get((fqn, None))
+            continue
+        if not isinstance(item, _CLASSES["TensorStorageMetadata"]):
+            raise bad(f"'{fqn}' is a {type(item).__name__}, not tensor or bytes storage")
+        tensors[fqn] = _tensor(fqn, item, where, bad)
+    files = sorted({c.file for t in tensors.values() for c in t.chunks} |
+                   {c.file for c in non_tensors.values() if c is not None})
+    version = _field(top, "version")
+    return DcpLayout(tensors, non_tensors, version if isinstance(version, str) else None, tuple(files))
+
+
+def _tensor(fqn: str, item: _Record, where: dict, bad) -> DcpTensor:
+    props, size, chunks = _field(item, "properties"), _field(item, "size"), _field(item, "chunks")
+    state = vars(props).get("_state") if isinstance(props, _CLASSES["TensorProperties"]) else None
+    dtype = state[0] if isinstance(state, tuple) and state else None
+    if not isinstance(dtype, _Dtype):
+        raise bad(f"'{fqn}': no dtype in its properties")
+    if dtype.name.startswith("?"):
+        raise CheckpointError(f"'{fqn}' has dtype {dtype.name[1:]}, which safetensors cannot store; convert it "
+                              "before mapping")
+    if not _is_ints(size) or any(s < 0 for s in size):
+        raise bad(f"'{fqn}': size {size!r}")
+    if not isinstance(chunks, list):
+        raise bad(f"'{fqn}': chunks {chunks!r}")
+    spec = TensorSpec(dtype.name, tuple(size))
+    found = []
+    covered = 0
+    for c in chunks:
+        offsets, sizes = (_field(c, "offsets"), _field(c, "sizes")) if isinstance(c, _CLASSES["ChunkStorageMetadata"]) else (None, None)
+        if not (_is_ints(offsets) and _is_ints(sizes) and len(offsets) == len(sizes) == len(size)
+                and min(offsets, default=0) >= 0 and min(sizes, default=0) >= 0
+                and all(map(int.__le__, map(int.__add__, offsets, sizes), size))):
+            raise bad(f"'{fqn}': a chunk at {offsets!r} of {sizes!r} does not fit its size {list(size)}")
+        place = where.get((fqn, tuple(offsets)))
+        if place is None:
+            raise bad(f"'{fqn}': the chunk at {list(offsets)} has no storage_data entry")
+        found.append(DcpChunk(tuple(offsets), tuple(sizes), place.file, place.start, place.length, place.transforms))
+        count = 1
+        for n in sizes:
+            count *= n
+        covered += count
+    if covered != spec.numel or _overlap(found):
+        raise bad(f"'{fqn}': its chunks hold {covered} values but its size {list(size)} needs {spec.numel} "
+                  "(chunks overlap or leave a hole)")
+    _ = DTYPE_SIZES[spec.dtype]
+    return DcpTensor(spec, tuple(found))
+
+
+def _overlap(chunks: list[DcpChunk]) -> bool:
+    """Whether two non-empty chunks share an element (boxes intersect in every dimension).
+
+    Sorted by offsets, a box can only meet the boxes that start before it ends in the first
+    dimension, so the usual splits along one dimension cost one comparison per chunk."""
+    if len(chunks) < 2 or not chunks[0].offsets:
+        return False
+    boxes = sorted((c for c in chunks if all(c.sizes)), key=lambda c: c.offsets)
+    for i, a in enumerate(boxes):
+        end = a.offsets[0] + a.sizes[0]
+        for b in boxes[i + 1:]:
+            if b.offsets[0] >= end:
+                break
+            if all(bo < ao + an and ao < bo + bn for ao, an, bo, bn in zip(a.offsets, a.sizes, b.offsets, b.sizes)):
+                return True
+    return False
+
+
+_INT = {int}
+
+
+def _is_ints(values: Any, allow_none: bool = False) -> bool:
+    if values is None:
+        return allow_none
+    return type(values) is tuple and (not values or set(map(type, values)) == _INT)  # bool is not int here
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name

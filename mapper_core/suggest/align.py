@@ -1,0 +1,103 @@
+"""Aligning the children of two containers: which source module goes to which target module.
+
+Numbered children (``features.0``, ``features.3``, ...) keep their order: the alignment is the
+longest order-preserving run of fitting modules, so layers inserted or removed on either side are
+gaps. Named children (``c_attn``, ``c_proj``) are paired by fit, then by name; a child that fits
+several equally is ambiguous and left unpaired. An alignment where, between two matched modules,
+an unmatched source module faces an unmatched target module of a compatible kind is a *changed*
+layer (the head whose output size changed), and the container pair is refused as a whole.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..plan.kinds import compatible
+from .fit import ModuleFit, fit_module
+from .structure import Container, Module, name_similarity, trigrams
+
+
+@dataclass(frozen=True)
+class Alignment:
+    matches: tuple[tuple[int, int, ModuleFit], ...]  # (source child, target child, fit)
+    changed: tuple[tuple[int, int], ...]  # (source child, target child) facing each other, not fitting
+    ambiguous: tuple[tuple[int, tuple[int, ...]], ...]  # source child → target children it fits equally
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.matches) and not self.changed
+
+
+def align(src: Container, tgt: Container, transposed: bool = False) -> Alignment:
+    if src.numeric and tgt.numeric:
+        return _in_order(src.children, tgt.children, transposed)
+    return _by_name(src.children, tgt.children, transposed)
+
+
+def _in_order(a: tuple[Module, ...], b: tuple[Module, ...], transposed: bool) -> Alignment:
+    n, m = len(a), len(b)
+    fits = [[fit_module(x, y, transposed) for y in b] for x in a]
+    # best[i][j]: most matches aligning a[i:] with b[j:]
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            here = best[i + 1][j + 1] + 1 if fits[i][j] is not None else -1
+            best[i][j] = max(here, best[i + 1][j], best[i][j + 1])
+    matches, i, j = [], 0, 0
+    while i < n and j < m:  # prefer a match, then skipping a target child (an inserted layer)
+        if fits[i][j] is not None and best[i][j] == best[i + 1][j + 1] + 1:
+            matches.append((i, j, fits[i][j]))
+            i, j = i + 1, j + 1
+        elif best[i][j] == best[i][j + 1]:
+            j += 1
+        else:
+            i += 1
+    return Alignment(tuple(matches), _changed(a, b, matches), ())
+
+
+def _changed(a, b, matches) -> tuple[tuple[int, int], ...]:
+    """Unmatched source and target children facing each other in a gap, of compatible kinds."""
+    bounds = [(-1, -1)] + [(i, j) for i, j, _ in matches] + [(len(a), len(b))]
+    found = []
+    for (i0, j0), (i1, j1) in zip(bounds, bounds[1:]):
+        for i in range(i0 + 1, i1):
+            for j in range(j0 + 1, j1):
+                if compatible(a[i].kind, b[j].kind) or {a[i].kind, b[j].kind} <= {"linear", "matrix", "conv"}:
+                    found.append((i, j))
+                    break
+    return tuple(found)
+
+
+def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], transposed: bool) -> Alignment:
+    grams_b = [trigrams(y.child) for y in b]
+    options = []
+    for i, x in enumerate(a):
+        gx = trigrams(x.child)
+        for j, y in enumerate(b):
+            f = fit_module(x, y, transposed)
+            if f is not None:
+                same = x.child == y.child
+                options.append((-(2.0 if same else name_similarity(gx, grams_b[j]) + _digits(x.child, y.child)),
+                                i, j, f))
+    options.sort(key=lambda o: (o[0], o[1], o[2]))
+    used_a, used_b, matches, ambiguous = set(), set(), [], []
+    for k, (score, i, j, f) in enumerate(options):
+        if i in used_a or j in used_b:
+            continue
+        rivals = [o for o in options if o[0] == score and o is not options[k] and
+                  ((o[1] == i and o[2] not in used_b) or (o[2] == j and o[1] not in used_a))]
+        if rivals:
+            if i not in {x for x, _ in ambiguous}:
+                ambiguous.append((i, tuple(sorted({j, *(o[2] for o in rivals if o[1] == i)}))))
+            used_a.add(i)
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        matches.append((i, j, f))
+    matches.sort()
+    return Alignment(tuple(matches), (), tuple(ambiguous))
+
+
+def _digits(x: str, y: str) -> float:
+    """A small bonus when two names carry the same numbers (``ln_1`` and ``norm1``)."""
+    dx, dy = [c for c in x if c.isdigit()], [c for c in y if c.isdigit()]
+    return 0.5 if dx and dx == dy else 0.0

@@ -1,0 +1,296 @@
+"""Pairing a source model with a target model, tensor by tensor, from structure, names and shapes.
+
+Containers (the modules under one parent path) are paired first: a pair is a candidate when its
+children align (:mod:`.align`), and candidates are scored by how much of both containers they
+cover, whether the shapes are equal, name similarity, equal numbers in the paths, and order
+among containers of the same structure. Pairs are taken best first, one to one; when two
+candidates tie on the strong signals, the pairing is ambiguous and neither is taken.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..specs import TensorSpec, format_shape
+from .align import Alignment, align
+from .fit import SAME, TRANSPOSED, Steps, fit_member, is_square_linear
+from .structure import Container, Structure, build_structure, name_similarity, trigrams
+
+_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One source tensor → one target tensor, with its steps, confidence (0-1) and signals."""
+
+    source: str
+    target: str
+    steps: Steps
+    confidence: float
+    signals: tuple[str, ...]
+    link: int  # index of the container link (or -1 for a top-level key)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A source container paired with a target container."""
+
+    source: str
+    target: str
+    modules: int
+    signals: tuple[str, ...]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Left:
+    """A key left out of the pairing (source: skipped; target: new), and why."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    source: str
+    candidates: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pairing:
+    pairs: tuple[Pair, ...]
+    links: tuple[Link, ...]
+    skipped: tuple[Left, ...]
+    new: tuple[Left, ...]
+    ambiguous: tuple[Ambiguity, ...]
+    source_specs: Mapping[str, TensorSpec] = field(repr=False)
+    target_specs: Mapping[str, TensorSpec] = field(repr=False)
+    transposed: bool = False  # square matrices follow the non-square ones' transposed layout
+
+
+def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
+                source_types: Mapping[str, str] | None = None,
+                target_types: Mapping[str, str] | None = None) -> Pairing:
+    """Pair every source tensor with a target tensor where the evidence allows."""
+    src, tgt = build_structure(source_specs, source_types), build_structure(target_specs, target_types)
+    transposed = _transposed_layout(src, tgt)
+    candidates, refused = _candidates(src, tgt, transposed)
+    chosen, ambiguous = _assign(candidates)
+    pairs, links, reasons_s, reasons_t = [], [], {}, {}
+    for s, t, cand in chosen:
+        link = len(links)
+        a: Alignment = cand["alignment"]
+        links.append(Link(s.path, t.path, len(a.matches), cand["signals"], cand["confidence"]))
+        matched_s, matched_t = set(), set()
+        for i, j, fit in a.matches:
+            ms, mt = s.children[i], t.children[j]
+            matched_s.add(i)
+            matched_t.add(j)
+            signals = list(cand["signals"])
+            if transposed and is_square_linear(ms) and TRANSPOSED in fit.how and ms.type_name is None:
+                signals.append("square matrix transposed like the others")
+            if not fit.same_dtype:
+                signals.append("dtype differs")
+            for member, steps, how in fit.steps:
+                pairs.append(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps,
+                                  cand["confidence"], (how, *signals), link))
+        for i, js in a.ambiguous:
+            names = ", ".join(t.children[j].path for j in js)
+            reasons_s[s.children[i].path] = f"ambiguous: fits {names} equally; pair it by hand"
+            matched_s.add(i)
+        for i, m in enumerate(s.children):
+            if i not in matched_s:
+                reasons_s[m.path] = f"no counterpart in {_name(t.path)} ({_name(s.path)} is paired with it; a removed layer)"
+        for j, m in enumerate(t.children):
+            if j not in matched_t:
+                reasons_t[m.path] = f"a layer {_name(t.path)} adds ({_name(s.path)} is paired with it)"
+    paired_s = {s.path for s, _, _ in chosen}
+    paired_t = {t.path for _, t, _ in chosen}
+    for amb in ambiguous:
+        for child in next(c for c in src.containers if c.path == amb.source).children:
+            reasons_s.setdefault(child.path, amb.reason)
+    for c in src.containers:
+        if c.path not in paired_s:
+            why = refused.get(("s", c.path), f"no target container has modules that fit {_name(c.path)}'s")
+            for m in c.children:
+                reasons_s.setdefault(m.path, why)
+    for c in tgt.containers:
+        if c.path not in paired_t:
+            why = refused.get(("t", c.path), "no source module fits it")
+            for m in c.children:
+                reasons_t.setdefault(m.path, why)
+    pairs.extend(_loose(src, tgt))
+    taken = {p.source for p in pairs}
+    skipped = [Left(k, reasons_s.get(_module(k), "a top-level key with no target of that name and shape"))
+               for k in source_specs if k not in taken]
+    filled = {p.target for p in pairs}
+    new = [Left(k, reasons_t.get(_module(k), "a top-level key no source key fills"))
+           for k in target_specs if k not in filled]
+    order = {k: i for i, k in enumerate(source_specs)}
+    pairs.sort(key=lambda p: order[p.source])
+    return Pairing(tuple(pairs), tuple(links), tuple(skipped), tuple(new), tuple(ambiguous),
+                   source_specs, target_specs, transposed)
+
+
+def _module(key: str) -> str:
+    return key.rpartition(".")[0]
+
+
+def _name(path: str) -> str:
+    return f"'{path}'" if path else "the root module"
+
+
+def _transposed_layout(src: Structure, tgt: Structure) -> bool:
+    """Whether the source stores its Linear matrices [in, out] (GPT-2's Conv1D): every non-square
+    source matrix whose shape is not among the target's appears there transposed."""
+    target_shapes = {s.shape for s in tgt.specs.values() if len(s.shape) == 2}
+    straight = flipped = 0
+    for c in src.containers:
+        for m in c.children:
+            w = dict(m.members).get("weight")
+            if w is None or len(w.shape) != 2 or w.shape[0] == w.shape[1] or m.kind not in ("linear", "unknown"):
+                continue
+            if w.shape in target_shapes:
+                straight += 1
+            elif (w.shape[1], w.shape[0]) in target_shapes:
+                flipped += 1
+    return flipped > 0 and straight == 0
+
+
+def _candidates(src: Structure, tgt: Structure, transposed: bool):
+    """Every accepted container pair with its scores; and, for containers with no accepted pair,
+    the reason their closest refused candidate was refused. Containers of one structure are
+    aligned once per structure of the other side."""
+    ids_s, ids_t = _structure_ids(src.containers), _structure_ids(tgt.containers)
+    rank_s, rank_t = _ranks(ids_s), _ranks(ids_t)
+    by_id_s: dict[int, list[int]] = {}
+    by_id_t: dict[int, list[int]] = {}
+    for a, i in enumerate(ids_s):
+        by_id_s.setdefault(i, []).append(a)
+    for b, i in enumerate(ids_t):
+        by_id_t.setdefault(i, []).append(b)
+    grams_s = [trigrams(c.path) for c in src.containers]
+    grams_t = [trigrams(c.path) for c in tgt.containers]
+    index_s = [c.indices for c in src.containers]
+    index_t = [c.indices for c in tgt.containers]
+    accepted, refused, closest = [], {}, {}
+    for sid, sources in by_id_s.items():
+        first = src.containers[sources[0]]
+        for tid, targets in by_id_t.items():
+            al = align(first, tgt.containers[targets[0]], transposed)
+            if not al.matches:
+                continue
+            n = len(al.matches)
+            coverage = n / max(len(first.children), len(tgt.containers[targets[0]].children))
+            exact = sum(f.exact for _, _, f in al.matches) / n
+            for a in sources:
+                s = src.containers[a]
+                for b in targets:
+                    t = tgt.containers[b]
+                    if not al.accepted:
+                        _refusal(s, t, al, coverage, closest, refused)
+                        continue
+                    name = name_similarity(grams_s[a], grams_t[b])
+                    same_idx = bool(index_s[a]) and index_s[a] == index_t[b]
+                    in_order = rank_s[a] == rank_t[b]
+                    accepted.append({"s": s, "t": t, "alignment": al, "coverage": coverage, "exact": exact,
+                                     "name_sim": name, "same_idx": same_idx, "in_order": in_order,
+                                     "strong": 2 * coverage + 0.5 * exact + name + 0.5 * same_idx + 0.5 * in_order,
+                                     "name": max(name, float(same_idx or in_order))})
+    return accepted, refused
+
+
+def _signals(cand) -> list[str]:
+    """The evidence of a chosen container pair, in words."""
+    s, t, n = cand["s"], cand["t"], len(cand["alignment"].matches)
+    signals = [f"{n} module{'s' if n != 1 else ''} {'in order' if s.numeric and t.numeric else 'by name'}"]
+    if cand["name_sim"] > 0:
+        signals.append(f"name similarity {cand['name_sim']:.2f}")
+    if cand["same_idx"]:
+        signals.append("same layer numbers")
+    if cand["in_order"]:
+        signals.append("same place among like containers")
+    return signals
+
+
+def _refusal(s: Container, t: Container, al: Alignment, coverage: float, closest: dict, refused: dict) -> None:
+    """Remember why the closest refused candidate of ``s`` and of ``t`` was refused."""
+    i, j = al.changed[0]
+    facing = (f"{len(al.matches)} of {len(s.children)} modules fit; {s.children[i].path} "
+              f"{_shapes(s.children[i])} faces {t.children[j].path} {_shapes(t.children[j])}: "
+              "a changed layer, so the whole container is left out")
+    for side, c, other in (("s", s, f"closest: {_name(t.path)}"), ("t", t, f"closest source: {_name(s.path)}")):
+        if coverage > closest.get((side, c.path), -1):
+            closest[(side, c.path)] = coverage
+            refused[(side, c.path)] = f"{other} ({facing})"
+
+
+def _shapes(m) -> str:
+    w = dict(m.members).get("weight")
+    return f"{m.label() if m.type_name else m.kind} {format_shape(w.shape) if w is not None else ''}".strip()
+
+
+def _structure_ids(containers) -> list[int]:
+    ids: dict[tuple, int] = {}
+    return [ids.setdefault(c.structure(), len(ids)) for c in containers]
+
+
+def _ranks(ids) -> list[tuple[int, int]]:
+    """(place among containers of the same structure, how many there are)."""
+    counts: dict[int, int] = {}
+    places = []
+    for i in ids:
+        places.append(counts.get(i, 0))
+        counts[i] = counts.get(i, 0) + 1
+    return [(p, counts[i]) for p, i in zip(places, ids)]
+
+
+def _assign(candidates):
+    """Best first, one to one; a tie on the strong score for a free container is an ambiguity."""
+    candidates = sorted(candidates, key=lambda c: (-c["strong"], c["s"].order, c["t"].order))
+    by_s: dict[str, list] = {}
+    by_t: dict[str, list] = {}
+    for c in candidates:
+        by_s.setdefault(c["s"].path, []).append(c)
+        by_t.setdefault(c["t"].path, []).append(c)
+    used_s, used_t, chosen, ambiguous = set(), set(), [], []
+    for cand in candidates:
+        s, t = cand["s"], cand["t"]
+        if s.path in used_s or t.path in used_t:
+            continue
+        free = [c for c in by_s[s.path] if c["t"].path not in used_t and c is not cand] + \
+               [c for c in by_t[t.path] if c["s"].path not in used_s and c is not cand]
+        rivals = [c for c in free if abs(c["strong"] - cand["strong"]) < _TIE]
+        if rivals:
+            targets = sorted({t.path, *(c["t"].path for c in rivals if c["s"].path == s.path)})
+            ambiguous.append(Ambiguity(s.path, tuple(targets), (
+                f"ambiguous: {_name(s.path)} fits {', '.join(map(_name, targets))} equally well "
+                "(same structure, no name or order evidence); pair it by hand")))
+            used_s.add(s.path)  # neither is taken: the target stays free for another source
+            continue
+        second = max((c["strong"] for c in free), default=0.0)
+        margin = min(1.0, 4 * (cand["strong"] - second) / cand["strong"])
+        cand["signals"] = _signals(cand)
+        cand["confidence"] = round(0.4 * cand["coverage"] + 0.2 * cand["exact"] + 0.2 * min(1.0, cand["name"])
+                                   + 0.2 * margin, 2)
+        if second > 0:
+            cand["signals"] = [*cand["signals"], f"best of {len(free) + 1} candidates by {cand['strong'] - second:.2f}"]
+        used_s.add(s.path)
+        used_t.add(t.path)
+        chosen.append((s, t, cand))
+    chosen.sort(key=lambda x: x[0].order)
+    return chosen, ambiguous
+
+
+def _loose(src: Structure, tgt: Structure) -> list[Pair]:
+    """Top-level keys (no dot) pair only with a key of the same name and a fitting shape."""
+    target = {name: spec for m in tgt.loose for name, spec in m.members}
+    pairs = []
+    for m in src.loose:
+        for name, spec in m.members:
+            found = fit_member(spec, target[name]) if name in target else None
+            if found is not None:
+                pairs.append(Pair(name, name, found[0], 1.0 if found[1] == SAME else 0.8,
+                                  ("same name", found[1]), -1))
+    return pairs

@@ -1,0 +1,103 @@
+"""``suggest``: pair two models and write the rules file that maps one into the other, checked by
+planning it. From headers (and module type names) alone; no torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import MapperError
+from ..plan.make import make_plan
+from ..plan.plan import Plan
+from ..rules.load import parse_rules
+from ..specs import TensorSpec
+from .collapse import Rule, collapse
+from .pairing import Pairing, pair_models
+from .patterns import Pattern, left_patterns
+from .render import render_yaml, steps_list
+
+_ROUNDS = 3  # planning rounds; each turns the keys a rule sent astray into literal rules
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The pairing, the rules that express it, the rules file, and the plan made from that file."""
+
+    pairing: Pairing
+    rules: tuple[Rule, ...]
+    skips: tuple[Pattern, ...]
+    new: tuple[Pattern, ...]
+    text: str
+    plan: Plan
+    source_name: str
+    target_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        rule_of = {p.source: i for i, r in enumerate(self.rules) for p in r.pairs}
+        p = self.pairing
+        return {
+            "source": self.source_name,
+            "target": self.target_name,
+            "pairs": [{"source": x.source, "target": x.target, "transform": steps_list(x.steps),
+                       "confidence": x.confidence, "signals": list(x.signals), "rule": rule_of[x.source]}
+                      for x in p.pairs],
+            "links": [{"source": x.source, "target": x.target, "modules": x.modules, "confidence": x.confidence,
+                       "signals": list(x.signals)} for x in p.links],
+            "skipped": [{"source": x.key, "reason": x.reason} for x in p.skipped],
+            "new": [{"target": x.key, "reason": x.reason} for x in p.new],
+            "ambiguous": [{"source": a.source, "candidates": list(a.candidates), "reason": a.reason}
+                          for a in p.ambiguous],
+            "summary": self.summary(),
+            "rules_file": self.text,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        p = self.pairing
+        return {"source_keys": len(p.source_specs), "target_keys": len(p.target_specs), "pairs": len(p.pairs),
+                "rules": len(self.rules), "skipped": len(p.skipped), "new": len(p.new),
+                "ambiguous": len(p.ambiguous), "plan_clean": not self.plan.has_errors(strict=True)}
+
+
+def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec], *,
+            source_types: Mapping[str, str] | None = None, target_types: Mapping[str, str] | None = None,
+            source_name: str = "source", target_name: str = "target", name: str = "suggested") -> Suggestion:
+    """Pair the models and write the rules. The file is planned against the same pair; a rule
+    that sends a key elsewhere than its pair is replaced by literal rules for those keys."""
+    pairing = pair_models(source_specs, target_specs, source_types, target_types)
+    wanted = {p.source: p.target for p in pairing.pairs}
+    skips = left_patterns(pairing.skipped, source_specs)
+    new = left_patterns(pairing.new, target_specs)
+    literal: frozenset[str] = frozenset()
+    for _ in range(_ROUNDS):
+        rules = collapse(pairing.pairs, list(source_specs), literal)
+        text = _text(pairing, rules, skips, new, source_name, target_name, name)
+        ruleset = parse_rules(text, f"{name}.yaml")
+        plan = make_plan(source_specs, ruleset, target_specs, source_origin=source_name,
+                         target_origin=target_name, target_module_types=target_types)
+        astray = {m.source for m in plan.mapped if wanted.get(m.source) != m.target}
+        if not astray:
+            return Suggestion(pairing, tuple(rules), tuple(skips), tuple(new), text, plan, source_name, target_name)
+        literal = literal | astray
+    raise MapperError(f"suggest: the rules for {source_name} -> {target_name} still send "
+                      f"{', '.join(sorted(astray)[:5])} elsewhere after {_ROUNDS} rounds; please report this pair")
+
+
+def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, target_name: str, name: str) -> str:
+    links = pairing.links
+    evidence = []
+    for r in rules:
+        first = r.pairs[0]
+        n = len(r.pairs)
+        what = f"{n} pair{'s' if n != 1 else ''}"
+        if first.link >= 0:
+            link = links[first.link]
+            what += f" from {link.source or '(top level)'} -> {link.target or '(top level)'}"
+        low = min(p.confidence for p in r.pairs)
+        evidence.append((r, f"{what}: {', '.join(first.signals)}; confidence {low:.2f}"))
+    header = [f"Suggested by `mapper suggest` for {source_name} -> {target_name}.",
+              f"{len(pairing.pairs)} of {len(pairing.source_specs)} source keys paired by {len(rules)} rules, "
+              f"{len(pairing.skipped)} skipped; {len(pairing.new)} of {len(pairing.target_specs)} target keys new.",
+              "Read the evidence, then prove the mapping with `mapper verify`."]
+    for a in pairing.ambiguous:
+        header.append(f"AMBIGUOUS: {a.reason}")
+    description = f"Suggested mapping from {source_name} to {target_name}."
+    return render_yaml(header, name, description, evidence, skips, new)

@@ -1,0 +1,97 @@
+"""suggest from headers alone (no torch): renumbering tables, inflate, ambiguity, reasons, the
+self-check that every rule takes exactly its keys."""
+from __future__ import annotations
+
+import re
+
+from mapper_core.plan.make import make_plan
+from mapper_core.rules.load import parse_rules
+from mapper_core.specs import TensorSpec
+from mapper_core.suggest import pair_models, suggest
+
+
+def specs(**shapes) -> dict[str, TensorSpec]:
+    return {k.replace("__", "."): TensorSpec("F32", tuple(v)) for k, v in shapes.items()}
+
+
+def conv(prefix: str, out: int, inp: int, *kernel: int) -> dict[str, TensorSpec]:
+    return {f"{prefix}.weight": TensorSpec("F32", (out, inp, *kernel)), f"{prefix}.bias": TensorSpec("F32", (out,))}
+
+
+def check(result, source, target):
+    """The rules file validates, and planning it gives exactly the pairing."""
+    ruleset = parse_rules(result.text, "suggested.yaml")
+    plan = make_plan(source, ruleset, target)
+    assert {(m.source, m.target) for m in plan.mapped} == {(p.source, p.target) for p in result.pairing.pairs}
+    assert not plan.has_errors(strict=True)
+    return plan
+
+
+def test_irregular_renumbering_becomes_a_table():
+    source = {**conv("features.0", 8, 3, 3, 3), **conv("features.2", 16, 8, 3, 3), **conv("features.5", 32, 16, 3, 3)}
+    target = {**conv("encoder.0", 8, 3, 3, 3), **conv("encoder.1", 16, 8, 3, 3), **conv("encoder.2", 32, 16, 3, 3)}
+    result = suggest(source, target)
+    check(result, source, target)
+    [rule] = result.rules
+    assert rule.target == "encoder.{1|renumber}.{2}"
+    assert dict(rule.tables)["renumber"] == (("0", "0"), ("2", "1"), ("5", "2"))
+
+
+def test_a_2d_kernel_is_inflated_into_3d():
+    source = {**conv("stem", 8, 3, 7, 7)}
+    target = {**conv("stem", 8, 3, 5, 7, 7)}
+    result = suggest(source, target)
+    plan = check(result, source, target)
+    assert [str(s) for s in plan.mapped[0].transform] == ["inflate(dim=2, size=5, mode='repeat')"]
+    assert "2D → 3D inflate" in result.text
+
+
+def test_equal_candidates_are_reported_not_guessed():
+    source = {**conv("enc.0", 4, 4, 1)}
+    target = {**conv("a.0", 4, 4, 1), **conv("b.0", 4, 4, 1)}
+    result = suggest(source, target)
+    assert result.pairing.pairs == ()
+    [amb] = result.pairing.ambiguous
+    assert amb.source == "enc" and amb.candidates == ("a", "b")
+    assert "AMBIGUOUS" in result.text
+    check(result, source, target)  # nothing mapped: the keys are skipped and new, with the reason
+    assert {x.reason for x in result.pairing.skipped} == {amb.reason}
+
+
+def test_a_changed_layer_leaves_the_container_and_says_why():
+    source = {**conv("head.0", 16, 8, 1), **conv("head.1", 10, 16, 1)}
+    target = {**conv("head.0", 16, 8, 1), **conv("head.1", 12, 16, 1)}
+    result = suggest(source, target)
+    assert result.pairing.pairs == ()
+    [pattern] = result.skips
+    assert pattern.pattern == r"head\..*" and "head.1 conv [10, 16, 1] faces head.1 conv [12, 16, 1]" in pattern.reason
+    check(result, source, target)
+
+
+def test_skip_and_new_patterns_take_only_what_is_left():
+    # 'blocks.0' is paired; 'blocks.1' in the source has no counterpart; the target adds 'extra'
+    source = {**conv("blocks.0.conv", 8, 3, 3, 3), **conv("blocks.1.conv", 9, 9, 5, 5)}
+    target = {**conv("layers.0.conv", 8, 3, 3, 3), **conv("extra.proj", 4, 4, 1)}
+    result = suggest(source, target)
+    check(result, source, target)
+    assert [p.pattern for p in result.skips] == [r"blocks\.1\..*"]
+    assert [p.pattern for p in result.new] == [r"extra\..*"]
+    assert all(re.fullmatch(p.pattern, k) is None for p in result.skips for k in ("blocks.0.conv.weight",))
+
+
+def test_the_rules_file_names_the_evidence_per_rule():
+    source = {**conv("netcnnaud.0", 8, 1, 3, 3), **conv("netcnnaud.2", 8, 8, 3, 3)}
+    target = {**conv("audio.layers.0", 8, 1, 3, 3), **conv("audio.layers.2", 8, 8, 3, 3)}
+    result = suggest(source, target)
+    check(result, source, target)
+    data = result.to_dict()
+    assert data["summary"]["plan_clean"] and data["summary"]["rules"] == 1
+    assert "4 pairs from netcnnaud -> audio.layers: same shape, 2 modules in order" in result.text
+    assert {p["rule"] for p in data["pairs"]} == {0}
+
+
+def test_pairing_does_not_need_torch():
+    import sys
+
+    pair_models(conv("a.0", 2, 2, 1), conv("b.0", 2, 2, 1))
+    assert "torch" not in {m.split(".")[0] for m in sys.modules if m.startswith("mapper_core.suggest")}
