@@ -71,6 +71,12 @@ class Context:
     def model_target(self, name: str, kwargs: dict):
         """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch)."""
         from ..train.apply import module_specs, module_types
+
+        module = self.build_model(name, kwargs)[0]
+        return module_specs(module), module_types(module)
+
+    def build_model(self, name: str, kwargs: dict):
+        """(module, its ModelFactory) for a model a plugin contributes, built with ``kwargs``."""
         from ..errors import BadInputError
         from ..plugins import contributions
 
@@ -78,11 +84,11 @@ class Context:
         if name not in models:
             known = ", ".join(sorted(models)) or "none"
             raise BadInputError(f"no model named '{name}' (models: {known}); `mapper plugins` lists what plugins contribute")
+        factory = models[name].value
         try:
-            module = models[name].value.build(**kwargs)
-        except TypeError as exc:
+            return factory.build(**kwargs), factory
+        except (TypeError, ValueError) as exc:  # an unknown or out-of-range keyword
             raise BadInputError(f"model '{name}' cannot be built with {kwargs}: {exc}") from None
-        return module_specs(module), module_types(module)
 
     def format_for(self, path: str | Path, format_name: str | None = None):
         """The format named ``format_name``, else the one that recognises ``path``."""

@@ -63,11 +63,17 @@ class RuleSetSource:
 
 @dataclass(frozen=True)
 class ModelFactory:
-    """A named model builder. ``build(**kwargs)`` returns an ``nn.Module``; it imports torch, not the hook."""
+    """A named model builder. ``build(**kwargs)`` returns an ``nn.Module``; it imports torch, not the hook.
+
+    ``input_adapter(model, inputs)`` (optional) runs the model on ``mapper verify``'s inputs (a
+    list of tensors) when ``model(*inputs)`` cannot, e.g. a model with no ``forward``, or one
+    that takes its inputs in another layout; its return value is ignored.
+    """
 
     name: str
     build: Callable[..., Any]
     description: str = ""
+    input_adapter: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self) -> None:
         _check_name("model", self.name)

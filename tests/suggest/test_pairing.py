@@ -6,6 +6,7 @@ import re
 
 from mapper_core.plan.make import make_plan
 from mapper_core.rules.load import parse_rules
+from mapper_core.rules.transforms import Step
 from mapper_core.specs import TensorSpec
 from mapper_core.suggest import pair_models, suggest
 
@@ -22,7 +23,9 @@ def check(result, source, target):
     """The rules file validates, and planning it gives exactly the pairing."""
     ruleset = parse_rules(result.text, "suggested.yaml")
     plan = make_plan(source, ruleset, target)
-    assert {(m.source, m.target) for m in plan.mapped} == {(p.source, p.target) for p in result.pairing.pairs}
+    planned = sorted((m.source, m.target, [str(x) for x in m.transform]) for m in plan.mapped)
+    paired = sorted((p.source, p.target, [str(Step(n, dict(q))) for n, q in p.steps]) for p in result.pairing.pairs)
+    assert planned == paired
     assert not plan.has_errors(strict=True)
     return plan
 
@@ -95,3 +98,16 @@ def test_pairing_does_not_need_torch():
 
     pair_models(conv("a.0", 2, 2, 1), conv("b.0", 2, 2, 1))
     assert "torch" not in {m.split(".")[0] for m in sys.modules if m.startswith("mapper_core.suggest")}
+
+
+def test_keys_stored_sorted_as_text_still_get_exact_rules():
+    # safetensors files store keys sorted: head.1.weight (a BatchNorm's) sits between the two Linear
+    # weights that need unsqueeze, so a general rule for those would take it too
+    bn = {f"head.1.{m}": TensorSpec("F32", (16,)) for m in ("weight", "bias", "running_mean", "running_var")}
+    linear = {"head.0.weight": TensorSpec("F32", (16, 8)), "head.0.bias": TensorSpec("F32", (16,)),
+              "head.3.weight": TensorSpec("F32", (4, 16)), "head.3.bias": TensorSpec("F32", (4,))}
+    source = dict(sorted({**bn, **linear}.items()))
+    target = {**conv("head.0", 16, 8, 1), **{k: v for k, v in bn.items()}, **conv("head.3", 4, 16, 1)}
+    result = suggest(source, target)
+    check(result, source, target)
+    assert [r.match for r in result.rules] == [r"head\.(0|3)\.weight", r"head\.(\d+)\.(\w+)"]
