@@ -49,6 +49,11 @@ class UnsafeCheckpointError(CheckpointError):
     """Loading the checkpoint would need unpickling code that ``weights_only`` refuses."""
 
 
+class ExpansionError(CheckpointError):
+    """A checkpoint would grow far past its own size in memory or output (a memory bomb, or a huge
+    repeated view); refused unless the caller allows it (``allow_expansion=True``, ``--allow-expansion``)."""
+
+
 class OutputExistsError(BadInputError):
     """The destination exists (and ``force`` was not given) or is the source itself."""
 

@@ -105,17 +105,22 @@ class Context:
     @contextmanager
     def library_warnings(self) -> Iterator[None]:
         """The library warns; only the CLI prints: a trust-pickle warning, or a pickled module read
-        through its state_dict(), as ``mapper: warning: ...``."""
+        through its state_dict(), as ``mapper: warning: ...``, the moment it is raised (a payload
+        that then fails, or kills the process, has been warned about). Other warnings go on
+        through the caller's filters, as if never caught."""
         from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
 
-        caught: list[warnings.WarningMessage] = []
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                yield
-        finally:  # also when opening failed after the warning
-            for w in caught:
-                if issubclass(w.category, (TrustPickleWarning, PickledModuleWarning)):
-                    self.warn(str(w.message))
-                else:  # through the caller's filters, as if never caught
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        with warnings.catch_warnings():  # puts the filters and showwarning back afterwards
+            passed_on = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, (TrustPickleWarning, PickledModuleWarning)):
+                    self.warn(str(message))
+                    self.err.flush()
+                else:
+                    passed_on(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = show
+            warnings.simplefilter("always", TrustPickleWarning)
+            warnings.simplefilter("always", PickledModuleWarning)
+            yield

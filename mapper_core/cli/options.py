@@ -53,6 +53,9 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     """Options for opening torch checkpoints; other formats ignore them."""
     p.add_argument("--trust-pickle", action="store_true",
                    help="load a torch pickle that weights_only refuses (RUNS CODE from the file; only for trusted files)")
+    p.add_argument("--allow-expansion", action="store_true",
+                   help="read a torch file that grows past max(256 MiB, 4x its size) when loaded or written "
+                        "(compressed records, memory its pickle asks for, repeated views); default: refuse it")
     p.add_argument("--unwrap", metavar="PATH",
                    help="dotted path of the state dict inside a torch checkpoint ('' = top level); default: automatic")
     p.add_argument("--strip-prefix", metavar="PREFIX",
@@ -64,6 +67,8 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if args.trust_pickle:
         options["trust_pickle"] = True
+    if args.allow_expansion:
+        options["allow_expansion"] = True
     if args.unwrap is not None:
         options["unwrap"] = args.unwrap
     if args.strip_prefix is not None:

@@ -191,6 +191,8 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
                                           shown_as=path, step=verifying)
                               for path, w in zip(files, writers))
             out.commit()
+    except MemoryError:  # e.g. a huge view read with allow_expansion: nothing was put in place
+        raise BadInputError(f"{src}: out of memory while writing {dst}; nothing was written") from None
     except OSError as exc:  # disk full, permissions, I/O errors: nothing was put in place
         where = f" ({exc.filename})" if exc.filename else ""
         raise BadInputError(f"{dst}: writing failed: {exc.strerror or exc}{where}; nothing was written") from None
@@ -286,8 +288,11 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
             data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)
             identity = ("key", source_aliases.get(source, source), spec.shape)
             found = mappings.file_range(reader.get_tensor(source)) if mappings else None
+            again = reader.independent_source(source) if m is None and hasattr(reader, "independent_source") else None
+            if again is not None:  # --verify reads the source through the zip reader, not the mapping
+                originals[target] = Entry(target, spec, again)
             if found is not None:  # a contiguous slice of the memory-mapped file: copy it file to file
-                originals[target] = Entry(target, spec, data)
+                originals.setdefault(target, Entry(target, spec, data))
                 data = FileRange(mappings.path, *found)
         if identity is not None and identity in stored:
             aliases[target] = stored[identity]
@@ -300,15 +305,10 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
 
 
 def _torch_mappings(reader: Reader):
-    """Where a torch reader's file is memory-mapped (zip checkpoints), or None."""
+    """Where a torch reader's file is memory-mapped with the tensors' own bytes (zip checkpoints), or None."""
     from .formats.torch_format import TorchReader
 
-    if not isinstance(reader, TorchReader):
-        return None
-    from .formats.pages import FileMappings
-
-    mappings = FileMappings(reader.path)
-    return mappings or None
+    return reader.file_mappings() if isinstance(reader, TorchReader) else None
 
 
 def _getter(reader: Reader, key: str) -> Callable[[], Any]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import VerifyError
+from .formats.torch_archive import RecordRange
 from .formats.writer import Entry, FileRange, split_shards
 
 PIECE = 8 * 1024 * 1024
@@ -57,6 +58,8 @@ def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path
                 out_bytes = out.contiguous().reshape(-1).view(torch.uint8)
                 if isinstance(e.data, FileRange):
                     offset = _compare_range(out_bytes, e.data, buf)
+                elif isinstance(e.data, RecordRange):  # a torch zip's record, read through the zip reader
+                    offset = _compare_pieces(out_bytes, e.data.nbytes, e.data.pieces(PIECE), buf)
                 else:
                     src = e.data().detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # only read
                     offset = _first_difference(out_bytes, src, 0)
@@ -149,27 +152,40 @@ def _open(path: str | Path, name: str | Path) -> Any:
 
 
 def _compare_range(out_bytes: Any, data: FileRange, buf: bytearray) -> int | None:
+    def pieces() -> Iterator[memoryview]:
+        view = memoryview(buf)
+        fd = os.open(data.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            done = 0
+            while done < data.nbytes:
+                want = min(PIECE, data.nbytes - done)
+                n = _pread_into(fd, view[:want], data.start + done)
+                yield view[:n]
+                if n != want:
+                    return
+                done += n
+        finally:
+            os.close(fd)
+    return _compare_pieces(out_bytes, data.nbytes, pieces(), buf)
+
+
+def _compare_pieces(out_bytes: Any, nbytes: int, pieces: Iterable[bytes | memoryview], buf: bytearray) -> int | None:
+    """The first byte where the output differs from the source read in ``pieces`` (or None)."""
     import torch
 
-    if out_bytes.numel() != data.nbytes:
-        return min(out_bytes.numel(), data.nbytes)
-    view = memoryview(buf)
+    if out_bytes.numel() != nbytes:
+        return min(out_bytes.numel(), nbytes)
     src = torch.frombuffer(buf, dtype=torch.uint8)
-    fd = os.open(data.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        done = 0
-        while done < data.nbytes:
-            want = min(PIECE, data.nbytes - done)
-            n = _pread_into(fd, view[:want], data.start + done)
-            if n != want:
-                return done + n
-            diff = _first_difference(out_bytes[done:done + n], src[:n], done)
-            if diff is not None:
-                return diff
-            done += n
-    finally:
-        os.close(fd)
-    return None
+    done = 0
+    for piece in pieces:
+        n = len(piece)
+        if not (isinstance(piece, memoryview) and piece.obj is buf):
+            buf[:n] = piece
+        diff = _first_difference(out_bytes[done:done + n], src[:n], done)
+        if diff is not None:
+            return diff
+        done += n
+    return None if done == nbytes else done
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:

@@ -4,7 +4,7 @@ import re
 import pytest
 
 # `mapper COMMAND --help`'s usage line, without "[-h]" (argparse lists positionals last).
-READER = "[--trust-pickle] [--unwrap PATH] [--strip-prefix PREFIX]"
+READER = "[--trust-pickle] [--allow-expansion] [--unwrap PATH] [--strip-prefix PREFIX]"
 WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [-q]"
 JSON = "[--json] [--indent N]"
 TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mapper_core.errors import VerifyError
 from mapper_core.io.convert import convert
 from mapper_core.io.formats.torch_format import open_torch
 from mapper_core.io.formats.writer import Entry, write_safetensors
@@ -65,7 +66,11 @@ def test_convert_through_memory_leaves_the_readers_tensors_alone(tmp_path):
         w = reader.get_tensor("w")
         assert not w.is_contiguous()
         w.add_(1)  # a reader's tensor is the caller's memory too
-        result = convert(path, tmp_path / "out.safetensors", reader=reader, verify=True)
-        assert result.method == "tensor" and result.checked == 1
+        result = convert(path, tmp_path / "out.safetensors", reader=reader)
+        assert result.method == "tensor"
+        assert w.sum().item() == N
+        # --verify reads the file again, not the caller's memory: the edit shows as a difference
+        with pytest.raises(VerifyError, match="tensor 'w' differs"):
+            convert(path, tmp_path / "out2.safetensors", reader=reader, verify=True)
         assert w.sum().item() == N
     assert torch.equal(load_file(str(tmp_path / "out.safetensors"))["w"], torch.ones(1024, 1024))

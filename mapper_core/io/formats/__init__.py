@@ -1,6 +1,6 @@
 """Built-in checkpoint formats. Importing this package does not import torch.
 
-Reader options (``trust_pickle``, ``unwrap``, ``strip_prefix``) may be passed to every
+Reader options (``trust_pickle``, ``allow_expansion``, ``unwrap``, ``strip_prefix``) may be passed to every
 built-in format's ``open``; formats they do not concern ignore them, so a caller need not
 know the format in advance.
 """
@@ -21,6 +21,7 @@ from .torch_format import open_torch, sniff_torch
 
 TORCH_OPTIONS = {
     "trust_pickle": "load with weights_only=False (runs code in the file; warns)",
+    "allow_expansion": "read a file that grows past max(256 MiB, 4x its size) in memory or output",
     "unwrap": "dotted path of the state dict inside the checkpoint ('' = top level)",
     "strip_prefix": "key prefix to strip ('' = none; default strips 'module.' when every key has it)",
 }

@@ -73,7 +73,7 @@ def choose_format(path: str | Path, formats: Sequence[Format], name: str | None 
     if name is not None:
         for f in formats:
             if f.name == name:
-                return f
+                return _content_agrees(path, f)
         known = ", ".join(f.name for f in formats)
         raise CheckpointError(f"{path}: unknown format '{name}'; known formats: {known}")
     if not path.exists():
@@ -83,7 +83,7 @@ def choose_format(path: str | Path, formats: Sequence[Format], name: str | None 
             return f
     for f in formats:
         if f.claims(path):
-            return f
+            return _content_agrees(path, f)
     known = "; ".join(f"{f.name} ({', '.join(f.suffixes)})" for f in formats)
     raise CheckpointError(
         f"{path}: cannot tell the checkpoint format; known formats: {known}. Name one with --format NAME "
@@ -91,3 +91,16 @@ def choose_format(path: str | Path, formats: Sequence[Format], name: str | None 
     )
 
 
+
+
+def _content_agrees(path: Path, fmt: Format) -> Format:
+    """``fmt``, unless its sniffer says no and the content is recognisably another format: then that
+    format is named, with what to do, instead of the reader failing on bytes it cannot parse."""
+    if fmt.sniff is None or not path.is_file() or fmt.sniff(path):
+        return fmt
+    from .sniff import advice, what_is
+
+    kind = what_is(path)
+    if kind is None:
+        return fmt  # damaged, or truly unknown: the reader says what is wrong with it
+    raise CheckpointError(f"{path}: is {kind}, not {fmt.name}; {advice(kind, path)}")

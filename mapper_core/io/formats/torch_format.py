@@ -42,6 +42,9 @@ from typing import Any
 
 from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
 from ...specs import TensorSpec
+from .pages import FileMappings
+from .torch_archive import RecordRange
+from .torch_checks import check_loaded_tensor, independent_source
 from .torch_pickle import PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
 
 __all__ = ["PickledModuleWarning", "TorchReader", "TrustPickleWarning", "open_torch", "sniff_torch",
@@ -140,11 +143,11 @@ class TorchReader:
     """A torch checkpoint, loaded once (memory-mapped where possible) and unwrapped to its state dict."""
 
     def __init__(self, path: str | Path, *, trust_pickle: bool = False,
-                 unwrap: str | None = None, strip_prefix: str | None = None):
+                 unwrap: str | None = None, strip_prefix: str | None = None, allow_expansion: bool = False):
         import torch
 
         self.path = Path(path)
-        loaded = load_pickle(self.path, trust_pickle)
+        loaded, self.archive, budget = load_pickle(self.path, trust_pickle, allow_expansion)
         self.module_type: str | None = None  # the class of a pickled nn.Module read through state_dict()
         if isinstance(loaded, torch.nn.Module):  # only under trust_pickle: weights_only refuses modules
             self.module_type = f"{type(loaded).__module__}.{type(loaded).__qualname__}"
@@ -156,16 +159,35 @@ class TorchReader:
                 unwrap = ""
         state, self.unwrap_path = unwrap_state_dict(loaded, self.path, unwrap)
         state, self.stripped_prefix = strip_key_prefix(state, self.path, strip_prefix)
+        for key, t in state.items():  # before anything is done with them (detaching a nested tensor warns)
+            if isinstance(t, torch.Tensor):
+                check_loaded_tensor(self.path, key, t, budget)
         # Parameters come back as nn.Parameter; hand out plain tensors sharing the same storage
         self._tensors: dict[str, torch.Tensor] = {k: v.detach() for k, v in state.items()
                                                   if isinstance(v, torch.Tensor)}
         self._extra = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
-        for key, t in self._tensors.items():
-            if t.layout != torch.strided:
-                raise CheckpointError(f"{self.path}: tensor '{key}' has layout {t.layout}; only dense tensors can be mapped")
         self._specs: dict[str, TensorSpec] | None = None
         self._groups: dict[str, tuple[str, ...]] | None = None
         self._aliases: dict[str, str] | None = None
+        self._mappings: FileMappings | None = None
+
+    def _mapped(self) -> FileMappings:
+        if self._mappings is None:
+            self._mappings = FileMappings(self.path)
+        return self._mappings
+
+    def file_mappings(self) -> FileMappings | None:
+        """Where the file is memory-mapped, for copying contiguous tensors file to file; None when
+        nothing is mapped or the mapped bytes are not the tensors' (a big-endian file is swapped in memory)."""
+        if self.archive.in_memory or self.archive.byteorder != "little":
+            return None
+        return self._mapped() or None
+
+    def independent_source(self, key: str):
+        """Tensor ``key`` to be read again through the zip reader, not the mapping (what --verify compares
+        with): a :class:`RecordRange`, a function building the tensor, or None when the file was read into
+        memory (legacy format, compressed records) and torch.load's own tensor is the only read."""
+        return independent_source(self.get_tensor(key), self.archive, self._mapped())
 
     def specs(self) -> dict[str, TensorSpec]:
         from ..torch_dtypes import spec_of
@@ -242,9 +264,11 @@ class TorchReader:
 
 
 def open_torch(path: str | Path, *, trust_pickle: bool = False, unwrap: str | None = None,
-               strip_prefix: str | None = None, **_other_formats_options: Any) -> TorchReader:
+               strip_prefix: str | None = None, allow_expansion: bool = False,
+               **_other_formats_options: Any) -> TorchReader:
     """Open a torch checkpoint; see the module docstring for the unwrap rule and ``trust_pickle``."""
     if not torch_available():
         raise MissingExtraError(f"{path}: reading a torch checkpoint needs torch, which is not installed: "
                                 f"{TORCH_EXTRA}; or convert it to safetensors where torch is installed")
-    return TorchReader(path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix)
+    return TorchReader(path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix,
+                       allow_expansion=allow_expansion)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError, UnsafeCheckpointError
+from .torch_archive import Archive, ExpansionBudget, check_archive, expansion_limit
 
 # Read from torch's message for the legacy (non-zip) format only: no public function lists a
 # legacy file's globals (get_unsafe_globals_in_checkpoint reads zip archives) and the error
@@ -99,12 +100,20 @@ def _torch_reason(exc: Exception) -> str:
     return lines[0] if lines else type(inner).__name__
 
 
-def load_pickle(path: Path, trust_pickle: bool) -> Any:
-    """The object ``torch.save`` stored in ``path``; typed errors that say what to do."""
+def load_pickle(path: Path, trust_pickle: bool, allow_expansion: bool = False) -> tuple[Any, Archive, ExpansionBudget]:
+    """The object ``torch.save`` stored in ``path``, what :func:`check_archive` learned about the file
+    and the expansion budget it charged; typed errors that say what to do."""
     import torch
 
+    if trust_pickle:  # first of all: whatever happens next, the caller has been told
+        warnings.warn(
+            f"{path}: loading with trust_pickle (weights_only=False): this file can run arbitrary code. "
+            "Only do this for files from a source you trust.",
+            TrustPickleWarning, stacklevel=3,
+        )
     try:
         is_zip = _is_zip(path)
+        size = path.stat().st_size
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if is_zip:
@@ -118,15 +127,17 @@ def load_pickle(path: Path, trust_pickle: bool) -> Any:
                 f"{path}: is a TorchScript archive, not a saved state dict; load it with torch.jit.load "
                 "and torch.save(module.state_dict(), ...) first"
             )
-    if trust_pickle:
-        warnings.warn(
-            f"{path}: loading with trust_pickle (weights_only=False): this file can run arbitrary code. "
-            "Only do this for files from a source you trust.",
-            TrustPickleWarning, stacklevel=3,
-        )
+    if path.name.lower().endswith(".safetensors"):  # torch.load would hand such a path to safetensors
+        from .sniff import advice, what_is
+
+        kind = what_is(path) or "a torch checkpoint"
+        raise CheckpointError(f"{path}: is {kind}, not safetensors, despite its name; {advice(kind, path)}")
+    budget = ExpansionBudget(path, size, None if allow_expansion else expansion_limit(size))
+    archive = check_archive(path, budget, lenient=trust_pickle)
     try:
-        # mmap keeps memory flat; the legacy (non-zip) format cannot be mapped
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=is_zip)
+        # mmap keeps memory flat; a legacy file, or a zip with compressed records, is read into memory
+        return (torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=not archive.in_memory),
+                archive, budget)
     except pickle.UnpicklingError as exc:
         reason = _torch_reason(exc)
         if trust_pickle or not _pickle_is_well_formed(path, is_zip):

@@ -1,0 +1,205 @@
+"""A torch checkpoint checked before torch reads it: its zip records, its pickle's requests, its budget.
+
+``torch.load(mmap=True)`` trusts the archive: it maps each storage at its record's offset
+whatever the record's compression or length, so a deflated record reads as its compressed
+bytes and a short one runs into the next zip header. And ``weights_only`` still lets a
+pickle of a few hundred bytes allocate gigabytes. :func:`check_archive` reads the zip's
+directory and the pickle statically (:mod:`.pickle_scan`) first and decides:
+
+- every storage the pickle names must have its record, exactly as long as the storage
+  (``torch.load`` without mmap refuses any other length too);
+- a compressed record (``torch.save`` never writes one) is read decompressed: the file is
+  then loaded without mmap, as ``torch.load`` does by default;
+- what the file would grow into (decompressed records, memory the pickle asks for, and,
+  once loaded, views larger than their storage) is charged to an :class:`ExpansionBudget`.
+
+No torch here.
+"""
+from __future__ import annotations
+
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ...errors import CheckpointError, ExpansionError
+from .pickle_scan import PickleFacts, ScanError, scan
+
+EXPANSION_FLOOR = 256 * 2**20  # bytes a file of any size may grow by
+EXPANSION_RATIO = 4  # ... or this many times its own size, whichever is larger
+PICKLE_LIMIT = 16 * 2**20  # a compressed data.pkl may decompress to at most this
+_METHODS = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... name length, extra length (30 bytes)
+ALLOW_HINT = "pass --allow-expansion (Python: allow_expansion=True)"
+
+
+def expansion_limit(file_size: int) -> int:
+    """How many bytes a checkpoint of ``file_size`` bytes may grow by before it is refused."""
+    return max(EXPANSION_FLOOR, EXPANSION_RATIO * file_size)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
+
+
+@dataclass
+class ExpansionBudget:
+    """Bytes a checkpoint makes that are not in the file; refused past ``limit`` (None: no limit)."""
+
+    path: Path
+    file_size: int
+    limit: int | None
+    spent: list[tuple[str, int]] = field(default_factory=list)
+
+    def spend(self, what: str, nbytes: int) -> None:
+        self.spent.append((what, nbytes))
+        total = sum(n for _, n in self.spent)
+        if self.limit is not None and total > self.limit:
+            worst = max(self.spent, key=lambda s: s[1])[0]
+            raise ExpansionError(
+                f"{self.path}: refused: {worst} would grow this {self.file_size:,}-byte file by {_mib(total)}, "
+                f"past the limit of {_mib(self.limit)} (the larger of {_mib(EXPANSION_FLOOR)} and "
+                f"{EXPANSION_RATIO}x the file's size) that guards against memory bombs. If you trust the file "
+                f"and have the memory and disk, {ALLOW_HINT}"
+            )
+
+
+@dataclass(frozen=True)
+class RecordRange:
+    """Bytes ``start:end`` of one record of a zip archive, read through the zip reader (decompressed)."""
+
+    path: Path
+    record: str
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+    def pieces(self, size: int) -> Iterator[bytes]:
+        """The bytes in pieces of at most ``size``; fewer bytes in all if the record is shorter."""
+        with zipfile.ZipFile(self.path) as zf, zf.open(self.record) as fh:
+            fh.seek(self.start)
+            left = self.nbytes
+            while left > 0:
+                piece = fh.read(min(size, left))
+                if not piece:
+                    return
+                left -= len(piece)
+                yield piece
+
+
+@dataclass
+class Archive:
+    """What :func:`check_archive` learned about a torch file."""
+
+    path: Path
+    is_zip: bool
+    byteorder: str = "little"
+    in_memory: bool = False  # load without mmap: some record is compressed, or the file is legacy
+    records: list[tuple[int, int, str]] = field(default_factory=list)  # (data start, size, name), stored only
+    facts: PickleFacts = field(default_factory=PickleFacts)
+
+    def record_range(self, start: int, end: int) -> RecordRange | None:
+        """The stored record whose data holds file bytes ``start:end``, as a range of that record."""
+        for begin, size, name in self.records:
+            if begin <= start and end <= begin + size:
+                return RecordRange(self.path, name, start - begin, end - begin)
+        return None
+
+
+# Bytes per element of the storage classes torch.save names (torch.storage.UntypedStorage counts
+# bytes; newer dtypes are saved through it). Read from the class name, not from torch: asking a
+# legacy storage class for its dtype warns that TypedStorage is deprecated.
+_ELEMENT_SIZES = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1,
+                  "Byte": 1, "Bool": 1, "ComplexDouble": 16, "ComplexFloat": 8, "QUInt8": 1, "QInt8": 1,
+                  "QInt32": 4, "QUInt4x2": 1, "QUInt2x4": 1}
+
+
+def element_size(storage_class: str) -> int | None:
+    """Bytes per element of a storage class a pickle names (``torch.FloatStorage``); None if unknown."""
+    if storage_class == "torch.storage.UntypedStorage":
+        return 1
+    module, _, attr = storage_class.rpartition(".")
+    if module in ("torch", "torch.cuda") and attr.endswith("Storage"):
+        return _ELEMENT_SIZES.get(attr[:-len("Storage")])
+    return None
+
+
+def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False) -> Archive:
+    """Check a torch zip or legacy file before torch reads it; raises a typed error naming the problem.
+
+    ``lenient`` (under trust_pickle) lets a pickle the static scan cannot follow through,
+    for torch to judge.
+    """
+    with open(path, "rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"
+    archive = Archive(path, is_zip, in_memory=not is_zip)
+    try:
+        if is_zip:
+            _check_zip(archive, budget)
+        else:
+            with open(path, "rb") as fh:
+                for _ in range(4):  # magic number, protocol version, system info, then the object
+                    scan(fh, archive.facts)
+            need = sum(r.numel * (element_size(r.storage_class) or 0) for r in archive.facts.storages.values())
+            if need > budget.file_size:
+                raise CheckpointError(f"{path}: its pickle declares storages of {need:,} bytes but the file holds "
+                                      f"{budget.file_size:,}; the file is truncated or damaged")
+    except ScanError as exc:
+        if not lenient:
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged pickle?): {exc}") from None
+    for what, nbytes in archive.facts.allocations:
+        budget.spend(f"the pickle's request {what}({nbytes:,} bytes)", nbytes)
+    return archive
+
+
+def _check_zip(archive: Archive, budget: ExpansionBudget) -> None:
+    path = archive.path
+    with zipfile.ZipFile(path) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        pickle_name = next((n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")), None)
+        if pickle_name is None:
+            raise CheckpointError(f"{path}: a zip archive without data.pkl: not a torch.save checkpoint")
+        prefix = pickle_name[:-len("data.pkl")]
+        for info in infos.values():
+            if info.compress_type == zipfile.ZIP_STORED:
+                continue
+            method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
+            if info.filename == pickle_name and info.file_size > PICKLE_LIMIT and budget.limit is not None:
+                raise ExpansionError(f"{path}: refused: its pickle '{pickle_name}' is compressed ({method}) and "
+                                     f"decompresses to {_mib(info.file_size)}, past the {_mib(PICKLE_LIMIT)} "
+                                     f"allowed for a compressed pickle. If you trust the file, {ALLOW_HINT}")
+            budget.spend(f"record '{info.filename}' (compressed with {method})", info.file_size)
+            archive.in_memory = True
+        order = infos.get(prefix + "byteorder")
+        if order is not None:
+            text = zf.read(order) if order.file_size <= 16 else b"?"
+            if text not in (b"little", b"big"):
+                raise CheckpointError(f"{path}: record '{order.filename}' says byte order {text[:16]!r}; "
+                                      "expected 'little' or 'big'")
+            archive.byteorder = text.decode()
+        with zf.open(pickle_name) as stream:  # streamed: a compressed pickle is never held whole here
+            archive.facts = scan(stream)
+        for ref in archive.facts.storages.values():
+            name = f"{prefix}data/{ref.key}"
+            info = infos.get(name)
+            if info is None:
+                raise CheckpointError(f"{path}: the pickle loads storage '{ref.key}', but the archive has no "
+                                      f"record '{name}'; the file is damaged")
+            size = element_size(ref.storage_class)
+            if size is not None and info.file_size != ref.numel * size:
+                raise CheckpointError(
+                    f"{path}: record '{name}' holds {info.file_size:,} bytes, but the pickle builds a storage of "
+                    f"{ref.numel:,} x {size} = {ref.numel * size:,} bytes ({ref.storage_class}) on it; the file is "
+                    "truncated or damaged (torch.load refuses it too). Re-save it with torch.save"
+                )
+        with open(path, "rb") as fh:
+            for info in infos.values():
+                if info.compress_type == zipfile.ZIP_STORED and info.filename.startswith(prefix + "data/"):
+                    fh.seek(info.header_offset)
+                    sig, n, m = _LOCAL_HEADER.unpack(fh.read(_LOCAL_HEADER.size).ljust(30, b"\0"))
+                    if sig == b"PK\x03\x04":
+                        archive.records.append((info.header_offset + 30 + n + m, info.file_size, info.filename))

@@ -1,0 +1,97 @@
+"""The torch side of reading a hostile file: what a loaded tensor may be, and reading it a second way.
+
+:func:`check_loaded_tensor` refuses, with the key and what to do, what safetensors cannot hold
+or what would blow up later: nested tensors, meta tensors (a shape without data), other
+layouts; and it charges a view larger than its storage (a stride-0 ``expand``, say) to the
+file's expansion budget, since writing it makes that many bytes.
+
+:func:`independent_source` reads a memory-mapped tensor's bytes again through the zip reader
+(decompressing and checking as the zip format says, byte-swapping a big-endian file), not
+through the mapping torch made: ``--verify`` compares the output with this independent read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import CheckpointError
+from ...plan.text import shown
+from .pages import FileMappings
+from .torch_archive import Archive, ExpansionBudget, RecordRange
+
+PIECE = 8 * 1024 * 1024
+
+
+def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -> None:
+    import torch
+
+    name = shown(key)
+    if t.is_nested:
+        raise CheckpointError(f"{path}: tensor '{name}' is a nested tensor (torch.nested: tensors of different "
+                              "shapes in one); safetensors holds dense tensors only. Save its parts separately "
+                              "(e.g. dict(enumerate(t.unbind()))) and run again")
+    if t.layout != torch.strided:
+        raise CheckpointError(f"{path}: tensor '{name}' has layout {t.layout}; only dense tensors can be mapped "
+                              "(save t.to_dense() instead)")
+    if t.device.type != "cpu":
+        what = ("a meta tensor: a shape without data (saved from a model built on the meta device)"
+                if t.device.type == "meta" else f"on device {t.device}")
+        raise CheckpointError(f"{path}: tensor '{name}' is {what}; there are no bytes to convert. Save the state "
+                              "dict once the weights are loaded or initialised on the CPU, and run again")
+    dense = t.numel() * t.element_size()
+    if dense >= 2**63:  # no allocator or file offset can hold it, allowed or not
+        raise CheckpointError(f"{path}: tensor '{name}' (shape {list(t.shape)}) would take {dense:,} bytes; "
+                              "no file or memory can hold it. The file is hostile or damaged")
+    stored = t.untyped_storage().nbytes()
+    if dense > stored:  # writing it makes bytes the file does not have (a repeated view)
+        budget.spend(f"tensor '{name}' (shape {list(t.shape)}, stride {list(t.stride())}, over {stored:,} "
+                     "stored bytes)", dense - stored)
+
+
+def _extent(t: Any) -> tuple[int, int]:
+    """(first, last + 1) element of the storage a non-empty view reaches."""
+    last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()) if n > 0)
+    return t.storage_offset(), last + 1
+
+
+def _storage_record(t: Any, archive: Archive, mappings: FileMappings) -> RecordRange | None:
+    """The zip record range holding ``t``'s whole storage, found from where torch mapped it."""
+    import torch
+
+    if not archive.is_zip or archive.in_memory or t.numel() == 0 or not mappings:
+        return None
+    whole = torch.empty(0, dtype=torch.uint8).set_(t.untyped_storage())  # for its address only
+    found = mappings.file_range(whole)
+    return archive.record_range(*found) if found else None
+
+
+def independent_source(t: Any, archive: Archive, mappings: FileMappings) -> RecordRange | Callable[[], Any] | None:
+    """How to read ``t`` again without torch's mapping: a record range to stream (contiguous,
+    little-endian), a function building it from its record's bytes, or None when ``t`` is not a view of
+    the mapped file (a legacy file or compressed records are loaded into memory)."""
+    rng = _storage_record(t, archive, mappings)
+    if rng is None:
+        return None
+    size = t.element_size()
+    first, end = _extent(t)
+    part = RecordRange(rng.path, rng.record, rng.start + first * size, rng.start + end * size)
+    if t.is_contiguous() and (archive.byteorder == "little" or size == 1):
+        return part
+    return lambda: _rebuilt(t, part, archive, first)
+
+
+def _rebuilt(t: Any, part: RecordRange, archive: Archive, first: int) -> Any:
+    import torch
+
+    data = bytearray()
+    for piece in part.pieces(PIECE):
+        data += piece
+    if len(data) != part.nbytes:
+        raise CheckpointError(f"{archive.path}: record '{part.record}' ends before the bytes of a tensor on it; "
+                              "the file is truncated or damaged")
+    raw = torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+    size = t.element_size()
+    unit = size // 2 if t.dtype.is_complex else size  # torch swaps a complex number's two halves apart
+    if archive.byteorder == "big" and unit > 1:
+        raw = raw.reshape(-1, unit).flip(1).reshape(-1)
+    return raw.view(t.dtype).as_strided(tuple(t.shape), tuple(t.stride()), t.storage_offset() - first)

@@ -1,0 +1,118 @@
+"""Hostile torch checkpoints, built by hand where ``torch.save`` cannot make them.
+
+Every builder writes a small file into a folder the test gives (``tmp_path``) and returns its
+path. The zip archives copy the layout ``torch.save`` writes (``archive/data.pkl``,
+``archive/byteorder``, ``archive/data/N``, ...); only the part under test is changed:
+a record's compression, its length, the byte order, or the pickle itself (written opcode by
+opcode, so it can ask for what ``torch.save`` never would).
+"""
+from __future__ import annotations
+
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import torch
+
+from pickle_ops import Pickle  # tests/helpers
+
+PREFIX = "archive"
+
+
+def records_of(path: Path) -> dict[str, bytes]:
+    """Every record of a torch zip archive, by name without the archive's folder."""
+    with zipfile.ZipFile(path) as zf:
+        return {n.split("/", 1)[1]: zf.read(n) for n in zf.namelist()}
+
+
+def write_archive(path: Path, records: dict[str, bytes], compress: dict[str, int] | None = None) -> Path:
+    """A torch-style zip of ``records`` (stored, unless ``compress`` gives a record's method)."""
+    compress = compress or {}
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in records.items():
+            zf.writestr(zipfile.ZipInfo(f"{PREFIX}/{name}"), data,
+                        compress_type=compress.get(name, zipfile.ZIP_STORED))
+    return path
+
+
+def saved(path: Path, state: dict) -> dict[str, bytes]:
+    """The records ``torch.save(state)`` writes."""
+    torch.save(state, path)
+    return records_of(path)
+
+
+def big_endian(path: Path, state: dict) -> Path:
+    """``state`` saved as a big-endian machine would: byteorder 'big', every element's bytes reversed."""
+    records = saved(path, state)
+    sizes = {}
+    for t in state.values():
+        storage = t.untyped_storage()
+        sizes[storage.data_ptr()] = t.element_size()
+    # torch.save numbers storages 0, 1, ... in the order it meets them: the dict's order here
+    order = list(dict.fromkeys(t.untyped_storage().data_ptr() for t in state.values()))
+    for i, ptr in enumerate(order):
+        name, size = f"data/{i}", sizes[ptr]
+        data = records[name]
+        records[name] = b"".join(data[j:j + size][::-1] for j in range(0, len(data), size))
+    records["byteorder"] = b"big"
+    return write_archive(path, records)
+
+
+def deflated_storage(path: Path, state: dict) -> Path:
+    """``state`` with every storage record compressed with deflate (torch.save never does this)."""
+    records = saved(path, state)
+    return write_archive(path, records, {n: zipfile.ZIP_DEFLATED for n in records if n.startswith("data/")})
+
+
+def short_storage(path: Path, state: dict, keep: int) -> Path:
+    """``state`` with storage record 0 cut to its first ``keep`` bytes."""
+    records = saved(path, state)
+    records["data/0"] = records["data/0"][:keep]
+    return write_archive(path, records)
+
+
+def archive_with_pickle(path: Path, pkl: bytes, storages: dict[str, bytes]) -> Path:
+    """A torch zip whose data.pkl is ``pkl`` (written by hand) and whose storages are ``storages``."""
+    records = {"data.pkl": pkl, "byteorder": b"little", "version": b"3\n"}
+    records.update({f"data/{k}": v for k, v in storages.items()})
+    return write_archive(path, records)
+
+
+def stride0_view(path: Path, length: int) -> Path:
+    """One float32 element viewed ``length`` times through stride 0: ``length * 4`` bytes when written."""
+    pkl = Pickle().op(b"}").text("w").tensor("0", "FloatStorage", 1, 0, (length,), (0,)).op(b"s").bytes()
+    return archive_with_pickle(path, pkl, {"0": struct.pack("<f", 1.5)})
+
+
+def bytearray_bomb(path: Path, nbytes: int) -> Path:
+    """A small state dict whose pickle also asks for ``bytearray(nbytes)`` (allowed by weights_only)."""
+    pkl = Pickle().op(b"}").text("w").tensor("0", "FloatStorage", 1, 0, (1,), (1,)).op(b"s")
+    pkl.text("pad").glob("builtins", "bytearray").int(nbytes).op(b"\x85R").op(b"s")
+    return archive_with_pickle(path, pkl.bytes(), {"0": struct.pack("<f", 1.5)})
+
+
+def legacy_bytearray_bomb(path: Path, nbytes: int) -> Path:
+    """The same request in torch's legacy (non-zip) format: four pickles, then the storages."""
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    head = magic + pickle.dumps(1001, protocol=2) + pickle.dumps({"protocol_version": 1001,
+                                                                   "little_endian": True,
+                                                                   "type_sizes": {"short": 2, "int": 4, "long": 4}},
+                                                                  protocol=2)
+    pkl = Pickle().op(b"}").text("pad").glob("builtins", "bytearray").int(nbytes).op(b"\x85R").op(b"s").bytes()
+    path.write_bytes(head + pkl + pickle.dumps([], protocol=2))
+    return path
+
+
+def deflate_bomb(path: Path, nbytes: int, record: str = "data.pkl") -> Path:
+    """A valid small checkpoint whose ``record`` is padded with ``nbytes`` zeros and deflated.
+
+    For ``data.pkl`` the zeros follow the pickle's STOP (torch reads the whole record first);
+    for a storage, the pickle declares the padded storage."""
+    if record == "data.pkl":
+        pkl = Pickle().op(b"}").text("w").tensor("0", "ByteStorage", 1, 0, (1,), (1,)).op(b"s").bytes()
+        records = {"data.pkl": pkl + bytes(nbytes), "byteorder": b"little", "version": b"3\n", "data/0": b"\x01"}
+    else:
+        pkl = Pickle().op(b"}").text("w").tensor("0", "ByteStorage", nbytes, 0, (nbytes,), (1,)).op(b"s").bytes()
+        records = {"data.pkl": pkl, "byteorder": b"little", "version": b"3\n", "data/0": bytes(nbytes)}
+    return write_archive(path, records, {record: zipfile.ZIP_DEFLATED})
