@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
+from cli_runner import python_process
+
 from mapper_core.plan.make import make_plan
 from mapper_core.rules.load import parse_rules
 from mapper_core.rules.transforms import Step
 from mapper_core.specs import TensorSpec
-from mapper_core.suggest import pair_models, suggest
+from mapper_core.suggest import suggest
 
 
 def specs(**shapes) -> dict[str, TensorSpec]:
@@ -93,11 +95,18 @@ def test_the_rules_file_names_the_evidence_per_rule():
     assert {p["rule"] for p in data["pairs"]} == {0}
 
 
-def test_pairing_does_not_need_torch():
-    import sys
-
-    pair_models(conv("a.0", 2, 2, 1), conv("b.0", 2, 2, 1))
-    assert "torch" not in {m.split(".")[0] for m in sys.modules if m.startswith("mapper_core.suggest")}
+def test_suggest_does_not_import_torch():
+    """A fresh interpreter suggests from headers and never imports torch (the CLI's start-up too)."""
+    code = ("import sys\n"
+            "from mapper_core.specs import TensorSpec\n"
+            "from mapper_core.suggest import suggest\n"
+            "s = {'a.0.weight': TensorSpec('F32', (2, 2, 1)), 'a.0.bias': TensorSpec('F32', (2,))}\n"
+            "t = {'b.0.weight': TensorSpec('F32', (2, 2, 1)), 'b.0.bias': TensorSpec('F32', (2,))}\n"
+            "assert len(suggest(s, t).rules) == 1\n"
+            "import mapper_core.cli.suggest, mapper_core.cli.verify\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))\n")
+    done = python_process(code, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_keys_stored_sorted_as_text_still_get_exact_rules():
