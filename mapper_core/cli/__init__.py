@@ -46,10 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defaults: dict | None = None) -> int:
+    """Run one command. ``ctx`` (its streams) and ``defaults`` (extra attributes of the parsed
+    arguments) are for callers that embed the command line, e.g. ``mapper_core.dist``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    ctx = Context(plugins=tuple(args.plugin), json_indent=getattr(args, "indent", None))
+    vars(args).update(defaults or {})
+    ctx = Context(plugins=tuple(args.plugin), out=ctx.out if ctx else None, err=ctx.err if ctx else None,
+                  json_indent=getattr(args, "indent", None))
 
     # The process is the command line's, not the library's: only here does SIGTERM (kill, a
     # scheduler's stop) become an exception, so an unfinished write removes its temporaries.

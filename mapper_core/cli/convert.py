@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import BadInputError
+from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
                       add_target, add_unmatched, add_write, reader_options)
 from .plan import load_target, plan_for_reader
@@ -23,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_reader(p)
     add_strict(p, "with --rules and --target: also refuse (exit 1) on uninitialized target keys")
     add_write(p)
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, metavar="F",
+                   help="what to write: safetensors (default) or dcp (a torch.distributed.checkpoint folder at DST)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="write a sharded output's shards on N processes (byte-identical to 1; resumable)")
     add_json(p, "the result")
 
 
@@ -33,6 +38,9 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.unmatched and not args.rules:
         raise BadInputError("--unmatched only applies with --rules (a plain conversion keeps every key); "
                             "add --rules RULES or drop --unmatched")
+    if args.output_format == "dcp" and args.max_shard_size:
+        raise BadInputError("--max-shard-size only applies to safetensors output; a DCP folder holds one data "
+                            "file per writer: drop --max-shard-size or --output-format dcp")
     max_shard_size = shard_size(args)
     ruleset = ctx.load_rules(args.rules) if args.rules else None
     options = reader_options(args)
@@ -47,11 +55,11 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.json:
         ctx.print_json(result.to_dict())
     else:
-        ctx.print(_summary(result))
+        ctx.print(_summary(result, dcp=args.output_format == "dcp"))
     return 0
 
 
-def _summary(result) -> str:
+def _summary(result, dcp: bool = False) -> str:
     from ..io.inspection import human_bytes
 
     lines = [f"wrote {result.destination}: {result.tensors} tensors, {human_bytes(result.tensor_bytes)} "
@@ -60,4 +68,11 @@ def _summary(result) -> str:
         lines.append(f"  rules '{result.rules}': {result.left_behind} source keys left behind")
     if result.aliases:
         lines.append(f"  {result.aliases} aliased keys stored once (metadata 'mapper.aliases')")
+    if dcp:  # a DCP folder: one data file and .metadata, not shards and an index
+        from pathlib import Path
+
+        lines.append(f"  DCP folder: {', '.join(Path(p).name for p in result.paths)}")
+        if result.checked is not None:
+            lines.append(f"  verified {result.checked} tensors bit for bit against the source")
+        return "\n".join(lines)
     return "\n".join(lines + result_lines(result))

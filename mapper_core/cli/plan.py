@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source(p)
     add_plan_inputs(p)
     add_strict(p, "also fail (exit 1) on uninitialized target keys the rules do not declare new:")
+    p.add_argument("--cost", action="store_true",
+                   help="also what convert would cost, from headers: bytes read and written, shards per worker, "
+                        "peak memory per worker, the largest tensor")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="with --cost: workers to assign shards to")
+    p.add_argument("--max-shard-size", metavar="SIZE", help="with --cost: the shard size convert would use")
     add_json(p, "the plan")
 
 
@@ -66,27 +71,45 @@ def plan_for_reader(args: argparse.Namespace, reader, ruleset, target):
                      unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types)
 
 
-def build_plan(args: argparse.Namespace, ctx):
-    """Rules + source (+ target) specs → (RuleSet, Plan). Reads headers only."""
+def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
+    """Rules + source (+ target) specs → (RuleSet, Plan), and with ``cost`` the conversion's Cost.
+    Reads headers only."""
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)
     with ctx.open_reader(args.source, args.format, **options) as reader:
         target = load_target(args, ctx, options)
         plan = plan_for_reader(args, reader, ruleset, target)
+        if cost:
+            from ..io.cost import conversion_cost
+            from ..io.formats.writer import parse_size
+
+            size = parse_size(args.max_shard_size) if args.max_shard_size else None
+            return ruleset, plan, conversion_cost(reader, plan, args.workers, size)
     return ruleset, plan
 
 
 def run(args: argparse.Namespace, ctx) -> int:
     from ..plan.report import render_text
 
-    ruleset, plan = build_plan(args, ctx)
+    if (args.workers != 1 or args.max_shard_size) and not args.cost:
+        raise BadInputError("--workers and --max-shard-size only apply with --cost; add --cost or drop them")
+    if args.workers < 1:
+        raise BadInputError(f"--workers must be at least 1, not {args.workers}")
+    built = build_plan(args, ctx, cost=args.cost)
+    ruleset, plan = built[0], built[1]
     if args.json:
         data = plan.to_dict()
         data["summary"]["strict"] = args.strict
         data["summary"]["failed"] = plan.has_errors(strict=args.strict)
+        if args.cost:
+            data["cost"] = built[2].to_dict()
         ctx.print_json(data)
     else:
         ctx.print(render_text(plan, ruleset, strict=args.strict))
+        if args.cost:
+            from ..io.cost import render_cost
+
+            ctx.print(render_cost(built[2]))
     if plan.has_errors(strict=args.strict) and not plan.errors:
         ctx.error(f"--strict: {len(plan.uninitialized)} uninitialized target key(s); add rules that fill them, "
                   "declare them as new layers (new: in the rules), or drop --strict")

@@ -26,6 +26,8 @@ def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_s
         args.source, args.destination, reader=reader, plan=plan, force=args.force,
         max_shard_size=max_shard_size, verify=args.verify, progress=shown.update, phase=shown.phase,
         rules_sha256=rules_sha256, strict=strict, hash_source=not args.no_source_hash, target_specs=target_specs,
+        output_format=getattr(args, "output_format", None), workers=getattr(args, "workers", 1),
+        executor=getattr(args, "executor", None),
     )
 
 

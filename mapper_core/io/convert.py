@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .atomic import AtomicFiles, check_destinations
+from .output_format import is_dcp_destination
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
@@ -79,7 +80,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             target_module_types: Mapping[str, str] | None = None, unmatched: str | None = None,
             force: bool = False, max_shard_size: int | str | None = None, verify: bool = False,
             progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
-            rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False) -> ConvertResult:
+            rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False,
+            output_format: str | None = None, workers: int = 1, executor: Any = None) -> ConvertResult:
     """Write ``src`` (through ``reader``, or the built-in formats) as safetensors at ``dst``.
 
     ``dst`` is a ``.safetensors`` file, a ``.safetensors.index.json`` (always sharded) or an
@@ -97,7 +99,17 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     ``progress(done, total, key)`` reports the bytes written; with ``phase(name, total)`` too,
     each phase (``writing``, ``hashing``, ``verifying``) is announced and ``progress`` then
     reports within it.
+
+    ``output_format="dcp"`` writes a ``torch.distributed.checkpoint`` folder at ``dst`` instead
+    (:mod:`mapper_core.io.dcp_writer`); ``max_shard_size`` and the source hash do not apply.
+
+    ``workers=N`` writes a sharded output's shards on N processes (:mod:`mapper_core.io.parallel`):
+    byte for byte what one process writes, each shard atomic and recorded in a manifest so that a
+    rerun after a crash writes only the rest; the index comes last. ``executor`` shares the shards
+    out some other way (:mod:`mapper_core.dist` passes its torch.distributed ranks).
     """
+    if workers < 1:
+        raise BadInputError(f"workers must be at least 1, not {workers}")
     src = Path(src)
     if plan is not None and plan.mapped and plan.has_errors(strict=strict):
         refuse_plan_errors(plan, strict)  # before the source is even opened
@@ -118,7 +130,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
         return _convert(src, Path(dst), reader, plan, force,
                         None if max_shard_size is None else parse_size(max_shard_size),
                         verify, progress, phase, rules_sha256, hash_source,
-                        target_specs if plan is None or plan.target_count is None else None)
+                        target_specs if plan is None or plan.target_count is None else None, output_format,
+                        workers, executor)
     finally:
         if own_reader:
             reader.close()
@@ -139,7 +152,8 @@ def _counting(progress: ProgressCallback | None, total: int) -> Callable[[int, s
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,
              verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
              rules_sha256: str | None, hash_source: bool,
-             target_specs: Mapping[str, TensorSpec] | None) -> ConvertResult:
+             target_specs: Mapping[str, TensorSpec] | None, output_format: str | None = None,
+             workers: int = 1, executor: Any = None) -> ConvertResult:
     specs = reader.specs()
     entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
     if not entries:
@@ -151,6 +165,11 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         refuse_misfits(written, target_specs, plan.target_origin if plan else None)
     copied = sum(isinstance(e.data, FileRange) for e in entries)
     method = "byte-copy" if copied == len(entries) else "tensor" if copied == 0 else "byte-copy+tensor"
+    if is_dcp_destination(dst, output_format):
+        from .convert_modes import convert_dcp
+
+        return convert_dcp(src, dst, reader, plan, entries, aliases, left_behind, force, verify, progress,
+                            rules_sha256)
 
     dst, always_index = _resolve_dst(dst)
     groups = split_shards(entries, max_shard)
@@ -160,6 +179,13 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
     else:
         files, index, groups = [dst], None, [entries]
     sources = source_files(reader, src)
+    if (workers > 1 or executor is not None) and index is not None:
+        from .convert_modes import convert_parallel
+        from .parallel import ForkWorkers
+
+        return convert_parallel(src, reader, plan, files, groups, index, sources, aliases, left_behind, force,
+                                verify, progress, phase, rules_sha256, hash_source, executor or ForkWorkers(workers),
+                                originals, method)
     check_destinations(files + ([index] if index else []), sources, force)
 
     hasher = Hasher(sources) if hash_source else None

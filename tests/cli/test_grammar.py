@@ -10,10 +10,10 @@ JSON = "[--json] [--indent N]"
 TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"
 GRAMMAR = {
     "validate": f"{JSON} RULES",
-    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] {JSON} SRC",
+    "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] [--cost] [--workers N] [--max-shard-size SIZE] {JSON} SRC",
     "explain": f"--rules R {TARGET} [--format F] [--target-format F] {READER} {JSON} SRC KEY",
     "inspect": f"[--format F] {READER} {JSON} SRC",
-    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} {JSON} SRC DST",
+    "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--output-format F] [--workers N] {JSON} SRC DST",
     "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} {JSON} SRC DST",
     "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
                f"[--name NAME] {READER} {JSON}",

@@ -33,7 +33,7 @@ def open_dcp(path: Path, **_options: Any) -> "DcpReader":
     return DcpReader(path)
 
 
-class _FileWindow(io.RawIOBase):
+class FileWindow(io.RawIOBase):
     """``length`` bytes of an open file from ``start``, seekable, read on demand (never whole)."""
 
     def __init__(self, fd: int, start: int, length: int):
@@ -162,7 +162,7 @@ class DcpReader:
                 raise CheckpointError(f"{where}: the byte range runs past the end of the file ({size} bytes); "
                                       "the data file is truncated")
             try:
-                tensor = torch.load(_FileWindow(fd, chunk.start, chunk.length), map_location="cpu", weights_only=True)
+                tensor = torch.load(FileWindow(fd, chunk.start, chunk.length), map_location="cpu", weights_only=True)
             except Exception as exc:  # weights_only refusing code, a damaged blob: both mean unreadable here
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise CheckpointError(f"{where}: not a readable torch.save blob (weights_only): {first}") from None

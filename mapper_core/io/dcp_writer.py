@@ -1,0 +1,161 @@
+"""Writing a DCP folder (``torch.distributed.checkpoint``) from any readable checkpoint.
+
+The folder is what ``dcp.save`` in one process writes: one data file ``__0_0.distcp`` holding
+each tensor as a ``torch.save`` blob, one after the other, and ``.metadata``, DCP's own
+``Metadata`` dataclass (built from torch's classes and pickled as DCP pickles it), naming each
+tensor's dtype, size, one whole chunk, and its byte range. It loads with
+``torch.distributed.checkpoint.load`` (a training run seeded from a converted or remapped
+checkpoint). Tensors are fetched, written and dropped one at a time. Tied weights (aliases) are
+stored once: both keys' storage entries point at the same bytes.
+
+Written through :class:`~mapper_core.io.atomic.AtomicFiles`: the data file is renamed into
+place first and ``.metadata`` last, so a folder without ``.metadata`` is never a checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import CheckpointError, OutputExistsError, VerifyError
+from .atomic import AtomicFiles, _same_file
+from .formats.base import FileRange
+from .formats.dcp_metadata import METADATA_NAME
+from .formats.writer import Entry
+from .torch_dtypes import NAME_TO_TORCH, dtype_name
+
+DATA_NAME = "__0_0.distcp"
+DCP_VERSION = "1.0.0"  # the metadata version torch 2.x writes; dcp.load accepts it
+
+
+def check_dcp_destination(dst: Path, sources: list[Path], force: bool) -> bool:
+    """Refuse a DST that is a file, a source, or an existing DCP folder without ``force``.
+    Returns whether the folder must be created."""
+    if dst.exists() and not dst.is_dir():
+        raise OutputExistsError(f"{dst}: a DCP checkpoint is a folder, and this is a file; name a folder")
+    for src in sources:
+        if _same_file(dst / METADATA_NAME, src) or _same_file(dst / DATA_NAME, src):
+            raise OutputExistsError(f"{dst}: holds the source checkpoint {src}; write the output to another folder")
+    if (dst / METADATA_NAME).exists() and not force:
+        raise OutputExistsError(f"{dst}: already holds a DCP checkpoint; pass --force (Python: force=True) to replace it")
+    if not dst.parent.is_dir():
+        raise OutputExistsError(f"{dst}: the folder {dst.parent} does not exist; create it first")
+    return not dst.exists()
+
+
+def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Callable[[int, str], None],
+              verify: bool, sources: list[Path], force: bool) -> tuple[list[Path], int | None]:
+    """Write ``entries`` (and ``aliases``: alias → stored key) as a DCP folder at ``dst``.
+
+    Returns the files written (data file, then ``.metadata``) and, with ``verify``, how many
+    tensors were read back and compared bit for bit before anything was put in place."""
+    create = check_dcp_destination(dst, sources, force)
+    if create:
+        dst.mkdir()
+    data_path, meta_path = dst / DATA_NAME, dst / METADATA_NAME
+    try:
+        with AtomicFiles() as out:
+            fd = out.create(data_path)
+            placed: dict[str, tuple[int, int]] = {}
+            with open(fd, "wb", closefd=False) as fh:  # AtomicFiles owns the descriptor
+                for e in entries:
+                    tensor = _compact(_tensor_of(e))
+                    start = fh.tell()
+                    _save(tensor, fh)
+                    placed[e.key] = (start, fh.tell() - start)
+                    step(e.spec.nbytes, e.key)
+                    del tensor
+            checked = _verify(out.temp_of(data_path), entries, placed) if verify else None
+            specs = {e.key: e.spec for e in entries}
+            for alias, key in aliases.items():
+                specs[alias], placed[alias] = specs[key], placed[key]
+            meta_fd = out.create(meta_path)
+            with open(meta_fd, "wb", closefd=False) as fh:
+                pickle.dump(_metadata(specs, placed), fh)
+            out.commit()
+    except BaseException:
+        if create:
+            try:
+                dst.rmdir()  # only when empty: nothing of ours is left in it
+            except OSError:
+                pass
+        raise
+    return [data_path, meta_path], checked
+
+
+def _save(tensor: Any, fh: Any) -> None:
+    import torch
+
+    torch.save(tensor, fh)
+
+
+def _tensor_of(e: Entry) -> Any:
+    """The entry's tensor: fetched from its reader, or decoded from its raw byte range."""
+    if not isinstance(e.data, FileRange):
+        tensor = e.data()
+        got = dtype_name(tensor.dtype, e.key)
+        if (got, tuple(tensor.shape)) != (e.spec.dtype, tuple(e.spec.shape)):
+            raise CheckpointError(f"tensor '{e.key}' is {got} {list(tensor.shape)} but the plan expected "
+                                  f"{e.spec.dtype} {list(e.spec.shape)}; did the file change while converting?")
+        return tensor
+    import torch
+
+    r = e.data
+    buf = bytearray(r.nbytes)
+    with open(r.path, "rb") as fh:
+        fh.seek(r.start)
+        if fh.readinto(buf) != r.nbytes:
+            raise CheckpointError(f"{r.path}: '{e.key}': the file ended before byte {r.end}; was it truncated?")
+    dtype = NAME_TO_TORCH[e.spec.dtype]
+    if not buf:
+        return torch.empty(e.spec.shape, dtype=dtype)
+    return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(e.spec.shape)
+
+
+def _compact(tensor: Any) -> Any:
+    """A tensor whose storage is exactly its elements: torch.save writes a view's whole storage."""
+    tensor = tensor.detach().cpu()
+    whole = tensor.untyped_storage().nbytes()
+    if tensor.is_contiguous() and tensor.storage_offset() == 0 and whole == tensor.numel() * tensor.element_size():
+        return tensor
+    return tensor.contiguous().clone() if tensor.is_contiguous() else tensor.contiguous()
+
+
+def _metadata(specs: dict, placed: dict[str, tuple[int, int]]) -> Any:
+    """DCP's own Metadata for one rank's single data file, as ``FileSystemWriter.finish`` builds it."""
+    import torch
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex,
+                                                       StorageMeta, TensorProperties, TensorStorageMetadata)
+
+    items, storage = {}, {}
+    for key, spec in specs.items():
+        zeros = torch.Size([0] * len(spec.shape))
+        size = torch.Size(spec.shape)
+        items[key] = TensorStorageMetadata(TensorProperties(dtype=NAME_TO_TORCH[spec.dtype]), size,
+                                           [ChunkStorageMetadata(offsets=zeros, sizes=size)])
+        start, length = placed[key]
+        storage[MetadataIndex(key, zeros, 0)] = _StorageInfo(DATA_NAME, start, length)
+    return Metadata(state_dict_metadata=items, planner_data={k: (k,) for k in items}, storage_data=storage,
+                    storage_meta=StorageMeta(), version=DCP_VERSION)
+
+
+def _verify(data: Path, entries: list[Entry], placed: dict[str, tuple[int, int]]) -> int:
+    """Read every blob back from the temporary data file and compare it with its source, bit for bit."""
+    import torch
+
+    from .formats.dcp import FileWindow
+
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        for e in entries:
+            start, length = placed[e.key]
+            back = torch.load(FileWindow(fd, start, length), map_location="cpu", weights_only=True)
+            want = _compact(_tensor_of(e))
+            if back.dtype != want.dtype or back.shape != want.shape or not torch.equal(
+                    back.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8)):
+                raise VerifyError(f"{data}: '{e.key}' read back differs from its source; nothing was written")
+    finally:
+        os.close(fd)
+    return len(entries)
