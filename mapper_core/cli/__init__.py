@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "conve
 
 EXIT_OK, EXIT_PLAN_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a killed process
+DEBUG_ENV = "MAPPER_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plugin", action="append", default=[], metavar="MODULE",
         help="import MODULE as a plugin (repeatable; adds to $MAPPER_PLUGINS)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=None,
+        help=f"print a failing plugin's traceback (also ${DEBUG_ENV}=1)",
     )
     parser.add_argument("--version", action="version", version=f"mapper-core {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -52,8 +58,9 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
     parser = build_parser()
     args = parser.parse_args(argv)
     vars(args).update(defaults or {})
+    debug = args.debug if args.debug is not None else os.environ.get(DEBUG_ENV, "") not in ("", "0")
     ctx = Context(plugins=tuple(args.plugin), out=ctx.out if ctx else None, err=ctx.err if ctx else None,
-                  json_indent=getattr(args, "indent", None))
+                  json_indent=getattr(args, "indent", None), debug=debug)
 
     # The process is the command line's, not the library's: only here does SIGTERM (kill, a
     # scheduler's stop) become an exception, so an unfinished write removes its temporaries.
@@ -67,6 +74,8 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
         return int(args._run(args, ctx))
     except MapperError as exc:
         ctx.error(str(exc))
+        if exc.__cause__ is not None:  # a plugin's own exception, kept for --debug
+            ctx.traceback(exc.__cause__)
         return exc.exit_code
     except Terminated:
         ctx.error("terminated; nothing was written")

@@ -12,9 +12,10 @@ from typing import IO, Any, Iterator, Sequence
 
 class Context:
     def __init__(self, plugins: Sequence[str] = (), out: IO[str] | None = None, err: IO[str] | None = None,
-                 json_indent: int | None = None):
+                 json_indent: int | None = None, debug: bool = False):
         self.plugins = tuple(plugins)
         self.json_indent = json_indent
+        self.debug = debug
         self.out = out or sys.stdout
         self.err = err or sys.stderr
 
@@ -36,6 +37,16 @@ class Context:
     def warn(self, message: str) -> None:
         self.err.write(f"mapper: warning: {message}\n")
 
+    def traceback(self, exc: BaseException | str) -> None:
+        """Under --debug (or $MAPPER_DEBUG=1): a plugin's traceback, after the one-line message."""
+        if not self.debug:
+            return
+        import traceback
+
+        text = exc if isinstance(exc, str) else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if text:
+            self.err.write("mapper: debug: traceback:\n" + text.rstrip("\n") + "\n")
+
     @cached_property
     def plugin_manager(self):
         from ..plugins import contributions, get_plugin_manager
@@ -44,6 +55,7 @@ class Context:
         contributions(pm)  # call the hooks now, so a failing one is warned about below
         for failure in pm.mapper_load_errors:
             self.warn(str(failure))
+            self.traceback(failure.traceback)
         return pm
 
     def formats(self):
@@ -80,15 +92,17 @@ class Context:
         from ..errors import BadInputError
         from ..plugins import contributions
 
-        models = contributions(self.plugin_manager).models
-        if name not in models:
-            known = ", ".join(sorted(models)) or "none"
-            raise BadInputError(f"no model named '{name}' (models: {known}); `mapper plugins` lists what plugins contribute")
-        factory = models[name].value
+        found = contributions(self.plugin_manager).models.resolve(
+            name, "`mapper plugins` lists what plugins contribute; write model:NAME or model:PLUGIN:NAME")
         try:
-            return factory.build(**kwargs), factory
-        except (TypeError, ValueError) as exc:  # an unknown or out-of-range keyword
-            raise BadInputError(f"model '{name}' cannot be built with {kwargs}: {exc}") from None
+            return found.value.build(**kwargs), found.value
+        except TypeError as exc:
+            raise BadInputError(f"model '{found.qualified}' cannot be built with {kwargs}: {exc}") from None
+        except Exception as exc:  # the plugin's own code
+            from ..errors import PluginError
+
+            raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
     def format_for(self, path: str | Path, format_name: str | None = None):
         """The format named ``format_name``, else the one that recognises ``path``."""

@@ -6,7 +6,7 @@ import argparse
 from ..errors import BadInputError
 from .options import add_json
 
-HELP = "list plugins, how each was loaded and what it contributes (exit 2 if any failed to load)"
+HELP = "list plugins, how each was loaded and what it contributes (exit 2 if any failed to load or a hook failed)"
 
 LABELS = {"rule_sets": "rule sets", "models": "models", "formats": "formats", "transforms": "transforms"}
 
@@ -36,10 +36,15 @@ def describe(pm) -> dict:
             "contributes": table.get(name, empty),
         })
     failures = [
-        {"name": f.name, "source": f.source, "module": f.module, "error": f.error}
-        for f in pm.mapper_load_errors
+        {"name": f.name, "source": f.source, "module": f.module, "error": f.error, "traceback": f.traceback}
+        for f in pm.mapper_load_errors if f.hook is None
     ]
-    return {"plugins": plugins, "failures": failures}
+    hook_failures = [
+        {"name": f.name, "source": f.source, "module": f.module, "hook": f.hook, "error": f.error,
+         "traceback": f.traceback}
+        for f in pm.mapper_load_errors if f.hook is not None
+    ]
+    return {"plugins": plugins, "failures": failures, "hook_failures": hook_failures}
 
 
 def run(args: argparse.Namespace, ctx) -> int:
@@ -54,7 +59,11 @@ def run(args: argparse.Namespace, ctx) -> int:
             for line in lines or ["  (contributes nothing)"]:
                 ctx.print(line)
         if report["failures"]:
-            ctx.print("failed to load:")
+            ctx.print("failed to load (left out entirely):")
             for f in report["failures"]:
                 ctx.print(f"  {f['name']}  ({f['source']}): {f['error']}")
-    return BadInputError.exit_code if report["failures"] else 0
+        if report["hook_failures"]:
+            ctx.print("hook failed (the plugin is loaded; what is named here was left out):")
+            for f in report["hook_failures"]:
+                ctx.print(f"  {f['name']}  ({f['hook']}): {f['error']}")
+    return BadInputError.exit_code if report["failures"] or report["hook_failures"] else 0

@@ -19,7 +19,7 @@ two) is reported by rule, line and step, and nothing is exported.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import PlanError
 from ..plan.plan import Mapped, Plan
@@ -237,13 +237,30 @@ def _could_make(rule: Rule, target: str) -> bool:
     return all(text in target for text in literal) and bool(literal)
 
 
+def _plugin_backward(step: Step) -> Callable[[TensorSpec, Mapping[str, Any]], TensorSpec]:
+    """A plugin step's input spec, guessed by applying its inverse to the output's spec.
+
+    The guess is checked forwards afterwards (the whole chain must give the output again), so a
+    step whose inverse depends on the input's shape in another way is refused, not mis-planned.
+    """
+    def back(out: TensorSpec, params: Mapping[str, Any]) -> TensorSpec:
+        try:
+            return chain_spec(inverse_chain((step,), out), out)
+        except TransformChainError as exc:
+            raise NotInvertible(exc.reason) from None
+
+    return back
+
+
 def _backward(rule: Rule, out: TensorSpec) -> TensorSpec:
     """The source spec whose transform gives ``out``, worked out step by step from the end."""
     spec = out
     for k in reversed(range(len(rule.transform))):
         step = rule.transform[k]
         back = _BACKWARD.get(step.name)
-        if back is None or (step.impl is not None and step.impl.plugin != "mapper_core"):
+        if step.impl is not None and step.impl.plugin != "mapper_core":
+            back = _plugin_backward(step) if step.impl.inverse is not None else None
+        if back is None:
             raise _Refuse(f"transform step {k + 1} ({step}) does not say what its input was; "
                           "pass the source specs (--source-specs) so the input shape and dtype are known")
         try:

@@ -11,7 +11,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..rules.transforms import Step, transform_of
-from .torch_dtypes import NAME_TO_TORCH
+from ..errors import PluginError
+from .torch_dtypes import NAME_TO_TORCH, spec_of
 
 Op = Callable[[torch.Tensor, Mapping[str, Any]], torch.Tensor]
 
@@ -62,7 +63,27 @@ def op_of(step: Step) -> Op:
 
 
 def apply_chain(steps: Sequence[Step], tensor: torch.Tensor) -> torch.Tensor:
-    """Apply every step in order to ``tensor``."""
+    """Apply every step in order to ``tensor``.
+
+    A plugin step's result is checked against the spec its own ``spec()`` announced, so a
+    mismatch names the plugin and the step instead of surfacing later as a confusing write error.
+    """
     for step in steps:
-        tensor = op_of(step)(tensor, step.params)
+        kind = transform_of(step)
+        out = op_of(step)(tensor, step.params)
+        if kind.apply is not None:
+            _check_plugin_result(kind, step, tensor, out)
+        tensor = out
     return tensor
+
+
+def _check_plugin_result(kind: Any, step: Step, before: torch.Tensor, after: Any) -> None:
+    label = f"plugin '{kind.plugin}': transform '{kind.name}' ({step})"
+    if not isinstance(after, torch.Tensor):
+        raise PluginError(f"{label}: apply() returned {type(after).__name__}; expected a torch.Tensor")
+    expected = kind.spec(spec_of(before), step.params)
+    got = spec_of(after)
+    if got != expected:
+        raise PluginError(f"{label}: apply() returned {got.dtype} {list(got.shape)} but its spec() says "
+                          f"{expected.dtype} {list(expected.shape)} for a {spec_of(before).dtype} "
+                          f"{list(before.shape)} input; apply() and spec() must agree (fix the plugin)")

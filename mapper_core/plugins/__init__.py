@@ -4,16 +4,22 @@ For plugin authors, everything is importable from here::
 
     from mapper_core.plugins import hookimpl, RuleSetSource, ModelFactory, TransformSpec, Format
 
-For hosts: :func:`get_plugin_manager`, :func:`contributions`, :func:`resolve_rules`.
-Nothing is loaded at import time.
+Readers may subclass :class:`ReaderBase` (the reader contract: :class:`Reader`).
+
+For hosts: :func:`get_plugin_manager`, :func:`contributions`, :func:`resolve_rules`; the Python
+API with plugins: :func:`open_checkpoint`, :func:`load_rules` (the :func:`default_plugin_manager`'s
+plugins unless ``plugin_manager=`` is given). Nothing is loaded at import time.
 """
-from ..io.formats.base import Format
+from ..io.formats.base import Format, Reader, ReaderBase
+from .api import default_plugin_manager, load_rules, open_checkpoint, plugin_formats, plugin_transforms
 from .hookspecs import hookimpl, hookspec
 from .manager import (BUILTIN, BUILTIN_PLUGINS, CLI, ENTRY_POINT, ENV, ENTRY_POINT_GROUP, ENV_VAR, MapperPluginManager, PluginInfo,
                       PluginLoadFailure, contributions, get_plugin_manager, resolve_rules)
-from .registry import Contribution, Contributions, HookFailure, ModelFactory, RuleSetSource, TransformSpec
+from .registry import Contributions, HookFailure, ModelFactory, RuleSetSource, TransformSpec
+from .scoped import Contribution, ScopedNames
 
 __all__ = ["BUILTIN", "BUILTIN_PLUGINS", "CLI", "ENTRY_POINT", "ENV", "ENTRY_POINT_GROUP", "ENV_VAR", "Contribution", "Contributions", "Format",
-           "HookFailure", "MapperPluginManager", "ModelFactory", "PluginInfo", "PluginLoadFailure",
-           "RuleSetSource", "TransformSpec", "contributions", "get_plugin_manager", "hookimpl", "hookspec",
-           "resolve_rules"]
+           "HookFailure", "MapperPluginManager", "ModelFactory", "PluginInfo", "PluginLoadFailure", "Reader",
+           "ReaderBase", "RuleSetSource", "ScopedNames", "TransformSpec", "contributions", "default_plugin_manager",
+           "get_plugin_manager", "hookimpl", "hookspec", "load_rules", "open_checkpoint", "plugin_formats",
+           "plugin_transforms", "resolve_rules"]

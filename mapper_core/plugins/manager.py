@@ -10,6 +10,8 @@ import dataclasses
 import importlib
 import importlib.metadata
 import os
+import sys
+import traceback
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ class PluginLoadFailure:
     error: str
     module: str | None = None
     hook: str | None = None
+    traceback: str = ""  # the plugin's own traceback, when it raised (``mapper --debug`` prints it)
 
     def __str__(self) -> str:
         where = f" (module {self.module})" if self.module and self.module != self.name else ""
@@ -108,7 +111,8 @@ def get_plugin_manager(
 def _add(pm: MapperPluginManager, name: str, source: str, load: Callable[[], Any], *, module: str, **dist: Any) -> None:
     """Load and register one plugin; record a failure instead of raising."""
     def fail(error: str) -> None:
-        pm.mapper_load_errors.append(PluginLoadFailure(name, source, error, module))
+        trace = traceback.format_exc() if sys.exc_info()[0] is not None else ""
+        pm.mapper_load_errors.append(PluginLoadFailure(name, source, error, module, traceback=trace))
 
     if pm.is_blocked(name):
         return
@@ -178,7 +182,7 @@ def _record_hook_failures(pm: pluggy.PluginManager, found: Contributions) -> Non
         known = info.get(f.plugin)
         errors.append(PluginLoadFailure(
             f.plugin, known.source if known else "registered", f.error,
-            known.module if known else None, hook=f.hook,
+            known.module if known else None, hook=f.hook, traceback=f.traceback,
         ))
 
 
@@ -191,9 +195,12 @@ def resolve_rules(spec: str, pm: pluggy.PluginManager) -> RuleSet:
     transforms = LazyTransforms(lambda: contributions(pm).transforms)
     if Path(spec).exists():
         return load_rules(Path(spec), transforms=transforms)
-    found = contributions(pm).rule_set_named(spec)
+    table = contributions(pm).rule_sets
+    if ":" not in spec and len(table.candidates(spec)) > 1:
+        table.resolve(spec, "Or pass a rules file path")  # raises, listing the candidates
+    found = table.get(spec)
     if found is None:
-        known = ", ".join(sorted(contributions(pm).rule_sets)) or "none"
+        known = ", ".join(sorted(table)) or "none"
         raise BadInputError(
             f"rules '{spec}': no such file, and no plugin contributes a rule set by that name; "
             f"known rule sets: {known}. Pass a rules file path or a name listed by `mapper rules`"

@@ -19,7 +19,7 @@ from .positions import MAX_BYTES, Parsed, json_path
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
 from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
-from .transforms import BUILTIN, known as known_transforms, make_step
+from .transforms import BUILTIN, ambiguous, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 SUPPORTED_VERSION = 1
@@ -234,9 +234,15 @@ class _Checker:
             (name, params), = step.items()
             # Plugin transforms are looked up (which may start plugins) only for a non-built-in name.
             table = BUILTIN if name in BUILTIN else known_transforms(self.plugin_transforms)
+            if name not in table and ambiguous(name, table):
+                self.add((*where, name), f"rule {path[1]}: transform step '{name}' is ambiguous: several plugins "
+                                         f"contribute it ({', '.join(ambiguous(name, table))}); write one of these "
+                                         "qualified names", at_key=True)
+                continue
             if name not in table:
+                shown = sorted(k for k in table if not k.startswith("mapper_core:"))  # built-ins once, bare
                 self.add((*where, name), f"rule {path[1]}: unknown transform step '{name}'; known steps: "
-                                         f"{', '.join(sorted(table))}. Check the spelling, or load the plugin "
+                                         f"{', '.join(shown)}. Check the spelling, or load the plugin "
                                          "that contributes it (--plugin MODULE or $MAPPER_PLUGINS)", at_key=True)
                 continue
             if params is not None and not isinstance(params, dict):
@@ -246,6 +252,10 @@ class _Checker:
             params = params or {}
             for message in (table[name].check(params) if table[name].check else []):
                 self.add((*where, name), f"rule {path[1]} step {k + 1}: {message}")
+            if table[name].params_schema is not None:
+                for issue in schema.validate_params(table[name].params_schema, params, table[name].plugin, name):
+                    self.add((*where, name, *issue.path), f"rule {path[1]} step {k + 1} ({name}): {issue.message}",
+                             at_key=issue.at_key)
             resolved.append(make_step(name, params, transforms=table, line=self.parsed.line(where)))
         return tuple(resolved)
 

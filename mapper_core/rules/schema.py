@@ -9,7 +9,9 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Mapping
+
+from ..errors import PluginError
 
 SCHEMA_PACKAGE = "mapper_core.rules"
 SCHEMA_RESOURCE = ("schemas", "mapping-rules.schema.json")
@@ -54,6 +56,23 @@ def validate(data: Any) -> list[SchemaIssue]:
     """Every schema violation in ``data`` (empty when valid), with readable messages."""
     issues: list[SchemaIssue] = []
     for error in _validator().iter_errors(data):
+        issues.extend(_describe(error, tuple(error.absolute_path)))
+    return issues
+
+
+def validate_params(params_schema: Mapping[str, Any], params: Any, plugin: str, step: str) -> list[SchemaIssue]:
+    """Every violation of a plugin step's ``params_schema`` (paths relative to the params)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(params_schema)
+    except SchemaError as exc:
+        raise PluginError(f"plugin '{plugin}': transform '{step}' declares an invalid params_schema: "
+                          f"{exc.message}; fix the plugin") from None
+    validator = Draft202012Validator(params_schema)
+    issues: list[SchemaIssue] = []
+    for error in validator.iter_errors(params):
         issues.extend(_describe(error, tuple(error.absolute_path)))
     return issues
 

@@ -8,7 +8,7 @@ to a tensor lives on the torch side, in :mod:`mapper_core.io.tensor_ops`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import NotInvertible, StepError
@@ -32,6 +32,9 @@ class Transform:
     header_only: bool = False  # reshape-like: a contiguous tensor keeps its bytes
     plugin: str = "mapper_core"
     apply: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    params_schema: Mapping[str, Any] | None = None  # a plugin step's JSON Schema for its params
+    # The table a plugin step was resolved in, so its inverse may name the plugin's other steps.
+    family: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 # ---------------------------------------------------------------------------- helpers

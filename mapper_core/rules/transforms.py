@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from ..errors import NotInvertible, StepError
+from ..errors import MapperError, NotInvertible, PluginError, StepError
 from ..specs import TensorSpec
 from .steps import BUILTIN, Transform, is_widening
 
 __all__ = ["BUILTIN", "LazyTransforms", "NotInvertible", "PluginTransform", "Step", "StepError", "Transform",
            "TransformChainError", "chain_spec", "from_spec", "inverse_chain", "is_header_only", "is_widening",
-           "known", "make_step", "transform_of"]
+           "ambiguous", "known", "make_step", "transform_of"]
 
 
 class PluginTransform(Protocol):
@@ -61,33 +61,81 @@ class TransformChainError(ValueError):
         self.index, self.step, self.reason = index, step, message
 
 
-def from_spec(spec: PluginTransform, plugin: str) -> Transform:
-    """A plugin's :class:`~mapper_core.plugins.TransformSpec` as a :class:`Transform`."""
+def from_spec(spec: PluginTransform, plugin: str, family: Mapping[str, Any] | None = None) -> Transform:
+    """A plugin's :class:`~mapper_core.plugins.TransformSpec` as a :class:`Transform`.
+
+    What the plugin's code raises is reported with the plugin's name: a ``StepError`` or other
+    ``ValueError`` (and a ``TypeError``, e.g. an unexpected parameter) from ``spec()`` means the
+    step cannot apply (the plan reports it for the key); anything else is a ``PluginError``.
+    """
+    label = f"plugin '{plugin}': transform '{spec.name}'"
+
     def header(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
         if spec.spec is None:
             return s
-        out = spec.spec(s, **p)
+        out = _plugin_call(label, "spec()", spec.spec, s, **p)
         if not isinstance(out, TensorSpec):
-            raise StepError(f"plugin '{plugin}': transform '{spec.name}' spec() returned "
-                            f"{type(out).__name__}, expected a TensorSpec")
+            raise PluginError(f"{label}: spec() returned {type(out).__name__}, expected a TensorSpec")
         return out
+
+    def apply(t: Any, p: Mapping[str, Any]) -> Any:
+        return _plugin_call(label, "apply()", spec.apply, t, **p)
 
     inverse = None
     if getattr(spec, "inverse", None) is not None:
-        inverse = lambda s, p: [(n, dict(q)) for n, q in spec.inverse(s, **p)]  # noqa: E731
-    return Transform(spec.name, spec.description, header, inverse, plugin=plugin,
-                     apply=lambda t, p: spec.apply(t, **p))
+        def inverse(s: TensorSpec, p: Mapping[str, Any]) -> list[tuple[str, dict]]:
+            pairs = _plugin_call(label, "inverse()", spec.inverse, s, **p)
+            try:
+                return [(str(n), dict(q or {})) for n, q in pairs]
+            except (TypeError, ValueError):
+                raise PluginError(f"{label}: inverse() must return [(step name, params), ...], "
+                                  f"got {pairs!r:.80}") from None
+    schema = getattr(spec, "params_schema", None)
+    return Transform(spec.name, spec.description, header, inverse, plugin=plugin, apply=apply,
+                     params_schema=dict(schema) if schema is not None else None, family=family)
+
+
+def _plugin_call(label: str, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return function(*args, **kwargs)
+    except (StepError, NotInvertible, MapperError):
+        raise
+    except (ValueError, TypeError) as exc:
+        raise StepError(f"{label}: {what}: {exc}") from exc
+    except Exception as exc:  # a bug in the plugin: name it; --debug prints the cause's traceback
+        raise PluginError(f"{label}: {what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def known(plugin_transforms: Mapping[str, Any] | None = None) -> dict[str, Transform]:
-    """Built-ins plus plugin transforms (values: TransformSpec or Contribution of one)."""
+    """Built-ins plus plugin transforms (values: TransformSpec or Contribution of one).
+
+    Keys may be ``plugin:name`` (as the host keys them) or bare names. Each plugin transform is
+    reachable as ``plugin:name``, and as ``name`` when no built-in step and no other plugin uses
+    it; a bare built-in name always means the built-in step.
+    """
     table = dict(BUILTIN)
-    for name, value in (plugin_transforms or {}).items():
-        if name in table:
-            continue  # the host refuses duplicate names; built-ins are contributed as themselves
+    family: dict[str, Transform] = {}  # filled below, once the table is complete
+    bare: dict[str, list[Transform]] = {}
+    for key, value in (plugin_transforms or {}).items():
         spec = getattr(value, "value", value)
-        table[name] = from_spec(spec, getattr(value, "plugin", "plugin"))
+        plugin = getattr(value, "plugin", None) or (key.split(":", 1)[0] if ":" in key else "plugin")
+        if plugin == "mapper_core" and spec.name in BUILTIN:
+            table[f"{plugin}:{spec.name}"] = BUILTIN[spec.name]
+            continue
+        impl = from_spec(spec, plugin, family)
+        table[f"{plugin}:{spec.name}"] = impl
+        if spec.name not in BUILTIN:
+            bare.setdefault(spec.name, []).append(impl)
+    for name, impls in bare.items():
+        if len(impls) == 1:
+            table[name] = impls[0]
+    family.update(table)
     return table
+
+
+def ambiguous(name: str, table: Mapping[str, Transform]) -> list[str]:
+    """The qualified names a bare ``name`` might mean when it is not in ``table`` (several plugins use it)."""
+    return sorted(k for k in table if ":" in k and k.split(":", 1)[1] == name) if ":" not in name else []
 
 
 def make_step(name: str, params: Mapping[str, Any] | None = None, *,
@@ -112,7 +160,9 @@ def chain_spec(steps: Sequence[Step], spec: TensorSpec) -> TensorSpec:
         try:
             spec = transform_of(step).spec(spec, step.params)
         except (StepError, KeyError, TypeError) as exc:
-            raise TransformChainError(i, step, str(exc).strip("'\"")) from None
+            # str(KeyError) adds quotes around the message; take the message itself.
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise TransformChainError(i, step, reason) from None
     return spec
 
 
@@ -139,7 +189,9 @@ def inverse_chain(steps: Sequence[Step], spec: TensorSpec) -> tuple[Step, ...]:
             pairs = impl.inverse(specs[i], step.params)
         except NotInvertible as exc:
             raise TransformChainError(i, step, f"not invertible: {exc}") from None
-        undo.extend(make_step(n, q, transforms={**BUILTIN, step.name: impl}) for n, q in pairs)
+        # The plugin names its own step bare or qualified; either means this transform.
+        own = {**(impl.family or {}), step.name: impl, impl.name: impl, f"{impl.plugin}:{impl.name}": impl}
+        undo.extend(make_step(n, q, transforms={**BUILTIN, **own}) for n, q in pairs)
     return tuple(undo)
 
 

@@ -180,3 +180,10 @@ def test_the_library_compares_what_it_is_given():
     assert "DIVERGES" in render_text(result)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in before.items())  # the model is not changed
     assert not any(m._forward_hooks for m in (a, b))  # and its hooks are gone
+
+
+def test_an_input_adapter_must_be_callable():
+    from mapper_core.plugins import ModelFactory
+
+    assert "input_adapter must be callable" in ModelFactory("m", dict, input_adapter=3).problem()
+    assert ModelFactory("m", dict, input_adapter=print).problem() is None

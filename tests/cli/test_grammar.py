@@ -43,6 +43,6 @@ def test_usage_follows_the_grammar(mapper, command):
 
 
 def test_global_options(mapper):
-    assert usage(mapper) == "mapper [--plugin MODULE] [--version] COMMAND ..."
+    assert usage(mapper) == "mapper [--plugin MODULE] [--debug] [--version] COMMAND ..."
     version = mapper("--version")
     assert version.returncode == 0 and version.stdout.startswith("mapper-core ")

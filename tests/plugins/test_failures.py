@@ -48,7 +48,7 @@ def test_a_raising_hook_drops_only_that_plugins_values_for_that_hook(plugin_modu
     pm = get_plugin_manager(entry_points=False, env={"MAPPER_PLUGINS": f"{bad},{good}"})
     found = contributions(pm)
     assert set(found.rule_sets) == {f"{good}:ok"}
-    assert {"t_ok", "t_bad"} <= set(found.transforms)  # the bad plugin's other hook still counts
+    assert {f"{good}:t_ok", f"{bad}:t_bad"} <= set(found.transforms)  # the bad plugin's other hook still counts
     [failure] = pm.mapper_load_errors
     assert (failure.name, failure.hook, failure.source) == (bad, "mapper_rule_sets", "MAPPER_PLUGINS")
     message = str(failure)
@@ -123,23 +123,39 @@ def test_mapper_plugins_exits_2_naming_the_raising_hook(project, mapper):
     proc = mapper("plugins", "--json", env=plugin_env(project, "plugf_cli_bad,plugf_cli_good"), cwd=project)
     assert proc.returncode == 2, proc.stderr
     report = json.loads(proc.stdout)
-    [failure] = report["failures"]
-    assert failure["name"] == "plugf_cli_bad" and "mapper_rule_sets" in failure["error"]
+    assert report["failures"] == []  # it loaded; one of its hooks failed
+    [failure] = report["hook_failures"]
+    assert failure["name"] == "plugf_cli_bad" and failure["hook"] == "mapper_rule_sets"
+    assert "boom in the hook" in failure["error"] and "RuntimeError" in failure["traceback"]
     plugins = {p["name"]: p for p in report["plugins"]}
     assert plugins["plugf_cli_good"]["contributes"]["rule_sets"] == ["plugf_cli_good:cli"]
     assert plugins["plugf_cli_bad"]["contributes"]["transforms"] == ["t_bad"]
 
 
-def test_a_duplicate_name_is_reported_but_other_commands_work(project, mapper):
+def test_two_plugins_may_use_one_name_and_a_bare_name_then_lists_the_candidates(project, mapper):
     plugins = "plugf_cli_good,plugf_cli_dup"
     proc = mapper("plugins", env=plugin_env(project, plugins), cwd=project)
+    assert proc.returncode == 0, proc.stdout
+    assert "plugf_cli_good:cli" in proc.stdout and "plugf_cli_dup:cli" in proc.stdout
+
+    proc = mapper("validate", "cli", env=plugin_env(project, plugins), cwd=project)
     assert proc.returncode == 2
-    assert "'plugf_cli_good' and 'plugf_cli_dup'" in proc.stdout
+    assert "'cli' is ambiguous" in proc.stderr and "plugf_cli_good:cli, plugf_cli_dup:cli" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
     proc = mapper("validate", "syncnet_fcn:to-fcn", "--json", env=plugin_env(project, plugins), cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["valid"] is True
-    assert "mapper: warning:" in proc.stderr and "plugf_cli_dup" in proc.stderr
+
+
+def test_debug_prints_the_failing_hooks_traceback(project, mapper):
+    env = plugin_env(project, "plugf_cli_bad")
+    proc = mapper("rules", env=env, cwd=project)
+    assert "boom in the hook" in proc.stderr and "Traceback" not in proc.stderr
+    proc = mapper("--debug", "rules", env=env, cwd=project)
+    assert "Traceback (most recent call last)" in proc.stderr and 'raise RuntimeError("boom in the hook")' in proc.stderr
+    proc = mapper("rules", env={**env, "MAPPER_DEBUG": "1"}, cwd=project)
+    assert "Traceback (most recent call last)" in proc.stderr
 
 
 def test_sys_exit_at_import_does_not_end_the_cli(project, mapper):

@@ -47,3 +47,13 @@ def test_reference_documents_no_unknown_hook():
 def test_a_hook_outside_the_reference_section_does_not_count():
     text = "## Hook reference\n### `mapper_models`\nx\n## Other\n### `mapper_formats`\ny\n"
     assert sorted(reference(text)) == ["mapper_models"]
+
+
+def test_the_example_plugin_project_implements_every_hook():
+    """docs/plugins.md's example project (its `# file:` blocks, which tests/test_docs.py writes and runs)
+    shows each hook working, not only its reference entry."""
+    text = PLUGINS_DOC.read_text(encoding="utf-8")
+    block = re.search(r"^```python\n# file: my-plugin/mapper_demo_plugin/plugin\.py\n(.*?)^```", text, re.M | re.S)
+    assert block, f"{PLUGINS_DOC}: the example project's plugin.py block is missing"
+    for hook in hook_names():
+        assert re.search(rf"@hookimpl\ndef {hook}\(", block.group(1)), f"the example plugin does not implement {hook}"

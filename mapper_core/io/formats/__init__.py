@@ -43,7 +43,8 @@ def builtin_formats() -> list[Format]:
 
 def open_checkpoint(path: str | Path, format: str | None = None,
                     formats: Sequence[Format] | None = None, **options: Any) -> Reader:
-    """Open ``path`` with the named format, else the detected one (built-in formats by default)."""
+    """Open ``path`` with the named format, else the detected one (built-in formats unless ``formats=``;
+    ``mapper_core.plugins.open_checkpoint`` also sees the plugins' formats)."""
     fmt = choose_format(path, builtin_formats() if formats is None else formats, format)
     return fmt.open(Path(path), **options)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ...errors import CheckpointError
 from ...specs import TensorSpec
@@ -29,18 +29,63 @@ class FileRange:
         return self.end - self.start
 
 
+@runtime_checkable
 class Reader(Protocol):
-    """An open checkpoint. ``specs()`` must not load tensor data."""
+    """The reader contract: an open checkpoint, used as a context manager.
+
+    - ``specs()`` → ``Mapping[str, TensorSpec]``: every tensor's dtype (safetensors names:
+      ``F32``, ``BF16``, ...) and shape, from headers alone; it must not load tensor data.
+    - ``get_tensor(key)`` → a ``torch.Tensor`` (or, from a plugin's reader, a numpy array that
+      the host converts) with exactly the dtype and shape ``specs()`` announced.
+    - ``metadata()`` → ``Mapping[str, str]``: free-form text pairs (``{}`` when there are none).
+    - ``close()``; ``with reader:`` closes it on the way out.
+
+    Built-in readers implement it; a plugin's reader may subclass :class:`ReaderBase`, which
+    provides ``metadata()``, ``close()`` and the context manager.
+    """
 
     path: Path
 
-    def specs(self) -> dict[str, TensorSpec]: ...
+    def specs(self) -> Mapping[str, TensorSpec]: ...
 
-    def metadata(self) -> dict[str, str]: ...
+    def metadata(self) -> Mapping[str, str]: ...
 
     def get_tensor(self, key: str) -> "torch.Tensor": ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+
+class ReaderBase:
+    """A base for readers: the context manager, a ``close()`` that does nothing and no metadata.
+
+    Subclasses set ``self.path`` and implement ``specs()`` and ``get_tensor(key)``; they
+    override ``close()`` when they hold a file or a memory map, and ``metadata()`` when the
+    format has any.
+    """
+
+    path: Path
+
+    def specs(self) -> Mapping[str, TensorSpec]:
+        raise NotImplementedError(f"{type(self).__name__} must implement specs()")
+
+    def get_tensor(self, key: str) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement get_tensor(key)")
+
+    def metadata(self) -> Mapping[str, str]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):  # noqa: ANN204 - the subclass's own type
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def non_tensors(reader: Reader) -> dict[str, str]:

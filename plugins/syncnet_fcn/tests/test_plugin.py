@@ -22,9 +22,10 @@ def syncnet_pm():
 def test_syncnet_plugin_contributes_its_rule_set_and_models(syncnet_pm):
     found = contributions(syncnet_pm)
     assert found.rule_sets["syncnet_fcn.plugin:to-fcn"].value.path.name == "to-fcn.yaml"
-    assert {n: c.plugin for n, c in found.models.items()} == {
+    assert {c.name: c.plugin for c in found.models.values()} == {
         n: "syncnet_fcn.plugin" for n in ("syncnet", "syncnet-fcn", "syncnet-fcn-attention")
     }
+    assert found.models["syncnet-fcn"].qualified == "syncnet_fcn.plugin:syncnet-fcn"  # bare names still resolve
 
 
 def test_syncnet_to_fcn_reproduces_the_seed_mapping():

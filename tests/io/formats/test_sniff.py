@@ -1,6 +1,7 @@
 """A file whose name says one format and whose content another is named for what it holds (no torch needed)."""
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import zipfile
 
@@ -43,6 +44,9 @@ def test_a_wrong_name_is_said_with_what_the_file_is(tmp_path, kind):
     with pytest.raises(CheckpointError, match=f"is {kind}.*, not safetensors; .*format plugin"):
         choose_format(path, builtin_formats())
     r = mapper("inspect", path)
+    if kind == "a GGUF file" and importlib.util.find_spec("mapper_gguf"):
+        assert r.returncode == 0 and "(gguf)" in r.stdout  # the installed gguf plugin's sniffer reads it
+        return
     assert r.returncode == 2 and f"is {kind}" in r.stderr and "header" not in r.stderr
 
 

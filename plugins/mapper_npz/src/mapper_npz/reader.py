@@ -1,0 +1,127 @@
+"""Read an ``.npz`` from its ``.npy`` headers; arrays only when asked for, never with pickle.
+
+An ``.npz`` is a zip archive with one ``NAME.npy`` member per array. ``specs()`` reads each
+member's ``.npy`` header (magic, version, a short Python-literal dict parsed by numpy without
+evaluating code) and nothing of the data; ``get_tensor`` reads one member. Every header is
+checked against the member's size in the zip directory, so a header cannot claim more data
+than the archive holds.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npy
+
+from mapper_core.errors import CheckpointError
+from mapper_core.plugins import ReaderBase
+from mapper_core.specs import TensorSpec
+
+# numpy dtype (kind, itemsize) → safetensors dtype name. Byte order is the reader's business:
+# big-endian arrays are returned in native order.
+DTYPES: dict[tuple[str, int], str] = {
+    ("f", 8): "F64", ("f", 4): "F32", ("f", 2): "F16",
+    ("i", 8): "I64", ("i", 4): "I32", ("i", 2): "I16", ("i", 1): "I8",
+    ("u", 8): "U64", ("u", 4): "U32", ("u", 2): "U16", ("u", 1): "U8",
+    ("b", 1): "BOOL",
+}
+ZIP_MAGIC = b"PK\x03\x04"
+MAX_HEADER = 1 << 20  # numpy's own headers are < 64 KiB; anything larger is not a .npy header
+
+
+def sniff_npz(path: Path) -> bool:
+    """A zip archive whose members are all ``.npy`` files (reads the magic and the zip directory)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != ZIP_MAGIC:
+                return False
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
+def dtype_name(dtype: np.dtype) -> str | None:
+    """The safetensors name of a numpy dtype, or None when safetensors has none."""
+    return DTYPES.get((dtype.kind, dtype.itemsize)) if dtype.fields is None else None
+
+
+class NpzReader(ReaderBase):
+    """An open ``.npz``: specs from headers, arrays on demand (numpy, native byte order, C order)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(f"{self.path}: not a readable .npz (zip) archive: {exc}") from None
+        self._members: dict[str, zipfile.ZipInfo] = {}
+        for info in self._zip.infolist():
+            if info.is_dir():
+                continue
+            if not info.filename.endswith(".npy"):
+                raise CheckpointError(f"{self.path}: member '{info.filename}' is not a .npy array; an .npz holds only "
+                                      "NAME.npy members (is this another kind of zip?)")
+            self._members[info.filename[: -len(".npy")]] = info
+        self._specs: dict[str, TensorSpec] | None = None
+
+    def _header(self, key: str, f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+        where = f"{self.path}: array '{key}'"
+        try:
+            version = npy.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = npy.read_array_header_1_0(f, max_header_size=MAX_HEADER)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = npy.read_array_header_2_0(f, max_header_size=MAX_HEADER)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise CheckpointError(f"{where}: damaged .npy header: {exc}") from None
+        if dtype.hasobject:
+            raise CheckpointError(f"{where} holds Python objects (dtype {dtype}), which only pickle can load; "
+                                  "mapper-npz never unpickles. Save plain numeric arrays")
+        if dtype_name(dtype) is None:
+            raise CheckpointError(f"{where} has dtype {dtype}, which safetensors cannot hold; cast it to a "
+                                  "numeric type (e.g. float32) before saving")
+        numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        data = self._members[key].file_size - f.tell()
+        if numel * dtype.itemsize != data:
+            raise CheckpointError(f"{where}: the header says {list(shape)} of {dtype} ({numel * dtype.itemsize} bytes) "
+                                  f"but the member holds {data} bytes of data; the archive is damaged")
+        return tuple(int(n) for n in shape), bool(fortran), dtype
+
+    def specs(self) -> dict[str, TensorSpec]:
+        if self._specs is None:
+            specs = {}
+            for key in self._members:
+                with self._zip.open(self._members[key]) as f:  # only the header is read (and inflated)
+                    shape, _, dtype = self._header(key, f)
+                specs[key] = TensorSpec(dtype_name(dtype), shape)  # type: ignore[arg-type]
+            self._specs = specs
+        return dict(self._specs)
+
+    def get_tensor(self, key: str) -> np.ndarray:
+        if key not in self._members:
+            raise CheckpointError(f"{self.path}: no array '{key}' in this archive")
+        with self._zip.open(self._members[key]) as f:
+            shape, fortran, dtype = self._header(key, f)
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            buffer = bytearray(count * dtype.itemsize)  # writable: torch.from_numpy takes it without a copy
+            try:
+                got = f.readinto(buffer)
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise CheckpointError(f"{self.path}: array '{key}' cannot be read: {exc}") from None
+        if got != len(buffer):
+            raise CheckpointError(f"{self.path}: array '{key}' is truncated ({got} of {len(buffer)} bytes)")
+        array = np.frombuffer(buffer, dtype=dtype, count=count)
+        array = array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+        native = dtype.newbyteorder("=")
+        if fortran or native != dtype:
+            return np.array(array, dtype=native, order="C")
+        return array
+
+    def close(self) -> None:
+        self._zip.close()

@@ -1,0 +1,8 @@
+"""ONNX models for mapper-core: their initializers (the trained weights) as a checkpoint.
+
+Reading uses the ``onnx`` package; external data files are read only when a tensor is asked
+for, and only from inside the model's folder.
+"""
+from .reader import OnnxReader, sniff_onnx
+
+__all__ = ["OnnxReader", "sniff_onnx"]

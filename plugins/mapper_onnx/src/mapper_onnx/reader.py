@@ -1,0 +1,138 @@
+"""Read an ONNX model's initializers as a checkpoint: specs from the graph, data on demand.
+
+An ``.onnx`` file is one protobuf message, so the graph (with any inline tensor bytes) is
+parsed whole with ``onnx.load(..., load_external_data=False)``; tensors kept in external data
+files are not read until asked for. An external location must name a file inside the model's
+folder, and its offset and length must fit that file: a model cannot point reads elsewhere.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from mapper_core.errors import CheckpointError
+from mapper_core.plugins import ReaderBase
+from mapper_core.specs import TensorSpec
+
+DTYPES: dict[int, str] = {
+    TensorProto.FLOAT: "F32", TensorProto.DOUBLE: "F64", TensorProto.FLOAT16: "F16", TensorProto.BFLOAT16: "BF16",
+    TensorProto.FLOAT8E4M3FN: "F8_E4M3", TensorProto.FLOAT8E5M2: "F8_E5M2",
+    TensorProto.INT8: "I8", TensorProto.INT16: "I16", TensorProto.INT32: "I32", TensorProto.INT64: "I64",
+    TensorProto.UINT8: "U8", TensorProto.UINT16: "U16", TensorProto.UINT32: "U32", TensorProto.UINT64: "U64",
+    TensorProto.BOOL: "BOOL",
+}
+
+
+def sniff_onnx(path: Path) -> bool:
+    """ONNX has no magic number; this says yes to a file that parses as an ONNX model (costly: not a sniff hook)."""
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except Exception:  # any parse failure means "not ONNX"
+        return False
+    return True
+
+
+class OnnxReader(ReaderBase):
+    """The initializers of an ONNX model (main graph), keyed by their names."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.model = onnx.load(str(self.path), load_external_data=False)
+        except Exception as exc:  # protobuf's DecodeError, OSError, ...
+            raise CheckpointError(f"{self.path}: not a readable ONNX model: {type(exc).__name__}: {exc}") from None
+        self._tensors: dict[str, TensorProto] = {}
+        for t in self.model.graph.initializer:
+            if t.name in self._tensors:
+                raise CheckpointError(f"{self.path}: two initializers are named '{t.name}'; the model is invalid")
+            self._tensors[t.name] = t
+        self._specs = {name: self._spec(t) for name, t in self._tensors.items()}
+
+    def _spec(self, t: TensorProto) -> TensorSpec:
+        name = DTYPES.get(t.data_type)
+        if name is None:
+            kind = TensorProto.DataType.Name(t.data_type) if t.data_type in TensorProto.DataType.values() else t.data_type
+            raise CheckpointError(f"{self.path}: initializer '{t.name}' has ONNX type {kind}, which safetensors cannot "
+                                  f"hold; supported: {', '.join(TensorProto.DataType.Name(k) for k in DTYPES)}")
+        spec = TensorSpec(name, tuple(int(d) for d in t.dims))
+        if any(d < 0 for d in spec.shape):
+            raise CheckpointError(f"{self.path}: initializer '{t.name}' has negative dims {list(t.dims)}")
+        if t.data_location != TensorProto.EXTERNAL and t.HasField("raw_data") and len(t.raw_data) != spec.nbytes:
+            raise CheckpointError(f"{self.path}: initializer '{t.name}' holds {len(t.raw_data)} bytes but "
+                                  f"{spec.dtype} {list(spec.shape)} needs {spec.nbytes}; the model is damaged")
+        return spec
+
+    def specs(self) -> dict[str, TensorSpec]:
+        return dict(self._specs)
+
+    def metadata(self) -> dict[str, str]:
+        m = self.model
+        meta = {p.key: p.value for p in m.metadata_props}
+        meta.update({
+            "onnx.ir_version": str(m.ir_version),
+            "onnx.opset": ",".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in m.opset_import),
+        })
+        if m.producer_name:
+            meta["onnx.producer"] = f"{m.producer_name} {m.producer_version}".strip()
+        return meta
+
+    def get_tensor(self, key: str) -> Any:
+        import torch
+        from mapper_core.io.torch_dtypes import NAME_TO_TORCH
+
+        t = self._tensors.get(key)
+        if t is None:
+            raise CheckpointError(f"{self.path}: no initializer '{key}' in this model")
+        spec = self._specs[key]
+        dtype = NAME_TO_TORCH[spec.dtype]
+        if t.data_location == TensorProto.EXTERNAL:
+            data = self._external(t, spec)
+        elif t.HasField("raw_data"):
+            data = bytearray(t.raw_data)
+        else:  # typed fields (float_data, int32_data, ...): numpy_helper knows their packing
+            array = numpy_helper.to_array(t)
+            if spec.dtype in ("BF16", "F8_E4M3", "F8_E5M2"):  # ml_dtypes arrays: reinterpret the bits
+                array = array.view(np.uint16 if spec.dtype == "BF16" else np.uint8)
+            data = bytearray(np.ascontiguousarray(array).tobytes())
+        if not data:
+            return torch.empty(spec.shape, dtype=dtype)
+        return torch.frombuffer(data, dtype=dtype).reshape(spec.shape)
+
+    def _external(self, t: TensorProto, spec: TensorSpec) -> bytearray:
+        info = {e.key: e.value for e in t.external_data}
+        where = f"{self.path}: initializer '{t.name}'"
+        location = info.get("location", "")
+        base = self.path.resolve().parent
+        target = (base / location).resolve()
+        if not location or os.path.isabs(location) or base not in target.parents:
+            raise CheckpointError(f"{where}: external data location {location!r} is not a file inside the model's "
+                                  f"folder ({base}); refused")
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else spec.nbytes
+        except ValueError:
+            raise CheckpointError(f"{where}: external data offset/length are not integers: {info}") from None
+        if length != spec.nbytes or offset < 0:
+            raise CheckpointError(f"{where}: external data gives {length} bytes at offset {offset}, but "
+                                  f"{spec.dtype} {list(spec.shape)} needs {spec.nbytes}")
+        try:
+            size = target.stat().st_size
+            if offset + length > size:
+                raise CheckpointError(f"{where}: external data {location} is {size} bytes; bytes "
+                                      f"{offset}..{offset + length} are past its end")
+            with open(target, "rb") as f:
+                f.seek(offset)
+                data = bytearray(length)
+                got = f.readinto(data)
+        except OSError as exc:
+            raise CheckpointError(f"{where}: cannot read external data {target}: {exc.strerror or exc}") from None
+        if got != length:
+            raise CheckpointError(f"{where}: external data {location} ended early")
+        return data
+
+
