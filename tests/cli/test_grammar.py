@@ -17,6 +17,8 @@ GRAMMAR = {
     "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} {JSON} SRC DST",
     "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
                f"[--name NAME] {READER} {JSON}",
+    "verify": f"--rules R --source CKPT --source-model model:A --target-model model:B [--model-arg K=V] "
+              f"[--source-model-arg K=V] [--input SHAPE_OR_FILE] [--seed SEED] [--rtol RTOL] [--atol ATOL] {READER} {JSON}",
     "plugins": f"{JSON}",
     "rules": f"{JSON}",
 }
