@@ -59,7 +59,7 @@ def verify_file(path: str | Path, entries: Sequence[Entry], shown_as: str | Path
                 if isinstance(e.data, FileRange):
                     offset = _compare_range(out_bytes, e.data, buf)
                 elif isinstance(e.data, RecordRange):  # a torch zip's record, read through the zip reader
-                    offset = _compare_pieces(out_bytes, e.data.nbytes, e.data.pieces(PIECE), buf)
+                    offset = _compare_pieces(out_bytes, e.data.nbytes, e.data.pieces(PIECE, buf), buf)
                 else:
                     src = e.data().detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # only read
                     offset = _first_difference(out_bytes, src, 0)

@@ -1,6 +1,6 @@
 """DCP and parallel-conversion benchmark (a script, not a test):
 
-    .venv/bin/python tests/benchmarks/bench_distributed.py [--tmp /tmp] [--repeat 1] [--skip-405b]
+    .venv/bin/python tests/benchmarks/bench_distributed.py [--tmp /tmp] [--repeat 1] [--skip-405b | --plan-only]
 
 1. Planning at scale: a fake 405B checkpoint (``make_fake_405b.py``: 7,325 BF16 tensors in
    about 2,000 sparse safetensors shards, and a DCP ``.metadata`` of the same tensors in 8 chunks
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tmp", default=None, help="where the fixtures go (about 8 GB at peak)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--skip-405b", action="store_true")
+    ap.add_argument("--plan-only", action="store_true", help="only part 1")
     ap.add_argument("--tensors", type=int, default=32)
     ap.add_argument("--mib", type=int, default=64)
     args = ap.parse_args(argv)
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                                                "--max-shard-size", "5GB", "--json"], args.repeat)
                 print(f"  plan --cost, {name:30s} wall {wall:6.2f} s  CPU {cpu:6.2f} s  peak RSS {rss:7.0f} MiB")
             shutil.rmtree(folder / "f405")
+        if args.plan_only:
+            return 0
 
         size = args.tensors * args.mib
         subprocess.run([PYTHON, "-c", GENERATE, str(args.tensors), str(args.mib), str(folder)], check=True, cwd=ROOT)

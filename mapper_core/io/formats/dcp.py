@@ -18,6 +18,7 @@ from typing import Any
 
 from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
 from ...specs import TensorSpec
+from .base import ReaderBase
 from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, read_layout
 
 SUFFIXES = (METADATA_NAME,)
@@ -67,7 +68,7 @@ class FileWindow(io.RawIOBase):
         return done
 
 
-class DcpReader:
+class DcpReader(ReaderBase):
     """An open DCP folder. ``path`` is its ``.metadata`` (the file the source hash starts from)."""
 
     def __init__(self, path: Path):
@@ -81,9 +82,6 @@ class DcpReader:
 
     def specs(self) -> dict[str, TensorSpec]:
         return {k: t.spec for k, t in self.layout.tensors.items()}
-
-    def metadata(self) -> dict[str, str]:
-        return {}
 
     def non_tensors(self) -> dict[str, str]:
         """Non-tensor items, key → 'bytes': DCP pickles them; they are listed, never unpickled."""
@@ -122,12 +120,6 @@ class DcpReader:
         for reader in self._safetensors.values():
             reader.close()
         self._safetensors.clear()
-
-    def __enter__(self) -> "DcpReader":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def _tensor(self, key: str):
         try:

@@ -18,7 +18,7 @@ import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import CheckpointError, UnsafeCheckpointError
 from ...specs import DTYPE_SIZES, TensorSpec
@@ -38,36 +38,31 @@ _FS = "torch.distributed.checkpoint.filesystem"
 
 
 class _Record:
-    """A stand-in for one of DCP's dataclasses: holds the pickled state, runs nothing."""
+    """A stand-in for one of DCP's dataclasses: the unpickler fills its ``__dict__``, nothing runs."""
 
     def __init__(self, *args: Any) -> None:
-        self.state: Any = args
+        self.__dict__["_args"] = args
+
+
+class _Properties(_Record):
+    """TensorProperties pickles a tuple (dtype, layout, requires_grad, memory format, pin_memory)."""
 
     def __setstate__(self, state: Any) -> None:
-        self.state = state
+        self.__dict__["_state"] = state
 
-    def get(self, name: str, default: Any = None) -> Any:
-        state = getattr(self, "state", None)  # NEWOBJ without BUILD (a dataclass with no fields)
-        state = state[-1] if isinstance(self.state, tuple) and len(self.state) == 2 else self.state
-        if isinstance(state, dict):
-            return state.get(name, default)
-        return default
+
+def _field(record: Any, name: str) -> Any:
+    """A field of a stand-in, read from its ``__dict__`` (a pickle cannot shadow a method this way)."""
+    return vars(record).get(name) if isinstance(record, _Record) else None
 
 
 def _record(name: str) -> type:
-    return type(name, (_Record,), {})
+    return type(name, (_Properties if name == "TensorProperties" else _Record,), {})
 
 
 @dataclass(frozen=True)
 class _Dtype:
     name: str  # the safetensors name, or "?torch.NAME" for a dtype safetensors cannot hold
-
-
-def _size(*args: Any) -> tuple:
-    values = args[0] if args else ()
-    if not isinstance(values, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise pickle.UnpicklingError("torch.Size of something other than integers")
-    return tuple(values)
 
 
 def _layout(name: Any) -> str:
@@ -93,7 +88,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     **{(_MD, n): c for n, c in _CLASSES.items() if n != "_StorageInfo"},
     (_FS, "_StorageInfo"): _CLASSES["_StorageInfo"],
     (_MD, "_MEM_FORMAT_ENCODING"): _enum_value,
-    ("torch", "Size"): _size,
+    ("torch", "Size"): tuple,  # integers are checked where sizes are used
     ("torch.serialization", "_get_layout"): _layout,
     ("pathlib", "PosixPath"): _path, ("pathlib", "PurePosixPath"): _path,
     ("pathlib", "WindowsPath"): _path, ("pathlib", "PureWindowsPath"): _path,
@@ -124,8 +119,7 @@ class _Refused(pickle.UnpicklingError):
         self.name = name
 
 
-@dataclass(frozen=True)
-class DcpChunk:
+class DcpChunk(NamedTuple):
     """One saved piece of a tensor: where it sits in the whole tensor and where its bytes are."""
 
     offsets: tuple[int, ...]
@@ -181,25 +175,32 @@ def _layout_of(top: Any, path: Path) -> DcpLayout:
 
     if not isinstance(top, _CLASSES["Metadata"]):
         raise bad(f"the pickle holds a {type(top).__name__}, not a Metadata")
-    items = top.get("state_dict_metadata")
-    storage = top.get("storage_data")
+    items = _field(top, "state_dict_metadata")
+    storage = _field(top, "storage_data")
     if not isinstance(items, dict):
         raise bad("no state_dict_metadata dict")
     if not isinstance(storage, dict):
         raise bad("no storage_data dict (only the filesystem storage layout is read)")
     where: dict[tuple[str, tuple | None], DcpChunk] = {}
+    index_type, info_type = _CLASSES["MetadataIndex"], _CLASSES["_StorageInfo"]
+    safe_names: set[str] = set()
     for index, info in storage.items():
-        if not isinstance(index, _CLASSES["MetadataIndex"]) or not isinstance(info, _CLASSES["_StorageInfo"]):
+        if type(index) is not index_type or type(info) is not info_type:
             raise bad("a storage_data entry that is not MetadataIndex → _StorageInfo")
-        fqn, offset = index.get("fqn"), index.get("offset")
-        rel, start, length = info.get("relative_path"), info.get("offset"), info.get("length")
-        if not isinstance(fqn, str) or not _is_ints(offset, allow_none=True):
+        got, at = index.__dict__, info.__dict__
+        fqn, offset = got.get("fqn"), got.get("offset")
+        rel, start, length = at.get("relative_path"), at.get("offset"), at.get("length")
+        if type(fqn) is not str or not _is_ints(offset, allow_none=True):
             raise bad(f"a storage index with fqn {fqn!r} and offset {offset!r}")
-        if not isinstance(rel, str) or not _safe_name(rel) or not _is_ints((start, length)) or start < 0 or length < 0:
+        if rel not in safe_names:
+            if not isinstance(rel, str) or not _safe_name(rel):
+                raise bad(f"'{fqn}': storage in {rel!r}; a data file must be a plain name in the checkpoint folder")
+            safe_names.add(rel)
+        if type(start) is not int or type(length) is not int or start < 0 or length < 0:
             raise bad(f"'{fqn}': storage at {rel!r} offset {start!r} length {length!r}; a data file must be a plain "
                       "name in the checkpoint folder and the range non-negative integers")
-        transforms = info.get("transform_descriptors") or ()
-        if not isinstance(transforms, (list, tuple)) or not all(isinstance(t, str) for t in transforms):
+        transforms = at.get("transform_descriptors") or ()
+        if transforms and (not isinstance(transforms, (list, tuple)) or not all(isinstance(t, str) for t in transforms)):
             raise bad(f"'{fqn}': transform_descriptors {transforms!r}")
         where[(fqn, offset)] = DcpChunk((), (), rel, start, length, tuple(transforms))
     tensors: dict[str, DcpTensor] = {}
@@ -215,13 +216,13 @@ def _layout_of(top: Any, path: Path) -> DcpLayout:
         tensors[fqn] = _tensor(fqn, item, where, bad)
     files = sorted({c.file for t in tensors.values() for c in t.chunks} |
                    {c.file for c in non_tensors.values() if c is not None})
-    version = top.get("version")
+    version = _field(top, "version")
     return DcpLayout(tensors, non_tensors, version if isinstance(version, str) else None, tuple(files))
 
 
 def _tensor(fqn: str, item: _Record, where: dict, bad) -> DcpTensor:
-    props, size, chunks = item.get("properties"), item.get("size"), item.get("chunks")
-    state = props.state if isinstance(props, _CLASSES["TensorProperties"]) else None
+    props, size, chunks = _field(item, "properties"), _field(item, "size"), _field(item, "chunks")
+    state = vars(props).get("_state") if isinstance(props, _CLASSES["TensorProperties"]) else None
     dtype = state[0] if isinstance(state, tuple) and state else None
     if not isinstance(dtype, _Dtype):
         raise bad(f"'{fqn}': no dtype in its properties")
@@ -236,9 +237,10 @@ def _tensor(fqn: str, item: _Record, where: dict, bad) -> DcpTensor:
     found = []
     covered = 0
     for c in chunks:
-        offsets, sizes = (c.get("offsets"), c.get("sizes")) if isinstance(c, _CLASSES["ChunkStorageMetadata"]) else (None, None)
+        offsets, sizes = (_field(c, "offsets"), _field(c, "sizes")) if isinstance(c, _CLASSES["ChunkStorageMetadata"]) else (None, None)
         if not (_is_ints(offsets) and _is_ints(sizes) and len(offsets) == len(sizes) == len(size)
-                and all(0 <= o and 0 <= n and o + n <= s for o, n, s in zip(offsets, sizes, size))):
+                and min(offsets, default=0) >= 0 and min(sizes, default=0) >= 0
+                and all(map(int.__le__, map(int.__add__, offsets, sizes), size))):
             raise bad(f"'{fqn}': a chunk at {offsets!r} of {sizes!r} does not fit its size {list(size)}")
         place = where.get((fqn, tuple(offsets)))
         if place is None:
@@ -256,20 +258,30 @@ def _tensor(fqn: str, item: _Record, where: dict, bad) -> DcpTensor:
 
 
 def _overlap(chunks: list[DcpChunk]) -> bool:
-    """Whether two chunks share an element (boxes intersect in every dimension)."""
-    boxes = sorted(chunks, key=lambda c: c.offsets)
+    """Whether two non-empty chunks share an element (boxes intersect in every dimension).
+
+    Sorted by offsets, a box can only meet the boxes that start before it ends in the first
+    dimension, so the usual splits along one dimension cost one comparison per chunk."""
+    if len(chunks) < 2 or not chunks[0].offsets:
+        return False
+    boxes = sorted((c for c in chunks if all(c.sizes)), key=lambda c: c.offsets)
     for i, a in enumerate(boxes):
+        end = a.offsets[0] + a.sizes[0]
         for b in boxes[i + 1:]:
+            if b.offsets[0] >= end:
+                break
             if all(bo < ao + an and ao < bo + bn for ao, an, bo, bn in zip(a.offsets, a.sizes, b.offsets, b.sizes)):
-                if a.sizes and all(a.sizes) and all(b.sizes):
-                    return True
+                return True
     return False
+
+
+_INT = {int}
 
 
 def _is_ints(values: Any, allow_none: bool = False) -> bool:
     if values is None:
         return allow_none
-    return isinstance(values, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return type(values) is tuple and (not values or set(map(type, values)) == _INT)  # bool is not int here
 
 
 def _safe_name(name: str) -> bool:

@@ -1,29 +1,21 @@
-"""What a torch pickle asks for, read statically: its storages and the memory it would allocate.
+"""What a torch pickle asks for, read without running it: its storages and the memory it would allocate.
 
 ``torch.load(weights_only=True)`` runs nothing unsafe, but the globals it allows can still
 allocate: ``bytearray(3 << 30)`` is a few bytes of pickle and 3 GiB of zeroed memory, and so
 are the legacy constructors ``torch.FloatStorage(n)`` and ``torch.FloatTensor(n)``. This
-module walks the pickle opcode by opcode (the standard library's :func:`pickletools.genops`;
-nothing is imported or run) with a small model of the unpickler's stack, so the reader can
-check those requests, and every storage the pickle names, before torch allocates anything.
-
-The model tracks only the values these checks need (numbers, strings, tuples, globals, the
-memo); every other value is an opaque placeholder, and each opcode's effect on the stack
-comes from its own description in :mod:`pickletools`. No torch here.
+module reads the pickle with the standard library's own unpickler, but every global the pickle
+names is replaced by a stand-in class (:meth:`_Recorder.find_class`): nothing is imported and
+nothing real is called. A stand-in records what it is called with, so the reader can check
+those requests, and every storage the pickle loads by persistent id, before torch allocates
+anything. The unpickler is the real one (in C), so the walk is fast and follows the pickle
+exactly as ``torch.load`` will. No torch here.
 """
 from __future__ import annotations
 
-import pickletools
+import pickle
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-_MARK = object()
-_INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
-_TEXT = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
-         "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}
-_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
-_GET = {"GET", "BINGET", "LONG_BINGET"}
-_TUPLES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
 # Callables weights_only allows that allocate from a number: bytes per element requested
 # (8 for the tensor and storage constructors: the widest of their element types but complex).
 _ALLOCATORS = {"builtins.bytearray": 1, "torch.storage.UntypedStorage": 1, "torch.storage.TypedStorage": 8}
@@ -36,11 +28,6 @@ def _allocation_unit(name: str) -> int | None:
     if module in ("torch", "torch.cuda") and (attr.endswith("Storage") or attr.endswith("Tensor")):
         return 16 if attr.startswith("Complex") else 8
     return None
-
-
-@dataclass(frozen=True)
-class Global:
-    name: str  # "module.attr"
 
 
 @dataclass(frozen=True)
@@ -64,7 +51,7 @@ class PickleFacts:
 
 
 class ScanError(ValueError):
-    """The pickle is malformed (an opcode with too few values under it, a bad argument)."""
+    """The pickle is malformed (a bad opcode, a truncated argument, a value where none can be)."""
 
 
 def _product(values: tuple) -> int | None:
@@ -82,96 +69,70 @@ def _product(values: tuple) -> int | None:
     return n
 
 
+class _StandIn:
+    """What the pickle gets instead of a global. Calling it (REDUCE, NEWOBJ) records the request and
+    returns an inert instance; building and filling one (BUILD, SETITEMS, APPENDS) does nothing."""
+
+    global_name = ""
+    facts: PickleFacts
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls.global_name == "torch.Size" and len(args) == 1 and isinstance(args[0], tuple):
+            return args[0]  # a shape, kept so a constructor given one can be measured
+        unit = _allocation_unit(cls.global_name)
+        if unit is not None and args:
+            count = _product(args)
+            if count:
+                cls.facts.allocations.append((cls.global_name, count * unit))
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+    def add(self, value: Any) -> None:
+        pass
+
+
+class _Recorder(pickle.Unpickler):
+    def __init__(self, stream: IO[bytes], facts: PickleFacts):
+        super().__init__(stream, encoding="utf-8")
+        self.facts = facts
+        self.stand_ins: dict[str, type] = {}
+
+    def find_class(self, module: str, name: str) -> type:
+        full = f"{module}.{name}"
+        if full not in self.stand_ins:
+            self.stand_ins[full] = type(name, (_StandIn,), {"global_name": full, "facts": self.facts,
+                                                            "__slots__": ()})
+        return self.stand_ins[full]
+
+    def persistent_load(self, pid: Any) -> Any:
+        if (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], type)
+                and issubclass(pid[1], _StandIn) and isinstance(pid[4], int)):
+            ref = StorageRef(str(pid[2]), pid[1].global_name, str(pid[3]), pid[4])
+            self.facts.storages.setdefault(ref.key, ref)
+        return None
+
+
 def scan(stream: IO[bytes], facts: PickleFacts | None = None) -> PickleFacts:
-    """Walk one pickle from ``stream`` (up to its STOP) and add what it asks for to ``facts``."""
+    """Read one pickle from ``stream`` (up to its STOP) with stand-ins; add what it asks for to ``facts``."""
     facts = facts if facts is not None else PickleFacts()
-    stack: list[Any] = []
-    memo: dict[int, Any] = {}
-
-    def pop(n: int = 1) -> list[Any]:
-        if n > len(stack):
-            raise ScanError("an opcode finds too few values on the stack")
-        out = stack[len(stack) - n:] if n else []
-        del stack[len(stack) - n:]
-        return out
-
-    def pop_mark() -> list[Any]:
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is _MARK:
-                items = stack[i + 1:]
-                del stack[i:]
-                return items
-        raise ScanError("an opcode needs a MARK that is not there")
-
     try:
-        for op, arg, _pos in pickletools.genops(stream):
-            name = op.name
-            if name == "STOP":
-                break
-            if name in _INTS or name in _TEXT:
-                stack.append(arg)
-            elif name == "MARK":
-                stack.append(_MARK)
-            elif name == "GLOBAL":
-                stack.append(Global(str(arg).replace(" ", ".")))
-            elif name == "STACK_GLOBAL":
-                module, attr = pop(2)
-                stack.append(Global(f"{module}.{attr}"))
-            elif name in _TUPLES:
-                stack.append(tuple(pop(_TUPLES[name])))
-            elif name == "TUPLE":
-                stack.append(tuple(pop_mark()))
-            elif name in _PUT:
-                memo[arg] = stack[-1] if stack else None
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1] if stack else None
-            elif name in _GET:
-                stack.append(memo.get(arg))
-            elif name == "DUP":
-                stack.append(stack[-1] if stack else None)
-            elif name == "BINPERSID":
-                stack.append(_persistent(pop()[0], facts))
-            elif name in ("REDUCE", "NEWOBJ"):
-                func, args = pop(2)
-                stack.append(_call(func, args, facts))
-            else:
-                _generic(op, pop, pop_mark, stack)
-    except ScanError:
-        raise
-    except Exception as exc:  # a truncated argument, a bad opcode: genops says what
+        _Recorder(stream, facts).load()
+    except RecursionError:
+        raise ScanError("the pickle nests too deeply") from None
+    except Exception as exc:  # whatever the unpickler finds wrong: the file is damaged
         raise ScanError(str(exc) or type(exc).__name__) from None
     return facts
-
-
-def _generic(op: pickletools.OpcodeInfo, pop: Any, pop_mark: Any, stack: list[Any]) -> None:
-    """Any other opcode: take what its description says it consumes, push placeholders."""
-    before = op.stack_before
-    if pickletools.markobject in before:
-        below = before.index(pickletools.markobject)
-        pop_mark()
-        pop(below)
-    else:
-        pop(len(before))
-    stack.extend([None] * len(op.stack_after))
-
-
-def _persistent(pid: Any, facts: PickleFacts) -> Any:
-    if (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], Global)
-            and isinstance(pid[4], int)):
-        ref = StorageRef(str(pid[2]), pid[1].name, str(pid[3]), pid[4])
-        facts.storages.setdefault(ref.key, ref)
-        return ref
-    return None
-
-
-def _call(func: Any, args: Any, facts: PickleFacts) -> Any:
-    if not isinstance(func, Global):
-        return None
-    if func.name == "torch.Size" and isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], tuple):
-        return args[0]  # a shape, kept so a constructor given one can be measured
-    unit = _allocation_unit(func.name)
-    if unit is not None and isinstance(args, tuple) and args:
-        count = _product(args)
-        if count:
-            facts.allocations.append((func.name, count * unit))
-    return None

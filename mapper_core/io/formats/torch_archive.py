@@ -4,7 +4,8 @@
 whatever the record's compression or length, so a deflated record reads as its compressed
 bytes and a short one runs into the next zip header. And ``weights_only`` still lets a
 pickle of a few hundred bytes allocate gigabytes. :func:`check_archive` reads the zip's
-directory and the pickle statically (:mod:`.pickle_scan`) first and decides:
+directory and its pickle (with inert stand-ins for every global, :mod:`.pickle_scan`) first
+and decides:
 
 - every storage the pickle names must have its record, exactly as long as the storage
   (``torch.load`` without mmap refuses any other length too);
@@ -17,11 +18,13 @@ No torch here.
 """
 from __future__ import annotations
 
+import bisect
+import os
 import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ...errors import CheckpointError, ExpansionError
 from .pickle_scan import PickleFacts, ScanError, scan
@@ -67,28 +70,67 @@ class ExpansionBudget:
 
 @dataclass(frozen=True)
 class RecordRange:
-    """Bytes ``start:end`` of one record of a zip archive, read through the zip reader (decompressed)."""
+    """Bytes ``start:end`` of one record of a zip archive, found from the zip's own directory (not from
+    torch's mapping): a stored record is read at its data offset, a compressed one through the zip
+    reader, decompressed."""
 
     path: Path
     record: str
     start: int
     end: int
+    data_start: int = 0  # where the record's data begins in the file (from its local header)
+    stored: bool = True
 
     @property
     def nbytes(self) -> int:
         return self.end - self.start
 
-    def pieces(self, size: int) -> Iterator[bytes]:
-        """The bytes in pieces of at most ``size``; fewer bytes in all if the record is shorter."""
-        with zipfile.ZipFile(self.path) as zf, zf.open(self.record) as fh:
-            fh.seek(self.start)
-            left = self.nbytes
-            while left > 0:
-                piece = fh.read(min(size, left))
-                if not piece:
+    def pieces(self, size: int, into: bytearray | None = None) -> Iterator[bytes | memoryview]:
+        """The bytes in pieces of at most ``size``; fewer bytes in all if the record is shorter. With
+        ``into`` (at least ``size`` long), a stored record is read into it and the pieces are views of it."""
+        if self.stored and into is not None and hasattr(os, "preadv"):
+            yield from self._read_into(memoryview(into)[:size])
+            return
+        if not self.stored:
+            with zipfile.ZipFile(self.path) as zf, zf.open(self.record) as fh:
+                fh.seek(self.start)
+                yield from _chunks(fh.read, self.nbytes, size)
+            return
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            at = self.data_start + self.start
+
+            def read(n: int) -> bytes:
+                nonlocal at
+                data = os.pread(fd, n, at)
+                at += len(data)
+                return data
+            yield from _chunks(read, self.nbytes, size)
+        finally:
+            os.close(fd)
+
+    def _read_into(self, view: memoryview) -> Iterator[memoryview]:
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            done = 0
+            while done < self.nbytes:
+                n = os.preadv(fd, [view[:min(len(view), self.nbytes - done)]], self.data_start + self.start + done)
+                if n <= 0:
                     return
-                left -= len(piece)
-                yield piece
+                done += n
+                yield view[:n]
+        finally:
+            os.close(fd)
+
+
+def _chunks(read: Callable[[int], bytes], nbytes: int, size: int) -> Iterator[bytes]:
+    left = nbytes
+    while left > 0:
+        piece = read(min(size, left))
+        if not piece:
+            return
+        left -= len(piece)
+        yield piece
 
 
 @dataclass
@@ -99,14 +141,16 @@ class Archive:
     is_zip: bool
     byteorder: str = "little"
     in_memory: bool = False  # load without mmap: some record is compressed, or the file is legacy
-    records: list[tuple[int, int, str]] = field(default_factory=list)  # (data start, size, name), stored only
+    records: list[tuple[int, int, str, bool]] = field(default_factory=list)  # (data start, size, name, stored), sorted
     facts: PickleFacts = field(default_factory=PickleFacts)
 
     def record_range(self, start: int, end: int) -> RecordRange | None:
         """The stored record whose data holds file bytes ``start:end``, as a range of that record."""
-        for begin, size, name in self.records:
+        i = bisect.bisect_right(self.records, (start, float("inf"))) - 1
+        if i >= 0:
+            begin, size, name, stored = self.records[i]
             if begin <= start and end <= begin + size:
-                return RecordRange(self.path, name, start - begin, end - begin)
+                return RecordRange(self.path, name, start - begin, end - begin, begin, stored)
         return None
 
 
@@ -198,8 +242,10 @@ def _check_zip(archive: Archive, budget: ExpansionBudget) -> None:
                 )
         with open(path, "rb") as fh:
             for info in infos.values():
-                if info.compress_type == zipfile.ZIP_STORED and info.filename.startswith(prefix + "data/"):
+                if info.filename.startswith(prefix + "data/"):
                     fh.seek(info.header_offset)
                     sig, n, m = _LOCAL_HEADER.unpack(fh.read(_LOCAL_HEADER.size).ljust(30, b"\0"))
                     if sig == b"PK\x03\x04":
-                        archive.records.append((info.header_offset + 30 + n + m, info.file_size, info.filename))
+                        archive.records.append((info.header_offset + 30 + n + m, info.file_size, info.filename,
+                                                info.compress_type == zipfile.ZIP_STORED))
+        archive.records.sort()

@@ -74,7 +74,8 @@ def independent_source(t: Any, archive: Archive, mappings: FileMappings) -> Reco
         return None
     size = t.element_size()
     first, end = _extent(t)
-    part = RecordRange(rng.path, rng.record, rng.start + first * size, rng.start + end * size)
+    part = RecordRange(rng.path, rng.record, rng.start + first * size, rng.start + end * size,
+                       rng.data_start, rng.stored)
     if t.is_contiguous() and (archive.byteorder == "little" or size == 1):
         return part
     return lambda: _rebuilt(t, part, archive, first)

@@ -127,7 +127,7 @@ def load_pickle(path: Path, trust_pickle: bool, allow_expansion: bool = False) -
                 f"{path}: is a TorchScript archive, not a saved state dict; load it with torch.jit.load "
                 "and torch.save(module.state_dict(), ...) first"
             )
-    if path.name.lower().endswith(".safetensors"):  # torch.load would hand such a path to safetensors
+    if str(path).endswith(".safetensors"):  # torch.load hands any such path to safetensors (case as torch checks)
         from .sniff import advice, what_is
 
         kind = what_is(path) or "a torch checkpoint"

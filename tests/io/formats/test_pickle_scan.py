@@ -35,3 +35,17 @@ def test_a_malformed_pickle_is_a_scan_error():
         scan(io.BytesIO(b"\x80\x02t."))  # TUPLE without a MARK
     with pytest.raises(ScanError):
         scan(io.BytesIO(b"\x80\x02X\xff\xff\xff\x00ab"))  # truncated argument
+
+
+def test_nothing_the_pickle_names_is_imported_or_run(tmp_path):
+    canary = tmp_path / "ran"
+    pkl = Pickle().glob("os", "system").text(f"touch '{canary}'").op(b"\x85R")
+    pkl.glob("builtins", "open").text(str(canary)).text("w").op(b"\x86R").op(b"\x86")
+    facts = scan(io.BytesIO(pkl.bytes()))
+    assert not canary.exists() and facts.allocations == [] and facts.storages == {}
+
+
+def test_a_legacy_persistent_id_with_view_metadata_counts():
+    pkl = Pickle().op(b"(").text("storage").glob("torch", "HalfStorage").text("k").text("cpu").int(10)
+    pkl.op(b"N").op(b"tQ")  # legacy files add a sixth field (view metadata, None here)
+    assert scan(io.BytesIO(pkl.bytes())).storages["k"].numel == 10

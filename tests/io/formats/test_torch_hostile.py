@@ -65,7 +65,6 @@ def test_verify_reads_the_zip_not_the_mapping(tmp_path, monkeypatch):
     def mapped_anyway(*args, **kwargs):
         archive = real(*args, **kwargs)
         archive.in_memory = False
-        archive.records = [(0, src.stat().st_size, name) for name in ("archive/data/0",)]
         return archive
 
     monkeypatch.setattr(torch_pickle, "check_archive", mapped_anyway)
