@@ -55,7 +55,8 @@ def add_reader(p: argparse.ArgumentParser) -> None:
                    help="load a torch pickle that weights_only refuses (RUNS CODE from the file; only for trusted files)")
     p.add_argument("--allow-expansion", action="store_true",
                    help="read a torch file that grows past max(256 MiB, 4x its size) when loaded or written "
-                        "(compressed records, memory its pickle asks for, repeated views); default: refuse it")
+                        "(compressed records, memory its pickle asks for, repeated views), and let a rule's transform "
+                        "steps make a tensor past max(256 MiB, 4x its source); default: refuse both")
     p.add_argument("--unwrap", metavar="PATH",
                    help="dotted path of the state dict inside a torch checkpoint ('' = top level); default: automatic")
     p.add_argument("--strip-prefix", metavar="PREFIX",
@@ -89,6 +90,8 @@ def add_write(p: argparse.ArgumentParser) -> None:
                    help="split the output into shards of at most SIZE (bytes, 500MB, 5GB, 2GiB) with an index")
     p.add_argument("--no-source-hash", action="store_true",
                    help="leave the source's SHA-256 out of the metadata (saves reading the source a second time)")
+    p.add_argument("--clean-stale", action="store_true",
+                   help="remove the temporary files that killed runs left beside DST (listed otherwise)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

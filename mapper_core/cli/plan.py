@@ -68,7 +68,8 @@ def plan_for_reader(args: argparse.Namespace, reader, ruleset, target):
 
     target_specs, module_types = target
     return make_plan(reader.specs(), ruleset, target_specs, source_origin=args.source, target_origin=args.target,
-                     unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types)
+                     unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types,
+                     allow_expansion=getattr(args, "allow_expansion", False))
 
 
 def build_plan(args: argparse.Namespace, ctx, cost: bool = False):

@@ -26,6 +26,7 @@ def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_s
         args.source, args.destination, reader=reader, plan=plan, force=args.force,
         max_shard_size=max_shard_size, verify=args.verify, progress=shown.update, phase=shown.phase,
         rules_sha256=rules_sha256, strict=strict, hash_source=not args.no_source_hash, target_specs=target_specs,
+        clean_stale=args.clean_stale,
         output_format=getattr(args, "output_format", None), workers=getattr(args, "workers", 1),
         executor=getattr(args, "executor", None),
     )
@@ -46,6 +47,14 @@ def result_lines(result) -> list[str]:
         lines.append(f"  index: {result.paths[-1]}")
     if result.checked is not None:
         lines.append(f"  verified {result.checked} tensors bit for bit against the source")
+    if result.stale_temps:
+        count = len(result.stale_temps)
+        what = f"{count} temporary file{'s' if count != 1 else ''} left by killed runs"
+        shown = ", ".join(Path(p).name for p in result.stale_temps[:LISTED_SHARDS])
+        shown += " …" if count > LISTED_SHARDS else ""
+        lines.append(f"  removed {what}: {shown}" if result.stale_removed else
+                     f"  note: {what} beside the output: {shown}; their processes are gone: "
+                     "pass --clean-stale to remove them")
     return lines
 
 

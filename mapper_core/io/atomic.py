@@ -11,11 +11,25 @@ on SIGTERM installs its own handler that raises (:class:`Terminated` is there fo
 Several files (shards, then their index) are renamed one after the other: a reader never
 sees an index before its shards. If a rename itself fails, the files already renamed are
 removed again when nothing stood at their place before.
+
+Without ``replace`` (``--force``), the final step never replaces anything, even a file that
+another process put there after the destinations were checked: ``renameat2`` with
+``RENAME_NOREPLACE`` where the kernel and the filesystem have it, else a hard link (which
+fails on an existing name) and the removal of the temporary. The loser of such a race gets
+:class:`~mapper_core.errors.OutputExistsError`.
+
+A temporary file is named ``.NAME.PID@HOST.XXXXXXXX.mapper-tmp``: a process killed with
+SIGKILL cannot clean up, and its PID and host let a later run tell its leftovers
+(:func:`stale_temps`) from the temporaries of a run still going.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import re
 import signal
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +37,84 @@ from typing import Iterable, Sequence
 from ..errors import OutputExistsError
 
 TEMP_SUFFIX = ".mapper-tmp"
+_OWNER = re.compile(r"\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def _host() -> str:
+    """This machine's name as it appears in temporary names (letters, digits and '-' only)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # exists (another user's), or a number no process can have: leave it alone
+    return True
+
+
+def stale_temps(dest: str | Path) -> list[Path]:
+    """Temporary files left beside ``dest`` by runs on this machine whose process is gone (SIGKILL,
+    a crash, a power cut before the rename), oldest name first. Files of live processes, of
+    other machines, and of unknown owners are never listed."""
+    dest = Path(dest)
+    found = []
+    host = _host()
+    try:
+        names = os.listdir(dest.parent)
+    except OSError:
+        return []
+    prefix = f".{dest.name}"
+    for name in sorted(names):
+        if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
+            continue
+        owner = _OWNER.fullmatch(name[len(prefix):])
+        if owner and owner["host"] == host and not _alive(int(owner["pid"])):
+            found.append(dest.parent / name)
+    return found
+
+
+def remove_stale(paths: Iterable[Path]) -> list[Path]:
+    """Remove what :func:`stale_temps` listed; returns what was removed."""
+    removed = []
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(Path(path))
+    return removed
+
+
+def _rename_noreplace(src: Path, dest: Path) -> None:
+    """Rename ``src`` to ``dest`` unless ``dest`` exists (FileExistsError), atomically."""
+    renameat2 = getattr(_libc(), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dest), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), str(dest))
+        if code not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), str(dest))
+    # No renameat2 here (or not on this filesystem): a hard link also refuses an existing name.
+    os.link(src, dest)
+    os.unlink(src)
+
+
+_LIBC: list = []
+
+
+def _libc():
+    if not _LIBC:
+        try:
+            _LIBC.append(ctypes.CDLL(None, use_errno=True))
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]
 
 
 class Terminated(KeyboardInterrupt):
@@ -93,9 +185,10 @@ class AtomicFiles:
     block without ``commit()`` (any exception, Ctrl-C) removes every temporary.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, replace: bool = True) -> None:
         self._files: list[tuple[Path, Path, int | None, bool]] = []  # dest, temp, fd, dest existed
         self.committed = False
+        self.replace = replace  # False: commit never replaces a file, even one that appeared meanwhile
 
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> "AtomicFiles":
@@ -113,7 +206,8 @@ class AtomicFiles:
     def create(self, dest: str | Path) -> int:
         """A new temporary file in ``dest``'s folder; returns its descriptor (read/write)."""
         dest = Path(dest)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_SUFFIX, dir=dest.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}@{_host()}.", suffix=TEMP_SUFFIX,
+                                    dir=dest.parent)
         existed = dest.exists() or dest.is_symlink()
         self._files.append((dest, Path(name), fd, existed))
         try:
@@ -140,7 +234,15 @@ class AtomicFiles:
         done: list[tuple[Path, bool]] = []
         try:
             for dest, temp, _, existed in self._files:
-                os.replace(temp, dest)
+                if self.replace:
+                    os.replace(temp, dest)
+                else:
+                    try:
+                        _rename_noreplace(temp, dest)
+                    except FileExistsError:
+                        raise OutputExistsError(
+                            f"{dest}: appeared while the output was being written (another process wrote it); "
+                            "nothing was replaced. Pass --force (Python: force=True) to replace it") from None
                 done.append((dest, existed))
         except BaseException:
             for dest, existed in done:  # undo what we can: files that did not exist before

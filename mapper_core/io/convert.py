@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .atomic import AtomicFiles, check_destinations
+from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps
 from .output_format import is_dcp_destination
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
@@ -68,10 +68,14 @@ class ConvertResult:
     rules: str | None
     rules_sha256: str | None
     checked: int | None  # tensors verified bit for bit; None without verify
+    # temporaries of killed runs found beside the output (atomic.stale_temps), and whether they were removed
+    stale_temps: tuple[str, ...] = ()
+    stale_removed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["paths"] = list(self.paths)
+        out["stale_temps"] = list(self.stale_temps)
         return out
 
 
@@ -81,7 +85,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             force: bool = False, max_shard_size: int | str | None = None, verify: bool = False,
             progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
             rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False,
-            output_format: str | None = None, workers: int = 1, executor: Any = None) -> ConvertResult:
+            clean_stale: bool = False, allow_expansion: bool = False, output_format: str | None = None,
+            workers: int = 1, executor: Any = None) -> ConvertResult:
     """Write ``src`` (through ``reader``, or the built-in formats) as safetensors at ``dst``.
 
     ``dst`` is a ``.safetensors`` file, a ``.safetensors.index.json`` (always sharded) or an
@@ -107,6 +112,10 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     byte for byte what one process writes, each shard atomic and recorded in a manifest so that a
     rerun after a crash writes only the rest; the index comes last. ``executor`` shares the shards
     out some other way (:mod:`mapper_core.dist` passes its torch.distributed ranks).
+
+    Without ``force`` nothing is ever replaced, even a file that another process wrote to
+    ``dst`` meanwhile (:class:`~mapper_core.errors.OutputExistsError`). Temporary files that
+    killed runs left beside the output are listed in the result, and removed with ``clean_stale``.
     """
     if workers < 1:
         raise BadInputError(f"workers must be at least 1, not {workers}")
@@ -121,7 +130,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     try:
         if plan is None and rules is not None:
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
-                             non_tensor=non_tensors(reader), target_module_types=target_module_types)
+                             non_tensor=non_tensors(reader), target_module_types=target_module_types,
+                             allow_expansion=allow_expansion)
             rules_sha256 = rules_sha256 or rules.sha256
         if plan is not None:
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
@@ -130,8 +140,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
         return _convert(src, Path(dst), reader, plan, force,
                         None if max_shard_size is None else parse_size(max_shard_size),
                         verify, progress, phase, rules_sha256, hash_source,
-                        target_specs if plan is None or plan.target_count is None else None, output_format,
-                        workers, executor)
+                        target_specs if plan is None or plan.target_count is None else None, clean_stale,
+                        output_format, workers, executor)
     finally:
         if own_reader:
             reader.close()
@@ -152,8 +162,8 @@ def _counting(progress: ProgressCallback | None, total: int) -> Callable[[int, s
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,
              verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
              rules_sha256: str | None, hash_source: bool,
-             target_specs: Mapping[str, TensorSpec] | None, output_format: str | None = None,
-             workers: int = 1, executor: Any = None) -> ConvertResult:
+             target_specs: Mapping[str, TensorSpec] | None, clean_stale: bool = False,
+             output_format: str | None = None, workers: int = 1, executor: Any = None) -> ConvertResult:
     specs = reader.specs()
     entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
     if not entries:
@@ -187,6 +197,9 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
                                 verify, progress, phase, rules_sha256, hash_source, executor or ForkWorkers(workers),
                                 originals, method)
     check_destinations(files + ([index] if index else []), sources, force)
+    stale = [p for dest in files + ([index] if index else []) for p in stale_temps(dest)]
+    if clean_stale:
+        remove_stale(stale)
 
     hasher = Hasher(sources) if hash_source else None
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
@@ -201,7 +214,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         return _counting(progress, size)
 
     try:
-        with AtomicFiles() as out:
+        with AtomicFiles(replace=force) as out:
             if phase:
                 phase("writing", total)
             writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased)
@@ -232,6 +245,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         file_bytes=sum(p.stat().st_size for p in written), method=method,
         source_sha256=meta.get("mapper.source_sha256"), rules=plan.rules_name if plan else None,
         rules_sha256=rules_sha256 if plan else None, checked=checked,
+        stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
     )
 
 

@@ -28,7 +28,18 @@ from .kind_check import check_kinds
 from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped, UnusedRule
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
-from ..rules.transforms import TransformChainError, chain_spec
+from ..rules.transforms import TransformChainError, chain_peak, chain_spec
+
+# A transform may make a tensor up to this large, or this many times its source's size, whichever is
+# more (the same bound --allow-expansion lifts for torch files): `pad: {after: 268435456}` on a
+# 10-value tensor would otherwise pass the plan and fail to allocate a gigabyte in convert.
+EXPANSION_FLOOR = 256 * 2**20
+EXPANSION_RATIO = 4
+
+
+def expansion_limit(source_bytes: int) -> int:
+    """The most bytes a transform chain may make from a tensor of ``source_bytes``."""
+    return max(EXPANSION_FLOOR, EXPANSION_RATIO * source_bytes)
 
 
 def make_plan(
@@ -41,6 +52,7 @@ def make_plan(
     unmatched: str | None = None,
     non_tensor: Mapping[str, str] | None = None,
     target_module_types: Mapping[str, str] | None = None,
+    allow_expansion: bool = False,
 ) -> Plan:
     """Plan what happens to every source key and which target keys get filled.
 
@@ -48,6 +60,8 @@ def make_plan(
     ``non_tensor`` maps the source's non-tensor values to their type names (listed, left behind);
     ``target_module_types`` maps target module names (the key before its last dot) to their class
     names when the target is a real model, for the kind check and its messages.
+    A transform chain that would make (or pass through) a tensor larger than
+    :func:`expansion_limit` of its source is an error for that key unless ``allow_expansion``.
     """
     policy = ruleset.unmatched if unmatched is None else unmatched
     if policy not in UNMATCHED_POLICIES:
@@ -97,15 +111,19 @@ def make_plan(
         shape = tuple(spec.shape)
         extra: dict = {}
         reason = ""
+        too_big = None
         out_shape = shape
         if rule is not None and rule.transform:
             try:
                 out = chain_spec(rule.transform, spec)
                 out_shape = tuple(out.shape)
                 extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
+                too_big = None if allow_expansion else _expansion(rule.transform, spec)
+                if too_big:
+                    reason = f"{_where(rule)}, key '{key}': {too_big}"
+                    extra = {"transform": rule.transform}
             except TransformChainError as exc:
-                reason = f"rule {rule.index} (line {rule.line}), key '{key}': {exc}" if rule.line else \
-                    f"rule {rule.index}, key '{key}': {exc}"
+                reason = f"{_where(rule)}, key '{key}': {exc}"
                 extra = {"transform": rule.transform}
         if not has_target and not reason:
             mapped.append(Mapped(key, target, index, spec.dtype, shape, **extra))
@@ -114,7 +132,8 @@ def make_plan(
         tshape = None if tspec is None else tuple(tspec.shape)
         tdtype = None if tspec is None else tspec.dtype
         if reason or (has_target and tshape != out_shape):
-            action = "error" if rule is None else rule.on_shape_mismatch
+            # a bomb is an error even under on_shape_mismatch: skip (the key is not merely of another shape)
+            action = "error" if rule is None or too_big else rule.on_shape_mismatch
             mismatched.append(Mismatch(key, target, index, shape, tshape, action, spec.dtype, tdtype,
                                        reason, out_shape if "transform" in extra and not reason else None))
             if action == "skip":
@@ -157,6 +176,29 @@ def make_plan(
         expected_uninitialized=expected,
         module_kinds=(source_kinds, target_kinds),
     )
+
+
+def _where(rule) -> str:
+    return f"rule {rule.index} (line {rule.line})" if rule.line else f"rule {rule.index}"
+
+
+def _expansion(steps: tuple, spec: TensorSpec) -> str | None:
+    """Why a transform chain makes too large a tensor from ``spec`` (see :func:`expansion_limit`), or None."""
+    peak = chain_peak(steps, spec)
+    limit = expansion_limit(spec.nbytes)
+    if peak.nbytes <= limit:
+        return None
+    return (f"its transform makes a {peak.dtype} tensor of shape {list(peak.shape)} ({_size(peak.nbytes)}) from "
+            f"{_size(spec.nbytes)}, past the expansion limit of {_size(limit)} (the larger of "
+            f"{_size(EXPANSION_FLOOR)} and {EXPANSION_RATIO}x the source tensor); check the step's parameters, or pass "
+            "--allow-expansion (Python: allow_expansion=True) if the size is intended")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,} bytes"
 
 
 def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:

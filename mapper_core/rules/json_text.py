@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from .positions import MAX_DEPTH, Collector, Fatal, Path
+from .positions import MAX_DEPTH, Collector, Fatal, Path, int_digits_problem
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -68,6 +68,8 @@ class JsonParser(Collector):
                 return constant, pos + len(word)
         m = _NUMBER.match(text, pos)
         if m:
+            if not (m.group(1) or m.group(2)) and int_digits_problem(m.group()):
+                raise self.fail(pos, int_digits_problem(m.group()), path)
             number = float(m.group()) if m.group(1) or m.group(2) else int(m.group())
             if isinstance(number, float) and not math.isfinite(number):
                 raise self.fail(pos, "number out of range", path)

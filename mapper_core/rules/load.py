@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import schema
 from ..errors import Problem, RulesError
 from .parse import parse
-from .positions import MAX_BYTES, Parsed, json_path
+from .positions import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, Parsed, json_path
+from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
 from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
@@ -23,6 +25,12 @@ from .transforms import BUILTIN, ambiguous, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 SUPPORTED_VERSION = 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+SHOWN_PATTERN = 80  # characters of a pattern quoted in a message
+
+
+def _shown(pattern: str) -> str:
+    return pattern if len(pattern) <= SHOWN_PATTERN else pattern[:SHOWN_PATTERN - 3] + "..."
 
 
 def load_rules(path: str | Path, *, transforms: Mapping[str, Any] | None = None) -> RuleSet:
@@ -35,7 +43,12 @@ def load_rules(path: str | Path, *, transforms: Mapping[str, Any] | None = None)
     """
     name = str(path)
     try:
-        size = Path(path).stat().st_size
+        info = Path(path).stat()
+        kind = _not_regular(info.st_mode)
+        if kind:  # a FIFO would block the read forever, a device could stream without end
+            raise RulesError([Problem(name, None, "$", f"is {kind}, not a regular file; a rules file must be "
+                                                       "a file on disk (save the rules to a .yaml or .json file)")])
+        size = info.st_size
         if size > MAX_BYTES:
             raise RulesError([_too_big(name, size)])
         with open(path, "rb") as fh:
@@ -65,6 +78,15 @@ def parse_rules(text: str, filename: str, fmt: str | None = None, *,
     return _build(text, filename, _format(filename, text, fmt), digest, transforms)
 
 
+def _not_regular(mode: int) -> str | None:
+    """What kind of non-regular file ``mode`` describes, or None for a regular file."""
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 def _too_big(name: str, size: int) -> Problem:
     return Problem(name, None, "$", f"the file is {size:,} bytes; rules files are limited to {MAX_BYTES:,} bytes. "
                                     "Check that this is really a rules file")
@@ -91,6 +113,7 @@ def _build(text: str, filename: str, fmt: str, digest: str, transforms: Mapping[
         raise _error([*parsed.problems, Problem(filename, parsed.line(()), "$", (
             f"the file {what}; a rules file is a mapping with at least `version: 1` and a `rules:` list"))])
     _check_version(data, parsed, filename)
+    _check_count(data, parsed, filename)
     checker = _Checker(filename, parsed, transforms)
     version_reported = isinstance(data.get("version"), float)
     if version_reported:
@@ -123,6 +146,29 @@ def _check_version(data: dict, parsed: Parsed, filename: str) -> None:
             f"{SUPPORTED_VERSION}; upgrade mapper-core, or rewrite the file for version 1 and set `version: 1`"))])
 
 
+def _count_patterns(data: dict) -> int:
+    """How many regular expressions the file holds (each one is compiled and tried on keys)."""
+    def items(value: Any) -> int:
+        return len(value) if isinstance(value, list) else 0
+
+    count = items(data.get("rules")) + items(data.get("skip")) + items(data.get("new"))
+    for section, inner in (("freeze", None), ("param_groups", "match")):
+        groups = data.get(section)
+        if isinstance(groups, dict):
+            count += sum(items(g if inner is None else g.get(inner) if isinstance(g, dict) else None)
+                         for g in groups.values())
+    return count
+
+
+def _check_count(data: dict, parsed: Parsed, filename: str) -> None:
+    """Refuse a file with more patterns than any model needs, before checking each one (seconds apiece)."""
+    count = _count_patterns(data)
+    if count > MAX_PATTERNS:
+        raise _error([*parsed.problems, Problem(filename, parsed.line(("rules",)), "$.rules", (
+            f"the file holds {count:,} patterns (rules, skip, new, freeze and param_groups together); the limit is "
+            f"{MAX_PATTERNS:,}. Use capture groups so that one rule covers many keys"))])
+
+
 class _Checker:
     """Collects problems; skips a semantic check where the schema or the parse already complained."""
 
@@ -151,16 +197,31 @@ class _Checker:
         """True when ``value`` has the right type and nothing at or below ``path`` was reported."""
         return isinstance(value, kind) and path not in self.reported and not self.parsed.is_bad(path)
 
-    def compile(self, path: tuple, pattern: Any) -> re.Pattern | None:
+    def compile(self, path: tuple, pattern: Any) -> KeyPattern | None:
         if not self.usable(path, pattern, str):
             return None
+        if len(pattern) > MAX_PATTERN_CHARS:
+            self.add(path, f"the pattern is {len(pattern):,} characters long; patterns are limited to "
+                           f"{MAX_PATTERN_CHARS:,} characters. Match the key's structure (e.g. '(.+)') instead "
+                           "of spelling it out")
+            return None
+        surrogate = _SURROGATE.search(pattern)
+        if surrogate:
+            self.add(path, f"the pattern holds a lone surrogate (U+{ord(surrogate.group()):04X}, e.g. from an escape "
+                           "like \\ud800), which is not a character and cannot be in a key; remove it")
+            return None
         try:
-            return re.compile(pattern)
+            return key_pattern(pattern)
         except re.error as exc:
             where = f" at position {exc.pos}" if exc.pos is not None else ""
-            self.add(path, f"invalid regular expression '{pattern}': {exc.msg}{where}; fix the pattern "
+            self.add(path, f"invalid regular expression '{_shown(pattern)}': {exc.msg}{where}; fix the pattern "
                            "(Python `re` syntax, matched against the whole key)")
-            return None
+        except UnboundedPattern as exc:
+            self.add(path, f"pattern '{_shown(pattern)}' refused: {exc}")
+        except (RecursionError, OverflowError, MemoryError) as exc:
+            self.add(path, f"pattern '{_shown(pattern)}' refused: too deeply nested or too large to compile "
+                           f"({type(exc).__name__}); simplify it")
+        return None
 
     def check_semantics(self, data: dict) -> None:
         rules = data.get("rules")

@@ -18,10 +18,23 @@ MAX_BYTES = 10 * 1024 * 1024  # a rules file is text written by people; anything
 MAX_DEPTH = 100  # nesting; version-1 rules need five levels
 MAX_ALIASES = 1_000  # alias uses (*name) in one YAML file
 MAX_EXPANDED_NODES = 100_000  # nodes reached through aliases; stops "billion laughs" early
+MAX_EXPANDED_CHARS = MAX_BYTES  # text reached through aliases: no larger than the largest file
+MAX_PATTERN_CHARS = 10_000  # one regular expression (a key pattern is rarely longer than 200)
+MAX_PATTERNS = 20_000  # rules, skip, new, freeze and param-group patterns in one file
+MAX_INT_DIGITS = 30  # an integer in a rules file (sizes, epochs, dims) never needs more
 
 Path = tuple  # of str (mapping keys) and int (list indices)
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def int_digits_problem(text: str) -> str | None:
+    """Why the integer written as ``text`` is refused (too many digits), or None."""
+    digits = sum(c.isdigit() for c in text)
+    if digits <= MAX_INT_DIGITS:
+        return None
+    return (f"the integer has {digits:,} digits; rules files hold integers of at most {MAX_INT_DIGITS} digits. "
+            "Write a smaller number")
 
 
 def json_path(path: Path) -> str:

@@ -13,7 +13,10 @@ Parsing with the parser ``re.compile`` itself uses keeps these answers in step w
 """
 from __future__ import annotations
 
+import functools
 import re
+
+from . import charsets
 
 try:  # Python 3.11+
     import re._parser as _sre  # type: ignore[import-not-found]
@@ -27,11 +30,17 @@ _REPEATS = tuple(
 )
 
 
+@functools.lru_cache(maxsize=1024)
+def _tree(text: str, flags: int):
+    """The syntax tree, parsed once per pattern (parsing costs about a microsecond a character)."""
+    return _sre.parse(text, flags)
+
+
 def _parse(pattern: re.Pattern) -> list | None:
     """The syntax tree's top-level items, or None for patterns whose literals are not literal text."""
     if pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
         return None
-    return list(_sre.parse(pattern.pattern, pattern.flags))
+    return list(_tree(pattern.pattern, pattern.flags))
 
 
 def _digit_set(av: list) -> bool:
@@ -126,13 +135,13 @@ def prefix_tokens(pattern: re.Pattern) -> tuple:
         else:
             tokens.append(item)
             i += 1
-    merged: list = []  # adjacent characters become one string
+    merged: list = []  # adjacent characters become one string (joined once: += here would be quadratic)
     for t in tokens:
         if t is not DIGITS and merged and merged[-1] is not DIGITS:
-            merged[-1] += t
+            merged[-1].append(t)
         else:
-            merged.append(t)
-    return tuple(merged)
+            merged.append(t if t is DIGITS else [t])
+    return tuple(t if t is DIGITS else "".join(t) for t in merged)
 
 
 def literal_prefix(pattern: re.Pattern) -> str:
@@ -142,10 +151,10 @@ def literal_prefix(pattern: re.Pattern) -> str:
 
 
 def _trailing_literals(items, out: list) -> bool:
-    """Prepend to ``out`` the literal chars ``items`` end with; False where we had to stop."""
+    """Append to ``out`` the literal chars ``items`` end with, last first; False where we had to stop."""
     for op, av in reversed(list(items)):
         if op is _sre.LITERAL:
-            out.insert(0, chr(av))
+            out.append(chr(av))
         elif op is _sre.AT:
             continue
         elif op is _sre.SUBPATTERN:
@@ -164,7 +173,7 @@ def literal_suffix(pattern: re.Pattern) -> str:
         return ""
     out: list[str] = []
     _trailing_literals(items, out)
-    return "".join(out)
+    return "".join(reversed(out))
 
 
 def plain_sequence(pattern: re.Pattern) -> tuple[str | int, ...] | None:
@@ -176,15 +185,144 @@ def plain_sequence(pattern: re.Pattern) -> tuple[str | int, ...] | None:
     # IGNORECASE is allowed here: the caller checks its guesses by matching them forwards.
     if not isinstance(pattern.pattern, str):
         return None
-    out: list[str | int] = []
-    for op, av in _sre.parse(pattern.pattern, pattern.flags):
+    out: list[list[str] | int] = []
+    for op, av in _tree(pattern.pattern, pattern.flags):
         if op is _sre.LITERAL:
-            if out and isinstance(out[-1], str):
-                out[-1] += chr(av)
+            if out and isinstance(out[-1], list):
+                out[-1].append(chr(av))
             else:
-                out.append(chr(av))
+                out.append([chr(av)])
         elif op is _sre.SUBPATTERN and av[0] is not None:
             out.append(av[0])
         else:
             return None
-    return tuple(out)
+    return tuple("".join(p) if isinstance(p, list) else p for p in out)
+
+
+# ---------------------------------------------------------------------------- RE2 translation
+
+class NoLinearForm(ValueError):
+    """RE2 cannot match this pattern exactly as Python's ``re`` does; the message names what."""
+
+
+_MAXREPEAT = _sre.MAXREPEAT
+RE2_MAX_COUNT = 1000  # RE2 refuses larger repeat counts
+_CLASS_FLAGS = re.IGNORECASE | re.ASCII  # the flags that change which characters a class matches
+_CATEGORIES = {
+    _sre.CATEGORY_DIGIT: r"\d", _sre.CATEGORY_NOT_DIGIT: r"\D", _sre.CATEGORY_SPACE: r"\s",
+    _sre.CATEGORY_NOT_SPACE: r"\S", _sre.CATEGORY_WORD: r"\w", _sre.CATEGORY_NOT_WORD: r"\W",
+}
+_NEEDS_BACKTRACKING = {
+    _sre.ASSERT: "a lookahead or lookbehind ((?=...), (?!...), (?<=...), (?<!...))",
+    _sre.ASSERT_NOT: "a lookahead or lookbehind ((?=...), (?!...), (?<=...), (?<!...))",
+    _sre.GROUPREF: "a backreference (\\1, (?P=name))",
+    _sre.GROUPREF_EXISTS: "a conditional group ((?(1)...|...))",
+}
+for _name, _what in (("ATOMIC_GROUP", "an atomic group ((?>...))"), ("POSSESSIVE_REPEAT", "a possessive repeat (*+, ++)")):
+    if hasattr(_sre, _name):  # Python 3.11+
+        _NEEDS_BACKTRACKING[getattr(_sre, _name)] = _what
+
+
+def to_re2(pattern: re.Pattern, ascii_text: bool) -> str:
+    """``pattern`` in RE2 syntax, matching exactly what Python's ``re`` matches, with the same groups.
+
+    ``ascii_text``: the result is only used on ASCII text (classes are then computed over
+    128 characters instead of every code point). Raises :class:`NoLinearForm` naming what
+    has no exact RE2 equivalent (lookarounds, backreferences, ``\\b`` without ASCII, ...).
+    """
+    if not isinstance(pattern.pattern, str):
+        raise NoLinearForm("a bytes pattern")
+    return _Re2Writer(ascii_text).sequence(_tree(pattern.pattern, pattern.flags), pattern.flags, True)
+
+
+class _Re2Writer:
+    def __init__(self, ascii_text: bool):
+        self.ascii_text = ascii_text
+
+    def sequence(self, items, flags: int, tail: bool) -> str:
+        items = list(items)
+        return "".join(self.item(op, av, flags, tail and k == len(items) - 1) for k, (op, av) in enumerate(items))
+
+    def item(self, op, av, flags: int, tail: bool) -> str:
+        """One syntax-tree item; ``tail``: nothing can follow it (the key must end right after)."""
+        if op is _sre.LITERAL:
+            if flags & re.IGNORECASE:
+                return self.computed(charsets.python_char(av), flags)
+            return charsets.re2_char(av)
+        if op is _sre.NOT_LITERAL:
+            if flags & re.IGNORECASE:
+                return self.computed(f"[^{charsets.python_char(av)}]", flags)
+            return charsets.re2_class(((av, av),), negate=True)
+        if op is _sre.ANY:
+            return r"(?s:.)" if flags & re.DOTALL else r"[^\n]"
+        if op is _sre.IN:
+            return self.char_class(av, flags)
+        if op is _sre.BRANCH:
+            return "(?:" + "|".join(self.sequence(alt, flags, tail) for alt in av[1]) + ")"
+        if op is _sre.SUBPATTERN:
+            group, add_flags, del_flags, sub = av
+            inner = self.sequence(sub, (flags | add_flags) & ~del_flags, tail)
+            return f"({inner})" if group is not None else f"(?:{inner})"
+        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
+            low, high, sub = av
+            if low > RE2_MAX_COUNT or (high is not _MAXREPEAT and high > RE2_MAX_COUNT):
+                raise NoLinearForm(f"a repeat count over {RE2_MAX_COUNT} (RE2's limit)")
+            if high is _MAXREPEAT or high > 1:
+                if sub.getwidth()[0] == 0:  # RE2 and re disagree on what an empty repetition captures
+                    raise NoLinearForm("a repeat of a part that can match empty text (e.g. `(a*)*`)")
+            body = self.sequence(sub, flags, tail and high is not _MAXREPEAT and high <= 1)
+            if high is _MAXREPEAT:
+                count = {0: "*", 1: "+"}.get(low, f"{{{low},}}")
+            else:
+                count = "?" if (low, high) == (0, 1) else f"{{{low}}}" if low == high else f"{{{low},{high}}}"
+            return f"(?:{body}){count}" + ("?" if op is _sre.MIN_REPEAT else "")
+        if op is _sre.AT:
+            return self.anchor(av, flags, tail)
+        raise NoLinearForm(_NEEDS_BACKTRACKING.get(op, f"the construct {op}"))
+
+    def anchor(self, at, flags: int, tail: bool) -> str:
+        multiline = flags & re.MULTILINE
+        if at is _sre.AT_BEGINNING:
+            return "(?m:^)" if multiline else r"\A"
+        if at is _sre.AT_BEGINNING_STRING:
+            return r"\A"
+        if at is _sre.AT_END_STRING:
+            return r"\z"
+        if at is _sre.AT_END:
+            if multiline:
+                return "(?m:$)"
+            if tail:  # `$` may also stand before a final newline, but a full match ends at the key's end
+                return r"\z"
+            raise NoLinearForm("`$` with more pattern after it")
+        if at in (_sre.AT_BOUNDARY, _sre.AT_NON_BOUNDARY) and flags & re.ASCII:
+            return r"\b" if at is _sre.AT_BOUNDARY else r"\B"
+        raise NoLinearForm("a word boundary (\\b, \\B) without the ASCII flag (?a)")
+
+    def char_class(self, items, flags: int) -> str:
+        items = list(items)
+        negate = bool(items) and items[0][0] is _sre.NEGATE
+        members = items[1:] if negate else items
+        if not flags & re.IGNORECASE and all(op in (_sre.LITERAL, _sre.RANGE) for op, _ in members):
+            return charsets.re2_class(tuple((av, av) if op is _sre.LITERAL else av for op, av in members), negate)
+        return self.computed(_python_class(items), flags)
+
+    def computed(self, python_class: str, flags: int) -> str:
+        """A class whose members Python's engine decides (case folding, \\d, \\w, \\s)."""
+        return charsets.re2_class(charsets.members(python_class, flags & _CLASS_FLAGS, self.ascii_text))
+
+
+def _python_class(items) -> str:
+    """A class's syntax-tree items written back as Python ``[...]`` syntax (for Python to decide it)."""
+    text = []
+    for op, av in items:
+        if op is _sre.NEGATE:
+            text.append("^")
+        elif op is _sre.LITERAL:
+            text.append(charsets.python_char(av))
+        elif op is _sre.RANGE:
+            text.append(f"{charsets.python_char(av[0])}-{charsets.python_char(av[1])}")
+        elif op is _sre.CATEGORY and av in _CATEGORIES:
+            text.append(_CATEGORIES[av])
+        else:
+            raise NoLinearForm(f"the class item {op} {av}")
+    return "[" + "".join(text) + "]"

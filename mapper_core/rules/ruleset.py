@@ -1,10 +1,10 @@
 """The rules data model: frozen values built by :mod:`mapper_core.rules` from a file."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .key_pattern import KeyPattern, key_pattern
 from .template import Template
 
 ON_SHAPE_MISMATCH = ("error", "skip")
@@ -25,12 +25,13 @@ class Rule:
     line: int | None = None
     # ordered transform steps (mapper_core.transforms.Step) applied to the source tensor
     transform: tuple[Any, ...] = ()
-    pattern: re.Pattern = field(init=False, compare=False, repr=False)
+    # matched in time linear in the key (mapper_core.rules.key_pattern); .regex is Python's
+    pattern: KeyPattern = field(init=False, compare=False, repr=False)
     # compiled once with the rule's tables: renders for the planner, explains, inverts for export
     template: Template = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pattern", re.compile(self.match))
+        object.__setattr__(self, "pattern", key_pattern(self.match))
         object.__setattr__(self, "template", Template.parse(self.target, self.tables))
 
     def apply(self, key: str) -> str | None:
@@ -45,10 +46,10 @@ class SkipPattern:
 
     match: str
     line: int | None = None
-    pattern: re.Pattern = field(init=False, compare=False, repr=False)
+    pattern: KeyPattern = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pattern", re.compile(self.match))
+        object.__setattr__(self, "pattern", key_pattern(self.match))
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,10 @@ class FreezeGroup:
 
     name: str
     match: tuple[str, ...]
-    patterns: tuple[re.Pattern, ...] = field(init=False, compare=False, repr=False)
+    patterns: tuple[KeyPattern, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "patterns", tuple(re.compile(p) for p in self.match))
+        object.__setattr__(self, "patterns", tuple(key_pattern(p) for p in self.match))
 
     def matches(self, key: str) -> bool:
         return any(p.fullmatch(key) for p in self.patterns)
@@ -74,10 +75,10 @@ class ParamGroup:
     match: tuple[str, ...] = ()
     default: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
-    patterns: tuple[re.Pattern, ...] = field(init=False, compare=False, repr=False)
+    patterns: tuple[KeyPattern, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "patterns", tuple(re.compile(p) for p in self.match))
+        object.__setattr__(self, "patterns", tuple(key_pattern(p) for p in self.match))
 
     def matches(self, key: str) -> bool:
         return any(p.fullmatch(key) for p in self.patterns)

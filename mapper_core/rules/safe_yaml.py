@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from .positions import MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_NODES, Collector, Fatal, Path
+from .positions import (MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_CHARS, MAX_EXPANDED_NODES, Collector, Fatal, Path,
+                        int_digits_problem)
 
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -40,6 +41,7 @@ class YamlParser(Collector):
         super().__init__(filename)
         self.text = text
         self.expanded = 0
+        self.expanded_chars = 0  # text reached through aliases
         self.seen: set[int] = set()  # ids of nodes converted once; a second visit is an alias use
         self.active: set[int] = set()  # ids of collections being converted; a revisit is a cycle
 
@@ -84,6 +86,11 @@ class YamlParser(Collector):
             if self.expanded > MAX_EXPANDED_NODES:
                 raise Fatal(line, f"aliases expand to more than {MAX_EXPANDED_NODES:,} values "
                                    "(an alias bomb?); refused. Write the values out or use fewer aliases", path)
+            if isinstance(node, yaml.ScalarNode):
+                self.expanded_chars += len(node.value)
+                if self.expanded_chars > MAX_EXPANDED_CHARS:
+                    raise Fatal(line, f"aliases expand to more than {MAX_EXPANDED_CHARS:,} characters of text "
+                                       "(an alias bomb?); refused. Write the values out or use fewer aliases", path)
         if depth > MAX_DEPTH:
             raise Fatal(line, f"values nest more than {MAX_DEPTH} levels deep; refused", path)
         self.lines.setdefault(path, line)
@@ -145,6 +152,10 @@ class YamlParser(Collector):
         if tag in ("str", "timestamp"):  # a date stays the text it was written as
             return node.value
         if tag == "null":
+            return None
+        too_long = tag == "int" and int_digits_problem(node.value)
+        if too_long:
+            self.problem(line, path, too_long, bad=True)
             return None
         try:
             if tag == "bool":

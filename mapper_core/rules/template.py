@@ -25,6 +25,7 @@ from .regex_syntax import plain_sequence
 _FIELD = re.compile(r"(?P<ref>\d+|[A-Za-z_]\w*)(?:(?P<op>[+-])(?P<k>\d+)|\|(?P<table>[A-Za-z_][\w-]*))?")
 
 Tables = Mapping[str, Mapping[str, str]]
+MAX_NUMBER_DIGITS = 18  # a group number or a shift; int() of thousands of digits is slow or refused
 
 
 class TemplateError(ValueError):
@@ -129,6 +130,10 @@ class Template:
                     raise TemplateError(
                         f"bad field '{{{body}}}': expected {{N}}, {{name}}, {{N+K}}, {{N-K}} or {{N|table}}"
                     )
+                for number in (m["k"], m["ref"]):
+                    if number is not None and number.isdigit() and len(number) > MAX_NUMBER_DIGITS:
+                        raise TemplateError(f"field '{{{body[:20]}...}}' at column {i + 1} has a number of "
+                                            f"{len(number):,} digits; at most {MAX_NUMBER_DIGITS} are allowed")
                 if literal:
                     parts.append("".join(literal))
                     literal = []

@@ -21,8 +21,8 @@ from ..specs import TensorSpec
 from .steps import BUILTIN, Transform, is_widening
 
 __all__ = ["BUILTIN", "LazyTransforms", "NotInvertible", "PluginTransform", "Step", "StepError", "Transform",
-           "TransformChainError", "chain_spec", "from_spec", "inverse_chain", "is_header_only", "is_widening",
-           "ambiguous", "known", "make_step", "transform_of"]
+           "TransformChainError", "ambiguous", "chain_peak", "chain_spec", "from_spec", "inverse_chain",
+           "is_header_only", "is_widening", "known", "make_step", "transform_of"]
 
 
 class PluginTransform(Protocol):
@@ -164,6 +164,17 @@ def chain_spec(steps: Sequence[Step], spec: TensorSpec) -> TensorSpec:
             reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             raise TransformChainError(i, step, reason) from None
     return spec
+
+
+def chain_peak(steps: Sequence[Step], spec: TensorSpec) -> TensorSpec:
+    """The largest spec (in bytes) a valid chain makes on the way, the input included: a step that
+    pads a tensor to a gigabyte allocates it even if a later step narrows it back."""
+    peak = spec
+    for step in steps:
+        spec = transform_of(step).spec(spec, step.params)
+        if spec.nbytes > peak.nbytes:
+            peak = spec
+    return peak
 
 
 def is_header_only(steps: Sequence[Step]) -> bool:

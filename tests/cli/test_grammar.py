@@ -5,7 +5,7 @@ import pytest
 
 # `mapper COMMAND --help`'s usage line, without "[-h]" (argparse lists positionals last).
 READER = "[--trust-pickle] [--allow-expansion] [--unwrap PATH] [--strip-prefix PREFIX]"
-WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [-q]"
+WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [--clean-stale] [-q]"
 JSON = "[--json] [--indent N]"
 TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"
 GRAMMAR = {

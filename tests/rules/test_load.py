@@ -309,7 +309,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_rules_file(tmp_path):
-    with pytest.raises(RulesError, match="cannot read"):
+    with pytest.raises(RulesError, match="is a directory, not a regular file"):
         load_rules(tmp_path)
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mapper_core.errors import RulesError
 from mapper_core.rules.parse import parse
-from mapper_core.rules.positions import json_path
+from mapper_core.rules.positions import MAX_INT_DIGITS, json_path
 from mapper_core.rules.safe_yaml import YAML12_FLOAT, YAML12_FLOAT_FIRST
 
 JSON_TEXT = """{
@@ -84,8 +84,10 @@ def test_json_error_gives_line_and_column():
     assert problem.line == 3 and "column 7" in problem.message
 
 
+# Integers of more than MAX_INT_DIGITS digits are refused on purpose (json.loads reads them).
+_INTS = st.integers(-(10**MAX_INT_DIGITS) + 1, 10**MAX_INT_DIGITS - 1)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none() | st.booleans() | _INTS | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )

@@ -9,6 +9,7 @@ import pytest
 
 from mapper_core.errors import RulesError
 from mapper_core.rules import load_rules
+from mapper_core.rules.key_pattern import KeyPattern
 from rules_problems import problems_of  # tests/helpers
 from cli_runner import python_process  # tests/helpers
 
@@ -79,5 +80,5 @@ def test_rules_module_keeps_heavy_imports_out():
 
 def test_compiled_patterns_are_the_ones_checked():
     rs = load_rules(FIXTURES / "good.yaml")
-    assert all(isinstance(r.pattern, re.Pattern) for r in rs.rules)
+    assert all(isinstance(r.pattern, KeyPattern) and isinstance(r.pattern.regex, re.Pattern) for r in rs.rules)
     assert rs.rules[0].pattern.fullmatch("netcnnaud.0.weight")

@@ -1,0 +1,41 @@
+"""``torchrun --nproc-per-node N -m mapper_core.dist convert SRC DST [mapper convert's options]``."""
+from __future__ import annotations
+
+import io
+import sys
+from typing import Sequence
+
+USAGE = ("usage: torchrun [torchrun options] -m mapper_core.dist convert SRC DST.safetensors.index.json "
+         "[--rules R] [mapper convert's options]")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..cli import main as cli_main
+    from ..cli.context import Context
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "convert":
+        sys.stderr.write(f"mapper: error: only convert runs on torch.distributed\n{USAGE}\n")
+        return 2
+    if any(a.startswith(("--workers", "--output-format")) for a in argv):
+        sys.stderr.write("mapper: error: --workers and --output-format do not apply here: the ranks are the "
+                         f"workers, and the output is sharded safetensors\n{USAGE}\n")
+        return 2
+    positional = [a for a in argv[1:] if not a.startswith("-")]
+    if len(positional) >= 2 and not positional[1].endswith(".safetensors.index.json"):
+        sys.stderr.write(f"mapper: error: {positional[1]}: on several ranks the output is sharded: name its index, "
+                         f"e.g. model.safetensors.index.json\n{USAGE}\n")
+        return 2
+    from .ranks import TorchRanks
+
+    ranks = TorchRanks()
+    try:
+        out = sys.stdout if ranks.leader else io.StringIO()  # one summary, from rank 0
+        defaults = {"executor": ranks} if ranks.leader else {"executor": ranks, "quiet": True}
+        return cli_main(argv, ctx=Context(out=out), defaults=defaults)
+    finally:
+        ranks.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Transform parameters are bounded when the plan is made: a step cannot ask convert for a gigabyte."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mapper_core.plan.make import EXPANSION_FLOOR, expansion_limit, make_plan
+from mapper_core.rules import parse_rules
+from mapper_core.specs import TensorSpec
+from cli_runner import mapper  # tests/helpers
+
+SOURCE = {"w": TensorSpec("F32", (10,))}
+
+
+def rules(steps: str, on_mismatch: str = "error"):
+    return parse_rules(f"version: 1\nrules:\n  - match: 'w'\n    target: 'v'\n    on_shape_mismatch: {on_mismatch}\n"
+                       f"    transform: {steps}\n", "r.yaml")
+
+
+@pytest.mark.parametrize("on_mismatch", ["error", "skip"])
+def test_a_padding_bomb_is_a_plan_error_naming_the_line_and_size(on_mismatch):
+    plan = make_plan(SOURCE, rules("[{pad: {dim: 0, after: 268435456}}]", on_mismatch))
+    [m] = plan.mismatched
+    assert m.action == "error" and plan.has_errors()
+    assert "rule 0 (line 3)" in m.reason and "1.0 GiB" in m.reason and "--allow-expansion" in m.reason
+    assert not plan.loadable
+
+
+def test_the_peak_counts_not_only_the_result():
+    """Padding to a gigabyte and narrowing back still allocates the gigabyte in convert."""
+    plan = make_plan(SOURCE, rules("[{pad: {dim: 0, after: 268435456}}, {narrow: {dim: 0, start: 0, length: 10}}]"))
+    assert plan.has_errors() and "1.0 GiB" in plan.mismatched[0].reason
+
+
+def test_allow_expansion_lets_it_through():
+    plan = make_plan(SOURCE, rules("[{pad: {dim: 0, after: 268435456}}]"), allow_expansion=True)
+    assert not plan.has_errors() and plan.loadable[0].result_shape == (268435466,)
+
+
+def test_ordinary_growth_stays_under_the_limit():
+    source = {"w": TensorSpec("F32", (512, 512, 3, 3))}  # 9 MiB, inflated 7x into a 3D kernel
+    plan = make_plan(source, rules("[{inflate: {dim: 2, size: 7}}]"))
+    assert not plan.has_errors()
+    assert expansion_limit(10) == EXPANSION_FLOOR and expansion_limit(2**30) == 4 * 2**30
+
+
+def test_cli_plan_refuses_with_exit_1(tmp_path):
+    (tmp_path / "src.json").write_text(json.dumps({"w": {"dtype": "F32", "shape": [10]}}))
+    (tmp_path / "r.yaml").write_text("version: 1\nrules:\n  - match: 'w'\n    target: 'v'\n"
+                                     "    transform: [{pad: {dim: 0, after: 268435456}}]\n")
+    done = mapper("plan", tmp_path / "src.json", "--rules", tmp_path / "r.yaml")
+    assert done.returncode == 1 and "(line 3)" in done.stdout + done.stderr
+    done = mapper("plan", tmp_path / "src.json", "--rules", tmp_path / "r.yaml", "--allow-expansion", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["mapped"][0]["out_shape"] == [268435466]
