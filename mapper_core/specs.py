@@ -8,17 +8,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# bytes per element; the keys are the safetensors dtype names
-DTYPE_SIZES: dict[str, int] = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
-    "F8_E4M3": 1, "F8_E5M2": 1,
-    "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-    "U64": 8, "U32": 4, "U16": 2, "U8": 1,
-    "BOOL": 1,
+# bits per element, in the safetensors library's own order (ascending alignment): the writer
+# sorts by it exactly as ``save_file`` does. F4 and F6 pack elements into bytes, so a tensor's
+# element count must fill whole bytes (the library refuses other shapes).
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8,
+    "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
+    "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+    "C64": 64, "F64": 64, "I64": 64, "U64": 64,
 }
+# bytes per element of the whole-byte dtypes (F4 and F6 are absent: they have no such size)
+DTYPE_SIZES: dict[str, int] = {name: bits // 8 for name, bits in DTYPE_BITS.items() if bits % 8 == 0}
+# The largest dimension torch and numpy can index (a C int64); the library's header check allows
+# up to 2**64-1, but no framework can then return the tensor (shape [0, 2**63] has 0 bytes).
+MAX_DIM = 2**63 - 1
 
 
-@dataclass(frozen=True)
+def nbytes_of(dtype: str, shape: tuple[int, ...] | list[int]) -> int | None:
+    """Bytes a tensor of ``dtype`` and ``shape`` fills, or None when sub-byte elements leave a partial byte."""
+    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    return None if bits % 8 else bits // 8
+
+
+@dataclass(frozen=True, slots=True)  # slots: a header can describe a million of them
 class TensorSpec:
     """The dtype and shape of one tensor, as a header records them."""
 
@@ -31,7 +43,8 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        return self.numel * DTYPE_SIZES[self.dtype]
+        """Bytes of data (F4/F6 round up to a whole byte; readers refuse shapes where that matters)."""
+        return (self.numel * DTYPE_BITS[self.dtype] + 7) // 8
 
     def to_dict(self) -> dict:
         return {"dtype": self.dtype, "shape": list(self.shape)}

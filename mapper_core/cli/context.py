@@ -83,13 +83,19 @@ class Context:
     def model_target(self, name: str, kwargs: dict):
         """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch)."""
         from ..train.apply import module_specs, module_types
+
+        module = self.build_model(name, kwargs)[0]
+        return module_specs(module), module_types(module)
+
+    def build_model(self, name: str, kwargs: dict):
+        """(module, its ModelFactory) for a model a plugin contributes, built with ``kwargs``."""
         from ..errors import BadInputError
         from ..plugins import contributions
 
         found = contributions(self.plugin_manager).models.resolve(
             name, "`mapper plugins` lists what plugins contribute; write model:NAME or model:PLUGIN:NAME")
         try:
-            module = found.value.build(**kwargs)
+            return found.value.build(**kwargs), found.value
         except TypeError as exc:
             raise BadInputError(f"model '{found.qualified}' cannot be built with {kwargs}: {exc}") from None
         except Exception as exc:  # the plugin's own code
@@ -97,7 +103,6 @@ class Context:
 
             raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build: "
                               f"{type(exc).__name__}: {exc}") from exc
-        return module_specs(module), module_types(module)
 
     def format_for(self, path: str | Path, format_name: str | None = None):
         """The format named ``format_name``, else the one that recognises ``path``."""

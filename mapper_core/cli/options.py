@@ -61,6 +61,9 @@ def add_reader(p: argparse.ArgumentParser) -> None:
                    help="dotted path of the state dict inside a torch checkpoint ('' = top level); default: automatic")
     p.add_argument("--strip-prefix", metavar="PREFIX",
                    help="key prefix to strip ('' = none); default: 'module.' when every key has it")
+    p.add_argument("--allow-outside-shards", action="store_true",
+                   help="let a *.safetensors.index.json name shards whose real path (symlinks resolved) is "
+                        "outside its folder")
 
 
 def reader_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,6 +77,8 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
         options["unwrap"] = args.unwrap
     if args.strip_prefix is not None:
         options["strip_prefix"] = args.strip_prefix
+    if getattr(args, "allow_outside_shards", False):
+        options["allow_outside_shards"] = True
     return options
 
 

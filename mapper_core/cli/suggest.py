@@ -14,15 +14,20 @@ HELP = "infer a rules file that maps SOURCE into TARGET (checkpoints or model:NA
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, metavar="S", help="source checkpoint or spec file, or model:NAME")
     p.add_argument("--target", required=True, metavar="T", help="target checkpoint or spec file, or model:NAME")
-    p.add_argument("--model-arg", action="append", default=[], metavar="K=V",
-                   help="keyword argument for a model:NAME target (repeatable; V read as JSON, else text)")
-    p.add_argument("--source-model-arg", action="append", default=[], metavar="K=V",
-                   help="keyword argument for a model:NAME source (repeatable)")
+    add_model_args(p, "a model:NAME target")
     p.add_argument("-o", "--output", metavar="FILE", help="write the rules file here (default: print it)")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument("--name", default="suggested", help="the rules' name (default: suggested)")
     add_reader(p)
     add_json(p, "the pairing (every pair with its confidence and signals) and the rules file")
+
+
+def add_model_args(p: argparse.ArgumentParser, target: str, source: str = "a model:NAME source") -> None:
+    """``--model-arg`` (the target model's) and ``--source-model-arg``: suggest and verify build both."""
+    p.add_argument("--model-arg", action="append", default=[], metavar="K=V",
+                   help=f"keyword argument for {target} (repeatable; V read as JSON, else text)")
+    p.add_argument("--source-model-arg", action="append", default=[], metavar="K=V",
+                   help=f"keyword argument for {source} (repeatable)")
 
 
 def model_name(spec: str) -> str | None:

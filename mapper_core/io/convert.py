@@ -323,7 +323,7 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
         if locate is not None:
             loc = locate(source)
             data: Any = loc
-            identity: Any = (str(loc.path), loc.start, loc.end, spec.dtype, spec.shape) if loc.end > loc.start else None
+            identity: Any = (loc, spec) if loc.end > loc.start else None  # the same bytes, read the same way
         else:
             data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)
             identity = ("key", source_aliases.get(source, source), spec.shape)

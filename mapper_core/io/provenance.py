@@ -41,7 +41,7 @@ def metadata(reader: Reader, src: Path, plan: Plan | None, rules_sha256: str | N
     # the source's own metadata rides along, except what we set or what only fits the source
     meta = {k: v for k, v in reader.metadata().items()
             if not k.startswith("mapper.") and k != "total_size" and isinstance(v, str)}
-    meta["format"] = "pt"  # what transformers expects to find
+    meta.setdefault("format", "pt")  # what transformers expects; a source's own ("np") is kept
     meta["mapper.version"] = __version__
     meta["mapper.source"] = src.name
     if hashed:

@@ -85,15 +85,23 @@ def _accepts(function: Callable[..., Any], keyword: str) -> bool:
 
 @dataclass(frozen=True)
 class ModelFactory:
-    """A named model builder. ``build(**kwargs)`` returns an ``nn.Module``; it imports torch, not the hook."""
+    """A named model builder. ``build(**kwargs)`` returns an ``nn.Module``; it imports torch, not the hook.
+
+    ``input_adapter(model, inputs)`` (optional) runs the model on ``mapper verify``'s inputs (a
+    list of tensors) when ``model(*inputs)`` cannot, e.g. a model with no ``forward``, or one
+    that takes its inputs in another layout; its return value is ignored.
+    """
 
     name: str
     build: Callable[..., Any]
     description: str = ""
+    input_adapter: Callable[[Any, Any], Any] | None = None
 
     def problem(self) -> str | None:
         if not callable(self.build):
             return f"model {self.name!r}: build must be callable"
+        if self.input_adapter is not None and not callable(self.input_adapter):
+            return f"model {self.name!r}: input_adapter must be callable or None"
         return name_problem("model", self.name)
 
 

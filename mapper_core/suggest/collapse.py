@@ -43,7 +43,13 @@ def collapse(pairs: Sequence[Pair], source_keys: Iterable[str], literal: frozens
         member = s[-1] == t[-1]
         key = (_skeleton(s[:-1] if member else s), _skeleton(t[:-1] if member else t), p.steps, member)
         groups.setdefault(key, []).append(p)
-    ordered = sorted(groups.items(), key=lambda kv: place[kv[1][0].source])
+    # container by container in model order; in each, the groups with steps first: their numbers
+    # are listed when needed, so the group that keeps the rest can stay general
+    first_of_link: dict[int, int] = {}
+    for i, p in enumerate(pairs):
+        first_of_link.setdefault(p.link, i)
+    ordered = sorted(groups.items(), key=lambda kv: (first_of_link[kv[1][0].link], not kv[1][0].steps,
+                                                     place[kv[1][0].source]))
     remaining = [k for k in source_keys]
     rules: list[Rule] = []
     for key, members in ordered:
@@ -51,8 +57,7 @@ def collapse(pairs: Sequence[Pair], source_keys: Iterable[str], literal: frozens
         taken = {p.source for r in found for p in r.pairs}
         remaining = [k for k in remaining if k not in taken]
         rules.extend(found)
-    rules.sort(key=lambda r: place[r.pairs[0].source])
-    return rules
+    return rules  # in the order each was checked in: a later rule may rely on an earlier one
 
 
 def _skeleton(parts: Sequence[str]) -> tuple:

@@ -63,7 +63,7 @@ def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, T
     """Pair the models and write the rules. The file is planned against the same pair; a rule
     that sends a key elsewhere than its pair is replaced by literal rules for those keys."""
     pairing = pair_models(source_specs, target_specs, source_types, target_types)
-    wanted = {p.source: p.target for p in pairing.pairs}
+    wanted = {p.source: (p.target, tuple((name, dict(params)) for name, params in p.steps)) for p in pairing.pairs}
     skips = left_patterns(pairing.skipped, source_specs)
     new = left_patterns(pairing.new, target_specs)
     literal: frozenset[str] = frozenset()
@@ -73,7 +73,10 @@ def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, T
         ruleset = parse_rules(text, f"{name}.yaml")
         plan = make_plan(source_specs, ruleset, target_specs, source_origin=source_name,
                          target_origin=target_name, target_module_types=target_types)
-        astray = {m.source for m in plan.mapped if wanted.get(m.source) != m.target}
+        astray = {m.source for m in plan.mapped
+                  if wanted.get(m.source) != (m.target, tuple((s.name, dict(s.params)) for s in m.transform))}
+        astray |= {e.source for e in plan.errors if hasattr(e, "source")}
+        astray |= {source for e in plan.errors for source in getattr(e, "sources", ())}
         if not astray:
             return Suggestion(pairing, tuple(rules), tuple(skips), tuple(new), text, plan, source_name, target_name)
         literal = literal | astray

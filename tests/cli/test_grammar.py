@@ -4,7 +4,7 @@ import re
 import pytest
 
 # `mapper COMMAND --help`'s usage line, without "[-h]" (argparse lists positionals last).
-READER = "[--trust-pickle] [--allow-expansion] [--unwrap PATH] [--strip-prefix PREFIX]"
+READER = "[--trust-pickle] [--allow-expansion] [--unwrap PATH] [--strip-prefix PREFIX] [--allow-outside-shards]"
 WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [--clean-stale] [-q]"
 JSON = "[--json] [--indent N]"
 TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"
@@ -17,6 +17,8 @@ GRAMMAR = {
     "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} {JSON} SRC DST",
     "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
                f"[--name NAME] {READER} {JSON}",
+    "verify": f"--rules R --source CKPT --source-model model:A --target-model model:B [--model-arg K=V] "
+              f"[--source-model-arg K=V] [--input SHAPE_OR_FILE] [--seed SEED] [--rtol RTOL] [--atol ATOL] {READER} {JSON}",
     "plugins": f"{JSON}",
     "rules": f"{JSON}",
 }

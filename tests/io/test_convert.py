@@ -226,7 +226,8 @@ def test_a_tensor_larger_than_the_shard_size_goes_alone(tmp_path):
     groups: dict[str, list[str]] = {}
     for key, shard in weight_map.items():
         groups.setdefault(shard, []).append(key)
-    assert ["big"] in groups.values() and len(groups) == 3
+    # huggingface_hub's rule: "big" gets a shard at once, and the shard being filled goes on after it
+    assert sorted(groups.values()) == [["a", "c"], ["big"]]
 
 
 def test_one_shard_is_enough_means_a_single_file_unless_an_index_is_asked_for(tmp_path, st_src):
@@ -259,7 +260,8 @@ def random_bits(dtype, shape, seed):
     return (raw % 2 if dtype == torch.bool else raw).view(dtype).reshape(shape)
 
 
-LEGACY_CANNOT = {"F8_E4M3", "F8_E5M2", "U16", "U32", "U64"}  # torch's legacy format cannot save these
+LEGACY_CANNOT = {"F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F4",
+                 "U16", "U32", "U64"}  # torch's legacy format cannot save these
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
@@ -269,8 +271,9 @@ def test_torch_round_trip_every_dtype_bit_exact(tmp_path, legacy):
         if legacy and name in LEGACY_CANNOT:
             continue
         tensors[f"{name}.matrix"] = random_bits(dtype, (5, 3), i)
-        tensors[f"{name}.scalar"] = random_bits(dtype, (), i + 100)
-        tensors[f"{name}.empty"] = torch.zeros(0, 3, dtype=dtype)
+        if name != "F4":  # a 0-d pair of 4-bit values has no safetensors shape (refused, tested elsewhere)
+            tensors[f"{name}.scalar"] = random_bits(dtype, (), i + 100)
+        tensors[f"{name}.empty"] = random_bits(dtype, (0, 3), i)
     base = random_bits(torch.float32, (6, 4), 999)
     tensors.update({"view.transposed": base.t(), "view.column": base[:, 1], "view.step": base[::2],
                     "view.tail": base[3:], "special": torch.tensor([float("nan"), -0.0, float("-inf")])})

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
+from cli_runner import python_process
+
 from mapper_core.plan.make import make_plan
 from mapper_core.rules.load import parse_rules
+from mapper_core.rules.transforms import Step
 from mapper_core.specs import TensorSpec
-from mapper_core.suggest import pair_models, suggest
+from mapper_core.suggest import suggest
 
 
 def specs(**shapes) -> dict[str, TensorSpec]:
@@ -22,7 +25,9 @@ def check(result, source, target):
     """The rules file validates, and planning it gives exactly the pairing."""
     ruleset = parse_rules(result.text, "suggested.yaml")
     plan = make_plan(source, ruleset, target)
-    assert {(m.source, m.target) for m in plan.mapped} == {(p.source, p.target) for p in result.pairing.pairs}
+    planned = sorted((m.source, m.target, [str(x) for x in m.transform]) for m in plan.mapped)
+    paired = sorted((p.source, p.target, [str(Step(n, dict(q))) for n, q in p.steps]) for p in result.pairing.pairs)
+    assert planned == paired
     assert not plan.has_errors(strict=True)
     return plan
 
@@ -90,8 +95,28 @@ def test_the_rules_file_names_the_evidence_per_rule():
     assert {p["rule"] for p in data["pairs"]} == {0}
 
 
-def test_pairing_does_not_need_torch():
-    import sys
+def test_suggest_does_not_import_torch():
+    """A fresh interpreter suggests from headers and never imports torch (the CLI's start-up too)."""
+    code = ("import sys\n"
+            "from mapper_core.specs import TensorSpec\n"
+            "from mapper_core.suggest import suggest\n"
+            "s = {'a.0.weight': TensorSpec('F32', (2, 2, 1)), 'a.0.bias': TensorSpec('F32', (2,))}\n"
+            "t = {'b.0.weight': TensorSpec('F32', (2, 2, 1)), 'b.0.bias': TensorSpec('F32', (2,))}\n"
+            "assert len(suggest(s, t).rules) == 1\n"
+            "import mapper_core.cli.suggest, mapper_core.cli.verify\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))\n")
+    done = python_process(code, check=True)
+    assert done.stdout.strip() == "[]"
 
-    pair_models(conv("a.0", 2, 2, 1), conv("b.0", 2, 2, 1))
-    assert "torch" not in {m.split(".")[0] for m in sys.modules if m.startswith("mapper_core.suggest")}
+
+def test_keys_stored_sorted_as_text_still_get_exact_rules():
+    # safetensors files store keys sorted: head.1.weight (a BatchNorm's) sits between the two Linear
+    # weights that need unsqueeze, so a general rule for those would take it too
+    bn = {f"head.1.{m}": TensorSpec("F32", (16,)) for m in ("weight", "bias", "running_mean", "running_var")}
+    linear = {"head.0.weight": TensorSpec("F32", (16, 8)), "head.0.bias": TensorSpec("F32", (16,)),
+              "head.3.weight": TensorSpec("F32", (4, 16)), "head.3.bias": TensorSpec("F32", (4,))}
+    source = dict(sorted({**bn, **linear}.items()))
+    target = {**conv("head.0", 16, 8, 1), **{k: v for k, v in bn.items()}, **conv("head.3", 4, 16, 1)}
+    result = suggest(source, target)
+    check(result, source, target)
+    assert [r.match for r in result.rules] == [r"head\.(0|3)\.weight", r"head\.(\d+)\.(\w+)"]

@@ -1,7 +1,7 @@
 """Built-in checkpoint formats. Importing this package does not import torch.
 
-Reader options (``trust_pickle``, ``allow_expansion``, ``unwrap``, ``strip_prefix``) may be passed to every
-built-in format's ``open``; formats they do not concern ignore them, so a caller need not
+Reader options (``trust_pickle``, ``allow_expansion``, ``unwrap``, ``strip_prefix``,
+``allow_outside_shards``) may be passed to every built-in format's ``open``; formats they do not concern ignore them, so a caller need not
 know the format in advance.
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ def builtin_formats() -> list[Format]:
     """The built-in formats, in priority order."""
     return [
         Format("safetensors", _ST_SUFFIXES, open_safetensors, sniff_safetensors,
-               "safetensors, single file or sharded (*.safetensors.index.json); read lazily"),
+               "safetensors, single file or sharded (*.safetensors.index.json); read lazily",
+               {"allow_outside_shards": "let an index name shards whose real path is outside its folder"}),
         Format("torch", _TORCH_SUFFIXES, open_torch, sniff_torch,
                "torch.save pickles, zip or legacy; loaded with weights_only=True", dict(TORCH_OPTIONS)),
         Format("dcp", _DCP_SUFFIXES, open_dcp, sniff_dcp,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # torch is imported only by readers that hand out tensors
     import torch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRange:
     """Raw tensor bytes at ``path[start:end]`` (absolute file offsets): what byte-copying readers locate."""
 

@@ -1,143 +1,37 @@
 """safetensors readers: one file, or shards behind a ``*.safetensors.index.json``.
 
-The header is parsed here with plain file reads, so ``specs()`` never imports torch, and
-it is checked strictly before anything trusts it: every dtype known, every shape a list of
-non-negative ints, every byte range the size its dtype and shape say, and the ranges tiling
-the data area exactly (in order, no overlap, no hole, nothing past the end). Tensor data is
-then read through the safetensors library (``safe_open(framework="pt")``, memory-mapped).
+The header is parsed and checked by :mod:`.safetensors_header` with plain file reads, so
+``specs()`` never imports torch. Tensor data is then read through the safetensors library
+(``safe_open(framework="pt")``, memory-mapped).
 
 ``byte_range(key)`` gives absolute file offsets, so a converter can copy raw bytes without
 decoding them; ``locate(key)`` also says which file holds the key (sharded checkpoints).
+
+An index names its shards by plain file names beside it. Symlinks are resolved: a shard whose
+real path is outside the index's folder is refused unless the caller allows it
+(``allow_outside_shards=True``, CLI ``--allow-outside-shards``); a shard must be a regular file.
 """
 from __future__ import annotations
 
-import json
+import errno
 import os
+import stat
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
 from .base import FileRange
-from ...specs import DTYPE_SIZES, TensorSpec
+from .safetensors_header import (DIFFERENCES, MAX_HEADER_BYTES, JsonObject, SafetensorsHeader, has_lone_surrogate,
+                                 parse_json, read_header, unique)
+from ...specs import TensorSpec
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
 INDEX_SUFFIX = ".safetensors.index.json"
 SUFFIXES = (".safetensors", INDEX_SUFFIX)
+MAX_INDEX_BYTES = 100_000_000  # an index of a million keys is about 60 MB
 
-
-@dataclass(frozen=True)
-class SafetensorsHeader:
-    """A validated safetensors header."""
-
-    path: Path
-    header_length: int
-    specs: dict[str, TensorSpec]
-    offsets: dict[str, tuple[int, int]]  # relative to data_start, as the file records them
-    metadata: dict[str, str]
-
-    @property
-    def data_start(self) -> int:
-        return 8 + self.header_length
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"key '{k}' appears twice")
-        out[k] = v
-    return out
-
-
-def read_header(path: str | Path) -> SafetensorsHeader:
-    """Read and validate the header of one safetensors file; CheckpointError on anything wrong."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            prefix = fh.read(8)
-            if len(prefix) < 8:
-                raise CheckpointError(
-                    f"{path}: truncated safetensors file ({size} bytes; the 8-byte header length is missing)"
-                )
-            (n,) = struct.unpack("<Q", prefix)
-            if n > MAX_HEADER_BYTES:
-                raise CheckpointError(
-                    f"{path}: safetensors header length {n} is above the 100 MB limit; the file is corrupt or not safetensors"
-                )
-            if n > size - 8:
-                raise CheckpointError(
-                    f"{path}: safetensors header length {n} runs past the end of the file ({size} bytes); "
-                    "the file is truncated or not safetensors"
-                )
-            raw = fh.read(n)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not raw.startswith(b"{"):
-        raise CheckpointError(f"{path}: safetensors header does not start with '{{'; the file is not safetensors")
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: safetensors header is not valid JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: safetensors header must be a JSON object")
-    return _validate(path, n, size - 8 - n, header)
-
-
-def _validate(path: Path, header_length: int, data_size: int, header: dict) -> SafetensorsHeader:
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise CheckpointError(f"{path}: __metadata__ must map strings to strings")
-    specs: dict[str, TensorSpec] = {}
-    offsets: dict[str, tuple[int, int]] = {}
-    for key, entry in header.items():
-        where = f"{path}: tensor '{key}'"
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise CheckpointError(f"{where}: expected an object with exactly dtype, shape, data_offsets; got {entry!r}"[:400])
-        dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPE_SIZES:
-            raise CheckpointError(f"{where}: unknown dtype {dtype!r}; supported: {', '.join(DTYPE_SIZES)}")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
-        if (not isinstance(offs, list) or len(offs) != 2 or not all(type(o) is int and o >= 0 for o in offs)
-                or offs[0] > offs[1]):
-            raise CheckpointError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {offs!r}")
-        spec = TensorSpec(dtype, tuple(shape))
-        if spec.nbytes != offs[1] - offs[0]:
-            raise CheckpointError(
-                f"{where}: shape {list(shape)} × {dtype} is {spec.nbytes} bytes but data_offsets {offs} hold "
-                f"{offs[1] - offs[0]} bytes"
-            )
-        specs[key] = spec
-        offsets[key] = (offs[0], offs[1])
-    _check_tiling(path, offsets, data_size)
-    order = sorted(offsets, key=lambda k: offsets[k])  # file order, which a streaming copy wants
-    return SafetensorsHeader(path, header_length, {k: specs[k] for k in order},
-                             {k: offsets[k] for k in order}, dict(metadata))
-
-
-def _check_tiling(path: Path, offsets: dict[str, tuple[int, int]], data_size: int) -> None:
-    """The byte ranges must cover the data area exactly: no overlap, no hole, nothing past the end."""
-    pos, prev = 0, None
-    for key, (begin, end) in sorted(offsets.items(), key=lambda kv: kv[1]):
-        if end > data_size:
-            raise CheckpointError(
-                f"{path}: tensor '{key}': data_offsets [{begin}, {end}] run past the end of the data area "
-                f"({data_size} bytes); the file is truncated"
-            )
-        if begin < pos:
-            raise CheckpointError(f"{path}: tensor '{key}': data_offsets [{begin}, {end}] overlap tensor '{prev}' (ends at {pos})")
-        if begin > pos:
-            after = f"after tensor '{prev}'" if prev else "at the start of the data area"
-            raise CheckpointError(f"{path}: tensor '{key}': hole of {begin - pos} bytes {after} (bytes {pos}..{begin})")
-        pos, prev = end, key
-    if pos != data_size:
-        raise CheckpointError(
-            f"{path}: the data area is {data_size} bytes but the tensors end at {pos}; "
-            "the file has trailing bytes or a damaged header"
-        )
+__all__ = ["DIFFERENCES", "MAX_HEADER_BYTES", "SafetensorsHeader", "SafetensorsReader", "ShardedSafetensorsReader",
+           "open_safetensors", "read_header", "sniff_safetensors"]
 
 
 class SafetensorsReader:
@@ -171,7 +65,12 @@ class SafetensorsReader:
         return self.data_start + begin, self.data_start + end
 
     def locate(self, key: str) -> FileRange:
-        return FileRange(self.path, *self.byte_range(key))
+        try:  # called once per tensor by convert: kept to one lookup
+            begin, end = self.header.offsets[key]
+        except KeyError:
+            raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint") from None
+        start = self.header.data_start
+        return FileRange(self.path, start + begin, start + end)
 
     def get_tensor(self, key: str):
         """The tensor, memory-mapped by the safetensors library (pages load as they are touched)."""
@@ -183,7 +82,11 @@ class SafetensorsReader:
                 self._handle = safe_open(str(self.path), framework="pt")
             except Exception as exc:  # the library's own checks; ours ran first, so this is rare
                 raise CheckpointError(f"{self.path}: the safetensors library refused the file: {exc}") from None
-        return self._handle.get_tensor(key)
+        try:
+            return self._handle.get_tensor(key)
+        except Exception as exc:  # e.g. F6 dtypes, which no torch dtype holds
+            raise CheckpointError(f"{self.path}: tensor '{key}' ({self.header.specs[key].dtype}) cannot be read as a "
+                                  f"torch tensor: {exc}; it can only be copied as it is (no transform)") from None
 
     def close(self) -> None:
         self._handle = None  # safe_open has no close(); dropping it unmaps once tensors are gone
@@ -195,11 +98,38 @@ class SafetensorsReader:
         self.close()
 
 
-def _shard_path(index: Path, name: object) -> Path:
-    # An index may only name files beside it: a checkpoint must not point reads elsewhere.
-    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        raise CheckpointError(f"{index}: weight_map names shard {name!r}; expected a plain file name beside the index")
-    return index.parent / name
+def _shard_path(index: Path, name: object, allow_outside: bool) -> Path:
+    """The shard's real path; refused unless it is a regular file beside the index (see the module doc)."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", "..") or "\0" in name:
+        raise CheckpointError(f"{index}: weight_map names shard {name!r:.200}; expected a plain file name beside the index")
+    shown = repr(name)[:200]
+    path = index.parent / name
+    try:
+        st = os.stat(path)
+        real = Path(os.path.realpath(path))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            why = "a symlink to nothing" if os.path.islink(path) else "does not exist"
+        elif exc.errno == errno.ELOOP:
+            why = "is a symlink loop"
+        elif exc.errno == errno.ENAMETOOLONG:
+            why = f"has a name too long for the file system ({len(name.encode('utf-8', 'replace'))} bytes)"
+        else:
+            why = f"cannot be read: {exc.strerror or exc}"
+        raise CheckpointError(f"{index}: names shard {shown}, which {why}; fix the index's weight_map") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                stat.S_ISBLK(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket"
+                if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise CheckpointError(f"{index}: names shard {shown}, which is {kind}, not a safetensors file")
+    folder = Path(os.path.realpath(index.parent))
+    if not allow_outside and not real.is_relative_to(folder):
+        raise CheckpointError(
+            f"{index}: shard {shown} is a link to {real}, outside the index's folder {folder}; refused so a "
+            "checkpoint cannot point reads elsewhere. If you trust it, pass --allow-outside-shards "
+            "(Python: allow_outside_shards=True)"
+        )
+    return real
 
 
 class ShardedSafetensorsReader:
@@ -209,28 +139,26 @@ class ShardedSafetensorsReader:
     ``__metadata__`` is available from ``shard_reader(name).metadata()``.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, allow_outside_shards: bool = False):
         self.path = Path(path)
-        try:
-            index = json.loads(self.path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
-        except OSError as exc:
-            raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise CheckpointError(f"{self.path}: index is not valid JSON: {exc}") from None
-        if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        index = unique(_index_doc(self.path), str(self.path))
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, JsonObject):
             raise CheckpointError(f"{self.path}: expected an object with a 'weight_map' of tensor key → shard file")
-        meta = index.get("metadata") or {}
-        if not isinstance(meta, dict):
+        weight_map = unique(weight_map, f"{self.path}: weight_map")
+        if not weight_map:
+            raise CheckpointError(f"{self.path}: the weight_map is empty, so this index names no tensor; "
+                                  "is it the right file? (an index lists every key and the shard that holds it)")
+        meta = index.get("metadata")
+        if meta is not None and not isinstance(meta, JsonObject):
             raise CheckpointError(f"{self.path}: 'metadata' must be an object")
-        self._metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+        meta = unique(meta or JsonObject(), f"{self.path}: metadata")
+        self._metadata = {k: v if isinstance(v, str) else _json_text(v) for k, v in meta.items()}
         self.weight_map: dict[str, str] = {}
         self._files: dict[str, Path] = {}
-        for key, name in index["weight_map"].items():
-            shard = _shard_path(self.path, name)
-            if name not in self._files:
-                if not shard.is_file():
-                    raise CheckpointError(f"{self.path}: names shard '{name}', which does not exist ({shard})")
-                self._files[name] = shard
+        for key, name in weight_map.items():
+            if not isinstance(name, str) or name not in self._files:
+                self._files[name] = _shard_path(self.path, name, allow_outside_shards)
             self.weight_map[key] = name
         self._readers: dict[str, SafetensorsReader] = {}
 
@@ -301,11 +229,41 @@ class ShardedSafetensorsReader:
         self.close()
 
 
-def open_safetensors(path: str | Path, **options: Any) -> SafetensorsReader | ShardedSafetensorsReader:
+def _index_doc(path: Path) -> JsonObject:
+    try:
+        with open(path, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise CheckpointError(f"{path}: not a regular file; an index is a JSON file")
+            raw = fh.read(MAX_INDEX_BYTES + 1)
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not an index file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_INDEX_BYTES:
+        raise CheckpointError(f"{path}: index is larger than {MAX_INDEX_BYTES:,} bytes; refused")
+    doc = parse_json(raw, f"{path}: index")
+    if b"\\u" in raw and has_lone_surrogate(doc):
+        raise CheckpointError(f"{path}: index holds a lone UTF-16 surrogate (e.g. \"\\ud800\") in a key or "
+                              "name; it is not valid Unicode")
+    if not isinstance(doc, JsonObject):
+        raise CheckpointError(f"{path}: expected an object with a 'weight_map' of tensor key → shard file")
+    return doc
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    from .safetensors_header import plain
+
+    return json.dumps(plain(value))
+
+
+def open_safetensors(path: str | Path, *, allow_outside_shards: bool = False,
+                     **_other_formats_options: Any) -> SafetensorsReader | ShardedSafetensorsReader:
     """Open a ``.safetensors`` file or a ``*.safetensors.index.json`` (options for other formats are ignored)."""
     path = Path(path)
     if path.name.lower().endswith(INDEX_SUFFIX):
-        return ShardedSafetensorsReader(path)
+        return ShardedSafetensorsReader(path, allow_outside_shards)
     return SafetensorsReader(path)
 
 
@@ -316,10 +274,11 @@ def sniff_safetensors(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            head = fh.read(9)
+            head = fh.read(72)
     except OSError:
         return False
-    if len(head) < 9:
+    if len(head) < 10:
         return False
     (n,) = struct.unpack("<Q", head[:8])
-    return 2 <= n <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{"
+    start = head[8:8 + n].lstrip(b" \t\r\n")  # the library allows whitespace before the '{'
+    return 2 <= n <= min(size - 8, MAX_HEADER_BYTES) and (start[:1] == b"{" or (not start and len(head) == 72))

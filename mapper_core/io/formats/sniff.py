@@ -19,7 +19,7 @@ def _zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError):  # e.g. an undecodable name
         return "a damaged zip archive"
     if any(n.endswith("constants.pkl") for n in names):
         return "a TorchScript archive (torch.jit.save)"

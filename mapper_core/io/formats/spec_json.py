@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
-from ...specs import DTYPE_SIZES, TensorSpec
+from ...specs import DTYPE_BITS, TensorSpec
+from .safetensors_header import has_lone_surrogate
 
 SUFFIXES = (".json",)
 INDEX_SUFFIX = ".safetensors.index.json"
 TORCH_NAMES = {
     "float64": "F64", "double": "F64", "float32": "F32", "float": "F32", "float16": "F16", "half": "F16",
-    "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ", "complex64": "C64",
     "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16", "short": "I16", "int8": "I8",
     "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
 }
@@ -28,10 +30,10 @@ MAX_PROBLEMS = 20
 def _dtype_name(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    if value in DTYPE_SIZES:
+    if value in DTYPE_BITS:
         return value
     name = value.removeprefix("torch.")
-    return TORCH_NAMES.get(name) or (value.upper() if value.upper() in DTYPE_SIZES else None)
+    return TORCH_NAMES.get(name) or (value.upper() if value.upper() in DTYPE_BITS else None)
 
 
 def _split(doc: Any) -> tuple[Any, Any]:
@@ -64,7 +66,7 @@ def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], d
             problems.append(f"tensor '{key}': unexpected field(s) {', '.join(sorted(extra))}; only dtype and shape are allowed")
         dtype, shape = _dtype_name(entry.get("dtype")), entry.get("shape")
         if dtype is None:
-            problems.append(f"tensor '{key}': unknown dtype {json.dumps(entry.get('dtype'))}; use one of {', '.join(DTYPE_SIZES)}")
+            problems.append(f"tensor '{key}': unknown dtype {json.dumps(entry.get('dtype'))}; use one of {', '.join(DTYPE_BITS)}")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             problems.append(f"tensor '{key}': shape must be a list of non-negative integers, got {json.dumps(shape)}")
             continue
@@ -91,6 +93,12 @@ class SpecJsonReader:
             raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise CheckpointError(f"{self.path}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise CheckpointError(f"{self.path}: JSON nested too deeply; a spec file is a flat object of "
+                                  "key → {dtype, shape}") from None
+        if has_lone_surrogate(doc):
+            raise CheckpointError(f"{self.path}: holds a lone UTF-16 surrogate (e.g. \"\\ud800\") in a key or "
+                                  "value; it is not valid Unicode")
         self._specs, self._metadata = parse_spec_document(doc, str(self.path))
 
     def specs(self) -> dict[str, TensorSpec]:

@@ -195,6 +195,9 @@ def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False) ->
     except ScanError as exc:
         if not lenient:
             raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged pickle?): {exc}") from None
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:  # records past the end...
+        raise CheckpointError(f"{path}: damaged zip archive ({exc}); the file is truncated or not a torch "
+                              "checkpoint") from None
     for what, nbytes in archive.facts.allocations:
         budget.spend(f"the pickle's request {what}({nbytes:,} bytes)", nbytes)
     return archive

@@ -52,7 +52,7 @@ def sniff_torch(path: Path) -> bool:
             with zipfile.ZipFile(path) as zf:
                 return any(n.endswith("/data.pkl") or n == "data.pkl" for n in zf.namelist())
         return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError):  # a damaged zip directory
         return False
 
 
@@ -120,7 +120,7 @@ def load_pickle(path: Path, trust_pickle: bool, allow_expansion: bool = False) -
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, ValueError, NotImplementedError, EOFError) as exc:  # a damaged zip directory
             raise CheckpointError(f"{path}: damaged zip archive ({exc}); the file is truncated or not a torch checkpoint") from None
         if any(n.endswith("constants.pkl") for n in names):
             raise CheckpointError(

@@ -32,11 +32,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ...errors import BadInputError, CheckpointError
 from .base import FileRange
-from ...specs import DTYPE_SIZES, TensorSpec
+from ...specs import DTYPE_BITS, TensorSpec, nbytes_of
+from .safetensors_header import MAX_HEADER_BYTES
 
 # the safetensors library's dtype order (ascending); tensors are written in descending order
-DTYPE_ORDER = ("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
-               "I32", "U32", "F32", "F64", "I64", "U64")
+DTYPE_ORDER = tuple(DTYPE_BITS)
 _RANK = {name: i for i, name in enumerate(DTYPE_ORDER)}
 ALIGN = 8
 CHUNK = 64 * 1024 * 1024  # bytes per copy call: progress and signals get a turn this often
@@ -46,7 +46,7 @@ BUFFER = 1024 * 1024  # the bounded buffer of the fallback copy
 TensorSource = Callable[[], Any]  # returns a torch.Tensor; called once, when the tensor is written
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One tensor to write: its key, its spec, where its bytes come from."""
 
@@ -70,43 +70,85 @@ def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None =
     Returns the bytes and each key's data offsets (relative to the data area). The header
     is padded to at least ``min_length`` bytes (then to a multiple of 8).
     """
-    header: dict[str, Any] = {}
+    parts = ["{"]  # the JSON text built piece by piece: a million tensors need no dict of dicts
     if metadata:
         bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise BadInputError(f"safetensors metadata must map strings to strings; bad entry {bad[0]!r}")
-        header["__metadata__"] = {k: metadata[k] for k in sorted(metadata)}
+        parts.append('"__metadata__":' + _json({k: metadata[k] for k in sorted(metadata)}) + ",")
     offsets: dict[str, tuple[int, int]] = {}
     pos = 0
-    for e in entries:
-        if e.key == "__metadata__" or e.key in offsets:
-            why = "is reserved" if e.key == "__metadata__" else "appears twice"
-            raise BadInputError(f"cannot write tensor key '{e.key}': it {why} in a safetensors header")
-        if e.spec.dtype not in DTYPE_SIZES:
-            raise BadInputError(f"tensor '{e.key}': dtype {e.spec.dtype!r} cannot be written to safetensors")
-        end = pos + e.spec.nbytes
-        header[e.key] = {"dtype": e.spec.dtype, "shape": list(e.spec.shape), "data_offsets": [pos, end]}
-        offsets[e.key] = (pos, end)
+    for e in entries:  # one pass, a few lookups per tensor
+        key, spec = e.key, e.spec
+        if key in offsets or key == "__metadata__":
+            why = "is reserved" if key == "__metadata__" else "appears twice"
+            raise BadInputError(f"cannot write tensor key '{key}': it {why} in a safetensors header")
+        bits = DTYPE_BITS.get(spec.dtype)
+        if bits is None:
+            raise BadInputError(f"tensor '{key}': dtype {spec.dtype!r} cannot be written to safetensors")
+        size = spec.nbytes if bits % 8 == 0 else nbytes_of(spec.dtype, spec.shape)
+        if size is None:
+            raise BadInputError(f"tensor '{key}': {spec.dtype} {list(spec.shape)} is not a whole number of "
+                                "bytes, which safetensors cannot store")
+        end = pos + size
+        parts.append(f'{_json(key)}:{{"dtype":"{spec.dtype}","shape":[{",".join(map(str, spec.shape))}],'
+                     f'"data_offsets":[{pos},{end}]}},')
+        offsets[key] = (pos, end)
         pos = end
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    parts[-1] = parts[-1][:-1] + "}" if len(parts) > 1 else "{}"
+    raw = "".join(parts).encode("utf-8", "surrogatepass")
+    del parts
+    if _LONE_SURROGATE.search(raw):  # "\ud800": not Unicode, and the library refuses such files
+        bad = next(k for k in [*offsets, *(metadata or {}).items()] if _not_utf8(k))
+        raise BadInputError(f"cannot write {bad!r:.200} to a safetensors header: it holds a lone UTF-16 "
+                            "surrogate, which is not valid Unicode")
     length = max(len(raw), min_length)
     length += -length % ALIGN
+    if length > MAX_HEADER_BYTES:
+        raise BadInputError(
+            f"the safetensors header would be {length:,} bytes, above the library's limit of "
+            f"{MAX_HEADER_BYTES:,}: the output could not be opened. Split it with --max-shard-size "
+            "(each shard has its own header), or shorten the metadata or tensor names"
+        )
     return struct.pack("<Q", length) + raw + b" " * (length - len(raw)), offsets
 
 
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # what save_file writes
+_LONE_SURROGATE = re.compile(rb"[\xed][\xa0-\xbf][\x80-\xbf]")  # UTF-8 of U+D800..U+DFFF ("surrogatepass")
+
+
+def _not_utf8(value: Any) -> bool:
+    text = value if isinstance(value, str) else "".join(map(str, value))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def split_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[Entry]]:
-    """Consecutive groups of at most ``max_bytes`` tensor bytes (Hugging Face's rule): a tensor
-    larger than the limit goes alone in its shard. ``None`` → one group."""
+    """Groups of at most ``max_bytes`` tensor bytes, exactly as huggingface_hub's
+    ``split_torch_state_dict_into_shards`` makes them: tensors are taken in order and fill the
+    current shard until the next would tip it over the limit; a tensor larger than the limit
+    gets a shard of its own at once, and the current shard goes on filling after it.
+    ``None`` → one group."""
     if max_bytes is None:
         return [list(entries)]
-    shards: list[list[Entry]] = [[]]
+    shards: list[list[Entry]] = []
+    current: list[Entry] = []
     size = 0
     for e in entries:
-        if shards[-1] and size + e.spec.nbytes > max_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(e)
-        size += e.spec.nbytes
+        n = e.spec.nbytes
+        if n > max_bytes:
+            shards.append([e])
+            continue
+        if size + n > max_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append(e)
+        size += n
+    if current or not shards:
+        shards.append(current)
     return shards
 
 
@@ -243,8 +285,11 @@ class FileWriter:
         """Header, then every tensor's bytes; sources are opened once and closed at the end."""
         _pwrite_all(self.fd, memoryview(self.header), 0)
         try:
-            for e in self.entries:
-                self._write_entry(e, progress)
+            for run in _runs(self.entries):
+                if len(run) == 1:
+                    self._write_entry(run[0], progress)
+                else:
+                    self._write_run(run, progress)
         finally:
             for fd in self._src_fds.values():
                 os.close(fd)
@@ -287,6 +332,15 @@ class FileWriter:
         view.release()
         del tensor, view  # the contiguous copy (if one was made) goes now, before the next tensor
 
+    def _write_run(self, run: list[Entry], progress: ProgressFn | None) -> None:
+        """Tensors whose bytes follow each other in one source file: one copy for all of them."""
+        first, last = run[0].data, run[-1].data
+        dst = self.data_start + self.offsets[run[0].key][0]
+        src = self._source_fd(first.path)  # type: ignore[union-attr]
+        self.copier.copy(src, first.start, self.fd, dst, last.end - first.start, first.path)  # type: ignore[union-attr]
+        if progress:
+            progress(last.end - first.start, run[-1].key)  # type: ignore[union-attr]
+
     def _source_fd(self, path: Path) -> int:
         fd = self._src_fds.get(path)
         if fd is None:
@@ -298,14 +352,36 @@ class FileWriter:
         return fd
 
 
+MAX_RUN = 64 * 1024 * 1024  # bytes one coalesced copy may cover (progress and signals get a turn)
+
+
+def _runs(entries: Sequence[Entry]) -> list[list[Entry]]:
+    """Entries in write order, grouped where their source bytes are adjacent in one file (and
+    their sizes agree with their specs), so many small tensors cost one copy instead of one each."""
+    runs: list[list[Entry]] = []
+    prev: FileRange | None = None
+    size = 0
+    for e in entries:
+        data = e.data
+        if (isinstance(data, FileRange) and prev is not None and data.path == prev.path and data.start == prev.end
+                and data.nbytes == e.spec.nbytes and size + data.nbytes <= MAX_RUN):
+            runs[-1].append(e)
+            size += data.nbytes
+        else:
+            runs.append([e])
+            size = data.nbytes if isinstance(data, FileRange) else 0
+        prev = data if isinstance(data, FileRange) and data.nbytes == e.spec.nbytes else None
+    return runs
+
+
 def _checked_tensor(e: Entry) -> Any:
-    from ..torch_dtypes import dtype_name
+    from ..torch_dtypes import spec_of
 
     tensor = e.data()  # type: ignore[operator]
-    name = dtype_name(tensor.dtype, e.key)
-    if name != e.spec.dtype or tuple(tensor.shape) != tuple(e.spec.shape):
+    got = spec_of(tensor, e.key)
+    if (got.dtype, got.shape) != (e.spec.dtype, tuple(e.spec.shape)):
         raise CheckpointError(
-            f"tensor '{e.key}' is {name} {list(tensor.shape)} but the plan expected "
+            f"tensor '{e.key}' is {got.dtype} {list(got.shape)} but the plan expected "
             f"{e.spec.dtype} {list(e.spec.shape)}; did the file change while converting?"
         )
     return tensor if tensor.device.type == "cpu" else tensor.cpu()

@@ -36,7 +36,7 @@ def measure(kind: str, clip: Path, checkpoint: Path, chunk_seconds: float) -> di
     stream = StreamSync(model)
     latencies, delays, buffers = [], [], []
     samples = frames = 0
-    baseline = peak_rss_mb()
+    baseline, cpu = peak_rss_mb(), time.process_time()
     for kind_, chunk in chunks:
         started = time.perf_counter()
         steps = stream.push_audio(chunk) if kind_ == "audio" else stream.push_video(chunk)
@@ -51,12 +51,13 @@ def measure(kind: str, clip: Path, checkpoint: Path, chunk_seconds: float) -> di
     started = time.perf_counter()
     tail = stream.finish()
     finish = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     media = frames / 25
     compute = sum(latencies) + finish
     ordered = sorted(latencies)
     return {"model": kind, "chunk_seconds": chunk_seconds, "chunks": len(latencies),
             "media_seconds": media, "decode_seconds": decode, "compute_seconds": compute,
-            "real_time_factor": compute / media,
+            "real_time_factor": compute / media, "cpu_seconds": cpu, "cpu_real_time_factor": cpu / media,
             "latency_ms": {"median": 1000 * statistics.median(ordered),
                            "p95": 1000 * ordered[int(0.95 * (len(ordered) - 1))],
                            "max": 1000 * ordered[-1], "mean": 1000 * compute / len(ordered)},
@@ -72,10 +73,10 @@ def run(clip: Path, checkpoint: Path, chunk_seconds: float = 0.2) -> dict:
         print(f"  stream: {kind} …", flush=True)
         results[kind] = child("bench_stream.py", kind, clip, checkpoint, chunk_seconds)
     rows = [[k, f"{r['media_seconds']:.0f}", f"{r['latency_ms']['median']:.0f}", f"{r['latency_ms']['p95']:.0f}",
-             f"{r['latency_ms']['max']:.0f}", f"{r['real_time_factor']:.2f}",
+             f"{r['latency_ms']['max']:.0f}", f"{r['real_time_factor']:.2f}", f"{r['cpu_real_time_factor']:.2f}",
              f"{r['delay_s']['median']:.2f}" if r["delay_s"] else "-", f"{r['buffered_max']}",
              f"{r['working_mb']:.0f}"] for k, r in results.items()]
-    print(table(rows, ["model", "media s", "chunk ms p50", "p95", "max", "RTF", "step delay s",
+    print(table(rows, ["model", "media s", "chunk ms p50", "p95", "max", "RTF", "CPU s / media s", "step delay s",
                        "max buffered", "working MB"]))
     return results
 

@@ -4,9 +4,10 @@ Runs the real commands (``make-data``, ``train``) in child processes and prints 
 curve from its ``run.json``. The runs:
 
 - ``frozen``: transferred trunks frozen, new layers trained (the seed's strategy 1);
-- ``finetune``: everything at 1e-4, started from the ``frozen`` run (the seed's strategy 2,
-  "after strategy 1 converges");
-- ``finetune-from-transfer``: the same, started straight from the transferred trunks.
+- ``finetune``: everything at the default (the seed's 1e-4), started from the ``frozen`` run
+  (the seed's strategy 2, "after strategy 1 converges");
+- ``finetune-lr-1e-6``: the same at 1e-6 (see ``syncnet_fcn.training`` on why it may matter);
+- ``finetune-from-transfer``: the default rate straight from the transferred trunks.
 
 Chance is 1/31 (offsets −15…15).
 """
@@ -55,12 +56,14 @@ def run(work: Path, checkpoint: Path, frozen_minutes: float, finetune_minutes: f
     common = ["--checkpoint", checkpoint]
     syncnet("train", data, *common, "--out", runs / "frozen", "--strategy", "frozen", "--epochs", 400,
             "--steps-per-epoch", 25, "--eval-every", 2, "--minutes", frozen_minutes)
-    syncnet("train", data, *common, "--out", runs / "finetune", "--strategy", "finetune", "--init",
-            runs / "frozen", "--epochs", 100, "--steps-per-epoch", 3, "--batch", 2, "--minutes", finetune_minutes)
-    names = ["frozen", "finetune"]
+    finetune = ["--strategy", "finetune", "--epochs", 100, "--steps-per-epoch", 3, "--batch", 2,
+                "--minutes", finetune_minutes]
+    syncnet("train", data, *common, "--out", runs / "finetune", *finetune, "--init", runs / "frozen")
+    syncnet("train", data, *common, "--out", runs / "finetune-lr-1e-6", *finetune, "--init", runs / "frozen",
+            "--lr", 1e-6)
+    names = ["frozen", "finetune", "finetune-lr-1e-6"]
     if from_transfer:
-        syncnet("train", data, *common, "--out", runs / "finetune-from-transfer", "--strategy", "finetune",
-                "--epochs", 100, "--steps-per-epoch", 3, "--batch", 2, "--minutes", finetune_minutes)
+        syncnet("train", data, *common, "--out", runs / "finetune-from-transfer", *finetune)
         names.append("finetune-from-transfer")
     results = {name: curve(runs / name) for name in names}
     for name, history in results.items():

@@ -2,7 +2,10 @@
 
     .venv/bin/python plugins/syncnet_fcn/benchmarks/run.py [--work /tmp/syncnet-bench]
         [--seconds 60] [--stream-seconds 20] [--frozen-minutes 4] [--finetune-minutes 4]
-        [--only speed,stream,train]
+        [--only speed,stream,train] [--repeats 2] [--modes fcn,original,...] [--one-call-seconds 4,8]
+
+On a loaded machine, ``--repeats 1 --modes fcn,original,audio-clip,audio-window
+--one-call-seconds ''`` keeps the speed part to the figures docs/syncnet.md quotes.
 
 - speed: a 60 s clip through the FCN (what ``sync`` runs) and through the original's
   sliding-window evaluation, same trunk weights; time and peak memory per process; the two
@@ -13,7 +16,8 @@
   ``finetune`` straight from the transferred trunks.
 
 Everything is written under ``--work`` (clips, runs, ``results.json``); nothing in the
-repository. The trunks come from a SyncNet-shaped stand-in (seed 0), since the real
+repository. The trunks come from a SyncNet-shaped stand-in (seed 0, BatchNorm statistics
+measured at media scale), since the real
 ``syncnet_v2.model`` cannot be downloaded here; speed does not depend on the values.
 """
 from __future__ import annotations
@@ -48,19 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frozen-minutes", type=float, default=4.0)
     parser.add_argument("--finetune-minutes", type=float, default=4.0)
     parser.add_argument("--only", default="speed,stream,train")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each speed mode, fastest kept (2)")
+    parser.add_argument("--modes", default=",".join(bench_speed.MODES),
+                        help="speed modes (default: all of " + ",".join(bench_speed.MODES) + ")")
+    parser.add_argument("--one-call-seconds", default="4,8",
+                        help="clip lengths for the video trunk in one call ('' skips it)")
     args = parser.parse_args(argv)
     from syncnet_fcn.models import make_syncnet_checkpoint
 
     args.work.mkdir(parents=True, exist_ok=True)
     checkpoint = args.work / "syncnet_standin.model"
     if not checkpoint.exists():
-        make_syncnet_checkpoint(checkpoint, seed=0)
+        make_syncnet_checkpoint(checkpoint, seed=0, media_scale=True)
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     only = set(args.only.split(","))
     if "speed" in only:
         print(f"== speed: {args.seconds:g} s clip ==", flush=True)
         clip = make_clip(args.work / f"clip_{args.seconds:g}s.mkv", args.seconds)
-        results["speed"] = bench_speed.run(clip, checkpoint)
+        results["speed"] = bench_speed.run(clip, checkpoint, repeats=args.repeats,
+                                           modes=tuple(args.modes.split(",")),
+                                           one_call_seconds=tuple(float(x) for x in args.one_call_seconds.split(",") if x))
     if "stream" in only:
         print(f"== stream: {args.stream_seconds:g} s clip ==", flush=True)
         clip = make_clip(args.work / f"clip_{args.stream_seconds:g}s.mkv", args.stream_seconds)

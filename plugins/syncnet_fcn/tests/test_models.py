@@ -94,6 +94,27 @@ def test_make_syncnet_checkpoint_is_plain_seeded_and_nontrivial(tmp_path):
         assert first[f"{bn}.num_batches_tracked"] > 0
 
 
+@pytest.mark.slow
+def test_media_scale_checkpoint_keeps_real_input_near_unit_scale(tmp_path):
+    unit = torch.load(make_syncnet_checkpoint(tmp_path / "unit.model", seed=0), weights_only=True)
+    media = torch.load(make_syncnet_checkpoint(tmp_path / "media.model", seed=0, media_scale=True),
+                       weights_only=True)
+    measured = {k for k in unit if k.endswith(("running_mean", "running_var"))}
+    assert all(torch.equal(unit[k], media[k]) for k in unit if k not in measured)  # same weights
+    assert all(not torch.equal(unit[k], media[k]) for k in measured)  # statistics of other input
+    gen = torch.Generator().manual_seed(5)
+    frames = torch.randint(0, 256, (1, 3, 5, 224, 224), generator=gen).float()  # as the original reads them
+    mfcc = torch.randn(1, 1, 13, 20, generator=gen) * 10
+    spread = {}
+    for name, state in (("unit", unit), ("media", media)):
+        model = SyncNet().eval()
+        model.load_state_dict(state)
+        with torch.no_grad():
+            spread[name] = (model.netcnnlip(frames).std().item(), model.netcnnaud(mfcc).std().item())
+    assert max(spread["media"]) < 20  # measured about 4 and 0.7
+    assert spread["unit"][0] > 100 and spread["unit"][1] > 10  # about 430 and 26: far past calibration
+
+
 @pytest.mark.parametrize("model_cls", FCN_VARIANTS)
 def test_fcn_conv_layers_match_original_trunks(model_cls):
     source = {k: v.shape for k, v in renamed_trunks(SyncNet().state_dict()).items()}

@@ -67,7 +67,7 @@ def test_window_audio_mode_runs(clip):
     (["{d}/missing.mp4"], "missing.mp4: no such file"),
     (["{silent}"], "has no audio track"),
     (["{short}"], "at least 5 frames"),
-    (["{short}", "--model", "original"], "at least 6 frames"),
+    (["{short}", "--model", "original"], "overlap for only 5 frames (0.20 s); this needs at least 6 frames"),
     (["{clip}", "--model", "original", "--stream"], "needs an FCN model"),
     (["{clip}", "--checkpoint", "{d}/nothing.model"], "no such checkpoint"),
     (["{clip}", "--checkpoint", "{clip}"], "cannot read it as a checkpoint"),

@@ -130,7 +130,7 @@ def bad_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
         "truncated-prefix": (tmp / "t1.safetensors", "truncated"),
         "truncated-data": (raw_file(tmp / "t2.safetensors", {"a": entry("F32", [4], 0, 16)}, b"\0" * 10), "truncated"),
         "length-past-file": (raw_file(tmp / "l1.safetensors", {"a": f4}, b"\0" * 8, header_length=10_000), "past the end"),
-        "length-over-100MB": (raw_file(tmp / "l2.safetensors", {"a": f4}, b"\0" * 8, header_length=200 * 2**20), "100 MB"),
+        "length-over-100MB": (raw_file(tmp / "l2.safetensors", {"a": f4}, b"\0" * 8, header_length=200 * 2**20), "100,000,000 bytes"),
         "overlap": (raw_file(tmp / "o.safetensors", {"a": entry("F32", [2], 0, 8), "b": entry("F32", [2], 4, 12)},
                              b"\0" * 12), "overlap"),
         "hole": (raw_file(tmp / "h.safetensors", {"a": entry("F32", [2], 0, 8), "b": entry("F32", [2], 12, 20)},

@@ -16,6 +16,7 @@ from mapper_core.io.atomic import AtomicFiles
 from mapper_core.errors import BadInputError, CheckpointError
 from mapper_core.io.formats import writer as writer_mod
 from mapper_core.io.formats.pages import FileMappings
+from mapper_core.io.formats.safetensors_format import SafetensorsReader
 from mapper_core.io.formats.writer import (Entry, FileRange, FileWriter, RangeCopier, encode_header, index_json,
                                         library_order, parse_size, shard_names, split_shards, tensor_bytes,
                                         write_safetensors)
@@ -152,6 +153,20 @@ def test_copier_falls_back_when_the_kernel_refuses(tmp_path, source_file, every_
     assert all(same_bits(load_file(str(out))[k], t) for k, t in every_dtype.items())
 
 
+def test_adjacent_source_ranges_are_copied_in_one_call(tmp_path, monkeypatch):
+    many = {f"k{i:03d}": torch.full((3,), float(i)) for i in range(200)}
+    src = tmp_path / "many.safetensors"
+    save_file(many, str(src))  # by name: the writer's order is the file's order
+    calls = []
+    original = RangeCopier.copy
+    monkeypatch.setattr(RangeCopier, "copy", lambda self, *a, **k: calls.append(a[4]) or original(self, *a, **k))
+    with SafetensorsReader(src) as r:
+        entries = [Entry(k, s, r.locate(k)) for k, s in r.specs().items()]
+    write(tmp_path / "out.safetensors", entries)
+    assert calls == [200 * 12]
+    assert (tmp_path / "out.safetensors").read_bytes() == src.read_bytes()
+
+
 def test_a_source_shorter_than_its_range_is_an_error(tmp_path):
     src = tmp_path / "short.bin"
     src.write_bytes(b"\0" * 10)
@@ -246,7 +261,8 @@ def e(key: str, nbytes: int) -> Entry:
 def test_split_shards_follows_the_hugging_face_rule():
     entries = [e("a", 4), e("b", 4), e("big", 20), e("c", 3), e("d", 6)]
     groups = split_shards(entries, 10)
-    assert [[x.key for x in g] for g in groups] == [["a", "b"], ["big"], ["c", "d"]]
+    # the big tensor gets its shard at once; the shard being filled goes on after it
+    assert [[x.key for x in g] for g in groups] == [["big"], ["a", "b"], ["c", "d"]]
     assert [[x.key for x in g] for g in split_shards(entries, None)] == [["a", "b", "big", "c", "d"]]
 
 
@@ -279,3 +295,16 @@ def test_a_size_without_a_unit_is_refused_with_a_hint(text):
     """Issue 9: '--max-shard-size 500' meant 500 bytes and silently made 400 shards."""
     with pytest.raises(BadInputError, match=r"no unit.*MB.*2GiB"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("key, metadata", [("\ud800", None), ("ok", {"note": "x\udc00"})])
+def test_a_lone_surrogate_is_refused_by_name_not_a_traceback(key, metadata):
+    with pytest.raises(BadInputError, match="lone UTF-16 surrogate"):
+        encode_header([Entry(key, TensorSpec("U8", (1,)), lambda: None)], metadata)
+
+
+def test_a_header_over_the_librarys_limit_is_refused(monkeypatch):
+    monkeypatch.setattr(writer_mod, "MAX_HEADER_BYTES", 64)
+    entries = [Entry(f"k{i}", TensorSpec("U8", (1,)), lambda: None) for i in range(3)]
+    with pytest.raises(BadInputError, match="above the library's limit of 64"):
+        encode_header(entries)

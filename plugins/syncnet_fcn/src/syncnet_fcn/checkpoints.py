@@ -103,8 +103,8 @@ def transfer_trunks(model: SyncNetFCN, checkpoint: Path, rules: str = "to-fcn") 
 
 
 def stand_in(folder: Path) -> Path:
-    """A SyncNet-shaped checkpoint with seed 0, written into ``folder``."""
-    return make_syncnet_checkpoint(folder / "syncnet_standin.model", seed=0)
+    """A SyncNet-shaped checkpoint with seed 0, statistics at media scale, in ``folder``."""
+    return make_syncnet_checkpoint(folder / "syncnet_standin.model", seed=0, media_scale=True)
 
 
 def load_original(checkpoint: Path | None) -> tuple[SyncNet, list[str]]:

@@ -10,6 +10,8 @@ from typing import Any
 
 from mapper_core.plugins import ModelFactory, RuleSetSource, hookimpl
 
+from .verify_inputs import run_syncnet, run_syncnet_fcn
+
 
 def _syncnet(**kwargs: Any):
     from . import SyncNet
@@ -49,10 +51,13 @@ def mapper_rule_sets() -> list[RuleSetSource]:
 @hookimpl
 def mapper_models() -> list[ModelFactory]:
     return [
-        ModelFactory("syncnet", _syncnet, "the original SyncNet (netcnnaud/netcnnlip trunks, netfcaud/netfclip heads)"),
-        ModelFactory("syncnet-fcn", _syncnet_fcn, "SyncNetFCN(embedding_dim=512, max_offset=15): fully convolutional"),
+        ModelFactory("syncnet", _syncnet, "the original SyncNet (netcnnaud/netcnnlip trunks, netfcaud/netfclip heads)",
+                     input_adapter=run_syncnet),
+        ModelFactory("syncnet-fcn", _syncnet_fcn, "SyncNetFCN(embedding_dim=512, max_offset=15): fully convolutional",
+                     input_adapter=run_syncnet_fcn),
         ModelFactory(
             "syncnet-fcn-attention", _syncnet_fcn_attention,
             "SyncNetFCN_WithAttention(embedding_dim=512, max_offset=15): adds temporal and cross-modal attention",
+            input_adapter=run_syncnet_fcn,
         ),
     ]

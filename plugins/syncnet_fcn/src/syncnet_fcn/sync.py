@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import FCN_KINDS, load_fcn, load_original
 from .errors import InputError, run_command
-from .features import FPS, mfcc
+from .features import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, mfcc
 from .inference import fcn_outputs, summarise, usable_frames
 from .instance import summarise_probs
 from .media import iter_media, read_clip
@@ -66,13 +66,13 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _too_short(path: Path, frames: int, samples: int, usable: int, need: int) -> InputError:
-    return InputError(f"{path}: {frames} frames and {samples / 16000:.2f} s of audio overlap for only "
+    return InputError(f"{path}: {frames} frames and {samples / SAMPLE_RATE:.2f} s of audio overlap for only "
                       f"{usable} frames ({usable / FPS:.2f} s); this needs at least {need} frames, and "
                       f"offsets up to ±15 frames want a few seconds; give a longer clip")
 
 
 def _length_note(frames: int, samples: int) -> list[str]:
-    video, audio = frames / FPS, samples / 16000
+    video, audio = frames / FPS, samples / SAMPLE_RATE
     if abs(video - audio) > 2 / FPS:
         return [f"audio ({audio:.2f} s) and video ({video:.2f} s) differ in length; only their overlap is used"]
     return []
@@ -86,9 +86,9 @@ def sync_clip(args: argparse.Namespace, label: str) -> SyncReport:
     if args.model == "original":
         model, model_notes = load_original(args.checkpoint)
         steps = window_count(len(clip.frames), clip.audio.size)
-        if steps < 1:
+        if steps < 1:  # syncnet_python's min_length: the shorter of video and audio, in frames
             raise _too_short(args.video, len(clip.frames), clip.audio.size,
-                             steps + VIDEO_WINDOW if steps > 0 else 0, VIDEO_WINDOW + 1)
+                             min(len(clip.frames), clip.audio.size // SAMPLES_PER_FRAME), VIDEO_WINDOW + 1)
         result = evaluate_original(model, features, clip.frames, clip.audio.size, args.vshift)
         return from_original(result, file=str(args.video), checkpoint=label, frames=steps + VIDEO_WINDOW,
                              notes=model_notes + notes)

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trunk-bn", choices=("frozen", "train"), default="frozen",
                    help="trainable trunks keep their BatchNorm statistics (frozen, default) or "
                         "re-learn them per batch as the seed's unfreeze_all_layers does (train)")
-    p.add_argument("--lr", type=float, help="learning rate of the new layers (finetune: of everything)")
+    p.add_argument("--lr", type=float, help="learning rate of the new layers (finetune: of everything, "
+                                            "default 1e-4; lower it if the first epoch's loss jumps)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate held-out clips every N epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, help="start from the weights of an earlier run (e.g. frozen → finetune)")

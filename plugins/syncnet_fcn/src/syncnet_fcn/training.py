@@ -2,8 +2,15 @@
 
 - ``frozen``: the rules' freeze groups are frozen (BatchNorm statistics too); the optimizer
   takes the trainable parameters with the rules' param groups (new layers at 1e-3).
-- ``finetune``: everything trainable at one learning rate (1e-4), the seed's strategy 2;
-  start it from a finished ``frozen`` run with ``--init RUN`` as the seed advises.
+- ``finetune``: everything trainable at one learning rate (the seed's 1e-4), the seed's
+  strategy 2; start it from a finished ``frozen`` run with ``--init RUN`` as the seed advises.
+  The trunks read raw pixels (0…255, all positive), so Adam's first step moves every weight of
+  a filter the same way, by the rate. With the unit-scale stand-in, whose BatchNorm statistics
+  make real frames ~100× larger than calibrated, 1e-4 threw a converged frozen run off
+  (held-out accuracy to chance) where 1e-6 kept it; with statistics measured at media scale, as
+  a real checkpoint's are, that has not been measured, so the default stays the seed's. If the
+  loss jumps on the first fine-tuning epoch, lower ``--lr`` (``benchmarks/bench_lr.py``
+  measures one step per rate).
 - ``differential``: nothing frozen; the rules' param groups (trunks 1e-5, new layers 1e-3).
 - ``progressive``: ``frozen`` plus the rules' ``schedule`` (the trunks join the same
   optimizer at epoch 10 at 0.1 × the base rate) through ``UnfreezeScheduler``.
@@ -45,7 +52,7 @@ from .stream_stages import CLIP_COLUMNS_NEEDED, CLIP_CONTEXT_STEPS
 from .transfer import syncnet_rules
 
 STRATEGIES = ("frozen", "finetune", "differential", "progressive")
-FINETUNE_LR = 1e-4
+FINETUNE_LR = 1e-4  # the seed's; see the module docstring
 TRUNK_BN = ("frozen", "train")
 
 
@@ -78,14 +85,14 @@ def build_setup(model: SyncNetFCN, strategy: str, rules_name: str, lr: float | N
     if strategy in ("frozen", "progressive"):
         freeze(model, rules)
         optimizer = torch.optim.Adam(param_groups(model, rules, trainable_only=True, overrides=overrides),
-                                     lr=lr or 1e-3)
+                                     lr=1e-3 if lr is None else lr)
         if strategy == "progressive":
             if not rules.schedule:
                 raise InputError(f"rules {rules_name} have no schedule; progressive needs one (use to-fcn)")
             scheduler = UnfreezeScheduler(model, optimizer, rules)
     elif strategy == "finetune":
         unfreeze_all(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr or FINETUNE_LR)
+        optimizer = torch.optim.Adam(model.parameters(), lr=FINETUNE_LR if lr is None else lr)
     elif strategy == "differential":
         unfreeze_all(model)
         optimizer = torch.optim.Adam(param_groups(model, rules, overrides=overrides))

@@ -1,0 +1,50 @@
+"""Load both models for verify: the source as saved, the target through the plan."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import BadInputError, PlanError
+from ..plan.plan import Plan
+from ..rules.ruleset import RuleSet
+from ..train.apply import apply_to_module, plan_for_module
+
+
+def load_source(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
+    """The checkpoint into the source model, every key: it is the model's own layout."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("not in the model", unexpected), ("of another shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+        raise BadInputError(f"{origin}: does not fit the source model: {'; '.join(parts)}; give the checkpoint "
+                            "that model was saved from, or the right --source-model and --source-model-arg")
+    model.load_state_dict(dict(state), strict=True)
+
+
+def load_target(model: nn.Module, source: Any, specs: Mapping[str, Any], ruleset: RuleSet,
+                origin: str) -> tuple[Plan, tuple[str, ...]]:
+    """The plan for ``model`` and the target loaded through it. Kind-check findings do not stop
+    verify (judging them with activations is its job); they are returned as text. Any other plan
+    error does."""
+    plan = plan_for_module(specs, ruleset, model, source_origin=origin)
+    findings = tuple(f"{k.source} -> {k.target}: {k.detail}" for k in plan.kind_mismatches if k.action == "error")
+    if findings:
+        plan = dataclasses.replace(plan, kind_mismatches=tuple(
+            dataclasses.replace(k, action="warn") for k in plan.kind_mismatches))
+    if plan.errors:
+        raise PlanError(f"rules '{plan.rules_name}' cannot load {origin} into the target model: "
+                        f"{len(plan.errors)} error(s), e.g. {plan.errors[0]}; run `mapper plan` with the same "
+                        "--target model to see them", plan)
+    result = apply_to_module(plan, model, source)
+    if result.unexpected or result.mismatched:
+        raise PlanError(f"rules '{plan.rules_name}': {len(result.unexpected) + len(result.mismatched)} tensor(s) "
+                        "do not fit the target model", plan)
+    return plan, findings
