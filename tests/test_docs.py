@@ -127,9 +127,18 @@ def _doc_params() -> list:
             for p in DOCS]
 
 
+@pytest.fixture
+def same_sys_path():
+    """sys.path as it was, after the test and after monkeypatch's own undo (set up first, torn down
+    last): an example may put a folder on it ("." in docs/suggest-verify.md), later tests must not see it."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
+
+
 @pytest.mark.needs_torch  # the examples use torch (mapper-core[torch])
 @pytest.mark.parametrize("path", _doc_params())
-def test_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_examples_run(path: Path, tmp_path: Path, same_sys_path: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__doc_example__"}
     imported = set(sys.modules)

@@ -87,14 +87,14 @@ def convert_to_npz(src: str | Path, dst: str | Path, rules: str | Path | None = 
     with open_checkpoint(src, plugin_manager=plugin_manager) as reader:
         if rules is None:
             items = [(k, (lambda k=k: reader.get_tensor(k))) for k in reader.specs()]
-            return _write(dst, items, compressed, force, reader)
+            return _write(dst, items, compressed, force)
         ruleset = load_rules(rules, plugin_manager=plugin_manager)
         plan = make_plan(reader.specs(), ruleset, source_origin=str(src))
         if plan.has_errors():
             raise PlanError(f"{src}: the plan has errors; run `mapper plan {src} --rules {rules}` to see them", plan)
         items = [(m.target, (lambda m=m: apply_chain(m.transform, _torch(reader.get_tensor(m.source)))))
                  for m in plan.loadable]
-        return _write(dst, items, compressed, force, reader)
+        return _write(dst, items, compressed, force)
 
 
 def _torch(value: Any) -> Any:
@@ -103,7 +103,7 @@ def _torch(value: Any) -> Any:
     return torch.from_numpy(value) if isinstance(value, np.ndarray) else value
 
 
-def _write(dst: str | Path, items: list, compressed: bool, force: bool, reader: Any) -> Path:
+def _write(dst: str | Path, items: list, compressed: bool, force: bool) -> Path:
     try:
         return write_arrays(dst, items, compressed=compressed, force=force)
     except MapperError:

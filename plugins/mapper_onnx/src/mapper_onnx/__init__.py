@@ -3,6 +3,6 @@
 Reading uses the ``onnx`` package; external data files are read only when a tensor is asked
 for, and only from inside the model's folder.
 """
-from .reader import OnnxReader, sniff_onnx
+from .reader import OnnxReader
 
-__all__ = ["OnnxReader", "sniff_onnx"]
+__all__ = ["OnnxReader"]

@@ -28,15 +28,6 @@ DTYPES: dict[int, str] = {
 }
 
 
-def sniff_onnx(path: Path) -> bool:
-    """ONNX has no magic number; this says yes to a file that parses as an ONNX model (costly: not a sniff hook)."""
-    try:
-        onnx.load(str(path), load_external_data=False)
-    except Exception:  # any parse failure means "not ONNX"
-        return False
-    return True
-
-
 class OnnxReader(ReaderBase):
     """The initializers of an ONNX model (main graph), keyed by their names."""
 
