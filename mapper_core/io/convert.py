@@ -28,11 +28,11 @@ rewritten at the end.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps
+from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
+from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
 from .output_format import is_dcp_destination
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
@@ -46,37 +46,7 @@ from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import is_header_only
 
-ProgressCallback = Callable[[int, int, str], None]  # (bytes done, bytes total, current key)
-PhaseCallback = Callable[[str, int], None]  # (phase: "writing" | "hashing" | "verifying", bytes in it)
 DEFAULT_NAME = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class ConvertResult:
-    """What a conversion wrote."""
-
-    source: str
-    destination: str  # the file to open: the single file, or the index of a sharded output
-    paths: tuple[str, ...]  # every file written: shards first, then the index
-    tensors: int  # tensors stored
-    aliases: int  # keys recorded as aliases of a stored tensor (not stored twice)
-    left_behind: int  # source keys not written (skipped, unmatched, shape-skipped)
-    tensor_bytes: int
-    file_bytes: int
-    method: str  # "byte-copy" (file to file), "tensor" (through memory) or "byte-copy+tensor"
-    source_sha256: str | None
-    rules: str | None
-    rules_sha256: str | None
-    checked: int | None  # tensors verified bit for bit; None without verify
-    # temporaries of killed runs found beside the output (atomic.stale_temps), and whether they were removed
-    stale_temps: tuple[str, ...] = ()
-    stale_removed: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["paths"] = list(self.paths)
-        out["stale_temps"] = list(self.stale_temps)
-        return out
 
 
 def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, plan: Plan | None = None,
@@ -147,18 +117,6 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             reader.close()
 
 
-def _counting(progress: ProgressCallback | None, total: int) -> Callable[[int, str], None]:
-    """A ``step(nbytes, key)`` that adds up the bytes and reports (done, total, key) to ``progress``."""
-    done = 0
-
-    def step(n: int, key: str) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, total, key)
-    return step
-
-
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,
              verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
              rules_sha256: str | None, hash_source: bool,
@@ -204,14 +162,14 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
     hasher = Hasher(sources) if hash_source else None
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
     total = sum(e.spec.nbytes for e in entries)
-    step = _counting(progress, total)
+    step = counting(progress, total)
 
     def phased(name: str, size: int) -> Callable[[int, str], None] | None:
         """Announce a phase after writing; its own byte count goes to ``progress``."""
         if phase is None:
             return None
         phase(name, size)
-        return _counting(progress, size)
+        return counting(progress, size)
 
     try:
         with AtomicFiles(replace=force) as out:
@@ -220,7 +178,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
             writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased)
             if index is not None:
                 weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
-                _write_all(out.create(index), index_json(weight_map, total, meta))
+                write_all(out.create(index), index_json(weight_map, total, meta))
             checked = None
             if verify:
                 from .verify import verify_file
@@ -373,9 +331,3 @@ def _resolve_dst(dst: Path) -> tuple[Path, bool]:
     raise BadInputError(
         f"{dst}: the output must end with .safetensors (or .safetensors.index.json for shards), or be an existing folder"
     )
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import TORCH_EXTRA, BadInputError, MissingExtraError, torch_available
 from ..plan.plan import Plan
-from .convert import ConvertResult, PhaseCallback, ProgressCallback, _counting
+from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
 from .formats.base import Reader
 from .formats.writer import Entry
 from .provenance import final_metadata, metadata, source_files
@@ -24,7 +24,7 @@ def convert_dcp(src: Path, dst: Path, reader: Reader, plan: Plan | None, entries
 
     total = sum(e.spec.nbytes for e in entries)
     try:
-        files, checked = write_dcp(dst, entries, aliases, _counting(progress, total), verify,
+        files, checked = write_dcp(dst, entries, aliases, counting(progress, total), verify,
                                    source_files(reader, src), force)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from .atomic import AtomicFiles
+from .atomic import AtomicFiles, write_all
 from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
 
@@ -225,7 +225,6 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
                    originals: dict[str, Entry], progress: Callable[[int], None] | None) -> int:
     """Every shard not already finished, shared out by ``executor``; then the index, last (by the
     leader). Returns the tensors verified."""
-    from .convert import _write_all
     from .formats.writer import index_json
 
     writers = [FileWriter(-1, g, meta) for g in groups]  # headers and sizes only: nothing is written
@@ -254,7 +253,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
         total = sum(e.spec.nbytes for g in groups for e in g)
         with AtomicFiles() as out:
-            _write_all(out.create(index), index_json(weight_map, total, meta))
+            write_all(out.create(index), index_json(weight_map, total, meta))
             out.commit()
         manifest.remove()
     executor.barrier()  # nobody returns before the index is there

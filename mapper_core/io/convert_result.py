@@ -1,0 +1,52 @@
+"""What a conversion reports: its result and the callbacks it reports progress through.
+
+Shared by every way a conversion runs (one process, DCP output, ``--workers``), so those modules
+need not import ``convert`` itself.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+ProgressCallback = Callable[[int, int, str], None]  # (bytes done, bytes total, current key)
+PhaseCallback = Callable[[str, int], None]  # (phase: "writing" | "hashing" | "verifying", bytes in it)
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion wrote."""
+
+    source: str
+    destination: str  # the file to open: the single file, or the index of a sharded output
+    paths: tuple[str, ...]  # every file written: shards first, then the index
+    tensors: int  # tensors stored
+    aliases: int  # keys recorded as aliases of a stored tensor (not stored twice)
+    left_behind: int  # source keys not written (skipped, unmatched, shape-skipped)
+    tensor_bytes: int
+    file_bytes: int
+    method: str  # "byte-copy" (file to file), "tensor" (through memory) or "byte-copy+tensor"
+    source_sha256: str | None
+    rules: str | None
+    rules_sha256: str | None
+    checked: int | None  # tensors verified bit for bit; None without verify
+    # temporaries of killed runs found beside the output (atomic.stale_temps), and whether they were removed
+    stale_temps: tuple[str, ...] = ()
+    stale_removed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["paths"] = list(self.paths)
+        out["stale_temps"] = list(self.stale_temps)
+        return out
+
+
+def counting(progress: ProgressCallback | None, total: int) -> Callable[[int, str], None]:
+    """A ``step(nbytes, key)`` that adds up the bytes and reports (done, total, key) to ``progress``."""
+    done = 0
+
+    def step(n: int, key: str) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total, key)
+    return step
