@@ -82,7 +82,7 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
         plan = plan_for_reader(args, reader, ruleset, target)
         if cost:
             from ..io.cost import conversion_cost
-            from ..io.formats.writer import parse_size
+            from ..io.formats.shards import parse_size
 
             size = parse_size(args.max_shard_size) if args.max_shard_size else None
             return ruleset, plan, conversion_cost(reader, plan, args.workers, size)

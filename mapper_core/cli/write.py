@@ -12,7 +12,7 @@ LISTED_SHARDS = 3  # up to this many shards are named; more are summarised
 
 def shard_size(args: argparse.Namespace) -> int | None:
     """``--max-shard-size`` in bytes; called before anything is read, so a bad size fails first."""
-    from ..io.formats.writer import parse_size
+    from ..io.formats.shards import parse_size
 
     return parse_size(args.max_shard_size) if args.max_shard_size else None
 

@@ -37,8 +37,8 @@ from .output_format import is_dcp_destination
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
-from .formats.writer import (Entry, FileRange, FileWriter, RangeCopier, index_json,
-                             parse_size, shard_names, split_shards)
+from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
+from .formats.shards import index_json, parse_size, shard_names, split_shards
 from .provenance import Hasher, final_metadata, metadata, source_files
 from ..plan.make import make_plan
 from ..plan.plan import Plan

@@ -83,7 +83,8 @@ def conversion_cost(reader: Any, plan: Any, workers: int = 1, max_shard_size: in
     from pathlib import Path
 
     from ..rules.transforms import is_header_only
-    from .formats.writer import Entry, encode_header, library_order, shard_names, split_shards
+    from .formats.writer import Entry, encode_header, library_order
+    from .formats.shards import shard_names, split_shards
 
     specs = reader.specs()
     entries, decoded = [], {}

@@ -225,7 +225,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
                    originals: dict[str, Entry], progress: Callable[[int], None] | None) -> int:
     """Every shard not already finished, shared out by ``executor``; then the index, last (by the
     leader). Returns the tensors verified."""
-    from .formats.writer import index_json
+    from .formats.shards import index_json
 
     writers = [FileWriter(-1, g, meta) for g in groups]  # headers and sizes only: nothing is written
     manifest = Manifest(index)

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import VerifyError
 from .formats.torch_archive import RecordRange
-from .formats.writer import Entry, FileRange, split_shards
+from .formats.writer import Entry, FileRange
+from .formats.shards import split_shards
 
 PIECE = 8 * 1024 * 1024
 # The safetensors library maps the whole output and hands out views of that mapping, so every

@@ -46,7 +46,8 @@ def layout() -> list[tuple[str, tuple[int, ...]]]:
 
 
 def write_safetensors(folder: Path, shards: int) -> int:
-    from mapper_core.io.formats.writer import Entry, encode_header, library_order, shard_names
+    from mapper_core.io.formats.writer import Entry, encode_header, library_order
+    from mapper_core.io.formats.shards import shard_names
     from mapper_core.specs import TensorSpec
 
     entries = [Entry(k, TensorSpec("BF16", s), None) for k, s in layout()]  # type: ignore[arg-type]

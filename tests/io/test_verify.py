@@ -12,7 +12,8 @@ from mapper_core.io import verify as verify_mod
 from mapper_core.io.convert import convert
 from mapper_core.errors import VerifyError
 from mapper_core.io.formats import open_checkpoint
-from mapper_core.io.formats.writer import Entry, FileRange, FileWriter, split_shards
+from mapper_core.io.formats.writer import Entry, FileRange, FileWriter
+from mapper_core.io.formats.shards import split_shards
 from mapper_core.io.torch_dtypes import spec_of
 from mapper_core.io.verify import verify_file
 

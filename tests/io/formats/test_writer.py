@@ -17,9 +17,9 @@ from mapper_core.errors import BadInputError, CheckpointError
 from mapper_core.io.formats import writer as writer_mod
 from mapper_core.io.formats.pages import FileMappings
 from mapper_core.io.formats.safetensors_format import SafetensorsReader
-from mapper_core.io.formats.writer import (Entry, FileRange, FileWriter, RangeCopier, encode_header, index_json,
-                                        library_order, parse_size, shard_names, split_shards, tensor_bytes,
-                                        write_safetensors)
+from mapper_core.io.formats.writer import (Entry, FileRange, FileWriter, RangeCopier, encode_header, library_order,
+                                        tensor_bytes, write_safetensors)
+from mapper_core.io.formats.shards import index_json, parse_size, shard_names, split_shards
 from mapper_core.specs import TensorSpec
 from mapper_core.io.torch_dtypes import NAME_TO_TORCH, spec_of
 
