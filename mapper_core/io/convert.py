@@ -153,7 +153,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
         return convert_parallel(src, reader, plan, files, groups, index, sources, aliases, left_behind, force,
                                 verify, progress, phase, rules_sha256, hash_source, executor or ForkWorkers(workers),
-                                originals, method)
+                                originals, method, clean_stale)
     check_destinations(files + ([index] if index else []), sources, force)
     stale = [p for dest in files + ([index] if index else []) for p in stale_temps(dest)]
     if clean_stale:
