@@ -137,7 +137,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         from .convert_modes import convert_dcp
 
         return convert_dcp(src, dst, reader, plan, entries, aliases, left_behind, force, verify, progress,
-                            rules_sha256)
+                            rules_sha256, clean_stale)
 
     dst, always_index = _resolve_dst(dst)
     groups = split_shards(entries, max_shard)

@@ -17,15 +17,16 @@ from .provenance import metadata, source_files
 
 def convert_dcp(src: Path, dst: Path, reader: Reader, plan: Plan | None, entries: list[Entry],
                  aliases: dict[str, str], left_behind: int, force: bool, verify: bool,
-                 progress: ProgressCallback | None, rules_sha256: str | None) -> ConvertResult:
+                 progress: ProgressCallback | None, rules_sha256: str | None, clean_stale: bool = False
+                 ) -> ConvertResult:
     if not torch_available():  # refuse before anything is written
         raise MissingExtraError(f"{dst}: writing a DCP checkpoint needs torch, which is not installed: {TORCH_EXTRA}")
     from .dcp_writer import write_dcp  # torch: DCP's blobs and metadata classes are torch's
 
     total = sum(e.spec.nbytes for e in entries)
     try:
-        files, checked = write_dcp(dst, entries, aliases, counting(progress, total), verify,
-                                   source_files(reader, src), force)
+        files, checked, stale = write_dcp(dst, entries, aliases, counting(progress, total), verify,
+                                          source_files(reader, src), force, clean_stale)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise BadInputError(f"{dst}: writing failed: {exc.strerror or exc}{where}; nothing was written") from None
@@ -34,6 +35,7 @@ def convert_dcp(src: Path, dst: Path, reader: Reader, plan: Plan | None, entries
         aliases=len(aliases), left_behind=left_behind, tensor_bytes=total,
         file_bytes=sum(p.stat().st_size for p in files), method="tensor", source_sha256=None,
         rules=plan.rules_name if plan else None, rules_sha256=rules_sha256 if plan else None, checked=checked,
+        stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
     )
 
 
