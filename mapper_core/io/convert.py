@@ -45,6 +45,7 @@ from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import is_header_only
+from ..gc_pause import pauses_gc
 
 DEFAULT_NAME = "model.safetensors"
 
@@ -238,6 +239,7 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
     return writers, meta
 
 
+@pauses_gc
 def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
              ) -> tuple[list[Entry], dict[str, str], int, dict[str, Entry], dict[str, str]]:
     """The tensors to store (aliases taken out), the alias map in target names, how many source
