@@ -239,7 +239,7 @@ class FileWriter:
             if self.cloner is not None:
                 self._prepare_clone(self.cloner)
             _pwrite_all(self.fd, memoryview(self.header), 0)
-            for run in _runs(self.entries):
+            for run in _runs(self.entries, CLONE_RUN if self._clone_path else MAX_RUN):
                 if len(run) == 1:
                     self._write_entry(run[0], progress)
                 else:
@@ -271,7 +271,7 @@ class FileWriter:
             pos = e.data.start
             align = self.cloner.block if self._clone_path else 1  # clone pieces end on block boundaries
             while pos < e.data.end:  # chunk by chunk so progress (and Ctrl-C) get a turn
-                n = min(CHUNK - pos % align, e.data.end - pos)
+                n = min((CLONE_RUN if align > 1 else CHUNK) - pos % align, e.data.end - pos)
                 self._copy(e.data.path, src, pos, dst, n)
                 self._wrote(dst, n)
                 pos, dst = pos + n, dst + n
@@ -343,9 +343,10 @@ class FileWriter:
 
 
 MAX_RUN = 64 * 1024 * 1024  # bytes one coalesced copy may cover (progress and signals get a turn)
+CLONE_RUN = 16 << 30  # the same when cloning: one clone call shares 16 GiB in milliseconds
 
 
-def _runs(entries: Sequence[Entry]) -> list[list[Entry]]:
+def _runs(entries: Sequence[Entry], limit: int = MAX_RUN) -> list[list[Entry]]:
     """Entries in write order, grouped where their source bytes are adjacent in one file (and
     their sizes agree with their specs), so many small tensors cost one copy instead of one each."""
     runs: list[list[Entry]] = []
@@ -354,7 +355,7 @@ def _runs(entries: Sequence[Entry]) -> list[list[Entry]]:
     for e in entries:
         data = e.data
         if (isinstance(data, FileRange) and prev is not None and data.path == prev.path and data.start == prev.end
-                and data.nbytes == e.spec.nbytes and size + data.nbytes <= MAX_RUN):
+                and data.nbytes == e.spec.nbytes and size + data.nbytes <= limit):
             runs[-1].append(e)
             size += data.nbytes
         else:
