@@ -190,3 +190,22 @@ def test_on_a_real_xfs_the_data_is_shared_not_copied(tmp_path, rules):
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
         image.unlink()
+
+
+def test_the_command_line_says_which_path_was_taken(tmp_path, src, mapper, monkeypatch):
+    monkeypatch.setattr("mapper_core.io.convert.block_size", lambda fd: BLOCK)
+    rules = tmp_path / "rename.yaml"
+    rules.write_text("version: 1\nname: r\nrules:\n  - match: 'layers\\.(\\d+)\\.weight'\n    target: 'x.{1}'\n")
+    monkeypatch.setattr(clone_mod, "ficlonerange", fake_clone([]))
+    cloned = mapper("convert", src, tmp_path / "a.safetensors", "--rules", rules, "--no-source-hash")
+    assert cloned.returncode == 0, cloned.stderr
+    assert "(clone)" in cloned.stdout and "cloned: the output shares the source's blocks" in cloned.stdout
+
+    def refuse(*args):
+        raise OSError(errno.EOPNOTSUPP, "not here")
+
+    monkeypatch.setattr(clone_mod, "ficlonerange", refuse)
+    copied = mapper("convert", src, tmp_path / "b.safetensors", "--rules", rules, "--json")
+    report = json.loads(copied.stdout)
+    assert (report["method"], report["cloned_bytes"]) == ("byte-copy", 0)
+    assert report["clone_refused"] == os.strerror(errno.EOPNOTSUPP)
