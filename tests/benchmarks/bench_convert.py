@@ -20,6 +20,7 @@ the goals of issues 3 and 11 beside each figure. Wall is the best of ``--repeat`
 largest. Then, where it can (root, xfsprogs), it loop-mounts an XFS image in ``--tmp`` and
 times renames that clone instead of copying (:mod:`bench_clone`); it unmounts and deletes the
 image at the end, and says why when it cannot.
+"""
 from __future__ import annotations
 
 import argparse
