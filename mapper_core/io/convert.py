@@ -46,6 +46,7 @@ from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import is_header_only
+from ..gc_pause import pauses_gc
 
 if TYPE_CHECKING:
     from .verify import StreamVerifier
@@ -146,7 +147,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         from .convert_modes import convert_dcp
 
         return convert_dcp(src, dst, reader, plan, entries, aliases, left_behind, force, verify, progress,
-                            rules_sha256)
+                            rules_sha256, clean_stale)
 
     dst, always_index = _resolve_dst(dst)
     groups = split_shards(entries, max_shard)
@@ -162,7 +163,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
         return convert_parallel(src, reader, plan, files, groups, index, sources, aliases, left_behind, force,
                                 verify, progress, phase, rules_sha256, hash_source, executor or ForkWorkers(workers),
-                                originals, method)
+                                originals, method, clean_stale)
     check_destinations(files + ([index] if index else []), sources, force)
     stale = [p for dest in files + ([index] if index else []) for p in stale_temps(dest)]
     if clean_stale:
@@ -261,6 +262,7 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
     return writers, meta
 
 
+@pauses_gc
 def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
              ) -> tuple[list[Entry], dict[str, str], int, dict[str, Entry], dict[str, str]]:
     """The tensors to store (aliases taken out), the alias map in target names, how many source

@@ -34,6 +34,7 @@ from ...errors import BadInputError, CheckpointError
 from .base import FileRange
 from ...specs import DTYPE_BITS, TensorSpec, nbytes_of
 from .safetensors_header import MAX_HEADER_BYTES
+from ...gc_pause import pauses_gc
 from ..clone import Cloner, best_residue, header_length
 from ..writeback import WriteBehind
 
@@ -60,11 +61,13 @@ class Entry:
 ProgressFn = Callable[[int, str], None]  # (bytes just written, key)
 
 
+@pauses_gc
 def library_order(entries: Sequence[Entry]) -> list[Entry]:
     """The order ``safetensors.save_file`` writes tensors in: widest dtype first, then by key."""
     return sorted(entries, key=lambda e: (-_RANK[e.spec.dtype], e.key))
 
 
+@pauses_gc
 def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None = None,
                   min_length: int = 0) -> tuple[bytes, dict[str, tuple[int, int]]]:
     """The 8-byte length + header JSON + space padding for ``entries`` in the given order.
@@ -346,6 +349,7 @@ MAX_RUN = 64 * 1024 * 1024  # bytes one coalesced copy may cover (progress and s
 CLONE_RUN = 16 << 30  # the same when cloning: one clone call shares 16 GiB in milliseconds
 
 
+@pauses_gc
 def _runs(entries: Sequence[Entry], limit: int = MAX_RUN) -> list[list[Entry]]:
     """Entries in write order, grouped where their source bytes are adjacent in one file (and
     their sizes agree with their specs), so many small tensors cost one copy instead of one each."""
