@@ -143,7 +143,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         from .convert_modes import convert_dcp
 
         return convert_dcp(src, dst, reader, plan, entries, aliases, left_behind, force, verify, progress,
-                            rules_sha256)
+                            rules_sha256, clean_stale)
 
     dst, always_index = _resolve_dst(dst)
     groups = split_shards(entries, max_shard)
@@ -159,7 +159,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
         return convert_parallel(src, reader, plan, files, groups, index, sources, aliases, left_behind, force,
                                 verify, progress, phase, rules_sha256, hash_source, executor or ForkWorkers(workers),
-                                originals, method)
+                                originals, method, clean_stale)
     check_destinations(files + ([index] if index else []), sources, force)
     stale = [p for dest in files + ([index] if index else []) for p in stale_temps(dest)]
     if clean_stale:
