@@ -88,6 +88,10 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     rerun after a crash writes only the rest; the index comes last. ``executor`` shares the shards
     out some other way (:mod:`mapper_core.dist` passes its torch.distributed ranks).
 
+    ``allow_expansion`` lifts the bound on tensors that grow past their source (a transform in
+    the plan, a view in a torch file read by the reader opened here); a strided view is still
+    written a piece at a time, never made contiguous whole.
+
     Where the filesystem shares blocks between files (XFS, Btrfs), byte ranges are cloned, not
     copied, and the header is padded so that they line up (:mod:`mapper_core.io.clone`); the
     result's ``method`` says ``clone`` and ``cloned_bytes`` how much. ``clone=False`` copies.
@@ -105,7 +109,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     if reader is None:
         from .formats import open_checkpoint
 
-        reader = open_checkpoint(src)
+        # the reader it opens obeys allow_expansion too (formats it does not concern ignore it)
+        reader = open_checkpoint(src, allow_expansion=True) if allow_expansion else open_checkpoint(src)
     try:
         if plan is None and rules is not None:
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,

@@ -184,15 +184,18 @@ def _source_pieces(e: Entry, buf: bytearray, name: str | Path) -> Iterator[memor
     except ModuleNotFoundError:
         raise VerifyError(f"{name}: tensor '{e.key}' was computed from a tensor; verifying it needs "
                           "torch: pip install 'mapper-core[torch]'") from None
+    from .formats.pieces import contiguous_pieces
     from .formats.writer import tensor_bytes
 
-    tensor = data().detach().cpu().contiguous()  # only read: it may be the caller's
-    source = tensor_bytes(tensor)
-    for i in range(0, len(source), PIECE):
-        n = min(PIECE, len(source) - i)
-        view[:n] = source[i:i + n]
-        yield view[:n]
-    source.release()
+    # only read (it may be the caller's); a strided view is made contiguous a piece at a time
+    for part in contiguous_pieces(data().detach().cpu(), PIECE):
+        source = tensor_bytes(part)
+        for i in range(0, len(source), PIECE):
+            n = min(PIECE, len(source) - i)
+            view[:n] = source[i:i + n]
+            yield view[:n]
+        source.release()
+        del part, source
 
 
 def _damaged(name: str | Path, e: Entry, offset: int) -> None:

@@ -35,6 +35,7 @@ from .base import FileRange
 from ...specs import DTYPE_BITS, TensorSpec, nbytes_of
 from .safetensors_header import MAX_HEADER_BYTES
 from ...gc_pause import pauses_gc
+from .pieces import contiguous_pieces
 from ..clone import Cloner, best_residue, header_length
 from ..writeback import WriteBehind
 
@@ -282,16 +283,19 @@ class FileWriter:
                     progress(n, e.key)
             return
         # Only read: the tensor may be the caller's (a memory-mapped view they edited in place).
-        tensor = _checked_tensor(e).contiguous()
-        view = tensor_bytes(tensor)
-        for i in range(0, len(view), CHUNK):
-            part = view[i:i + CHUNK]
-            _pwrite_all(self.fd, part, dst + i)
-            self._wrote(dst + i, len(part))
-            if progress:
-                progress(len(part), e.key)
-        view.release()
-        del tensor, view  # the contiguous copy (if one was made) goes now, before the next tensor
+        # A strided view is made contiguous a piece at a time, never whole (a stride-0 view can
+        # stand for gigabytes).
+        for piece in contiguous_pieces(_checked_tensor(e), CHUNK):
+            view = tensor_bytes(piece)
+            for i in range(0, len(view), CHUNK):
+                part = view[i:i + CHUNK]
+                _pwrite_all(self.fd, part, dst)
+                self._wrote(dst, len(part))
+                dst += len(part)
+                if progress:
+                    progress(len(part), e.key)
+            view.release()
+            del piece, view  # a contiguous copy (if one was made) goes now, before the next piece
 
     def _write_run(self, run: list[Entry], progress: ProgressFn | None) -> None:
         """Tensors whose bytes follow each other in one source file: one copy for all of them."""
