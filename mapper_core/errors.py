@@ -32,13 +32,20 @@ class Problem:
 
 
 class RulesError(BadInputError):
-    """A rules file is unreadable or invalid; carries every problem found, not only the first."""
+    """A rules file is unreadable or invalid; carries every problem found, not only the first.
+
+    The message lists the first :attr:`SHOWN` problems; :attr:`problems` holds them all.
+    """
+
+    SHOWN = 100  # a file with 40,000 problems has one mistake repeated; a screenful shows it
 
     def __init__(self, problems: list[Problem] | tuple[Problem, ...]):
         self.problems = tuple(problems)
-        lines = "\n".join(str(p) for p in self.problems)
         count = len(self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in rules:\n{lines}")
+        lines = [str(p) for p in self.problems[:self.SHOWN]]
+        if count > self.SHOWN:
+            lines.append(f"... and {count - self.SHOWN:,} more problems (`mapper validate --json` lists every one)")
+        super().__init__(f"{count:,} problem{'s' if count != 1 else ''} in rules:\n" + "\n".join(lines))
 
 
 class CheckpointError(BadInputError):

@@ -26,9 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"mapper: error: {positional[1]}: on several ranks the output is sharded: name its index, "
                          f"e.g. model.safetensors.index.json\n{USAGE}\n")
         return 2
+    from ..errors import BadInputError
     from .ranks import TorchRanks
 
-    ranks = TorchRanks()
+    try:
+        ranks = TorchRanks()
+    except BadInputError as exc:
+        sys.stderr.write(f"mapper: error: {exc}\n{USAGE}\n")
+        return 2
     try:
         out = sys.stdout if ranks.leader else io.StringIO()  # one summary, from rank 0
         defaults = {"executor": ranks} if ranks.leader else {"executor": ranks, "quiet": True}

@@ -1,54 +1,81 @@
-"""torch.distributed ranks as the executor of a sharded conversion (see mapper_core.io.parallel.ForkWorkers)."""
+"""torch.distributed ranks as the executor of a sharded conversion (see mapper_core.io.parallel.ForkWorkers).
+
+A rank learns its number from torchrun's environment and starts hashing its share of the source
+(:meth:`TorchRanks.prepare`) before it imports torch and joins the process group, which takes a
+second or two per rank: the hash overlaps that start-up and then the copy. Once a rank's share is
+hashed it offers the digests to the others with one asynchronous ``all_reduce`` and keeps writing;
+each shard is put in place as soon as every rank's digests have arrived.
+"""
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import BadInputError, MapperError
+from ..io.parallel import ShardJob, share_of_sources, write_share
+from ..io.provenance import Hasher
 
 TIMEOUT_ENV = "MAPPER_DIST_TIMEOUT"  # seconds a rank waits for the others at a collective
 DEFAULT_TIMEOUT = 6 * 3600  # one rank may write for hours before the next collective
 
 
+class _Secondary(BadInputError):
+    """This rank stopped because another one failed: the other's message is the one to show."""
+
+
 class TorchRanks:
-    """This process's rank in a gloo process group (started from torchrun's environment)."""
+    """This process's rank in a gloo process group, joined at the first collective (from torchrun's
+    environment: ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ...)."""
 
     def __init__(self) -> None:
-        import torch.distributed as dist
-
-        self._dist = dist
-        self._owns_group = not dist.is_initialized()
-        if self._owns_group:
-            seconds = int(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
-            dist.init_process_group("gloo", timeout=timedelta(seconds=seconds))
-        self.rank = dist.get_rank()
-        self.workers = dist.get_world_size()
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():  # a group the caller made
+            self.rank, self.workers = dist.get_rank(), dist.get_world_size()
+        else:
+            try:
+                self.rank, self.workers = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            except (KeyError, ValueError):
+                raise BadInputError("not started by torchrun (RANK and WORLD_SIZE are not set): run "
+                                    "torchrun --nproc-per-node N -m mapper_core.dist convert ...") from None
         self.leader = self.rank == 0
+        self._dist: Any = None
+        self._owns_group = False
+        self._hasher: Hasher | None = None
+        self._hashed: list[Path] = []
 
-    def hash(self, sources: Sequence[Path], waiting: Callable[[int, int], None] | None) -> dict[Path, str]:
-        """Each rank hashes its share of the source files; every rank gets all the digests."""
-        from ..io.provenance import Hasher
+    def _group(self) -> Any:
+        if self._dist is None:
+            import torch.distributed as dist
 
-        mine = list(sources)[self.rank::self.workers]
-        hasher = Hasher(mine)
-        hasher.start()
-        digests = {str(p): d for p, d in hasher.result(waiting).items()}
-        everyone: list = [None] * self.workers
-        self._dist.all_gather_object(everyone, digests)
-        return {Path(p): d for part in everyone for p, d in part.items()}
+            if not dist.is_initialized():
+                seconds = int(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+                dist.init_process_group("gloo", timeout=timedelta(seconds=seconds))
+                self._owns_group = True
+            self._dist = dist
+        return self._dist
+
+    def prepare(self, hashed: Sequence[Path]) -> None:
+        """Start hashing this rank's share of the source files (balanced by bytes) on a thread."""
+        self._hashed = list(hashed)
+        if self._hashed:
+            self._hasher = Hasher(share_of_sources(self._hashed, self.workers)[self.rank])
+            self._hasher.start()
 
     def agree(self, value: object) -> object:
         """Rank 0's value, on every rank."""
         box = [value]
-        self._dist.broadcast_object_list(box, src=0)
+        self._group().broadcast_object_list(box, src=0)
         return box[0]
 
-    def run(self, assignment: Sequence[Sequence[int]], work: Callable[[int, Callable[[int, str], None]], int],
-            progress: Callable[[int], None] | None) -> int:
-        """This rank's shards; then every rank learns whether all succeeded (an error anywhere is raised everywhere)."""
+    def run(self, assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None
+            ) -> tuple[int, dict[str, str]]:
+        """This rank's shards; then every rank learns whether all succeeded (an error anywhere is raised
+        everywhere). Returns the tensors verified on all ranks and the final metadata."""
         done, checked, problem = 0, 0, None
+        digests = _Digests(self, job)
 
         def step(n: int, key: str) -> None:
             nonlocal done
@@ -56,26 +83,89 @@ class TorchRanks:
             if progress:
                 progress(done)
         try:
-            for i in assignment[self.rank] if self.rank < len(assignment) else ():
-                checked += work(i, step)
+            checked = write_share(job, assignment[self.rank] if self.rank < len(assignment) else (), step,
+                                  digests.final)
+            final = digests.final(True)  # every rank takes part in the exchange, shards or not
         except MapperError as exc:
-            problem = (str(exc), exc.exit_code)
+            problem = (isinstance(exc, _Secondary), str(exc), exc.exit_code)
         except OSError as exc:
-            problem = (f"writing failed: {exc.strerror or exc} ({exc.filename})", 2)
+            problem = (False, f"writing failed: {exc.strerror or exc} ({exc.filename})", 2)
+        if problem is not None:
+            digests.give_up()
         everyone: list = [None] * self.workers
-        self._dist.all_gather_object(everyone, (checked, problem))
-        failed = [(r, p) for r, (_, p) in enumerate(everyone) if p is not None]
+        self._group().all_gather_object(everyone, (checked, problem))
+        failed = sorted((p[0], r, p[1], p[2]) for r, (_, p) in enumerate(everyone) if p is not None)
         if failed:
-            rank, (message, code) = failed[0]
+            _, rank, message, code = failed[0]  # a rank's own error before one another rank caused
             err = BadInputError(f"rank {rank}: {message}; the shards finished so far are kept in the manifest: "
                                 "rerun the same command to write only the rest")
             err.exit_code = code
             raise err
-        return sum(c for c, _ in everyone)
+        return sum(c for c, _ in everyone), final
 
     def barrier(self) -> None:
-        self._dist.barrier()
+        self._group().barrier()
 
     def close(self) -> None:
-        if self._owns_group and self._dist.is_initialized():
+        if self._hasher is not None:
+            self._hasher.cancel()
+        if self._owns_group and self._dist is not None and self._dist.is_initialized():
             self._dist.destroy_process_group()
+
+
+class _Digests:
+    """The source digests, gathered from every rank by one asynchronous all_reduce: each rank fills the
+    rows of the files it hashed (32 digest bytes and a 1), the others are zeros, so the sum is the table."""
+
+    def __init__(self, ranks: TorchRanks, job: ShardJob):
+        self.ranks, self.job = ranks, job
+        self.work: Any = None
+        self.table: Any = None
+        self._final: dict[str, str] | None = None
+
+    def _offer(self, digests: dict[Path, str]) -> None:
+        import torch
+
+        hashed = self.ranks._hashed
+        self.table = torch.zeros((len(hashed), 33), dtype=torch.int64)
+        for k, p in enumerate(hashed):
+            if p in digests:
+                self.table[k, :32] = torch.tensor(list(bytes.fromhex(digests[p])), dtype=torch.int64)
+                self.table[k, 32] = 1
+        self.work = self.ranks._group().all_reduce(self.table, async_op=True)
+
+    def final(self, block: bool) -> dict[str, str] | None:
+        if not self.ranks._hashed:
+            return self.job.meta
+        if self._final is not None:
+            return self._final
+        hasher = self.ranks._hasher
+        if self.work is None:
+            if not block and hasher is not None and hasher.is_alive():
+                return None
+            try:
+                mine = hasher.result() if hasher is not None else {}
+            except MapperError:
+                self._offer({})  # the others must not wait for this rank's rows
+                raise
+            self._offer(mine)
+        if not block and not self.work.is_completed():
+            return None
+        self.work.wait()
+        rows = self.table.tolist()
+        missing = [p for p, row in zip(self.ranks._hashed, rows) if row[32] != 1]
+        if missing:
+            raise _Secondary(f"the source hash did not finish on another rank ({missing[0]})")
+        digests = {p: bytes(row[:32]).hex() for p, row in zip(self.ranks._hashed, rows)}
+        self._final = self.job.final_meta(digests)
+        return self._final
+
+    def give_up(self) -> None:
+        """After an error: still take part in the exchange (with no rows), so no rank waits forever."""
+        if not self.ranks._hashed:
+            return
+        if self.work is None:
+            if self.ranks._hasher is not None:
+                self.ranks._hasher.cancel()
+            self._offer({})
+        self.work.wait()

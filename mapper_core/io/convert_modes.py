@@ -12,20 +12,21 @@ from ..plan.plan import Plan
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
 from .formats.base import Reader
 from .formats.writer import Entry
-from .provenance import final_metadata, metadata, source_files
+from .provenance import metadata, source_files
 
 
 def convert_dcp(src: Path, dst: Path, reader: Reader, plan: Plan | None, entries: list[Entry],
                  aliases: dict[str, str], left_behind: int, force: bool, verify: bool,
-                 progress: ProgressCallback | None, rules_sha256: str | None) -> ConvertResult:
+                 progress: ProgressCallback | None, rules_sha256: str | None, clean_stale: bool = False
+                 ) -> ConvertResult:
     if not torch_available():  # refuse before anything is written
         raise MissingExtraError(f"{dst}: writing a DCP checkpoint needs torch, which is not installed: {TORCH_EXTRA}")
     from .dcp_writer import write_dcp  # torch: DCP's blobs and metadata classes are torch's
 
     total = sum(e.spec.nbytes for e in entries)
     try:
-        files, checked = write_dcp(dst, entries, aliases, counting(progress, total), verify,
-                                   source_files(reader, src), force)
+        files, checked, stale = write_dcp(dst, entries, aliases, counting(progress, total), verify,
+                                          source_files(reader, src), force, clean_stale)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise BadInputError(f"{dst}: writing failed: {exc.strerror or exc}{where}; nothing was written") from None
@@ -34,6 +35,7 @@ def convert_dcp(src: Path, dst: Path, reader: Reader, plan: Plan | None, entries
         aliases=len(aliases), left_behind=left_behind, tensor_bytes=total,
         file_bytes=sum(p.stat().st_size for p in files), method="tensor", source_sha256=None,
         rules=plan.rules_name if plan else None, rules_sha256=rules_sha256 if plan else None, checked=checked,
+        stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
     )
 
 
@@ -41,26 +43,20 @@ def convert_parallel(src: Path, reader: Reader, plan: Plan | None, files: list[P
                       index: Path, sources: list[Path], aliases: dict[str, str], left_behind: int, force: bool,
                       verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
                       rules_sha256: str | None, hash_source: bool, executor, originals: dict[str, Entry],
-                      method: str) -> ConvertResult:
-    """Shards shared out by ``executor`` (forked workers, or torch.distributed ranks). The source
-    hash comes first: every shard is final when written."""
+                      method: str, clean_stale: bool = False) -> ConvertResult:
+    """Shards shared out by ``executor`` (forked workers, or torch.distributed ranks). The source is
+    hashed while they write; each shard is put in place once its final header is known."""
     from .parallel import write_parallel
 
-    meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hash_source else [])
-    if hash_source:
-        if phase:
-            phase("hashing", sum(p.stat().st_size for p in sources))
-
-        def waiting(done: int, total: int) -> None:
-            if progress:
-                progress(done, total, "")
-        meta = final_metadata(meta, executor.hash(sources, waiting), sources)
+    hashed = sources if hash_source else []
+    meta = metadata(reader, src, plan, rules_sha256, aliases, hashed)
     total = sum(e.spec.nbytes for g in groups for e in g)
     if phase:
         phase("writing", total)
     try:
-        checked = write_parallel(files, groups, index, meta, sources, force, executor, verify, originals,
-                                 (lambda done: progress(done, total, "")) if progress else None)
+        checked, meta, stale = write_parallel(files, groups, index, meta, hashed, sources, force, executor, verify,
+                                              originals, (lambda done: progress(done, total, "")) if progress else None,
+                                              clean_stale)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise BadInputError(f"{index}: writing failed: {exc.strerror or exc}{where}; finished shards are kept "
@@ -72,4 +68,5 @@ def convert_parallel(src: Path, reader: Reader, plan: Plan | None, files: list[P
         file_bytes=sum(p.stat().st_size for p in written), method=method,
         source_sha256=meta.get("mapper.source_sha256"), rules=plan.rules_name if plan else None,
         rules_sha256=rules_sha256 if plan else None, checked=checked if verify else None,
+        stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
     )

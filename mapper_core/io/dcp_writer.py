@@ -9,7 +9,11 @@ checkpoint). Tensors are fetched, written and dropped one at a time. Tied weight
 stored once: both keys' storage entries point at the same bytes.
 
 Written through :class:`~mapper_core.io.atomic.AtomicFiles`: the data file is renamed into
-place first and ``.metadata`` last, so a folder without ``.metadata`` is never a checkpoint.
+place first and ``.metadata`` last, so a folder without ``.metadata`` is never a checkpoint. Without
+``force`` neither rename replaces anything, even a file another run put there meanwhile (the loser
+of two runs to one folder gets :class:`~mapper_core.errors.OutputExistsError`), and temporaries that
+killed runs left in the folder are named (:func:`~mapper_core.io.atomic.stale_temps`), and removed
+with ``clean_stale``.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CheckpointError, OutputExistsError, VerifyError
-from .atomic import AtomicFiles, _same_file
+from .atomic import AtomicFiles, _same_file, remove_stale, stale_temps
 from .formats.base import FileRange
 from .formats.dcp_metadata import METADATA_NAME
 from .formats.writer import Entry
@@ -39,23 +43,34 @@ def check_dcp_destination(dst: Path, sources: list[Path], force: bool) -> bool:
             raise OutputExistsError(f"{dst}: holds the source checkpoint {src}; write the output to another folder")
     if (dst / METADATA_NAME).exists() and not force:
         raise OutputExistsError(f"{dst}: already holds a DCP checkpoint; pass --force (Python: force=True) to replace it")
+    if (dst / DATA_NAME).exists() and not force:
+        raise OutputExistsError(f"{dst}: already holds {DATA_NAME} (without .metadata: a write that did not finish, "
+                                "or one still going); pass --force (Python: force=True) to replace it")
     if not dst.parent.is_dir():
         raise OutputExistsError(f"{dst}: the folder {dst.parent} does not exist; create it first")
     return not dst.exists()
 
 
 def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Callable[[int, str], None],
-              verify: bool, sources: list[Path], force: bool) -> tuple[list[Path], int | None]:
+              verify: bool, sources: list[Path], force: bool, clean_stale: bool = False
+              ) -> tuple[list[Path], int | None, list[Path]]:
     """Write ``entries`` (and ``aliases``: alias → stored key) as a DCP folder at ``dst``.
 
-    Returns the files written (data file, then ``.metadata``) and, with ``verify``, how many
-    tensors were read back and compared bit for bit before anything was put in place."""
+    Returns the files written (data file, then ``.metadata``), with ``verify`` how many tensors were
+    read back and compared bit for bit before anything was put in place, and the stale temporaries
+    found (removed with ``clean_stale``)."""
     create = check_dcp_destination(dst, sources, force)
     if create:
-        dst.mkdir()
+        try:
+            dst.mkdir()
+        except FileExistsError:  # another run made it meanwhile: its files are never replaced below
+            create = False
     data_path, meta_path = dst / DATA_NAME, dst / METADATA_NAME
+    stale = stale_temps(data_path) + stale_temps(meta_path)
+    if clean_stale:
+        remove_stale(stale)
     try:
-        with AtomicFiles() as out:
+        with AtomicFiles(replace=force) as out:
             fd = out.create(data_path)
             placed: dict[str, tuple[int, int]] = {}
             with open(fd, "wb", closefd=False) as fh:  # AtomicFiles owns the descriptor
@@ -81,7 +96,7 @@ def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Ca
             except OSError:
                 pass
         raise
-    return [data_path, meta_path], checked
+    return [data_path, meta_path], checked, stale
 
 
 def _save(tensor: Any, fh: Any) -> None:

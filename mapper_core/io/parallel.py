@@ -1,135 +1,132 @@
 """Sharded output written by several workers, resumably: shards bin-packed by bytes, each shard
-written atomically and recorded in a manifest, the index written last.
+written atomically and recorded in a manifest (:mod:`.shard_manifest`), the index written last.
 
-One function writes one shard (:func:`write_shard`): temporary file, the same
-:class:`~mapper_core.io.formats.writer.FileWriter` a single-process conversion uses (so the bytes
-are the same), optional verification, SHA-256 of what is on disk, rename, then a line in the
-manifest. ``--workers N`` runs it in N forked processes (:func:`run_workers`); the torchrun entry
-point (:mod:`mapper_core.dist`) runs it in each rank. The metadata must be final before any shard
-is written (the source hash is computed first), so every worker writes finished files.
+A worker writes its shards one after the other (:func:`write_share`) with the same
+:class:`~mapper_core.io.formats.writer.FileWriter` one process uses, so the bytes are the same. The
+source hash runs at the same time, as it does in one process: a shard is written with a placeholder
+where the digests go, and as soon as they are known (``final``) its header is rewritten in place
+(same length), the file verified if asked, synced, renamed into place without replacing anything
+(unless ``--force``) and recorded. ``--workers N`` runs the workers as forked processes and hashes
+in the parent meanwhile (:class:`ForkWorkers`); the torchrun entry point (:mod:`mapper_core.dist`)
+runs one in each rank.
 
-The manifest (``INDEX.mapper-manifest``, JSON lines beside the index) names each finished
-shard, its size and SHA-256. A rerun after a crash or a killed worker skips a shard whose file
-is still there with the expected header, size and SHA-256, and writes the rest; the index is
-written once every shard is there, and the manifest is then removed.
+Workers are forked on purpose, not spawned: a forked worker starts in about a millisecond with the
+open reader, the plan and the entries it inherits; a spawned one would start a new interpreter,
+import mapper-core (and torch, for a torch source) and open and plan the source again. Forking
+needs Linux or macOS; elsewhere ``--workers`` is refused, and torchrun is the way to use several
+processes.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from .atomic import AtomicFiles, write_all
+from .atomic import AtomicFiles, remove_stale, stale_temps, write_all
 from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
+from .provenance import Hasher, final_metadata
+from .shard_manifest import MANIFEST_SUFFIX, Manifest, manifest_path
 
-MANIFEST_SUFFIX = ".mapper-manifest"
-_BUF = 1 << 20
+__all__ = ["ForkWorkers", "Manifest", "MANIFEST_SUFFIX", "ShardJob", "manifest_path", "write_parallel",
+           "write_share"]
 
-
-def manifest_path(index: Path) -> Path:
-    return index.with_name(index.name + MANIFEST_SUFFIX)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(_BUF)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                return h.hexdigest()
-            h.update(view[:n])
+Step = Callable[[int, str], None]
+Final = Callable[[bool], "dict[str, str] | None"]  # final(block): the final metadata, or None while not known
 
 
-class Manifest:
-    """The finished shards of one output, as JSON lines appended by every worker."""
+@dataclass
+class ShardJob:
+    """What any worker needs to write any shard of one output (a forked worker inherits it)."""
 
-    def __init__(self, index: Path):
-        self.path = manifest_path(index)
+    files: Sequence[Path]
+    groups: Sequence[Sequence[Entry]]
+    meta: dict[str, str]  # with a placeholder where each source digest goes
+    hashed: Sequence[Path]  # the source files whose digests complete ``meta`` (none: it is final)
+    manifest: Manifest
+    force: bool
+    ours: frozenset[int] = frozenset()  # shards the manifest names: ours to replace without --force
+    verify: bool = False
+    originals: dict[str, Entry] = field(default_factory=dict)
 
-    def records(self) -> dict[str, dict]:
-        """shard name → its latest record; lines that do not parse (a torn last line) are ignored."""
-        found: dict[str, dict] = {}
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return found
-        for line in text.splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("shard"), str):
-                found[rec["shard"]] = rec
-        return found
-
-    def finished(self, path: Path, expected: FileWriter, records: dict[str, dict]) -> bool:
-        """Whether ``path`` is a shard a previous run finished: recorded, same header, size and SHA-256."""
-        rec = records.get(path.name)
-        if rec is None or rec.get("header") != hashlib.sha256(expected.header).hexdigest():
-            return False
-        try:
-            if path.stat().st_size != expected.size or rec.get("bytes") != expected.size:
-                return False
-            with open(path, "rb") as fh:
-                if fh.read(len(expected.header)) != expected.header:
-                    return False
-        except OSError:
-            return False
-        return file_sha256(path) == rec.get("sha256")
-
-    def record(self, path: Path, writer: FileWriter, sha256: str) -> None:
-        line = json.dumps({"shard": path.name, "bytes": writer.size, "sha256": sha256,
-                           "header": hashlib.sha256(writer.header).hexdigest()}, separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-        try:
-            os.write(fd, line.encode("utf-8"))  # one short append: workers' lines do not interleave
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def remove(self) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+    def final_meta(self, digests: dict[Path, str]) -> dict[str, str]:
+        return final_metadata(self.meta, digests, list(self.hashed)) if self.hashed else self.meta
 
 
-def write_shard(path: Path, group: Sequence[Entry], meta: dict[str, str], manifest: Manifest,
-                step: Callable[[int, str], None] | None = None, verify: bool = False,
-                originals: dict[str, Entry] | None = None) -> int:
-    """Write one shard atomically, then record it; returns how many tensors were verified."""
+def share_of_sources(hashed: Sequence[Path], parts: int) -> list[list[Path]]:
+    """The source files split into ``parts`` shares of about equal bytes (the shards' own rule)."""
+    sizes = [p.stat().st_size for p in hashed]
+    return [[hashed[i] for i in share] for share in assign_shards(sizes, parts)]
+
+
+def write_share(job: ShardJob, shards: Sequence[int], step: Step, final: Final) -> int:
+    """Write ``shards`` one after the other; each is put in place as soon as ``final`` knows the
+    metadata, the rest at the end. Returns the tensors verified."""
+    pending: list[tuple[int, AtomicFiles, FileWriter]] = []
     checked = 0
-    with AtomicFiles() as out:
-        writer = FileWriter(out.create(path), group, meta, RangeCopier())
-        writer.write(step)
-        temp = out.temp_of(path)
-        if verify:
-            from .verify import verify_file
-
-            checked = verify_file(temp, [(originals or {}).get(e.key, e) for e in writer.entries], shown_as=path)
-        digest = file_sha256(temp)  # what is on disk, read back: the manifest vouches for it
-        out.commit()
-    manifest.record(path, writer, digest)
+    try:
+        for i in shards:
+            pending.append(_write_temp(job, i, step))
+            meta = final(False)
+            while meta is not None and pending:
+                checked += _put_in_place(job, *pending[0], meta)
+                pending.pop(0)
+        if pending:
+            meta = final(True)
+            while pending:
+                checked += _put_in_place(job, *pending[0], meta)
+                pending.pop(0)
+    finally:
+        for _, out, _ in pending:
+            out.discard()
     return checked
 
 
-def run_workers(assignment: Sequence[Sequence[int]], work: Callable[[int, Callable[[int, str], None]], int],
-                progress: Callable[[int], None] | None = None) -> int:
-    """Run ``work(shard index, step)`` for each worker's shards in forked processes; returns the
-    tensors verified. A worker's error is raised here with its message (finished shards stay
-    recorded, so a rerun resumes); a worker that dies is named with its signal."""
-    ctx = multiprocessing.get_context("fork")  # children inherit the open reader and the entries
-    done = ctx.Value("q", 0)
-    checked = ctx.Value("q", 0)
-    errors = ctx.SimpleQueue()
+def _write_temp(job: ShardJob, i: int, step: Step) -> tuple[int, AtomicFiles, FileWriter]:
+    out = AtomicFiles(replace=job.force or i in job.ours)
+    try:
+        writer = FileWriter(out.create(job.files[i]), job.groups[i], job.meta, RangeCopier())
+        writer.write(step)
+    except BaseException:
+        out.discard()
+        raise
+    return i, out, writer
+
+
+def _put_in_place(job: ShardJob, i: int, out: AtomicFiles, writer: FileWriter, meta: dict[str, str]) -> int:
+    """Final header, verification, fsync, rename (never over another file without --force), record."""
+    path = job.files[i]
+    layout = writer.header
+    with out:
+        if meta is not job.meta:
+            writer.finish(meta)
+        checked = 0
+        if job.verify:
+            from .verify import verify_file
+
+            checked = verify_file(out.temp_of(path), [job.originals.get(e.key, e) for e in writer.entries],
+                                  shown_as=path)
+        out.commit()
+    job.manifest.record(path, layout, writer.header, writer.size)
+    return checked
+
+
+def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None = None
+                ) -> tuple[int, dict[str, str]]:
+    """Each worker's shards in a forked process, while this process hashes the source; returns the
+    tensors verified and the final metadata. A worker's error is raised here with its message
+    (finished shards stay recorded, so a rerun resumes); a worker that dies is named with its signal."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise BadInputError("--workers needs processes started by fork (Linux, macOS), which this system lacks; "
+                            "run with --workers 1, or under torchrun (python -m mapper_core.dist)")
+    ctx = multiprocessing.get_context("fork")  # children inherit the open reader, the plan and the entries
+    done, checked, errors = ctx.Value("q", 0), ctx.Value("q", 0), ctx.SimpleQueue()
+    digests = _SharedDigests(ctx, job)
 
     def child(w: int, shards: Sequence[int]) -> None:
         _one_thread()
@@ -138,19 +135,31 @@ def run_workers(assignment: Sequence[Sequence[int]], work: Callable[[int, Callab
             with done.get_lock():
                 done.value += n
         try:
-            for i in shards:
-                count = work(i, step)
-                with checked.get_lock():
-                    checked.value += count
+            count = write_share(job, shards, step, digests.final)
+            with checked.get_lock():
+                checked.value += count
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, MapperError) else 2
-            errors.put((w, type(exc).__name__, str(exc) or type(exc).__name__, code))
+            errors.put((isinstance(exc, _HashUnavailable), w, str(exc) or type(exc).__name__, code))
             os._exit(code)
 
     procs = [ctx.Process(target=child, args=(w, s), name=f"mapper-worker-{w}") for w, s in enumerate(assignment) if s]
+    hashers: list[Hasher] = []
+    hash_error = None
     try:
         for p in procs:
             p.start()
+        if job.hashed:  # after the fork: a fork must not copy a running thread
+            shares = share_of_sources(list(job.hashed), min(len(procs) or 1, len(job.hashed)))
+            hashers = [Hasher(share) for share in shares]
+            for h in hashers:
+                h.start()
+            while any(h.is_alive() for h in hashers):  # even if a worker failed: the others' shards are kept
+                for h in hashers:
+                    h.join(0.2)
+                if progress:
+                    progress(done.value)
+            hash_error = digests.publish(hashers)
         while any(p.is_alive() for p in procs):
             for p in procs:
                 p.join(0.2)
@@ -163,23 +172,80 @@ def run_workers(assignment: Sequence[Sequence[int]], work: Callable[[int, Callab
         for p in procs:
             p.join()
         raise
+    finally:
+        for h in hashers:
+            h.cancel()
     if progress:
         progress(done.value)
+    if hash_error is not None:
+        raise hash_error
+    _raise_worker_failure(procs, errors)
+    return checked.value, digests.final(True)
+
+
+class _HashUnavailable(BadInputError):
+    """A worker could not finish because the source hash did not: the cause is reported elsewhere."""
+
+
+class _SharedDigests:
+    """The source digests, in memory shared with the forked workers: the parent fills them in once the
+    source is hashed; a worker asks for the final metadata (``final``) after each shard."""
+
+    def __init__(self, ctx, job: ShardJob):
+        self.job, self.hashed = job, list(job.hashed)
+        self.table = ctx.RawArray("B", 32 * len(self.hashed))
+        self.state = ctx.Value("i", 0)  # 0 hashing, 1 done, 2 failed
+        self.ready = ctx.Event()
+        self.parent = os.getpid()
+        self._final: dict[str, str] | None = None
+
+    def publish(self, hashers: list[Hasher]) -> MapperError | None:
+        """Hand the finished hashers' digests to the workers (or tell them the hash failed); returns the
+        hash's error."""
+        error = None
+        try:
+            found = {p: d for h in hashers for p, d in h.result().items()}
+            for k, p in enumerate(self.hashed):
+                self.table[32 * k:32 * k + 32] = bytes.fromhex(found[p])
+            self.state.value = 1
+        except MapperError as exc:
+            error = exc
+            self.state.value = 2
+        self.ready.set()
+        return error
+
+    def final(self, block: bool) -> dict[str, str] | None:
+        if not self.hashed:
+            return self.job.meta
+        if self._final is None:
+            while not self.ready.wait(1.0 if block else 0):
+                if not block:
+                    return None
+                if os.getppid() != self.parent and os.getpid() != self.parent:
+                    raise _HashUnavailable("the main process is gone; nothing more is put in place")
+            if self.state.value != 1:
+                raise _HashUnavailable("the source hash did not finish (see the main process's message)")
+            table = bytes(self.table)
+            self._final = self.job.final_meta({p: table[32 * k:32 * k + 32].hex() for k, p in enumerate(self.hashed)})
+        return self._final
+
+
+def _raise_worker_failure(procs: list, errors) -> None:
     reported = []
     while not errors.empty():
         reported.append(errors.get())
-    if reported:
-        w, kind, message, code = sorted(reported)[0]
-        err = BadInputError(f"worker {w}: {message}")
-        err.exit_code = code
-        raise err
-    dead = [p for p in procs if p.exitcode != 0]
-    if dead:
+    reported.sort()  # a worker's own error before one caused by another
+    dead = [p for p in procs if p.exitcode and p.name not in {f"mapper-worker-{r[1]}" for r in reported}]
+    if dead and not (reported and not reported[0][0]):
         p = dead[0]
         how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with {p.exitcode}"
         raise BadInputError(f"{p.name} {how}; the shards finished so far are kept in the manifest: rerun the "
                             "same command to write only the rest")
-    return checked.value
+    if reported:
+        _, w, message, code = reported[0]
+        err = BadInputError(f"worker {w}: {message}")
+        err.exit_code = code
+        raise err
 
 
 def _one_thread() -> None:
@@ -201,75 +267,90 @@ class ForkWorkers:
     def __init__(self, workers: int):
         self.workers = workers
 
-    def hash(self, sources: Sequence[Path], waiting: Callable[[int, int], None] | None) -> dict[Path, str]:
-        from .provenance import Hasher
-
-        hasher = Hasher(list(sources))
-        hasher.start()
-        return hasher.result(waiting)  # finished before the workers are forked: a fork must not copy a thread
+    def prepare(self, hashed: Sequence[Path]) -> None:
+        """Nothing to start early: the hash starts once the workers are forked."""
 
     def agree(self, value: object) -> object:
         """The leader's value, on every worker."""
         return value
 
-    def run(self, assignment: Sequence[Sequence[int]], work: Callable[[int, Callable[[int, str], None]], int],
-            progress: Callable[[int], None] | None) -> int:
-        return run_workers(assignment, work, progress)
+    def run(self, assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None
+            ) -> tuple[int, dict[str, str]]:
+        return run_workers(assignment, job, progress)
 
     def barrier(self) -> None:
         pass
 
 
 def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], index: Path, meta: dict[str, str],
-                   sources: Sequence[Path], force: bool, executor: ForkWorkers, verify: bool,
-                   originals: dict[str, Entry], progress: Callable[[int], None] | None) -> int:
+                   hashed: Sequence[Path], sources: Sequence[Path], force: bool, executor: ForkWorkers,
+                   verify: bool, originals: dict[str, Entry], progress: Callable[[int], None] | None,
+                   clean_stale: bool = False) -> tuple[int, dict[str, str], list[Path]]:
     """Every shard not already finished, shared out by ``executor``; then the index, last (by the
-    leader). Returns the tensors verified."""
+    leader). Returns the tensors verified, the final metadata and the stale temporaries found."""
     from .formats.shards import index_json
 
-    writers = [FileWriter(-1, g, meta) for g in groups]  # headers and sizes only: nothing is written
+    executor.prepare(hashed)  # torch ranks start hashing now, while torch.distributed starts
+    layouts = [FileWriter(-1, g, meta) for g in groups]  # headers and sizes only: nothing is written
     manifest = Manifest(index)
-    todo, problem, refused = None, None, None
+    plan, problem, refused = None, None, None
     if executor.leader:  # one view of what is finished, so every worker skips the same shards
         try:
-            todo = _todo(files, writers, index, manifest, sources, force)
+            plan = _todo(files, layouts, index, manifest, sources, force, clean_stale)
         except MapperError as exc:
             problem, refused = (str(exc), exc.exit_code), exc
-    todo, problem = executor.agree((todo, problem))
+    plan, problem = executor.agree((plan, problem))
     if refused is not None:
         raise refused
     if problem is not None:  # the leader's refusal, on the other ranks
         err = BadInputError(problem[0])
         err.exit_code = problem[1]
         raise err
-    sizes = [writers[i].size for i in todo]
+    todo, ours, stale = plan
+    sizes = [layouts[i].size for i in todo]
     assignment = [[todo[j] for j in share] for share in assign_shards(sizes, executor.workers)]
-
-    def work(i: int, step: Callable[[int, str], None]) -> int:
-        return write_shard(files[i], groups[i], meta, manifest, step, verify, originals)
-
-    checked = executor.run(assignment, work, progress)
+    job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), verify, originals)
+    checked, final = executor.run(assignment, job, progress)
     if executor.leader:
-        weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
+        _check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
+        weight_map = {e.key: path.name for path, w in zip(files, layouts) for e in w.entries}
         total = sum(e.spec.nbytes for g in groups for e in g)
-        with AtomicFiles() as out:
-            write_all(out.create(index), index_json(weight_map, total, meta))
+        with AtomicFiles(replace=force) as out:
+            write_all(out.create(index), index_json(weight_map, total, final))
             out.commit()
         manifest.remove()
     executor.barrier()  # nobody returns before the index is there
-    return checked
+    return checked, final, [Path(p) for p in stale]
 
 
-def _todo(files: Sequence[Path], writers: Sequence[FileWriter], index: Path, manifest: Manifest,
-          sources: Sequence[Path], force: bool) -> list[int]:
-    """The shards still to write; refuses destinations as a single-process conversion would."""
+def _todo(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, manifest: Manifest,
+          sources: Sequence[Path], force: bool, clean_stale: bool) -> tuple[list[int], list[int], list[str]]:
+    """(shards still to write, shards the manifest names, stale temporaries); refuses destinations as
+    a single-process conversion would."""
     from .atomic import check_destinations
 
     records = manifest.records()
-    finished = {i for i, (path, w) in enumerate(zip(files, writers)) if manifest.finished(path, w, records)}
+    finished = {i for i, (path, w) in enumerate(zip(files, layouts)) if manifest.finished(path, w.header, w.size,
+                                                                                            records)}
     todo = [i for i in range(len(files)) if i not in finished]
     # a shard the manifest names is ours (finished, or damaged since): replaced without --force, never the source
-    ours = {i for i in range(len(files)) if files[i].name in records}
-    check_destinations([files[i] for i in ours | finished], sources, force=True)
+    ours = [i for i in range(len(files)) if files[i].name in records]
+    check_destinations([files[i] for i in set(ours) | finished], sources, force=True)
     check_destinations([files[i] for i in todo if i not in ours] + [index], sources, force)
-    return todo
+    stale = [p for dest in list(files) + [index] for p in stale_temps(dest)]
+    if clean_stale:
+        remove_stale(stale)
+    return todo, ours, [str(p) for p in stale]
+
+
+def _check_skipped(files: Sequence[Path], groups: Sequence[Sequence[Entry]], skipped: set[int],
+                   final: dict[str, str], manifest: Manifest) -> None:
+    """A shard an earlier run finished must carry the header this run would write: a source that
+    changed since (another SHA-256) would give an index over shards of two different sources."""
+    records = manifest.records()
+    for i in sorted(skipped):
+        header = FileWriter(-1, groups[i], final).header
+        if records.get(files[i].name, {}).get("header") != hashlib.sha256(header).hexdigest():
+            raise BadInputError(f"{files[i]}: was finished by an earlier run from a different source (its metadata "
+                                f"differs from this run's); delete {manifest.path} to write every shard again, or "
+                                "convert the source that run used")

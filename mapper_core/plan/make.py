@@ -29,6 +29,7 @@ from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch,
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import TransformChainError, chain_peak, chain_spec
+from ..gc_pause import pauses_gc
 
 # A transform may make a tensor up to this large, or this many times its source's size, whichever is
 # more (the same bound --allow-expansion lifts for torch files): `pad: {after: 268435456}` on a
@@ -42,6 +43,7 @@ def expansion_limit(source_bytes: int) -> int:
     return max(EXPANSION_FLOOR, EXPANSION_RATIO * source_bytes)
 
 
+@pauses_gc
 def make_plan(
     source_specs: Mapping[str, TensorSpec],
     ruleset: RuleSet,

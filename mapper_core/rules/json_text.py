@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from .positions import MAX_DEPTH, Collector, Fatal, Path, int_digits_problem
+from .positions import MAX_DEPTH, Budget, Collector, Fatal, Path, int_digits_problem
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -29,6 +29,7 @@ class JsonParser(Collector):
         super().__init__(filename)
         self.text = text
         self.newlines = [m.start() for m in re.finditer("\n", text)]
+        self.budget = Budget()
 
     def line(self, pos: int) -> int:
         return bisect.bisect_left(self.newlines, pos) + 1
@@ -55,7 +56,9 @@ class JsonParser(Collector):
             raise self.fail(pos, f"values nest more than {MAX_DEPTH} levels deep; refused", path)
         if pos >= len(text):
             raise self.fail(pos, "the file ends where a value was expected", path)
-        self.lines.setdefault(path, self.line(pos))
+        line = self.line(pos)
+        self.lines.setdefault(path, line)
+        self.budget.value(line, path[0] if len(path) == 2 and isinstance(path[1], int) else None)
         ch = text[pos]
         if ch == "{":
             return self.object(pos + 1, path, depth)
@@ -99,6 +102,7 @@ class JsonParser(Collector):
                 raise self.fail(pos, f"expected a key in double quotes{hint}", path)
             key_pos = pos
             key, pos = self.string(pos, path)
+            self.budget.value(self.line(key_pos), None)  # keys count as values, as in YAML
             pos = _WS.match(text, pos).end()
             if not text.startswith(":", pos):
                 raise self.fail(pos, f"expected ':' after the key \"{key}\"", path)

@@ -22,6 +22,7 @@ MAX_EXPANDED_CHARS = MAX_BYTES  # text reached through aliases: no larger than t
 MAX_PATTERN_CHARS = 10_000  # one regular expression (a key pattern is rarely longer than 200)
 MAX_PATTERNS = 20_000  # rules, skip, new, freeze and param-group patterns in one file
 MAX_INT_DIGITS = 30  # an integer in a rules file (sizes, epochs, dims) never needs more
+MAX_VALUES = 200_000  # values (mappings, lists, keys, scalars) in one file: ~10 per pattern at the limit
 
 Path = tuple  # of str (mapping keys) and int (list indices)
 
@@ -82,6 +83,36 @@ class Fatal(Exception):
     def __init__(self, line: int | None, message: str, path: Path = ()):
         super().__init__(message)
         self.line, self.message, self.path = line, message, path
+
+
+class Budget:
+    """Counts what a parser has read so far and stops an oversized file early.
+
+    Both parsers call :meth:`value` once per value they read (keys included) and say
+    whether it is an entry of a top-level list (``rules``, ``skip``, ``new``, ...). A file
+    is refused as soon as it passes :data:`MAX_PATTERNS` such entries or
+    :data:`MAX_VALUES` values, so refusing a 150,000-rule file costs what reading a
+    20,000-rule one does, not what reading the whole file would.
+    """
+
+    def __init__(self) -> None:
+        self.values = 0
+        self.entries = 0
+
+    def value(self, line: int | None, list_name: str | None) -> None:
+        """Count one value; ``list_name`` names its top-level list when it is an entry of one."""
+        self.values += 1
+        if list_name is not None:
+            self.entries += 1
+            if self.entries > MAX_PATTERNS:
+                raise Fatal(line, f"the file's top-level lists hold more than {MAX_PATTERNS:,} entries by this line; "
+                                  f"the limit is {MAX_PATTERNS:,} patterns (rules, skip, new, freeze and "
+                                  "param_groups together). Use capture groups so that one rule covers many keys",
+                            (list_name,))
+        if self.values > MAX_VALUES:
+            raise Fatal(line, f"the file holds more than {MAX_VALUES:,} values (keys, texts, numbers, lists and "
+                              "mappings) by this line; rules files are refused past that size. Use capture groups "
+                              "and shorter tables so that fewer rules say the same")
 
 
 class Collector:

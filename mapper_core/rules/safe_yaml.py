@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from .positions import (MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_CHARS, MAX_EXPANDED_NODES, Collector, Fatal, Path,
-                        int_digits_problem)
+from .positions import (MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_CHARS, MAX_EXPANDED_NODES, Budget, Collector, Fatal,
+                        Path, int_digits_problem)
 
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -207,6 +207,8 @@ def _make_loader() -> type:
             yaml.resolver.Resolver.__init__(self)
             self.alias_uses = 0
             self.depth = 0
+            self.budget = Budget()
+            self.top_key: str | None = None  # the top-level key whose value is being composed
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
@@ -217,9 +219,13 @@ def _make_loader() -> type:
                                        "possible alias bomb. Write the values out")
             self.depth += 1
             try:
+                line = self.peek_event().start_mark.line + 1
                 if self.depth > MAX_DEPTH:
-                    line = self.peek_event().start_mark.line + 1
                     raise Fatal(line, f"values nest more than {MAX_DEPTH} levels deep; refused")
+                if self.depth == 2 and isinstance(index, yaml.ScalarNode):
+                    self.top_key = index.value  # composing the value of a top-level key
+                entry = self.depth == 3 and isinstance(parent, yaml.SequenceNode)
+                self.budget.value(line, self.top_key if entry else None)
                 return super().compose_node(parent, index)
             finally:
                 self.depth -= 1

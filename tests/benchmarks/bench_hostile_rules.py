@@ -65,6 +65,9 @@ def main() -> int:
                                               + "  - *a\n" * 900 + "rules:\n  - {match: a, target: b}\n",
             "150,000 rules": "version: 1\nrules:\n" + "".join(
                 f"  - {{match: 'k{i}\\.(.*)', target: 't{i}.{{1}}'}}\n" for i in range(150_000)),
+            "300,000-entry table": "version: 1\nrules:\n  - match: 'a\\.(\\d+)'\n    target: 'b.{1}'\n"
+                                   "    tables:\n      t:\n" + "".join(f'        "{i}": {i + 1}\n' for i in range(300_000)),
+            "1,000,000-item list": "version: 1\nrules: []\nx: [" + ", ".join("0" for _ in range(1_000_000)) + "]\n",
         }
         for label, text in files.items():
             (tmp / "r.yaml").write_text(text)

@@ -1,6 +1,8 @@
 """convert → a DCP folder: loads bit-exact with torch.distributed.checkpoint.load; atomic; refusals."""
 from __future__ import annotations
 
+import os
+import signal
 import warnings
 
 import pytest
@@ -112,3 +114,51 @@ def test_max_shard_size_does_not_apply(source, tmp_path, mapper):
     path, _ = source
     done = mapper("convert", path, tmp_path / "x", "--output-format", "dcp", "--max-shard-size", "1MB")
     assert done.returncode == 2 and "--max-shard-size only applies to safetensors" in done.stderr
+
+
+@pytest.mark.parametrize("appears", [dcp_writer.DATA_NAME, ".metadata"])
+def test_a_file_another_run_puts_there_meanwhile_is_never_replaced(source, tmp_path, monkeypatch, appears):
+    path, _ = source
+    out = tmp_path / "raced"
+    real = dcp_writer._metadata
+
+    def meanwhile(*a):  # the other run finishes while this one is writing
+        (out / appears).write_bytes(b"theirs")
+        return real(*a)
+    monkeypatch.setattr(dcp_writer, "_metadata", meanwhile)
+    with pytest.raises(OutputExistsError, match=f"{appears}: appeared while the output was being written") as caught:
+        convert(path, out, output_format="dcp")
+    assert caught.value.exit_code == 2
+    assert sorted(p.name for p in out.iterdir()) == [appears]  # theirs, untouched; nothing of ours
+    assert (out / appears).read_bytes() == b"theirs"
+
+
+def test_temporaries_of_a_killed_run_are_named_then_cleaned(source, tmp_path):
+    path, _ = source
+    out = tmp_path / "killed"
+    child = os.fork()
+    if child == 0:  # the killed run: SIGKILLed while writing its data file
+        def save_then_die(tensor, fh):
+            torch.save(tensor, fh)
+            fh.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        dcp_writer._save = save_then_die
+        convert(path, out, output_format="dcp")
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status)
+    temps = [p for p in out.iterdir() if p.name.endswith(".mapper-tmp")]
+    assert len(temps) == 1 and f".{child}@" in temps[0].name
+    named = convert(path, out, output_format="dcp")
+    assert [str(p) for p in temps] == list(named.stale_temps) and not named.stale_removed and temps[0].exists()
+    cleaned = convert(path, out, output_format="dcp", force=True, clean_stale=True)
+    assert cleaned.stale_removed and not temps[0].exists()
+    assert sorted(p.name for p in out.iterdir()) == [".metadata", dcp_writer.DATA_NAME]
+
+
+def test_a_data_file_without_metadata_needs_force(source, tmp_path):
+    path, _ = source
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / dcp_writer.DATA_NAME).write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match="without .metadata.*pass --force"):
+        convert(path, tmp_path / "half", output_format="dcp")

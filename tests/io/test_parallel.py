@@ -3,6 +3,7 @@ killed worker (the manifest skips finished, verified shards)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import pytest
@@ -78,42 +79,107 @@ class _Killed(parallel.FileWriter):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _killed_run(src, out, monkeypatch):
+    monkeypatch.setattr(parallel, "FileWriter", _Killed)
+    with pytest.raises(BadInputError, match="killed by signal 9.*rerun the same command"):
+        _convert(src, out, workers=2)
+    monkeypatch.undo()
+
+
 def test_killed_worker_then_rerun_is_byte_identical(st_source, tmp_path, monkeypatch):
     _convert(st_source, tmp_path / "one")
     out = tmp_path / "two"
-    monkeypatch.setattr(parallel, "FileWriter", _Killed)
-    with pytest.raises(BadInputError, match="killed by signal 9.*rerun the same command"):
-        _convert(st_source, out, workers=2)
-    monkeypatch.undo()
+    _killed_run(st_source, out, monkeypatch)
     index = out / "model.safetensors.index.json"
     assert not index.exists()  # the index comes last: the output is not a checkpoint yet
     finished = parallel.Manifest(index).records()
     assert finished and len(finished) < len(_tree(tmp_path / "one")) - 1
     stamps = {name: (out / name).stat().st_mtime_ns for name in finished}
 
-    written = []
-    real = parallel.write_shard
-    monkeypatch.setattr(parallel, "write_shard", lambda path, *a, **k: (written.append(path.name), real(path, *a, **k))[1])
-    convert(st_source, index, max_shard_size="4KB", workers=2)
-    assert not set(written) & set(finished)  # finished shards were skipped, not rewritten
+    log = tmp_path / "written"  # the workers are other processes: they tell through a file
+    real = parallel._write_temp
+
+    def logged(job, i, *a):
+        with open(log, "a") as fh:
+            fh.write(job.files[i].name + "\n")
+        return real(job, i, *a)
+    monkeypatch.setattr(parallel, "_write_temp", logged)
+    result = convert(st_source, index, max_shard_size="4KB", workers=2)
+    written = log.read_text().split()
+    assert written and not set(written) & set(finished)  # finished shards were skipped, not rewritten
     assert all((out / name).stat().st_mtime_ns == t for name, t in stamps.items())
-    leftovers = {n for n in _tree(out) if n.endswith(".mapper-tmp")}  # the killed worker's temporary
+    leftovers = {n for n in _tree(out) if n.endswith(".mapper-tmp")}  # the killed worker's temporary, named
+    assert leftovers and {os.path.basename(p) for p in result.stale_temps} == leftovers
+    assert not result.stale_removed
     assert {n: b for n, b in _tree(out).items() if n not in leftovers} == _tree(tmp_path / "one")
 
 
 def test_a_damaged_finished_shard_is_rewritten(st_source, tmp_path, monkeypatch):
     out = tmp_path / "two"
-    monkeypatch.setattr(parallel, "FileWriter", _Killed)
-    with pytest.raises(BadInputError):
-        _convert(st_source, out, workers=2)
-    monkeypatch.undo()
+    _killed_run(st_source, out, monkeypatch)
     name = next(iter(parallel.Manifest(out / "model.safetensors.index.json").records()))
     data = bytearray((out / name).read_bytes())
-    data[-1] ^= 0xFF  # same size, same header: only the SHA-256 can tell
+    data[-1] ^= 0xFF  # same size, same header: the file's modification time tells
     (out / name).write_bytes(bytes(data))
     convert(st_source, out / "model.safetensors.index.json", max_shard_size="4KB", workers=2)
     _convert(st_source, tmp_path / "one")
     assert (out / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def test_stale_temporaries_of_killed_workers_are_cleaned(st_source, tmp_path, monkeypatch):
+    out = tmp_path / "two"
+    _killed_run(st_source, out, monkeypatch)
+    temps = sorted(p for p in out.iterdir() if p.name.endswith(".mapper-tmp"))
+    assert temps and all(re.search(r"\.safetensors\.\d+@[\w-]+\.", p.name) for p in temps)  # PID@host
+    result = convert(st_source, out / "model.safetensors.index.json", max_shard_size="4KB", workers=2,
+                     clean_stale=True)
+    assert result.stale_removed and sorted(map(str, result.stale_temps)) == sorted(map(str, temps))
+    assert not any(p.name.endswith(".mapper-tmp") for p in out.iterdir())
+
+
+class _Raced(parallel.FileWriter):
+    """Another process puts a file at this shard's destination while the shard is being written."""
+
+    def write(self, progress=None):
+        super().write(progress)
+        if self.fd != -1 and any(x.key == "layer.0.weight" for x in self.entries):
+            (self.target / "model-00001-of-00012.safetensors").write_bytes(b"theirs")
+
+
+def test_a_shard_that_appears_meanwhile_is_never_replaced(st_source, tmp_path, monkeypatch):
+    out = tmp_path / "two"
+    _Raced.target = out
+    monkeypatch.setattr(parallel, "FileWriter", _Raced)
+    with pytest.raises(BadInputError, match="model-00001-of-00012.safetensors: appeared while") as caught:
+        _convert(st_source, out, workers=2)
+    assert caught.value.exit_code == 2
+    assert (out / "model-00001-of-00012.safetensors").read_bytes() == b"theirs"
+    assert not (out / "model.safetensors.index.json").exists()
+
+
+def test_an_index_that_appears_meanwhile_is_never_replaced(st_source, tmp_path, monkeypatch):
+    out = tmp_path / "two"
+    real = parallel.run_workers
+
+    def then_theirs(*a, **k):
+        done = real(*a, **k)
+        (out / "model.safetensors.index.json").write_text("theirs")
+        return done
+    monkeypatch.setattr(parallel, "run_workers", then_theirs)
+    with pytest.raises(OutputExistsError, match="index.json: appeared while"):
+        _convert(st_source, out, workers=2)
+    assert (out / "model.safetensors.index.json").read_text() == "theirs"
+
+
+def test_a_source_changed_since_the_finished_shards_is_refused(st_source, tmp_path, monkeypatch):
+    out = tmp_path / "two"
+    _killed_run(st_source, out, monkeypatch)
+    data = bytearray(st_source.read_bytes())
+    data[-1] ^= 0xFF  # same tensors and offsets, other bytes: another SHA-256
+    st_source.write_bytes(bytes(data))
+    with pytest.raises(BadInputError, match="finished by an earlier run from a different source"):
+        convert(st_source, out / "model.safetensors.index.json", max_shard_size="4KB", workers=2)
+    assert not (out / "model.safetensors.index.json").exists()
 
 
 def test_finished_output_needs_force(st_source, tmp_path):

@@ -6,7 +6,11 @@ import os
 
 import pytest
 
-from mapper_core.rules.positions import MAX_EXPANDED_CHARS, MAX_PATTERN_CHARS, MAX_PATTERNS
+import yaml
+
+from mapper_core.errors import RulesError
+from mapper_core.rules import parse_rules
+from mapper_core.rules.positions import MAX_EXPANDED_CHARS, MAX_PATTERN_CHARS, MAX_PATTERNS, MAX_VALUES
 from rules_problems import problems_of  # tests/helpers
 from cli_runner import mapper  # tests/helpers
 
@@ -50,7 +54,8 @@ def test_pattern_length_limit():
 
 def test_pattern_count_limit_is_checked_before_each_pattern():
     rules = [{"match": f"k{i}", "target": f"t{i}"} for i in range(MAX_PATTERNS)]
-    text = json.dumps({"version": 1, "rules": rules, "skip": ["x"]})
+    # freeze patterns sit below the top-level lists, so the parser's entry count lets them through
+    text = json.dumps({"version": 1, "rules": rules, "freeze": {"g": ["x"]}})
     [problem] = problems_of(text, "r.json")
     assert f"{MAX_PATTERNS + 1:,} patterns" in problem.message
 
@@ -59,3 +64,43 @@ def test_pattern_count_limit_is_checked_before_each_pattern():
 def test_deeply_nested_pattern_is_a_problem_not_a_recursion_error(pattern):
     [problem] = problems_of(json.dumps({"version": 1, "rules": [{"match": pattern, "target": "b"}]}), "r.json")
     assert problem.path == "$.rules[0].match"
+
+
+def _line_of(text: str, needle: str) -> int:
+    return text[:text.index(needle)].count("\n") + 1
+
+
+@pytest.mark.parametrize("name", ["r.yaml", "r.json"])
+def test_too_many_list_entries_stop_the_parser_at_the_first_one_past_the_limit(name):
+    rules = [{"match": f"k{i}", "target": f"t{i}"} for i in range(MAX_PATTERNS + 500)]
+    if name.endswith(".json"):
+        text = '{"version": 1, "rules": [\n' + ",\n".join(json.dumps(r) for r in rules) + "\n]}"
+    else:
+        text = "version: 1\nrules:\n" + "".join(f"  - {{match: {r['match']}, target: {r['target']}}}\n" for r in rules)
+    [problem] = problems_of(text, name)
+    # the line of entry 20,001: nothing after it was parsed
+    assert problem.line == _line_of(text, f"k{MAX_PATTERNS}")
+    assert problem.path == "$.rules" and f"more than {MAX_PATTERNS:,} entries" in problem.message
+
+
+@pytest.mark.parametrize("name", ["r.yaml", "r.json"])
+def test_too_many_values_stop_the_parser(name):
+    table = {str(i): str(i + 1) for i in range(MAX_VALUES // 2 + 10)}
+    doc = {"version": 1, "rules": [{"match": r"a\.(\d+)", "target": "b.{1}", "tables": {"t": table}}]}
+    text = json.dumps(doc, indent=1) if name.endswith(".json") else yaml.safe_dump(doc, sort_keys=False)
+    [problem] = problems_of(text, name)
+    assert f"more than {MAX_VALUES:,} values" in problem.message
+    assert problem.line < text.count("\n")  # refused before the end of the file
+
+
+def test_a_repeated_mistake_is_shown_once_per_screen_not_forty_thousand_times(tmp_path):
+    text = "version: 1\nrules:\n" + "".join(f"  - {{source: k{i}, target: t{i}}}\n" for i in range(300))
+    with pytest.raises(RulesError) as info:
+        parse_rules(text, "r.yaml")
+    assert len(info.value.problems) == 600  # unknown key 'source' and missing 'match', per rule
+    shown = str(info.value).splitlines()
+    assert shown[0] == "600 problems in rules:" and len(shown) == 1 + RulesError.SHOWN + 1
+    assert shown[-1].startswith("... and 500 more problems")
+    (tmp_path / "r.yaml").write_text(text)
+    done = mapper("validate", "--json", tmp_path / "r.yaml")
+    assert done.returncode == 2 and len(json.loads(done.stdout)["problems"]) == 600

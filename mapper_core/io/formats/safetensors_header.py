@@ -32,6 +32,7 @@ from typing import Any
 
 from ...errors import CheckpointError
 from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec
+from ...gc_pause import pauses_gc
 from .header_scan import scan_canonical
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
@@ -152,6 +153,7 @@ def _quote(text: str) -> str:
     return repr(text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))[:200]
 
 
+@pauses_gc
 def read_header(path: str | Path) -> SafetensorsHeader:
     """Read and validate the header of one safetensors file; CheckpointError on anything wrong."""
     path = Path(path)
