@@ -68,6 +68,9 @@ def _summary(result, dcp: bool = False) -> str:
         lines.append(f"  rules '{result.rules}': {result.left_behind} source keys left behind")
     if result.aliases:
         lines.append(f"  {result.aliases} aliased keys stored once (metadata 'mapper.aliases')")
+    if result.cloned_bytes:
+        lines.append(f"  {human_bytes(result.cloned_bytes)} cloned: the output shares the source's blocks (the "
+                     "filesystem copies them only when either file changes)")
     if dcp:  # a DCP folder: one data file and .metadata, not shards and an index
         from pathlib import Path
 

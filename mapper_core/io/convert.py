@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .clone import Cloner, block_size
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
 from .output_format import is_dcp_destination
@@ -47,6 +48,9 @@ from ..specs import TensorSpec
 from ..rules.transforms import is_header_only
 from ..gc_pause import pauses_gc
 
+if TYPE_CHECKING:
+    from .verify import StreamVerifier
+
 DEFAULT_NAME = "model.safetensors"
 
 
@@ -57,7 +61,7 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
             rules_sha256: str | None = None, hash_source: bool = True, strict: bool = False,
             clean_stale: bool = False, allow_expansion: bool = False, output_format: str | None = None,
-            workers: int = 1, executor: Any = None) -> ConvertResult:
+            workers: int = 1, executor: Any = None, clone: bool = True) -> ConvertResult:
     """Write ``src`` (through ``reader``, or the built-in formats) as safetensors at ``dst``.
 
     ``dst`` is a ``.safetensors`` file, a ``.safetensors.index.json`` (always sharded) or an
@@ -84,6 +88,14 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     rerun after a crash writes only the rest; the index comes last. ``executor`` shares the shards
     out some other way (:mod:`mapper_core.dist` passes its torch.distributed ranks).
 
+    ``allow_expansion`` lifts the bound on tensors that grow past their source (a transform in
+    the plan, a view in a torch file read by the reader opened here); a strided view is still
+    written a piece at a time, never made contiguous whole.
+
+    Where the filesystem shares blocks between files (XFS, Btrfs), byte ranges are cloned, not
+    copied, and the header is padded so that they line up (:mod:`mapper_core.io.clone`); the
+    result's ``method`` says ``clone`` and ``cloned_bytes`` how much. ``clone=False`` copies.
+
     Without ``force`` nothing is ever replaced, even a file that another process wrote to
     ``dst`` meanwhile (:class:`~mapper_core.errors.OutputExistsError`). Temporary files that
     killed runs left beside the output are listed in the result, and removed with ``clean_stale``.
@@ -97,7 +109,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     if reader is None:
         from .formats import open_checkpoint
 
-        reader = open_checkpoint(src)
+        # the reader it opens obeys allow_expansion too (formats it does not concern ignore it)
+        reader = open_checkpoint(src, allow_expansion=True) if allow_expansion else open_checkpoint(src)
     try:
         if plan is None and rules is not None:
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
@@ -112,7 +125,7 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
                         None if max_shard_size is None else parse_size(max_shard_size),
                         verify, progress, phase, rules_sha256, hash_source,
                         target_specs if plan is None or plan.target_count is None else None, clean_stale,
-                        output_format, workers, executor)
+                        output_format, workers, executor, clone)
     finally:
         if own_reader:
             reader.close()
@@ -122,7 +135,8 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
              verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
              rules_sha256: str | None, hash_source: bool,
              target_specs: Mapping[str, TensorSpec] | None, clean_stale: bool = False,
-             output_format: str | None = None, workers: int = 1, executor: Any = None) -> ConvertResult:
+             output_format: str | None = None, workers: int = 1, executor: Any = None,
+             clone: bool = True) -> ConvertResult:
     specs = reader.specs()
     entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
     if not entries:
@@ -164,6 +178,11 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
     total = sum(e.spec.nbytes for e in entries)
     step = counting(progress, total)
+    verifier = None
+    if verify:
+        from .verify import StreamVerifier
+
+        verifier = StreamVerifier(originals)
 
     def phased(name: str, size: int) -> Callable[[int, str], None] | None:
         """Announce a phase after writing; its own byte count goes to ``progress``."""
@@ -176,18 +195,16 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         with AtomicFiles(replace=force) as out:
             if phase:
                 phase("writing", total)
-            writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased)
+            writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased, clone,
+                                         verifier)
             if index is not None:
                 weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
                 write_all(out.create(index), index_json(weight_map, total, meta))
             checked = None
-            if verify:
-                from .verify import verify_file
-
+            if verifier is not None:  # the bytes were compared while they were written; what is left
                 verifying = phased("verifying", total)
-                checked = sum(verify_file(out.temp_of(path), [originals.get(e.key, e) for e in w.entries],
-                                          shown_as=path, step=verifying)
-                              for path, w in zip(files, writers))
+                checked = verifier.finish([(out.temp_of(path), path, [originals.get(e.key, e) for e in w.entries])
+                                           for path, w in zip(files, writers)], verifying)
             out.commit()
     except MemoryError:  # e.g. a huge view read with allow_expansion: nothing was put in place
         raise BadInputError(f"{src}: out of memory while writing {dst}; nothing was written") from None
@@ -197,7 +214,13 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
     finally:
         if hasher:
             hasher.cancel()
+        if verifier is not None:
+            verifier.close()
     written = files + ([index] if index else [])
+    cloners = [w.cloner for w in writers if w.cloner is not None]
+    cloned = sum(c.cloned for c in cloners)
+    if cloned:
+        method = "clone" if method == "byte-copy" else "clone+tensor"
     return ConvertResult(
         source=str(src), destination=str(index or files[0]), paths=tuple(str(p) for p in written),
         tensors=len(entries), aliases=len(aliases), left_behind=left_behind, tensor_bytes=total,
@@ -205,21 +228,26 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         source_sha256=meta.get("mapper.source_sha256"), rules=plan.rules_name if plan else None,
         rules_sha256=rules_sha256 if plan else None, checked=checked,
         stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
+        cloned_bytes=cloned, clone_refused=next((c.refusal for c in cloners if c.refusal), None),
     )
 
 
 def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]], meta: dict[str, str],
                  hasher: Hasher | None, sources: list[Path], step: Callable[[int, str], None],
-                 phased: Callable[[str, int], Callable[[int, str], None] | None]
-                 ) -> tuple[list[FileWriter], dict[str, str]]:
+                 phased: Callable[[str, int], Callable[[int, str], None] | None], clone: bool = True,
+                 verifier: StreamVerifier | None = None) -> tuple[list[FileWriter], dict[str, str]]:
     """Every shard's header and data; then, once the source hash is known, the final headers."""
     if hasher:
         hasher.start()
     copier = RangeCopier()
     writers = []
     for path, group in zip(files, groups):
-        w = FileWriter(out.create(path), group, meta, copier)
+        fd = out.create(path)
+        w = FileWriter(fd, group, meta, copier, Cloner(block_size(fd)) if clone else None)
         w.write(step)
+        if verifier is not None:  # compared on its thread while the next file is written, the disk syncs, the hash ends
+            for e in w.entries:
+                verifier.written(out.temp_of(path), path, e, w.data_start + w.offsets[e.key][0])
         writers.append(w)
     for w in writers:  # flush the data while the hash may still be running; commit's fsync is then short
         os.fsync(w.fd)

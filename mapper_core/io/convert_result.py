@@ -24,7 +24,9 @@ class ConvertResult:
     left_behind: int  # source keys not written (skipped, unmatched, shape-skipped)
     tensor_bytes: int
     file_bytes: int
-    method: str  # "byte-copy" (file to file), "tensor" (through memory) or "byte-copy+tensor"
+    # "byte-copy" (file to file), "tensor" (through memory), "byte-copy+tensor"; "clone" and
+    # "clone+tensor" where the filesystem shared the source's blocks instead (io/clone.py)
+    method: str
     source_sha256: str | None
     rules: str | None
     rules_sha256: str | None
@@ -32,6 +34,8 @@ class ConvertResult:
     # temporaries of killed runs found beside the output (atomic.stale_temps), and whether they were removed
     stale_temps: tuple[str, ...] = ()
     stale_removed: bool = False
+    cloned_bytes: int = 0  # bytes shared with the source by the filesystem instead of copied
+    clone_refused: str | None = None  # why the filesystem would not clone, when it said so
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

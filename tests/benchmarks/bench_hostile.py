@@ -4,7 +4,8 @@
 
 Builds, in a temporary folder, the memory bombs of issue 10 (each file under 1 MB): a pickle asking
 for ``bytearray(3 GiB)`` (zip and legacy format), a deflated ``data.pkl`` and a deflated storage
-of 1 GiB each, a stride-0 view that writes 4 GiB; and a plain ``torch.save`` checkpoint of
+of 1 GiB each, a stride-0 view that writes 4 GiB (refused, then written with ``--allow-expansion``,
+which streams it out in 8 MiB pieces instead of making it contiguous whole); and a plain ``torch.save`` checkpoint of
 ``--mib`` MiB float32 tensors converted with ``--verify``. Each runs ``mapper convert`` in its own
 child process; the table gives its exit code, wall time and peak RSS (``ru_maxrss`` from
 ``os.wait4``), and, with ``--baseline DIR`` (another checkout, e.g. main before this change), the
@@ -93,6 +94,7 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--build", str(folder), "--mib", str(args.mib)], check=True)
         files = ["ba.pt", "lba.pt", "dpkl.pt", "dsto.pt", "s0.pt"]
         cases = dict(zip(NAMES, (folder / f for f in files)))
+        cases["stride-0 view, --allow-expansion"] = folder / "s0.pt"  # written: 4 GiB streamed out
         cases[f".pt {args.mib} MiB --verify"] = folder / "plain.pt"
         print(f"{'case':34} {'input':>10} {'exit':>5} {'wall s':>7} {'RSS MB':>7}"
               + (f" {'base exit':>9} {'base s':>7} {'base RSS':>8} {'RSS x base':>10}" if args.baseline else ""))
@@ -103,6 +105,8 @@ def main() -> None:
             cmd = [sys.executable, "-m", "mapper_core", "convert", str(src), str(out), "-q", "--force"]
             if "verify" in name:
                 cmd.append("--verify")
+            if "allow-expansion" in name:
+                cmd.append("--allow-expansion")
             row = f"{name:34} {src.stat().st_size:>10,}"
             code, wall, rss = run(cmd, dict(os.environ), args.timeout)
             row += f" {code!s:>5} {wall:7.1f} {rss:7.0f}"

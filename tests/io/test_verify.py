@@ -1,4 +1,4 @@
-"""--verify: the output re-read by the safetensors library must match its source bit for bit."""
+"""--verify: the output, read back, must match an independent read of its source bit for bit."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,6 @@ from mapper_core.io.convert import convert
 from mapper_core.errors import VerifyError
 from mapper_core.io.formats import open_checkpoint
 from mapper_core.io.formats.writer import Entry, FileRange, FileWriter
-from mapper_core.io.formats.shards import split_shards
 from mapper_core.io.torch_dtypes import spec_of
 from mapper_core.io.verify import verify_file
 
@@ -79,11 +78,23 @@ def test_missing_extra_and_reshaped_tensors_are_reported(tmp_path, src):
                           for e in entries])
 
 
-def test_a_file_the_library_cannot_open_is_a_verify_error(tmp_path, src):
+def test_a_file_that_cannot_be_read_back_is_a_verify_error(tmp_path, src):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 16)
-    with pytest.raises(VerifyError, match="cannot open the output"):
+    with pytest.raises(VerifyError, match="shown.safetensors: the output cannot be read back"):
         verify_file(bad, range_entries(src), shown_as="shown.safetensors")
+
+
+def test_a_file_the_library_refuses_is_a_verify_error(tmp_path, src, monkeypatch):
+    out = tmp_path / "out.safetensors"
+    convert(src, out)
+
+    def refusing(*args, **kwargs):
+        raise RuntimeError("HeaderTooLarge")
+
+    monkeypatch.setattr("safetensors.safe_open", refusing)
+    with pytest.raises(VerifyError, match="library cannot open the output: HeaderTooLarge"):
+        verify_file(out, range_entries(src))
 
 
 @pytest.mark.parametrize("kind", ["safetensors", "torch"])
@@ -105,23 +116,68 @@ def test_convert_with_verify_refuses_a_damaged_output_and_writes_nothing(tmp_pat
     assert sorted(os.listdir(tmp_path)) == before
 
 
-def test_the_output_is_mapped_afresh_for_each_run_of_tensors_and_left_unmapped(tmp_path, src, monkeypatch):
-    # the library's tensors are views of its mapping of the whole output: a long-lived handle
-    # would keep every page compared resident, so verify opens the file again every MAPPED_BYTES
+def test_the_output_is_read_through_two_buffers_not_mapped(tmp_path, src, monkeypatch):
+    # mapping the output (as the library's tensors do) kept every page compared resident:
+    # verify reads it with pread into a fixed buffer and never asks the library for a tensor
     from mapper_core.io.formats.pages import FileMappings
+    import safetensors
 
     out = tmp_path / "out.safetensors"
     convert(src, out)
-    monkeypatch.setattr(verify_mod, "MAPPED_BYTES", 8)
-    opened, real_open = [], verify_mod._open
+    real_open = safetensors.safe_open
+    asked = []
 
-    def counting_open(*args):
-        opened.append(args[0])
-        return real_open(*args)
+    class NoTensors:
+        def __init__(self, *args, **kwargs):
+            self.f = real_open(*args, **kwargs)
 
-    monkeypatch.setattr(verify_mod, "_open", counting_open)
-    entries = range_entries(src)
-    assert verify_file(out, entries) == 4
-    runs = split_shards(entries, 8)
-    assert len(runs) >= 3 and len(opened) == 1 + len(runs)  # the key check, then one handle per run
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def keys(self):
+            return self.f.keys()
+
+        def get_slice(self, key):
+            asked.append(key)
+            return self.f.get_slice(key)
+
+        def get_tensor(self, key):
+            raise AssertionError("verify decoded a tensor through the library's mapping")
+
+    monkeypatch.setattr(safetensors, "safe_open", NoTensors)
+    assert verify_file(out, range_entries(src)) == 4
+    assert sorted(asked) == ["a", "b", "flag", "none"]  # the library still sees every tensor's dtype and shape
     assert not FileMappings(out)
+
+
+def test_the_stream_verifier_compares_on_its_thread_and_checks_where_the_header_puts_each_tensor(tmp_path, src):
+    from mapper_core.io.formats.safetensors_header import read_header
+    from mapper_core.io.verify import StreamVerifier
+
+    out = tmp_path / "out.safetensors"
+    convert(src, out)
+    header = read_header(out)
+    entries = range_entries(src)
+
+    def run(shift_key=None):
+        v = StreamVerifier()
+        try:
+            for e in entries:
+                at = header.data_start + header.offsets[e.key][0]
+                v.written(out, "shown.safetensors", e, at + (1 if e.key == shift_key else 0))
+            return v.finish([(out, "shown.safetensors", entries)])
+        finally:
+            v.close()
+
+    assert run() == 4
+    with pytest.raises(VerifyError, match="'none' is recorded at byte \\d+ of the output, but was written at"):
+        run(shift_key="none")  # 0 bytes compare equal anywhere: only the header check can tell
+    data = bytearray(out.read_bytes())
+    data[header.data_start + header.offsets["b"][0]] ^= 1
+    out.write_bytes(bytes(data))
+    with pytest.raises(VerifyError, match="shown.safetensors: tensor 'b' differs .* at byte 0"):
+        run()

@@ -35,6 +35,9 @@ from .base import FileRange
 from ...specs import DTYPE_BITS, TensorSpec, nbytes_of
 from .safetensors_header import MAX_HEADER_BYTES
 from ...gc_pause import pauses_gc
+from .pieces import contiguous_pieces
+from ..clone import Cloner, best_residue, header_length
+from ..writeback import WriteBehind
 
 # the safetensors library's dtype order (ascending); tensors are written in descending order
 DTYPE_ORDER = tuple(DTYPE_BITS)
@@ -209,13 +212,16 @@ class FileWriter:
     """Writes one safetensors file into an open descriptor: header, then the tensors in order."""
 
     def __init__(self, fd: int, entries: Sequence[Entry], metadata: Mapping[str, str] | None = None,
-                 copier: RangeCopier | None = None):
+                 copier: RangeCopier | None = None, cloner: Cloner | None = None):
         self.fd = fd
         self.entries = library_order(entries)
         self.metadata = dict(metadata or {})
         self.header, self.offsets = encode_header(self.entries, self.metadata)
         self.copier = copier or RangeCopier()
+        self.cloner = cloner  # shares whole blocks with the source where the filesystem can (io/clone.py)
+        self._clone_path: Path | None = None  # the source file whose ranges are cloned
         self._src_fds: dict[Path, int] = {}
+        self._behind: WriteBehind | None = None
 
     @property
     def data_start(self) -> int:
@@ -227,10 +233,17 @@ class FileWriter:
         return self.data_start + sum(e.spec.nbytes for e in self.entries)
 
     def write(self, progress: ProgressFn | None = None) -> None:
-        """Header, then every tensor's bytes; sources are opened once and closed at the end."""
-        _pwrite_all(self.fd, memoryview(self.header), 0)
+        """Header, then every tensor's bytes; sources are opened once and closed at the end.
+
+        The disk writes each finished stretch while the next is copied (:mod:`..writeback`), so
+        the caller's fsync finds little left to do.
+        """
+        self._behind = WriteBehind(self.fd)
         try:
-            for run in _runs(self.entries):
+            if self.cloner is not None:
+                self._prepare_clone(self.cloner)
+            _pwrite_all(self.fd, memoryview(self.header), 0)
+            for run in _runs(self.entries, CLONE_RUN if self._clone_path else MAX_RUN):
                 if len(run) == 1:
                     self._write_entry(run[0], progress)
                 else:
@@ -239,6 +252,7 @@ class FileWriter:
             for fd in self._src_fds.values():
                 os.close(fd)
             self._src_fds.clear()
+        self._behind.flush()
         os.ftruncate(self.fd, self.size)  # the file ends where the data does, whatever the descriptor held
 
     def finish(self, metadata: Mapping[str, str]) -> None:
@@ -259,32 +273,70 @@ class FileWriter:
                 )
             src = self._source_fd(e.data.path)
             pos = e.data.start
+            align = self.cloner.block if self._clone_path else 1  # clone pieces end on block boundaries
             while pos < e.data.end:  # chunk by chunk so progress (and Ctrl-C) get a turn
-                n = min(CHUNK, e.data.end - pos)
-                self.copier.copy(src, pos, self.fd, dst, n, e.data.path)
+                n = min((CLONE_RUN if align > 1 else CHUNK) - pos % align, e.data.end - pos)
+                self._copy(e.data.path, src, pos, dst, n)
+                self._wrote(dst, n)
                 pos, dst = pos + n, dst + n
                 if progress:
                     progress(n, e.key)
             return
         # Only read: the tensor may be the caller's (a memory-mapped view they edited in place).
-        tensor = _checked_tensor(e).contiguous()
-        view = tensor_bytes(tensor)
-        for i in range(0, len(view), CHUNK):
-            part = view[i:i + CHUNK]
-            _pwrite_all(self.fd, part, dst + i)
-            if progress:
-                progress(len(part), e.key)
-        view.release()
-        del tensor, view  # the contiguous copy (if one was made) goes now, before the next tensor
+        # A strided view is made contiguous a piece at a time, never whole (a stride-0 view can
+        # stand for gigabytes).
+        for piece in contiguous_pieces(_checked_tensor(e), CHUNK):
+            view = tensor_bytes(piece)
+            for i in range(0, len(view), CHUNK):
+                part = view[i:i + CHUNK]
+                _pwrite_all(self.fd, part, dst)
+                self._wrote(dst, len(part))
+                dst += len(part)
+                if progress:
+                    progress(len(part), e.key)
+            view.release()
+            del piece, view  # a contiguous copy (if one was made) goes now, before the next piece
 
     def _write_run(self, run: list[Entry], progress: ProgressFn | None) -> None:
         """Tensors whose bytes follow each other in one source file: one copy for all of them."""
         first, last = run[0].data, run[-1].data
         dst = self.data_start + self.offsets[run[0].key][0]
         src = self._source_fd(first.path)  # type: ignore[union-attr]
-        self.copier.copy(src, first.start, self.fd, dst, last.end - first.start, first.path)  # type: ignore[union-attr]
+        self._copy(first.path, src, first.start, dst, last.end - first.start)  # type: ignore[union-attr]
+        self._wrote(dst, last.end - first.start)  # type: ignore[union-attr]
         if progress:
             progress(last.end - first.start, run[-1].key)  # type: ignore[union-attr]
+
+    def _prepare_clone(self, cloner: Cloner) -> None:
+        """Pad the header so the main source's ranges line up with the output's blocks, if the
+        filesystem clones between the two files; otherwise leave the header as save_file's."""
+        ranges = [(e.data, self.offsets[e.key][0]) for e in self.entries if isinstance(e.data, FileRange)]
+        if not ranges:
+            return
+        by_path: dict[Path, int] = {}
+        for data, _ in ranges:
+            by_path[data.path] = by_path.get(data.path, 0) + data.nbytes
+        path = max(by_path, key=by_path.__getitem__)
+        residue = best_residue(((d.start, rel, d.nbytes) for d, rel in ranges if d.path == path), cloner.block)
+        if residue is None:
+            return
+        length = header_length(len(self.header) - 8, residue, cloner.block)
+        if length > MAX_HEADER_BYTES or not cloner.probe(self._source_fd(path), self.fd):
+            return
+        self.header, _ = encode_header(self.entries, self.metadata, min_length=length)
+        self._clone_path = path
+        os.ftruncate(self.fd, self.size)  # every clone lands inside the file
+
+    def _copy(self, path: Path, src: int, pos: int, dst: int, n: int) -> None:
+        if path == self._clone_path:
+            self.cloner.copy(src, pos, self.fd, dst, n,  # type: ignore[union-attr]
+                             lambda s, so, d, do, k: self.copier.copy(s, so, d, do, k, path))
+        else:
+            self.copier.copy(src, pos, self.fd, dst, n, path)
+
+    def _wrote(self, offset: int, n: int) -> None:
+        if self._behind is not None:
+            self._behind.wrote(offset, n)
 
     def _source_fd(self, path: Path) -> int:
         fd = self._src_fds.get(path)
@@ -298,10 +350,11 @@ class FileWriter:
 
 
 MAX_RUN = 64 * 1024 * 1024  # bytes one coalesced copy may cover (progress and signals get a turn)
+CLONE_RUN = 16 << 30  # the same when cloning: one clone call shares 16 GiB in milliseconds
 
 
 @pauses_gc
-def _runs(entries: Sequence[Entry]) -> list[list[Entry]]:
+def _runs(entries: Sequence[Entry], limit: int = MAX_RUN) -> list[list[Entry]]:
     """Entries in write order, grouped where their source bytes are adjacent in one file (and
     their sizes agree with their specs), so many small tensors cost one copy instead of one each."""
     runs: list[list[Entry]] = []
@@ -310,7 +363,7 @@ def _runs(entries: Sequence[Entry]) -> list[list[Entry]]:
     for e in entries:
         data = e.data
         if (isinstance(data, FileRange) and prev is not None and data.path == prev.path and data.start == prev.end
-                and data.nbytes == e.spec.nbytes and size + data.nbytes <= MAX_RUN):
+                and data.nbytes == e.spec.nbytes and size + data.nbytes <= limit):
             runs[-1].append(e)
             size += data.nbytes
         else:

@@ -219,3 +219,23 @@ def test_a_failing_trusted_payload_was_warned_about_before_its_error(tmp_path):
 class _Fails:
     def __reduce__(self):
         return (int, ("not a number",))
+
+
+def test_an_allowed_stride0_view_is_written_in_pieces(tmp_path, monkeypatch):
+    from mapper_core.io.formats import writer
+
+    monkeypatch.setattr(torch_archive, "EXPANSION_FLOOR", 1024)
+    monkeypatch.setattr(writer, "CHUNK", 4096)
+    sizes = []
+
+    def spy(tensor, limit):
+        for piece in writer_pieces(tensor, limit):
+            sizes.append(piece.numel() * piece.element_size())
+            yield piece
+
+    writer_pieces = writer.contiguous_pieces
+    monkeypatch.setattr(writer, "contiguous_pieces", spy)
+    src = H.stride0_view(tmp_path / "s.pt", 10_000)  # 40,000 bytes out of one float
+    convert(src, tmp_path / "o.safetensors", allow_expansion=True)
+    converted_equals_torch_load(src, tmp_path / "o.safetensors")
+    assert sum(sizes) == 40_000 and max(sizes) <= 4096 and len(sizes) == 10
