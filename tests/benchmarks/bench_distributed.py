@@ -1,6 +1,7 @@
 """DCP and parallel-conversion benchmark (a script, not a test):
 
     .venv/bin/python tests/benchmarks/bench_distributed.py [--tmp /tmp] [--repeat 1] [--skip-405b | --plan-only]
+                                                          [--skip-dcp] [--cold]
 
 1. Planning at scale: a fake 405B checkpoint (``make_fake_405b.py``: 7,325 BF16 tensors in
    about 2,000 sparse safetensors shards, and a DCP ``.metadata`` of the same tensors in 8 chunks
