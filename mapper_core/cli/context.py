@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from contextlib import contextmanager
@@ -105,9 +106,25 @@ class Context:
                               f"{type(exc).__name__}: {exc}") from exc
 
     def format_for(self, path: str | Path, format_name: str | None = None):
-        """The format named ``format_name``, else the one that recognises ``path``."""
-        from ..io.formats.base import choose_format
+        """The format named ``format_name``, else the one that recognises ``path``.
 
+        Built-in formats come first in every registry and cannot be renamed by a plugin, so a
+        built-in name, or a file a built-in sniffer recognises, gets the same answer without
+        starting installed plugins (a format plugin may import numpy or more: start-up time).
+        Plugins asked for by name (``--plugin``, ``$MAPPER_PLUGINS``) still start, and say if they fail."""
+        from ..io.formats import builtin_formats
+        from ..io.formats.base import choose_format
+        from ..plugins.manager import ENV_VAR
+
+        if self.plugins or os.environ.get(ENV_VAR, "").strip():
+            return choose_format(path, self.formats(), format_name)
+        builtins = builtin_formats()
+        if format_name is not None and any(f.name == format_name for f in builtins):
+            return choose_format(path, builtins, format_name)
+        if format_name is None and Path(path).exists():
+            for f in builtins:
+                if f.sniff is not None and f.sniff(Path(path)):
+                    return f
         return choose_format(path, self.formats(), format_name)
 
     def open_reader(self, path: str | Path, format_name: str | None = None, **options):

@@ -99,12 +99,21 @@ def run(args: argparse.Namespace, ctx) -> int:
     built = build_plan(args, ctx, cost=args.cost)
     ruleset, plan = built[0], built[1]
     if args.json:
-        data = plan.to_dict()
-        data["summary"]["strict"] = args.strict
-        data["summary"]["failed"] = plan.has_errors(strict=args.strict)
-        if args.cost:
-            data["cost"] = built[2].to_dict()
-        ctx.print_json(data)
+        def edit(data: dict) -> None:
+            data["summary"]["strict"] = args.strict
+            data["summary"]["failed"] = plan.has_errors(strict=args.strict)
+            if args.cost:
+                data["cost"] = built[2].to_dict()
+
+        if ctx.json_indent is None:  # the usual, compact form: the mapped entries go straight to text
+            from ..plan.plan_json import write_plan_json
+
+            write_plan_json(plan, ctx.out.write, edit)
+            ctx.print()
+        else:
+            data = plan.to_dict()
+            edit(data)
+            ctx.print_json(data)
     else:
         ctx.print(render_text(plan, ruleset, strict=args.strict))
         if args.cost:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Iterator, Mapping, Sequence, Tuple
 
 from ..specs import TensorSpec
-from .kinds import ModuleKind, classify, compatible, group_modules, kind_of_type, split_key
+from .kinds import ModuleKind, classify, compatible, kind_of_type
 from .plan import PASS_THROUGH, KindMismatch, Mapped
 
 _UNKNOWN = ModuleKind("unknown", "unknown")
@@ -35,14 +35,17 @@ def check_kinds(
     rule i's ``on_kind_mismatch``. Also the labels ``explain`` shows: source module → signature (as
     its tensors arrive), target module → real type or signature, for the modules of ``mapped``."""
     types = target_module_types or {}
-    arriving = {m.source: len(m.result_shape) for m in mapped}
-    source_split = {k: split_key(k) for k in source_specs}  # each key split once
-    target_split = {} if target_specs is None else {k: split_key(k) for k in target_specs}
-    source_kinds = {name: classify(members) for name, members in group_modules(
-        (source_split[k], arriving.get(k, len(s.shape))) for k, s in source_specs.items()).items()}
+    # each key split once ('a.b.weight' → ('a.b', 'weight'); no dot → ('', key), as split_key does)
+    source_split = {k: k.rpartition(".")[::2] for k in source_specs}
+    source_modules = _modules(source_specs, source_split)
+    for m in mapped:  # a member arrives at the rank its transform gives it
+        if m.out_shape is not None:
+            module, member = source_split[m.source]
+            source_modules[module][member] = len(m.out_shape)
+    source_kinds = {name: classify(members) for name, members in source_modules.items()}
+    target_split = {} if target_specs is None else {k: k.rpartition(".")[::2] for k in target_specs}
     target_kinds = {} if target_specs is None else {
-        name: classify(members) for name, members in group_modules(
-            (target_split[k], len(s.shape)) for k, s in target_specs.items()).items()}
+        name: classify(members) for name, members in _modules(target_specs, target_split).items()}
 
     def action(m: Mapped) -> str:
         return "error" if m.rule == PASS_THROUGH else actions[m.rule]
@@ -55,7 +58,8 @@ def check_kinds(
         return target_kinds[module].signature if module in target_kinds else "unknown"
 
     # each key split once: (entry, (source module, member), (target module, member))
-    pairs = [(m, source_split[m.source], target_split.get(m.target) or split_key(m.target)) for m in mapped]
+    pairs = [(m, source_split[m.source], target_split.get(m.target) or m.target.rpartition(".")[::2])
+             for m in mapped]
     found: dict[str, KindMismatch] = {}
     if target_specs is not None:
         for m, (s_mod, member), (t_mod, _) in pairs:
@@ -77,6 +81,18 @@ def check_kinds(
 
 
 Pair = Tuple[Mapped, Tuple[str, str], Tuple[str, str]]
+
+
+def _modules(specs: Mapping[str, TensorSpec], split: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """Module → {member: rank}, in first-seen order (:func:`.kinds.group_modules` on keys split already)."""
+    modules: dict[str, dict[str, int]] = {}
+    for key, spec in specs.items():
+        module, member = split[key]
+        members = modules.get(module)
+        if members is None:
+            members = modules[module] = {}
+        members[member] = len(spec.shape)
+    return modules
 
 
 def _splits(pairs: Sequence[Pair], source_kinds: Mapping[str, ModuleKind],

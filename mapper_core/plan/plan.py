@@ -195,13 +195,14 @@ class Plan:
             "errors": len(self.errors),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: the keys named in DESIGN.md, plus the rules' name and origins."""
+    def to_dict(self, mapped: bool = True) -> dict[str, Any]:
+        """The JSON form: the keys named in DESIGN.md, plus the rules' name and origins.
+        ``mapped=False`` leaves its list empty (:func:`.plan_json.plan_json` writes it as text)."""
         return {
             "rules": {"name": self.rules_name, "origin": self.rules_origin},
             "source": self.source_origin,
             "target": self.target_origin,
-            "mapped": [_mapped_dict(m) for m in self.mapped],
+            "mapped": [_mapped_dict(m) for m in self.mapped] if mapped else [],
             "skipped": [{"source": s.source, "pattern": s.pattern, "rule": s.rule} for s in self.skipped],
             "unmatched": list(self.unmatched),
             "uninitialized": list(self.uninitialized),

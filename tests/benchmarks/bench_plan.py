@@ -1,18 +1,30 @@
-"""Planning benchmark (a script, not a test): .venv/bin/python tests/benchmarks/bench_plan.py
+"""Planning benchmark (a script, not a test), issue 11's goals 1 and 6, the whole CLI as a user runs it:
 
-Plans 100,000 source keys (with target specs, so shapes are checked) against rule sets of
-10 and 1,000 rules and prints seconds, the 1000/10 ratio and the naive loop's time, next
-to the goals of issue 2: ≤ 1 s for 1,000 rules, ratio ≤ 3; then the wall time of
-`mapper validate` and `mapper plan` on a safetensors file (goal ≤ 0.3 s each).
+    .venv/bin/python tests/benchmarks/bench_plan.py [--repeat 3] [--no-million] [--tmp DIR]
 
-Every measurement is a function returning a ``Row``; add more (e.g. CLI wall times) to
-``MEASUREMENTS`` or call ``main(extra=[...])``.
+The fixture: 100,000 source keys (``source_keys``: ``model.layers.L.blockN.NAME.weight``,
+``stageN.convM.weight``, ... with N over the rules) in a safetensors file, and the same keys
+planned against 10 general rules and 1,000 specific ones (``rules_10``, ``rules_1000``), as
+JSON rules files. Every CLI figure is one ``mapper`` process from start to exit (best of
+``--repeat``), with the peak RSS of that child (``os.wait4``):
+
+- ``mapper plan SRC --rules R --json`` and the text report, 10 and 1,000 rules: goal ≤ 1.0 s
+  at 1,000 rules, and time(1,000) / time(10) ≤ 2;
+- the same at 1,000,000 keys (``source_keys(1_000_000)``) with 1,000 rules: ≤ 8 s, ≤ 1 GB;
+- start-up: ``mapper validate``, ``plan``, ``inspect`` and ``convert`` on small inputs, each
+  ≤ 0.25 s, and none of them imports torch (``python -X importtime``);
+
+plus, without goals, ``make_plan`` in-process with target specs (shape and kind checks) and
+the naive loop it replaces. Each figure is printed beside its goal; ratios come from one run.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import random
+import struct
 import subprocess
 import sys
 import tempfile
@@ -31,14 +43,17 @@ KEYS = 100_000
 BLOCKS = 496  # rule families with a literal part after a digit run
 STAGES = 496  # rule families with distinct literal prefixes
 NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "up", "down", "gate", "norm", "mix", "out")
-GOAL_SECONDS = 1.0
-GOAL_RATIO = 3.0
+GOAL_SECONDS = 1.0  # mapper plan, 100,000 keys x 1,000 rules, JSON and text
+GOAL_RATIO = 2.0  # time(1,000 rules) / time(10 rules)
+GOAL_MILLION_SECONDS, GOAL_MILLION_MB = 8.0, 1024.0  # 1,000,000 keys x 1,000 rules
+GOAL_START_SECONDS = 0.25  # validate, plan, inspect, convert on small inputs
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
-    seconds: float | None
+    value: float | None
+    unit: str = "s"  # "s", "MB" or "x" (a ratio)
     goal: str = ""
     ok: bool | None = None
     note: str = ""
@@ -132,35 +147,118 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def measure_planning(repeat: int) -> list[Row]:
+def measure_planning(repeat: int, tmp: Path) -> list[Row]:
+    """make_plan in-process, with target specs (no goal: the CLI rows below carry the goals)."""
     source = source_keys()
     sets = {10: rules_10(), 1000: rules_1000()}
     seconds: dict[int, float] = {}
     rows: list[Row] = []
     for count, ruleset in sets.items():
         targets = target_specs(source, ruleset)
-        plan = make_plan(source, ruleset, targets)
-        s = plan.summary()
+        s = make_plan(source, ruleset, targets).summary()
         seconds[count] = best_of(lambda: make_plan(source, ruleset, targets), repeat)
-        note = f"mapped {s['mapped']}, skipped {s['skipped']}, unmatched {s['unmatched']}"
-        if count == 1000:
-            rows.append(Row(f"make_plan {KEYS:,} keys x {count:,} rules", seconds[count],
-                            f"<= {GOAL_SECONDS:g} s", seconds[count] <= GOAL_SECONDS, note))
-        else:
-            rows.append(Row(f"make_plan {KEYS:,} keys x {count:,} rules", seconds[count], note=note))
-    ratio = seconds[1000] / seconds[10]
-    rows.append(Row("ratio time(1,000 rules) / time(10 rules)", ratio, f"<= {GOAL_RATIO:g}", ratio <= GOAL_RATIO))
-
+        rows.append(Row(f"make_plan {KEYS:,} keys x {count:,} rules, with targets", seconds[count],
+                        note=f"mapped {s['mapped']}, skipped {s['skipped']}, unmatched {s['unmatched']}"))
     sample_size = 2_000
     sample = dict(list(source.items())[:: KEYS // sample_size])
     naive = best_of(lambda: naive_plan_keys(sample, sets[1000]), 1) * (KEYS / len(sample))
     rows.append(Row(f"naive loop x 1,000 rules (from {len(sample):,} keys, scaled)", naive,
-                    note=f"speed-up of make_plan: {naive / seconds[1000]:.0f}x"))
+                    note=f"{naive / seconds[1000]:.0f}x make_plan"))
     return rows
 
 
-CLI_GOAL_SECONDS = 0.3
-CLI_RULES = """\
+def child(cmd: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit code) of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}): {proc.stderr.read().decode()[-2000:]}")
+    proc.stderr.close()
+    return wall, usage.ru_maxrss / 1024, code
+
+
+def wall(cmd: list[str], repeat: int) -> tuple[float, float]:
+    """Best wall time of ``cmd`` over ``repeat`` fresh processes, and the largest peak RSS."""
+    runs = [child(cmd) for _ in range(repeat)]
+    return min(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def write_safetensors(path: Path, specs: dict[str, TensorSpec]) -> None:
+    """A safetensors file with these specs in the writers' compact form, its data zeros (sparse)."""
+    parts, pos = [], 0
+    for key in sorted(specs):
+        spec = specs[key]
+        parts.append(json.dumps(key) + ":" + json.dumps(
+            {"dtype": spec.dtype, "shape": list(spec.shape), "data_offsets": [pos, pos + spec.nbytes]},
+            separators=(",", ":")))
+        pos += spec.nbytes
+    header = ("{" + ",".join(parts) + "}").encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(header)))
+        fh.write(header)
+        fh.truncate(8 + len(header) + pos)
+
+
+def write_rules(path: Path, ruleset: RuleSet) -> None:
+    rules = [{"match": r.match, "target": r.target, **({"tables": r.tables} if r.tables else {})}
+             for r in ruleset.rules]
+    path.write_text(json.dumps({"version": 1, "name": ruleset.name, "rules": rules,
+                                "skip": [s.match for s in ruleset.skip]}, indent=1))
+
+
+MAPPER = str(Path(sys.executable).with_name("mapper"))
+
+
+def measure_cli_plans(repeat: int, tmp: Path) -> list[Row]:
+    """`mapper plan` on 100,000 keys with 10 and 1,000 rules, JSON and text."""
+    source = source_keys()
+    src = tmp / "many.safetensors"
+    write_safetensors(src, source)
+    rules = {10: tmp / "rules10.json", 1000: tmp / "rules1000.json"}
+    write_rules(rules[10], rules_10())
+    write_rules(rules[1000], rules_1000())
+    target = tmp / "target.safetensors"
+    write_safetensors(target, target_specs(source, rules_1000()))
+    rows: list[Row] = []
+    seconds: dict[tuple[int, str], float] = {}
+    for form, extra in (("--json", ["--json"]), ("text", [])):
+        for count in (10, 1000):
+            took, rss = wall([MAPPER, "plan", str(src), "--rules", str(rules[count]), *extra], repeat)
+            seconds[count, form] = took
+            goal = count == 1000
+            rows.append(Row(f"mapper plan {KEYS:,} keys x {count:,} rules {form}", took,
+                            goal=f"<= {GOAL_SECONDS:g} s" if goal else "",
+                            ok=took <= GOAL_SECONDS if goal else None, note=f"peak {rss:.0f} MB"))
+        ratio = seconds[1000, form] / seconds[10, form]
+        rows.append(Row(f"  ratio time(1,000 rules) / time(10 rules), {form}", ratio, "x", f"<= {GOAL_RATIO:g}",
+                        ratio <= GOAL_RATIO))
+    took, rss = wall([MAPPER, "plan", str(src), "--rules", str(rules[1000]), "--target", str(target), "--json"],
+                     repeat)
+    rows.append(Row(f"mapper plan {KEYS:,} keys x 1,000 rules --json --target (no goal)", took,
+                    note=f"peak {rss:.0f} MB; shape and kind checks against a target file"))
+    return rows
+
+
+MILLION = 1_000_000
+
+
+def measure_million(repeat: int, tmp: Path) -> list[Row]:
+    """`mapper plan --json` on 1,000,000 keys with 1,000 rules: wall and the child's peak RSS."""
+    src = tmp / "million.safetensors"
+    write_safetensors(src, source_keys(MILLION))
+    rules = tmp / "rules1000.json"
+    write_rules(rules, rules_1000())
+    took, rss = wall([MAPPER, "plan", str(src), "--rules", str(rules), "--json"], min(repeat, 2))
+    return [Row(f"mapper plan {MILLION:,} keys x 1,000 rules --json", took, goal=f"<= {GOAL_MILLION_SECONDS:g} s",
+                ok=took <= GOAL_MILLION_SECONDS),
+            Row("  its peak RSS", rss, "MB", f"<= {GOAL_MILLION_MB:g} MB", rss <= GOAL_MILLION_MB)]
+
+
+SMALL_RULES = """\
 version: 1
 name: bench-cli
 rules:
@@ -171,60 +269,68 @@ skip:
 """
 
 
-def wall(cmd: list[str], repeat: int) -> float:
-    """Best wall time of a command run in a fresh process (it must exit 0 or 1)."""
-    def once() -> None:
-        done = subprocess.run(cmd, capture_output=True)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.decode()}")
-    return best_of(once, repeat)
+def imports_torch(cmd: list[str]) -> bool:
+    """Whether ``cmd`` (a mapper command line) imports torch, by ``python -X importtime``."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mapper_core", *cmd[1:]],
+                          capture_output=True, text=True)
+    return any(line.rsplit("|", 1)[-1].strip() == "torch" for line in done.stderr.splitlines())
 
 
-def measure_cli(repeat: int) -> list[Row]:
-    """`mapper validate` and `mapper plan` on a 1,000-tensor safetensors file, start to finish."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    mapper = str(Path(sys.executable).with_name("mapper"))
-    with tempfile.TemporaryDirectory() as tmp:
-        rules, source = Path(tmp) / "rules.yaml", Path(tmp) / "source.safetensors"
-        rules.write_text(CLI_RULES)
-        tensors = {f"enc.{i}.weight": np.zeros((16, 16), np.float32) for i in range(990)}
-        tensors.update({f"head.{i}.bias": np.zeros(16, np.float32) for i in range(10)})
-        save_file(tensors, source)
-        python = wall([sys.executable, "-c", "pass"], repeat)
-        rows = [Row("python -c pass (interpreter start-up, baseline)", python)]
-        for name, cmd in (("mapper validate RULES", [mapper, "validate", str(rules)]),
-                          ("mapper plan 1,000-tensor file --rules RULES",
-                           [mapper, "plan", str(source), "--rules", str(rules), "--json"])):
-            seconds = wall(cmd, repeat)
-            rows.append(Row(name, seconds, f"<= {CLI_GOAL_SECONDS:g} s", seconds <= CLI_GOAL_SECONDS,
-                            f"{seconds / python:.1f}x interpreter start-up"))
+def measure_start_up(repeat: int, tmp: Path) -> list[Row]:
+    """validate, plan, inspect, convert on a 1,000-tensor safetensors file, start to finish."""
+    rules, src = tmp / "small.yaml", tmp / "small.safetensors"
+    rules.write_text(SMALL_RULES)
+    specs = {f"enc.{i}.weight": TensorSpec("F32", (16, 16)) for i in range(990)}
+    specs.update({f"head.{i}.bias": TensorSpec("F32", (16,)) for i in range(10)})
+    write_safetensors(src, specs)
+    python, _ = wall([sys.executable, "-c", "pass"], repeat)
+    rows = [Row("python -c pass (interpreter start-up, baseline)", python)]
+    out = tmp / "small-out.safetensors"
+    commands = {
+        "validate": [MAPPER, "validate", str(rules)],
+        "plan": [MAPPER, "plan", str(src), "--rules", str(rules), "--json"],
+        "inspect": [MAPPER, "inspect", str(src)],
+        "convert": [MAPPER, "convert", str(src), str(out), "--rules", str(rules), "--force", "-q"],
+    }
+    for name, cmd in commands.items():
+        took, rss = wall(cmd, repeat)
+        torch = imports_torch(cmd)
+        rows.append(Row(f"mapper {name} (1,000 tensors)", took, goal=f"<= {GOAL_START_SECONDS:g} s",
+                        ok=took <= GOAL_START_SECONDS and not torch,
+                        note=f"{took / python:.1f}x start-up; {'IMPORTS TORCH' if torch else 'no torch'}; "
+                             f"peak {rss:.0f} MB"))
     return rows
 
 
 # Measurements to run, in order.
-MEASUREMENTS: list[Callable[[int], list[Row]]] = [measure_planning, measure_cli]
+MEASUREMENTS: list[Callable[[int, Path], list[Row]]] = [measure_start_up, measure_cli_plans, measure_million,
+                                                        measure_planning]
 
 
 def render(rows: list[Row]) -> str:
     width = max(len(r.name) for r in rows)
-    lines = [f"{'measurement':<{width}}  {'value':>9}  {'goal':<8}  result  note", "-" * (width + 40)]
+    lines = [f"{'measurement':<{width}}  {'value':>9}  {'goal':<10}  result  note", "-" * (width + 44)]
     for r in rows:
-        value = "" if r.seconds is None else (f"{r.seconds:.2f}" if "ratio" in r.name else f"{r.seconds:.3f} s")
+        value = "" if r.value is None else (f"{r.value:.2f}" if r.unit == "x" else f"{r.value:.3f} s"
+                                             if r.unit == "s" else f"{r.value:.0f} MB")
         result = "" if r.ok is None else ("ok" if r.ok else "MISSED")
-        lines.append(f"{r.name:<{width}}  {value:>9}  {r.goal:<8}  {result:<6}  {r.note}")
+        lines.append(f"{r.name:<{width}}  {value:>9}  {r.goal:<10}  {result:<6}  {r.note}")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None, extra: list[Callable[[int], list[Row]]] = ()) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the best is reported")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is reported")
+    parser.add_argument("--no-million", action="store_true", help="leave out the 1,000,000-key plan")
+    parser.add_argument("--tmp", default=tempfile.gettempdir(), help="folder for the fixture files")
     args = parser.parse_args(argv)
+    measurements = [m for m in MEASUREMENTS if not (args.no_million and m is measure_million)]
     rows: list[Row] = []
-    for measurement in [*MEASUREMENTS, *extra]:
-        rows.extend(measurement(args.repeat))
-    print(f"python {sys.version.split()[0]}, best of {args.repeat} runs")
+    with tempfile.TemporaryDirectory(prefix="bench-plan-", dir=args.tmp) as tmp:
+        for measurement in measurements:
+            rows.extend(measurement(args.repeat, Path(tmp)))
+    print(f"python {sys.version.split()[0]}, best of {args.repeat} runs, load average {os.getloadavg()[0]:.1f} "
+          "at the end")
     print(render(rows))
     return 0 if all(r.ok is not False for r in rows) else 1
 

@@ -11,7 +11,9 @@ deliberate differences listed in :data:`DIFFERENCES` (checked by the differentia
 - shape × dtype fills whole bytes, exactly ``end - begin`` of them, and the byte ranges tile
   the data area (in order, no overlap, no hole, nothing after the last).
 
-Speed and memory: the JSON is decoded by the C scanner with each object kept as its list of
+Speed and memory: headers in the form writers produce are read by :mod:`.header_scan`,
+column by column, without a Python object per JSON value; any other header (and every
+error) goes through the general parser here. There the JSON is decoded by the C scanner with each object kept as its list of
 pairs (:class:`JsonObject`, no Python call per object); each entry is checked with a few
 type tests and one multiplication, and dropped from the parsed document as soon as its spec
 is made, so the document and the specs are never both whole in memory
@@ -31,6 +33,7 @@ from typing import Any
 from ...errors import CheckpointError
 from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec
 from ...gc_pause import pauses_gc
+from .header_scan import scan_canonical
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 MAX_JSON_DEPTH = 127  # serde_json's recursion limit: deeper JSON is refused by the library
@@ -186,6 +189,10 @@ def read_header(path: str | Path) -> SafetensorsHeader:
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{path}: safetensors header is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     del raw
+    if not escapes:  # the form writers produce, read column by column; anything else goes the general way
+        scanned = scan_canonical(text, size - 8 - n)
+        if scanned is not None:
+            return SafetensorsHeader(path, n, *scanned)
     doc = parse_json(text, f"{path}: safetensors header")
     del text
     if escapes and has_lone_surrogate(doc):
