@@ -108,24 +108,14 @@ def conversion_cost(reader: Any, plan: Any, workers: int = 1, max_shard_size: in
 
 def memory_for(reader: Any, key: str, spec: TensorSpec) -> int:
     """Bytes of memory reading ``key`` takes: 0 for a byte range copied file to file (safetensors),
-    the tensor for one decoded, plus one chunk for a DCP tensor reassembled from several."""
+    the tensor for one decoded, plus the chunk buffer for a DCP tensor (its chunks are streamed into it)."""
     if hasattr(reader, "locate"):
         return 0
-    chunks = getattr(reader, "chunks", None)
-    if chunks is not None:
-        parts = chunks(key)
-        if len(parts) == 1:
-            return spec.nbytes
-        per = spec.nbytes // max(spec.numel, 1)
-        return spec.nbytes + max(_count(c.sizes) for c in parts) * per
+    if getattr(reader, "chunks", None) is not None:
+        from .formats.dcp_blob import BUFFER  # no torch: the module imports it only to read a chunk
+
+        return spec.nbytes + min(BUFFER, spec.nbytes)
     return spec.nbytes  # torch files: an upper bound (contiguous tensors of a zip file are copied file to file)
-
-
-def _count(sizes: Sequence[int]) -> int:
-    n = 1
-    for s in sizes:
-        n *= s
-    return n
 
 
 def render_cost(cost: Cost, listed: int = 3) -> str:

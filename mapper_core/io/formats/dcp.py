@@ -2,16 +2,15 @@
 
 Specs come from ``.metadata`` alone (:mod:`.dcp_metadata`: an allowlisting unpickler, no torch,
 nothing in the file runs), so ``inspect`` and ``plan`` read no tensor data. A tensor is read by
-its chunks' recorded byte ranges: each chunk is a ``torch.save`` blob loaded with
-``weights_only=True`` straight from a window of the data file (never read whole), or, in the
+its chunks' recorded byte ranges: each chunk is a ``torch.save`` blob, checked as a ``.pt``
+file is before torch reads it and then streamed into its place (:mod:`.dcp_blob`), or, in the
 safetensors-serialised variant, a tensor of a safetensors data file. A tensor saved in several
-chunks (sharded across ranks) is reassembled into one whole tensor: memory is that tensor plus
-one chunk at a time. Non-tensor items (``BytesStorageMetadata``: step counts, pickled objects)
+chunks (sharded across ranks) is reassembled into one whole tensor: memory is that tensor plus a
+bounded buffer. Non-tensor items (``BytesStorageMetadata``: step counts, pickled objects)
 are reported by :meth:`DcpReader.non_tensors` and never unpickled.
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,11 @@ from typing import Any
 from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
 from ...specs import TensorSpec
 from .base import ReaderBase
+from .dcp_blob import FileWindow, read_blob_into, stream_into
 from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, read_layout
+from .torch_archive import ExpansionBudget, expansion_limit
+
+__all__ = ["DcpReader", "FileWindow", "open_dcp", "sniff_dcp"]
 
 SUFFIXES = (METADATA_NAME,)
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -30,48 +33,14 @@ def sniff_dcp(path: Path) -> bool:
     return (path / METADATA_NAME).is_file() if path.is_dir() else path.name == METADATA_NAME
 
 
-def open_dcp(path: Path, **_options: Any) -> "DcpReader":
-    return DcpReader(path)
-
-
-class FileWindow(io.RawIOBase):
-    """``length`` bytes of an open file from ``start``, seekable, read on demand (never whole)."""
-
-    def __init__(self, fd: int, start: int, length: int):
-        super().__init__()
-        self._fd, self._start, self._length, self._pos = fd, start, length, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._length}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        count = max(0, min(len(view), self._length - self._pos))
-        done = 0
-        while done < count:
-            n = os.preadv(self._fd, [view[done:count]], self._start + self._pos + done)
-            if n == 0:
-                break
-            done += n
-        self._pos += done
-        return done
+def open_dcp(path: Path, allow_expansion: bool = False, **_options: Any) -> "DcpReader":
+    return DcpReader(path, allow_expansion=allow_expansion)
 
 
 class DcpReader(ReaderBase):
     """An open DCP folder. ``path`` is its ``.metadata`` (the file the source hash starts from)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, allow_expansion: bool = False):
         folder = path if path.is_dir() else path.parent
         self.folder = folder
         self.path = folder / METADATA_NAME
@@ -79,6 +48,16 @@ class DcpReader(ReaderBase):
         self.shards = self.layout.files  # data files, beside .metadata: hashed as the source
         self._fds: dict[str, int] = {}
         self._safetensors: dict[str, Any] = {}
+        self._allow_expansion = allow_expansion
+        self._budget: ExpansionBudget | None = None
+
+    def budget(self) -> ExpansionBudget:
+        """What the folder may grow by in memory or output (blobs' requests, repeated views): like a
+        torch file's, the larger of 256 MiB and 4x the folder's data files."""
+        if self._budget is None:
+            size = self.path.stat().st_size + sum(os.fstat(self._fd(name)).st_size for name in self.layout.files)
+            self._budget = ExpansionBudget(self.folder, size, None if self._allow_expansion else expansion_limit(size))
+        return self._budget
 
     def specs(self) -> dict[str, TensorSpec]:
         return {k: t.spec for k, t in self.layout.tensors.items()}
@@ -91,7 +70,7 @@ class DcpReader(ReaderBase):
         return self._tensor(key).chunks
 
     def get_tensor(self, key: str) -> Any:
-        """The whole tensor: its one chunk as loaded, or its chunks copied into a new tensor."""
+        """The whole tensor, its chunks read into their places (memory: the tensor and a bounded buffer)."""
         if not torch_available():
             raise MissingExtraError(f"{self.path}: reading DCP tensor data needs torch, which is not installed: "
                                    f"{TORCH_EXTRA}")
@@ -101,16 +80,12 @@ class DcpReader(ReaderBase):
 
         item = self._tensor(key)
         spec = item.spec
-        if len(item.chunks) == 1 and item.chunks[0].sizes == spec.shape:
-            return self._chunk(key, item.chunks[0], spec)
         whole = torch.empty(spec.shape, dtype=NAME_TO_TORCH[spec.dtype])
         for chunk in item.chunks:
-            part = self._chunk(key, chunk, spec)
             view = whole
             for dim, (o, n) in enumerate(zip(chunk.offsets, chunk.sizes)):
                 view = view.narrow(dim, o, n)
-            view.copy_(part)
-            del part
+            self._read_chunk(key, chunk, view)
         return whole
 
     def close(self) -> None:
@@ -136,12 +111,8 @@ class DcpReader(ReaderBase):
                                       f"{exc.strerror or exc}") from None
         return self._fds[name]
 
-    def _chunk(self, key: str, chunk: DcpChunk, spec: TensorSpec) -> Any:
-        """One chunk as a tensor, checked against what .metadata says it is."""
-        import torch
-
-        from ..torch_dtypes import dtype_name
-
+    def _read_chunk(self, key: str, chunk: DcpChunk, target: Any) -> None:
+        """One chunk into ``target`` (its place in the whole tensor), checked against .metadata."""
         where = f"{self.folder / chunk.file}: '{key}' (chunk at {list(chunk.offsets)}, bytes {chunk.start}+{chunk.length})"
         if chunk.transforms:
             raise CheckpointError(f"{where}: saved through the DCP stream extensions {list(chunk.transforms)} "
@@ -153,23 +124,13 @@ class DcpReader(ReaderBase):
             if chunk.start + chunk.length > size:
                 raise CheckpointError(f"{where}: the byte range runs past the end of the file ({size} bytes); "
                                       "the data file is truncated")
-            try:
-                tensor = torch.load(FileWindow(fd, chunk.start, chunk.length), map_location="cpu", weights_only=True)
-            except Exception as exc:  # weights_only refusing code, a damaged blob: both mean unreadable here
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise CheckpointError(f"{where}: not a readable torch.save blob (weights_only): {first}") from None
+            read_blob_into(target, fd, chunk.start, chunk.length, self.budget(), where)
         else:
-            tensor = self._safetensors_chunk(chunk, key, where)
-        if not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{where}: holds a {type(tensor).__name__}, not a tensor")
-        got = (dtype_name(tensor.dtype, key, str(self.path)), tuple(tensor.shape))
-        if got != (spec.dtype, chunk.sizes):
-            raise CheckpointError(f"{where}: holds {got[0]} {list(got[1])} but .metadata says {spec.dtype} "
-                                  f"{list(chunk.sizes)}; the folder's files do not belong together")
-        return tensor
+            self._safetensors_chunk(key, chunk, target, where)
 
-    def _safetensors_chunk(self, chunk: DcpChunk, key: str, where: str) -> Any:
+    def _safetensors_chunk(self, key: str, chunk: DcpChunk, target: Any, where: str) -> None:
         """The safetensors-serialised variant: each data file is a safetensors file keyed by fqn."""
+        from ..torch_dtypes import dtype_name
         from .safetensors_format import open_safetensors, sniff_safetensors
 
         path = self.folder / chunk.file
@@ -179,6 +140,11 @@ class DcpReader(ReaderBase):
                                       "the data file is damaged or not DCP's")
             self._safetensors[chunk.file] = open_safetensors(path)
         reader = self._safetensors[chunk.file]
-        if key not in reader.specs():
+        spec = reader.specs().get(key)
+        if spec is None:
             raise CheckpointError(f"{where}: the safetensors data file has no tensor '{key}'")
-        return reader.get_tensor(key)
+        want = (dtype_name(target.dtype, key, str(self.path)), tuple(target.shape))
+        if (spec.dtype, tuple(spec.shape)) != want:
+            raise CheckpointError(f"{where}: holds {spec.dtype} {list(spec.shape)} but .metadata says {want[0]} "
+                                  f"{list(want[1])}; the folder's files do not belong together")
+        stream_into(target, self._fd(chunk.file), reader.locate(key).start, where)

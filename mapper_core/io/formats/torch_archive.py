@@ -24,7 +24,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 from ...errors import CheckpointError, ExpansionError
 from .pickle_scan import PickleFacts, ScanError, scan
@@ -172,20 +172,23 @@ def element_size(storage_class: str) -> int | None:
     return None
 
 
-def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False) -> Archive:
+def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False,
+                  opener: Callable[[], IO[bytes]] | None = None) -> Archive:
     """Check a torch zip or legacy file before torch reads it; raises a typed error naming the problem.
 
     ``lenient`` (under trust_pickle) lets a pickle the static scan cannot follow through,
-    for torch to judge.
+    for torch to judge. ``opener`` reads the file from elsewhere than ``path`` (a ``torch.save``
+    blob inside a DCP data file: a seekable window of it); ``path`` then only names it in messages.
     """
-    with open(path, "rb") as fh:
+    reopen = opener or (lambda: open(path, "rb"))
+    with reopen() as fh:
         is_zip = fh.read(4) == b"PK\x03\x04"
     archive = Archive(path, is_zip, in_memory=not is_zip)
     try:
         if is_zip:
-            _check_zip(archive, budget)
+            _check_zip(archive, budget, reopen)
         else:
-            with open(path, "rb") as fh:
+            with reopen() as fh:
                 for _ in range(4):  # magic number, protocol version, system info, then the object
                     scan(fh, archive.facts)
             need = sum(r.numel * (element_size(r.storage_class) or 0) for r in archive.facts.storages.values())
@@ -203,9 +206,9 @@ def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False) ->
     return archive
 
 
-def _check_zip(archive: Archive, budget: ExpansionBudget) -> None:
+def _check_zip(archive: Archive, budget: ExpansionBudget, reopen: Callable[[], IO[bytes]]) -> None:
     path = archive.path
-    with zipfile.ZipFile(path) as zf:
+    with reopen() as raw, zipfile.ZipFile(raw) as zf:
         infos = {i.filename: i for i in zf.infolist()}
         pickle_name = next((n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")), None)
         if pickle_name is None:
@@ -243,7 +246,7 @@ def _check_zip(archive: Archive, budget: ExpansionBudget) -> None:
                     f"{ref.numel:,} x {size} = {ref.numel * size:,} bytes ({ref.storage_class}) on it; the file is "
                     "truncated or damaged (torch.load refuses it too). Re-save it with torch.save"
                 )
-        with open(path, "rb") as fh:
+        with reopen() as fh:
             for info in infos.values():
                 if info.filename.startswith(prefix + "data/"):
                     fh.seek(info.header_offset)
