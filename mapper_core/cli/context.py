@@ -10,6 +10,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
+PLUGINS_ENV = "MAPPER_PLUGINS"  # plugins.manager.ENV_VAR, spelled here so that format_for imports no pluggy
+
 
 class Context:
     def __init__(self, plugins: Sequence[str] = (), out: IO[str] | None = None, err: IO[str] | None = None,
@@ -114,9 +116,8 @@ class Context:
         Plugins asked for by name (``--plugin``, ``$MAPPER_PLUGINS``) still start, and say if they fail."""
         from ..io.formats import builtin_formats
         from ..io.formats.base import choose_format
-        from ..plugins.manager import ENV_VAR
 
-        if self.plugins or os.environ.get(ENV_VAR, "").strip():
+        if self.plugins or os.environ.get(PLUGINS_ENV, "").strip():
             return choose_format(path, self.formats(), format_name)
         builtins = builtin_formats()
         if format_name is not None and any(f.name == format_name for f in builtins):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from ..rules.key_pattern import full_matcher
 from ..rules.matcher import Matcher
 from .kind_check import check_kinds
 from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped, UnusedRule
@@ -73,7 +74,7 @@ def make_plan(
     # One index over skip patterns then rules: candidate ids come out ascending, so skip
     # patterns are tried first, and each group in its own order.
     candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).candidates
-    fullmatch = [s.pattern.fullmatch for s in ruleset.skip] + [r.pattern.fullmatch for r in rules]
+    fullmatch = [full_matcher(s.pattern) for s in ruleset.skip] + [full_matcher(r.pattern) for r in rules]
     skip_text = [s.match for s in ruleset.skip]
     renderers = [r.template.renderer for r in rules]  # compiled once per rule, in Rule
 
@@ -109,6 +110,9 @@ def make_plan(
         else:
             rule = rules[winner - n_skip]
             used[winner - n_skip] = True
+            if not has_target and not rule.transform:  # the common case, without the checks below
+                mapped.append(Mapped(key, target, rule.index, spec.dtype, tuple(spec.shape)))
+                continue
         index = PASS_THROUGH if rule is None else rule.index
         shape = tuple(spec.shape)
         extra: dict = {}

@@ -147,6 +147,14 @@ def _ascii_spans(program: Any, anchor: str) -> Callable[[bytes], list | None]:
     return public
 
 
+def full_matcher(pattern: "KeyPattern | re.Pattern") -> Callable[[str], Any]:
+    """``pattern.fullmatch``, or for a :class:`KeyPattern` that Python's ``re`` matches, its compiled
+    pattern's own (one Python call less per key; the planner calls it for every key)."""
+    if isinstance(pattern, KeyPattern) and pattern._full is None and pattern.engine == "re":
+        return pattern.regex.fullmatch
+    return pattern.fullmatch
+
+
 @functools.lru_cache(maxsize=4096)
 def key_pattern(text: str) -> KeyPattern:
     """``KeyPattern(text)``, compiled once: checking a file and building its rules share the work."""

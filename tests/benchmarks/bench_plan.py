@@ -1,12 +1,16 @@
 """Planning benchmark (a script, not a test), issue 11's goals 1 and 6, the whole CLI as a user runs it:
 
-    .venv/bin/python tests/benchmarks/bench_plan.py [--repeat 3] [--no-million] [--tmp DIR]
+    .venv/bin/python tests/benchmarks/bench_plan.py [--repeat 3] [--no-million] [--tmp DIR] [--before REPO]
+                                                    [--no-bytecode]
 
 The fixture: 100,000 source keys (``source_keys``: ``model.layers.L.blockN.NAME.weight``,
 ``stageN.convM.weight``, ... with N over the rules) in a safetensors file, and the same keys
 planned against 10 general rules and 1,000 specific ones (``rules_10``, ``rules_1000``), as
 JSON rules files. Every CLI figure is one ``mapper`` process from start to exit (best of
-``--repeat``), with the peak RSS of that child (``os.wait4``):
+``--repeat`` after one warm-up run), with the peak RSS of that child (``os.wait4``). Children
+read cached bytecode, as an installed package does (pip compiles it; here it goes to the temp
+folder); ``--no-bytecode`` makes them compile every module on every run instead, which is
+what a checkout under ``PYTHONDONTWRITEBYTECODE=1`` pays (about 0.15 s of start-up).
 
 - ``mapper plan SRC --rules R --json`` and the text report, 10 and 1,000 rules: goal ≤ 1.0 s
   at 1,000 rules, and time(1,000) / time(10) ≤ 2;
@@ -167,10 +171,15 @@ def measure_planning(repeat: int, tmp: Path) -> list[Row]:
     return rows
 
 
-def child(cmd: list[str]) -> tuple[float, float, int]:
+CHILD_ENV: dict[str, str] = dict(os.environ)  # main() sets how children treat bytecode
+
+
+def child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in MB, exit code) of one process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # cwd: a neutral folder, or `python -m` would find this checkout's mapper_core before PYTHONPATH's
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**CHILD_ENV, **(env or {})},
+                            cwd=tempfile.gettempdir())
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
@@ -180,9 +189,10 @@ def child(cmd: list[str]) -> tuple[float, float, int]:
     return wall, usage.ru_maxrss / 1024, code
 
 
-def wall(cmd: list[str], repeat: int) -> tuple[float, float]:
+def wall(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Best wall time of ``cmd`` over ``repeat`` fresh processes, and the largest peak RSS."""
-    runs = [child(cmd) for _ in range(repeat)]
+    child(cmd, env)  # warm-up: the page cache, and the bytecode an installed package has
+    runs = [child(cmd, env) for _ in range(repeat)]
     return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
@@ -211,6 +221,15 @@ def write_rules(path: Path, ruleset: RuleSet) -> None:
 
 
 MAPPER = str(Path(sys.executable).with_name("mapper"))
+BEFORE: str | None = None  # --before REPO: another checkout's mapper_core, run beside ours
+
+
+def before(cmd: list[str], repeat: int, took: float) -> str:
+    """With --before: the same mapper command line with that checkout's code, as a note."""
+    if BEFORE is None:
+        return ""
+    then, rss = wall([sys.executable, "-m", "mapper_core", *cmd[1:]], repeat, {"PYTHONPATH": BEFORE})
+    return f"; before {then:.3f} s, {rss:.0f} MB (now {took / then:.2f}x)"
 
 
 def measure_cli_plans(repeat: int, tmp: Path) -> list[Row]:
@@ -227,12 +246,14 @@ def measure_cli_plans(repeat: int, tmp: Path) -> list[Row]:
     seconds: dict[tuple[int, str], float] = {}
     for form, extra in (("--json", ["--json"]), ("text", [])):
         for count in (10, 1000):
-            took, rss = wall([MAPPER, "plan", str(src), "--rules", str(rules[count]), *extra], repeat)
+            cmd = [MAPPER, "plan", str(src), "--rules", str(rules[count]), *extra]
+            took, rss = wall(cmd, repeat)
             seconds[count, form] = took
             goal = count == 1000
             rows.append(Row(f"mapper plan {KEYS:,} keys x {count:,} rules {form}", took,
                             goal=f"<= {GOAL_SECONDS:g} s" if goal else "",
-                            ok=took <= GOAL_SECONDS if goal else None, note=f"peak {rss:.0f} MB"))
+                            ok=took <= GOAL_SECONDS if goal else None,
+                            note=f"peak {rss:.0f} MB" + before(cmd, repeat, took)))
         ratio = seconds[1000, form] / seconds[10, form]
         rows.append(Row(f"  ratio time(1,000 rules) / time(10 rules), {form}", ratio, "x", f"<= {GOAL_RATIO:g}",
                         ratio <= GOAL_RATIO))
@@ -252,7 +273,7 @@ def measure_million(repeat: int, tmp: Path) -> list[Row]:
     write_safetensors(src, source_keys(MILLION))
     rules = tmp / "rules1000.json"
     write_rules(rules, rules_1000())
-    took, rss = wall([MAPPER, "plan", str(src), "--rules", str(rules), "--json"], min(repeat, 2))
+    took, rss = wall([MAPPER, "plan", str(src), "--rules", str(rules), "--json"], 1)  # and a warm-up
     return [Row(f"mapper plan {MILLION:,} keys x 1,000 rules --json", took, goal=f"<= {GOAL_MILLION_SECONDS:g} s",
                 ok=took <= GOAL_MILLION_SECONDS),
             Row("  its peak RSS", rss, "MB", f"<= {GOAL_MILLION_MB:g} MB", rss <= GOAL_MILLION_MB)]
@@ -272,7 +293,7 @@ skip:
 def imports_torch(cmd: list[str]) -> bool:
     """Whether ``cmd`` (a mapper command line) imports torch, by ``python -X importtime``."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mapper_core", *cmd[1:]],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=CHILD_ENV)
     return any(line.rsplit("|", 1)[-1].strip() == "torch" for line in done.stderr.splitlines())
 
 
@@ -298,7 +319,7 @@ def measure_start_up(repeat: int, tmp: Path) -> list[Row]:
         rows.append(Row(f"mapper {name} (1,000 tensors)", took, goal=f"<= {GOAL_START_SECONDS:g} s",
                         ok=took <= GOAL_START_SECONDS and not torch,
                         note=f"{took / python:.1f}x start-up; {'IMPORTS TORCH' if torch else 'no torch'}; "
-                             f"peak {rss:.0f} MB"))
+                             f"peak {rss:.0f} MB" + before(cmd, repeat, took)))
     return rows
 
 
@@ -323,14 +344,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is reported")
     parser.add_argument("--no-million", action="store_true", help="leave out the 1,000,000-key plan")
     parser.add_argument("--tmp", default=tempfile.gettempdir(), help="folder for the fixture files")
+    parser.add_argument("--before", metavar="REPO", help="also run the CLI rows with REPO's mapper_core "
+                        "(python -m mapper_core, PYTHONPATH=REPO), e.g. an export of an older commit")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="children compile every module from source each run (PYTHONDONTWRITEBYTECODE=1) "
+                             "instead of reading cached bytecode as an installed package does")
     args = parser.parse_args(argv)
+    global BEFORE
+    BEFORE = args.before
     measurements = [m for m in MEASUREMENTS if not (args.no_million and m is measure_million)]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-plan-", dir=args.tmp) as tmp:
+        CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        if args.no_bytecode:
+            CHILD_ENV["PYTHONDONTWRITEBYTECODE"] = "1"
+        else:  # bytecode in the temp folder, not beside the sources (pip compiles an install the same way)
+            CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         for measurement in measurements:
             rows.extend(measurement(args.repeat, Path(tmp)))
-    print(f"python {sys.version.split()[0]}, best of {args.repeat} runs, load average {os.getloadavg()[0]:.1f} "
-          "at the end")
+    print(f"python {sys.version.split()[0]}, best of {args.repeat} runs after a warm-up, "
+          f"{'no bytecode cache' if args.no_bytecode else 'bytecode cached'}, load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(render(rows))
     return 0 if all(r.ok is not False for r in rows) else 1
 

@@ -125,6 +125,13 @@ def test_header_only_commands_do_not_import_torch(files):
     assert r.stdout.strip().endswith("rc 0")
 
 
+def test_the_plugins_variable_is_spelled_as_the_manager_spells_it():
+    from mapper_core.cli.context import PLUGINS_ENV
+    from mapper_core.plugins.manager import ENV_VAR
+
+    assert PLUGINS_ENV == ENV_VAR
+
+
 def test_the_installed_console_script_runs_a_command(files):
     r = mapper_process("plan", files / "source.safetensors", "--rules", files / "rules.yaml", "--json")
     assert r.returncode == 0, r.stderr
