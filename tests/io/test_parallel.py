@@ -196,3 +196,10 @@ def test_cli_workers(st_source, tmp_path, mapper):
     assert "verified 12 tensors" in done.stdout
     done = mapper("convert", st_source, tmp_path / "x.safetensors", "--workers", "0")
     assert done.returncode == 2 and "at least 1" in done.stderr
+
+
+def test_workers_without_fork_are_refused_with_the_reason(st_source, tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    with pytest.raises(BadInputError, match="needs processes started by fork.*torchrun"):
+        _convert(st_source, tmp_path / "two", workers=2)
+    assert not [p for p in (tmp_path / "two").iterdir() if not p.name.endswith(".mapper-manifest")]
