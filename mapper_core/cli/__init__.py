@@ -78,10 +78,10 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
             ctx.traceback(exc.__cause__)
         return exc.exit_code
     except Terminated:
-        ctx.error("terminated; nothing was written")
+        ctx.error("terminated; " + _left_behind(args))
         return EXIT_TERMINATED
     except KeyboardInterrupt:
-        ctx.error("interrupted; nothing was written")
+        ctx.error("interrupted; " + _left_behind(args))
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `mapper plan ... | head`
         sys.stderr.close()
@@ -89,3 +89,11 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
     finally:
         if owns_signals:  # None: a handler set outside Python, which cannot be put back; use the default
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _left_behind(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves: nothing, or a --workers run's finished, recorded shards."""
+    if getattr(args, "workers", 1) > 1:
+        return ("no file was left half-written; shards already finished stay in place, recorded in the manifest: "
+                "rerun the same command to write only the rest")
+    return "nothing was written"

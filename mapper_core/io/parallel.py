@@ -18,16 +18,18 @@ processes.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from .atomic import AtomicFiles, remove_stale, stale_temps, write_all
+from .atomic import AtomicFiles, Terminated, remove_stale, stale_temps, write_all
 from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
 from .provenance import Hasher, final_metadata
@@ -111,9 +113,41 @@ def _put_in_place(job: ShardJob, i: int, out: AtomicFiles, writer: FileWriter, m
 
             checked = verify_file(out.temp_of(path), [job.originals.get(e.key, e) for e in writer.entries],
                                   shown_as=path)
-        out.commit()
-    job.manifest.record(path, layout, writer.header, writer.size)
+        with signals_held():  # a shard in place is always in the manifest: Ctrl-C cannot split the two
+            out.commit()
+            job.manifest.record(path, layout, writer.header, writer.size)
     return checked
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_EXIT_OF = {Terminated: 143, KeyboardInterrupt: 130}  # the CLI's codes, for a worker stopped by a signal
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT and SIGTERM wait (they are not lost) until the block ends; where threads can't mask, nothing."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the process that forked it dies (even by SIGKILL), so
+    no orphan keeps writing shards nobody waits for; its temporary file is then removed or named."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None = None
@@ -129,17 +163,22 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
     digests = _SharedDigests(ctx, job)
 
     def child(w: int, shards: Sequence[int]) -> None:
-        _one_thread()
-
         def step(n: int, key: str) -> None:
             with done.get_lock():
                 done.value += n
         try:
+            if hasattr(signal, "pthread_sigmask"):  # forked inside signals_held(): take signals again
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            if sys.platform.startswith("linux"):
+                _die_with_parent()
+            _one_thread()
             count = write_share(job, shards, step, digests.final)
             with checked.get_lock():
                 checked.value += count
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, MapperError) else 2
+            if isinstance(exc, KeyboardInterrupt):
+                code = _EXIT_OF[Terminated if isinstance(exc, Terminated) else KeyboardInterrupt]
             errors.put((isinstance(exc, _HashUnavailable), w, str(exc) or type(exc).__name__, code))
             os._exit(code)
 
@@ -148,7 +187,8 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
     hash_error = None
     try:
         for p in procs:
-            p.start()
+            with signals_held():  # a signal during the fork's own hooks would be swallowed there
+                p.start()
         if job.hashed:  # after the fork: a fork must not copy a running thread
             shares = share_of_sources(list(job.hashed), min(len(procs) or 1, len(job.hashed)))
             hashers = [Hasher(share) for share in shares]
@@ -166,10 +206,11 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
             if progress:
                 progress(done.value)
     except BaseException:  # Ctrl-C or SIGTERM in the parent: the workers clean up their temporaries too
-        for p in procs:
+        started = [p for p in procs if p.pid is not None]
+        for p in started:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGINT)
-        for p in procs:
+        for p in started:
             p.join()
         raise
     finally:
@@ -243,6 +284,8 @@ def _raise_worker_failure(procs: list, errors) -> None:
                             "same command to write only the rest")
     if reported:
         _, w, message, code = reported[0]
+        if code in _EXIT_OF.values():  # the worker was stopped by Ctrl-C or SIGTERM: so is the run
+            raise Terminated() if code == _EXIT_OF[Terminated] else KeyboardInterrupt()
         err = BadInputError(f"worker {w}: {message}")
         err.exit_code = code
         raise err
