@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")  # the fixture builds its source with torch and safetensors
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, signals and PDEATHSIG: Linux")
 
 
