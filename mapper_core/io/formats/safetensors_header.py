@@ -270,13 +270,19 @@ def _metadata(path: Path, value: Any) -> dict[str, str]:
         return {}
     if type(value) is not JsonObject:
         raise CheckpointError(f"{path}: __metadata__ must be an object of string → string (or null), got "
-                              f"{json.dumps(plain(value))[:60]}; the safetensors library refuses this file too")
+                              f"{_shown(value)}; the safetensors library refuses this file too")
     metadata = unique(value, f"{path}: __metadata__")
     for k, v in metadata.items():
         if type(v) is not str:
-            raise CheckpointError(f"{path}: __metadata__ {_quote(k)}: values must be strings, got "
-                                  f"{json.dumps(plain(v))[:60]}")
+            raise CheckpointError(f"{path}: __metadata__ {_quote(k)}: values must be strings, got {_shown(v)}")
     return metadata
+
+
+def _shown(value: Any) -> str:
+    """The start of ``value`` as JSON for a message; Python 3.12+ parses deeper JSON than it can re-render."""
+    if depth(value) > MAX_JSON_DEPTH:
+        return f"{'an object' if type(value) is JsonObject else 'a list'} nested more than {MAX_JSON_DEPTH} levels deep"
+    return json.dumps(plain(value))[:60]
 
 
 def _entry_fields(path: Path, key: str, entry: Any) -> dict[str, Any]:
