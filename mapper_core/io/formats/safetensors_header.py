@@ -28,7 +28,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...errors import CheckpointError
 from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec
@@ -203,7 +203,7 @@ def read_header(path: str | Path) -> SafetensorsHeader:
 
 def _validate(path: Path, header_length: int, data_size: int, doc: Any) -> SafetensorsHeader:
     if type(doc) is not JsonObject:
-        raise CheckpointError(f"{path}: safetensors header must be a JSON object, got {type(plain(doc)).__name__}")
+        raise CheckpointError(f"{path}: safetensors header must be a JSON object, got {type(doc).__name__}")
     bits_of, max_dim = DTYPE_BITS, MAX_DIM
     metadata: dict[str, str] = {}
     specs: dict[str, TensorSpec] = {}
@@ -248,7 +248,7 @@ def _validate(path: Path, header_length: int, data_size: int, doc: Any) -> Safet
         if (type(offs) is not list or len(offs) != 2 or type(offs[0]) is not int or type(offs[1]) is not int
                 or not 0 <= offs[0] <= offs[1] <= _U64):
             raise CheckpointError(f"{path}: tensor {_quote(key)}: data_offsets must be [begin, end] with "
-                                  f"0 <= begin <= end, got {plain(offs)!r}"[:400])
+                                  f"0 <= begin <= end, got {_shown(offs, 400, repr)}"[:400])
         begin_end = (offs[0], offs[1])
         if numel * bits != (begin_end[1] - begin_end[0]) * 8:
             _size_disagrees(path, key, dtype, shape, offs, numel * bits)
@@ -278,11 +278,12 @@ def _metadata(path: Path, value: Any) -> dict[str, str]:
     return metadata
 
 
-def _shown(value: Any) -> str:
-    """The start of ``value`` as JSON for a message; Python 3.12+ parses deeper JSON than it can re-render."""
+def _shown(value: Any, width: int = 60, render: Callable[[Any], str] = json.dumps) -> str:
+    """The start of a refused ``value`` for a message. Python 3.12+ parses JSON deeper than
+    :func:`plain` can walk, so a value past the library's depth is described, not rendered."""
     if depth(value) > MAX_JSON_DEPTH:
         return f"{'an object' if type(value) is JsonObject else 'a list'} nested more than {MAX_JSON_DEPTH} levels deep"
-    return json.dumps(plain(value))[:60]
+    return render(plain(value))[:width]
 
 
 def _entry_fields(path: Path, key: str, entry: Any) -> dict[str, Any]:
@@ -290,7 +291,7 @@ def _entry_fields(path: Path, key: str, entry: Any) -> dict[str, Any]:
     where = f"{path}: tensor {_quote(key)}"
     if type(entry) is not JsonObject:
         raise CheckpointError(f"{where}: expected an object with dtype, shape, data_offsets; got "
-                              f"{json.dumps(plain(entry))[:80]}")
+                              f"{_shown(entry, 80)}")
     fields = unique(entry, where)
     missing = [f for f in ("dtype", "shape", "data_offsets") if f not in fields]
     if missing:
@@ -303,12 +304,12 @@ def _entry_fields(path: Path, key: str, entry: Any) -> dict[str, Any]:
 
 
 def _bad_dtype(path: Path, key: str, dtype: Any) -> None:
-    shown = repr(dtype)[:60] if isinstance(dtype, str) else json.dumps(plain(dtype))[:60]
+    shown = repr(dtype)[:60] if isinstance(dtype, str) else _shown(dtype)
     raise CheckpointError(f"{path}: tensor {_quote(key)}: unknown dtype {shown}; known: {', '.join(DTYPE_BITS)}")
 
 
 def _bad_shape(path: Path, key: str, shape: Any) -> None:
-    shown = json.dumps(plain(shape))[:120]
+    shown = _shown(shape, 120)
     raise CheckpointError(f"{path}: tensor {_quote(key)}: shape must be a list of non-negative integers "
                           "(at most 2**63-1, what torch and numpy can index), "
                           f"got {shown}")

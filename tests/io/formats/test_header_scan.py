@@ -132,3 +132,19 @@ def test_the_corpus_agrees(case):
         return
     if n <= len(data) - 8:
         agree(text, len(data) - 8 - n)
+
+
+@pytest.mark.parametrize("field", ["dtype", "shape", "data_offsets", None])
+def test_a_value_nested_5000_deep_is_refused_not_a_recursion_error(tmp_path, field):
+    # Python 3.12+ parses this JSON (3.11 refuses it while parsing); the message must not re-render it
+    deep = "[" * 5000 + "]" * 5000
+    entry = {"dtype": '"F32"', "shape": "[1]", "data_offsets": "[0,4]"}
+    if field:
+        entry[field] = deep
+    body = ",".join(f'"{k}":{v}' for k, v in entry.items())
+    text = ('{"a":{' + body + "}}" if field else '{"a":' + deep + "}").encode()
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(4))
+    with pytest.raises(CheckpointError) as caught:
+        sh.read_header(path)
+    assert str(caught.value).startswith(f"{path}")
