@@ -1,4 +1,4 @@
-"""Rules patterns matched in time linear in the key: RE2, with Python's ``re`` as the referee.
+r"""Rules patterns matched in time linear in the key: RE2, with Python's ``re`` as the referee.
 
 A pattern is written (and checked, and read for the matcher's index) in Python ``re`` syntax.
 Python's engine backtracks, so ``(a+)+$`` takes 2**n steps on a key of n characters; RE2 never

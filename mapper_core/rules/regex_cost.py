@@ -65,7 +65,7 @@ _SINGLE = (_sre.LITERAL, _sre.NOT_LITERAL, _sre.ANY, _sre.IN)
 
 
 def linear_in_re(pattern: re.Pattern) -> bool:
-    """True when Python's ``re`` matches ``pattern`` fully in time linear in the key, by construction.
+    r"""True when Python's ``re`` matches ``pattern`` fully in time linear in the key, by construction.
 
     Sufficient, not necessary. Allowed: literal text, one-character items, plain groups,
     alternations of literal words none of which starts another (``(weight|bias)``), and repeats
