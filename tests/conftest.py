@@ -22,6 +22,28 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def schema_check_agrees_with_jsonschema():
+    """Every rules document any test loads gets both verdicts: schema_check's fast yes/no and
+    jsonschema's; a test whose document they disagree on fails (tests/rules/test_schema_check.py)."""
+    from jsonschema import Draft202012Validator
+
+    from mapper_core.rules import schema
+
+    reference, fast = Draft202012Validator(schema.load_schema()), schema.conforms
+
+    def both(data):
+        answer = fast(data)
+        if answer != reference.is_valid(data):
+            raise AssertionError(f"schema_check says {answer}, jsonschema {not answer}, on {data!r:.2000}")
+        return answer
+
+    both.__wrapped__ = fast  # for the tests of a "no" that is not jsonschema's (Decimal values, ...)
+    schema.conforms = both
+    yield
+    schema.conforms = fast
+
+
 @pytest.fixture
 def mapper():
     """Run the ``mapper`` command line in-process: ``mapper("plan", src, "--rules", r)`` → CompletedProcess."""

@@ -1,7 +1,8 @@
 """The rules-file JSON Schema: found as package data, checked with jsonschema, errors made readable.
 
-This is the only module that imports jsonschema, and only when something is validated:
-``mapper`` commands that never read a rules file do not pay for it.
+This is the only module that imports jsonschema, and only when a document fails the schema
+(or a plugin step declares a ``params_schema``): a valid document is passed by
+:mod:`.schema_check`, which gives jsonschema's yes or no without importing it.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from importlib import resources
 from typing import Any, Mapping
 
 from ..errors import PluginError
+from .schema_check import Check, Unsupported, compile_schema
 
 SCHEMA_PACKAGE = "mapper_core.rules"
 SCHEMA_RESOURCE = ("schemas", "mapping-rules.schema.json")
@@ -52,8 +54,24 @@ def _validator() -> Any:
     return Draft202012Validator(load_schema())
 
 
+@functools.lru_cache(maxsize=None)
+def _fast_check() -> Check | None:
+    try:
+        return compile_schema(load_schema())
+    except Unsupported:  # a keyword schema_check lacks: jsonschema checks every document
+        return None
+
+
+def conforms(data: Any) -> bool:
+    """True when ``data`` certainly conforms to the rules schema (False: ask jsonschema)."""
+    check = _fast_check()
+    return check is not None and check(data)
+
+
 def validate(data: Any) -> list[SchemaIssue]:
     """Every schema violation in ``data`` (empty when valid), with readable messages."""
+    if conforms(data):
+        return []
     issues: list[SchemaIssue] = []
     for error in _validator().iter_errors(data):
         issues.extend(_describe(error, tuple(error.absolute_path)))
