@@ -100,20 +100,20 @@ class JsonParser(Collector):
             if not text.startswith('"', pos):
                 hint = " (JSON allows no comma before '}')" if text.startswith("}", pos) else ""
                 raise self.fail(pos, f"expected a key in double quotes{hint}", path)
-            key_pos = pos
+            key_line = self.line(pos)
             key, pos = self.string(pos, path)
-            self.budget.value(self.line(key_pos), None)  # keys count as values, as in YAML
+            self.budget.value(key_line, None)  # keys count as values, as in YAML
             pos = _WS.match(text, pos).end()
             if not text.startswith(":", pos):
                 raise self.fail(pos, f"expected ':' after the key \"{key}\"", path)
             member = (*path, key)
             if key in result:
                 first = self.key_lines.get(member)
-                self.problem(self.line(key_pos), member,
+                self.problem(key_line, member,
                              f"duplicate key '{key}' (first at line {first}); keep only one of them")
                 _, pos = self.value(pos + 1, (*path, "\0duplicate"), depth + 1)
             else:
-                self.key_lines[member] = self.line(key_pos)
+                self.key_lines[member] = key_line
                 result[key], pos = self.value(pos + 1, member, depth + 1)
             pos = _WS.match(text, pos).end()
             if text.startswith(",", pos):

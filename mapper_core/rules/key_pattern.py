@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import re2
 
 from .regex_cost import backtracking_risk, linear_in_re
-from .regex_syntax import NoLinearForm, to_re2
+from .regex_syntax import NoLinearForm, compile_pattern, to_re2
 
 RE2_MAX_MEM = 8 << 20  # per pattern: its program and its DFA cache (RE2's own default)
 
@@ -55,7 +55,7 @@ class KeyPattern:
     __slots__ = ("regex", "pattern", "flags", "groups", "groupindex", "engine", "_ascii", "_unicode", "_full")
 
     def __init__(self, text: str):
-        self.regex = re.compile(text)
+        self.regex = compile_pattern(text)  # re.compile, keeping the syntax tree read below
         self.pattern, self.flags = self.regex.pattern, self.regex.flags
         self.groups, self.groupindex = self.regex.groups, self.regex.groupindex
         self._unicode: Any = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .regex_syntax import _CLASS_FLAGS, _MAXREPEAT, _REPEATS, NoLinearForm, _python_class, _sre, _tree
+from .regex_syntax import _CLASS_FLAGS, _MAXREPEAT, _REPEATS, NoLinearForm, _items, _python_class, _sre, _tree
 
 # ---------------------------------------------------------------------------- backtracking bound
 
@@ -35,7 +35,7 @@ def backtracking_risk(pattern: re.Pattern) -> str | None:
 
 def _paths(items, counts: dict) -> int:
     total = 1
-    for op, av in items:
+    for op, av in _items(items):
         if op is _sre.BRANCH:
             total *= sum(_paths(alt, counts) for alt in av[1])
         elif op in (_sre.SUBPATTERN,):
@@ -85,7 +85,7 @@ def linear_in_re(pattern: re.Pattern) -> bool:
         after = next((item for item in flat[k + 1:] if item[0] is not _sre.AT), None)
         firsts = ([chr(after[1])] if after is not None and after[0] is _sre.LITERAL else
                   [alt[0] for alt in after[1]] if after is not None and after[0] is _sre.BRANCH else None)
-        body = list(flat[k][1][2])[0]
+        body = _items(flat[k][1][2])[0]
         if firsts is None or any(_single_matches(body, c, pattern.flags) for c in firsts):
             return False
     return True
@@ -96,19 +96,20 @@ def _flat_sequence(items, out: list) -> bool:
 
     An alternation of literal words goes in as ``(BRANCH, [words])``.
     """
-    for op, av in items:
+    for op, av in _items(items):
         if op is _sre.SUBPATTERN:
             if av[1] or av[2] or not _flat_sequence(av[3], out):
                 return False
         elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
-            sub = list(av[2])
+            sub = _items(av[2])
             if len(sub) != 1 or sub[0][0] not in _SINGLE:
                 return False
             out.append((op, av))
         elif op is _sre.BRANCH:
             words = []
             for alt in av[1]:
-                if not len(alt) or any(o is not _sre.LITERAL for o, _ in alt):
+                alt = _items(alt)
+                if not alt or any(o is not _sre.LITERAL for o, _ in alt):
                     return False
                 words.append("".join(chr(a) for _, a in alt))
             if any(w != v and v.startswith(w) for w in words for v in words) or len(set(words)) != len(words):

@@ -7,20 +7,26 @@ so every walk over their opcodes lives here and callers get plain values back:
 - :func:`prefix_tokens`, :func:`literal_prefix`, :func:`literal_suffix` for the matcher's
   index (text every full match starts or ends with);
 - :func:`plain_sequence` for reading a rule backwards (a pattern that is only literal text
-  and capture groups).
+  and capture groups);
+- :func:`compile_pattern`: ``re.compile`` that keeps the syntax tree it parsed, so that a
+  rules pattern is parsed once, not once to compile and again for these answers.
 
 Parsing with the parser ``re.compile`` itself uses keeps these answers in step with matching.
 """
 from __future__ import annotations
 
-import functools
 import re
+from typing import Any
+
+import _sre as _engine  # the C engine re.compile hands its code to
 
 from . import charsets
 
 try:  # Python 3.11+
     import re._parser as _sre  # type: ignore[import-not-found]
+    from re import _compiler  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - Python 3.10
+    import sre_compile as _compiler  # type: ignore[no-redef]
     import sre_parse as _sre  # type: ignore[no-redef]
 
 DIGITS = object()  # marker in prefix tokens: a maximal run of one or more decimal characters
@@ -30,17 +36,77 @@ _REPEATS = tuple(
 )
 
 
-@functools.lru_cache(maxsize=1024)
+_TREES: dict[tuple[str, int], Any] = {}  # (pattern, flags) → syntax tree; the oldest go first past the limit
+TREES_KEPT = 4096  # as many as key_pattern keeps compiled patterns
+
+
 def _tree(text: str, flags: int):
     """The syntax tree, parsed once per pattern (parsing costs about a microsecond a character)."""
-    return _sre.parse(text, flags)
+    tree = _TREES.get((text, flags))
+    if tree is None:
+        tree = _keep(text, flags, _sre.parse(text, flags))
+    return tree
+
+
+def _keep(text: str, flags: int, tree: Any) -> Any:
+    if len(_TREES) >= TREES_KEPT:
+        del _TREES[next(iter(_TREES))]
+    _TREES[text, flags] = tree
+    return tree
+
+
+def _from_tree(text: str, tree: Any) -> re.Pattern:
+    """What ``re.compile(text)`` returns, built from ``text``'s syntax tree as ``re._compiler.compile``
+    builds it (the same code on Python 3.10 to 3.13)."""
+    groupindex = tree.state.groupdict
+    indexgroup: list[str | None] = [None] * tree.state.groups
+    for name, index in groupindex.items():
+        indexgroup[index] = name
+    return _engine.compile(text, tree.state.flags, _compiler._code(tree, 0), tree.state.groups - 1,
+                           groupindex, tuple(indexgroup))
+
+
+def _private_parts_work() -> bool:
+    """Whether :func:`_from_tree` still builds what ``re.compile`` does (Pattern equality compares
+    the pattern text, the flags and the compiled code)."""
+    try:
+        sample = r"(?P<a>x+)\.(\d+)[^.]*$"
+        return _from_tree(sample, _sre.parse(sample, 0)) == re.compile(sample)
+    except Exception:  # noqa: BLE001 - any change in re's private parts: use re.compile
+        return False
+
+
+PARSE_ONCE = _private_parts_work()
+
+
+def compile_pattern(text: str) -> re.Pattern:
+    """``re.compile(text)``, parsing ``text`` once: the syntax tree is kept for the answers below.
+
+    Raises ``re.error`` for bad syntax, as ``re.compile`` does. Where re's private parts are not
+    as expected (:data:`PARSE_ONCE` false), it is ``re.compile`` and the tree is parsed when asked for.
+    """
+    if not PARSE_ONCE:
+        return re.compile(text)
+    tree = _sre.parse(text, 0)
+    pattern = _from_tree(text, tree)
+    _keep(text, pattern.flags, tree)
+    return pattern
+
+
+def _items(sub: Any) -> list:
+    """The items of a parsed (sub)pattern: the parser's own list where it keeps one, read as is
+    (iterating the SubPattern instead costs a Python ``__getitem__`` call per item)."""
+    if isinstance(sub, list):
+        return sub
+    data = getattr(sub, "data", None)
+    return data if isinstance(data, list) else list(sub)
 
 
 def _parse(pattern: re.Pattern) -> list | None:
     """The syntax tree's top-level items, or None for patterns whose literals are not literal text."""
     if pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
         return None
-    return list(_tree(pattern.pattern, pattern.flags))
+    return _items(_tree(pattern.pattern, pattern.flags))
 
 
 def _digit_set(av: list) -> bool:
@@ -66,7 +132,7 @@ def _digits_only(items) -> bool:
     """Every string the items match is a non-empty run of decimal characters."""
     if not len(items):
         return False
-    for op, av in items:
+    for op, av in _items(items):
         if op is _sre.LITERAL:
             if not chr(av).isdecimal():
                 return False
@@ -88,7 +154,7 @@ def _digits_only(items) -> bool:
 
 def _flatten(items, out: list) -> bool:
     """Append the leading literal chars / digit markers of ``items``; False where we had to stop."""
-    for op, av in items:
+    for op, av in _items(items):
         if op is _sre.LITERAL:
             out.append(chr(av))
         elif op is _sre.AT:
@@ -152,7 +218,7 @@ def literal_prefix(pattern: re.Pattern) -> str:
 
 def _trailing_literals(items, out: list) -> bool:
     """Append to ``out`` the literal chars ``items`` end with, last first; False where we had to stop."""
-    for op, av in reversed(list(items)):
+    for op, av in reversed(_items(items)):
         if op is _sre.LITERAL:
             out.append(chr(av))
         elif op is _sre.AT:
@@ -186,7 +252,7 @@ def plain_sequence(pattern: re.Pattern) -> tuple[str | int, ...] | None:
     if not isinstance(pattern.pattern, str):
         return None
     out: list[list[str] | int] = []
-    for op, av in _tree(pattern.pattern, pattern.flags):
+    for op, av in _items(_tree(pattern.pattern, pattern.flags)):
         if op is _sre.LITERAL:
             if out and isinstance(out[-1], list):
                 out[-1].append(chr(av))

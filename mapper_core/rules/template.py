@@ -16,6 +16,7 @@ one, bound to the rule's tables), and that one value serves every stage:
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -93,6 +94,49 @@ class Inversion:
         return "".join(p if isinstance(p, str) else values[p] for p in self.source)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> tuple[str | Field, ...]:
+    """The parts of ``text``, parsed once: checking a rule and building it share the work."""
+    parts: list[str | Field] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "{}" and text[i + 1 : i + 2] == ch:
+            literal.append(ch)
+            i += 2
+            continue
+        if ch == "}":
+            raise TemplateError(f"unmatched '}}' at column {i + 1}; write '}}}}' for a literal brace")
+        if ch == "{":
+            end = text.find("}", i)
+            if end < 0:
+                raise TemplateError(f"unclosed '{{' at column {i + 1}")
+            body = text[i + 1 : end]
+            m = _FIELD.fullmatch(body)
+            if not m:
+                raise TemplateError(
+                    f"bad field '{{{body}}}': expected {{N}}, {{name}}, {{N+K}}, {{N-K}} or {{N|table}}"
+                )
+            for number in (m["k"], m["ref"]):
+                if number is not None and number.isdigit() and len(number) > MAX_NUMBER_DIGITS:
+                    raise TemplateError(f"field '{{{body[:20]}...}}' at column {i + 1} has a number of "
+                                        f"{len(number):,} digits; at most {MAX_NUMBER_DIGITS} are allowed")
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            ref: int | str = int(m["ref"]) if m["ref"].isdigit() else m["ref"]
+            offset = int(m["k"]) * (1 if m["op"] == "+" else -1) if m["op"] else 0
+            parts.append(Field(ref, offset, m["table"]))
+            i = end + 1
+            continue
+        literal.append(ch)
+        i += 1
+    if literal:
+        parts.append("".join(literal))
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class Template:
     """A parsed target template (literal text and fields, in order) bound to its rule's ``tables``."""
@@ -109,44 +153,7 @@ class Template:
     @classmethod
     def parse(cls, text: str, tables: Tables | None = None) -> "Template":
         """Parse ``text``; raises TemplateError naming the column of a stray brace or the bad field."""
-        parts: list[str | Field] = []
-        literal: list[str] = []
-        i = 0
-        while i < len(text):
-            ch = text[i]
-            if ch in "{}" and text[i + 1 : i + 2] == ch:
-                literal.append(ch)
-                i += 2
-                continue
-            if ch == "}":
-                raise TemplateError(f"unmatched '}}' at column {i + 1}; write '}}}}' for a literal brace")
-            if ch == "{":
-                end = text.find("}", i)
-                if end < 0:
-                    raise TemplateError(f"unclosed '{{' at column {i + 1}")
-                body = text[i + 1 : end]
-                m = _FIELD.fullmatch(body)
-                if not m:
-                    raise TemplateError(
-                        f"bad field '{{{body}}}': expected {{N}}, {{name}}, {{N+K}}, {{N-K}} or {{N|table}}"
-                    )
-                for number in (m["k"], m["ref"]):
-                    if number is not None and number.isdigit() and len(number) > MAX_NUMBER_DIGITS:
-                        raise TemplateError(f"field '{{{body[:20]}...}}' at column {i + 1} has a number of "
-                                            f"{len(number):,} digits; at most {MAX_NUMBER_DIGITS} are allowed")
-                if literal:
-                    parts.append("".join(literal))
-                    literal = []
-                ref: int | str = int(m["ref"]) if m["ref"].isdigit() else m["ref"]
-                offset = int(m["k"]) * (1 if m["op"] == "+" else -1) if m["op"] else 0
-                parts.append(Field(ref, offset, m["table"]))
-                i = end + 1
-                continue
-            literal.append(ch)
-            i += 1
-        if literal:
-            parts.append("".join(literal))
-        return cls(text, tuple(parts), {} if tables is None else tables)
+        return cls(text, _parse(text), {} if tables is None else tables)
 
     @property
     def fields(self) -> tuple[Field, ...]:

@@ -219,7 +219,8 @@ def test_plain_sequence(pattern, sequence):
 
 def test_only_regex_syntax_reads_the_private_regex_parser():
     users = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-                   if re.search(r"\bre\._parser\b|\bsre_parse\b|\bsre_compile\b", p.read_text()))
+                   if re.search(r"\bre\._(parser|compiler)\b|\bfrom re import _|\bsre_(parse|compile)\b|\bimport _sre\b",
+                             p.read_text()))
     assert users == ["rules/regex_syntax.py"]
 
 
