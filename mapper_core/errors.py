@@ -4,6 +4,7 @@ Exit codes (see README): 0 clean, 1 the plan has errors, 2 bad input.
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 
@@ -67,6 +68,18 @@ class OutputExistsError(BadInputError):
 
 class PluginError(BadInputError):
     """A plugin failed to load, or two plugins contribute the same name."""
+
+
+class Terminated(KeyboardInterrupt):
+    """A termination signal arrived; raise it from your own SIGTERM handler so that cleanup runs.
+
+    A ``KeyboardInterrupt`` subclass, so code that already stops on Ctrl-C stops on it too.
+    The library never raises it by itself.
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
 
 
 class PlanError(MapperError):

@@ -17,8 +17,7 @@ import threading
 from typing import Sequence
 
 from .. import __version__
-from ..errors import MapperError
-from ..io.atomic import Terminated
+from ..errors import MapperError, Terminated
 from .context import Context
 
 COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export", "suggest", "verify")

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
 PLUGINS_ENV = "MAPPER_PLUGINS"  # plugins.manager.ENV_VAR, spelled here so that format_for imports no pluggy
+# Built-in formats (a plugin cannot take their names) whose readers never unpickle, so never
+# raise the torch reader's warnings that library_warnings shows.
+NEVER_UNPICKLE = ("safetensors", "spec-json")
 
 
 class Context:
@@ -131,6 +134,8 @@ class Context:
     def open_reader(self, path: str | Path, format_name: str | None = None, **options):
         """Every command opens checkpoints here, so the library's warnings reach the user one way."""
         fmt = self.format_for(path, format_name)
+        if fmt.name in NEVER_UNPICKLE:  # no pickle warning can come; spare the torch reader's import
+            return fmt.open(Path(path), **options)
         with self.library_warnings():
             return fmt.open(Path(path), **options)
 

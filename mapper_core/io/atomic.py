@@ -28,13 +28,12 @@ import ctypes
 import errno
 import os
 import re
-import signal
 import socket
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, Terminated  # Terminated lives in errors: the CLI needs it at start-up
 
 TEMP_SUFFIX = ".mapper-tmp"
 _OWNER = re.compile(r"\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
@@ -115,18 +114,6 @@ def _libc():
         except OSError:
             _LIBC.append(None)
     return _LIBC[0]
-
-
-class Terminated(KeyboardInterrupt):
-    """A termination signal arrived; raise it from your own SIGTERM handler so that cleanup runs.
-
-    A ``KeyboardInterrupt`` subclass, so code that already stops on Ctrl-C stops on it too.
-    The library never raises it by itself.
-    """
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        super().__init__(f"terminated by signal {signum}")
-        self.signum = signum
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -17,8 +17,6 @@ import functools
 import re
 from typing import Any, Callable, Iterator
 
-import re2
-
 from .regex_cost import backtracking_risk, linear_in_re
 from .regex_syntax import NoLinearForm, compile_pattern, to_re2
 
@@ -30,6 +28,8 @@ class UnboundedPattern(ValueError):
 
 
 def _options() -> Any:
+    import re2  # only for patterns Python's re is not linear on: most files never need it (start-up time)
+
     options = re2.Options()
     options.log_errors = False  # the reason comes back in the exception; RE2 would also print it
     options.max_mem = RE2_MAX_MEM
@@ -37,6 +37,8 @@ def _options() -> Any:
 
 
 def _re2(text: str) -> Any:
+    import re2
+
     try:
         return re2.compile(text, _options())
     except re2.error as exc:
@@ -119,8 +121,12 @@ class KeyPattern:
             yield KeyMatch(self, key, [m.span(i) for i in range(self.groups + 1)])
 
 
-_ANCHORS = {"fullmatch": getattr(getattr(re2, "_Anchor", None), "ANCHOR_BOTH", None),
-            "match": getattr(getattr(re2, "_Anchor", None), "ANCHOR_START", None)}
+@functools.lru_cache(maxsize=None)
+def _anchor(anchor: str) -> Any:
+    """google-re2's private anchor value for ``anchor`` ("fullmatch" or "match"), or None."""
+    import re2
+
+    return getattr(getattr(re2, "_Anchor", None), {"fullmatch": "ANCHOR_BOTH", "match": "ANCHOR_START"}[anchor], None)
 
 
 def _ascii_spans(program: Any, anchor: str) -> Callable[[bytes], list | None]:
@@ -131,7 +137,7 @@ def _ascii_spans(program: Any, anchor: str) -> Callable[[bytes], list | None]:
     returns the spans alone. That is a private detail, so it is used only where present, with
     the public call as the fallback (tests/rules/test_key_pattern.py runs both).
     """
-    raw, how = getattr(program, "_regexp", None), _ANCHORS[anchor]
+    raw, how = getattr(program, "_regexp", None), _anchor(anchor)
     if raw is not None and how is not None:
         spans_of = raw.Match
 

@@ -6,18 +6,37 @@ know the format in advance.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .base import Format, Reader, choose_format
-from .dcp import SUFFIXES as _DCP_SUFFIXES
-from .dcp import open_dcp, sniff_dcp
 from .safetensors_format import SUFFIXES as _ST_SUFFIXES
 from .safetensors_format import open_safetensors, sniff_safetensors
 from .spec_json import SUFFIXES as _SPEC_SUFFIXES
 from .spec_json import open_spec_json, sniff_spec_json
-from .torch_format import SUFFIXES as _TORCH_SUFFIXES
-from .torch_format import open_torch, sniff_torch
+
+# The torch and DCP readers (their pickle, zip and metadata readers) are imported only when a
+# file is asked about or opened as one: a safetensors command never loads them (start-up time).
+# Their suffixes are spelled here; tests/io/formats/test_registry.py checks them against the modules.
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".model", ".ckpt")
+_DCP_SUFFIXES = (".metadata",)
+_LAZY = {"open_torch": "torch_format", "sniff_torch": "torch_format", "open_dcp": "dcp", "sniff_dcp": "dcp"}
+
+
+def _lazy(name: str) -> Callable[..., Any]:
+    """``name`` from its reader module, imported on the first call."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)(*args, **kwargs)
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def __getattr__(name: str) -> Any:  # `from mapper_core.io.formats import open_torch` still works
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 TORCH_OPTIONS = {
     "trust_pickle": "load with weights_only=False (runs code in the file; warns)",
@@ -33,9 +52,9 @@ def builtin_formats() -> list[Format]:
         Format("safetensors", _ST_SUFFIXES, open_safetensors, sniff_safetensors,
                "safetensors, single file or sharded (*.safetensors.index.json); read lazily",
                {"allow_outside_shards": "let an index name shards whose real path is outside its folder"}),
-        Format("torch", _TORCH_SUFFIXES, open_torch, sniff_torch,
+        Format("torch", _TORCH_SUFFIXES, _lazy("open_torch"), _lazy("sniff_torch"),
                "torch.save pickles, zip or legacy; loaded with weights_only=True", dict(TORCH_OPTIONS)),
-        Format("dcp", _DCP_SUFFIXES, open_dcp, sniff_dcp,
+        Format("dcp", _DCP_SUFFIXES, _lazy("open_dcp"), _lazy("sniff_dcp"),
                "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code"),
         Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
                "JSON of key → {dtype, shape}; headers only, no tensor data"),
