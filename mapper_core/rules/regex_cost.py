@@ -111,7 +111,7 @@ def _flat_sequence(items, out: list) -> bool:
                 alt = _items(alt)
                 if not alt or any(o is not _sre.LITERAL for o, _ in alt):
                     return False
-                words.append("".join(chr(a) for _, a in alt))
+                words.append("".join([chr(a) for _, a in alt]))
             if any(w != v and v.startswith(w) for w in words for v in words) or len(set(words)) != len(words):
                 return False  # one word starting another: two ways on
             out.append((op, words))

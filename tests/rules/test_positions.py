@@ -100,6 +100,25 @@ def test_json_parse_agrees_with_json_loads(value, indent):
     assert parse(text, "f.json", "json").data == json.loads(text)
 
 
+_STRING_CHARS = st.characters(max_codepoint=0x7F) | st.sampled_from(["é", "€", "\ud800", "\U0001F600"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(alphabet=_STRING_CHARS, max_size=6), st.sampled_from(["raw", "escaped", "ascii"])),
+                max_size=4))
+def test_json_strings_read_as_json_loads_reads_them(strings):
+    """Raw control characters, backslashes and quotes too (a string with none of them is read by slicing)."""
+    written = [f'"{t}"' if how == "raw" else json.dumps(t, ensure_ascii=how == "ascii") for t, how in strings]
+    text = '{"k": [' + ", ".join(written) + "]}"
+    try:
+        expected = json.loads(text)
+    except json.JSONDecodeError:
+        with pytest.raises(RulesError):
+            parse(text, "f.json", "json")
+        return
+    assert parse(text, "f.json", "json").data == expected
+
+
 class _QuoteYaml12Floats(yaml.SafeDumper):
     """safe_dump, but quoting strings such as '1e-3' that our loader reads as YAML 1.2 floats.
 
