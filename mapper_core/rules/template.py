@@ -144,11 +144,12 @@ class Template:
     text: str
     parts: tuple[str | Field, ...]
     tables: Tables = field(default_factory=dict, hash=False)
-    # match → key or None; the hot path, compiled once from parts and tables
-    renderer: Callable[[re.Match], str | None] = field(init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "renderer", _compile(self.parts, self.tables))
+    @functools.cached_property
+    def renderer(self) -> Callable[[re.Match], str | None]:
+        """match → key or None; the hot path, compiled once from parts and tables, on first use
+        (a template parsed only to be checked never pays for it)."""
+        return _compile(self.parts, self.tables)
 
     @classmethod
     def parse(cls, text: str, tables: Tables | None = None) -> "Template":
