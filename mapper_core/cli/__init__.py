@@ -27,7 +27,9 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a killed proces
 DEBUG_ENV = "MAPPER_DEBUG"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, every command but that one is a bare name (the
+    parser for one command line: the others' modules and options cost start-up time)."""
     parser = argparse.ArgumentParser(
         prog="mapper",
         description="Map trained weights from one model layout into another with declarative rules.",
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mapper-core {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name)  # never parsed: the command line names `only`
+            continue
         module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
@@ -54,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defaults: dict | None = None) -> int:
     """Run one command. ``ctx`` (its streams) and ``defaults`` (extra attributes of the parsed
     arguments) are for callers that embed the command line, e.g. ``mapper_core.dist``."""
-    parser = build_parser()
+    parser = build_parser(command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     vars(args).update(defaults or {})
     debug = args.debug if args.debug is not None else os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -88,6 +93,22 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
     finally:
         if owns_signals:  # None: a handler set outside Python, which cannot be put back; use the default
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, where that is plain to see: the first word, after only
+    ``--debug`` and ``--plugin MODULE``. None (build every command) for anything else before it,
+    such as ``--help``, an abbreviated option, or no command at all."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--debug" or word.startswith("--plugin="):
+            i += 1
+        elif word == "--plugin":
+            i += 2
+        else:
+            return word if word in COMMANDS else None
+    return None
 
 
 def _left_behind(args: argparse.Namespace) -> str:
