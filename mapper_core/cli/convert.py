@@ -60,12 +60,12 @@ def run(args: argparse.Namespace, ctx) -> int:
 
 
 def _summary(result, dcp: bool = False) -> str:
-    from ..io.inspection import human_bytes
+    from ..io.inspection import counted, human_bytes
 
-    lines = [f"wrote {result.destination}: {result.tensors} tensors, {human_bytes(result.tensor_bytes)} "
+    lines = [f"wrote {result.destination}: {counted(result.tensors, 'tensor')}, {human_bytes(result.tensor_bytes)} "
              f"({result.method})"]
-    if result.rules:
-        lines.append(f"  rules '{result.rules}': {result.left_behind} source keys left behind")
+    if result.rules and result.left_behind:
+        lines.append(f"  rules '{result.rules}': {counted(result.left_behind, 'source key')} left behind")
     if result.aliases:
         lines.append(f"  {result.aliases} aliased keys stored once (metadata 'mapper.aliases')")
     if result.cloned_bytes:

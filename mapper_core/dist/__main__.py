@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 from typing import Sequence
 
 USAGE = ("usage: torchrun [torchrun options] -m mapper_core.dist convert SRC DST.safetensors.index.json "
@@ -25,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(positional) >= 2 and not positional[1].endswith(".safetensors.index.json"):
         sys.stderr.write(f"mapper: error: {positional[1]}: on several ranks the output is sharded: name its index, "
                          f"e.g. model.safetensors.index.json\n{USAGE}\n")
+        return 2
+    if len(positional) >= 2 and not Path(positional[1]).parent.is_dir():  # before any rank reads the source
+        sys.stderr.write(f"mapper: error: {positional[1]}: the folder {Path(positional[1]).parent} does not exist; "
+                         "create it first (on every machine, when the ranks run on several)\n")
         return 2
     from ..errors import BadInputError
     from .ranks import TorchRanks

@@ -120,11 +120,11 @@ def memory_for(reader: Any, key: str, spec: TensorSpec) -> int:
 
 def render_cost(cost: Cost, listed: int = 3) -> str:
     """The text form of :class:`Cost` (JSON: ``Cost.to_dict``)."""
-    from .inspection import human_bytes
+    from .inspection import counted, human_bytes
 
     lines = ["", "COST (from headers)",
              f"  read {human_bytes(cost.read_bytes)} of tensors, write {human_bytes(cost.write_bytes)} "
-             f"({cost.tensors} tensors)"]
+             f"({counted(cost.tensors, 'tensor')})"]
     if cost.largest:
         key, spec = cost.largest
         lines.append(f"  largest tensor: {key} {spec.dtype} {list(spec.shape)} ({human_bytes(spec.nbytes)})")
@@ -132,6 +132,6 @@ def render_cost(cost: Cost, listed: int = 3) -> str:
         names = list(w.shards)
         shown = ", ".join(names) if len(names) <= listed else f"{names[0]} … {names[-1]}"
         memory = human_bytes(w.peak_memory) if w.peak_memory else "a copy buffer (bytes copied file to file)"
-        lines.append(f"  worker {w.worker}: {len(names)} shards, {human_bytes(w.write_bytes)}, peak memory "
+        lines.append(f"  worker {w.worker}: {counted(len(names), 'shard')}, {human_bytes(w.write_bytes)}, peak memory "
                      f"≈ {memory}{': ' + shown if names else ''}")
     return "\n".join(lines)

@@ -113,6 +113,11 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # unreachable
 
 
+def counted(n: int, noun: str) -> str:
+    """(1, 'shard') → '1 shard'; (2, 'shard') → '2 shards'. For the regular nouns of the reports."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 

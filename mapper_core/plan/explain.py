@@ -48,6 +48,8 @@ class Explanation:
     rules_name: str = ""
     in_source: bool | None = None  # None when no plan was given
     similar: tuple[str, ...] = ()  # source keys close to a key that is not in the source
+    # (source key, rule) of the sources mapped to this key, when it is a target name and not a source key
+    target_of: tuple[tuple[str, int], ...] = ()
     mismatch: Mismatch | None = None
     collision: Collision | None = None
     target_shape: tuple[int, ...] | None = None
@@ -72,6 +74,7 @@ class Explanation:
             d[name] = None if d[name] is None else list(d[name])
         d["candidates"] = [dataclasses.asdict(c) for c in self.candidates]
         d["similar"] = list(self.similar)
+        d["target_of"] = [{"source": source, "rule": rule} for source, rule in self.target_of]
         d["steps"] = [dict(step) for step in self.steps]
         d["kinds"] = None if self.kinds is None else list(self.kinds)
         if self.collision is not None:
@@ -87,6 +90,9 @@ class Explanation:
         lines = [f"key '{shown(self.key)}'"]
         if self.in_source is False:
             lines.append("  not in the source checkpoint; what would happen if it were:")
+            for source, rule in self.target_of:
+                lines.append(f"  it is a target name: source key '{shown(source)}' maps to it "
+                             f"({'passed through' if rule == PASS_THROUGH else f'rule {rule}'}); explain that key")
             if self.similar:
                 lines.append("  similar source keys: " + ", ".join(self.similar))
         if self.outcome == "mapped":
@@ -226,6 +232,7 @@ def _from_plan(key: str, plan: Plan, target: str | None) -> dict[str, Any]:
     if not in_source:
         sources = [m.source for m in plan.mapped] + [s.source for s in plan.skipped] + list(plan.unmatched)
         extra["similar"] = tuple(difflib.get_close_matches(key, sources, n=3, cutoff=0.6))
+        extra["target_of"] = tuple((m.source, m.rule) for m in plan.mapped if m.target == key)
         return extra
     mismatch = next((m for m in plan.mismatched if m.source == key), None)
     extra["mismatch"] = mismatch

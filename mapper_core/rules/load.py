@@ -302,7 +302,11 @@ class _Checker:
                 continue
             if name not in table:
                 shown = sorted(k for k in table if not k.startswith("mapper_core:"))  # built-ins once, bare
-                self.add((*where, name), f"rule {path[1]}: unknown transform step '{name}'; known steps: "
+                import difflib  # only for this message
+
+                close = difflib.get_close_matches(str(name), shown, n=1)
+                guess = f" (did you mean '{close[0]}'?)" if close else ""
+                self.add((*where, name), f"rule {path[1]}: unknown transform step '{name}'{guess}; known steps: "
                                          f"{', '.join(shown)}. Check the spelling, or load the plugin "
                                          "that contributes it (--plugin MODULE or $MAPPER_PLUGINS)", at_key=True)
                 continue

@@ -178,3 +178,15 @@ def test_the_command_converts_safetensors_without_importing_torch(tmp_path, src,
     out = python_process(code)  # a fresh interpreter: this process has torch already
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "0 False"
+
+
+def test_summary_counts_read_as_english(tmp_path, src, rules, mapper):
+    one = tmp_path / "one.safetensors"
+    save_file({"enc.weight": torch.randn(2)}, str(one))
+    proc = mapper("convert", one, tmp_path / "a.safetensors", "--rules", rules)
+    assert proc.returncode == 0, proc.stderr
+    assert ": 1 tensor, " in proc.stdout and "left behind" not in proc.stdout  # nothing left: no line
+    proc = mapper("convert", src, tmp_path / "b.safetensors", "--rules", rules)
+    assert "rules 'cli-renamer': 1 source key left behind" in proc.stdout and ": 2 tensors, " in proc.stdout
+    proc = mapper("plan", "--rules", rules, one, "--cost")
+    assert "(1 tensor)" in proc.stdout and "worker 0: 1 shard, " in proc.stdout, proc.stdout

@@ -59,3 +59,17 @@ def test_refusals_before_any_process_group(tmp_path, capsys):
     assert dist_main(["convert", "a", "b.safetensors"]) == 2
     assert "name its index" in capsys.readouterr().err
     assert dist_main(["convert", "a", "b.safetensors.index.json", "--workers", "2"]) == 2
+    assert "do not apply here" in capsys.readouterr().err
+
+
+def test_a_missing_output_folder_is_refused_before_the_source_is_read(tmp_path, capsys, monkeypatch):
+    import mapper_core.dist.ranks as ranks
+
+    def no_ranks(*_a, **_k):
+        raise AssertionError("the ranks started before the output folder was checked")
+
+    monkeypatch.setattr(ranks, "TorchRanks", no_ranks)
+    missing = tmp_path / "out"
+    assert dist_main(["convert", str(tmp_path / "src.safetensors"), str(missing / "m.safetensors.index.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"the folder {missing} does not exist; create it first" in err

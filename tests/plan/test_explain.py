@@ -116,6 +116,14 @@ def test_a_key_not_in_the_source_is_said_so_with_close_keys(plan):
     assert "not in the source checkpoint" in text and "mapped by rule 0" in text
 
 
+def test_a_target_name_given_as_the_key_points_at_its_source(plan):
+    e = explain("audio.0.weight", RULES, plan)
+    assert e.in_source is False and e.target_of == (("netcnnaud.0.weight", 0),)
+    assert "it is a target name: source key 'netcnnaud.0.weight' maps to it (rule 0)" in e.render()
+    assert e.to_dict()["target_of"] == [{"source": "netcnnaud.0.weight", "rule": 0}]
+    assert explain("netcnnaud.0.weigth", RULES, plan).target_of == ()
+
+
 def test_to_dict_is_json_ready(plan):
     d = json.loads(json.dumps(explain("netcnnaud.0.weight", RULES, plan).to_dict()))
     assert d["outcome"] == "mapped" and d["mismatch"]["target_shape"] == [5]

@@ -167,6 +167,7 @@ def test_rules_problems_for_steps_have_lines_and_name_known_steps():
     assert "unknown transform step 'bogus'" in problems[7].message
     assert "known steps: cast, inflate, narrow, pad, permute, reshape, scale, squeeze, transpose, unsqueeze" in problems[7].message
     assert problems[7].path == "$.rules[0].transform[1].bogus"
+    assert "did you mean" not in problems[7].message  # nothing close to 'bogus'
     assert "-1 may appear at most once" in problems[12].message and "rule 1 step 1" in problems[12].message
     assert "did you mean 'transform'" in problems[13].message
 
@@ -346,3 +347,9 @@ def test_convert_with_header_only_steps_copies_bytes(tmp_path):
     assert result.method == "byte-copy"
     src = load_file(str(tmp_path / "src.safetensors"))["fc.weight"]
     assert torch.equal(load_file(str(tmp_path / "out.safetensors"))["conv.weight"], src.reshape(2, 6, 1))
+
+
+def test_a_misspelt_step_is_answered_with_the_closest_known_one():
+    with pytest.raises(RulesError) as info:
+        parse_rules(RULES.replace("cast: {dtype: F64}", "transpos: {dim0: 0, dim1: 1}"), "r.yaml")
+    assert "unknown transform step 'transpos' (did you mean 'transpose'?); known steps:" in str(info.value)

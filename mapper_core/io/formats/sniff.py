@@ -15,12 +15,15 @@ _LEGACY_TORCH = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  #
 _ONNX_NEXT_FIELDS = {0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x4A, 0x52, 0x5A, 0x62, 0x6A, 0x72, 0x7A}
 
 
+_DAMAGED_ZIP = "a truncated or damaged zip archive"
+
+
 def _zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError):  # e.g. an undecodable name
-        return "a damaged zip archive"
+        return _DAMAGED_ZIP
     if any(n.endswith("constants.pkl") for n in names):
         return "a TorchScript archive (torch.jit.save)"
     if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
@@ -60,6 +63,9 @@ def advice(kind: str, path: Path) -> str:
         if path.name.lower().endswith(".safetensors"):
             return "rename it to .pt (torch.load reads any file named *.safetensors as safetensors) and run again"
         return "read it as a torch checkpoint: pass --format torch, or leave --format out"
+    if kind == _DAMAGED_ZIP:
+        return ("it starts like a zip (a torch checkpoint is one) but its zip directory, at the end of the file, is "
+                "missing or unreadable: an interrupted download or copy cuts it off; fetch or copy the file again")
     if kind.startswith("a TorchScript"):
         return "load it with torch.jit.load and torch.save(module.state_dict(), PATH) first"
     return ("mapper-core reads it only through a format plugin that knows it (`mapper plugins` lists the "

@@ -61,3 +61,15 @@ def test_unrecognised_content_is_left_to_the_reader(tmp_path):
     path.write_bytes(b"junk")
     assert what_is(path) is None
     assert choose_format(path, builtin_formats()).name == "safetensors"
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.bin"])
+def test_a_truncated_torch_zip_is_called_truncated_with_what_to_do(tmp_path, name):
+    whole = torch_zip(tmp_path / "whole.pt").read_bytes()
+    path = tmp_path / name
+    path.write_bytes(whole[: len(whole) // 2])  # an interrupted download: the zip directory at the end is gone
+    assert what_is(path) == "a truncated or damaged zip archive"
+    r = mapper("inspect", path)
+    assert r.returncode == 2, r.stderr
+    assert f"{path}: is a truncated or damaged zip archive" in r.stderr and "fetch or copy the file again" in r.stderr
+    assert "format plugin" not in r.stderr and "Traceback" not in r.stderr
