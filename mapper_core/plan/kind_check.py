@@ -15,13 +15,19 @@ Each finding is a :class:`KindMismatch` with the rule's ``on_kind_mismatch``; pa
 """
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence, Tuple
+from collections import Counter
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import Iterable, Mapping, Sequence, Tuple
 
 from ..specs import TensorSpec
-from .kinds import ModuleKind, classify, compatible, kind_of_type
+from .kinds import UNKNOWN, ModuleKind, classify, compatible, kind_of_type
 from .plan import PASS_THROUGH, KindMismatch, Mapped
 
-_UNKNOWN = ModuleKind("unknown", "unknown")
+_UNKNOWN = ModuleKind(UNKNOWN, UNKNOWN)
+_source, _target, _module = attrgetter("source"), attrgetter("target"), itemgetter(0)
+
+Pair = Tuple[int, Tuple[str, str], Tuple[str, str]]  # (entry index, (source module, member), (target module, member))
 
 
 def check_kinds(
@@ -33,22 +39,25 @@ def check_kinds(
 ) -> tuple[tuple[KindMismatch, ...], tuple[dict[str, str], dict[str, str]]]:
     """Kind mismatches and module splits among ``mapped`` (the loadable entries); ``actions[i]`` is
     rule i's ``on_kind_mismatch``. Also the labels ``explain`` shows: source module → signature (as
-    its tensors arrive), target module → real type or signature, for the modules of ``mapped``."""
-    types = target_module_types or {}
-    # each key split once ('a.b.weight' → ('a.b', 'weight'); no dot → ('', key), as split_key does)
-    source_split = {k: k.rpartition(".")[::2] for k in source_specs}
-    source_modules = _modules(source_specs, source_split)
-    for m in mapped:  # a member arrives at the rank its transform gives it
-        if m.out_shape is not None:
-            module, member = source_split[m.source]
-            source_modules[module][member] = len(m.out_shape)
-    source_kinds = {name: classify(members) for name, members in source_modules.items()}
-    target_split = {} if target_specs is None else {k: k.rpartition(".")[::2] for k in target_specs}
-    target_kinds = {} if target_specs is None else {
-        name: classify(members) for name, members in _modules(target_specs, target_split).items()}
+    its tensors arrive), target module → real type or signature, for the modules of ``mapped``.
 
-    def action(m: Mapped) -> str:
-        return "error" if m.rule == PASS_THROUGH else actions[m.rule]
+    Per entry only C-level passes run (splitting keys, sets of module pairs); a module is classified
+    once, and entries are looked at one by one only where the pairs show a finding."""
+    types = target_module_types or {}
+    if not mapped:
+        return (), ({}, {})
+    # each key split once: 'a.b.weight' → ('a.b', '.', 'weight'); no dot → ('', '', key), as split_key does
+    s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
+    t_split = list(map(str.rpartition, map(_target, mapped), repeat(".")))
+    s_mods, t_mods = list(map(_module, s_split)), list(map(_module, t_split))
+    s_names, t_names = set(s_mods), set(t_mods)
+    source_modules = _modules(source_specs, s_names)
+    for m, (module, _, member) in zip(mapped, s_split):  # a member arrives at the rank its transform gives it
+        if m.out_shape is not None:
+            source_modules[module][member] = len(m.out_shape)
+    source_kinds = {name: classify(source_modules[name]) for name in s_names}
+    target_kinds = {} if target_specs is None else {
+        name: classify(members) for name, members in _modules(target_specs, t_names).items() if members}
 
     def target_label(module: str) -> str:
         if module in types:
@@ -57,55 +66,72 @@ def check_kinds(
             return "unknown (no target given)"
         return target_kinds[module].signature if module in target_kinds else "unknown"
 
-    # each key split once: (entry, (source module, member), (target module, member))
-    pairs = [(m, source_split[m.source], target_split.get(m.target) or m.target.rpartition(".")[::2])
-             for m in mapped]
-    found: dict[str, KindMismatch] = {}
+    def finding(i: int, detail: str) -> None:
+        m = mapped[i]
+        if i not in found:
+            found[i] = KindMismatch(m.source, m.target, m.rule, source_kinds[s_mods[i]].signature,
+                                    target_label(t_mods[i]), "error" if m.rule == PASS_THROUGH else actions[m.rule],
+                                    detail)
+
+    found: dict[int, KindMismatch] = {}  # entry index → finding; the first finding of an entry stands
     if target_specs is not None:
-        for m, (s_mod, member), (t_mod, _) in pairs:
-            skind = source_kinds[s_mod]
-            tkind = kind_of_type(types[t_mod]) if t_mod in types else \
-                target_kinds.get(t_mod, _UNKNOWN).kind
-            if not compatible(skind.kind, tkind):
-                found[m.source] = KindMismatch(
-                    m.source, m.target, m.rule, skind.signature, target_label(t_mod), action(m),
-                    f"a {skind.kind}'s {member} would load into a {types.get(t_mod, tkind)}")
-    for (m, (s_mod, _), (t_mod, _)), detail in _splits(pairs, source_kinds, target_kinds):
-        if m.source not in found:
-            found[m.source] = KindMismatch(m.source, m.target, m.rule, source_kinds[s_mod].signature,
-                                           target_label(t_mod), action(m), detail)
-    order = {m.source: i for i, m in enumerate(mapped)}
-    labels = ({s: source_kinds[s].signature for s in {p[1][0] for p in pairs}},
-              {t: target_label(t) for t in {p[2][0] for p in pairs}} if target_specs is not None else {})
-    return tuple(sorted(found.values(), key=lambda k: order[k.source])), labels
+        skind = {name: kind.kind for name, kind in source_kinds.items()}
+        tkind = {name: kind_of_type(types[name]) if name in types else target_kinds.get(name, _UNKNOWN).kind
+                 for name in t_names}
+        kinds = list(zip(map(skind.__getitem__, s_mods), map(tkind.__getitem__, t_mods)))
+        bad = {pair for pair in set(kinds) if not compatible(*pair)}
+        for i in (i for i, pair in enumerate(kinds) if pair in bad) if bad else ():
+            t_mod = t_mods[i]
+            finding(i, f"a {kinds[i][0]}'s {s_split[i][2]} would load into a {types.get(t_mod, kinds[i][1])}")
+    module_pairs = set(zip(s_mods, t_mods))
+    # a module of known kind whose members part ways: a source module sending members to two target
+    # modules, or a target module filled from two source modules (none when each side sees one)
+    spread = _shared(module_pairs, 0, len(s_names), lambda s: s and source_kinds[s].known)
+    mixed = _shared(module_pairs, 1, len(t_names), lambda t: t and t in target_kinds and target_kinds[t].known)
+    if spread or mixed:
+        pairs = [(i, (s[0], s[2]), (t[0], t[2])) for i, s, t in zip(range(len(mapped)), s_split, t_split)
+                 if s[0] in spread or t[0] in mixed]
+        for (i, _, _), detail in _splits(pairs, spread, mixed):
+            finding(i, detail)
+    labels = ({s: source_kinds[s].signature for s in s_names},
+              {t: target_label(t) for t in t_names} if target_specs is not None else {})
+    return tuple(found[i] for i in sorted(found)), labels
 
 
-Pair = Tuple[Mapped, Tuple[str, str], Tuple[str, str]]
-
-
-def _modules(specs: Mapping[str, TensorSpec], split: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, int]]:
-    """Module → {member: rank}, in first-seen order (:func:`.kinds.group_modules` on keys split already)."""
-    modules: dict[str, dict[str, int]] = {}
+def _modules(specs: Mapping[str, TensorSpec], wanted: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Module → {member: rank} for the ``wanted`` modules, members in first-seen order (as
+    :func:`.kinds.group_modules` gives them)."""
+    modules: dict[str, dict[str, int]] = {name: {} for name in wanted}
+    get = modules.get
     for key, spec in specs.items():
-        module, member = split[key]
-        members = modules.get(module)
-        if members is None:
-            members = modules[module] = {}
-        members[member] = len(spec.shape)
+        module, _, member = key.rpartition(".")
+        members = get(module)
+        if members is not None:
+            members[member] = len(spec.shape)
     return modules
 
 
-def _splits(pairs: Sequence[Pair], source_kinds: Mapping[str, ModuleKind],
-            target_kinds: Mapping[str, ModuleKind]) -> Iterator[tuple[Pair, str]]:
+def _shared(module_pairs: set, side: int, distinct: int, known) -> set[str]:
+    """The modules on ``side`` (0 source, 1 target) that pair with more than one module on the
+    other side and pass ``known``; none, at the cost of one comparison, when every module pairs
+    with one (``distinct`` is the number of modules on that side)."""
+    if len(module_pairs) == distinct:
+        return set()
+    counts = Counter(map(itemgetter(side), module_pairs))
+    return {name for name, n in counts.items() if n > 1 and known(name)}
+
+
+def _splits(pairs: Sequence[Pair], spread: set[str], mixed: set[str]) -> Iterable[tuple[Pair, str]]:
     """(pair, detail) for each member that leaves the module its siblings go to, or comes from
-    another module than its siblings do."""
+    another module than its siblings do; ``pairs`` are (entry index, (source module, member),
+    (target module, member)) in plan order."""
     by_source: dict[str, list[Pair]] = {}
     by_target: dict[str, list[Pair]] = {}
     for pair in pairs:
         s_mod, t_mod = pair[1][0], pair[2][0]
-        if s_mod and source_kinds[s_mod].known:
+        if s_mod in spread:
             by_source.setdefault(s_mod, []).append(pair)
-        if t_mod and t_mod in target_kinds and target_kinds[t_mod].known:
+        if t_mod in mixed:
             by_target.setdefault(t_mod, []).append(pair)
     for pair, s_mod, home, others in _strays(by_source, 1, 2):
         yield pair, (f"leaves its module: the other members of {_name(s_mod)} ({', '.join(others)}) "

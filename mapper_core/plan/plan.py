@@ -11,6 +11,7 @@ it is in ``mapped`` with ``rule == PASS_THROUGH`` (-1); under ``drop`` and ``err
 from __future__ import annotations
 
 import dataclasses
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,20 +19,46 @@ PASS_THROUGH = -1  # Mapped.rule of a key passed through under its own name (unm
 UNMATCHED_POLICIES = ("error", "keep", "drop")
 
 
-@dataclass(frozen=True)
-class Mapped:
-    source: str
-    target: str
-    rule: int
-    dtype: str
-    shape: tuple[int, ...]
-    target_shape: tuple[int, ...] | None = None  # None when no target specs were given
-    target_dtype: str | None = None  # from the target specs; a dtype difference is not a mismatch
+_MappedFields = namedtuple("_MappedFields", (
+    "source", "target", "rule", "dtype", "shape",
+    "target_shape",  # None when no target specs were given
+    "target_dtype",  # from the target specs; a dtype difference is not a mismatch
     # The rule's transform steps (mapper_core.rules.transforms.Step) and the spec they produce;
     # out_dtype/out_shape are None when the rule has no transform.
-    transform: tuple[Any, ...] = ()
-    out_dtype: str | None = None
-    out_shape: tuple[int, ...] | None = None
+    "transform", "out_dtype", "out_shape"), defaults=(None, None, (), None, None))
+
+
+class Mapped(_MappedFields):
+    """One source key the plan writes: ``Mapped(source, target, rule, dtype, shape, target_shape=None,
+    target_dtype=None, transform=(), out_dtype=None, out_shape=None)``.
+
+    An immutable value like the other entries (read-only attributes, equal only to a Mapped of the
+    same fields, hashable, the same repr), but built on a tuple: a plan holds one per source key,
+    and a tuple is made in one step where a frozen dataclass sets its ten fields one by one (a
+    million-key plan made them in seconds). :func:`new_mapped` is the constructor without
+    keyword handling, for the planner's loop.
+    """
+
+    __slots__ = ()
+
+    # equal to a Mapped only (a plain tuple of the same values is not one); other types decide for themselves
+    def __eq__(self, other: object) -> bool:
+        if type(other) is Mapped:
+            return tuple.__eq__(self, other)
+        return False if isinstance(other, tuple) else NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        if type(other) is Mapped:
+            return tuple.__ne__(self, other)
+        return True if isinstance(other, tuple) else NotImplemented
+
+    __hash__ = tuple.__hash__
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     @property
     def passed_through(self) -> bool:
@@ -46,6 +73,11 @@ class Mapped:
     @property
     def result_dtype(self) -> str:
         return self.dtype if self.out_dtype is None else self.out_dtype
+
+
+def new_mapped(fields: tuple) -> Mapped:
+    """A Mapped from its ten fields in order (defaults included), without keyword handling."""
+    return tuple.__new__(Mapped, fields)
 
 
 @dataclass(frozen=True)
