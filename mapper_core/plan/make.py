@@ -76,7 +76,7 @@ def make_plan(
     n_skip = len(ruleset.skip)
     # One index over skip patterns then rules: candidate ids come out ascending, so skip
     # patterns are tried first, and each group in its own order.
-    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).candidates
+    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).cached_candidates
     fullmatch = [full_matcher(s.pattern) for s in ruleset.skip] + [full_matcher(r.pattern) for r in rules]
     skip_text = [s.match for s in ruleset.skip]
     renderers = [r.template.renderer for r in rules]  # compiled once per rule, in Rule
