@@ -15,17 +15,19 @@ Each finding is a :class:`KindMismatch` with the rule's ``on_kind_mismatch``; pa
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from itertools import repeat
-from operator import attrgetter, itemgetter
-from typing import Iterable, Mapping, Sequence, Tuple
+from itertools import compress, count, repeat
+from operator import attrgetter, is_not, itemgetter
+from typing import Callable, Iterable, Mapping, Sequence, Tuple
 
 from ..specs import TensorSpec
-from .kinds import UNKNOWN, ModuleKind, classify, compatible, kind_of_type
+from .kinds import UNKNOWN, ModuleKind, classify_all, compatible, kind_of_type
 from .plan import PASS_THROUGH, KindMismatch, Mapped
 
 _UNKNOWN = ModuleKind(UNKNOWN, UNKNOWN)
-_source, _target, _module = attrgetter("source"), attrgetter("target"), itemgetter(0)
+_source, _target, _out_shape = attrgetter("source"), attrgetter("target"), attrgetter("out_shape")
+_module = itemgetter(0)
 
 Pair = Tuple[int, Tuple[str, str], Tuple[str, str]]  # (entry index, (source module, member), (target module, member))
 
@@ -50,14 +52,21 @@ def check_kinds(
     s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
     t_split = list(map(str.rpartition, map(_target, mapped), repeat(".")))
     s_mods, t_mods = list(map(_module, s_split)), list(map(_module, t_split))
-    s_names, t_names = set(s_mods), set(t_mods)
-    source_modules = _modules(source_specs, s_names)
-    for m, (module, _, member) in zip(mapped, s_split):  # a member arrives at the rank its transform gives it
-        if m.out_shape is not None:
-            source_modules[module][member] = len(m.out_shape)
-    source_kinds = {name: classify(source_modules[name]) for name in s_names}
-    target_kinds = {} if target_specs is None else {
-        name: classify(members) for name, members in _modules(target_specs, t_names).items() if members}
+    module_pairs = set(zip(s_mods, t_mods))
+    # source modules that send members to two target modules (none when each sends to one)
+    parted = _several(module_pairs)
+    if target_specs is None:
+        # only those modules' kinds are needed now; the labels are worked out when explain reads them
+        source_kinds = _source_kinds(mapped, s_split, source_specs, parted)
+        labels: tuple[Mapping[str, str], Mapping[str, str]] = (
+            LazyLabels(functools.partial(source_labels, mapped, source_specs)), {})
+        t_names: set[str] = set()
+        target_kinds: dict[str, ModuleKind] = {}
+    else:
+        s_names, t_names = set(s_mods), set(t_mods)
+        source_kinds = _source_kinds(mapped, s_split, source_specs, s_names)
+        target_kinds = classify_all(
+            {name: members for name, members in _modules(target_specs, t_names).items() if members})
 
     def target_label(module: str) -> str:
         if module in types:
@@ -83,19 +92,74 @@ def check_kinds(
         for i in (i for i, pair in enumerate(kinds) if pair in bad) if bad else ():
             t_mod = t_mods[i]
             finding(i, f"a {kinds[i][0]}'s {s_split[i][2]} would load into a {types.get(t_mod, kinds[i][1])}")
-    module_pairs = set(zip(s_mods, t_mods))
     # a module of known kind whose members part ways: a source module sending members to two target
-    # modules, or a target module filled from two source modules (none when each side sees one)
-    spread = _shared(module_pairs, 0, len(s_names), lambda s: s and source_kinds[s].known)
-    mixed = _shared(module_pairs, 1, len(t_names), lambda t: t and t in target_kinds and target_kinds[t].known)
+    # modules, or a target module filled from two source modules
+    spread = {name for name in parted if name and source_kinds[name].known}
+    mixed = {name for name in _several(set(zip(t_mods, s_mods)))
+             if name and name in target_kinds and target_kinds[name].known} if target_kinds else set()
     if spread or mixed:
         pairs = [(i, (s[0], s[2]), (t[0], t[2])) for i, s, t in zip(range(len(mapped)), s_split, t_split)
                  if s[0] in spread or t[0] in mixed]
         for (i, _, _), detail in _splits(pairs, spread, mixed):
             finding(i, detail)
-    labels = ({s: source_kinds[s].signature for s in s_names},
-              {t: target_label(t) for t in t_names} if target_specs is not None else {})
+    if target_specs is not None:
+        labels = ({s: source_kinds[s].signature for s in s_names}, {t: target_label(t) for t in t_names})
     return tuple(found[i] for i in sorted(found)), labels
+
+
+def source_labels(mapped: Sequence[Mapped], source_specs: Mapping[str, TensorSpec]) -> dict[str, str]:
+    """Source module → its signature as its tensors arrive, for the modules of ``mapped``."""
+    s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
+    kinds = _source_kinds(mapped, s_split, source_specs, set(map(_module, s_split)))
+    return {name: kind.signature for name, kind in kinds.items()}
+
+
+class LazyLabels(Mapping):
+    """A read-only mapping worked out by ``make()`` on first use (module labels: explain reads one or
+    two, and a plan of a million keys need not label them all). Equal to a dict of the same items;
+    pickles as that dict."""
+
+    __slots__ = ("_make", "_items")
+
+    def __init__(self, make: Callable[[], dict]):
+        self._make: Callable[[], dict] | None = make
+        self._items: dict | None = None
+
+    def _dict(self) -> dict:
+        if self._items is None:
+            self._items, self._make = self._make(), None
+        return self._items
+
+    def __getitem__(self, key):
+        return self._dict()[key]
+
+    def __iter__(self):
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __contains__(self, key) -> bool:
+        return key in self._dict()
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+    def __reduce__(self):
+        return dict, (self._dict(),)
+
+
+def _source_kinds(mapped: Sequence[Mapped], s_split: Sequence[tuple[str, str, str]],
+                  source_specs: Mapping[str, TensorSpec], names: set[str]) -> dict[str, ModuleKind]:
+    """The kinds of the source modules ``names``, each member at the rank its transform gives it."""
+    if not names:
+        return {}
+    modules = _modules(source_specs, names)
+    for i in compress(count(), map(is_not, map(_out_shape, mapped), repeat(None))):
+        module, _, member = s_split[i]  # a member arrives at the rank its transform gives it
+        if module in modules:
+            modules[module][member] = len(mapped[i].out_shape)
+    return classify_all(modules)
 
 
 def _modules(specs: Mapping[str, TensorSpec], wanted: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -111,14 +175,14 @@ def _modules(specs: Mapping[str, TensorSpec], wanted: Iterable[str]) -> dict[str
     return modules
 
 
-def _shared(module_pairs: set, side: int, distinct: int, known) -> set[str]:
-    """The modules on ``side`` (0 source, 1 target) that pair with more than one module on the
-    other side and pass ``known``; none, at the cost of one comparison, when every module pairs
-    with one (``distinct`` is the number of modules on that side)."""
-    if len(module_pairs) == distinct:
+def _several(module_pairs: set[tuple[str, str]]) -> set[str]:
+    """The modules (first in ``module_pairs``) that pair with more than one module: none, at the cost
+    of one set, when every module pairs with one."""
+    firsts = list(map(_module, module_pairs))
+    if len(set(firsts)) == len(firsts):
         return set()
-    counts = Counter(map(itemgetter(side), module_pairs))
-    return {name for name, n in counts.items() if n > 1 and known(name)}
+    counts = Counter(firsts)
+    return set(compress(counts, map((1).__lt__, counts.values())))
 
 
 def _splits(pairs: Sequence[Pair], spread: set[str], mixed: set[str]) -> Iterable[tuple[Pair, str]]:

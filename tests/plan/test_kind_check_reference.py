@@ -99,3 +99,19 @@ def test_the_cases_reach_every_kind_of_finding():
 
     collect()
     assert {"a", "leaves", "mixes"} <= details
+
+
+def test_labels_without_a_target_are_worked_out_when_read_and_behave_as_a_dict():
+    import pickle
+
+    from mapper_core.plan import make_plan
+    from mapper_core.rules import parse_rules
+
+    source = {"a.0.weight": TensorSpec("F32", (4, 1, 3, 3)), "a.0.bias": TensorSpec("F32", (4,)),
+              "a.1.weight": TensorSpec("F32", (4,))}
+    plan = make_plan(source, parse_rules("version: 1\nrules: [{match: 'a\\.(.+)', target: 'b.{1}'}]", "r.yaml"))
+    labels, targets = plan.module_kinds
+    expected = {"a.0": "conv(weight[4d],bias)", "a.1": "norm(weight[1d])"}
+    assert labels == expected and expected == labels and targets == {}
+    assert dict(labels) == expected and len(labels) == 2 and "a.0" in labels and labels["a.1"] == "norm(weight[1d])"
+    assert repr(labels) == repr(dict(labels)) and pickle.loads(pickle.dumps(labels)) == expected
