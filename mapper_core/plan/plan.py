@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 from collections import namedtuple
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
+_target, _rule = attrgetter("target"), attrgetter("rule")
 PASS_THROUGH = -1  # Mapped.rule of a key passed through under its own name (unmatched: keep)
 UNMATCHED_POLICIES = ("error", "keep", "drop")
 
@@ -199,13 +201,15 @@ class Plan:
     def loadable(self) -> tuple[Mapped, ...]:
         """Mapped entries that will actually be written/loaded (no mismatch, no collision),
         passed-through keys included."""
+        if not self.collisions and not self.mismatched:  # the usual, clean case
+            return tuple(self.mapped)
         bad_targets = {c.target for c in self.collisions}
         bad_sources = {m.source for m in self.mismatched}
         return tuple(m for m in self.mapped if m.target not in bad_targets and m.source not in bad_sources)
 
     def summary(self) -> dict[str, Any]:
         consumed = len(self.mapped) + len(self.skipped)
-        filled = len({m.target for m in self.loadable})
+        filled = len(set(map(_target, self.loadable)))
         return {
             "source_keys": self.source_count,
             "target_keys": self.target_count,
@@ -216,7 +220,7 @@ class Plan:
             "mismatched": len(self.mismatched),
             "collisions": len(self.collisions),
             "unused_rules": len(self.unused_rules),
-            "passed_through": len(self.passed_through),
+            "passed_through": list(map(_rule, self.mapped)).count(PASS_THROUGH),
             "non_tensor": len(self.non_tensor),
             "kind_mismatch": len(self.kind_mismatches),
             "kind_warnings": sum(1 for k in self.kind_mismatches if k.action != "error"),

@@ -41,15 +41,16 @@ def write_plan_json(plan: Plan, write: Callable[[str], object],
         return
     write(head + '"mapped":[')
     mapped = plan.mapped
+    tails: dict[tuple, str] = {}  # shared by the batches
     for start in range(0, len(mapped), BATCH):
-        write(("," if start else "") + _mapped_text(mapped[start:start + BATCH]))
+        write(("," if start else "") + _mapped_text(mapped[start:start + BATCH], tails))
     write("]" + tail)
 
 
-def _mapped_text(entries: Sequence[Mapped]) -> str:
+def _mapped_text(entries: Sequence[Mapped], tails: dict[tuple, str]) -> str:
+    """The entries' JSON texts, comma-separated; ``tails`` holds everything after the target, formatted
+    once per (rule, dtype, shape, target shape, target dtype)."""
     quote = json.encoder.encode_basestring_ascii  # what json.dumps uses for str (the C one when built)
-    # everything after the target, formatted once per (rule, dtype, shape, target shape, target dtype)
-    tails: dict[tuple, str] = {}
     parts = []
     add = parts.append
     for m in entries:
