@@ -16,9 +16,8 @@ Each finding is a :class:`KindMismatch` with the rule's ``on_kind_mismatch``; pa
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from itertools import compress, count, repeat
-from operator import attrgetter, is_not, itemgetter
+from operator import attrgetter, is_not, itemgetter, ne
 from typing import Callable, Iterable, Mapping, Sequence, Tuple
 
 from ..specs import TensorSpec
@@ -52,9 +51,7 @@ def check_kinds(
     s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
     t_split = list(map(str.rpartition, map(_target, mapped), repeat(".")))
     s_mods, t_mods = list(map(_module, s_split)), list(map(_module, t_split))
-    module_pairs = set(zip(s_mods, t_mods))
-    # source modules that send members to two target modules (none when each sends to one)
-    parted = _several(module_pairs)
+    parted = _several(s_mods, t_mods)  # source modules that send members to two target modules
     if target_specs is None:
         # only those modules' kinds are needed now; the labels are worked out when explain reads them
         source_kinds = _source_kinds(mapped, s_split, source_specs, parted)
@@ -95,7 +92,7 @@ def check_kinds(
     # a module of known kind whose members part ways: a source module sending members to two target
     # modules, or a target module filled from two source modules
     spread = {name for name in parted if name and source_kinds[name].known}
-    mixed = {name for name in _several(set(zip(t_mods, s_mods)))
+    mixed = {name for name in _several(t_mods, s_mods)
              if name and name in target_kinds and target_kinds[name].known} if target_kinds else set()
     if spread or mixed:
         pairs = [(i, (s[0], s[2]), (t[0], t[2])) for i, s, t in zip(range(len(mapped)), s_split, t_split)
@@ -175,14 +172,11 @@ def _modules(specs: Mapping[str, TensorSpec], wanted: Iterable[str]) -> dict[str
     return modules
 
 
-def _several(module_pairs: set[tuple[str, str]]) -> set[str]:
-    """The modules (first in ``module_pairs``) that pair with more than one module: none, at the cost
-    of one set, when every module pairs with one."""
-    firsts = list(map(_module, module_pairs))
-    if len(set(firsts)) == len(firsts):
-        return set()
-    counts = Counter(firsts)
-    return set(compress(counts, map((1).__lt__, counts.values())))
+def _several(modules: Sequence[str], partners: Sequence[str]) -> set[str]:
+    """The modules that pair with more than one partner (``modules[i]`` with ``partners[i]``), in
+    C-level passes over the lists."""
+    one = dict(zip(modules, partners))  # each module with its last partner; any other names it
+    return set(compress(modules, map(ne, map(one.__getitem__, modules), partners)))
 
 
 def _splits(pairs: Sequence[Pair], spread: set[str], mixed: set[str]) -> Iterable[tuple[Pair, str]]:
