@@ -15,13 +15,20 @@ Each finding is a :class:`KindMismatch` with the rule's ``on_kind_mismatch``; pa
 """
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence, Tuple
+import functools
+from itertools import compress, count, repeat
+from operator import attrgetter, is_not, itemgetter, ne
+from typing import Callable, Iterable, Mapping, Sequence, Tuple
 
 from ..specs import TensorSpec
-from .kinds import ModuleKind, classify, compatible, kind_of_type
+from .kinds import UNKNOWN, ModuleKind, classify_all, compatible, kind_of_type
 from .plan import PASS_THROUGH, KindMismatch, Mapped
 
-_UNKNOWN = ModuleKind("unknown", "unknown")
+_UNKNOWN = ModuleKind(UNKNOWN, UNKNOWN)
+_source, _target, _out_shape = attrgetter("source"), attrgetter("target"), attrgetter("out_shape")
+_module = itemgetter(0)
+
+Pair = Tuple[int, Tuple[str, str], Tuple[str, str]]  # (entry index, (source module, member), (target module, member))
 
 
 def check_kinds(
@@ -33,22 +40,30 @@ def check_kinds(
 ) -> tuple[tuple[KindMismatch, ...], tuple[dict[str, str], dict[str, str]]]:
     """Kind mismatches and module splits among ``mapped`` (the loadable entries); ``actions[i]`` is
     rule i's ``on_kind_mismatch``. Also the labels ``explain`` shows: source module → signature (as
-    its tensors arrive), target module → real type or signature, for the modules of ``mapped``."""
-    types = target_module_types or {}
-    # each key split once ('a.b.weight' → ('a.b', 'weight'); no dot → ('', key), as split_key does)
-    source_split = {k: k.rpartition(".")[::2] for k in source_specs}
-    source_modules = _modules(source_specs, source_split)
-    for m in mapped:  # a member arrives at the rank its transform gives it
-        if m.out_shape is not None:
-            module, member = source_split[m.source]
-            source_modules[module][member] = len(m.out_shape)
-    source_kinds = {name: classify(members) for name, members in source_modules.items()}
-    target_split = {} if target_specs is None else {k: k.rpartition(".")[::2] for k in target_specs}
-    target_kinds = {} if target_specs is None else {
-        name: classify(members) for name, members in _modules(target_specs, target_split).items()}
+    its tensors arrive), target module → real type or signature, for the modules of ``mapped``.
 
-    def action(m: Mapped) -> str:
-        return "error" if m.rule == PASS_THROUGH else actions[m.rule]
+    Per entry only C-level passes run (splitting keys, sets of module pairs); a module is classified
+    once, and entries are looked at one by one only where the pairs show a finding."""
+    types = target_module_types or {}
+    if not mapped:
+        return (), ({}, {})
+    # each key split once: 'a.b.weight' → ('a.b', '.', 'weight'); no dot → ('', '', key), as split_key does
+    s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
+    t_split = list(map(str.rpartition, map(_target, mapped), repeat(".")))
+    s_mods, t_mods = list(map(_module, s_split)), list(map(_module, t_split))
+    parted = _several(s_mods, t_mods)  # source modules that send members to two target modules
+    if target_specs is None:
+        # only those modules' kinds are needed now; the labels are worked out when explain reads them
+        source_kinds = _source_kinds(mapped, s_split, source_specs, parted)
+        labels: tuple[Mapping[str, str], Mapping[str, str]] = (
+            LazyLabels(functools.partial(source_labels, mapped, source_specs)), {})
+        t_names: set[str] = set()
+        target_kinds: dict[str, ModuleKind] = {}
+    else:
+        s_names, t_names = set(s_mods), set(t_mods)
+        source_kinds = _source_kinds(mapped, s_split, source_specs, s_names)
+        target_kinds = classify_all(
+            {name: members for name, members in _modules(target_specs, t_names).items() if members})
 
     def target_label(module: str) -> str:
         if module in types:
@@ -57,55 +72,124 @@ def check_kinds(
             return "unknown (no target given)"
         return target_kinds[module].signature if module in target_kinds else "unknown"
 
-    # each key split once: (entry, (source module, member), (target module, member))
-    pairs = [(m, source_split[m.source], target_split.get(m.target) or m.target.rpartition(".")[::2])
-             for m in mapped]
-    found: dict[str, KindMismatch] = {}
+    def finding(i: int, detail: str) -> None:
+        m = mapped[i]
+        if i not in found:
+            found[i] = KindMismatch(m.source, m.target, m.rule, source_kinds[s_mods[i]].signature,
+                                    target_label(t_mods[i]), "error" if m.rule == PASS_THROUGH else actions[m.rule],
+                                    detail)
+
+    found: dict[int, KindMismatch] = {}  # entry index → finding; the first finding of an entry stands
     if target_specs is not None:
-        for m, (s_mod, member), (t_mod, _) in pairs:
-            skind = source_kinds[s_mod]
-            tkind = kind_of_type(types[t_mod]) if t_mod in types else \
-                target_kinds.get(t_mod, _UNKNOWN).kind
-            if not compatible(skind.kind, tkind):
-                found[m.source] = KindMismatch(
-                    m.source, m.target, m.rule, skind.signature, target_label(t_mod), action(m),
-                    f"a {skind.kind}'s {member} would load into a {types.get(t_mod, tkind)}")
-    for (m, (s_mod, _), (t_mod, _)), detail in _splits(pairs, source_kinds, target_kinds):
-        if m.source not in found:
-            found[m.source] = KindMismatch(m.source, m.target, m.rule, source_kinds[s_mod].signature,
-                                           target_label(t_mod), action(m), detail)
-    order = {m.source: i for i, m in enumerate(mapped)}
-    labels = ({s: source_kinds[s].signature for s in {p[1][0] for p in pairs}},
-              {t: target_label(t) for t in {p[2][0] for p in pairs}} if target_specs is not None else {})
-    return tuple(sorted(found.values(), key=lambda k: order[k.source])), labels
+        skind = {name: kind.kind for name, kind in source_kinds.items()}
+        tkind = {name: kind_of_type(types[name]) if name in types else target_kinds.get(name, _UNKNOWN).kind
+                 for name in t_names}
+        kinds = list(zip(map(skind.__getitem__, s_mods), map(tkind.__getitem__, t_mods)))
+        bad = {pair for pair in set(kinds) if not compatible(*pair)}
+        for i in (i for i, pair in enumerate(kinds) if pair in bad) if bad else ():
+            t_mod = t_mods[i]
+            finding(i, f"a {kinds[i][0]}'s {s_split[i][2]} would load into a {types.get(t_mod, kinds[i][1])}")
+    # a module of known kind whose members part ways: a source module sending members to two target
+    # modules, or a target module filled from two source modules
+    spread = {name for name in parted if name and source_kinds[name].known}
+    mixed = {name for name in _several(t_mods, s_mods)
+             if name and name in target_kinds and target_kinds[name].known} if target_kinds else set()
+    if spread or mixed:
+        pairs = [(i, (s[0], s[2]), (t[0], t[2])) for i, s, t in zip(range(len(mapped)), s_split, t_split)
+                 if s[0] in spread or t[0] in mixed]
+        for (i, _, _), detail in _splits(pairs, spread, mixed):
+            finding(i, detail)
+    if target_specs is not None:
+        labels = ({s: source_kinds[s].signature for s in s_names}, {t: target_label(t) for t in t_names})
+    return tuple(found[i] for i in sorted(found)), labels
 
 
-Pair = Tuple[Mapped, Tuple[str, str], Tuple[str, str]]
+def source_labels(mapped: Sequence[Mapped], source_specs: Mapping[str, TensorSpec]) -> dict[str, str]:
+    """Source module → its signature as its tensors arrive, for the modules of ``mapped``."""
+    s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
+    kinds = _source_kinds(mapped, s_split, source_specs, set(map(_module, s_split)))
+    return {name: kind.signature for name, kind in kinds.items()}
 
 
-def _modules(specs: Mapping[str, TensorSpec], split: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, int]]:
-    """Module → {member: rank}, in first-seen order (:func:`.kinds.group_modules` on keys split already)."""
-    modules: dict[str, dict[str, int]] = {}
+class LazyLabels(Mapping):
+    """A read-only mapping worked out by ``make()`` on first use (module labels: explain reads one or
+    two, and a plan of a million keys need not label them all). Equal to a dict of the same items;
+    pickles as that dict."""
+
+    __slots__ = ("_make", "_items")
+
+    def __init__(self, make: Callable[[], dict]):
+        self._make: Callable[[], dict] | None = make
+        self._items: dict | None = None
+
+    def _dict(self) -> dict:
+        if self._items is None:
+            self._items, self._make = self._make(), None
+        return self._items
+
+    def __getitem__(self, key):
+        return self._dict()[key]
+
+    def __iter__(self):
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __contains__(self, key) -> bool:
+        return key in self._dict()
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+    def __reduce__(self):
+        return dict, (self._dict(),)
+
+
+def _source_kinds(mapped: Sequence[Mapped], s_split: Sequence[tuple[str, str, str]],
+                  source_specs: Mapping[str, TensorSpec], names: set[str]) -> dict[str, ModuleKind]:
+    """The kinds of the source modules ``names``, each member at the rank its transform gives it."""
+    if not names:
+        return {}
+    modules = _modules(source_specs, names)
+    for i in compress(count(), map(is_not, map(_out_shape, mapped), repeat(None))):
+        module, _, member = s_split[i]  # a member arrives at the rank its transform gives it
+        if module in modules:
+            modules[module][member] = len(mapped[i].out_shape)
+    return classify_all(modules)
+
+
+def _modules(specs: Mapping[str, TensorSpec], wanted: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Module → {member: rank} for the ``wanted`` modules, members in first-seen order (as
+    :func:`.kinds.group_modules` gives them)."""
+    modules: dict[str, dict[str, int]] = {name: {} for name in wanted}
+    get = modules.get
     for key, spec in specs.items():
-        module, member = split[key]
-        members = modules.get(module)
-        if members is None:
-            members = modules[module] = {}
-        members[member] = len(spec.shape)
+        module, _, member = key.rpartition(".")
+        members = get(module)
+        if members is not None:
+            members[member] = len(spec.shape)
     return modules
 
 
-def _splits(pairs: Sequence[Pair], source_kinds: Mapping[str, ModuleKind],
-            target_kinds: Mapping[str, ModuleKind]) -> Iterator[tuple[Pair, str]]:
+def _several(modules: Sequence[str], partners: Sequence[str]) -> set[str]:
+    """The modules that pair with more than one partner (``modules[i]`` with ``partners[i]``), in
+    C-level passes over the lists."""
+    one = dict(zip(modules, partners))  # each module with its last partner; any other names it
+    return set(compress(modules, map(ne, map(one.__getitem__, modules), partners)))
+
+
+def _splits(pairs: Sequence[Pair], spread: set[str], mixed: set[str]) -> Iterable[tuple[Pair, str]]:
     """(pair, detail) for each member that leaves the module its siblings go to, or comes from
-    another module than its siblings do."""
+    another module than its siblings do; ``pairs`` are (entry index, (source module, member),
+    (target module, member)) in plan order."""
     by_source: dict[str, list[Pair]] = {}
     by_target: dict[str, list[Pair]] = {}
     for pair in pairs:
         s_mod, t_mod = pair[1][0], pair[2][0]
-        if s_mod and source_kinds[s_mod].known:
+        if s_mod in spread:
             by_source.setdefault(s_mod, []).append(pair)
-        if t_mod and t_mod in target_kinds and target_kinds[t_mod].known:
+        if t_mod in mixed:
             by_target.setdefault(t_mod, []).append(pair)
     for pair, s_mod, home, others in _strays(by_source, 1, 2):
         yield pair, (f"leaves its module: the other members of {_name(s_mod)} ({', '.join(others)}) "

@@ -72,6 +72,11 @@ def classify(members: Mapping[str, int]) -> ModuleKind:
     return _classify(tuple(members.items()))
 
 
+def classify_all(modules: Mapping[str, Mapping[str, int]]) -> dict[str, ModuleKind]:
+    """:func:`classify` of each module (name → its members), in one pass of C-level calls."""
+    return dict(zip(modules, map(_classify, map(tuple, map(dict.items, modules.values())))))
+
+
 @functools.lru_cache(maxsize=4096)  # a model repeats a few module shapes thousands of times
 def _classify(items: tuple[tuple[str, int], ...]) -> ModuleKind:
     members = dict(items)

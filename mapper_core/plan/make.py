@@ -21,6 +21,7 @@ the rules declares them.
 """
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Mapping
 
 from ..rules.key_pattern import full_matcher
@@ -31,6 +32,8 @@ from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import TransformChainError, chain_peak, chain_spec
 from ..gc_pause import pauses_gc
+
+_target = attrgetter("target")
 
 # A transform may make a tensor up to this large, or this many times its source's size, whichever is
 # more (the same bound --allow-expansion lifts for torch files): `pad: {after: 268435456}` on a
@@ -73,7 +76,7 @@ def make_plan(
     n_skip = len(ruleset.skip)
     # One index over skip patterns then rules: candidate ids come out ascending, so skip
     # patterns are tried first, and each group in its own order.
-    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).candidates
+    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).cached_candidates
     fullmatch = [full_matcher(s.pattern) for s in ruleset.skip] + [full_matcher(r.pattern) for r in rules]
     skip_text = [s.match for s in ruleset.skip]
     renderers = [r.template.renderer for r in rules]  # compiled once per rule, in Rule
@@ -85,78 +88,51 @@ def make_plan(
     used = [False] * len(rules)
     has_target = target_specs is not None
     targets = target_specs if target_specs is not None else {}
+    # per rule: its index when its entries need no checks (no target, no transform), else None
+    plain = [None if has_target or r.transform else r.index for r in rules]
+    keep = policy == "keep"
+    add = mapped.append
+    make, entry = tuple.__new__, Mapped  # Mapped(...) of all ten fields, without its keyword handling
 
     for key, spec in source_specs.items():
-        winner = target = None
         for i in candidates(key):
             m = fullmatch[i](key)
             if m is None:
                 continue
             if i < n_skip:
-                winner = i
+                skipped.append(Skipped(key, skip_text[i]))
                 break
-            target = renderers[i - n_skip](m)
-            if target is not None:
-                winner = i
-                break
-        if winner is None and policy == "keep":
-            winner, target, rule = PASS_THROUGH, key, None
-        elif winner is None:
-            unmatched.append(key)
-            continue
-        elif winner < n_skip:
-            skipped.append(Skipped(key, skip_text[winner]))
-            continue
-        else:
-            rule = rules[winner - n_skip]
-            used[winner - n_skip] = True
-            if not has_target and not rule.transform:  # the common case, without the checks below
-                mapped.append(Mapped(key, target, rule.index, spec.dtype, tuple(spec.shape)))
+            i -= n_skip
+            target = renderers[i](m)
+            if target is None:
                 continue
-        index = PASS_THROUGH if rule is None else rule.index
-        shape = tuple(spec.shape)
-        extra: dict = {}
-        reason = ""
-        too_big = None
-        out_shape = shape
-        if rule is not None and rule.transform:
-            try:
-                out = chain_spec(rule.transform, spec)
-                out_shape = tuple(out.shape)
-                extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
-                too_big = None if allow_expansion else _expansion(rule.transform, spec)
-                if too_big:
-                    reason = f"{_where(rule)}, key '{key}': {too_big}"
-                    extra = {"transform": rule.transform}
-            except TransformChainError as exc:
-                reason = f"{_where(rule)}, key '{key}': {exc}"
-                extra = {"transform": rule.transform}
-        if not has_target and not reason:
-            mapped.append(Mapped(key, target, index, spec.dtype, shape, **extra))
-            continue
-        tspec = targets.get(target)
-        tshape = None if tspec is None else tuple(tspec.shape)
-        tdtype = None if tspec is None else tspec.dtype
-        if reason or (has_target and tshape != out_shape):
-            # a bomb is an error even under on_shape_mismatch: skip (the key is not merely of another shape)
-            action = "error" if rule is None or too_big else rule.on_shape_mismatch
-            mismatched.append(Mismatch(key, target, index, shape, tshape, action, spec.dtype, tdtype,
-                                       reason, out_shape if "transform" in extra and not reason else None))
-            if action == "skip":
-                skipped.append(Skipped(key, None, index))
-                continue
-        mapped.append(Mapped(key, target, index, spec.dtype, shape, tshape, tdtype, **extra))
+            used[i] = True
+            index = plain[i]
+            if index is not None:  # the common case, without the checks below
+                add(make(entry, (key, target, index, spec.dtype, tuple(spec.shape), None, None, (), None, None)))
+            else:
+                _check(key, spec, rules[i], target, targets if has_target else None, allow_expansion,
+                       add, skipped, mismatched)
+            break
+        else:  # no skip pattern and no rule takes the key
+            if not keep:
+                unmatched.append(key)
+            elif not has_target:
+                add(make(entry, (key, key, PASS_THROUGH, spec.dtype, tuple(spec.shape), None, None, (), None, None)))
+            else:
+                _check(key, spec, None, key, targets, allow_expansion, add, skipped, mismatched)
 
     collisions = _collisions(mapped)
     bad_targets = {c.target for c in collisions}
     bad_sources = {m.source for m in mismatched}
-    loadable = [m for m in mapped if m.target not in bad_targets and m.source not in bad_sources]
+    loadable = [m for m in mapped if m.target not in bad_targets and m.source not in bad_sources] \
+        if bad_targets or bad_sources else mapped
     kind_mismatches, (source_kinds, target_kinds) = check_kinds(loadable, source_specs, target_specs if has_target else None,
                                   [r.on_kind_mismatch for r in rules], target_module_types)
     uninitialized: tuple[str, ...] = ()
     expected: tuple[str, ...] = ()
     if has_target:
-        filled = {m.target for m in loadable}
+        filled = set(map(_target, loadable))
         empty = sorted(k for k in targets if k not in filled)
         new = [p.pattern.fullmatch for p in ruleset.new]
         expected = tuple(k for k in empty if any(f(k) for f in new))
@@ -184,6 +160,45 @@ def make_plan(
     )
 
 
+def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, TensorSpec] | None,
+           allow_expansion: bool, add, skipped: list[Skipped], mismatched: list[Mismatch]) -> None:
+    """Plan a key that ``rule`` (None: passed through) takes to ``target`` with the checks: its
+    transform (inferred on the header, bounded), and the shape of its target when ``targets`` is given."""
+    index = PASS_THROUGH if rule is None else rule.index
+    shape = tuple(spec.shape)
+    extra: dict = {}
+    reason = ""
+    too_big = None
+    out_shape = shape
+    if rule is not None and rule.transform:
+        try:
+            out = chain_spec(rule.transform, spec)
+            out_shape = tuple(out.shape)
+            extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
+            too_big = None if allow_expansion else _expansion(rule.transform, spec)
+            if too_big:
+                reason = f"{_where(rule)}, key '{key}': {too_big}"
+                extra = {"transform": rule.transform}
+        except TransformChainError as exc:
+            reason = f"{_where(rule)}, key '{key}': {exc}"
+            extra = {"transform": rule.transform}
+    if targets is None and not reason:
+        add(Mapped(key, target, index, spec.dtype, shape, **extra))
+        return
+    tspec = None if targets is None else targets.get(target)
+    tshape = None if tspec is None else tuple(tspec.shape)
+    tdtype = None if tspec is None else tspec.dtype
+    if reason or (targets is not None and tshape != out_shape):
+        # a bomb is an error even under on_shape_mismatch: skip (the key is not merely of another shape)
+        action = "error" if rule is None or too_big else rule.on_shape_mismatch
+        mismatched.append(Mismatch(key, target, index, shape, tshape, action, spec.dtype, tdtype,
+                                   reason, out_shape if "transform" in extra and not reason else None))
+        if action == "skip":
+            skipped.append(Skipped(key, None, index))
+            return
+    add(Mapped(key, target, index, spec.dtype, shape, tshape, tdtype, **extra))
+
+
 def _where(rule) -> str:
     return f"rule {rule.index} (line {rule.line})" if rule.line else f"rule {rule.index}"
 
@@ -209,8 +224,7 @@ def _size(n: int) -> str:
 
 def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:
     """Targets that two or more mapped sources claim, in the order their first source appears."""
-    targets = [m.target for m in mapped]
-    if len(set(targets)) == len(targets):  # the usual, clean case costs one set
+    if len(set(map(_target, mapped))) == len(mapped):  # the usual, clean case costs one set
         return ()
     by_target: dict[str, list[Mapped]] = {}
     for m in mapped:

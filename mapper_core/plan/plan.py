@@ -11,27 +11,56 @@ it is in ``mapped`` with ``rule == PASS_THROUGH`` (-1); under ``drop`` and ``err
 from __future__ import annotations
 
 import dataclasses
+from collections import namedtuple
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
+_target, _rule = attrgetter("target"), attrgetter("rule")
 PASS_THROUGH = -1  # Mapped.rule of a key passed through under its own name (unmatched: keep)
 UNMATCHED_POLICIES = ("error", "keep", "drop")
 
 
-@dataclass(frozen=True)
-class Mapped:
-    source: str
-    target: str
-    rule: int
-    dtype: str
-    shape: tuple[int, ...]
-    target_shape: tuple[int, ...] | None = None  # None when no target specs were given
-    target_dtype: str | None = None  # from the target specs; a dtype difference is not a mismatch
+_MappedFields = namedtuple("_MappedFields", (
+    "source", "target", "rule", "dtype", "shape",
+    "target_shape",  # None when no target specs were given
+    "target_dtype",  # from the target specs; a dtype difference is not a mismatch
     # The rule's transform steps (mapper_core.rules.transforms.Step) and the spec they produce;
     # out_dtype/out_shape are None when the rule has no transform.
-    transform: tuple[Any, ...] = ()
-    out_dtype: str | None = None
-    out_shape: tuple[int, ...] | None = None
+    "transform", "out_dtype", "out_shape"), defaults=(None, None, (), None, None))
+
+
+class Mapped(_MappedFields):
+    """One source key the plan writes: ``Mapped(source, target, rule, dtype, shape, target_shape=None,
+    target_dtype=None, transform=(), out_dtype=None, out_shape=None)``.
+
+    An immutable value like the other entries (read-only attributes, equal only to a Mapped of the
+    same fields, hashable, the same repr), but built on a tuple: a plan holds one per source key,
+    and a tuple is made in one step where a frozen dataclass sets its ten fields one by one (a
+    million-key plan made them in seconds). :func:`new_mapped` is the constructor without
+    keyword handling, for the planner's loop.
+    """
+
+    __slots__ = ()
+
+    # equal to a Mapped only (a plain tuple of the same values is not one); other types decide for themselves
+    def __eq__(self, other: object) -> bool:
+        if type(other) is Mapped:
+            return tuple.__eq__(self, other)
+        return False if isinstance(other, tuple) else NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        if type(other) is Mapped:
+            return tuple.__ne__(self, other)
+        return True if isinstance(other, tuple) else NotImplemented
+
+    __hash__ = tuple.__hash__
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     @property
     def passed_through(self) -> bool:
@@ -46,6 +75,11 @@ class Mapped:
     @property
     def result_dtype(self) -> str:
         return self.dtype if self.out_dtype is None else self.out_dtype
+
+
+def new_mapped(fields: tuple) -> Mapped:
+    """A Mapped from its ten fields in order (defaults included), without keyword handling."""
+    return tuple.__new__(Mapped, fields)
 
 
 @dataclass(frozen=True)
@@ -167,13 +201,15 @@ class Plan:
     def loadable(self) -> tuple[Mapped, ...]:
         """Mapped entries that will actually be written/loaded (no mismatch, no collision),
         passed-through keys included."""
+        if not self.collisions and not self.mismatched:  # the usual, clean case
+            return tuple(self.mapped)
         bad_targets = {c.target for c in self.collisions}
         bad_sources = {m.source for m in self.mismatched}
         return tuple(m for m in self.mapped if m.target not in bad_targets and m.source not in bad_sources)
 
     def summary(self) -> dict[str, Any]:
         consumed = len(self.mapped) + len(self.skipped)
-        filled = len({m.target for m in self.loadable})
+        filled = len(set(map(_target, self.loadable)))
         return {
             "source_keys": self.source_count,
             "target_keys": self.target_count,
@@ -184,7 +220,7 @@ class Plan:
             "mismatched": len(self.mismatched),
             "collisions": len(self.collisions),
             "unused_rules": len(self.unused_rules),
-            "passed_through": len(self.passed_through),
+            "passed_through": list(map(_rule, self.mapped)).count(PASS_THROUGH),
             "non_tensor": len(self.non_tensor),
             "kind_mismatch": len(self.kind_mismatches),
             "kind_warnings": sum(1 for k in self.kind_mismatches if k.action != "error"),

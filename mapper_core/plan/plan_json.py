@@ -2,8 +2,8 @@
 
 A plan of a large model has one ``mapped`` entry per source key. Building a dict per entry and
 then encoding it costs more than making the plan; here each entry without transform steps is
-formatted straight into its text (strings through the json module's own C escaper, shapes
-formatted once per distinct shape), and everything else goes through ``json.dumps`` as
+formatted straight into its text (strings through the json module's own C escaper, the rest
+formatted once per distinct rule, dtypes and shapes), and everything else goes through ``json.dumps`` as
 before. The text is byte for byte what ``json.dumps`` of :meth:`Plan.to_dict` gives
 (tests/plan/test_plan_json.py).
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from .plan import Mapped, Plan, _mapped_dict
 
-_ENTRY = '{"source":%s,"target":%s,"rule":%d,"dtype":%s,"shape":%s,"target_shape":%s,"target_dtype":%s}'
+_TAIL = ',"rule":%d,"dtype":%s,"shape":%s,"target_shape":%s,"target_dtype":%s}'  # after "source" and "target"
 
 
 BATCH = 10_000  # mapped entries per write: a million-key plan is never one string in memory
@@ -41,32 +41,31 @@ def write_plan_json(plan: Plan, write: Callable[[str], object],
         return
     write(head + '"mapped":[')
     mapped = plan.mapped
+    tails: dict[tuple, str] = {}  # shared by the batches
     for start in range(0, len(mapped), BATCH):
-        write(("," if start else "") + _mapped_text(mapped[start:start + BATCH]))
+        write(("," if start else "") + _mapped_text(mapped[start:start + BATCH], tails))
     write("]" + tail)
 
 
-def _mapped_text(entries: Sequence[Mapped]) -> str:
+def _mapped_text(entries: Sequence[Mapped], tails: dict[tuple, str]) -> str:
+    """The entries' JSON texts, comma-separated; ``tails`` holds everything after the target, formatted
+    once per (rule, dtype, shape, target shape, target dtype)."""
     quote = json.encoder.encode_basestring_ascii  # what json.dumps uses for str (the C one when built)
-    shapes: dict[Any, str] = {None: "null"}
-    dtypes: dict[Any, str] = {None: "null"}
     parts = []
+    add = parts.append
     for m in entries:
-        if m.transform or m.out_shape is not None:
-            parts.append(json.dumps(_mapped_dict(m), separators=(",", ":")))
+        source, target, rule, dtype, shape, tshape, tdtype, transform, _, out_shape = m  # a Mapped is a tuple
+        if transform or out_shape is not None:
+            add(json.dumps(_mapped_dict(m), separators=(",", ":")))
             continue
-        shape, tshape, dtype, tdtype = m.shape, m.target_shape, m.dtype, m.target_dtype
-        s = shapes.get(shape)
-        if s is None:
-            s = shapes[shape] = json.dumps(list(shape), separators=(",", ":"))
-        t = shapes.get(tshape)
-        if t is None:
-            t = shapes[tshape] = json.dumps(list(tshape), separators=(",", ":"))
-        d = dtypes.get(dtype)
-        if d is None:
-            d = dtypes[dtype] = quote(dtype)
-        td = dtypes.get(tdtype)
-        if td is None:
-            td = dtypes[tdtype] = quote(tdtype)
-        parts.append(_ENTRY % (quote(m.source), quote(m.target), m.rule, d, s, t, td))
+        key = (rule, dtype, shape, tshape, tdtype)
+        tail = tails.get(key)
+        if tail is None:
+            tail = tails[key] = _TAIL % (rule, quote(dtype), _shape(shape), _shape(tshape),
+                                         "null" if tdtype is None else quote(tdtype))
+        add('{"source":%s,"target":%s%s' % (quote(source), quote(target), tail))
     return ",".join(parts)
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "null" if shape is None else json.dumps(list(shape), separators=(",", ":"))

@@ -6,6 +6,7 @@ fake a row. Lists of problems are complete, or end with "and N more (see --json)
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import attrgetter
 from typing import Iterable
 
 from .plan import KindMismatch, Mismatch, Plan
@@ -13,6 +14,7 @@ from ..rules.ruleset import RuleSet
 from ..specs import format_shape
 from .text import shown
 
+_source = attrgetter("source")
 LIMIT = 50  # rows per list before "and N more (see --json)"
 UNMATCHED_REMEDIES = ("add a rule or a skip pattern that takes them; or `unmatched: keep` in the rules "
                       "(or --unmatched keep) to pass them through under their own names; or `unmatched: drop` "
@@ -106,6 +108,7 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
     by_rule: dict[int, list] = defaultdict(list)
     for m in plan.mapped:
         by_rule[m.rule].append(m)
+    shapes: dict[tuple[int, ...], str] = {}  # format_shape, once per distinct shape
     for index in sorted(i for i in by_rule if i >= 0):
         entries = by_rule[index]
         out("")
@@ -114,13 +117,18 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
             out(f"Rule {index}: {shown(rule.match)}  ->  {shown(rule.target)}  ({_count(len(entries), 'key')})")
         else:
             out(f"Rule {index} ({_count(len(entries), 'key')})")
-        width = max(len(shown(m.source)) for m in entries)
-        for m in entries:
+        sources = [s if s.isprintable() else shown(s) for s in map(_source, entries)]  # shown(), inlined
+        width = max(map(len, sources))
+        for source, m in zip(sources, entries):
+            target, dtype, shape, transform = m.target, m.dtype, m.shape, m.transform
+            text = shapes.get(shape)
+            if text is None:
+                text = shapes[shape] = format_shape(shape)
             via = ""
-            if m.transform:
-                steps = ", ".join(str(s) for s in m.transform)
+            if transform:
+                steps = ", ".join(str(s) for s in transform)
                 via = f" -> {m.result_dtype} {format_shape(m.result_shape)} via {steps}"
-            out(f"  {shown(m.source):<{width}}  ->  {shown(m.target)}  {m.dtype} {format_shape(m.shape)}{via}")
+            out(f"  {source:<{width}}  ->  {target if target.isprintable() else shown(target)}  {dtype} {text}{via}")
     passed = plan.passed_through
     if passed:
         out("")

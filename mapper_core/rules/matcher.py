@@ -16,22 +16,43 @@ The prefixes and suffixes are read off the pattern's syntax by :mod:`.regex_synt
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import Iterator, Sequence
 
 from .regex_syntax import DIGITS, literal_prefix, literal_suffix, prefix_tokens
 
 __all__ = ["Matcher", "literal_prefix", "literal_suffix", "naive_full_matches", "prefix_tokens"]
 
-_digit_run = re.compile(r"\d+").match  # str \d is Unicode-decimal: the same set as str.isdecimal
+_DIGIT_RUN = re.compile(r"\d+")  # str \d is Unicode-decimal: the same set as str.isdecimal
+_digit_run, _runs, _has_digit = _DIGIT_RUN.match, _DIGIT_RUN.finditer, _DIGIT_RUN.search
+# an ASCII key's bytes with every digit as 0x80, a byte no ASCII key holds: the key's class in cached_candidates
+_MASK_DIGITS = bytes.maketrans(b"0123456789", b"\x80" * 10)
+# cached_candidates remembers at most this many answers, then walks every key (one answer per class
+# of keys: a few thousand for a model's worth of rules, however many keys)
+MEMO_LIMIT = 1 << 16
 
 
 class _Node:
-    __slots__ = ("ids", "edges", "digits")
+    __slots__ = ("ids", "edges", "digits", "digit_edge")
 
     def __init__(self) -> None:
         self.ids: list[int] = []
-        self.edges: dict[str, tuple[str, _Node]] = {}  # first char -> (edge label, child)
+        # first char -> (edge label, child, whether the label holds a digit); the flag is set once built
+        self.edges: dict[str, tuple] = {}
         self.digits: _Node | None = None
+        self.digit_edge = False  # whether a label starts with a digit: which digit comes next matters
+
+    def seal(self) -> None:
+        """Set the flags :meth:`Matcher._walk` reads to note the digit runs it compares, here and below."""
+        stack = [self]
+        while stack:  # a loop, not recursion: a long pattern makes a deep trie
+            node = stack.pop()
+            node.digit_edge = any(first.isdecimal() for first in node.edges)
+            for first, (label, child, _) in node.edges.items():
+                node.edges[first] = (label, child, bool(_has_digit(label)))
+                stack.append(child)
+            if node.digits is not None:
+                stack.append(node.digits)
 
 
 class Matcher:
@@ -51,7 +72,11 @@ class Matcher:
                 by_suffix.setdefault(len(suffix), {}).setdefault(suffix, []).append(index)
             else:
                 self._insert(tokens, index)
-        self._by_suffix = tuple(by_suffix.items())
+        self._root.seal()
+        # (length, {suffix: ids}, whether a suffix of that length holds a digit)
+        self._by_suffix = tuple((length, table, any(map(_has_digit, table))) for length, table in by_suffix.items())
+        self._memo: dict[str, list] | None = {}  # cached_candidates: key class → [(runs read, pick, answers)]
+        self._stored = 0
 
     def _insert(self, tokens: tuple, index: int) -> None:
         node = self._root
@@ -66,24 +91,71 @@ class Matcher:
                 edge = node.edges.get(rest[0])
                 if edge is None:
                     child = _Node()
-                    node.edges[rest[0]] = (rest, child)
+                    node.edges[rest[0]] = (rest, child, None)
                     node, rest = child, ""
                     continue
-                label, child = edge
+                label, child, _ = edge
                 common = 0
                 limit = min(len(label), len(rest))
                 while common < limit and label[common] == rest[common]:
                     common += 1
                 if common < len(label):  # split the edge where the two strings part
                     middle = _Node()
-                    middle.edges[label[common]] = (label[common:], child)
-                    node.edges[rest[0]] = (label[:common], middle)
+                    middle.edges[label[common]] = (label[common:], child, None)
+                    node.edges[rest[0]] = (label[:common], middle, None)
                     child = middle
                 node, rest = child, rest[common:]
         node.ids.append(index)
 
     def candidates(self, key: str) -> list[int]:
         """Indices of the patterns whose prefix (or suffix) ``key`` has, ascending: a superset of the matches."""
+        return self._walk(key)
+
+    def cached_candidates(self, key: str) -> tuple[int, ...]:
+        """:meth:`candidates` as a tuple, remembered for keys that differ from one seen only in the
+        digits of runs the index did not read (up to :data:`MEMO_LIMIT` answers).
+
+        A key's class is its text with every digit masked (ASCII keys; others are walked each
+        time). Walking a key notes which digit runs it compared with a label or a suffix; a key of
+        the same class with the same digits in those runs takes the same steps through the trie,
+        so it gets the same answer. ``model.layers.7.block3.weight`` and
+        ``model.layers.8.block3.weight`` share one when only ``block3`` was read.
+        """
+        memo = self._memo
+        if memo is None or not key.isascii():
+            return tuple(self._walk(key))
+        shape = key.encode().translate(_MASK_DIGITS)
+        picks = memo.get(shape)
+        if picks is not None:
+            for _, pick, answers in picks:
+                found = answers.get(pick(key))
+                if found is not None:
+                    return found
+        spans = [run.span() for run in _runs(key)]
+        owner = [-1] * len(key)  # position → index of the digit run it is in
+        for j, (start, end) in enumerate(spans):
+            owner[start:end] = [j] * (end - start)
+        read: set[int] = set()
+        found = tuple(self._walk(key, owner, read))
+        read_runs = tuple(sorted(read))
+        picks = memo.setdefault(shape, [])
+        for seen_runs, pick, answers in picks:
+            if seen_runs == read_runs:
+                break
+        else:  # the digits of the runs read (a class fixes where runs are); len, a constant, when none
+            pick = itemgetter(*(slice(*spans[j]) for j in read_runs)) if read_runs else len
+            answers = {}
+            picks.append((read_runs, pick, answers))
+        answers[pick(key)] = found
+        self._stored += 1
+        if self._stored >= MEMO_LIMIT:  # keys too unlike one another to share answers: walk each
+            self._memo = None
+        return found
+
+    def _walk(self, key: str, owner: list[int] | None = None, read: set[int] | None = None) -> list[int]:
+        """:meth:`candidates`; with ``owner`` (position → digit run index, -1 outside runs), also adds to
+        ``read`` each digit run whose digits the walk compared with a label or suffix. A key that differs
+        only in the other runs' digits (and lengths) takes the same steps, so it has the same candidates."""
         # Hot path: one trie walk per key. A node can offer two ways on (a literal edge and a
         # digit run); the second one waits on a small stack, which is rarely used.
         found: list[int] = []
@@ -99,6 +171,11 @@ class Matcher:
                 if digits is not None and c.isdecimal():
                     pending.append((digits, _digit_run(key, i).end()))
                 edge = node.edges.get(c)
+                if owner is not None:
+                    if node.digit_edge and c.isdecimal():  # which digit this is decides
+                        read.add(owner[i])
+                    if edge is not None and edge[2]:  # a label's digits are compared with the key's
+                        read.update(owner[p] for p in range(i, min(n, i + len(edge[0]))) if owner[p] >= 0)
                 if edge is not None:
                     label = edge[0]
                     if key.startswith(label, i):
@@ -107,7 +184,9 @@ class Matcher:
             if not pending:
                 break
             node, i = pending.pop()
-        for length, table in self._by_suffix:
+        for length, table, digit_suffix in self._by_suffix:
+            if owner is not None and digit_suffix:
+                read.update(owner[p] for p in range(max(0, n - length), n) if owner[p] >= 0)
             ids = table.get(key[-length:])  # a key shorter than the suffix cannot be equal to it
             if ids is not None:
                 found += ids

@@ -265,25 +265,28 @@ def _walk(parts: tuple[str | Field, ...], tables: Tables, match: re.Match) -> Re
 
 
 def _compile(parts: tuple[str | Field, ...], tables: Tables) -> Callable[[re.Match], str | None]:
-    """``match → key or None`` as one ``str.format`` call: the answers of :func:`_walk`, without the reasons."""
+    """``match → key or None`` as one ``%`` formatting (half the cost of ``str.format``): the answers of
+    :func:`_walk`, without the reasons."""
     fields = [p for p in parts if isinstance(p, Field)]
     if any(f.table is not None and f.table not in tables for f in fields):
         # Only a rule that failed its checks gets here; rendering raises KeyError, as before.
         return lambda m: _walk(parts, tables, m).key
-    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in parts)
+    # every value is a str (a group's text, a table's entry, a shifted number's digits), so %s gives
+    # exactly what str.format's {} gave
+    fmt = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in parts)
     refs = tuple(f.ref for f in fields)
     # fields that change the captured text: (position, table or None, offset)
     special = tuple((pos, tables[f.table] if f.table is not None else None, f.offset)
                     for pos, f in enumerate(fields) if f.offset or f.table is not None)
     if not refs:
-        text = fmt.format()  # undo the brace escaping
+        text = fmt % ()  # undo the escaping
         return lambda m: text
     single = len(refs) == 1
     if not special:
         if single:
             ref = refs[0]
-            return lambda m: None if (v := m.group(ref)) is None else fmt.format(v)
-        return lambda m: None if None in (vs := m.group(*refs)) else fmt.format(*vs)
+            return lambda m: None if (v := m.group(ref)) is None else fmt % (v,)
+        return lambda m: None if None in (vs := m.group(*refs)) else fmt % vs
 
     def render(m: re.Match) -> str | None:
         values = [m.group(refs[0])] if single else list(m.group(*refs))
@@ -303,6 +306,6 @@ def _compile(parts: tuple[str | Field, ...], tables: Tables) -> Callable[[re.Mat
                     return None
                 value = str(shifted)
             values[pos] = value
-        return fmt.format(*values)
+        return fmt % tuple(values)
 
     return render

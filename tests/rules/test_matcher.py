@@ -122,3 +122,71 @@ def test_many_rules_share_a_prefix_yet_few_are_tried():
     matcher = Matcher(patterns)
     assert matcher.candidates("model.layers.12.block42.attn.weight") == [42]
     assert matcher.candidates("model.layers.12.block42.attn.bias") == [42, 300]
+
+
+# cached_candidates: one answer per class of keys (the same text but for digits the walk never read)
+
+ASCII_KEY = st.text("ab.17_", max_size=8)
+
+
+@st.composite
+def key_families(draw):
+    """Patterns, and keys that share their text but for the digits: each sampled key, then variants
+    with its digit runs redrawn (the same lengths or not), in a random order."""
+    patterns, keys = draw(rules_and_keys())
+    keys = [k for k in keys if k.isascii()] + draw(st.lists(ASCII_KEY, max_size=3))
+    variants = []
+    for key in keys:
+        for _ in range(draw(st.integers(0, 4))):
+            variants.append(re.sub(r"\d+", lambda m: draw(st.text("0179", min_size=1, max_size=3)), key))
+    return patterns, draw(st.permutations(keys + variants))
+
+
+@pytest.mark.slow
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(key_families())
+def test_remembered_candidates_are_those_of_a_fresh_walk(case):
+    patterns, keys = case
+    matcher = Matcher(patterns)
+    for key in keys + keys:  # the second time round, every answer comes from the memo
+        assert matcher.cached_candidates(key) == tuple(Matcher(patterns).candidates(key))
+
+
+@pytest.mark.parametrize("patterns, keys", [
+    # the digits after 'block' are read (labels hold digits), those after 'layers.' are not
+    ([rf"model\.layers\.(\d+)\.block{j}\.(\w+)" for j in (1, 17, 2, 170)],
+     ["model.layers.3.block17.x", "model.layers.4.block1.x", "model.layers.5.block17.x", "model.layers.5.block2.x",
+      "model.layers.55.block170.x", "model.layers.6.block171.x", "model.layers.7.block18.x"]),
+    # a literal digit edge beside a digit run: the run is read where the edges part on a digit
+    ([r"a(\d+)\.x", r"a1\.y", r"a12\.z"], ["a1.y", "a2.y", "a12.z", "a13.z", "a1.x", "a7.x"]),
+    # a digit with no edge of its own is read all the same (another digit would have one)
+    ([r"a(\d+)\.x", r"a1\.x"], ["a7.x", "a1.x"]),
+    # digits inside a label: compared, so read
+    ([r"x\.(\d+)\.ab1\.y"], ["x.5.ab1.y", "x.6.ab2.y", "x.5.ab1.y"]),
+    # suffixes that hold digits: the last digits are read
+    ([r".*\.w1", r".*\.w2", r"k(\d+)\.(.*)"], ["k1.w1", "k2.w1", "k1.w2", "k1.w3", "k22.w2"]),
+    # a digit run straight after a prefix-less start, and keys with no digits
+    ([r"(\d+)\.x", r"1\.y", r"[a-z]+"], ["1.x", "2.x", "1.y", "2.y", "abc", "abd", "12.y"]),
+])
+def test_keys_that_differ_in_a_read_digit_get_their_own_answer(patterns, keys):
+    compiled = [re.compile(p) for p in patterns]
+    matcher = Matcher(compiled)
+    for key in keys + keys[::-1]:
+        assert matcher.cached_candidates(key) == tuple(matcher.candidates(key))
+        assert [i for i in matcher.cached_candidates(key) if compiled[i].fullmatch(key)] == \
+            naive_full_matches(compiled, key)
+
+
+def test_a_class_shares_one_answer_and_the_memo_stops_at_its_limit(monkeypatch):
+    import mapper_core.rules.matcher as matcher_module
+
+    patterns = [re.compile(rf"model\.layers\.(\d+)\.block{j}\.(\w+)\.weight") for j in range(30)]
+    matcher = Matcher(patterns)
+    for layer in range(50):
+        assert matcher.cached_candidates(f"model.layers.{layer}.block17.q.weight") == (17,)
+    assert matcher._stored == 2  # layers 0-9 and 10-49: the class holds where the digits are
+    monkeypatch.setattr(matcher_module, "MEMO_LIMIT", 3)
+    small = Matcher(patterns)
+    keys = [f"model.layers.1.block{j}.q.weight" for j in range(30)] + ["x٣.y", "model.layers.1.block٣.q.weight"]
+    assert [small.cached_candidates(k) for k in keys] == [tuple(small.candidates(k)) for k in keys]
+    assert small._memo is None  # past the limit every key is walked

@@ -48,7 +48,7 @@ def any_rule_and_key(draw):
     refs = [0, *range(1, groups + 1)] + (["n"] if "(?P<n>" in match else [])
     fields = [draw(st.sampled_from(refs)) for _ in range(draw(st.integers(0, 3)))]
     kinds = ["", "+1", "-1", "+12", "|t"]
-    target = draw(st.sampled_from(["T", "", "{{T}}."])) + ".".join(
+    target = draw(st.sampled_from(["T", "", "{{T}}.", "%s%%."])) + ".".join(  # % is literal text too
         f"{{{ref}{draw(st.sampled_from(kinds))}}}" for ref in fields)
     key = "".join(draw(PIECES[i][2]) for i in idx)
     return Rule(0, match, target, tables=ANY_TABLES), key
