@@ -28,8 +28,10 @@ rewritten at the end.
 from __future__ import annotations
 
 import os
+from itertools import repeat
+from operator import attrgetter, is_not
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .clone import Cloner, block_size
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
@@ -38,6 +40,8 @@ from .output_format import is_dcp_destination
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
+from .formats.base import rows_of
+from .formats.header_encode import DATA, SPEC, sizes_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
 from .provenance import Hasher, final_metadata, metadata, source_files
@@ -146,7 +150,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
         written = [(sources_of[e.key], e.key, e.spec) for e in entries]
         written += [(sources_of[a], a, spec_of[k]) for a, k in aliases.items()]
         refuse_misfits(written, target_specs, plan.target_origin if plan else None)
-    copied = sum(isinstance(e.data, FileRange) for e in entries)
+    copied = sum(map(isinstance, map(DATA, entries), repeat(FileRange)))
     method = "byte-copy" if copied == len(entries) else "tensor" if copied == 0 else "byte-copy+tensor"
     if is_dcp_destination(dst, output_format):
         from .convert_modes import convert_dcp
@@ -176,7 +180,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
     hasher = Hasher(sources) if hash_source else None
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
-    total = sum(e.spec.nbytes for e in entries)
+    total = sum(sizes_of(list(map(SPEC, entries))))
     step = counting(progress, total)
     verifier = None
     if verify:
@@ -246,8 +250,8 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
         w = FileWriter(fd, group, meta, copier, Cloner(block_size(fd)) if clone else None)
         w.write(step)
         if verifier is not None:  # compared on its thread while the next file is written, the disk syncs, the hash ends
-            for e in w.entries:
-                verifier.written(out.temp_of(path), path, e, w.data_start + w.offsets[e.key][0])
+            for e, begin in zip(w.entries, w.layout.begins):
+                verifier.written(out.temp_of(path), path, e, w.data_start + begin)
         writers.append(w)
     for w in writers:  # flush the data while the hash may still be running; commit's fsync is then short
         os.fsync(w.fd)
@@ -273,18 +277,20 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
     """The tensors to store (aliases taken out), the alias map in target names, how many source
     keys stay behind, for entries copied out of a torch file the entry --verify compares
     against (the tensor itself), and each written key's source key."""
+    loadable = plan.loadable if plan is not None else ()
     if plan is None:
-        pairs = [(k, k) for k in specs]
+        sources = targets = list(specs)
     else:
-        pairs = [(m.source, m.target) for m in plan.loadable]
-        for m in plan.loadable:
-            spec = specs.get(m.source)
-            if spec is None or (spec.dtype, tuple(spec.shape)) != (m.dtype, tuple(m.shape)):
-                have = "absent" if spec is None else f"{spec.dtype} {list(spec.shape)}"
-                raise CheckpointError(
-                    f"{reader.path}: the plan expects '{m.source}' as {m.dtype} {list(m.shape)} but the file has it "
-                    f"{have}; make the plan from this file"
-                )
+        sources, targets = list(map(_SOURCE, loadable)), list(map(_TARGET, loadable))
+        _check_plan_specs(reader, specs, loadable, sources)
+    transformed = {m.target: m for m in loadable if m.transform}
+    locate_many = getattr(reader, "locate_many", None)
+    if locate_many is not None and not transformed and (plan is None or len(set(sources)) == len(sources)):
+        # byte ranges of one safetensors file, each source once: two entries never share bytes (an
+        # empty range is never taken for an alias), so the entries are made in columns
+        entries = rows_of(Entry, zip(targets, map(specs.__getitem__, sources), locate_many(sources)))
+        return entries, {}, len(specs) - len(sources), {}, dict(zip(targets, sources))
+    pairs = list(zip(sources, targets))
     source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}
     locate = getattr(reader, "locate", None)
     mappings = _torch_mappings(reader) if locate is None else None
@@ -292,7 +298,6 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
     entries: list[Entry] = []
     aliases: dict[str, str] = {}
     originals: dict[str, Entry] = {}
-    transformed = {m.target: m for m in plan.loadable if m.transform} if plan is not None else {}
     for source, target in pairs:
         spec = specs[source]
         m = transformed.get(target)
@@ -330,6 +335,26 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
             stored[identity] = target
         entries.append(Entry(target, spec, data))
     return entries, aliases, len(specs) - len(pairs), originals, {target: source for source, target in pairs}
+
+
+_SOURCE, _TARGET, _DTYPE, _SHAPE = (attrgetter(name) for name in ("source", "target", "dtype", "shape"))
+
+
+def _check_plan_specs(reader: Reader, specs: dict[str, TensorSpec], loadable: Sequence[Any], sources: list[str]) -> None:
+    """CheckpointError unless every loadable entry's source has the dtype and shape the plan expects
+    (compared in columns; the first difference is then found one by one)."""
+    got = list(map(specs.get, sources))
+    if (all(map(is_not, got, repeat(None))) and list(map(_DTYPE, got)) == list(map(_DTYPE, loadable))
+            and list(map(tuple, map(_SHAPE, got))) == list(map(tuple, map(_SHAPE, loadable)))):
+        return
+    for m in loadable:
+        spec = specs.get(m.source)
+        if spec is None or (spec.dtype, tuple(spec.shape)) != (m.dtype, tuple(m.shape)):
+            have = "absent" if spec is None else f"{spec.dtype} {list(spec.shape)}"
+            raise CheckpointError(
+                f"{reader.path}: the plan expects '{m.source}' as {m.dtype} {list(m.shape)} but the file has it "
+                f"{have}; make the plan from this file"
+            )
 
 
 def _torch_mappings(reader: Reader):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ...errors import BadInputError
+from .header_encode import SPEC, sizes_of
 
 if TYPE_CHECKING:
     from .writer import Entry
@@ -24,8 +25,7 @@ def split_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[E
     shards: list[list[Entry]] = []
     current: list[Entry] = []
     size = 0
-    for e in entries:
-        n = e.spec.nbytes
+    for e, n in zip(entries, sizes_of(list(map(SPEC, entries)))):
         if n > max_bytes:
             shards.append([e])
             continue
