@@ -28,6 +28,7 @@ rewritten at the end.
 from __future__ import annotations
 
 import os
+from functools import partial
 from itertools import repeat
 from operator import attrgetter, is_not
 from pathlib import Path
@@ -40,8 +41,7 @@ from .output_format import is_dcp_destination
 from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
-from .formats.base import rows_of
-from .formats.header_encode import DATA, SPEC, sizes_of
+from .formats.entries import DATA, EntryColumns, entry_sizes, keys_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
 from .provenance import Hasher, final_metadata, metadata, source_files
@@ -142,15 +142,17 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
              output_format: str | None = None, workers: int = 1, executor: Any = None,
              clone: bool = True) -> ConvertResult:
     specs = reader.specs()
-    entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
+    entries, aliases, left_behind, originals, (targets, sources) = _entries(reader, specs, plan)
     if not entries:
         refuse_nothing_to_write(src, specs, plan, non_tensors(reader))
     if target_specs is not None:
         spec_of = {e.key: e.spec for e in entries}
+        sources_of = dict(zip(targets, sources))
         written = [(sources_of[e.key], e.key, e.spec) for e in entries]
         written += [(sources_of[a], a, spec_of[k]) for a, k in aliases.items()]
         refuse_misfits(written, target_specs, plan.target_origin if plan else None)
-    copied = sum(map(isinstance, map(DATA, entries), repeat(FileRange)))
+    copied = len(entries) if isinstance(entries, EntryColumns) else sum(map(isinstance, map(DATA, entries),
+                                                                             repeat(FileRange)))
     method = "byte-copy" if copied == len(entries) else "tensor" if copied == 0 else "byte-copy+tensor"
     if is_dcp_destination(dst, output_format):
         from .convert_modes import convert_dcp
@@ -180,7 +182,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
     hasher = Hasher(sources) if hash_source else None
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
-    total = sum(sizes_of(list(map(SPEC, entries))))
+    total = sum(entry_sizes(entries))
     step = counting(progress, total)
     verifier = None
     if verify:
@@ -202,7 +204,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
             writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased, clone,
                                          verifier)
             if index is not None:
-                weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
+                weight_map = {k: path.name for path, w in zip(files, writers) for k in keys_of(w.entries)}
                 write_all(out.create(index), index_json(weight_map, total, meta))
             checked = None
             if verifier is not None:  # the bytes were compared while they were written; what is left
@@ -273,10 +275,11 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
 
 @pauses_gc
 def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
-             ) -> tuple[list[Entry], dict[str, str], int, dict[str, Entry], dict[str, str]]:
-    """The tensors to store (aliases taken out), the alias map in target names, how many source
-    keys stay behind, for entries copied out of a torch file the entry --verify compares
-    against (the tensor itself), and each written key's source key."""
+             ) -> tuple[Sequence[Entry], dict[str, str], int, dict[str, Entry], tuple[list[str], list[str]]]:
+    """The tensors to store (aliases taken out; :class:`EntryColumns` for a safetensors source),
+    the alias map in target names, how many source keys stay behind, for entries copied out of a
+    torch file the entry --verify compares against (the tensor itself), and the (target, source)
+    key pairs as two columns."""
     loadable = plan.loadable if plan is not None else ()
     if plan is None:
         sources = targets = list(specs)
@@ -284,12 +287,15 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
         sources, targets = list(map(_SOURCE, loadable)), list(map(_TARGET, loadable))
         _check_plan_specs(reader, specs, loadable, sources)
     transformed = {m.target: m for m in loadable if m.transform}
-    locate_many = getattr(reader, "locate_many", None)
-    if locate_many is not None and not transformed and (plan is None or len(set(sources)) == len(sources)):
+    ranges_of = getattr(reader, "ranges_of", None)
+    if ranges_of is not None and not transformed and (plan is None or len(set(sources)) == len(sources)):
         # byte ranges of one safetensors file, each source once: two entries never share bytes (an
-        # empty range is never taken for an alias), so the entries are made in columns
-        entries = rows_of(Entry, zip(targets, map(specs.__getitem__, sources), locate_many(sources)))
-        return entries, {}, len(specs) - len(sources), {}, dict(zip(targets, sources))
+        # empty range is never taken for an alias), so the entries stay columns
+        spec_list = list(specs.values()) if plan is None else list(map(specs.__getitem__, sources))
+        columns = EntryColumns(targets, spec_list, *ranges_of(sources))
+        if plan is None and hasattr(reader, "tensor_json"):  # the whole file as it is: its own header text
+            columns.rendered = partial(reader.tensor_json, targets, spec_list)
+        return columns, {}, len(specs) - len(sources), {}, (targets, sources)
     pairs = list(zip(sources, targets))
     source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}
     locate = getattr(reader, "locate", None)
@@ -334,7 +340,7 @@ def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
         if identity is not None:
             stored[identity] = target
         entries.append(Entry(target, spec, data))
-    return entries, aliases, len(specs) - len(pairs), originals, {target: source for source, target in pairs}
+    return entries, aliases, len(specs) - len(pairs), originals, (targets, sources)
 
 
 _SOURCE, _TARGET, _DTYPE, _SHAPE = (attrgetter(name) for name in ("source", "target", "dtype", "shape"))

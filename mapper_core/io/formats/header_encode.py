@@ -19,12 +19,12 @@ import json
 import struct
 from itertools import accumulate, chain, repeat
 from json.encoder import encode_basestring
-from operator import attrgetter
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 from ...errors import BadInputError
 from ...gc_pause import pauses_gc
 from ...specs import DTYPE_BITS, TensorSpec, nbytes_of
+from .entries import Entry, EntryColumns, keys_of, specs_of
 from .safetensors_header import MAX_HEADER_BYTES
 
 # the safetensors library's dtype order (ascending); tensors are written in descending order
@@ -33,41 +33,28 @@ _RANK = {name: i for i, name in enumerate(DTYPE_ORDER)}
 ALIGN = 8
 
 
-class Entry(NamedTuple):
-    """One tensor to write: its key, its spec, where its bytes come from (a
-    :class:`~mapper_core.io.formats.base.FileRange`, or a callable returning a torch tensor)."""
-
-    key: str
-    spec: TensorSpec
-    data: Any
-
-
-KEY, SPEC, DATA = attrgetter("key"), attrgetter("spec"), attrgetter("data")
-
-
-def sizes_of(specs: Sequence[TensorSpec]) -> list[int]:
-    """Each spec's ``nbytes``, computed once per distinct spec object."""
-    size_of = {i: s.nbytes for i, s in dict(zip(map(id, specs), specs)).items()}
-    return list(map(size_of.__getitem__, map(id, specs)))
-
-
 @pauses_gc
-def library_order(entries: Sequence[Entry]) -> list[Entry]:
-    """The order ``safetensors.save_file`` writes tensors in: widest dtype first, then by key."""
-    entries = list(entries)
-    specs = list(map(SPEC, entries))
+def library_order(entries: Sequence[Entry]) -> list[Entry] | EntryColumns:
+    """The order ``safetensors.save_file`` writes tensors in: widest dtype first, then by key.
+    :class:`EntryColumns` come back as columns, anything else as a list."""
+    if not isinstance(entries, EntryColumns):
+        entries = list(entries)
+    keys, specs = keys_of(entries), specs_of(entries)
     rank_of = {i: -_RANK[s.dtype] for i, s in dict(zip(map(id, specs), specs)).items()}
-    if len(set(rank_of.values())) <= 1:
-        return sorted(entries, key=KEY)
-    keys = list(map(KEY, entries))
-    ranks = list(map(rank_of.__getitem__, map(id, specs)))
-    order = sorted(range(len(entries)), key=keys.__getitem__)
-    order.sort(key=ranks.__getitem__)  # stable: by key within a dtype
+    if len(set(rank_of.values())) <= 1 and isinstance(entries, EntryColumns) and keys == sorted(keys):
+        return entries  # already in order (a file save_file wrote): nothing to move
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    if len(set(rank_of.values())) > 1:
+        ranks = list(map(rank_of.__getitem__, map(id, specs)))
+        order.sort(key=ranks.__getitem__)  # stable: by key within a dtype
+    if isinstance(entries, EntryColumns):
+        return entries if order == list(range(len(order))) else entries.take(order)
     return list(map(entries.__getitem__, order))
 
 
 class TensorLayout:
-    """The tensor part of a header for entries in write order, rendered once.
+    """The tensor part of a header for entries in write order, rendered once (or, for
+    :class:`EntryColumns` that carry it, taken as their source file has it).
 
     ``keys``, ``begins``, ``ends`` and ``sizes`` are columns in that order (offsets relative to
     the data area); ``total`` is the data area's size; :meth:`header` adds the metadata.
@@ -77,11 +64,15 @@ class TensorLayout:
 
     @pauses_gc
     def __init__(self, entries: Sequence[Entry]):
-        keys = list(map(KEY, entries))
-        specs = list(map(SPEC, entries))
-        done = _columns(keys, specs)
-        if done is None:  # something to refuse or out of the ordinary: the plain loop says what
-            done = _reference(keys, specs)
+        keys, specs = keys_of(entries), specs_of(entries)
+        known = entries.rendered() if isinstance(entries, EntryColumns) and entries.rendered else None
+        if known is not None:  # a checked source's own text for exactly these entries
+            done = entries.sizes, memoryview(known)
+        else:
+            done = _columns(keys, specs)
+            if done is None:  # something to refuse or out of the ordinary: the plain loop says what
+                done = _reference(keys, specs)
+            done = done[0], memoryview(done[1])[:-1]  # without the last entry's comma
         self.keys = keys
         self.sizes, self._text = done
         self.ends = list(accumulate(self.sizes))
@@ -109,7 +100,7 @@ class TensorLayout:
                 bad = next(item for item in metadata.items() if _not_utf8(item))
                 raise BadInputError(f"cannot write {bad!r:.200} to a safetensors header: it holds a lone UTF-16 "
                                     "surrogate, which is not valid Unicode") from None
-        tensors = memoryview(self._text)[:-1]  # without the last entry's comma
+        tensors = self._text
         length = 2 + len(meta) + len(tensors) + (1 if meta and tensors else 0)
         padded = max(length, min_length)
         padded += -padded % ALIGN
@@ -119,8 +110,11 @@ class TensorLayout:
                 f"{MAX_HEADER_BYTES:,}: the output could not be opened. Split it with --max-shard-size "
                 "(each shard has its own header), or shorten the metadata or tensor names"
             )
-        return b"".join([struct.pack("<Q", padded), b"{", meta, b"," if meta and tensors else b"", tensors, b"}",
-                         b" " * (padded - length)])
+        header = b"".join([struct.pack("<Q", padded), b"{", meta, b"," if meta and tensors else b"", tensors, b"}",
+                           b" " * (padded - length)])
+        at = 9 + len(meta) + (1 if meta and tensors else 0)
+        self._text = memoryview(header)[at:at + len(tensors)]  # one copy of the text: the header's own
+        return header
 
 
 def check_metadata(metadata: Mapping[str, str] | None) -> None:

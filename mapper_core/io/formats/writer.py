@@ -21,25 +21,24 @@ import os
 import sys
 from bisect import bisect_right
 from itertools import accumulate, compress, repeat
-from operator import attrgetter, eq, ge, not_, sub
+from operator import eq, ge, not_, sub
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ...errors import CheckpointError
 from .base import FileRange
-from .header_encode import (ALIGN, DATA, DTYPE_ORDER, Entry, TensorLayout, check_metadata, encode_header,
-                            library_order)
+from .entries import DATA, Entry, EntryColumns, one_file
+from .header_encode import ALIGN, DTYPE_ORDER, TensorLayout, check_metadata, encode_header, library_order
 from .safetensors_header import MAX_HEADER_BYTES
 from ...gc_pause import pauses_gc
 from .pieces import contiguous_pieces
 from ..clone import Cloner, best_residue, header_length
 from ..writeback import WriteBehind
 
-__all__ = ["ALIGN", "DTYPE_ORDER", "Entry", "FileRange", "FileWriter", "RangeCopier", "encode_header",
+__all__ = ["ALIGN", "DTYPE_ORDER", "Entry", "EntryColumns", "FileRange", "FileWriter", "RangeCopier", "encode_header",
            "library_order", "tensor_bytes", "write_safetensors"]
 CHUNK = 64 * 1024 * 1024  # bytes per copy call: progress and signals get a turn this often
 BUFFER = 1024 * 1024  # the bounded buffer of the fallback copy
-_PATH, _START, _END = attrgetter("path"), attrgetter("start"), attrgetter("end")
 
 
 TensorSource = Callable[[], Any]  # returns a torch.Tensor; called once, when the tensor is written
@@ -232,19 +231,20 @@ class FileWriter:
     def _prepare_clone(self, cloner: Cloner) -> None:
         """Pad the header so the main source's ranges line up with the output's blocks, if the
         filesystem clones between the two files; otherwise leave the header as save_file's."""
-        datas = list(map(DATA, self.entries))
-        if set(map(type, datas)) == {FileRange}:  # only a range of a block or more can hold a whole block
-            big = list(compress(range(len(datas)), map(ge, map(sub, map(_END, datas), map(_START, datas)),
-                                                        repeat(cloner.block))))
-            path = _main_path(datas)
-        else:
-            big = [i for i, d in enumerate(datas) if isinstance(d, FileRange)]
-            if not big:
-                return
-            path = _main_path([datas[i] for i in big])
         begins = self.layout.begins
-        residue = best_residue(((datas[i].start, begins[i], datas[i].nbytes) for i in big if datas[i].path == path),
-                               cloner.block)
+        ranges = one_file(self.entries)
+        if ranges is not None:  # only a range of a block or more can hold a whole block
+            path, starts, ends = ranges
+            big = compress(range(len(starts)), map(ge, map(sub, ends, starts), repeat(cloner.block)))
+            pairs = ((starts[i], begins[i], ends[i] - starts[i]) for i in big)
+        else:
+            datas = list(map(DATA, self.entries))
+            kept = [i for i, d in enumerate(datas) if isinstance(d, FileRange)]
+            if not kept:
+                return
+            path = _main_path([datas[i] for i in kept])
+            pairs = ((datas[i].start, begins[i], datas[i].nbytes) for i in kept if datas[i].path == path)
+        residue = best_residue(pairs, cloner.block)
         if residue is None:
             return
         length = header_length(len(self.header) - 8, residue, cloner.block)
@@ -282,8 +282,6 @@ CLONE_RUN = 16 << 30  # the same when cloning: one clone call shares 16 GiB in m
 
 def _main_path(ranges: list[FileRange]) -> Path:
     """The file most of the bytes come from (the first such, on a tie)."""
-    if len(set(map(id, map(_PATH, ranges)))) == 1:
-        return ranges[0].path
     by_path: dict[Path, int] = {}
     for data in ranges:
         by_path[data.path] = by_path.get(data.path, 0) + data.nbytes
@@ -295,15 +293,18 @@ def _runs(entries: Sequence[Entry], sizes: Sequence[int], limit: int = MAX_RUN) 
     """Entries in write order (``sizes``: their specs' bytes) grouped as ``[i, j)`` where their source
     bytes are adjacent in one file and their sizes agree with their specs, so many small tensors
     cost one copy instead of one each; no group is over ``limit`` bytes unless one tensor is."""
-    datas = list(map(DATA, entries))
-    if not datas or set(map(type, datas)) != {FileRange} or len(set(map(id, map(_PATH, datas)))) != 1:
-        return _runs_loop(datas, sizes, limit)
+    ranges = one_file(entries)
+    if ranges is None:
+        return _runs_loop(list(map(DATA, entries)), sizes, limit)
     # one file, all ranges: in columns. Entry i joins the one before when both fit their spec
     # and i begins where i-1 ended; stretches that join are then cut where they pass ``limit``
-    starts, ends = list(map(_START, datas)), list(map(_END, datas))
-    fits = list(map(eq, map(sub, ends, starts), sizes))
-    joins = map(all, zip(fits[1:], fits, map(eq, starts[1:], ends)))
-    breaks = [0, *compress(range(1, len(datas)), map(not_, joins)), len(datas)]
+    _, starts, ends = ranges
+    if starts[1:] == ends[:-1] and list(map(sub, ends, starts)) == list(sizes):
+        breaks = [0, len(starts)]  # the usual case, a whole file in its own order: one stretch
+    else:
+        fits = list(map(eq, map(sub, ends, starts), sizes))
+        joins = map(all, zip(fits[1:], fits, map(eq, starts[1:], ends)))
+        breaks = [0, *compress(range(1, len(starts)), map(not_, joins)), len(starts)]
     runs: list[tuple[int, int]] = []
     for a, b in zip(breaks, breaks[1:]):
         total = [0, *accumulate(sizes[a:b])]  # total[k]: bytes of entries a..a+k-1

@@ -17,14 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mapper_core.errors import BadInputError
-from mapper_core.io.formats import header_encode
 from mapper_core.io.formats.base import FileRange
-from mapper_core.io.formats.header_encode import (DTYPE_ORDER, Entry, TensorLayout, _columns, _reference,
-                                                  encode_header, library_order)
+from mapper_core.io.formats.entries import Entry, EntryColumns, sizes_of
+from mapper_core.io.formats.header_encode import (DTYPE_ORDER, TensorLayout, _columns, _reference, encode_header,
+                                                  library_order)
+from mapper_core.io.formats.shards import split_shards
 from mapper_core.io.formats.writer import _runs, _runs_loop
 from mapper_core.specs import DTYPE_BITS, TensorSpec
 
-KEYS = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+KEYS = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12).filter(lambda k: k != "__metadata__")
 SHAPES = st.lists(st.integers(0, 6), max_size=3).map(tuple)
 SPECS = st.builds(TensorSpec, st.sampled_from(DTYPE_ORDER), SHAPES)
 
@@ -92,7 +93,7 @@ def test_refusals_name_the_same_entry_as_the_plain_loop(items):
     expected = outcome(_reference, keys, specs)
     got = outcome(TensorLayout, items)
     if isinstance(got, TensorLayout):
-        assert (got.sizes, got._text) == expected
+        assert (got.sizes, bytes(got._text) + (b"," if items else b"")) == expected
     else:
         assert got == expected
 
@@ -168,4 +169,28 @@ def test_copy_runs_of_one_file_break_at_gaps_mismatches_and_the_limit():
     assert _runs(items, [4, 4, 4, 4, 4, 4], 8) == [(0, 2), (2, 3), (3, 5), (5, 6)]
     assert _runs(items, [4, 4, 4, 4, 4, 9], 100) == [(0, 3), (3, 6)]
     assert _runs(items, [4, 5, 4, 4, 4, 9], 100) == [(0, 1), (1, 2), (2, 3), (3, 6)]
-    assert header_encode.sizes_of([TensorSpec("F4", (3,))]) == [2]
+    assert sizes_of([TensorSpec("F4", (3,))]) == [2]
+
+
+# --- entries as columns ------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(entries(), st.integers(1, 60), st.integers(0, 3))
+def test_columns_give_what_the_same_entries_as_a_list_give(items, limit, shard_at):
+    """Order, header, copy runs and shards of EntryColumns are those of its entries as a list."""
+    sizes = [e.spec.nbytes for e in items]
+    starts = [sum(sizes[:i]) + 16 for i in range(len(items))]
+    columns = EntryColumns([e.key for e in items], [e.spec for e in items], A, starts,
+                           [s + n for s, n in zip(starts, sizes)])
+    listed = list(columns)
+    assert listed == [Entry(e.key, e.spec, FileRange(A, s, s + n)) for e, s, n in zip(items, starts, sizes)]
+    assert columns == listed and columns[1:3] == listed[1:3] and columns[-1:] == listed[-1:]
+    ordered = library_order(columns)
+    assert isinstance(ordered, EntryColumns) and list(ordered) == library_order(listed)
+    if not all(s.nbytes * 8 == s.numel * DTYPE_BITS[s.dtype] for s in columns.specs):
+        return
+    assert TensorLayout(ordered).header({"m": "x"}) == TensorLayout(list(ordered)).header({"m": "x"})
+    assert _runs(ordered, sizes_of(ordered.specs), limit) == _runs(list(ordered), sizes_of(ordered.specs), limit)
+    max_bytes = None if shard_at == 0 else 8 * shard_at
+    split, split_list = split_shards(ordered, max_bytes), split_shards(list(ordered), max_bytes)
+    assert all(isinstance(g, EntryColumns) for g in split) and [list(g) for g in split] == split_list
