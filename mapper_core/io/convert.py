@@ -28,19 +28,18 @@ rewritten at the end.
 from __future__ import annotations
 
 import os
-from functools import partial
 from itertools import repeat
-from operator import attrgetter, is_not
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .clone import Cloner, block_size
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
 from .output_format import is_dcp_destination
-from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
+from ..errors import BadInputError
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
+from .convert_entries import entries_to_write
 from .formats.entries import DATA, EntryColumns, entry_sizes, keys_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
@@ -49,8 +48,6 @@ from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
-from ..rules.transforms import is_header_only
-from ..gc_pause import pauses_gc
 
 if TYPE_CHECKING:
     from .verify import StreamVerifier
@@ -142,7 +139,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
              output_format: str | None = None, workers: int = 1, executor: Any = None,
              clone: bool = True) -> ConvertResult:
     specs = reader.specs()
-    entries, aliases, left_behind, originals, (targets, sources) = _entries(reader, specs, plan)
+    entries, aliases, left_behind, originals, (targets, sources) = entries_to_write(reader, specs, plan)
     if not entries:
         refuse_nothing_to_write(src, specs, plan, non_tensors(reader))
     if target_specs is not None:
@@ -271,113 +268,6 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
         for w in writers:
             w.finish(meta)
     return writers, meta
-
-
-@pauses_gc
-def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
-             ) -> tuple[Sequence[Entry], dict[str, str], int, dict[str, Entry], tuple[list[str], list[str]]]:
-    """The tensors to store (aliases taken out; :class:`EntryColumns` for a safetensors source),
-    the alias map in target names, how many source keys stay behind, for entries copied out of a
-    torch file the entry --verify compares against (the tensor itself), and the (target, source)
-    key pairs as two columns."""
-    loadable = plan.loadable if plan is not None else ()
-    if plan is None:
-        sources = targets = list(specs)
-    else:
-        sources, targets = list(map(_SOURCE, loadable)), list(map(_TARGET, loadable))
-        _check_plan_specs(reader, specs, loadable, sources)
-    transformed = {m.target: m for m in loadable if m.transform}
-    ranges_of = getattr(reader, "ranges_of", None)
-    if ranges_of is not None and not transformed and (plan is None or len(set(sources)) == len(sources)):
-        # byte ranges of one safetensors file, each source once: two entries never share bytes (an
-        # empty range is never taken for an alias), so the entries stay columns
-        spec_list = list(specs.values()) if plan is None else list(map(specs.__getitem__, sources))
-        columns = EntryColumns(targets, spec_list, *ranges_of(sources))
-        if plan is None and hasattr(reader, "tensor_json"):  # the whole file as it is: its own header text
-            columns.rendered = partial(reader.tensor_json, targets, spec_list)
-        return columns, {}, len(specs) - len(sources), {}, (targets, sources)
-    pairs = list(zip(sources, targets))
-    source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}
-    locate = getattr(reader, "locate", None)
-    mappings = _torch_mappings(reader) if locate is None else None
-    stored: dict[Any, str] = {}  # identity of the bytes → target key that stores them
-    entries: list[Entry] = []
-    aliases: dict[str, str] = {}
-    originals: dict[str, Entry] = {}
-    for source, target in pairs:
-        spec = specs[source]
-        m = transformed.get(target)
-        if m is not None:
-            out_spec = TensorSpec(m.result_dtype, tuple(m.result_shape))
-            if not is_header_only(m.transform):
-                # Steps that change bytes: decode this one tensor through torch, transform, write.
-                if not torch_available():  # refuse before anything is written
-                    steps = ", ".join(str(s) for s in m.transform)
-                    raise MissingExtraError(f"rule {m.rule} transforms '{source}' with {steps}, which changes its "
-                                            f"bytes and needs torch, which is not installed: {TORCH_EXTRA}")
-                entries.append(Entry(target, out_spec, _transformed(reader, source, m.transform)))
-                continue
-            # reshape/unsqueeze/squeeze of a contiguous tensor: same bytes, new header shape
-        spec = spec if m is None else out_spec
-        if locate is not None:
-            loc = locate(source)
-            data: Any = loc
-            identity: Any = (loc, spec) if loc.end > loc.start else None  # the same bytes, read the same way
-        else:
-            data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)
-            identity = ("key", source_aliases.get(source, source), spec.shape)
-            found = mappings.file_range(reader.get_tensor(source)) if mappings else None
-            again = reader.independent_source(source) if m is None and hasattr(reader, "independent_source") else None
-            if again is not None:  # --verify reads the source through the zip reader, not the mapping
-                originals[target] = Entry(target, spec, again)
-            if found is not None:  # a contiguous slice of the memory-mapped file: copy it file to file
-                originals.setdefault(target, Entry(target, spec, data))
-                data = FileRange(mappings.path, *found)
-        if identity is not None and identity in stored:
-            aliases[target] = stored[identity]
-            originals.pop(target, None)
-            continue
-        if identity is not None:
-            stored[identity] = target
-        entries.append(Entry(target, spec, data))
-    return entries, aliases, len(specs) - len(pairs), originals, (targets, sources)
-
-
-_SOURCE, _TARGET, _DTYPE, _SHAPE = (attrgetter(name) for name in ("source", "target", "dtype", "shape"))
-
-
-def _check_plan_specs(reader: Reader, specs: dict[str, TensorSpec], loadable: Sequence[Any], sources: list[str]) -> None:
-    """CheckpointError unless every loadable entry's source has the dtype and shape the plan expects
-    (compared in columns; the first difference is then found one by one)."""
-    got = list(map(specs.get, sources))
-    if (all(map(is_not, got, repeat(None))) and list(map(_DTYPE, got)) == list(map(_DTYPE, loadable))
-            and list(map(tuple, map(_SHAPE, got))) == list(map(tuple, map(_SHAPE, loadable)))):
-        return
-    for m in loadable:
-        spec = specs.get(m.source)
-        if spec is None or (spec.dtype, tuple(spec.shape)) != (m.dtype, tuple(m.shape)):
-            have = "absent" if spec is None else f"{spec.dtype} {list(spec.shape)}"
-            raise CheckpointError(
-                f"{reader.path}: the plan expects '{m.source}' as {m.dtype} {list(m.shape)} but the file has it "
-                f"{have}; make the plan from this file"
-            )
-
-
-def _torch_mappings(reader: Reader):
-    """Where a torch reader's file is memory-mapped with the tensors' own bytes (zip checkpoints), or None."""
-    from .formats.torch_format import TorchReader
-
-    return reader.file_mappings() if isinstance(reader, TorchReader) else None
-
-
-def _getter(reader: Reader, key: str) -> Callable[[], Any]:
-    return lambda: reader.get_tensor(key)
-
-
-def _transformed(reader: Reader, key: str, steps: tuple) -> Callable[[], Any]:
-    from .tensor_ops import apply_chain  # torch: only steps that change bytes decode a tensor
-
-    return lambda: apply_chain(steps, reader.get_tensor(key)).contiguous()
 
 
 def _resolve_dst(dst: Path) -> tuple[Path, bool]:
