@@ -28,6 +28,7 @@ rewritten at the end.
 from __future__ import annotations
 
 import os
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -35,9 +36,11 @@ from .clone import Cloner, block_size
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
 from .output_format import is_dcp_destination
-from ..errors import TORCH_EXTRA, BadInputError, CheckpointError, MissingExtraError, torch_available
+from ..errors import BadInputError
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
+from .convert_entries import entries_to_write
+from .formats.entries import DATA, EntryColumns, entry_sizes, keys_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
 from .provenance import Hasher, final_metadata, metadata, source_files
@@ -45,8 +48,6 @@ from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
-from ..rules.transforms import is_header_only
-from ..gc_pause import pauses_gc
 
 if TYPE_CHECKING:
     from .verify import StreamVerifier
@@ -138,15 +139,17 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
              output_format: str | None = None, workers: int = 1, executor: Any = None,
              clone: bool = True) -> ConvertResult:
     specs = reader.specs()
-    entries, aliases, left_behind, originals, sources_of = _entries(reader, specs, plan)
+    entries, aliases, left_behind, originals, (targets, sources) = entries_to_write(reader, specs, plan)
     if not entries:
         refuse_nothing_to_write(src, specs, plan, non_tensors(reader))
     if target_specs is not None:
         spec_of = {e.key: e.spec for e in entries}
+        sources_of = dict(zip(targets, sources))
         written = [(sources_of[e.key], e.key, e.spec) for e in entries]
         written += [(sources_of[a], a, spec_of[k]) for a, k in aliases.items()]
         refuse_misfits(written, target_specs, plan.target_origin if plan else None)
-    copied = sum(isinstance(e.data, FileRange) for e in entries)
+    copied = len(entries) if isinstance(entries, EntryColumns) else sum(map(isinstance, map(DATA, entries),
+                                                                             repeat(FileRange)))
     method = "byte-copy" if copied == len(entries) else "tensor" if copied == 0 else "byte-copy+tensor"
     if is_dcp_destination(dst, output_format):
         from .convert_modes import convert_dcp
@@ -176,7 +179,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
     hasher = Hasher(sources) if hash_source else None
     meta = metadata(reader, src, plan, rules_sha256, aliases, sources if hasher else [])
-    total = sum(e.spec.nbytes for e in entries)
+    total = sum(entry_sizes(entries))
     step = counting(progress, total)
     verifier = None
     if verify:
@@ -198,7 +201,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
             writers, meta = _write_files(out, files, groups, meta, hasher, sources, step, phased, clone,
                                          verifier)
             if index is not None:
-                weight_map = {e.key: path.name for path, w in zip(files, writers) for e in w.entries}
+                weight_map = {k: path.name for path, w in zip(files, writers) for k in keys_of(w.entries)}
                 write_all(out.create(index), index_json(weight_map, total, meta))
             checked = None
             if verifier is not None:  # the bytes were compared while they were written; what is left
@@ -246,8 +249,8 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
         w = FileWriter(fd, group, meta, copier, Cloner(block_size(fd)) if clone else None)
         w.write(step)
         if verifier is not None:  # compared on its thread while the next file is written, the disk syncs, the hash ends
-            for e in w.entries:
-                verifier.written(out.temp_of(path), path, e, w.data_start + w.offsets[e.key][0])
+            for e, begin in zip(w.entries, w.layout.begins):
+                verifier.written(out.temp_of(path), path, e, w.data_start + begin)
         writers.append(w)
     for w in writers:  # flush the data while the hash may still be running; commit's fsync is then short
         os.fsync(w.fd)
@@ -265,88 +268,6 @@ def _write_files(out: AtomicFiles, files: list[Path], groups: list[list[Entry]],
         for w in writers:
             w.finish(meta)
     return writers, meta
-
-
-@pauses_gc
-def _entries(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | None
-             ) -> tuple[list[Entry], dict[str, str], int, dict[str, Entry], dict[str, str]]:
-    """The tensors to store (aliases taken out), the alias map in target names, how many source
-    keys stay behind, for entries copied out of a torch file the entry --verify compares
-    against (the tensor itself), and each written key's source key."""
-    if plan is None:
-        pairs = [(k, k) for k in specs]
-    else:
-        pairs = [(m.source, m.target) for m in plan.loadable]
-        for m in plan.loadable:
-            spec = specs.get(m.source)
-            if spec is None or (spec.dtype, tuple(spec.shape)) != (m.dtype, tuple(m.shape)):
-                have = "absent" if spec is None else f"{spec.dtype} {list(spec.shape)}"
-                raise CheckpointError(
-                    f"{reader.path}: the plan expects '{m.source}' as {m.dtype} {list(m.shape)} but the file has it "
-                    f"{have}; make the plan from this file"
-                )
-    source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}
-    locate = getattr(reader, "locate", None)
-    mappings = _torch_mappings(reader) if locate is None else None
-    stored: dict[Any, str] = {}  # identity of the bytes → target key that stores them
-    entries: list[Entry] = []
-    aliases: dict[str, str] = {}
-    originals: dict[str, Entry] = {}
-    transformed = {m.target: m for m in plan.loadable if m.transform} if plan is not None else {}
-    for source, target in pairs:
-        spec = specs[source]
-        m = transformed.get(target)
-        if m is not None:
-            out_spec = TensorSpec(m.result_dtype, tuple(m.result_shape))
-            if not is_header_only(m.transform):
-                # Steps that change bytes: decode this one tensor through torch, transform, write.
-                if not torch_available():  # refuse before anything is written
-                    steps = ", ".join(str(s) for s in m.transform)
-                    raise MissingExtraError(f"rule {m.rule} transforms '{source}' with {steps}, which changes its "
-                                            f"bytes and needs torch, which is not installed: {TORCH_EXTRA}")
-                entries.append(Entry(target, out_spec, _transformed(reader, source, m.transform)))
-                continue
-            # reshape/unsqueeze/squeeze of a contiguous tensor: same bytes, new header shape
-        spec = spec if m is None else out_spec
-        if locate is not None:
-            loc = locate(source)
-            data: Any = loc
-            identity: Any = (loc, spec) if loc.end > loc.start else None  # the same bytes, read the same way
-        else:
-            data = _getter(reader, source) if m is None else _transformed(reader, source, m.transform)
-            identity = ("key", source_aliases.get(source, source), spec.shape)
-            found = mappings.file_range(reader.get_tensor(source)) if mappings else None
-            again = reader.independent_source(source) if m is None and hasattr(reader, "independent_source") else None
-            if again is not None:  # --verify reads the source through the zip reader, not the mapping
-                originals[target] = Entry(target, spec, again)
-            if found is not None:  # a contiguous slice of the memory-mapped file: copy it file to file
-                originals.setdefault(target, Entry(target, spec, data))
-                data = FileRange(mappings.path, *found)
-        if identity is not None and identity in stored:
-            aliases[target] = stored[identity]
-            originals.pop(target, None)
-            continue
-        if identity is not None:
-            stored[identity] = target
-        entries.append(Entry(target, spec, data))
-    return entries, aliases, len(specs) - len(pairs), originals, {target: source for source, target in pairs}
-
-
-def _torch_mappings(reader: Reader):
-    """Where a torch reader's file is memory-mapped with the tensors' own bytes (zip checkpoints), or None."""
-    from .formats.torch_format import TorchReader
-
-    return reader.file_mappings() if isinstance(reader, TorchReader) else None
-
-
-def _getter(reader: Reader, key: str) -> Callable[[], Any]:
-    return lambda: reader.get_tensor(key)
-
-
-def _transformed(reader: Reader, key: str, steps: tuple) -> Callable[[], Any]:
-    from .tensor_ops import apply_chain  # torch: only steps that change bytes decode a tensor
-
-    return lambda: apply_chain(steps, reader.get_tensor(key)).contiguous()
 
 
 def _resolve_dst(dst: Path) -> tuple[Path, bool]:

@@ -11,8 +11,10 @@ of that child, from ``os.wait4``):
 - ``read_header``: mapper-core's parse and checks;
 - ``mapper convert SRC DST --no-source-hash -q``: the whole conversion (header in, header out,
   every tensor's bytes copied);
+- the same with ``--rules`` renaming every key (``layers.N.w`` → ``model.layers.N.weight``):
+  the plan is made too, and the output header cannot be the source's;
 
-and, with ``--before REPO`` (another checkout, e.g. an older main), the last two again with
+and, with ``--before REPO`` (another checkout, e.g. an older main), the last three again with
 that checkout's code first on ``PYTHONPATH``. Prints one table with ratios against
 ``json.loads`` measured in the same run, so a loaded machine shifts every row alike.
 """
@@ -48,13 +50,14 @@ def make_file(path: Path, tensors: int) -> int:
     return len(header)
 
 
-def run(argv: list[str], pythonpath: str | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one child process."""
+def run(argv: list[str], pythonpath: str | None, cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one child process, started in ``cwd`` (not a checkout:
+    ``python -m`` and ``-c`` put the working folder first on the path, before ``PYTHONPATH``)."""
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -72,6 +75,9 @@ def main() -> None:
     try:
         src = folder / "big.safetensors"
         length = make_file(src, args.tensors)
+        rules = folder / "rules.yaml"
+        rules.write_text("version: 1\nname: bench\nrules:\n  - match: 'layers\\.(\\d+)\\.w'\n"
+                         "    target: 'model.layers.{1}.weight'\n")
         print(f"{args.tensors:,} tensors, header {length / 1e6:.1f} MB; machine load {os.getloadavg()[0]:.1f}")
         read = "from mapper_core.io.formats.safetensors_format import read_header as r; r(%r)" % str(src)
         contenders = [
@@ -86,10 +92,13 @@ def main() -> None:
                 (f"read_header{label}", [PYTHON, "-c", read], repo),
                 (f"mapper convert{label}", [PYTHON, "-m", "mapper_core", "convert", str(src), str(out),
                                              "--no-source-hash", "-q"], repo),
+                (f"mapper convert --rules{label}", [PYTHON, "-m", "mapper_core", "convert", str(src),
+                                                     str(out.with_suffix(".renamed.safetensors")), "--rules",
+                                                     str(rules), "--no-source-hash", "-q"], repo),
             ]
         rows = []
         for name, argv, repo in contenders:
-            wall, rss = run(argv, repo)
+            wall, rss = run(argv, repo, folder)
             rows.append((name, wall, rss))
             print(f"  measured {name}: {wall:.1f} s, {rss:.0f} MB", file=sys.stderr)
         base_wall, base_rss = rows[0][1], rows[0][2]

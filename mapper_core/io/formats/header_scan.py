@@ -11,14 +11,15 @@ value and no Python call per tensor. Tensors that share a dtype and shape share 
 It returns None for anything else (whitespace, an escape, another field order, an unknown
 dtype, tensors out of data order, a size, hole or duplicate the checks refuse), and the
 general parser in :mod:`.safetensors_header` then reads the header and says what is wrong.
-So the fast path only decides how quickly a header is read, never what is accepted: the
-matches must tile the text exactly (their lengths add up to it), which proves that every
-byte was read by the pattern.
+So the fast path only decides how quickly a header is read, never what is accepted: any
+character outside an entry is matched on its own by the pattern's last alternative, so the
+matches tile the text and an empty fifth column proves that every byte was read as an entry.
 """
 from __future__ import annotations
 
 import json
 import re
+from itertools import chain
 from operator import ne, sub
 from typing import Any
 
@@ -26,20 +27,25 @@ from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec
 
 _U64 = 2**64 - 1
 _NUM = r"(?:0|[1-9][0-9]*)"  # a JSON integer without sign: no leading zeros
-_STR = r'([^"\\\x00-\x1f]*)'  # a JSON string body without escapes (control characters must be escaped)
+_BODY = r'[^"\\\x00-\x1f]*'  # a JSON string body without escapes (control characters must be escaped)
+# groups: the name; the kind (dtype and shape digits: 'F32","shape":[8,8'); begin; end. Any other
+# character is matched alone, as the fifth group: the matches tile the text, and one that is
+# not an entry shows as a non-empty string in that column. The kind is only read up to its ']'
+# here (a fifth faster than spelling it out) and each distinct kind is then held to _KIND.
 _ENTRY = re.compile(
-    r'(?:\A\{|,)"%s":\{"dtype":"%s","shape":\[((?:%s(?:,%s)*)?)\],"data_offsets":\[(%s),(%s)\]\}'
-    % (_STR, _STR, _NUM, _NUM, _NUM, _NUM))
-_FIXED = len('{"":{"dtype":"","shape":[],"data_offsets":[,]}')  # an entry's length besides its groups
+    r'(?:\A\{|,)"(%s)":\{"dtype":"([^\]]*)\],"data_offsets":\[(%s),(%s)\]\}|([\s\S])' % (_BODY, _NUM, _NUM))
+_KIND = re.compile(r'(%s)","shape":\[((?:%s(?:,%s)*)?)' % (_BODY, _NUM, _NUM))
 _METADATA = '{"__metadata__":'
 CHUNK = 4_000_000  # characters per findall: bounds the columns alive at once (~60,000 tensors)
 
-Scanned = tuple[dict[str, TensorSpec], dict[str, tuple[int, int]], dict[str, str]]
+Scanned = tuple[dict[str, TensorSpec], list[int], dict[str, str], int]
 
 
 def scan_canonical(text: str, data_size: int) -> Scanned | None:
-    """(specs, offsets, metadata) of a header ``text`` in the canonical form whose tensors tile a
-    data area of ``data_size`` bytes, or None when the general parser must decide."""
+    """(specs, ends, metadata, first) of a header ``text`` in the canonical form whose tensors tile
+    a data area of ``data_size`` bytes, or None when the general parser must decide. ``ends`` are
+    the tensors' end offsets in the order of ``specs`` (each begins where the one before ends);
+    the tensor entries are ``text[first:]`` up to the closing brace."""
     close = text.rfind("}")
     if not text.startswith("{") or close < 0 or text[close + 1:].strip(" \t\r\n"):
         return None
@@ -51,46 +57,46 @@ def scan_canonical(text: str, data_size: int) -> Scanned | None:
             return None
         metadata, pos = found
         if pos == close:  # metadata alone, no tensors
-            return ({}, {}, metadata) if data_size == 0 else None
+            return ({}, [], metadata, pos) if data_size == 0 else None
         if text[pos:pos + 1] != "," or pos > close:
             return None
+    first = pos + 1  # after the '{', or the comma after the metadata
     specs: dict[str, TensorSpec] = {}
-    offsets: dict[str, tuple[int, int]] = {}
-    spec_of: dict[tuple[str, str], TensorSpec] = {}  # (dtype, shape digits) → its spec, checked once
-    size_of: dict[tuple[str, str], int] = {}
-    count, end = 0, 0
+    all_ends: list[int] = []
+    spec_of: dict[str, TensorSpec] = {}  # kind text → its spec, checked once
+    size_of: dict[str, int] = {}
+    end = 0
     while pos < close:
         stop = text.find(']},"', pos + CHUNK, close)
         stop = close if stop < 0 else stop + 2  # the comma before the next name
         rows = _ENTRY.findall(text, pos, stop)
         if not rows:
             return None
-        names, dtypes, shapes, begins_text, ends_text = zip(*rows)
-        matched = (sum(map(len, names)) + sum(map(len, dtypes)) + sum(map(len, shapes))
-                   + sum(map(len, begins_text)) + sum(map(len, ends_text)) + _FIXED * len(rows))
-        if matched != stop - pos:  # some text between or after the matches: not canonical
+        names, kinds, begins_text, ends_text, other = zip(*rows)
+        del rows
+        if any(other):  # some text between or after the entries: not canonical
             return None
-        kinds = list(zip(dtypes, shapes))
         for kind in set(kinds).difference(spec_of):
-            checked = _spec(*kind)
+            checked = _spec(kind)
             if checked is None:
                 return None
             spec_of[kind], size_of[kind] = checked
+        # in data order and without holes: each tensor begins where the one before ended (the
+        # digits have no leading zeros, so equal text is an equal number)
+        if begins_text[0] != str(end) or begins_text[1:] != ends_text[:-1]:
+            return None
         try:
-            begins, ends = list(map(int, begins_text)), list(map(int, ends_text))
+            ends = list(map(int, ends_text))
         except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
             return None
-        # in data order and without holes: each tensor begins where the one before ended
-        if begins[0] != end or begins[1:] != ends[:-1] or ends[-1] > _U64:
-            return None
-        if any(map(ne, map(sub, ends, begins), map(size_of.__getitem__, kinds))):
+        if ends[-1] > _U64 or any(map(ne, map(sub, ends, chain((end,), ends)), map(size_of.__getitem__, kinds))):
             return None
         specs.update(zip(names, map(spec_of.__getitem__, kinds)))
-        offsets.update(zip(names, zip(begins, ends)))
-        count, end, pos = count + len(rows), ends[-1], stop
-    if len(specs) != count or "__metadata__" in specs or end != data_size:
+        all_ends += ends
+        end, pos = ends[-1], stop
+    if len(specs) != len(all_ends) or "__metadata__" in specs or end != data_size:
         return None  # a name twice, a tensor called __metadata__, or a data area of another size
-    return specs, offsets, metadata
+    return specs, all_ends, metadata, first
 
 
 def _metadata(text: str, start: int) -> tuple[dict[str, str], int] | None:
@@ -121,8 +127,12 @@ def _no_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(object_pairs_hook=_Pairs, parse_constant=_no_constant)
 
 
-def _spec(dtype: str, shape_text: str) -> tuple[TensorSpec, int] | None:
-    """The spec and byte size of ``dtype`` and the digits of ``shape``, or None when a check refuses them."""
+def _spec(kind: str) -> tuple[TensorSpec, int] | None:
+    """The spec and byte size of a kind's text (``F32","shape":[8,8``), or None when a check refuses it."""
+    parts = _KIND.fullmatch(kind)
+    if parts is None:
+        return None
+    dtype, shape_text = parts.groups()
     bits = DTYPE_BITS.get(dtype)
     if bits is None:
         return None

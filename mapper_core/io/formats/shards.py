@@ -8,35 +8,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ...errors import BadInputError
+from .entries import EntryColumns, entry_sizes
 
 if TYPE_CHECKING:
     from .writer import Entry
 
 
-def split_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[Entry]]:
+def split_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[Sequence[Entry]]:
     """Groups of at most ``max_bytes`` tensor bytes, exactly as huggingface_hub's
     ``split_torch_state_dict_into_shards`` makes them: tensors are taken in order and fill the
     current shard until the next would tip it over the limit; a tensor larger than the limit
     gets a shard of its own at once, and the current shard goes on filling after it.
     ``None`` → one group."""
+    if not isinstance(entries, EntryColumns):
+        entries = list(entries)
     if max_bytes is None:
-        return [list(entries)]
-    shards: list[list[Entry]] = []
-    current: list[Entry] = []
+        return [entries]
+    shards: list[list[int]] = []  # positions, so columns stay columns
+    current: list[int] = []
     size = 0
-    for e in entries:
-        n = e.spec.nbytes
+    for i, n in enumerate(entry_sizes(entries)):
         if n > max_bytes:
-            shards.append([e])
+            shards.append([i])
             continue
         if size + n > max_bytes:
             shards.append(current)
             current, size = [], 0
-        current.append(e)
+        current.append(i)
         size += n
     if current or not shards:
         shards.append(current)
-    return shards
+    if isinstance(entries, EntryColumns):
+        return [entries.take(shard) for shard in shards]
+    return [[entries[i] for i in shard] for shard in shards]
 
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*", re.IGNORECASE)

@@ -1,12 +1,8 @@
 """Streaming safetensors writer: the header from specs, then each tensor's bytes, one at a time.
 
 The safetensors library has no streaming writer, so this is the one place the format is
-written by hand. The layout follows the library's ``save_file`` byte for byte:
-
-- an 8-byte little-endian header length, then the header JSON (compact, ``__metadata__``
-  first), padded with spaces so the data area starts on an 8-byte boundary;
-- tensors ordered by dtype alignment, widest first, then by name (the library's order:
-  every tensor starts aligned to its element size), their byte ranges tiling the data area.
+written by hand: the header (``save_file``'s order and JSON, byte for byte) comes from
+:mod:`.header_encode`, then the tensors' bytes follow in that order.
 
 Tensor bytes come from an :class:`Entry`'s ``data``: a :class:`FileRange` (raw bytes of
 another file, copied without decoding through ``os.copy_file_range`` / ``os.sendfile`` /
@@ -21,115 +17,32 @@ while copying) is first written as a same-length placeholder.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import re
-import struct
 import sys
-from dataclasses import dataclass
+from bisect import bisect_right
+from itertools import accumulate, compress, repeat
+from operator import eq, ge, not_, sub
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ...errors import BadInputError, CheckpointError
+from ...errors import CheckpointError
 from .base import FileRange
-from ...specs import DTYPE_BITS, TensorSpec, nbytes_of
+from .entries import DATA, Entry, EntryColumns, one_file
+from .header_encode import ALIGN, DTYPE_ORDER, TensorLayout, check_metadata, encode_header, library_order
 from .safetensors_header import MAX_HEADER_BYTES
 from ...gc_pause import pauses_gc
 from .pieces import contiguous_pieces
 from ..clone import Cloner, best_residue, header_length
 from ..writeback import WriteBehind
 
-# the safetensors library's dtype order (ascending); tensors are written in descending order
-DTYPE_ORDER = tuple(DTYPE_BITS)
-_RANK = {name: i for i, name in enumerate(DTYPE_ORDER)}
-ALIGN = 8
+__all__ = ["ALIGN", "DTYPE_ORDER", "Entry", "EntryColumns", "FileRange", "FileWriter", "RangeCopier", "encode_header",
+           "library_order", "tensor_bytes", "write_safetensors"]
 CHUNK = 64 * 1024 * 1024  # bytes per copy call: progress and signals get a turn this often
 BUFFER = 1024 * 1024  # the bounded buffer of the fallback copy
 
 
 TensorSource = Callable[[], Any]  # returns a torch.Tensor; called once, when the tensor is written
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One tensor to write: its key, its spec, where its bytes come from."""
-
-    key: str
-    spec: TensorSpec
-    data: FileRange | TensorSource
-
-
 ProgressFn = Callable[[int, str], None]  # (bytes just written, key)
-
-
-@pauses_gc
-def library_order(entries: Sequence[Entry]) -> list[Entry]:
-    """The order ``safetensors.save_file`` writes tensors in: widest dtype first, then by key."""
-    return sorted(entries, key=lambda e: (-_RANK[e.spec.dtype], e.key))
-
-
-@pauses_gc
-def encode_header(entries: Sequence[Entry], metadata: Mapping[str, str] | None = None,
-                  min_length: int = 0) -> tuple[bytes, dict[str, tuple[int, int]]]:
-    """The 8-byte length + header JSON + space padding for ``entries`` in the given order.
-
-    Returns the bytes and each key's data offsets (relative to the data area). The header
-    is padded to at least ``min_length`` bytes (then to a multiple of 8).
-    """
-    parts = ["{"]  # the JSON text built piece by piece: a million tensors need no dict of dicts
-    if metadata:
-        bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
-        if bad:
-            raise BadInputError(f"safetensors metadata must map strings to strings; bad entry {bad[0]!r}")
-        parts.append('"__metadata__":' + _json({k: metadata[k] for k in sorted(metadata)}) + ",")
-    offsets: dict[str, tuple[int, int]] = {}
-    pos = 0
-    for e in entries:  # one pass, a few lookups per tensor
-        key, spec = e.key, e.spec
-        if key in offsets or key == "__metadata__":
-            why = "is reserved" if key == "__metadata__" else "appears twice"
-            raise BadInputError(f"cannot write tensor key '{key}': it {why} in a safetensors header")
-        bits = DTYPE_BITS.get(spec.dtype)
-        if bits is None:
-            raise BadInputError(f"tensor '{key}': dtype {spec.dtype!r} cannot be written to safetensors")
-        size = spec.nbytes if bits % 8 == 0 else nbytes_of(spec.dtype, spec.shape)
-        if size is None:
-            raise BadInputError(f"tensor '{key}': {spec.dtype} {list(spec.shape)} is not a whole number of "
-                                "bytes, which safetensors cannot store")
-        end = pos + size
-        parts.append(f'{_json(key)}:{{"dtype":"{spec.dtype}","shape":[{",".join(map(str, spec.shape))}],'
-                     f'"data_offsets":[{pos},{end}]}},')
-        offsets[key] = (pos, end)
-        pos = end
-    parts[-1] = parts[-1][:-1] + "}" if len(parts) > 1 else "{}"
-    raw = "".join(parts).encode("utf-8", "surrogatepass")
-    del parts
-    if _LONE_SURROGATE.search(raw):  # "\ud800": not Unicode, and the library refuses such files
-        bad = next(k for k in [*offsets, *(metadata or {}).items()] if _not_utf8(k))
-        raise BadInputError(f"cannot write {bad!r:.200} to a safetensors header: it holds a lone UTF-16 "
-                            "surrogate, which is not valid Unicode")
-    length = max(len(raw), min_length)
-    length += -length % ALIGN
-    if length > MAX_HEADER_BYTES:
-        raise BadInputError(
-            f"the safetensors header would be {length:,} bytes, above the library's limit of "
-            f"{MAX_HEADER_BYTES:,}: the output could not be opened. Split it with --max-shard-size "
-            "(each shard has its own header), or shorten the metadata or tensor names"
-        )
-    return struct.pack("<Q", length) + raw + b" " * (length - len(raw)), offsets
-
-
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # what save_file writes
-_LONE_SURROGATE = re.compile(rb"[\xed][\xa0-\xbf][\x80-\xbf]")  # UTF-8 of U+D800..U+DFFF ("surrogatepass")
-
-
-def _not_utf8(value: Any) -> bool:
-    text = value if isinstance(value, str) else "".join(map(str, value))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 # -- copying bytes --------------------------------------------------------------------------
@@ -216,7 +129,9 @@ class FileWriter:
         self.fd = fd
         self.entries = library_order(entries)
         self.metadata = dict(metadata or {})
-        self.header, self.offsets = encode_header(self.entries, self.metadata)
+        check_metadata(self.metadata)
+        self.layout = TensorLayout(self.entries)  # the tensor part of the header, rendered once
+        self.header = self.layout.header(self.metadata)
         self.copier = copier or RangeCopier()
         self.cloner = cloner  # shares whole blocks with the source where the filesystem can (io/clone.py)
         self._clone_path: Path | None = None  # the source file whose ranges are cloned
@@ -228,9 +143,14 @@ class FileWriter:
         return len(self.header)
 
     @property
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        """Each key's data offsets, relative to the data area."""
+        return self.layout.offsets
+
+    @property
     def size(self) -> int:
         """The file's final size in bytes."""
-        return self.data_start + sum(e.spec.nbytes for e in self.entries)
+        return self.data_start + self.layout.total
 
     def write(self, progress: ProgressFn | None = None) -> None:
         """Header, then every tensor's bytes; sources are opened once and closed at the end.
@@ -243,11 +163,11 @@ class FileWriter:
             if self.cloner is not None:
                 self._prepare_clone(self.cloner)
             _pwrite_all(self.fd, memoryview(self.header), 0)
-            for run in _runs(self.entries, CLONE_RUN if self._clone_path else MAX_RUN):
-                if len(run) == 1:
-                    self._write_entry(run[0], progress)
+            for i, j in _runs(self.entries, self.layout.sizes, CLONE_RUN if self._clone_path else MAX_RUN):
+                if j - i == 1:
+                    self._write_entry(i, progress)
                 else:
-                    self._write_run(run, progress)
+                    self._write_run(i, j, progress)
         finally:
             for fd in self._src_fds.values():
                 os.close(fd)
@@ -257,14 +177,14 @@ class FileWriter:
 
     def finish(self, metadata: Mapping[str, str]) -> None:
         """Rewrite the header with final ``metadata``; it must fit the space already used."""
-        header, offsets = encode_header(self.entries, metadata, min_length=len(self.header) - 8)
-        if len(header) != len(self.header) or offsets != self.offsets:
+        header = self.layout.header(metadata, min_length=len(self.header) - 8)
+        if len(header) != len(self.header):
             raise RuntimeError("final safetensors header is longer than the reserved one; placeholder too short")
         self.metadata, self.header = dict(metadata), header
         _pwrite_all(self.fd, memoryview(header), 0)
 
-    def _write_entry(self, e: Entry, progress: ProgressFn | None) -> None:
-        begin, end = self.offsets[e.key]
+    def _write_entry(self, i: int, progress: ProgressFn | None) -> None:
+        e, begin, end = self.entries[i], self.layout.begins[i], self.layout.ends[i]
         dst = self.data_start + begin
         if isinstance(e.data, FileRange):
             if e.data.nbytes != end - begin:
@@ -297,33 +217,40 @@ class FileWriter:
             view.release()
             del piece, view  # a contiguous copy (if one was made) goes now, before the next piece
 
-    def _write_run(self, run: list[Entry], progress: ProgressFn | None) -> None:
-        """Tensors whose bytes follow each other in one source file: one copy for all of them."""
-        first, last = run[0].data, run[-1].data
-        dst = self.data_start + self.offsets[run[0].key][0]
-        src = self._source_fd(first.path)  # type: ignore[union-attr]
-        self._copy(first.path, src, first.start, dst, last.end - first.start)  # type: ignore[union-attr]
-        self._wrote(dst, last.end - first.start)  # type: ignore[union-attr]
+    def _write_run(self, i: int, j: int, progress: ProgressFn | None) -> None:
+        """Entries ``i..j-1``, whose bytes follow each other in one source file: one copy for all of them."""
+        first, last = self.entries[i].data, self.entries[j - 1].data
+        dst = self.data_start + self.layout.begins[i]
+        src = self._source_fd(first.path)
+        self._copy(first.path, src, first.start, dst, last.end - first.start)
+        self._wrote(dst, last.end - first.start)
         if progress:
-            progress(last.end - first.start, run[-1].key)  # type: ignore[union-attr]
+            progress(last.end - first.start, self.entries[j - 1].key)
 
+    @pauses_gc
     def _prepare_clone(self, cloner: Cloner) -> None:
         """Pad the header so the main source's ranges line up with the output's blocks, if the
         filesystem clones between the two files; otherwise leave the header as save_file's."""
-        ranges = [(e.data, self.offsets[e.key][0]) for e in self.entries if isinstance(e.data, FileRange)]
-        if not ranges:
-            return
-        by_path: dict[Path, int] = {}
-        for data, _ in ranges:
-            by_path[data.path] = by_path.get(data.path, 0) + data.nbytes
-        path = max(by_path, key=by_path.__getitem__)
-        residue = best_residue(((d.start, rel, d.nbytes) for d, rel in ranges if d.path == path), cloner.block)
+        begins = self.layout.begins
+        ranges = one_file(self.entries)
+        if ranges is not None:  # only a range of a block or more can hold a whole block
+            path, starts, ends = ranges
+            big = compress(range(len(starts)), map(ge, map(sub, ends, starts), repeat(cloner.block)))
+            pairs = ((starts[i], begins[i], ends[i] - starts[i]) for i in big)
+        else:
+            datas = list(map(DATA, self.entries))
+            kept = [i for i, d in enumerate(datas) if isinstance(d, FileRange)]
+            if not kept:
+                return
+            path = _main_path([datas[i] for i in kept])
+            pairs = ((datas[i].start, begins[i], datas[i].nbytes) for i in kept if datas[i].path == path)
+        residue = best_residue(pairs, cloner.block)
         if residue is None:
             return
         length = header_length(len(self.header) - 8, residue, cloner.block)
         if length > MAX_HEADER_BYTES or not cloner.probe(self._source_fd(path), self.fd):
             return
-        self.header, _ = encode_header(self.entries, self.metadata, min_length=length)
+        self.header = self.layout.header(self.metadata, min_length=length)
         self._clone_path = path
         os.ftruncate(self.fd, self.size)  # every clone lands inside the file
 
@@ -353,23 +280,56 @@ MAX_RUN = 64 * 1024 * 1024  # bytes one coalesced copy may cover (progress and s
 CLONE_RUN = 16 << 30  # the same when cloning: one clone call shares 16 GiB in milliseconds
 
 
+def _main_path(ranges: list[FileRange]) -> Path:
+    """The file most of the bytes come from (the first such, on a tie)."""
+    by_path: dict[Path, int] = {}
+    for data in ranges:
+        by_path[data.path] = by_path.get(data.path, 0) + data.nbytes
+    return max(by_path, key=by_path.__getitem__)
+
+
 @pauses_gc
-def _runs(entries: Sequence[Entry], limit: int = MAX_RUN) -> list[list[Entry]]:
-    """Entries in write order, grouped where their source bytes are adjacent in one file (and
-    their sizes agree with their specs), so many small tensors cost one copy instead of one each."""
-    runs: list[list[Entry]] = []
+def _runs(entries: Sequence[Entry], sizes: Sequence[int], limit: int = MAX_RUN) -> list[tuple[int, int]]:
+    """Entries in write order (``sizes``: their specs' bytes) grouped as ``[i, j)`` where their source
+    bytes are adjacent in one file and their sizes agree with their specs, so many small tensors
+    cost one copy instead of one each; no group is over ``limit`` bytes unless one tensor is."""
+    ranges = one_file(entries)
+    if ranges is None:
+        return _runs_loop(list(map(DATA, entries)), sizes, limit)
+    # one file, all ranges: in columns. Entry i joins the one before when both fit their spec
+    # and i begins where i-1 ended; stretches that join are then cut where they pass ``limit``
+    _, starts, ends = ranges
+    if starts[1:] == ends[:-1] and list(map(sub, ends, starts)) == list(sizes):
+        breaks = [0, len(starts)]  # the usual case, a whole file in its own order: one stretch
+    else:
+        fits = list(map(eq, map(sub, ends, starts), sizes))
+        joins = map(all, zip(fits[1:], fits, map(eq, starts[1:], ends)))
+        breaks = [0, *compress(range(1, len(starts)), map(not_, joins)), len(starts)]
+    runs: list[tuple[int, int]] = []
+    for a, b in zip(breaks, breaks[1:]):
+        total = [0, *accumulate(sizes[a:b])]  # total[k]: bytes of entries a..a+k-1
+        i = 0
+        while i < b - a:
+            j = max(i + 1, bisect_right(total, total[i] + limit) - 1)
+            runs.append((a + i, a + j))
+            i = j
+    return runs
+
+
+def _runs_loop(datas: list[Any], sizes: Sequence[int], limit: int) -> list[tuple[int, int]]:
+    """:func:`_runs` one entry at a time: tensors from callables, ranges of several files."""
+    runs: list[tuple[int, int]] = []
     prev: FileRange | None = None
     size = 0
-    for e in entries:
-        data = e.data
+    for i, (data, nbytes) in enumerate(zip(datas, sizes)):
         if (isinstance(data, FileRange) and prev is not None and data.path == prev.path and data.start == prev.end
-                and data.nbytes == e.spec.nbytes and size + data.nbytes <= limit):
-            runs[-1].append(e)
+                and data.nbytes == nbytes and size + data.nbytes <= limit):
+            runs[-1] = (runs[-1][0], i + 1)
             size += data.nbytes
         else:
-            runs.append([e])
+            runs.append((i, i + 1))
             size = data.nbytes if isinstance(data, FileRange) else 0
-        prev = data if isinstance(data, FileRange) and data.nbytes == e.spec.nbytes else None
+        prev = data if isinstance(data, FileRange) and data.nbytes == nbytes else None
     return runs
 
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from bitwise import same_bits  # tests/helpers
 from mapper_core.io.atomic import AtomicFiles
 from mapper_core.errors import BadInputError, CheckpointError
+from mapper_core.io.formats import header_encode
 from mapper_core.io.formats import writer as writer_mod
 from mapper_core.io.formats.pages import FileMappings
 from mapper_core.io.formats.safetensors_format import SafetensorsReader
@@ -304,7 +305,7 @@ def test_a_lone_surrogate_is_refused_by_name_not_a_traceback(key, metadata):
 
 
 def test_a_header_over_the_librarys_limit_is_refused(monkeypatch):
-    monkeypatch.setattr(writer_mod, "MAX_HEADER_BYTES", 64)
+    monkeypatch.setattr(header_encode, "MAX_HEADER_BYTES", 64)
     entries = [Entry(f"k{i}", TensorSpec("U8", (1,)), lambda: None) for i in range(3)]
     with pytest.raises(BadInputError, match="above the library's limit of 64"):
         encode_header(entries)
