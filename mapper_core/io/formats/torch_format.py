@@ -125,7 +125,7 @@ def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple
         while tensor_keys and all(k.startswith(removed + DP_PREFIX) for k in tensor_keys):
             removed += DP_PREFIX
     elif strip_prefix == "":
-        return dict(zip(keys, state.values())), ""
+        removed = ""
     else:
         removed = strip_prefix
         if not any(k.startswith(removed) for k in keys):
@@ -133,6 +133,9 @@ def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple
     out: dict = {}
     for k, v in zip(keys, state.values()):
         new = k[len(removed):] if k.startswith(removed) else k
+        if new in out and not removed:  # e.g. the int 0 and the string '0': both are named '0'
+            raise CheckpointError(f"{path}: two keys are both named '{new}' as text (keys of different types, such as "
+                                  f"0 and '0'); rename one in the state dict with torch and save it again")
         if new in out:
             raise CheckpointError(f"{path}: stripping '{removed}' makes two keys '{new}'; pass --strip-prefix ''")
         out[new] = v

@@ -320,3 +320,11 @@ def test_close_releases_tensors(tmp_path):
         r.get_tensor("a")
     with pytest.raises(CheckpointError):
         r.get_tensor("a")
+
+
+@pytest.mark.parametrize("strip", [None, ""])
+def test_keys_of_different_types_named_alike_are_refused_not_one_dropped(tmp_path, strip):
+    path = tmp_path / "intkey.pt"
+    torch.save({"0": torch.zeros(2), 0: torch.ones(2)}, path)  # both are '0' as text
+    with pytest.raises(CheckpointError, match=r"two keys are both named '0' as text .*rename one"):
+        open_torch(path, strip_prefix=strip).specs()
