@@ -46,9 +46,16 @@ def _dim(dim: int, ndim: int, what: str = "dim") -> int:
     return dim % ndim
 
 
+_ARITHMETIC = ("F16", "BF16", "F32", "F64")  # torch has no arithmetic on the 8-, 6- and 4-bit floats
+
+
 def _float(spec: TensorSpec, name: str) -> None:
-    if not spec.dtype.startswith(("F", "BF")):
-        raise StepError(f"{name} needs a floating-point tensor, got {spec.dtype}; add a cast step before it")
+    if spec.dtype in _ARITHMETIC:
+        return
+    if spec.dtype.startswith("F"):
+        raise StepError(f"{name} needs F16, BF16, F32 or F64, got {spec.dtype} (torch does no arithmetic on it); "
+                        "add a cast step before it (and one back after it)")
+    raise StepError(f"{name} needs a floating-point tensor, got {spec.dtype}; add a cast step before it")
 
 
 def _replace(spec: TensorSpec, shape: Sequence[int] | None = None, dtype: str | None = None) -> TensorSpec:

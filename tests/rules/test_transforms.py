@@ -353,3 +353,12 @@ def test_a_misspelt_step_is_answered_with_the_closest_known_one():
     with pytest.raises(RulesError) as info:
         parse_rules(RULES.replace("cast: {dtype: F64}", "transpos: {dim0: 0, dim1: 1}"), "r.yaml")
     assert "unknown transform step 'transpos' (did you mean 'transpose'?); known steps:" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["F8_E4M3", "F8_E5M2"])
+@pytest.mark.parametrize("name, params", [("scale", {"factor": 2.0}), ("inflate", {"dim": 0, "size": 4, "mode": "repeat"})])
+def test_arithmetic_on_8_bit_floats_is_refused_in_the_plan_not_in_convert(dtype, name, params):
+    # torch has no multiply or divide for float8: convert used to end in NotImplementedError
+    with pytest.raises(TransformChainError, match=f"needs F16, BF16, F32 or F64, got {dtype}.*add a cast step"):
+        chain_spec([make_step(name, params)], TensorSpec(dtype, (2, 3)))
+    assert chain_spec([make_step(name, params)], TensorSpec("BF16", (2, 3))).dtype == "BF16"
