@@ -142,7 +142,7 @@ def choose_format(path: str | Path, formats: Sequence[Format], name: str | None 
     known = "; ".join(f"{f.name} ({', '.join(f.suffixes)})" for f in formats)
     raise CheckpointError(
         f"{path}: cannot tell the checkpoint format; known formats: {known}. Name one with --format NAME "
-        "(--source-format / --target-format for plan and explain), or format= in Python."
+        "(--target-format for a --target file), or format= in Python."
     )
 
 
