@@ -37,11 +37,12 @@ def _error_line(e: Any) -> str:
     kind = type(e).__name__
     if kind == "Collision":
         return f"collision: {', '.join(map(shown, e.sources))} → {shown(e.target)}"
+    if kind == "Mismatch" and e.reason:  # a transform step that cannot apply, or a tensor past the expansion limit
+        return f"transform: {shown(e.source)} → {shown(e.target)}: {e.reason}"
     if kind == "Mismatch":
         target = list(e.target_shape) if e.target_shape is not None else "(absent)"
         after = f" (after the transform {list(e.out_shape)})" if e.out_shape is not None else ""
-        return f"shape mismatch: {shown(e.source)} {list(e.shape)}{after} → {shown(e.target)} {target}" + \
-            (f": {e.reason}" if e.reason else "")
+        return f"shape mismatch: {shown(e.source)} {list(e.shape)}{after} → {shown(e.target)} {target}"
     if kind == "KindMismatch":
         return f"kind mismatch: {shown(e.source)} ({e.source_kind}) → {shown(e.target)} ({e.target_kind})" + \
             (f": {e.detail}" if e.detail else "")

@@ -124,3 +124,19 @@ def test_a_key_with_a_newline_or_escape_cannot_fake_lines_in_a_refusal():
     message = str(info.value)
     assert "\nresult: clean" not in message and "\x1b" not in message
     assert "evil\\nresult: clean\\x1b[2K" in message
+
+
+def test_a_step_that_cannot_apply_is_named_a_transform_error_not_a_shape_mismatch():
+    from mapper_core.io.convert_checks import refuse_plan_errors
+    from mapper_core.plan.make import make_plan
+    from mapper_core.rules import parse_rules
+    from mapper_core.specs import TensorSpec
+
+    rules = parse_rules("version: 1\nname: s\nrules:\n  - match: 'i8'\n    target: 'i8x'\n"
+                        "    transform: [{scale: {factor: 2.0}}]\n", "s.yaml")
+    plan = make_plan({"i8": TensorSpec("I8", (5,))}, rules)
+    with pytest.raises(PlanError) as info:
+        refuse_plan_errors(plan, strict=False)
+    text = str(info.value)
+    assert "transform: i8 → i8x: rule 0" in text and "scale needs a floating-point tensor" in text
+    assert "shape mismatch" not in text and "(absent)" not in text
