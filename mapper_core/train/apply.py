@@ -16,6 +16,7 @@ from ..io.tensor_ops import apply_chain
 from ..io.torch_dtypes import spec_of
 from ..plan.make import make_plan
 from ..plan.plan import Plan
+from ..plan.report import error_lines
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 
@@ -77,6 +78,7 @@ def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
     """Copy the plan's tensors into ``module`` one at a time (dtype cast to the module's)."""
     _refuse_errors(plan)
     state = module.state_dict(keep_vars=True)
+    _refuse_tied_conflicts(plan, state)
     loaded, unexpected, mismatched = [], [], []
     with torch.no_grad():
         for m in plan.loadable:
@@ -95,9 +97,28 @@ def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
     return LoadResult(tuple(loaded), missing, tuple(unexpected), tuple(mismatched))
 
 
+def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse, before anything is copied, two entries that fill one tensor of the module under two
+    names (tied weights, e.g. an output layer sharing the embedding) from different sources or
+    transforms: the second copy would silently overwrite the first."""
+    by_tensor: dict[tuple[int, int], Any] = {}
+    for m in plan.loadable:
+        dest = state.get(m.target)
+        if dest is None or dest.numel() == 0:
+            continue
+        where = (dest.untyped_storage().data_ptr(), dest.storage_offset())
+        first = by_tensor.setdefault(where, m)
+        if first is not m and (first.source, first.transform) != (m.source, m.transform):
+            raise PlanError(
+                f"rules '{plan.rules_name}': target keys '{first.target}' and '{m.target}' are one tensor in the "
+                f"model (tied weights), and the plan fills them from '{first.source}' (rule {first.rule}) and "
+                f"'{m.source}' (rule {m.rule}): the second would overwrite the first. Map one source into the tied "
+                "pair (skip the other key in the rules), or untie the weights in the model", plan)
+
+
 def _refuse_errors(plan: Plan) -> None:
     if plan.errors:
-        first = plan.errors[0]
+        first = error_lines(plan, limit=1)[0].strip()
         raise PlanError(
             f"the plan for rules '{plan.rules_name}' has {len(plan.errors)} error(s), e.g. {first}; "
             "run `mapper plan` to see them all, fix the rules, or set on_shape_mismatch: skip",

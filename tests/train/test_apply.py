@@ -126,3 +126,30 @@ def test_plan_for_module_checks_module_kinds_with_the_real_types():
     assert kinds["trunk.0.bias"] == ("body.1.bias", "BatchNorm1d") and plan.has_errors()
     with pytest.raises(PlanError):
         apply_to_module(plan, Net(), src)
+
+
+class _Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tok = nn.Embedding(6, 4)
+        self.out = nn.Linear(4, 6, bias=False)
+        self.out.weight = self.tok.weight  # an output layer sharing the embedding
+
+
+def test_two_sources_into_tied_target_weights_are_refused_before_anything_is_copied():
+    model = _Tied()
+    before = model.tok.weight.detach().clone()
+    source = {"emb.weight": torch.randn(6, 4), "lm_head.weight": torch.randn(6, 4)}
+    rules = RuleSet("tied", (Rule(0, r"emb\.weight", "tok.weight"), Rule(1, r"lm_head\.weight", "out.weight")))
+    plan = make_plan({k: spec_of(v) for k, v in source.items()}, rules, module_specs(model))
+    assert not plan.errors  # two target names: the header alone cannot tell they are one tensor
+    with pytest.raises(PlanError, match=r"'tok\.weight' and 'out\.weight' are one tensor in the model \(tied weights\)"
+                                        r".*'emb\.weight' \(rule 0\) and 'lm_head\.weight' \(rule 1\)"):
+        apply_to_module(plan, model, source)
+    assert torch.equal(model.tok.weight, before)  # nothing copied
+    # the tied pair filled once (the first rule takes the key) loads, and both names see it
+    same = RuleSet("same", (Rule(0, r"emb\.weight", "tok.weight"), Rule(1, r"emb\.weight", "out.weight")))
+    both = {"emb.weight": source["emb.weight"]}
+    result = apply_to_module(make_plan({"emb.weight": spec_of(both["emb.weight"])}, same, module_specs(model)),
+                             model, both)
+    assert result.loaded == ("tok.weight",) and torch.equal(model.out.weight, source["emb.weight"])
