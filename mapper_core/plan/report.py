@@ -77,6 +77,11 @@ def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT) -> 
     return lines
 
 
+def first_error(plan: Plan) -> str:
+    """The first of the plan's errors as one line, for a message that sends the user to `mapper plan`."""
+    return error_lines(plan, limit=1)[0].strip()
+
+
 def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False) -> str:
     """The human report: errors first, then one section per rule, then what was left, then the summary.
 

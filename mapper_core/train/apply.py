@@ -16,7 +16,7 @@ from ..io.tensor_ops import apply_chain
 from ..io.torch_dtypes import spec_of
 from ..plan.make import make_plan
 from ..plan.plan import Plan
-from ..plan.report import error_lines
+from ..plan.report import first_error
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 
@@ -104,7 +104,7 @@ def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor]) -> Non
     by_tensor: dict[tuple[int, int], Any] = {}
     for m in plan.loadable:
         dest = state.get(m.target)
-        if dest is None or dest.numel() == 0:
+        if dest is None or dest.numel() == 0 or dest.is_meta:  # meta tensors have no storage to share
             continue
         where = (dest.untyped_storage().data_ptr(), dest.storage_offset())
         first = by_tensor.setdefault(where, m)
@@ -118,7 +118,7 @@ def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor]) -> Non
 
 def _refuse_errors(plan: Plan) -> None:
     if plan.errors:
-        first = error_lines(plan, limit=1)[0].strip()
+        first = first_error(plan)
         raise PlanError(
             f"the plan for rules '{plan.rules_name}' has {len(plan.errors)} error(s), e.g. {first}; "
             "run `mapper plan` to see them all, fix the rules, or set on_shape_mismatch: skip",

@@ -153,3 +153,12 @@ def test_two_sources_into_tied_target_weights_are_refused_before_anything_is_cop
     result = apply_to_module(make_plan({"emb.weight": spec_of(both["emb.weight"])}, same, module_specs(model)),
                              model, both)
     assert result.loaded == ("tok.weight",) and torch.equal(model.out.weight, source["emb.weight"])
+
+
+def test_untied_parameters_of_a_meta_model_are_not_taken_for_tied():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))  # every meta tensor reports data_ptr 0
+    source = {"a.weight": torch.randn(4, 4), "b.weight": torch.randn(4, 4)}
+    rules = RuleSet("m", (Rule(0, r"a\.weight", "0.weight"), Rule(1, r"b\.weight", "1.weight")))
+    plan = make_plan({k: spec_of(v) for k, v in source.items()}, rules, module_specs(model), unmatched="drop")
+    assert apply_to_module(plan, model, source).loaded == ("0.weight", "1.weight")
