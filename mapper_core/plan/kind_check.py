@@ -47,21 +47,20 @@ def check_kinds(
     types = target_module_types or {}
     if not mapped:
         return (), ({}, {})
-    # each key split once: 'a.b.weight' → ('a.b', '.', 'weight'); no dot → ('', '', key), as split_key does
-    s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
-    t_split = list(map(str.rpartition, map(_target, mapped), repeat(".")))
-    s_mods, t_mods = list(map(_module, s_split)), list(map(_module, t_split))
+    # each entry's modules ('a.b.weight' → 'a.b'; no dot → '', as split_key does); a member is split
+    # off again only for the few entries a message or a transform needs it for
+    s_mods, t_mods = _modules_of(map(_source, mapped)), _modules_of(map(_target, mapped))
     parted = _several(s_mods, t_mods)  # source modules that send members to two target modules
     if target_specs is None:
         # only those modules' kinds are needed now; the labels are worked out when explain reads them
-        source_kinds = _source_kinds(mapped, s_split, source_specs, parted)
+        source_kinds = _source_kinds(mapped, source_specs, parted)
         labels: tuple[Mapping[str, str], Mapping[str, str]] = (
             LazyLabels(functools.partial(source_labels, mapped, source_specs)), {})
         t_names: set[str] = set()
         target_kinds: dict[str, ModuleKind] = {}
     else:
         s_names, t_names = set(s_mods), set(t_mods)
-        source_kinds = _source_kinds(mapped, s_split, source_specs, s_names)
+        source_kinds = _source_kinds(mapped, source_specs, s_names)
         target_kinds = classify_all(
             {name: members for name, members in _modules(target_specs, t_names).items() if members})
 
@@ -88,15 +87,16 @@ def check_kinds(
         bad = {pair for pair in set(kinds) if not compatible(*pair)}
         for i in (i for i, pair in enumerate(kinds) if pair in bad) if bad else ():
             t_mod = t_mods[i]
-            finding(i, f"a {kinds[i][0]}'s {s_split[i][2]} would load into a {types.get(t_mod, kinds[i][1])}")
+            member = mapped[i].source.rpartition(".")[2]
+            finding(i, f"a {kinds[i][0]}'s {member} would load into a {types.get(t_mod, kinds[i][1])}")
     # a module of known kind whose members part ways: a source module sending members to two target
     # modules, or a target module filled from two source modules
     spread = {name for name in parted if name and source_kinds[name].known}
     mixed = {name for name in _several(t_mods, s_mods)
              if name and name in target_kinds and target_kinds[name].known} if target_kinds else set()
     if spread or mixed:
-        pairs = [(i, (s[0], s[2]), (t[0], t[2])) for i, s, t in zip(range(len(mapped)), s_split, t_split)
-                 if s[0] in spread or t[0] in mixed]
+        pairs = [(i, _split(mapped[i].source), _split(mapped[i].target))
+                 for i, s, t in zip(count(), s_mods, t_mods) if s in spread or t in mixed]
         for (i, _, _), detail in _splits(pairs, spread, mixed):
             finding(i, detail)
     if target_specs is not None:
@@ -106,8 +106,7 @@ def check_kinds(
 
 def source_labels(mapped: Sequence[Mapped], source_specs: Mapping[str, TensorSpec]) -> dict[str, str]:
     """Source module → its signature as its tensors arrive, for the modules of ``mapped``."""
-    s_split = list(map(str.rpartition, map(_source, mapped), repeat(".")))
-    kinds = _source_kinds(mapped, s_split, source_specs, set(map(_module, s_split)))
+    kinds = _source_kinds(mapped, source_specs, set(_modules_of(map(_source, mapped))))
     return {name: kind.signature for name, kind in kinds.items()}
 
 
@@ -146,14 +145,25 @@ class LazyLabels(Mapping):
         return dict, (self._dict(),)
 
 
-def _source_kinds(mapped: Sequence[Mapped], s_split: Sequence[tuple[str, str, str]],
-                  source_specs: Mapping[str, TensorSpec], names: set[str]) -> dict[str, ModuleKind]:
+def _modules_of(keys: Iterable[str]) -> list[str]:
+    """Each key's module (the text before its last dot, '' without one), in C-level passes."""
+    return list(map(_module, map(str.rpartition, keys, repeat("."))))
+
+
+def _split(key: str) -> tuple[str, str]:
+    """(module, member) as :func:`_modules_of` splits: ``'a'`` → ``('', 'a')``."""
+    module, _, member = key.rpartition(".")
+    return module, member
+
+
+def _source_kinds(mapped: Sequence[Mapped], source_specs: Mapping[str, TensorSpec],
+                  names: set[str]) -> dict[str, ModuleKind]:
     """The kinds of the source modules ``names``, each member at the rank its transform gives it."""
     if not names:
         return {}
     modules = _modules(source_specs, names)
     for i in compress(count(), map(is_not, map(_out_shape, mapped), repeat(None))):
-        module, _, member = s_split[i]  # a member arrives at the rank its transform gives it
+        module, member = _split(mapped[i].source)  # a member arrives at the rank its transform gives it
         if module in modules:
             modules[module][member] = len(mapped[i].out_shape)
     return classify_all(modules)
@@ -163,12 +173,11 @@ def _modules(specs: Mapping[str, TensorSpec], wanted: Iterable[str]) -> dict[str
     """Module → {member: rank} for the ``wanted`` modules, members in first-seen order (as
     :func:`.kinds.group_modules` gives them)."""
     modules: dict[str, dict[str, int]] = {name: {} for name in wanted}
-    get = modules.get
-    for key, spec in specs.items():
-        module, _, member = key.rpartition(".")
-        members = get(module)
-        if members is not None:
-            members[member] = len(spec.shape)
+    # only the keys of wanted modules are looked at one by one; the rest are passed over in C
+    keys = list(specs)
+    for key in compress(keys, map(modules.__contains__, _modules_of(keys))):
+        module, member = _split(key)
+        modules[module][member] = len(specs[key].shape)
     return modules
 
 
