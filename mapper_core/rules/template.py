@@ -288,24 +288,31 @@ def _compile(parts: tuple[str | Field, ...], tables: Tables) -> Callable[[re.Mat
             return lambda m: None if (v := m.group(ref)) is None else fmt % (v,)
         return lambda m: None if None in (vs := m.group(*refs)) else fmt % vs
 
-    def render(m: re.Match) -> str | None:
-        values = [m.group(refs[0])] if single else list(m.group(*refs))
-        if None in values:  # an optional group that took no part
-            return None
-        for pos, table, offset in special:
-            value = values[pos]
-            if table is not None:
-                value = table.get(value)
-                if value is None:  # no entry: the rule does not take the key
-                    return None
-            else:
-                if not value.isdecimal():
-                    return None
-                shifted = int(value) + offset
-                if shifted < 0:
-                    return None
-                value = str(shifted)
-            values[pos] = value
-        return fmt % tuple(values)
+    return _special_renderer(fmt, refs, special)
 
-    return render
+
+def _special_renderer(fmt: str, refs: tuple, special: tuple) -> Callable[[re.Match], str | None]:
+    """The renderer of a template with shifted or looked-up fields, as a function written for its
+    fields (a loop over them cost twice as much): the steps of :func:`_walk` in the same order
+    (every group took part, then each special field left to right), with ``None`` where it gives a
+    reason. A shifted value stays an int: ``%s`` of it is its ``str``.
+
+    The source text holds only names it makes, integer literals and the group references' reprs
+    (an int, or a name :data:`_FIELD` admitted); tables and the format go in through the namespace."""
+    names = [f"v{pos}" for pos in range(len(refs))]
+    space: dict = {"fmt": fmt}
+    got = f"{', '.join(names)}{',' if len(refs) > 1 else ''} = m.group({', '.join(map(repr, refs))})"
+    lines = ["def render(m):", f"    {got}",
+             f"    if {' or '.join(f'{v} is None' for v in names)}:", "        return None"]
+    for pos, table, offset in special:
+        v = names[pos]
+        if table is not None:
+            space[f"t{pos}"] = table
+            lines += [f"    {v} = t{pos}.get({v})", f"    if {v} is None:", "        return None"]
+            continue
+        lines += [f"    if not {v}.isdecimal():", "        return None", f"    {v} = int({v}) + {int(offset)}"]
+        if offset < 0:  # a decimal's int is at least 0, so only a negative shift can go below 0
+            lines += [f"    if {v} < 0:", "        return None"]
+    lines.append(f"    return fmt % ({', '.join(names)},)")
+    exec("\n".join(lines), space)  # noqa: S102 - source text built above from fixed pieces
+    return space["render"]
