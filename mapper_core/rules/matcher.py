@@ -25,8 +25,8 @@ __all__ = ["Matcher", "literal_prefix", "literal_suffix", "naive_full_matches", 
 
 _DIGIT_RUN = re.compile(r"\d+")  # str \d is Unicode-decimal: the same set as str.isdecimal
 _digit_run, _runs, _has_digit = _DIGIT_RUN.match, _DIGIT_RUN.finditer, _DIGIT_RUN.search
-# an ASCII key's bytes with every digit as 0x80, a byte no ASCII key holds: the key's class in cached_candidates
-_MASK_DIGITS = bytes.maketrans(b"0123456789", b"\x80" * 10)
+# a key's UTF-8 bytes with every ASCII digit as 0xff, a byte UTF-8 never holds: the key's class in cached_candidates
+_MASK_DIGITS = bytes.maketrans(b"0123456789", b"\xff" * 10)
 # cached_candidates remembers at most this many answers, then walks every key (one answer per class
 # of keys: a few thousand for a model's worth of rules, however many keys)
 MEMO_LIMIT = 1 << 16
@@ -75,7 +75,7 @@ class Matcher:
         self._root.seal()
         # (length, {suffix: ids}, whether a suffix of that length holds a digit)
         self._by_suffix = tuple((length, table, any(map(_has_digit, table))) for length, table in by_suffix.items())
-        self._memo: dict[str, list] | None = {}  # cached_candidates: key class → [(runs read, pick, answers)]
+        self._memo: dict[bytes, list] | None = {}  # cached_candidates: key class → [(pick, answers, runs read)]
         self._stored = 0
 
     def _insert(self, tokens: tuple, index: int) -> None:
@@ -115,47 +115,54 @@ class Matcher:
         """:meth:`candidates` as a tuple, remembered for keys that differ from one seen only in the
         digits of runs the index did not read (up to :data:`MEMO_LIMIT` answers).
 
-        A key's class is its text with every digit masked (ASCII keys; others are walked each
-        time). Walking a key notes which digit runs it compared with a label or a suffix; a key of
-        the same class with the same digits in those runs takes the same steps through the trie,
-        so it gets the same answer. ``model.layers.7.block3.weight`` and
-        ``model.layers.8.block3.weight`` share one when only ``block3`` was read.
+        A key's class is its text with every ASCII digit masked. Walking a key notes which digit runs
+        it compared with a label or a suffix; a key of the same class with the same digits in those
+        runs takes the same steps through the trie, so it gets the same answer.
+        ``model.layers.7.block3.weight`` and ``model.layers.8.block3.weight`` share one when only
+        ``block3`` was read.
         """
         memo = self._memo
-        if memo is None or not key.isascii():
+        if memo is None:
             return tuple(self._walk(key))
-        shape = key.encode().translate(_MASK_DIGITS)
+        # UTF-8 (lone surrogates too) never holds the byte 0xff, so a masked digit is told from any
+        # other character, and the class fixes every character but the ASCII digits
+        shape = key.encode("utf-8", "surrogatepass").translate(_MASK_DIGITS)
         picks = memo.get(shape)
         if picks is not None:
-            for _, pick, answers in picks:
+            for pick, answers, _ in picks:
                 found = answers.get(pick(key))
                 if found is not None:
                     return found
-        spans = [run.span() for run in _runs(key)]
-        owner = [-1] * len(key)  # position → index of the digit run it is in
-        for j, (start, end) in enumerate(spans):
-            owner[start:end] = [j] * (end - start)
-        read: set[int] = set()
-        found = tuple(self._walk(key, owner, read))
-        read_runs = tuple(sorted(read))
-        picks = memo.setdefault(shape, [])
-        for seen_runs, pick, answers in picks:
+        return self._remember(key, shape)
+
+    def _remember(self, key: str, shape: bytes) -> tuple[int, ...]:
+        """Walk ``key``, noting the spans it compared digits in, and store the answer for its class."""
+        compared: list[tuple[int, int]] = []
+        found = tuple(self._walk(key, compared))
+        # the digit runs (a class fixes where they are) that hold a compared position
+        spans = [run.span() for run in _runs(key)] if compared else []
+        read_runs = tuple(j for j, (start, end) in enumerate(spans)
+                          if any(a < end and start < b for a, b in compared))
+        picks = self._memo.setdefault(shape, [])
+        for pick, answers, seen_runs in picks:
             if seen_runs == read_runs:
                 break
-        else:  # the digits of the runs read (a class fixes where runs are); len, a constant, when none
+        else:  # the digits of the runs read; len, a constant for the class, when none
             pick = itemgetter(*(slice(*spans[j]) for j in read_runs)) if read_runs else len
             answers = {}
-            picks.append((read_runs, pick, answers))
+            picks.append((pick, answers, read_runs))
         answers[pick(key)] = found
         self._stored += 1
         if self._stored >= MEMO_LIMIT:  # keys too unlike one another to share answers: walk each
             self._memo = None
         return found
 
-    def _walk(self, key: str, owner: list[int] | None = None, read: set[int] | None = None) -> list[int]:
-        """:meth:`candidates`; with ``owner`` (position → digit run index, -1 outside runs), also adds to
-        ``read`` each digit run whose digits the walk compared with a label or suffix. A key that differs
-        only in the other runs' digits (and lengths) takes the same steps, so it has the same candidates."""
+    def _walk(self, key: str, compared: list[tuple[int, int]] | None = None) -> list[int]:
+        """:meth:`candidates`; with ``compared``, also adds to it each span (start, end) of the key in
+        which the walk compared a digit of the key with a digit of the index (a digit edge, a label or a
+        suffix holding a digit). Elsewhere a digit of the key meets only non-digits or a digit run,
+        whichever digit it is, so a key that differs only in digits outside those spans takes the
+        same steps."""
         # Hot path: one trie walk per key. A node can offer two ways on (a literal edge and a
         # digit run); the second one waits on a small stack, which is rarely used.
         found: list[int] = []
@@ -171,11 +178,11 @@ class Matcher:
                 if digits is not None and c.isdecimal():
                     pending.append((digits, _digit_run(key, i).end()))
                 edge = node.edges.get(c)
-                if owner is not None:
+                if compared is not None:
                     if node.digit_edge and c.isdecimal():  # which digit this is decides
-                        read.add(owner[i])
+                        compared.append((i, i + 1))
                     if edge is not None and edge[2]:  # a label's digits are compared with the key's
-                        read.update(owner[p] for p in range(i, min(n, i + len(edge[0]))) if owner[p] >= 0)
+                        compared.append((i, i + len(edge[0])))
                 if edge is not None:
                     label = edge[0]
                     if key.startswith(label, i):
@@ -185,8 +192,8 @@ class Matcher:
                 break
             node, i = pending.pop()
         for length, table, digit_suffix in self._by_suffix:
-            if owner is not None and digit_suffix:
-                read.update(owner[p] for p in range(max(0, n - length), n) if owner[p] >= 0)
+            if compared is not None and digit_suffix:
+                compared.append((n - length, n))
             ids = table.get(key[-length:])  # a key shorter than the suffix cannot be equal to it
             if ids is not None:
                 found += ids
