@@ -73,13 +73,14 @@ def make_plan(
     if policy not in UNMATCHED_POLICIES:
         raise ValueError(f"unknown unmatched policy {policy!r}; use one of {', '.join(UNMATCHED_POLICIES)}")
     rules = ruleset.rules
-    n_skip = len(ruleset.skip)
     # One index over skip patterns then rules: candidate ids come out ascending, so skip
-    # patterns are tried first, and each group in its own order.
-    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules]).cached_candidates
-    fullmatch = [full_matcher(s.pattern) for s in ruleset.skip] + [full_matcher(r.pattern) for r in rules]
+    # patterns are tried first, and each group in its own order. Per candidate the matcher
+    # remembers its steps: (full match, renderer or None for a skip pattern, index in its group).
+    steps = [(full_matcher(s.pattern), None, i) for i, s in enumerate(ruleset.skip)] + \
+        [(full_matcher(r.pattern), r.template.renderer, i) for i, r in enumerate(rules)]  # renderers: once per Rule
+    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules],
+                         answer=lambda ids: tuple(map(steps.__getitem__, ids))).cached_candidates
     skip_text = [s.match for s in ruleset.skip]
-    renderers = [r.template.renderer for r in rules]  # compiled once per rule, in Rule
 
     mapped: list[Mapped] = []
     skipped: list[Skipped] = []
@@ -95,15 +96,14 @@ def make_plan(
     make, entry = tuple.__new__, Mapped  # Mapped(...) of all ten fields, without its keyword handling
 
     for key, spec in source_specs.items():
-        for i in candidates(key):
-            m = fullmatch[i](key)
+        for fullmatch, render, i in candidates(key):
+            m = fullmatch(key)
             if m is None:
                 continue
-            if i < n_skip:
+            if render is None:  # a skip pattern
                 skipped.append(Skipped(key, skip_text[i]))
                 break
-            i -= n_skip
-            target = renderers[i](m)
+            target = render(m)
             if target is None:
                 continue
             used[i] = True

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from operator import itemgetter
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .regex_syntax import DIGITS, literal_prefix, literal_suffix, prefix_tokens
 
@@ -58,8 +58,11 @@ class _Node:
 class Matcher:
     """Patterns in order; finds, for a key, the patterns that fully match it, in order."""
 
-    def __init__(self, patterns: Sequence[re.Pattern]):
+    def __init__(self, patterns: Sequence[re.Pattern], answer: Callable[[list[int]], Any] = tuple):
+        """``answer`` makes what :meth:`cached_candidates` gives (and remembers) from the candidates
+        (indices, ascending); it must not give None. The planner has each index's work looked up once."""
         self.patterns = tuple(patterns)
+        self._answer = answer
         self._fullmatch = tuple(p.fullmatch for p in self.patterns)
         self._root = _Node()
         # Patterns without a usable prefix are indexed by literal suffix (``.*\\.bias``),
@@ -111,8 +114,8 @@ class Matcher:
         """Indices of the patterns whose prefix (or suffix) ``key`` has, ascending: a superset of the matches."""
         return self._walk(key)
 
-    def cached_candidates(self, key: str) -> tuple[int, ...]:
-        """:meth:`candidates` as a tuple, remembered for keys that differ from one seen only in the
+    def cached_candidates(self, key: str) -> Any:
+        """``answer`` (a tuple unless the matcher was given another) of :meth:`candidates`, remembered for keys that differ from one seen only in the
         digits of runs the index did not read (up to :data:`MEMO_LIMIT` answers).
 
         A key's class is its text with every ASCII digit masked. Walking a key notes which digit runs
@@ -123,7 +126,7 @@ class Matcher:
         """
         memo = self._memo
         if memo is None:
-            return tuple(self._walk(key))
+            return self._answer(self._walk(key))
         # UTF-8 (lone surrogates too) never holds the byte 0xff, so a masked digit is told from any
         # other character, and the class fixes every character but the ASCII digits
         shape = key.encode("utf-8", "surrogatepass").translate(_MASK_DIGITS)
@@ -135,10 +138,10 @@ class Matcher:
                     return found
         return self._remember(key, shape)
 
-    def _remember(self, key: str, shape: bytes) -> tuple[int, ...]:
+    def _remember(self, key: str, shape: bytes) -> Any:
         """Walk ``key``, noting the spans it compared digits in, and store the answer for its class."""
         compared: list[tuple[int, int]] = []
-        found = tuple(self._walk(key, compared))
+        found = self._answer(self._walk(key, compared))
         # the digit runs (a class fixes where they are) that hold a compared position
         spans = [run.span() for run in _runs(key)] if compared else []
         read_runs = tuple(j for j, (start, end) in enumerate(spans)
