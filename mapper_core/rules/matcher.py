@@ -143,17 +143,23 @@ class Matcher:
         compared: list[tuple[int, int]] = []
         found = self._answer(self._walk(key, compared))
         # the digit runs (a class fixes where they are) that hold a compared position
-        spans = [run.span() for run in _runs(key)] if compared else []
-        read_runs = tuple(j for j, (start, end) in enumerate(spans)
-                          if any(a < end and start < b for a, b in compared))
+        read: list[tuple[int, int]] = []
+        if compared:
+            for run in _runs(key):
+                start, end = span = run.span()
+                for a, b in compared:
+                    if a < end and start < b:
+                        read.append(span)
+                        break
+        spans = tuple(read)
         picks = self._memo.setdefault(shape, [])
-        for pick, answers, seen_runs in picks:
-            if seen_runs == read_runs:
+        for pick, answers, seen in picks:
+            if seen == spans:
                 break
-        else:  # the digits of the runs read; len, a constant for the class, when none
-            pick = itemgetter(*(slice(*spans[j]) for j in read_runs)) if read_runs else len
+        else:  # the text of those spans; len, a constant for the class, when there are none
+            pick = itemgetter(*(slice(*span) for span in spans)) if spans else len
             answers = {}
-            picks.append((pick, answers, read_runs))
+            picks.append((pick, answers, spans))
         answers[pick(key)] = found
         self._stored += 1
         if self._stored >= MEMO_LIMIT:  # keys too unlike one another to share answers: walk each
