@@ -281,38 +281,51 @@ def _compile(parts: tuple[str | Field, ...], tables: Tables) -> Callable[[re.Mat
     if not refs:
         text = fmt % ()  # undo the escaping
         return lambda m: text
-    single = len(refs) == 1
-    if not special:
-        if single:
-            ref = refs[0]
-            return lambda m: None if (v := m.group(ref)) is None else fmt % (v,)
-        return lambda m: None if None in (vs := m.group(*refs)) else fmt % vs
-
-    return _special_renderer(fmt, refs, special)
+    if not special and len(refs) == 1:
+        ref = refs[0]
+        return lambda m: None if (v := m.group(ref)) is None else fmt % (v,)
+    return _written_renderer(fmt, refs, special)
 
 
-def _special_renderer(fmt: str, refs: tuple, special: tuple) -> Callable[[re.Match], str | None]:
-    """The renderer of a template with shifted or looked-up fields, as a function written for its
-    fields (a loop over them cost twice as much): the steps of :func:`_walk` in the same order
-    (every group took part, then each special field left to right), with ``None`` where it gives a
-    reason. A shifted value stays an int: ``%s`` of it is its ``str``.
+def _written_renderer(fmt: str, refs: tuple, special: tuple) -> Callable[[re.Match], str | None]:
+    """The renderer of a template with several fields, or shifted or looked-up ones, as a function
+    written for its fields (a loop over them cost twice as much; ``m.group(1, 2)`` is cheaper than
+    ``m.group(*refs)``): the steps of :func:`_walk` in the same order (every group took part, then
+    each special field left to right), with ``None`` where it gives a reason. A shifted value stays
+    an int: ``%s`` of it is its ``str``.
 
-    The source text holds only names it makes, integer literals and the group references' reprs
-    (an int, or a name :data:`_FIELD` admitted); tables and the format go in through the namespace."""
-    names = [f"v{pos}" for pos in range(len(refs))]
-    space: dict = {"fmt": fmt}
-    got = f"{', '.join(names)}{',' if len(refs) > 1 else ''} = m.group({', '.join(map(repr, refs))})"
-    lines = ["def render(m):", f"    {got}",
-             f"    if {' or '.join(f'{v} is None' for v in names)}:", "        return None"]
-    for pos, table, offset in special:
-        v = names[pos]
-        if table is not None:
-            space[f"t{pos}"] = table
-            lines += [f"    {v} = t{pos}.get({v})", f"    if {v} is None:", "        return None"]
-            continue
-        lines += [f"    if not {v}.isdecimal():", "        return None", f"    {v} = int({v}) + {int(offset)}"]
-        if offset < 0:  # a decimal's int is at least 0, so only a negative shift can go below 0
-            lines += [f"    if {v} < 0:", "        return None"]
-    lines.append(f"    return fmt % ({', '.join(names)},)")
+    The function is made by a factory written once per layout of fields (refs, shifts, which fields
+    are looked up), shared by every template of that layout; the format and tables are its arguments."""
+    layout = (refs, tuple((pos, table is not None, offset) for pos, table, offset in special))
+    return _factory(layout)(fmt, *(table for _, table, _ in special if table is not None))
+
+
+@functools.lru_cache(maxsize=1024)
+def _factory(layout: tuple) -> Callable[..., Callable[[re.Match], str | None]]:
+    """``make(fmt, *tables) → render`` for a layout of :func:`_written_renderer`. The source text holds
+    only names it makes, integer literals and the group references' reprs (an int, or a name that
+    :data:`_FIELD` admitted); compiling it costs about 0.1 ms, hence the cache."""
+    refs, special = layout
+    got = ", ".join(map(repr, refs))
+    tables = [f"t{pos}" for pos, looked_up, _ in special if looked_up]
+    lines = [f"def make(fmt, {''.join(t + ', ' for t in tables)}):", "    def render(m):"]
+    if not special:  # the values as they are, in the tuple the match gives
+        lines += [f"        vs = m.group({got})", "        return None if None in vs else fmt % vs"]
+    else:
+        names = [f"v{pos}" for pos in range(len(refs))]
+        lines += [f"        {', '.join(names)}{',' if len(refs) > 1 else ''} = m.group({got})",
+                  f"        if {' or '.join(f'{v} is None' for v in names)}:", "            return None"]
+        for pos, looked_up, offset in special:
+            v = names[pos]
+            if looked_up:
+                lines += [f"        {v} = t{pos}.get({v})", f"        if {v} is None:", "            return None"]
+                continue
+            lines += [f"        if not {v}.isdecimal():", "            return None",
+                      f"        {v} = int({v}) + {int(offset)}"]
+            if offset < 0:  # a decimal's int is at least 0, so only a negative shift can go below 0
+                lines += [f"        if {v} < 0:", "            return None"]
+        lines.append(f"        return fmt % ({', '.join(names)},)")
+    lines.append("    return render")
+    space: dict = {}
     exec("\n".join(lines), space)  # noqa: S102 - source text built above from fixed pieces
-    return space["render"]
+    return space["make"]
