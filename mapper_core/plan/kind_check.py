@@ -99,8 +99,9 @@ def check_kinds(
                  for i, s, t in zip(count(), s_mods, t_mods) if s in spread or t in mixed]
         for (i, _, _), detail in _splits(pairs, spread, mixed):
             finding(i, detail)
-    if target_specs is not None:
-        labels = ({s: source_kinds[s].signature for s in s_names}, {t: target_label(t) for t in t_names})
+    if target_specs is not None:  # worked out when explain reads them, as without a target
+        labels = (LazyLabels(lambda: {s: source_kinds[s].signature for s in s_names}),
+                  LazyLabels(lambda: {t: target_label(t) for t in t_names}))
     return tuple(found[i] for i in sorted(found)), labels
 
 
@@ -175,9 +176,9 @@ def _modules(specs: Mapping[str, TensorSpec], wanted: Iterable[str]) -> dict[str
     modules: dict[str, dict[str, int]] = {name: {} for name in wanted}
     # only the keys of wanted modules are looked at one by one; the rest are passed over in C
     keys = list(specs)
-    for key in compress(keys, map(modules.__contains__, _modules_of(keys))):
-        module, member = _split(key)
-        modules[module][member] = len(specs[key].shape)
+    for key, spec in compress(zip(keys, specs.values()), map(modules.__contains__, _modules_of(keys))):
+        module, _, member = key.rpartition(".")
+        modules[module][member] = len(spec.shape)
     return modules
 
 
