@@ -191,3 +191,18 @@ def test_a_class_shares_one_answer_and_the_memo_stops_at_its_limit(monkeypatch):
     keys = [f"model.layers.1.block{j}.q.weight" for j in range(30)] + ["x٣.y", "model.layers.1.block٣.q.weight"]
     assert [small.cached_candidates(k) for k in keys] == [tuple(small.candidates(k)) for k in keys]
     assert small._memo is None  # past the limit every key is walked
+
+
+def test_a_matcher_remembers_what_its_answer_makes_of_the_candidates():
+    patterns = [re.compile(p) for p in (r"k(\d+)\.a", r"k1\.(\w)", r".*\.a")]
+    made = []
+
+    def answer(ids):
+        made.append(ids)
+        return tuple(patterns[i].pattern for i in ids)
+
+    matcher = Matcher(patterns, answer=answer)
+    keys = ["k1.a", "k2.a", "k1.b", "k1.a", "k2.a"]
+    assert [matcher.cached_candidates(k) for k in keys] == \
+        [tuple(patterns[i].pattern for i in Matcher(patterns).candidates(k)) for k in keys]
+    assert made == [[0, 1, 2], [0, 2], [1]]  # once per answer (k1's digit is read: 'k1' is an edge)

@@ -88,6 +88,19 @@ def test_literal_braces_and_named_groups_render_like_the_template():
     assert fixed.template.render(fixed.pattern.fullmatch("a")) == "{fixed}"
 
 
+def test_templates_of_one_layout_share_a_renderer_maker_yet_keep_their_text_and_tables():
+    # {1+1}.{2|t} twice: one written function serves both, with each rule's format and table
+    first = Rule(0, r"a(\d+)\.(\w)", "x{1+1}.{2|t}%", tables={"t": {"w": "W", "b": "B"}})
+    second = Rule(1, r"a(\d+)\.(\w)", "y.{1+1}-{2|t}", tables={"t": {"w": "weight"}})
+    m = first.pattern.fullmatch("a9.w")
+    assert (first.template.render(m), second.template.render(m)) == ("x10.W%", "y.10-weight")
+    b = first.pattern.fullmatch("a9.b")
+    assert (first.template.render(b), second.template.render(b)) == ("x10.B%", None)
+    plain = [Rule(i, r"(a)(b)?", t) for i, t in enumerate(("{1}.{2}", "{2}:{1}"))]
+    assert [r.template.render(r.pattern.fullmatch("ab")) for r in plain] == ["a.b", "b:a"]
+    assert [r.template.render(r.pattern.fullmatch("a")) for r in plain] == [None, None]
+
+
 @pytest.mark.parametrize("match, target, key, reason", [
     (r"z(\.\d)?", "z{1}", "z", "group 1 took no part, so {1} has no value"),
     (r"b\.(\w+)", "b.{1+1}", "b.²", "{1+1} needs a number and group 1 captured '²'"),
