@@ -18,7 +18,6 @@ processes.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -29,7 +28,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from .atomic import AtomicFiles, Terminated, remove_stale, stale_temps, write_all
+from .atomic import AtomicFiles, Terminated, remove_stale, signals_held, stale_temps, write_all
+from .rollback import STOP_SIGNALS
 from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
 from .provenance import Hasher, final_metadata
@@ -119,21 +119,7 @@ def _put_in_place(job: ShardJob, i: int, out: AtomicFiles, writer: FileWriter, m
     return checked
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _EXIT_OF = {Terminated: 143, KeyboardInterrupt: 130}  # the CLI's codes, for a worker stopped by a signal
-
-
-@contextlib.contextmanager
-def signals_held():
-    """SIGINT and SIGTERM wait (they are not lost) until the block ends; where threads can't mask, nothing."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _die_with_parent() -> None:
@@ -168,7 +154,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
                 done.value += n
         try:
             if hasattr(signal, "pthread_sigmask"):  # forked inside signals_held(): take signals again
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             if sys.platform.startswith("linux"):
                 _die_with_parent()
             _one_thread()
