@@ -139,7 +139,7 @@ def _message(error: Any, path: tuple) -> str:
             hint = "; put it in quotes to keep it as text"
         keys = list(schema.get("properties", ())) if names == ["object"] else []
         if keys and not isinstance(instance, dict):
-            expected += f" with the keys {', '.join(keys)}"
+            expected += f" with the key{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
         return f"expected {expected}, got {got}{hint}"
     if kind == "enum":
         return f"expected one of {', '.join(json.dumps(v) for v in value)}; got {got}"
