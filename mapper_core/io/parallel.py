@@ -34,6 +34,7 @@ from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
 from .provenance import Hasher, final_metadata
 from .shard_manifest import MANIFEST_SUFFIX, Manifest, manifest_path
+from .shared_digests import HashUnavailable, SharedDigests
 
 __all__ = ["ForkWorkers", "Manifest", "MANIFEST_SUFFIX", "ShardJob", "manifest_path", "write_parallel",
            "write_share"]
@@ -146,7 +147,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
                             "run with --workers 1, or under torchrun (python -m mapper_core.dist)")
     ctx = multiprocessing.get_context("fork")  # children inherit the open reader, the plan and the entries
     done, checked, errors = ctx.Value("q", 0), ctx.Value("q", 0), ctx.SimpleQueue()
-    digests = _SharedDigests(ctx, job)
+    digests = SharedDigests(ctx, job)
 
     def child(w: int, shards: Sequence[int]) -> None:
         def step(n: int, key: str) -> None:
@@ -165,7 +166,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
             code = exc.exit_code if isinstance(exc, MapperError) else 2
             if isinstance(exc, KeyboardInterrupt):
                 code = _EXIT_OF[Terminated if isinstance(exc, Terminated) else KeyboardInterrupt]
-            errors.put((isinstance(exc, _HashUnavailable), w, str(exc) or type(exc).__name__, code))
+            errors.put((isinstance(exc, HashUnavailable), w, str(exc) or type(exc).__name__, code))
             os._exit(code)
 
     procs = [ctx.Process(target=child, args=(w, s), name=f"mapper-worker-{w}") for w, s in enumerate(assignment) if s]
@@ -208,53 +209,6 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
         raise hash_error
     _raise_worker_failure(procs, errors)
     return checked.value, digests.final(True)
-
-
-class _HashUnavailable(BadInputError):
-    """A worker could not finish because the source hash did not: the cause is reported elsewhere."""
-
-
-class _SharedDigests:
-    """The source digests, in memory shared with the forked workers: the parent fills them in once the
-    source is hashed; a worker asks for the final metadata (``final``) after each shard."""
-
-    def __init__(self, ctx, job: ShardJob):
-        self.job, self.hashed = job, list(job.hashed)
-        self.table = ctx.RawArray("B", 32 * len(self.hashed))
-        self.state = ctx.Value("i", 0)  # 0 hashing, 1 done, 2 failed
-        self.ready = ctx.Event()
-        self.parent = os.getpid()
-        self._final: dict[str, str] | None = None
-
-    def publish(self, hashers: list[Hasher]) -> MapperError | None:
-        """Hand the finished hashers' digests to the workers (or tell them the hash failed); returns the
-        hash's error."""
-        error = None
-        try:
-            found = {p: d for h in hashers for p, d in h.result().items()}
-            for k, p in enumerate(self.hashed):
-                self.table[32 * k:32 * k + 32] = bytes.fromhex(found[p])
-            self.state.value = 1
-        except MapperError as exc:
-            error = exc
-            self.state.value = 2
-        self.ready.set()
-        return error
-
-    def final(self, block: bool) -> dict[str, str] | None:
-        if not self.hashed:
-            return self.job.meta
-        if self._final is None:
-            while not self.ready.wait(1.0 if block else 0):
-                if not block:
-                    return None
-                if os.getppid() != self.parent and os.getpid() != self.parent:
-                    raise _HashUnavailable("the main process is gone; nothing more is put in place")
-            if self.state.value != 1:
-                raise _HashUnavailable("the source hash did not finish (see the main process's message)")
-            table = bytes(self.table)
-            self._final = self.job.final_meta({p: table[32 * k:32 * k + 32].hex() for k, p in enumerate(self.hashed)})
-        return self._final
 
 
 def _raise_worker_failure(procs: list, errors) -> None:
