@@ -18,6 +18,10 @@ fails, :class:`CommitError` says, file by file, where things are. SIGINT and SIG
 while this runs (:func:`signals_held`); a process killed by SIGKILL mid-way cannot put things
 back, and its kept-aside files are then temporaries like any other (:func:`stale_temps`).
 
+Setting ``committed`` is the commit point. A program that must say what an interrupt left
+behind runs inside :func:`mapper_core.io.commits.recording`, which lists the outputs whose
+commit point has passed (the ``mapper`` command line does).
+
 Without ``replace`` (``--force``), the final step never replaces anything, even a file that
 another process put there after the destinations were checked: ``renameat2`` with
 ``RENAME_NOREPLACE`` where the kernel and the filesystem have it, else a hard link (which
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import OutputExistsError, Terminated  # Terminated lives in errors: the CLI needs it at start-up
+from .commits import watch
 from .rollback import CommitError, Move, commit_failure, keep_aside, signals_held, undo
 
 __all__ = ["AtomicFiles", "CommitError", "Terminated", "check_destinations", "fsync_dir", "remove_stale",
@@ -188,8 +193,9 @@ class AtomicFiles:
 
     def __init__(self, replace: bool = True) -> None:
         self._files: list[tuple[Path, Path, int | None]] = []  # dest, temp, fd
-        self.committed = False
+        self.committed = False  # set at the commit point: every rename done, nothing is undone after it
         self.replace = replace  # False: commit never replaces a file, even one that appeared meanwhile
+        watch(self)  # so that a program interrupted later can tell whether this output is in place
 
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> "AtomicFiles":

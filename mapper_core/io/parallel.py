@@ -289,7 +289,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         err = BadInputError(problem[0])
         err.exit_code = problem[1]
         raise err
-    todo, ours, stale = plan
+    todo, ours, stale, index_ours = plan
     sizes = [layouts[i].size for i in todo]
     assignment = [[todo[j] for j in share] for share in assign_shards(sizes, executor.workers)]
     job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), verify, originals)
@@ -298,18 +298,21 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         _check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
         weight_map = {e.key: path.name for path, w in zip(files, layouts) for e in w.entries}
         total = sum(e.spec.nbytes for g in groups for e in g)
-        with AtomicFiles(replace=force) as out:
-            write_all(out.create(index), index_json(weight_map, total, final))
-            out.commit()
-        manifest.remove()
+        data = index_json(weight_map, total, final)
+        with AtomicFiles(replace=force or index_ours) as out:
+            write_all(out.create(index), data)
+            manifest.record_index(index, data)  # before the rename: the manifest can only go after it
+            with signals_held():  # Ctrl-C waits for the manifest's removal too (a rerun copes if not)
+                out.commit()
+                manifest.remove()
     executor.barrier()  # nobody returns before the index is there
     return checked, final, [Path(p) for p in stale]
 
 
 def _todo(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, manifest: Manifest,
-          sources: Sequence[Path], force: bool, clean_stale: bool) -> tuple[list[int], list[int], list[str]]:
-    """(shards still to write, shards the manifest names, stale temporaries); refuses destinations as
-    a single-process conversion would."""
+          sources: Sequence[Path], force: bool, clean_stale: bool) -> tuple[list[int], list[int], list[str], bool]:
+    """(shards still to write, shards the manifest names, stale temporaries, whether the index is one an
+    earlier run put in place before it was stopped); refuses destinations as one process would."""
     from .atomic import check_destinations
 
     records = manifest.records()
@@ -318,12 +321,13 @@ def _todo(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, man
     todo = [i for i in range(len(files)) if i not in finished]
     # a shard the manifest names is ours (finished, or damaged since): replaced without --force, never the source
     ours = [i for i in range(len(files)) if files[i].name in records]
-    check_destinations([files[i] for i in set(ours) | finished], sources, force=True)
-    check_destinations([files[i] for i in todo if i not in ours] + [index], sources, force)
+    index_ours = manifest.owns_index(index)
+    check_destinations([files[i] for i in set(ours) | finished] + [index] * index_ours, sources, force=True)
+    check_destinations([files[i] for i in todo if i not in ours] + [index] * (not index_ours), sources, force)
     stale = [p for dest in list(files) + [index] for p in stale_temps(dest)]
     if clean_stale:
         remove_stale(stale)
-    return todo, ours, [str(p) for p in stale]
+    return todo, ours, [str(p) for p in stale], index_ours
 
 
 def _check_skipped(files: Sequence[Path], groups: Sequence[Sequence[Entry]], skipped: set[int],

@@ -124,3 +124,16 @@ def test_cli_force_over_a_sharded_output_that_fails_mid_commit_leaves_the_old_ou
     assert second.returncode == 2
     assert "writing failed: Input/output error" in second.stderr and "nothing was written" in second.stderr
     assert contents(tmp_path) == before  # every shard and the index byte for byte the first run's
+
+
+def test_recording_lists_only_outputs_past_their_commit_point(tmp_path, monkeypatch):
+    from mapper_core.io.commits import recording
+
+    with recording() as commits:
+        commit_new(tmp_path)
+        failing_on(monkeypatch, 1, OSError(errno.EIO, "Input/output error"))
+        with pytest.raises(OSError):
+            with AtomicFiles() as out:
+                os.write(out.create(tmp_path / "e.bin"), b"never")
+                out.commit()
+    assert commits.done() == [tmp_path / name for name in (*NAMES, "d.bin")]
