@@ -262,7 +262,10 @@ class AtomicFiles:
                 raise
             for move in moves:  # the earlier files are no longer needed (still held: none stays behind)
                 if move.kept is not None:
-                    _unlink(move.kept)
+                    try:
+                        _unlink(move.kept)
+                    except OSError:  # the output is in place: a kept file left is a stale temporary, listed later
+                        pass
             _fsync_dirs(dest for dest, _, _ in self._files)
 
     def _rename(self, temp: Path, dest: Path) -> None:

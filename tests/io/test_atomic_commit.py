@@ -137,3 +137,18 @@ def test_recording_lists_only_outputs_past_their_commit_point(tmp_path, monkeypa
                 os.write(out.create(tmp_path / "e.bin"), b"never")
                 out.commit()
     assert commits.done() == [tmp_path / name for name in (*NAMES, "d.bin")]
+
+
+def test_a_kept_file_that_cannot_be_removed_after_the_commit_point_does_not_fail_it(tmp_path, monkeypatch):
+    existing(tmp_path)
+    real = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if str(path).endswith(TEMP_SUFFIX) and not str(path).startswith(str(tmp_path / ".d.bin")):
+            raise OSError(errno.EIO, "Input/output error")
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "unlink", unlink)
+    commit_new(tmp_path)  # in place: no exception
+    assert (tmp_path / "a.bin").read_bytes() == b"new a.bin"
+    assert len([p for p in tmp_path.iterdir() if p.name.endswith(TEMP_SUFFIX)]) == 3  # left, as temporaries
