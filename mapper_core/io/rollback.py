@@ -72,6 +72,9 @@ def keep_aside(move: Move, prefix: str, suffix: str) -> None:
             return
         except FileExistsError:
             continue
+        except FileNotFoundError:  # gone meanwhile: nothing to keep
+            move.kept, move.linked = None, False
+            return
         except (OSError, NotImplementedError):  # no hard links here: move it aside for the moment
             if os.path.lexists(move.kept):
                 continue
