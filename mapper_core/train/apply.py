@@ -121,7 +121,7 @@ def _refuse_errors(plan: Plan) -> None:
     if plan.errors:
         first = first_error(plan)
         raise PlanError(
-            f"the plan for rules '{plan.rules_name}' has {len(plan.errors)} error(s), e.g. {first}; "
+            f"the plan for rules '{plan.rules_name}' has {len(plan.errors)} error{'s' if len(plan.errors) != 1 else ''}, e.g. {first}; "
             "run `mapper plan` to see them all, fix the rules, or set on_shape_mismatch: skip",
             plan,
         )
