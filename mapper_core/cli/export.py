@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, ctx) -> int:
             source_specs = reader.specs()
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
-        with ctx.open_reader(args.source, args.format, **options) as reader:
+        with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             specs = reader.specs()
             plan = plan_export(ruleset, specs, source_specs)
             if args.json and (plan.problems or (plan.left_behind and policy == "error")):
@@ -53,10 +53,12 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.json:
         ctx.print_json({**plan.to_dict(policy), "written": result.to_dict()})
         return 0
-    ctx.print(f"exported {len(plan.entries)} tensors to {result.destination} (rules '{plan.rules_name}', "
+    from ..io.inspection import counted
+
+    ctx.print(f"exported {counted(len(plan.entries), 'tensor')} to {result.destination} (rules '{plan.rules_name}', "
               f"inverted from {plan.method})")
     if result.aliases:
-        ctx.print(f"  {result.aliases} tied keys stored once (metadata 'mapper.aliases')")
+        ctx.print(f"  {counted(result.aliases, 'tied key')} stored once (metadata 'mapper.aliases')")
     for line in result_lines(result):
         ctx.print(line)
     if plan.left_behind:
