@@ -42,7 +42,7 @@ def load_target(model: nn.Module, source: Any, specs: Mapping[str, Any], ruleset
             dataclasses.replace(k, action="warn") for k in plan.kind_mismatches))
     if plan.errors:
         raise PlanError(f"rules '{plan.rules_name}' cannot load {origin} into the target model: "
-                        f"{len(plan.errors)} error(s), e.g. {first_error(plan)}; run `mapper plan` with the same "
+                        f"{len(plan.errors)} error{'s' if len(plan.errors) != 1 else ''}, e.g. {first_error(plan)}; run `mapper plan` with the same "
                         "--target model to see them", plan)
     result = apply_to_module(plan, model, source)
     if result.unexpected or result.mismatched:

@@ -14,10 +14,12 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
 from ..errors import MapperError, Terminated
+from ..io.commits import Commits, recording
 from .context import Context
 
 COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export", "suggest", "verify")
@@ -74,18 +76,20 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
 
     owns_signals = threading.current_thread() is threading.main_thread()  # handlers: main thread only
     previous = signal.signal(signal.SIGTERM, terminated) if owns_signals else None
+    commits = Commits()
     try:
-        return int(args._run(args, ctx))
+        with recording() as commits:  # what was put in place, for the message if the command is stopped
+            return int(args._run(args, ctx))
     except MapperError as exc:
         ctx.error(str(exc))
         if exc.__cause__ is not None:  # a plugin's own exception, kept for --debug
             ctx.traceback(exc.__cause__)
         return exc.exit_code
     except Terminated:
-        ctx.error("terminated; " + _left_behind(args))
+        ctx.error("terminated; " + _left_behind(args, commits.done()))
         return EXIT_TERMINATED
     except KeyboardInterrupt:
-        ctx.error("interrupted; " + _left_behind(args))
+        ctx.error("interrupted; " + _left_behind(args, commits.done()))
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `mapper plan ... | head`
         sys.stderr.close()
@@ -111,8 +115,21 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _left_behind(args: argparse.Namespace) -> str:
-    """What an interrupted command leaves: nothing, or a --workers run's finished, recorded shards."""
+def _left_behind(args: argparse.Namespace, done: list[Path]) -> str:
+    """What an interrupted command leaves: its output complete (the stop came after the last rename),
+    nothing, or a --workers run's finished, recorded shards."""
+    if done:
+        from ..io.shard_manifest import manifest_path
+
+        last = done[-1]  # the index comes after its shards
+        more = len(done) - 1
+        files = f" (and {more} more file{'s' if more > 1 else ''})" if more else ""
+        said = f"the output was already complete: {last} is in place{files}; only the report after it did not run"
+        manifest = manifest_path(last)
+        if manifest.exists():  # a --workers run stopped between its index and the manifest's removal
+            said += (f". The resume manifest {manifest} was left behind: delete it, or rerun the same command "
+                     "(it finds every shard finished and only puts the index in place again)")
+        return said
     if getattr(args, "workers", 1) > 1:
         return ("no file was left half-written; shards already finished stay in place, recorded in the manifest: "
                 "rerun the same command to write only the rest")

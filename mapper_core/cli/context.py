@@ -131,9 +131,15 @@ class Context:
                     return f
         return choose_format(path, self.formats(), format_name)
 
-    def open_reader(self, path: str | Path, format_name: str | None = None, **options):
-        """Every command opens checkpoints here, so the library's warnings reach the user one way."""
+    def open_reader(self, path: str | Path, format_name: str | None = None, *, source: bool = False, **options):
+        """Every command opens checkpoints here, so the library's warnings reach the user one way.
+
+        ``source``: ``path`` is the one checkpoint the reader options were given for, so an option
+        that renames keys (``unwrap``, ``strip_prefix``) its format does not take is refused
+        instead of being ignored (the library ignores other formats' options)."""
         fmt = self.format_for(path, format_name)
+        if source:
+            refuse_foreign_options(path, fmt, options)
         if fmt.name in NEVER_UNPICKLE:  # no pickle warning can come; spare the torch reader's import
             return fmt.open(Path(path), **options)
         with self.library_warnings():
@@ -161,3 +167,19 @@ class Context:
             warnings.simplefilter("always", TrustPickleWarning)
             warnings.simplefilter("always", PickledModuleWarning)
             yield
+
+
+_KEY_OPTIONS = {"unwrap": "--unwrap", "strip_prefix": "--strip-prefix"}  # options that change the keys read
+
+
+def refuse_foreign_options(path: str | Path, fmt, options: dict) -> None:
+    """A key-changing reader option given for a checkpoint whose format does not take it: an error,
+    not the silent no-op that would plan other keys than the user asked for."""
+    from ..errors import BadInputError
+
+    for name, flag in _KEY_OPTIONS.items():
+        if name in options and name not in fmt.options:
+            raise BadInputError(f"{path}: {flag} applies to torch checkpoints; this is a {fmt.name} checkpoint, whose "
+                                f"keys are read as stored. Drop {flag} and write the keys as they are in the rules "
+                                "(e.g. match: 'model\\.enc\\.(\\d+)\\.weight'), or convert the file to the "
+                                "form you want first")

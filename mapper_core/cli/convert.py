@@ -46,28 +46,50 @@ def run(args: argparse.Namespace, ctx) -> int:
     options = reader_options(args)
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
-        with ctx.open_reader(args.source, args.format, **options) as reader:
+        with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             target = load_target(args, ctx, options)
             plan = plan_for_reader(args, reader, ruleset, target) if ruleset is not None else None
             result = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,
                            rules_sha256=ruleset.sha256 if ruleset else None, strict=args.strict,
                            target_specs=target[0] if plan is None else None)
     if args.json:
-        ctx.print_json(result.to_dict())
+        data = result.to_dict()
+        if plan is not None and plan.target_count is not None:
+            data["uninitialized"] = list(plan.uninitialized)
+        ctx.print_json(data)
     else:
-        ctx.print(_summary(result, dcp=args.output_format == "dcp"))
+        ctx.print(_summary(result, dcp=args.output_format == "dcp", plan=plan))
     return 0
 
 
-def _summary(result, dcp: bool = False) -> str:
+def _unfilled(plan) -> list[str]:
+    """What the target keeps of its own: keys nothing fills, said after the write (--strict refuses them)."""
+    from ..io.inspection import counted
+    from ..plan.text import shown
+
+    lines = []
+    if plan is None or plan.target_count is None:
+        return lines
+    if plan.uninitialized:
+        first = ", ".join(shown(k) for k in plan.uninitialized[:3])
+        more = f", ... ({len(plan.uninitialized) - 3:,} more: mapper plan lists them)" if len(plan.uninitialized) > 3 else ""
+        lines.append(f"  target: {counted(len(plan.uninitialized), 'key')} nothing fills (uninitialized): {first}{more}; "
+                     "declare them under new: in the rules, or pass --strict to refuse")
+    if plan.expected_uninitialized:
+        lines.append(f"  target: {counted(len(plan.expected_uninitialized), 'key')} declared new (new: in the rules)")
+    return lines
+
+
+def _summary(result, dcp: bool = False, plan=None) -> str:
     from ..io.inspection import counted, human_bytes
 
     lines = [f"wrote {result.destination}: {counted(result.tensors, 'tensor')}, {human_bytes(result.tensor_bytes)} "
              f"({result.method})"]
     if result.rules and result.left_behind:
         lines.append(f"  rules '{result.rules}': {counted(result.left_behind, 'source key')} left behind")
+    lines += _unfilled(plan)
     if result.aliases:
-        lines.append(f"  {result.aliases} aliased keys stored once (metadata 'mapper.aliases')")
+        lines.append(f"  {counted(result.aliases, 'aliased key')} stored once (metadata 'mapper.aliases')")
     if result.cloned_bytes:
         lines.append(f"  {human_bytes(result.cloned_bytes)} cloned: the output shares the source's blocks (the "
                      "filesystem copies them only when either file changes)")
@@ -76,6 +98,6 @@ def _summary(result, dcp: bool = False) -> str:
 
         lines.append(f"  DCP folder: {', '.join(Path(p).name for p in result.paths)}")
         if result.checked is not None:
-            lines.append(f"  verified {result.checked} tensors bit for bit against the source")
+            lines.append(f"  verified {counted(result.checked, 'tensor')} bit for bit against the source")
         return "\n".join(lines)
     return "\n".join(lines + result_lines(result))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_write,
-                      reader_options)
+from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_unmatched,
+                      add_write, reader_options)
 from .write import progress, reading, result_lines, shard_size, write
 
 HELP = "map target-layout weights (e.g. a fine-tuned model) back to the source layout with the same rules"
@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-specs", metavar="FILE",
                    help="the original source checkpoint or spec file (headers only): plans exactly, "
                         "for rules whose match or transform cannot be read backwards on their own")
+    add_unmatched(p, "target keys no rule produces (a fine-tuned model's new layers)",
+                  "default: keep when the rules file says 'unmatched: keep', else drop")
     add_formats(p)
     add_reader(p)
     add_write(p)
@@ -25,10 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from ..io.export import as_convert_plan, plan_export, refuse_problems
+    from ..io.export import as_convert_plan, plan_export, refuse_left_behind, refuse_problems, unmatched_policy
 
     max_shard_size = shard_size(args)
     ruleset = ctx.load_rules(args.rules)
+    policy = unmatched_policy(ruleset, args.unmatched)
     options = reader_options(args)
     source_specs = None
     if args.source_specs:
@@ -36,26 +39,31 @@ def run(args: argparse.Namespace, ctx) -> int:
             source_specs = reader.specs()
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
-        with ctx.open_reader(args.source, args.format, **options) as reader:
+        with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             specs = reader.specs()
             plan = plan_export(ruleset, specs, source_specs)
-            if args.json and plan.problems:
-                ctx.print_json(plan.to_dict())  # the refusal below names them too; JSON readers get the list
+            if args.json and (plan.problems or (plan.left_behind and policy == "error")):
+                ctx.print_json(plan.to_dict(policy))  # the refusal below names them too; JSON readers get the list
             refuse_problems(plan)
+            refuse_left_behind(plan, policy)
             # Written by convert's machinery: same destination rules, atomic streamed write,
             # tied weights stored once (metadata 'mapper.aliases'), same 'mapper.*' metadata.
-            result = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin), shown,
-                           max_shard_size=max_shard_size, rules_sha256=ruleset.sha256)
+            result = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin, policy),
+                           shown, max_shard_size=max_shard_size, rules_sha256=ruleset.sha256)
     if args.json:
-        ctx.print_json({**plan.to_dict(), "written": result.to_dict()})
+        ctx.print_json({**plan.to_dict(policy), "written": result.to_dict()})
         return 0
-    ctx.print(f"exported {len(plan.entries)} tensors to {result.destination} (rules '{plan.rules_name}', "
+    from ..io.inspection import counted
+
+    ctx.print(f"exported {counted(len(plan.entries), 'tensor')} to {result.destination} (rules '{plan.rules_name}', "
               f"inverted from {plan.method})")
     if result.aliases:
-        ctx.print(f"  {result.aliases} tied keys stored once (metadata 'mapper.aliases')")
+        ctx.print(f"  {counted(result.aliases, 'tied key')} stored once (metadata 'mapper.aliases')")
     for line in result_lines(result):
         ctx.print(line)
     if plan.left_behind:
         shown = ", ".join(plan.left_behind[:8]) + (" ..." if len(plan.left_behind) > 8 else "")
-        ctx.print(f"left behind {len(plan.left_behind)} target keys the rules do not fill from the source: {shown}")
+        what = ("kept {n} target keys no rule produces, under their own names" if policy == "keep" else
+                "left behind {n} target keys no rule produces (--unmatched keep writes them)")
+        ctx.print(f"{what.format(n=len(plan.left_behind))}: {shown}")
     return 0

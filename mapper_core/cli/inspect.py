@@ -19,7 +19,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     from ..io.inspection import inspect_reader, render_text
 
     fmt = ctx.format_for(args.source, args.format)
-    with ctx.open_reader(args.source, fmt.name, **reader_options(args)) as reader:
+    with ctx.open_reader(args.source, fmt.name, source=True, **reader_options(args)) as reader:
         report = inspect_reader(reader, fmt.name)
     if args.json:
         ctx.print_json(report.to_dict())

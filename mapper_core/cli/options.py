@@ -35,11 +35,13 @@ def add_target(p: argparse.ArgumentParser) -> None:
                    help="keyword argument for a model:NAME target (repeatable; V read as JSON, else text)")
 
 
-def add_unmatched(p: argparse.ArgumentParser) -> None:
-    """What happens to source keys no rule or skip pattern takes; overrides the rules file's ``unmatched:``."""
+def add_unmatched(p: argparse.ArgumentParser, what: str = "source keys no rule takes",
+                  default: str = "default: the rules file's 'unmatched', else error") -> None:
+    """What happens to the keys no rule takes (convert: source keys, export: target keys); one
+    option, the same three choices, in every command that writes."""
     p.add_argument("--unmatched", choices=("error", "keep", "drop"),
-                   help="source keys no rule takes: error (refuse), keep (written under their own names), "
-                        "drop (left behind, listed); default: the rules file's 'unmatched', else error")
+                   help=f"{what}: error (refuse), keep (written under their own names), drop (left behind, "
+                        f"listed); {default}")
 
 
 def add_formats(p: argparse.ArgumentParser, *, target: bool = False) -> None:

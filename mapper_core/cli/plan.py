@@ -77,7 +77,7 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
     Reads headers only."""
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)
-    with ctx.open_reader(args.source, args.format, **options) as reader:
+    with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
         target = load_target(args, ctx, options)
         plan = plan_for_reader(args, reader, ruleset, target)
         if cost:
@@ -120,7 +120,24 @@ def run(args: argparse.Namespace, ctx) -> int:
             from ..io.cost import render_cost
 
             ctx.print(render_cost(built[2]))
+    warn_wrapper_prefix(args, ctx, plan.unmatched, ruleset)
     if plan.has_errors(strict=args.strict) and not plan.errors:
         ctx.error(f"--strict: {len(plan.uninitialized)} uninitialized target key(s); add rules that fill them, "
                   "declare them as new layers (new: in the rules), or drop --strict")
     return 1 if plan.has_errors(strict=args.strict) else 0
+
+
+def warn_wrapper_prefix(args: argparse.Namespace, ctx, unmatched, ruleset) -> None:
+    """When every unmatched key carries one prefix the rules would take them without, say --strip-prefix."""
+    if not unmatched or getattr(args, "strip_prefix", None) is not None:
+        return
+    from ..plan.prefix_hint import strip_prefix_hint
+
+    prefix = strip_prefix_hint(unmatched, ruleset)
+    if not prefix:
+        return
+    fix = f"add --strip-prefix {prefix}"
+    if "strip_prefix" not in ctx.format_for(args.source, args.format).options:  # keys are read as stored
+        fix = f"begin the rules' patterns with '{prefix.replace('.', chr(92) + '.')}'"
+    ctx.warn(f"every unmatched key starts with '{prefix}' and the rules take them without it (a wrapper's "
+             f"name: Lightning's 'model.', DDP's 'module.'); {fix}")

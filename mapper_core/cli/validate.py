@@ -32,8 +32,9 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.print_json({"valid": True, "rules": args.rules, "name": rs.name, "counts": counts, "problems": []})
     else:
         ctx.print(
-            f"{rs.origin or args.rules}: valid rules '{rs.name}' (version {rs.version}): "
-            f"{counts['rules']} rules, {counts['skip']} skip patterns, "
-            f"{counts['freeze_groups']} freeze groups, {counts['param_groups']} param groups"
+            f"{rs.origin or args.rules}: valid rules '{rs.name}' (version {rs.version}): " + ", ".join(
+                f"{counts[key]:,} {noun}{'' if counts[key] == 1 else 's'}" for key, noun in (
+                    ("rules", "rule"), ("skip", "skip pattern"), ("freeze_groups", "freeze group"),
+                    ("param_groups", "param group")))
         )
     return 0

@@ -34,7 +34,7 @@ def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_s
 
 def result_lines(result) -> list[str]:
     """What convert and export both report under their first line: shards and verification."""
-    from ..io.inspection import human_bytes
+    from ..io.inspection import counted, human_bytes
 
     lines = []
     shards = result.paths[:-1] if len(result.paths) > 1 else ()
@@ -46,7 +46,7 @@ def result_lines(result) -> list[str]:
         lines.append(f"  {len(shards)} shards of {each} ({human_bytes(sum(sizes))} in all): {listed}")
         lines.append(f"  index: {result.paths[-1]}")
     if result.checked is not None:
-        lines.append(f"  verified {result.checked} tensors bit for bit against the source")
+        lines.append(f"  verified {counted(result.checked, 'tensor')} bit for bit against the source")
     if result.stale_temps:
         count = len(result.stale_temps)
         what = f"{count} temporary file{'s' if count != 1 else ''} left by killed runs"

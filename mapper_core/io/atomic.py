@@ -9,8 +9,18 @@ on SIGTERM installs its own handler that raises (:class:`Terminated` is there fo
 ``mapper`` command line does exactly this while a command runs).
 
 Several files (shards, then their index) are renamed one after the other: a reader never
-sees an index before its shards. If a rename itself fails, the files already renamed are
-removed again when nothing stood at their place before.
+sees an index before its shards. The renames are all or nothing, as far as POSIX allows: with
+``replace`` each file a rename replaces is first kept under a temporary name (a second hard
+link, so the name never goes missing; a rename where the filesystem has no hard links), and
+only once every rename succeeded are those removed. If one fails (or Ctrl-C lands meanwhile),
+every file already renamed is taken away again and every replaced one put back; if even that
+fails, :class:`CommitError` says, file by file, where things are. SIGINT and SIGTERM are held
+while this runs (:func:`signals_held`); a process killed by SIGKILL mid-way cannot put things
+back, and its kept-aside files are then temporaries like any other (:func:`stale_temps`).
+
+Setting ``committed`` is the commit point. A program that must say what an interrupt left
+behind runs inside :func:`mapper_core.io.commits.recording`, which lists the outputs whose
+commit point has passed (the ``mapper`` command line does).
 
 Without ``replace`` (``--force``), the final step never replaces anything, even a file that
 another process put there after the destinations were checked: ``renameat2`` with
@@ -34,6 +44,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import OutputExistsError, Terminated  # Terminated lives in errors: the CLI needs it at start-up
+from .commits import watch
+from .rollback import CommitError, Move, commit_failure, keep_aside, signals_held, undo
+
+__all__ = ["AtomicFiles", "CommitError", "Terminated", "check_destinations", "fsync_dir", "remove_stale",
+           "signals_held", "stale_temps", "write_all"]
 
 TEMP_SUFFIX = ".mapper-tmp"
 _OWNER = re.compile(r"\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
@@ -144,6 +159,10 @@ def check_destinations(destinations: Sequence[Path], sources: Iterable[Path], fo
             raise OutputExistsError(f"{dest}: the folder {dest.parent} does not exist; create it first")
 
 
+def _temp_prefix(dest: Path) -> str:
+    return f".{dest.name}.{os.getpid()}@{_host()}."
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -168,14 +187,15 @@ class AtomicFiles:
     """A set of output files written through temporaries; use as a context manager.
 
     ``create(dest)`` returns a raw file descriptor opened for reading and writing;
-    ``commit()`` fsyncs and renames every file in creation order. Leaving the ``with``
-    block without ``commit()`` (any exception, Ctrl-C) removes every temporary.
+    ``commit()`` fsyncs and renames every file in creation order, all or none. Leaving the
+    ``with`` block without ``commit()`` (any exception, Ctrl-C) removes every temporary.
     """
 
     def __init__(self, replace: bool = True) -> None:
-        self._files: list[tuple[Path, Path, int | None, bool]] = []  # dest, temp, fd, dest existed
-        self.committed = False
+        self._files: list[tuple[Path, Path, int | None]] = []  # dest, temp, fd
+        self.committed = False  # set at the commit point: every rename done, nothing is undone after it
         self.replace = replace  # False: commit never replaces a file, even one that appeared meanwhile
+        watch(self)  # so that a program interrupted later can tell whether this output is in place
 
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> "AtomicFiles":
@@ -188,15 +208,17 @@ class AtomicFiles:
     # -- files -------------------------------------------------------------------------
     @property
     def temp_paths(self) -> tuple[Path, ...]:
-        return tuple(temp for _, temp, _, _ in self._files)
+        return tuple(temp for _, temp, _ in self._files)
+
+    @property
+    def destinations(self) -> tuple[Path, ...]:
+        return tuple(dest for dest, _, _ in self._files)
 
     def create(self, dest: str | Path) -> int:
         """A new temporary file in ``dest``'s folder; returns its descriptor (read/write)."""
         dest = Path(dest)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}@{_host()}.", suffix=TEMP_SUFFIX,
-                                    dir=dest.parent)
-        existed = dest.exists() or dest.is_symlink()
-        self._files.append((dest, Path(name), fd, existed))
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=TEMP_SUFFIX, dir=dest.parent)
+        self._files.append((dest, Path(name), fd))
         try:
             os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
         except (OSError, AttributeError):
@@ -206,50 +228,72 @@ class AtomicFiles:
     def temp_of(self, dest: str | Path) -> Path:
         """The temporary path standing in for ``dest`` until commit."""
         dest = Path(dest)
-        for d, temp, _, _ in self._files:
+        for d, temp, _ in self._files:
             if d == dest:
                 return temp
         raise KeyError(f"{dest} was not created through this AtomicFiles")
 
     def commit(self) -> None:
-        """fsync every file, rename each onto its destination in creation order, fsync the folders."""
-        for i, (dest, temp, fd, existed) in enumerate(self._files):
+        """fsync every file, rename each onto its destination in creation order, fsync the folders.
+
+        All or none: on any failure (Ctrl-C included) the files renamed so far are taken away and
+        the ones they replaced put back before the exception goes on; :class:`CommitError` if
+        that fails too."""
+        for i, (dest, temp, fd) in enumerate(self._files):
             if fd is not None:
                 os.fsync(fd)
                 os.close(fd)
-                self._files[i] = (dest, temp, None, existed)
-        done: list[tuple[Path, bool]] = []
-        try:
-            for dest, temp, _, existed in self._files:
-                if self.replace:
-                    os.replace(temp, dest)
-                else:
+                self._files[i] = (dest, temp, None)
+        moves: list[Move] = []
+        with signals_held():  # Ctrl-C waits for the last rename, or for everything to be put back
+            try:
+                for dest, temp, _ in self._files:
+                    moves.append(move := Move(dest, temp))
+                    if self.replace:
+                        keep_aside(move, _temp_prefix(dest), TEMP_SUFFIX)
+                    self._rename(temp, dest)
+                    move.placed = True
+                self.committed = True  # the commit point: from here on the new files stay
+            except BaseException as exc:
+                left = undo(moves)
+                _fsync_dirs(m.dest for m in moves)
+                if left:
+                    raise CommitError(commit_failure(exc, left)) from exc
+                raise
+            for move in moves:  # the earlier files are no longer needed (still held: none stays behind)
+                if move.kept is not None:
                     try:
-                        _rename_noreplace(temp, dest)
-                    except FileExistsError:
-                        raise OutputExistsError(
-                            f"{dest}: appeared while the output was being written (another process wrote it); "
-                            "nothing was replaced. Pass --force (Python: force=True) to replace it") from None
-                done.append((dest, existed))
-        except BaseException:
-            for dest, existed in done:  # undo what we can: files that did not exist before
-                if not existed:
-                    _unlink(dest)
-            raise
-        for folder in {dest.parent for dest, _, _, _ in self._files}:
-            fsync_dir(folder)
-        self.committed = True
+                        _unlink(move.kept)
+                    except OSError:  # the output is in place: a kept file left is a stale temporary, listed later
+                        pass
+            _fsync_dirs(dest for dest, _, _ in self._files)
+
+    def _rename(self, temp: Path, dest: Path) -> None:
+        if self.replace:
+            os.replace(temp, dest)
+            return
+        try:
+            _rename_noreplace(temp, dest)
+        except FileExistsError:
+            raise OutputExistsError(
+                f"{dest}: appeared while the output was being written (another process wrote it); "
+                "nothing was replaced. Pass --force (Python: force=True) to replace it") from None
 
     def discard(self) -> None:
         """Close and remove every temporary file (idempotent)."""
-        for i, (dest, temp, fd, existed) in enumerate(self._files):
+        for i, (dest, temp, fd) in enumerate(self._files):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
             _unlink(temp)
-            self._files[i] = (dest, temp, None, existed)
+            self._files[i] = (dest, temp, None)
+
+
+def _fsync_dirs(dests: Iterable[Path]) -> None:
+    for folder in {Path(d).parent for d in dests}:
+        fsync_dir(folder)
 
 
 def _unlink(path: Path) -> None:

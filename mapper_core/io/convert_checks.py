@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import PlanError
 from ..plan.plan import Plan
+from ..plan.report import kind_text, mismatch_text
 from ..plan.text import shown  # keys are data from a file: a newline or escape in one must not fake lines
 from ..specs import TensorSpec
 
@@ -29,23 +30,19 @@ def refuse_plan_errors(plan: Plan, strict: bool) -> None:
         advice = ("Source keys no rule takes: add a rule or skip pattern for them, or set `unmatched: keep` "
                   "(written under their own names) or `unmatched: drop` (left behind) in the rules, "
                   "or pass --unmatched keep|drop")
-    raise PlanError(f"the plan for rules '{plan.rules_name}' has {len(lines)} error(s); nothing was written. "
+    raise PlanError(f"the plan for rules '{plan.rules_name}' has {len(lines)} error{'s' if len(lines) != 1 else ''}; nothing was written. "
                     f"{advice}:\n" + _listed(lines, "mapper plan --json"), plan)
 
 
 def _error_line(e: Any) -> str:
+    """One plan error, worded as in `mapper plan`'s report (plan.report), with what kind it is first."""
     kind = type(e).__name__
     if kind == "Collision":
-        return f"collision: {', '.join(map(shown, e.sources))} → {shown(e.target)}"
-    if kind == "Mismatch" and e.reason:  # a transform step that cannot apply, or a tensor past the expansion limit
-        return f"transform: {shown(e.source)} → {shown(e.target)}: {e.reason}"
-    if kind == "Mismatch":
-        target = list(e.target_shape) if e.target_shape is not None else "(absent)"
-        after = f" (after the transform {list(e.out_shape)})" if e.out_shape is not None else ""
-        return f"shape mismatch: {shown(e.source)} {list(e.shape)}{after} → {shown(e.target)} {target}"
+        return f"collision: {', '.join(map(shown, e.sources))} -> {shown(e.target)}"
+    if kind == "Mismatch":  # a transform step that cannot apply (or a tensor past the expansion limit), or a shape
+        return ("transform: " if e.reason else "shape mismatch: ") + mismatch_text(e)
     if kind == "KindMismatch":
-        return f"kind mismatch: {shown(e.source)} ({e.source_kind}) → {shown(e.target)} ({e.target_kind})" + \
-            (f": {e.detail}" if e.detail else "")
+        return f"kind mismatch: {kind_text(e)}"
     if kind == "UnmatchedKey":
         return f"unmatched: {shown(e.source)}"
     return str(e)

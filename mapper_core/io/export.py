@@ -15,6 +15,12 @@ the same target with the same shape, so a wrong guess is an error, never a wrong
 Tensors go through the inverted transform chain, which is bit-exact; a step without an
 exact inverse (narrow, inflate with mode repeat, a narrowing cast, scale by a non-power of
 two) is reported by rule, line and step, and nothing is exported.
+
+Target keys no rule produces (a fine-tuned model's new layers) follow an ``unmatched`` policy
+with convert's three names: ``drop`` leaves them behind (listed), ``keep`` writes them under
+their own names, ``error`` refuses. The default is ``keep`` when the rules say
+``unmatched: keep`` (such keys came over under their own names, so they go back the same way),
+else ``drop``: a model with new layers exports as it is.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import PlanError
-from ..plan.plan import Mapped, Plan
+from ..plan.plan import PASS_THROUGH, UNMATCHED_POLICIES, Mapped, Plan
 from ..plan.make import make_plan
 from ..rules.ruleset import Rule, RuleSet
 from ..specs import TensorSpec
@@ -63,15 +69,17 @@ class ExportPlan:
     problems: tuple[ExportProblem, ...]
     method: str  # "source-specs" or "templates"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, unmatched: str = "drop") -> dict[str, Any]:
+        """The JSON form; under ``unmatched="keep"`` the keys no rule produces are listed as ``kept``."""
+        left = "kept" if unmatched == "keep" else "left_behind"
         return {
-            "rules": self.rules_name, "method": self.method,
+            "rules": self.rules_name, "method": self.method, "unmatched": unmatched,
             "exported": [{"target": e.target, "source": e.source, "rule": e.rule,
                           "dtype": e.source_spec.dtype, "shape": list(e.source_spec.shape),
                           "inverse": [s.to_dict() for s in e.inverse]} for e in self.entries],
-            "left_behind": list(self.left_behind),
+            left: list(self.left_behind),
             "problems": [{"target": p.target, "rule": p.rule, "message": p.message} for p in self.problems],
-            "summary": {"exported": len(self.entries), "left_behind": len(self.left_behind),
+            "summary": {"exported": len(self.entries), left: len(self.left_behind),
                         "problems": len(self.problems)},
         }
 
@@ -85,17 +93,60 @@ def plan_export(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
 
 
 def export_state_dict(ruleset: RuleSet, target_state: Mapping[str, "torch.Tensor"],
-                      source_specs: Mapping[str, TensorSpec] | None = None) -> dict[str, "torch.Tensor"]:
+                      source_specs: Mapping[str, TensorSpec] | None = None,
+                      unmatched: str | None = None) -> dict[str, "torch.Tensor"]:
     """Target-layout tensors (e.g. a fine-tuned model's state dict) back under the source keys.
 
-    Target keys no rule produces (new layers) are left out. Raises PlanError naming the rule
+    Target keys no rule produces (new layers) are left out, kept under their own names, or
+    refused, as ``unmatched`` says (:func:`unmatched_policy`). Raises PlanError naming the rule
     and step when a key cannot be exported exactly.
     """
     from .torch_dtypes import spec_of
 
+    policy = unmatched_policy(ruleset, unmatched)
     plan = plan_export(ruleset, {k: spec_of(v, k) for k, v in target_state.items()}, source_specs)
     refuse_problems(plan)
-    return apply_export(plan, target_state)
+    refuse_left_behind(plan, policy)
+    out = apply_export(plan, target_state)
+    if policy == "keep":
+        out.update((k, target_state[k]) for k in plan.left_behind)
+    return out
+
+
+def unmatched_policy(ruleset: RuleSet, unmatched: str | None = None) -> str:
+    """What export does with target keys no rule produces: ``unmatched`` if given, else ``keep``
+    when the rules say ``unmatched: keep``, else ``drop`` (never the rules' ``error``: that is
+    about source keys going forwards, and new layers are what a fine-tuned model has)."""
+    if unmatched is None:
+        return "keep" if ruleset.unmatched == "keep" else "drop"
+    if unmatched not in UNMATCHED_POLICIES:
+        raise ValueError(f"unknown unmatched policy {unmatched!r}; use one of {', '.join(UNMATCHED_POLICIES)}")
+    return unmatched
+
+
+def refuse_left_behind(plan: ExportPlan, unmatched: str) -> None:
+    """Raise PlanError when target keys no rule produces cannot be handled as ``unmatched`` says:
+    any such key under ``error``; under ``keep``, one whose name an exported source key also has."""
+    if not plan.left_behind or unmatched == "drop":
+        return
+    if unmatched == "error":
+        raise PlanError(
+            f"cannot export with rules '{plan.rules_name}': {len(plan.left_behind)} target key(s) no rule "
+            "produces (new layers?); nothing was written. Pass --unmatched drop (Python: unmatched='drop') to "
+            "leave them behind, --unmatched keep to write them under their own names, or add rules for them:\n"
+            + _listed(plan.left_behind), plan)
+    exported = {e.source for e in plan.entries}
+    clashes = [k for k in plan.left_behind if k in exported]
+    if clashes:
+        raise PlanError(
+            f"cannot export with rules '{plan.rules_name}' keeping the keys no rule produces: {len(clashes)} of "
+            "them have the name an exported source key gets; nothing was written. Pass --unmatched drop "
+            "(Python: unmatched='drop') to leave them behind, or rename them:\n" + _listed(clashes), plan)
+
+
+def _listed(lines: tuple[str, ...] | list[str], limit: int = 20) -> str:
+    more = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
+    return "\n".join(f"  {line}" for line in lines[:limit]) + more
 
 
 def apply_export(plan: ExportPlan, target: Any) -> dict[str, "torch.Tensor"]:
@@ -110,30 +161,37 @@ def apply_export(plan: ExportPlan, target: Any) -> dict[str, "torch.Tensor"]:
 
 
 def as_convert_plan(plan: ExportPlan, target_specs: Mapping[str, TensorSpec],
-                    target_origin: str | None = None, rules_origin: str | None = None) -> Plan:
+                    target_origin: str | None = None, rules_origin: str | None = None,
+                    unmatched: str = "drop") -> Plan:
     """The export as a forward :class:`Plan` over the target checkpoint, for :func:`mapper_core.convert.convert`.
 
     Each target key is "mapped" to its source key with the inverse steps as its transform, so
     export writes through convert's machinery (destination checks, atomic streamed write,
-    tied weights stored once, ``mapper.*`` metadata). Left-behind keys are "unmatched".
+    tied weights stored once, ``mapper.*`` metadata). Keys no rule produces are "unmatched" under
+    the ``unmatched`` policy: left behind (``drop``), passed through under their own names
+    (``keep``), or refused here (``error``, :func:`refuse_left_behind`).
     """
+    refuse_left_behind(plan, unmatched)
     mapped = tuple(
         Mapped(source=e.target, target=e.source, rule=e.rule, dtype=target_specs[e.target].dtype,
                shape=tuple(target_specs[e.target].shape), transform=tuple(e.inverse),
                out_dtype=e.source_spec.dtype if e.inverse else None,
                out_shape=tuple(e.source_spec.shape) if e.inverse else None)
         for e in plan.entries)
-    return Plan(rules_name=plan.rules_name, mapped=mapped, skipped=(), unmatched=tuple(plan.left_behind),
-                uninitialized=(), mismatched=(), collisions=(), unused_rules=(), source_count=len(target_specs),
-                target_count=None, source_origin=target_origin, rules_origin=rules_origin)
+    kept = unmatched == "keep"
+    if kept:
+        mapped += tuple(Mapped(source=k, target=k, rule=PASS_THROUGH, dtype=target_specs[k].dtype,
+                               shape=tuple(target_specs[k].shape)) for k in plan.left_behind)
+    return Plan(rules_name=plan.rules_name, mapped=mapped, skipped=(),
+                unmatched=() if kept else tuple(plan.left_behind), uninitialized=(), mismatched=(), collisions=(),
+                unused_rules=(), source_count=len(target_specs), target_count=None, source_origin=target_origin,
+                rules_origin=rules_origin, unmatched_policy=unmatched)
 
 
 def refuse_problems(plan: ExportPlan) -> None:
     if plan.problems:
-        lines = "\n".join(f"  {p.target}: {p.message}" for p in plan.problems[:20])
-        more = f"\n  ... and {len(plan.problems) - 20} more" if len(plan.problems) > 20 else ""
-        raise PlanError(f"cannot export {len(plan.problems)} key(s) with rules '{plan.rules_name}':\n{lines}{more}",
-                        plan)
+        raise PlanError(f"cannot export {len(plan.problems)} key(s) with rules '{plan.rules_name}':\n"
+                        + _listed([f"{p.target}: {p.message}" for p in plan.problems]), plan)
 
 
 def _where(rule: Rule) -> str:

@@ -143,7 +143,7 @@ def render_text(report: InspectReport) -> str:
     else:
         lines.append("(no tensors)")
     dtypes = ", ".join(f"{d} ×{n}" for d, n in report.dtype_counts().items())
-    lines += ["", f"total: {len(report.tensors)} tensors, {report.total_values:,} values, "
+    lines += ["", f"total: {counted(len(report.tensors), 'tensor')}, {report.total_values:,} values, "
                   f"{human_bytes(report.total_bytes)} ({report.total_bytes:,} bytes)" + (f"; {dtypes}" if dtypes else "")]
     if report.aliases:
         lines.append(f"aliases: {len(report.aliases)} tensor(s) share another's storage; "

@@ -18,7 +18,6 @@ processes.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -29,11 +28,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from .atomic import AtomicFiles, Terminated, remove_stale, stale_temps, write_all
+from .atomic import AtomicFiles, Terminated, remove_stale, signals_held, stale_temps, write_all
+from .rollback import STOP_SIGNALS
 from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
 from .provenance import Hasher, final_metadata
 from .shard_manifest import MANIFEST_SUFFIX, Manifest, manifest_path
+from .shared_digests import HashUnavailable, SharedDigests
 
 __all__ = ["ForkWorkers", "Manifest", "MANIFEST_SUFFIX", "ShardJob", "manifest_path", "write_parallel",
            "write_share"]
@@ -119,21 +120,7 @@ def _put_in_place(job: ShardJob, i: int, out: AtomicFiles, writer: FileWriter, m
     return checked
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _EXIT_OF = {Terminated: 143, KeyboardInterrupt: 130}  # the CLI's codes, for a worker stopped by a signal
-
-
-@contextlib.contextmanager
-def signals_held():
-    """SIGINT and SIGTERM wait (they are not lost) until the block ends; where threads can't mask, nothing."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _die_with_parent() -> None:
@@ -160,7 +147,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
                             "run with --workers 1, or under torchrun (python -m mapper_core.dist)")
     ctx = multiprocessing.get_context("fork")  # children inherit the open reader, the plan and the entries
     done, checked, errors = ctx.Value("q", 0), ctx.Value("q", 0), ctx.SimpleQueue()
-    digests = _SharedDigests(ctx, job)
+    digests = SharedDigests(ctx, job)
 
     def child(w: int, shards: Sequence[int]) -> None:
         def step(n: int, key: str) -> None:
@@ -168,7 +155,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
                 done.value += n
         try:
             if hasattr(signal, "pthread_sigmask"):  # forked inside signals_held(): take signals again
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             if sys.platform.startswith("linux"):
                 _die_with_parent()
             _one_thread()
@@ -179,7 +166,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
             code = exc.exit_code if isinstance(exc, MapperError) else 2
             if isinstance(exc, KeyboardInterrupt):
                 code = _EXIT_OF[Terminated if isinstance(exc, Terminated) else KeyboardInterrupt]
-            errors.put((isinstance(exc, _HashUnavailable), w, str(exc) or type(exc).__name__, code))
+            errors.put((isinstance(exc, HashUnavailable), w, str(exc) or type(exc).__name__, code))
             os._exit(code)
 
     procs = [ctx.Process(target=child, args=(w, s), name=f"mapper-worker-{w}") for w, s in enumerate(assignment) if s]
@@ -222,53 +209,6 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
         raise hash_error
     _raise_worker_failure(procs, errors)
     return checked.value, digests.final(True)
-
-
-class _HashUnavailable(BadInputError):
-    """A worker could not finish because the source hash did not: the cause is reported elsewhere."""
-
-
-class _SharedDigests:
-    """The source digests, in memory shared with the forked workers: the parent fills them in once the
-    source is hashed; a worker asks for the final metadata (``final``) after each shard."""
-
-    def __init__(self, ctx, job: ShardJob):
-        self.job, self.hashed = job, list(job.hashed)
-        self.table = ctx.RawArray("B", 32 * len(self.hashed))
-        self.state = ctx.Value("i", 0)  # 0 hashing, 1 done, 2 failed
-        self.ready = ctx.Event()
-        self.parent = os.getpid()
-        self._final: dict[str, str] | None = None
-
-    def publish(self, hashers: list[Hasher]) -> MapperError | None:
-        """Hand the finished hashers' digests to the workers (or tell them the hash failed); returns the
-        hash's error."""
-        error = None
-        try:
-            found = {p: d for h in hashers for p, d in h.result().items()}
-            for k, p in enumerate(self.hashed):
-                self.table[32 * k:32 * k + 32] = bytes.fromhex(found[p])
-            self.state.value = 1
-        except MapperError as exc:
-            error = exc
-            self.state.value = 2
-        self.ready.set()
-        return error
-
-    def final(self, block: bool) -> dict[str, str] | None:
-        if not self.hashed:
-            return self.job.meta
-        if self._final is None:
-            while not self.ready.wait(1.0 if block else 0):
-                if not block:
-                    return None
-                if os.getppid() != self.parent and os.getpid() != self.parent:
-                    raise _HashUnavailable("the main process is gone; nothing more is put in place")
-            if self.state.value != 1:
-                raise _HashUnavailable("the source hash did not finish (see the main process's message)")
-            table = bytes(self.table)
-            self._final = self.job.final_meta({p: table[32 * k:32 * k + 32].hex() for k, p in enumerate(self.hashed)})
-        return self._final
 
 
 def _raise_worker_failure(procs: list, errors) -> None:
@@ -349,7 +289,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         err = BadInputError(problem[0])
         err.exit_code = problem[1]
         raise err
-    todo, ours, stale = plan
+    todo, ours, stale, index_ours = plan
     sizes = [layouts[i].size for i in todo]
     assignment = [[todo[j] for j in share] for share in assign_shards(sizes, executor.workers)]
     job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), verify, originals)
@@ -358,18 +298,21 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         _check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
         weight_map = {e.key: path.name for path, w in zip(files, layouts) for e in w.entries}
         total = sum(e.spec.nbytes for g in groups for e in g)
-        with AtomicFiles(replace=force) as out:
-            write_all(out.create(index), index_json(weight_map, total, final))
-            out.commit()
-        manifest.remove()
+        data = index_json(weight_map, total, final)
+        with AtomicFiles(replace=force or index_ours) as out:
+            write_all(out.create(index), data)
+            manifest.record_index(index, data)  # before the rename: the manifest can only go after it
+            with signals_held():  # Ctrl-C waits for the manifest's removal too (a rerun copes if not)
+                out.commit()
+                manifest.remove()
     executor.barrier()  # nobody returns before the index is there
     return checked, final, [Path(p) for p in stale]
 
 
 def _todo(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, manifest: Manifest,
-          sources: Sequence[Path], force: bool, clean_stale: bool) -> tuple[list[int], list[int], list[str]]:
-    """(shards still to write, shards the manifest names, stale temporaries); refuses destinations as
-    a single-process conversion would."""
+          sources: Sequence[Path], force: bool, clean_stale: bool) -> tuple[list[int], list[int], list[str], bool]:
+    """(shards still to write, shards the manifest names, stale temporaries, whether the index is one an
+    earlier run put in place before it was stopped); refuses destinations as one process would."""
     from .atomic import check_destinations
 
     records = manifest.records()
@@ -378,12 +321,13 @@ def _todo(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, man
     todo = [i for i in range(len(files)) if i not in finished]
     # a shard the manifest names is ours (finished, or damaged since): replaced without --force, never the source
     ours = [i for i in range(len(files)) if files[i].name in records]
-    check_destinations([files[i] for i in set(ours) | finished], sources, force=True)
-    check_destinations([files[i] for i in todo if i not in ours] + [index], sources, force)
+    index_ours = manifest.owns_index(index)
+    check_destinations([files[i] for i in set(ours) | finished] + [index] * index_ours, sources, force=True)
+    check_destinations([files[i] for i in todo if i not in ours] + [index] * (not index_ours), sources, force)
     stale = [p for dest in list(files) + [index] for p in stale_temps(dest)]
     if clean_stale:
         remove_stale(stale)
-    return todo, ours, [str(p) for p in stale]
+    return todo, ours, [str(p) for p in stale], index_ours
 
 
 def _check_skipped(files: Sequence[Path], groups: Sequence[Sequence[Entry]], skipped: set[int],

@@ -7,6 +7,11 @@ no pass over the data: re-reading every finished shard cost as much as writing i
 there or modified since has another inode or time and is written again. What a byte-level check
 would add (a file edited in place with its time set back, a disk flipping a bit) is out of scope:
 ``--verify`` checks the shards a run writes, against the source.
+
+The index is recorded too, just before it is renamed into place (its SHA-256 and size), since the
+manifest can only be removed after that rename: a run stopped between the two leaves a complete
+output and its manifest, and the rerun knows that index as this output's own (:meth:`Manifest.owns_index`)
+instead of refusing it as a file that already exists.
 """
 from __future__ import annotations
 
@@ -37,8 +42,9 @@ class Manifest:
     def __init__(self, index: Path):
         self.path = manifest_path(index)
 
-    def records(self) -> dict[str, dict]:
-        """shard name → its latest record; lines that do not parse (a torn last line) are ignored."""
+    def records(self, kind: str = "shard") -> dict[str, dict]:
+        """shard (or, with ``kind="index"``, index) name → its latest record; lines that do not parse (a
+        torn last line) are ignored."""
         found: dict[str, dict] = {}
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -49,9 +55,26 @@ class Manifest:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(rec, dict) and isinstance(rec.get("shard"), str):
-                found[rec["shard"]] = rec
+            if isinstance(rec, dict) and isinstance(rec.get(kind), str):
+                found[rec[kind]] = rec
         return found
+
+    def owns_index(self, index: Path) -> bool:
+        """Whether ``index`` is the very file an earlier run of this output renamed into place (recorded
+        with this SHA-256 and size) before it was stopped, short of removing the manifest."""
+        rec = self.records("index").get(index.name)
+        if rec is None:
+            return False
+        try:
+            if index.is_symlink() or index.stat().st_size != rec.get("bytes"):
+                return False
+            return _sha256(index.read_bytes()) == rec.get("sha256")
+        except OSError:
+            return False
+
+    def record_index(self, index: Path, data: bytes) -> None:
+        """Append the index about to be renamed into place (``data``: its bytes)."""
+        self._append({"index": index.name, "bytes": len(data), "sha256": _sha256(data)})
 
     def finished(self, path: Path, layout: bytes, size: int, records: dict[str, dict]) -> bool:
         """Whether ``path`` is the shard a previous run finished: recorded with this ``layout`` (the
@@ -70,8 +93,11 @@ class Manifest:
 
     def record(self, path: Path, layout: bytes, header: bytes, size: int) -> None:
         """Append ``path`` (renamed into place, complete and synced; ``header`` is its final header) as finished."""
-        line = json.dumps({"shard": path.name, "bytes": size, "layout": _sha256(layout), "header": _sha256(header),
-                           "file": _identity(path)}, separators=(",", ":")) + "\n"
+        self._append({"shard": path.name, "bytes": size, "layout": _sha256(layout), "header": _sha256(header),
+                      "file": _identity(path)})
+
+    def _append(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         try:
             os.write(fd, line.encode("utf-8"))  # one short append: workers' lines do not interleave

@@ -104,7 +104,8 @@ def _same_keys(stored: set[str], entries: Sequence[Entry], name: str | Path) -> 
     if stored != expected:
         extra, missing = sorted(stored - expected), sorted(expected - stored)
         what = f"missing '{missing[0]}'" if missing else f"unexpected '{extra[0]}'"
-        raise VerifyError(f"{name}: holds {len(stored)} tensors, expected {len(expected)} ({what})")
+        raise VerifyError(f"{name}: holds {len(stored):,} tensor{'s' if len(stored) != 1 else ''}, expected "
+                          f"{len(expected):,} ({what})")
 
 
 def _same_spec(name: str | Path, e: Entry, dtype: str, shape: tuple) -> None:

@@ -151,7 +151,8 @@ class Explanation:
         if rest:
             single = len(rest) == 1 and (self.unrelated_skips + self.unrelated_rules) == 1
             lines.append(f"  {' and '.join(rest)} {'matches' if single else 'match'} no part of the key")
-        lines.append(f"  exit code {self.exit_code}" + (": the plan has an error for this key" if self.exit_code else ""))
+        why = ": the key is not in the source" if self.in_source is False else ": the plan has an error for this key"
+        lines.append(f"  exit code {self.exit_code}" + (why if self.exit_code else ""))
         return "\n".join(lines)
 
 
@@ -219,7 +220,7 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
         if rule_winner is not None and rule_winner.transform and extra.get("shape") is not None:
             extra["steps"] = _steps(rule_winner, extra["shape"], extra.pop("dtype"))
         extra.pop("dtype", None)
-        extra["exit_code"] = int(_is_error(key, outcome, plan, extra))
+        extra["exit_code"] = int(_is_error(key, outcome, plan, extra) or not extra["in_source"])
     return Explanation(key, outcome, rule_index, skip_text, target, tuple(candidates), unrelated_rules,
                        unrelated_skips, rules_name=ruleset.name, **extra)
 

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from .positions import MAX_DEPTH, Budget, Collector, Fatal, Path, int_digits_problem
+from .positions import MAX_DEPTH, Budget, Collector, Fatal, Path, int_digits_problem, too_deep
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -55,7 +55,7 @@ class JsonParser(Collector):
         text = self.text
         pos = _WS.match(text, pos).end()
         if depth > MAX_DEPTH:
-            raise self.fail(pos, f"values nest more than {MAX_DEPTH} levels deep; refused", path)
+            raise too_deep(self.line(pos), path)
         if pos >= len(text):
             raise self.fail(pos, "the file ends where a value was expected", path)
         line = self.line(pos)

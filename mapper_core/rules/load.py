@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from . import schema
 from ..errors import Problem, RulesError
+from ..file_magic import kind_of_head
 from .parse import parse
 from .positions import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, Parsed, json_path
 from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
@@ -49,9 +50,15 @@ def load_rules(path: str | Path, *, transforms: Mapping[str, Any] | None = None)
             raise RulesError([Problem(name, None, "$", f"is {kind}, not a regular file; a rules file must be "
                                                        "a file on disk (save the rules to a .yaml or .json file)")])
         size = info.st_size
-        if size > MAX_BYTES:
-            raise RulesError([_too_big(name, size)])
         with open(path, "rb") as fh:
+            kind = _checkpoint_kind(fh.read(16), size)
+            if kind:
+                raise RulesError([Problem(name, None, "$", f"this is {kind}, not a rules file; rules are YAML or JSON "
+                                                           "text. A checkpoint is given as the source (mapper plan "
+                                                           "CHECKPOINT --rules RULES.yaml)")])
+            if size > MAX_BYTES:
+                raise RulesError([_too_big(name, size)])
+            fh.seek(0)
             raw = fh.read(MAX_BYTES + 1)  # the file may have grown since stat()
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -85,6 +92,14 @@ def _not_regular(mode: int) -> str | None:
         if test(mode):
             return what
     return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _checkpoint_kind(head: bytes, size: int) -> str | None:
+    """What checkpoint format a file starting with ``head`` (of ``size`` bytes) is, or None: magic
+    bytes no YAML or JSON text starts with, and the safetensors layout (a length, then ``{``)."""
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
+        return "a safetensors checkpoint"
+    return kind_of_head(head)
 
 
 def _too_big(name: str, size: int) -> Problem:

@@ -85,6 +85,13 @@ class Fatal(Exception):
         self.line, self.message, self.path = line, message, path
 
 
+def too_deep(line: int | None, path: Path) -> Fatal:
+    """The error for values nested past :data:`MAX_DEPTH`, located at the top-level key it is under
+    (the full path would be a hundred ``[0]``)."""
+    return Fatal(line, f"values nest more than {MAX_DEPTH} levels deep; refused (version-1 rules need at most five: "
+                       "look for brackets opened and never closed)", path[:1])
+
+
 class Budget:
     """Counts what a parser has read so far and stops an oversized file early.
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .positions import (MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_CHARS, MAX_EXPANDED_NODES, Budget, Collector, Fatal,
-                        Path, int_digits_problem)
+                        Path, int_digits_problem, too_deep)
 
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -56,6 +56,8 @@ class YamlParser(Collector):
             if exc.context:
                 what = f"{exc.context}, {what}"
             hint = _DOUBLE_QUOTE_HINT if "escape character" in what else ""
+            if mark is not None and self.text[mark.index:mark.index + 1] == "\t":
+                hint = "; the line is indented with a tab: YAML indents with spaces only, replace the tab with spaces"
             raise Fatal(mark.line + 1 if mark else None, f"YAML syntax error: {what}{hint}") from None
         except yaml.reader.ReaderError as exc:
             line = self.text.count("\n", 0, exc.position) + 1
@@ -92,7 +94,7 @@ class YamlParser(Collector):
                     raise Fatal(line, f"aliases expand to more than {MAX_EXPANDED_CHARS:,} characters of text "
                                        "(an alias bomb?); refused. Write the values out or use fewer aliases", path)
         if depth > MAX_DEPTH:
-            raise Fatal(line, f"values nest more than {MAX_DEPTH} levels deep; refused", path)
+            raise too_deep(line, path)
         self.lines.setdefault(path, line)
         tag = node.tag
         if isinstance(node, yaml.ScalarNode):
@@ -221,7 +223,7 @@ def _make_loader() -> type:
             try:
                 line = self.peek_event().start_mark.line + 1
                 if self.depth > MAX_DEPTH:
-                    raise Fatal(line, f"values nest more than {MAX_DEPTH} levels deep; refused")
+                    raise too_deep(line, ())
                 if self.depth == 2 and isinstance(index, yaml.ScalarNode):
                     self.top_key = index.value  # composing the value of a top-level key
                 entry = self.depth == 3 and isinstance(parent, yaml.SequenceNode)

@@ -75,7 +75,7 @@ def validate(data: Any) -> list[SchemaIssue]:
     issues: list[SchemaIssue] = []
     for error in _validator().iter_errors(data):
         issues.extend(_describe(error, tuple(error.absolute_path)))
-    return issues
+    return _once(issues)
 
 
 def validate_params(params_schema: Mapping[str, Any], params: Any, plugin: str, step: str) -> list[SchemaIssue]:
@@ -92,7 +92,13 @@ def validate_params(params_schema: Mapping[str, Any], params: Any, plugin: str, 
     issues: list[SchemaIssue] = []
     for error in validator.iter_errors(params):
         issues.extend(_describe(error, tuple(error.absolute_path)))
-    return issues
+    return _once(issues)
+
+
+def _once(issues: list[SchemaIssue]) -> list[SchemaIssue]:
+    """Each issue once, in order: a schema reaching one value along two ways (a step's parameters
+    are checked by its own form and again by the list of steps) reports the same thing twice."""
+    return list(dict.fromkeys(issues))
 
 
 def _describe(error: Any, path: tuple) -> list[SchemaIssue]:
@@ -131,6 +137,9 @@ def _message(error: Any, path: tuple) -> str:
         hint = ""
         if "string" in names and (instance is None or isinstance(instance, (bool, int, float))):
             hint = "; put it in quotes to keep it as text"
+        keys = list(schema.get("properties", ())) if names == ["object"] else []
+        if keys and not isinstance(instance, dict):
+            expected += f" with the key{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
         return f"expected {expected}, got {got}{hint}"
     if kind == "enum":
         return f"expected one of {', '.join(json.dumps(v) for v in value)}; got {got}"

@@ -190,6 +190,13 @@ def is_widening(src: str, dst: str) -> bool:
     return False
 
 
+def _cast_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
+    if s.dtype.startswith("C") and not p["dtype"].startswith("C"):
+        raise StepError(f"cast {s.dtype} → {p['dtype']} would drop the imaginary part of every value; no built-in "
+                        "step keeps it (a plugin transform can split real and imaginary parts)")
+    return _replace(s, dtype=p["dtype"])
+
+
 def _cast_inverse(s: TensorSpec, p: Mapping[str, Any]) -> list[tuple[str, dict]]:
     if not is_widening(s.dtype, p["dtype"]):
         raise NotInvertible(f"cast {s.dtype} → {p['dtype']} is not widening, so casting back does not give "
@@ -238,6 +245,6 @@ BUILTIN: dict[str, Transform] = {t.name: t for t in (
               lambda s, p: [("narrow", {"dim": _dim(p["dim"], len(s.shape)), "start": p.get("before", 0),
                                         "length": s.shape[_dim(p["dim"], len(s.shape))]})]),
     Transform("cast", "change the dtype to `dtype` (safetensors names: F32, F16, BF16, ...)",
-              lambda s, p: _replace(s, dtype=p["dtype"]), _cast_inverse),
+              _cast_spec, _cast_inverse),
     Transform("scale", "multiply by `factor`", _scale_spec, _scale_inverse),
 )}

@@ -203,8 +203,15 @@ def _candidates(src: Structure, tgt: Structure, transposed: bool):
 
 def _signals(cand) -> list[str]:
     """The evidence of a chosen container pair, in words."""
-    s, t, n = cand["s"], cand["t"], len(cand["alignment"].matches)
-    signals = [f"{n} module{'s' if n != 1 else ''} {'in order' if s.numeric and t.numeric else 'by name'}"]
+    s, t, matches = cand["s"], cand["t"], cand["alignment"].matches
+    n = len(matches)
+    modules = f"{n} module{'s' if n != 1 else ''}"
+    if s.numeric and t.numeric:
+        signals = [f"{modules} in order"]
+    else:  # named children are paired by fit, then by name: say how many names agree
+        same = sum(s.children[i].child == t.children[j].child for i, j, _ in matches)
+        signals = [f"{modules} by name" if same == n else
+                   f"{modules} by fit ({same} of {n} with the same name)" if same else f"{modules} by fit, renamed"]
     if cand["name_sim"] > 0:
         signals.append(f"name similarity {cand['name_sim']:.2f}")
     if cand["same_idx"]:

@@ -5,6 +5,7 @@ never imports this module.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -120,7 +121,7 @@ def _refuse_errors(plan: Plan) -> None:
     if plan.errors:
         first = first_error(plan)
         raise PlanError(
-            f"the plan for rules '{plan.rules_name}' has {len(plan.errors)} error(s), e.g. {first}; "
+            f"the plan for rules '{plan.rules_name}' has {len(plan.errors)} error{'s' if len(plan.errors) != 1 else ''}, e.g. {first}; "
             "run `mapper plan` to see them all, fix the rules, or set on_shape_mismatch: skip",
             plan,
         )
@@ -129,7 +130,29 @@ def _refuse_errors(plan: Plan) -> None:
 def frozen_names(module: nn.Module, ruleset: RuleSet, groups: Iterable[str] | None = None) -> list[str]:
     """Parameter names in the named freeze groups (all groups when ``groups`` is None)."""
     chosen = ruleset.freeze if groups is None else tuple(_group(ruleset, g) for g in groups)
-    return [n for n, _ in module.named_parameters() if any(g.matches(n) for g in chosen)]
+    names = [n for n, _ in module.named_parameters()]
+    # a parameterless norm layer is frozen by its buffers' names, so those count as matches too
+    _idle_patterns(module, ruleset, names + [n for n, _ in module.named_buffers()],
+                   [("freeze group", g) for g in chosen], strict=groups is not None)
+    return [n for n in names if any(g.matches(n) for g in chosen)]
+
+
+def _idle_patterns(module: nn.Module, ruleset: RuleSet, names: list[str], groups: list, strict: bool) -> None:
+    """A freeze or parameter-group pattern that matches no name of ``module``: a misspelt or stale
+    pattern, which would otherwise leave layers trainable (or in the default group) without a word.
+    An error when ``strict`` (the caller named the groups), else a warning (a rules file may hold
+    groups for other models)."""
+    for what, group in groups:
+        for text, pattern in zip(group.match, group.patterns):
+            if any(pattern.fullmatch(n) for n in names):
+                continue
+            message = (f"rules {ruleset.origin or ruleset.name}: {what} '{group.name}': the pattern '{text}' matches "
+                       f"no name of the {type(module).__name__} ({len(names):,} names, e.g. "
+                       f"{', '.join(repr(n) for n in names[:3]) or 'none'}); patterns match the model's parameter "
+                       "names in full: fix or remove it")
+            if strict:
+                raise BadInputError(message)
+            warnings.warn(message, stacklevel=3)
 
 
 def _group(ruleset: RuleSet, name: str):
@@ -164,6 +187,8 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
             f"rules {ruleset.origin or ruleset.name}: no param group named {', '.join(sorted(unknown))}; "
             f"groups: {', '.join(g.name for g in ruleset.param_groups) or 'none'}"
         )
+    _idle_patterns(module, ruleset, [n for n, _ in module.named_parameters()],
+                   [("param group", g) for g in ruleset.param_groups], strict=False)
     default = next((g for g in ruleset.param_groups if g.default), None)
     buckets: dict[str, list] = {g.name: [] for g in ruleset.param_groups}
     rest: list = []

@@ -188,12 +188,10 @@ def _frozen_groups(model: "nn.Module", ruleset: RuleSet | None) -> list[str]:
     """Freeze groups all of whose (non-empty) parameters are frozen."""
     if ruleset is None:
         return []
-    from .apply import frozen_names
-
     params = dict(model.named_parameters())
     result = []
-    for g in ruleset.freeze:
-        members = frozen_names(model, ruleset, [g.name])
+    for g in ruleset.freeze:  # a question, not a request: a group this model lacks is simply not frozen
+        members = [n for n in params if g.matches(n)]
         if members and not any(params[n].requires_grad for n in members):
             result.append(g.name)
     return result

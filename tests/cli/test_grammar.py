@@ -14,7 +14,7 @@ GRAMMAR = {
     "explain": f"--rules R {TARGET} [--format F] [--target-format F] {READER} {JSON} SRC KEY",
     "inspect": f"[--format F] {READER} {JSON} SRC",
     "convert": f"[--rules R] {TARGET} [--format F] [--target-format F] {READER} [--strict] {WRITE} [--output-format F] [--workers N] {JSON} SRC DST",
-    "export": f"--rules R [--source-specs FILE] [--format F] {READER} {WRITE} {JSON} SRC DST",
+    "export": f"--rules R [--source-specs FILE] [--unmatched {{error,keep,drop}}] [--format F] {READER} {WRITE} {JSON} SRC DST",
     "suggest": f"--source S --target T [--model-arg K=V] [--source-model-arg K=V] [-o FILE] [--force] "
                f"[--name NAME] {READER} {JSON}",
     "verify": f"--rules R --source CKPT --source-model model:A --target-model model:B [--model-arg K=V] "

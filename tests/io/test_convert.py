@@ -129,7 +129,7 @@ def test_a_plan_with_errors_writes_nothing(tmp_path, st_src):
     before = files(tmp_path)
     with open_checkpoint(st_src) as reader:
         plan = plan_for(reader, ruleset)
-        with pytest.raises(PlanError, match="collision: enc.0.weight, enc.1.weight → x.weight"):
+        with pytest.raises(PlanError, match="collision: enc.0.weight, enc.1.weight -> x.weight"):
             convert(st_src, tmp_path / "out.safetensors", reader=reader, plan=plan)
     assert files(tmp_path) == before
 

@@ -224,7 +224,7 @@ def test_cli_export_tied_weights_are_stored_once_as_aliases(tmp_path, mapper):
     w = tied_checkpoint(tmp_path)
     proc = mapper("export", "tuned.pt", "back.safetensors", "--rules", "rules.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "1 tied keys stored once" in proc.stdout
+    assert "1 tied key stored once" in proc.stdout
     stored = load_file(str(tmp_path / "back.safetensors"))
     assert sorted(stored) == ["old.bias", "old.emb"]  # old.head is not stored a second time
     with safe_open(str(tmp_path / "back.safetensors"), framework="pt") as f:

@@ -70,7 +70,7 @@ def test_a_wrong_shape_or_a_missing_key_is_named(tmp_path, src):
     with pytest.raises(VerifyError, match=r"tensor 'a' reads back as F32 \[3, 2\], expected F32 \[2, 3\]"):
         verify_file(out, entries(src))
     write_raw(out, {"a": ("F32", [2, 3], bytes(range(24)))})
-    with pytest.raises(VerifyError, match=r"holds 1 tensors, expected 3 \(missing 'b'\)"):
+    with pytest.raises(VerifyError, match=r"holds 1 tensor, expected 3 \(missing 'b'\)"):
         verify_file(out, entries(src))
 
 

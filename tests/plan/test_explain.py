@@ -114,6 +114,8 @@ def test_a_key_not_in_the_source_is_said_so_with_close_keys(plan):
     assert e.in_source is False and "netcnnaud.0.weight" in e.similar
     text = e.render()
     assert "not in the source checkpoint" in text and "mapped by rule 0" in text
+    # a misspelt key must not pass a script's check: exit 1, said why
+    assert e.exit_code == 1 and "exit code 1: the key is not in the source" in text
 
 
 def test_a_target_name_given_as_the_key_points_at_its_source(plan):

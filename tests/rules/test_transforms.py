@@ -362,3 +362,11 @@ def test_arithmetic_on_8_bit_floats_is_refused_in_the_plan_not_in_convert(dtype,
     with pytest.raises(TransformChainError, match=f"needs F16, BF16, F32 or F64, got {dtype}.*add a cast step"):
         chain_spec([make_step(name, params)], TensorSpec(dtype, (2, 3)))
     assert chain_spec([make_step(name, params)], TensorSpec("BF16", (2, 3))).dtype == "BF16"
+
+
+def test_a_cast_from_complex_to_real_is_refused_in_the_plan():
+    # torch casts it with a UserWarning and keeps only the real part: a silent loss of half the values
+    with pytest.raises(TransformChainError, match="cast C64 → F32 would drop the imaginary part"):
+        chain_spec([make_step("cast", {"dtype": "F32"})], TensorSpec("C64", (2, 3)))
+    assert chain_spec([make_step("cast", {"dtype": "C64"})], TensorSpec("C64", (2,))).dtype == "C64"
+    assert chain_spec([make_step("cast", {"dtype": "C64"})], TensorSpec("F32", (2,))).dtype == "C64"

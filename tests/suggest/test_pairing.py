@@ -95,6 +95,20 @@ def test_the_rules_file_names_the_evidence_per_rule():
     assert {p["rule"] for p in data["pairs"]} == {0}
 
 
+def test_named_children_are_said_to_pair_by_name_only_when_their_names_agree():
+    source, target = {}, {}
+    for i in range(2):
+        source.update({**conv(f"blocks.{i}.conv", 8, 4, 3, 3), f"blocks.{i}.bn.weight": TensorSpec("F32", (8,)),
+                       f"blocks.{i}.bn.bias": TensorSpec("F32", (8,))})
+        target.update({**conv(f"layers.{i}.conv", 8, 4, 3, 3), f"layers.{i}.norm.weight": TensorSpec("F32", (8,)),
+                       f"layers.{i}.norm.bias": TensorSpec("F32", (8,))})
+    result = suggest(source, target)
+    check(result, source, target)
+    assert "2 modules by fit (1 of 2 with the same name)" in result.text and "by name" not in result.text
+    same = suggest(source, {k.replace("norm", "bn"): v for k, v in target.items()})
+    assert "2 modules by name" in same.text
+
+
 def test_suggest_does_not_import_torch():
     """A fresh interpreter suggests from headers and never imports torch (the CLI's start-up too)."""
     code = ("import sys\n"

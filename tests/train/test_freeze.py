@@ -154,7 +154,8 @@ def test_a_deep_copied_frozen_model_stays_frozen_and_unfreezes_on_its_own():
 def test_freezing_leaves_the_state_dict_as_it_was():
     model, _ = make(2)
     plain = {k: v.clone() for k, v in model.state_dict().items()}
-    freeze(model, RULES)
+    with pytest.warns(UserWarning, match="freeze group 'bare': the pattern 'bare\\\\..\\*' matches no name of the Net"):
+        freeze(model, RULES)  # all groups: one for another model is a warning, not an error
     for frozen in (model, copy.deepcopy(model)):
         state = frozen.state_dict()
         assert list(state) == list(plain) and all(torch.equal(state[k], plain[k]) for k in plain)
@@ -166,7 +167,7 @@ def test_unfreeze_all_releases_every_parameter_and_norm_layer():
     from mapper_core.train.freeze import unfreeze_all
 
     model, data = make(2)
-    freeze(model, RULES)
+    freeze(model, RULES, ["trunk"])
     model.train()
     change = unfreeze_all(model)
     assert change.norm_layers == ("trunk.1",) and len(change.params) == 4
@@ -182,3 +183,23 @@ def test_sync_batchnorm_is_frozen_too():
     model.train()
     model.trunk(torch.randn(4, 3, 2, 2))  # in training mode this would need a process group
     assert torch.equal(model.trunk[0].running_mean, torch.zeros(3))
+
+
+def test_a_named_group_whose_pattern_matches_nothing_is_refused():
+    model, _ = make(1)
+    rules = RuleSet(name="t", rules=(), freeze=(FreezeGroup("trunk", (r"trunk\..*", r"trnk\.0\.weight")),))
+    with pytest.raises(BadInputError, match=r"freeze group 'trunk': the pattern 'trnk\\\.0\\\.weight' matches no name"):
+        freeze(model, rules, ["trunk"])
+    assert all(p.requires_grad for p in model.parameters())  # refused before anything changed
+
+
+def test_a_param_group_pattern_matching_nothing_is_warned_about():
+    from mapper_core.rules.ruleset import ParamGroup
+    from mapper_core.train.apply import param_groups
+
+    model, _ = make(1)
+    rules = RuleSet(name="t", rules=(), param_groups=(ParamGroup("heads", (r"heads\..*",), options={"lr": 1.0}),
+                                                       ParamGroup("rest", default=True)))
+    with pytest.warns(UserWarning, match="param group 'heads': the pattern"):
+        groups = param_groups(model, rules)
+    assert [g["name"] for g in groups] == ["rest"]

@@ -10,10 +10,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-_LEGACY_TORCH = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # pickled torch magic number
-# ONNX ModelProto: field 1 (ir_version, a small varint), then a string or message field
-_ONNX_NEXT_FIELDS = {0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x4A, 0x52, 0x5A, 0x62, 0x6A, 0x72, 0x7A}
-
+from ...file_magic import ZIP, kind_of_head
 
 _DAMAGED_ZIP = "a truncated or damaged zip archive"
 
@@ -30,7 +27,7 @@ def _zip_kind(path: Path) -> str:
         return "a torch zip checkpoint (torch.save)"
     if names and all(n.endswith(".npy") for n in names):
         return "a NumPy .npz archive"
-    return "a zip archive"
+    return ZIP
 
 
 def what_is(path: Path) -> str | None:
@@ -40,21 +37,8 @@ def what_is(path: Path) -> str | None:
             head = fh.read(16)
     except OSError:
         return None
-    if head.startswith(b"PK\x03\x04"):
-        return _zip_kind(path)
-    if head[:1] == b"\x80" and head[2:14] == _LEGACY_TORCH:
-        return "a legacy torch checkpoint (torch.save with _use_new_zipfile_serialization=False)"
-    if head.startswith(b"GGUF"):
-        return "a GGUF file (llama.cpp)"
-    if head.startswith(b"\x93NUMPY"):
-        return "a NumPy .npy array"
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "an HDF5 file (e.g. Keras .h5)"
-    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        return "a Python pickle"
-    if len(head) >= 3 and head[0] == 0x08 and head[1] < 0x20 and head[2] in _ONNX_NEXT_FIELDS:
-        return "an ONNX model (protobuf)"
-    return None
+    kind = kind_of_head(head)
+    return _zip_kind(path) if kind == ZIP else kind
 
 
 def advice(kind: str, path: Path) -> str:

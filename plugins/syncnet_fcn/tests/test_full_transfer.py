@@ -148,3 +148,21 @@ def test_export_with_source_specs_leaves_a_skipped_projection_behind(ruleset, ch
         plan = plan_export(ruleset, module_specs(model), reader.specs())
     assert len(plan.entries) == 98 and not plan.problems
     assert "audio_encoder.channel_conv.3.weight" in plan.left_behind
+
+
+def test_cli_export_of_a_finetuned_model_with_new_layers(ruleset, checkpoint, tmp_path):
+    """docs/syncnet.md's workflow: the whole fine-tuned SyncNetFCN (attention, predictor and smoother are
+    new) exported by the command line; the new layers are left behind and listed, the rest loads strictly."""
+    from cli_runner import mapper
+    from safetensors.torch import load_file, save_file
+
+    state = finetuned(ruleset, checkpoint).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "fcn.safetensors"))
+    proc = mapper("export", "fcn.safetensors", "syncnet.safetensors", "--rules", "syncnet_fcn:to-fcn-full", "--verify",
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "exported 102 tensors to syncnet.safetensors" in proc.stdout
+    assert "left behind 16 target keys no rule produces" in proc.stdout and "sync_predictor.0.weight" in proc.stdout
+    exported = load_file(str(tmp_path / "syncnet.safetensors"))
+    assert not SyncNet().load_state_dict(exported, strict=True).missing_keys
+    assert torch.equal(exported["netcnnaud.0.weight"], state["audio_encoder.conv_layers.0.weight"])

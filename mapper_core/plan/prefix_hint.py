@@ -1,0 +1,42 @@
+"""A prefix every unmatched key shares and the rules would take them without: a wrapper's name.
+
+Lightning saves a LightningModule's weights as ``model.<name>`` (the attribute holding the
+network), DDP as ``module.<name>``, ``torch.compile`` as ``_orig_mod.<name>``. Rules written for
+the bare network then match nothing, and the plan lists every key as unmatched. When all the
+unmatched keys start with one dotted prefix and the rules take them once it is removed, the
+answer is ``--strip-prefix PREFIX``; this module finds that prefix from the plan alone.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..rules.key_pattern import full_matcher
+from ..rules.ruleset import RuleSet
+
+SAMPLE = 50  # unmatched keys tried against the rules (only on a failing plan)
+MAX_PARTS = 3  # dotted components a wrapper prefix may have
+
+
+def strip_prefix_hint(unmatched: Sequence[str], ruleset: RuleSet) -> str | None:
+    """The prefix (with its trailing dot) that every key in ``unmatched`` starts with and without
+    which some rule or skip pattern takes most of them; None when there is no such prefix."""
+    if not unmatched:
+        return None
+    first = unmatched[0]
+    prefixes = []
+    start = 0
+    for _ in range(MAX_PARTS):
+        dot = first.find(".", start)
+        if dot < 0:
+            break
+        prefixes.append(first[:dot + 1])
+        start = dot + 1
+    matchers = [full_matcher(p.pattern) for p in (*ruleset.skip, *ruleset.rules)]
+    sample = list(unmatched[:SAMPLE])
+    for prefix in reversed(prefixes):  # the longest shared prefix that works
+        if not all(k.startswith(prefix) and len(k) > len(prefix) for k in unmatched):
+            continue
+        taken = sum(any(m(k[len(prefix):]) for m in matchers) for k in sample)
+        if taken * 2 > len(sample):
+            return prefix
+    return None
