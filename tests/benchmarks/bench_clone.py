@@ -194,8 +194,11 @@ def _measure(src: Path, rules: Path, mnt: Path, repeat: int, big_gib: int) -> No
     run([PYTHON, "-c", TIMED, str(small), str(copied), str(rules), "nohash", "copy"])
     from safetensors import safe_open
 
+    with safe_open(str(small), framework="numpy") as f:  # what the source holds, as the library reads it
+        expected = sorted((tuple(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype())) for k in f.keys())
     with safe_open(str(out), framework="numpy") as f:
-        readable = len(list(f.keys())) == 32 and f.get_tensor("renamed.blocks.7.weight").shape == (16384, 1024)
+        readable = sorted((tuple(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype())) for k in f.keys()) \
+            == expected and f.get_tensor(next(iter(f.keys()))).size > 0
     print(f"2 GiB clone output equal to the copy's but for header padding: {same_but_padding(out, copied)}; "
           f"read by the official library: {readable}")
 
