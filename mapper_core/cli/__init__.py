@@ -14,15 +14,18 @@ import os
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
+from ..gc_pause import gc_paused
 from ..errors import MapperError, Terminated
 from ..io.commits import Commits, recording
 from .context import Context
 
 COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export", "suggest", "verify")
+HEADER_ONLY = frozenset({"validate", "plan", "explain", "inspect"})  # the cycle collector paused while they run
 
 EXIT_OK, EXIT_PLAN_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a killed process
@@ -77,8 +80,12 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
     owns_signals = threading.current_thread() is threading.main_thread()  # handlers: main thread only
     previous = signal.signal(signal.SIGTERM, terminated) if owns_signals else None
     commits = Commits()
+    # A header-only command builds its plan or report from hundreds of thousands of small objects
+    # in one go and exits; the cycle collector would walk them all again once make_plan lets it run
+    # (0.04 s per 100,000 keys) for garbage such data never holds. The state is restored on exit.
+    header_only = args._run.__module__.rpartition(".")[2] in HEADER_ONLY
     try:
-        with recording() as commits:  # what was put in place, for the message if the command is stopped
+        with recording() as commits, gc_paused() if header_only else nullcontext():
             return int(args._run(args, ctx))
     except MapperError as exc:
         ctx.error(str(exc))
