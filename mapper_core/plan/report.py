@@ -91,10 +91,10 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
     lines: list[str] = []
     out = lines.append
     out(f"Plan for rules '{shown(plan.rules_name)}'" + (f" ({shown(plan.rules_origin)})" if plan.rules_origin else ""))
-    out(f"  source: {shown(plan.source_origin) if plan.source_origin else '(in memory)'}: {plan.source_count} keys")
+    out(f"  source: {shown(plan.source_origin) if plan.source_origin else '(in memory)'}: {plan.source_count} key{'s' if plan.source_count != 1 else ''}")
     if plan.target_count is not None:
         out(f"  target: {shown(plan.target_origin) if plan.target_origin else '(in memory)'}: "
-            f"{plan.target_count} keys")
+            f"{plan.target_count} key{'s' if plan.target_count != 1 else ''}")
     out(f"  unmatched source keys: {plan.unmatched_policy}" + {
         "error": " (the plan fails on them)", "keep": " (passed through under their own names)",
         "drop": " (left behind and listed)"}.get(plan.unmatched_policy, ""))
