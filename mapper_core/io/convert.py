@@ -117,8 +117,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
                              non_tensor=non_tensors(reader), target_module_types=target_module_types,
                              allow_expansion=allow_expansion)
-            rules_sha256 = rules_sha256 or rules.sha256
         if plan is not None:
+            rules_sha256 = rules_sha256 or plan.rules_sha256  # a plan made by make_plan knows its rules' hash
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
                 refuse_nothing_to_write(src, reader.specs(), plan, non_tensors(reader))
             refuse_plan_errors(plan, strict)

@@ -152,6 +152,7 @@ def make_plan(
         source_origin=source_origin,
         target_origin=target_origin,
         rules_origin=ruleset.origin,
+        rules_sha256=ruleset.sha256,
         unmatched_policy=policy,
         non_tensor=tuple(NonTensor(k, t) for k, t in (non_tensor or {}).items()),
         kind_mismatches=kind_mismatches,

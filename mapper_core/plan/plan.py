@@ -167,7 +167,7 @@ class Plan:
     source_origin: str | None = None
     target_origin: str | None = None
     rules_origin: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    rules_sha256: str | None = field(default=None, compare=False)  # of the rules file's bytes, when known
     unmatched_policy: str = "error"
     non_tensor: tuple[NonTensor, ...] = ()
     kind_mismatches: tuple[KindMismatch, ...] = ()
