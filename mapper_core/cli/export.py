@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx) -> int:
     from ..io.export import as_convert_plan, plan_export, refuse_left_behind, refuse_problems, unmatched_policy
+    from ..io.export_checks import refuse_nothing_exported
 
     max_shard_size = shard_size(args)
     ruleset = ctx.load_rules(args.rules)
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace, ctx) -> int:
     options = reader_options(args)
     source_specs = None
     if args.source_specs:
-        with ctx.open_reader(args.source_specs, None, **options) as reader:
+        specs_options = {k: v for k, v in options.items() if k not in ("unwrap", "strip_prefix")}  # SRC's alone
+        with ctx.open_reader(args.source_specs, None, **specs_options) as reader:
             source_specs = reader.specs()
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace, ctx) -> int:
             if args.json and (plan.problems or (plan.left_behind and policy == "error")):
                 ctx.print_json(plan.to_dict(policy))  # the refusal below names them too; JSON readers get the list
             refuse_problems(plan)
+            refuse_nothing_exported(plan, specs, args.source, source_specs, args.source_specs)
             refuse_left_behind(plan, policy)
             # Written by convert's machinery: same destination rules, atomic streamed write,
             # tied weights stored once (metadata 'mapper.aliases'), same 'mapper.*' metadata.

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import PlanError
+from .export_checks import refuse_nothing_exported
 from ..plan.plan import PASS_THROUGH, UNMATCHED_POLICIES, Mapped, Plan
 from ..plan.make import make_plan
 from ..rules.ruleset import Rule, RuleSet
@@ -104,8 +105,10 @@ def export_state_dict(ruleset: RuleSet, target_state: Mapping[str, "torch.Tensor
     from .torch_dtypes import spec_of
 
     policy = unmatched_policy(ruleset, unmatched)
-    plan = plan_export(ruleset, {k: spec_of(v, k) for k, v in target_state.items()}, source_specs)
+    specs = {k: spec_of(v, k) for k, v in target_state.items()}
+    plan = plan_export(ruleset, specs, source_specs)
     refuse_problems(plan)
+    refuse_nothing_exported(plan, specs, "the state dict", source_specs, "source_specs")
     refuse_left_behind(plan, policy)
     out = apply_export(plan, target_state)
     if policy == "keep":

@@ -102,3 +102,32 @@ def test_python_export_state_dict_takes_the_same_policy():
         export_state_dict(rules, state, unmatched="error")
     with pytest.raises(ValueError, match="unknown unmatched policy 'skip'"):
         unmatched_policy(rules, "skip")
+
+
+def test_an_export_that_would_write_nothing_is_refused_with_the_prefix_named(tmp_path, mapper):
+    state = tuned(tmp_path)
+    save_file({f"model.{k}": v for k, v in state.items()}, str(tmp_path / "lit.safetensors"))
+    proc = mapper("export", "lit.safetensors", "back.safetensors", "--rules", "rules.yaml", "--unmatched", "keep",
+                  cwd=tmp_path)
+    assert proc.returncode == 1 and not (tmp_path / "back.safetensors").exists()
+    assert "the export would write 0 tensors" in proc.stderr and "Every key starts with 'model.'" in proc.stderr
+    with pytest.raises(PlanError, match="the export would write 0 tensors"):
+        export_state_dict(parse_rules(RULES, "r.yaml"), {f"model.{k}": v for k, v in state.items()}, unmatched="keep")
+
+
+def test_a_prefixed_source_layout_file_is_named_and_strip_prefix_stays_with_src(tmp_path, mapper):
+    tuned(tmp_path)
+    torch.save({"state_dict": {"model.enc.0.weight": torch.randn(4, 3), "model.enc.1.weight": torch.randn(2, 4)}},
+               tmp_path / "pre.ckpt")
+    proc = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml",
+                  "--source-specs", "pre.ckpt", cwd=tmp_path)
+    assert proc.returncode == 1 and "pre.ckpt starts with 'model.'" in proc.stderr
+    assert "--strip-prefix model." in proc.stderr
+    torch.save({"state_dict": {"model." + k: v for k, v in load_file(str(tmp_path / "tuned.safetensors")).items()}},
+               tmp_path / "tuned.ckpt")
+    torch.save({"enc.0.weight": torch.randn(4, 3), "enc.1.weight": torch.randn(2, 4)}, tmp_path / "bare.pt")
+    # --strip-prefix reads SRC (a Lightning fine-tune) without its prefix; the bare pretrained file is read as it is
+    proc = mapper("export", "tuned.ckpt", "back.safetensors", "--rules", "rules.yaml", "--source-specs", "bare.pt",
+                  "--strip-prefix", "model.", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(load_file(str(tmp_path / "back.safetensors"))) == ["enc.0.weight", "enc.1.weight"]
