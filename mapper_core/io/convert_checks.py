@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import PlanError
 from ..plan.plan import Plan
+from ..plan.prefix_hint import shared_prefix
 from ..plan.report import kind_text, mismatch_text
 from ..plan.text import shown  # keys are data from a file: a newline or escape in one must not fake lines
 from ..specs import TensorSpec
@@ -91,6 +92,9 @@ def refuse_nothing_to_write(src: Path, specs: Mapping[str, TensorSpec], plan: Pl
                f"{len(plan.skipped)} skipped, {len(plan.unmatched)} unmatched")
     else:
         why = f"every key the {rules} map was left behind (shape mismatch under skip, or a collision)"
+    prefix = shared_prefix(list(specs)) if not plan.mapped else None
+    look = ("the keys `mapper inspect SRC` lists (a wrong prefix?)" if prefix is None else
+            f"the keys: every one starts with '{prefix}' (a Lightning or DDP wrapper's name?), which --strip-prefix "
+            f"{prefix} removes from a torch checkpoint's keys")
     raise PlanError(f"{src}: the conversion would write 0 tensors: {why}; nothing was written. Compare the "
-                    "rules' match patterns with the keys `mapper inspect SRC` lists (a wrong prefix?), and "
-                    "see `mapper explain SRC KEY --rules R` for one key", plan)
+                    f"rules' match patterns with {look}, and see `mapper explain SRC KEY --rules R` for one key", plan)

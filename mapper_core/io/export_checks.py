@@ -7,20 +7,12 @@ exit 0. It is refused like a conversion that would write 0 tensors.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from ..errors import PlanError
+from ..plan.prefix_hint import shared_prefix
 from ..plan.text import shown
 from ..specs import TensorSpec
-
-
-def shared_prefix(keys: Sequence[str]) -> str | None:
-    """The first dotted component (with its dot) every key starts with, or None."""
-    if not keys:
-        return None
-    head, dot, _ = keys[0].partition(".")
-    prefix = head + dot
-    return prefix if dot and all(k.startswith(prefix) and len(k) > len(prefix) for k in keys) else None
 
 
 def refuse_nothing_exported(plan, target_specs: Mapping[str, TensorSpec], source: str,

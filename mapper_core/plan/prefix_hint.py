@@ -40,3 +40,12 @@ def strip_prefix_hint(unmatched: Sequence[str], ruleset: RuleSet) -> str | None:
         if taken * 2 > len(sample):
             return prefix
     return None
+
+
+def shared_prefix(keys: Sequence[str]) -> str | None:
+    """The first dotted component (with its dot) every key starts with, or None."""
+    if not keys:
+        return None
+    head, dot, _ = keys[0].partition(".")
+    prefix = head + dot
+    return prefix if dot and all(k.startswith(prefix) and len(k) > len(prefix) for k in keys) else None

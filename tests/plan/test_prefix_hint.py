@@ -67,3 +67,14 @@ def test_for_torch_the_hint_is_strip_prefix_and_it_works(tmp_path):
     assert done.returncode == 1 and "add --strip-prefix model." in done.stderr
     done = mapper("plan", src, "--rules", rules, "--strip-prefix", "model.")
     assert done.returncode == 0 and "strip-prefix" not in done.stderr
+    done = mapper("convert", src, tmp_path / "out.safetensors", "--rules", rules)
+    assert done.returncode == 1 and "every one starts with 'model.'" in done.stderr
+    assert "--strip-prefix model. removes" in done.stderr
+
+
+def test_shared_prefix():
+    from mapper_core.plan.prefix_hint import shared_prefix
+
+    assert shared_prefix(["model.a", "model.b.c"]) == "model."
+    assert shared_prefix(["model.a", "net.a"]) is None and shared_prefix([]) is None
+    assert shared_prefix(["model.", "model.a"]) is None and shared_prefix(["a"]) is None
