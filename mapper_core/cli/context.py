@@ -180,6 +180,6 @@ def refuse_foreign_options(path: str | Path, fmt, options: dict) -> None:
     for name, flag in _KEY_OPTIONS.items():
         if name in options and name not in fmt.options:
             raise BadInputError(f"{path}: {flag} applies to torch checkpoints; this is a {fmt.name} checkpoint, whose "
-                                f"keys are read as stored. Drop {flag} and write the keys as they are in the rules "
-                                "(e.g. match: 'model\\.enc\\.(\\d+)\\.weight'), or convert the file to the "
-                                "form you want first")
+                                f"keys are read as stored. Drop {flag} and write the keys in the rules' patterns as "
+                                "`mapper inspect` lists them (a shared prefix included), or write a copy without it "
+                                "first")
