@@ -48,6 +48,8 @@ class UnfreezeScheduler:
         for s in ruleset.schedule:
             if s.unfreeze not in groups:
                 _unknown_group(ruleset, s)  # a RuleSet built in code skipped the file checks
+        if ruleset.schedule:  # a pattern of a scheduled group that matches nothing fails now, not epochs later
+            frozen_names(model, ruleset, sorted({s.unfreeze for s in ruleset.schedule}))
         self.model = model
         self.optimizer = optimizer
         self.ruleset = ruleset

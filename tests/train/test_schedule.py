@@ -129,3 +129,12 @@ def test_code_built_ruleset_with_unknown_group_is_refused():
     model = Net()
     with pytest.raises(BadInputError, match="'ghost', which is not a freeze group"):
         UnfreezeScheduler(model, torch.optim.SGD(model.parameters(), lr=0.1), rules)
+
+
+def test_a_scheduled_group_whose_pattern_matches_nothing_fails_when_the_scheduler_is_made():
+    rules = parse_rules(RULES.replace("['mid", "['midd"), "r.yaml")
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    # it used to fail at step(3), hours into training, and block every later step
+    with pytest.raises(BadInputError, match=r"freeze group 'mid': the pattern 'midd\\\.\.\*' matches no name"):
+        UnfreezeScheduler(model, optimizer, rules)
