@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError, PlanError
+from ..io.inspection import counted
 from ..plan.plan import Plan
 from ..plan.report import first_error
 from ..rules.ruleset import RuleSet
@@ -46,6 +47,6 @@ def load_target(model: nn.Module, source: Any, specs: Mapping[str, Any], ruleset
                         "--target model to see them", plan)
     result = apply_to_module(plan, model, source)
     if result.unexpected or result.mismatched:
-        raise PlanError(f"rules '{plan.rules_name}': {len(result.unexpected) + len(result.mismatched)} tensor(s) "
+        raise PlanError(f"rules '{plan.rules_name}': {counted(len(result.unexpected) + len(result.mismatched), 'tensor')} "
                         "do not fit the target model", plan)
     return plan, findings

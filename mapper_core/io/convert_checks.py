@@ -69,7 +69,7 @@ def refuse_misfits(written: Sequence[tuple[str, str, TensorSpec]], target_specs:
             lines.append(f"{shown(key)} (from {shown(source)}): shape {list(spec.shape)}, the target's {list(t.shape)}")
     if lines:
         target = f"target {target_origin}" if target_origin else "the target"
-        raise PlanError(f"{len(lines)} tensor(s) would not fit {target}; nothing was written. Fix the rules or "
+        raise PlanError(f"{len(lines)} tensor{'s' if len(lines) != 1 else ''} would not fit {target}; nothing was written. Fix the rules or "
                         "their transform steps (`mapper plan --target` shows the plan):\n" +
                         _listed(lines, "mapper plan --target ... --json"))
 

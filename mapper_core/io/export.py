@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import PlanError
 from .export_checks import refuse_nothing_exported
+from .inspection import counted
 from ..plan.plan import PASS_THROUGH, UNMATCHED_POLICIES, Mapped, Plan
 from ..plan.make import make_plan
 from ..rules.ruleset import Rule, RuleSet
@@ -134,7 +135,7 @@ def refuse_left_behind(plan: ExportPlan, unmatched: str) -> None:
         return
     if unmatched == "error":
         raise PlanError(
-            f"cannot export with rules '{plan.rules_name}': {len(plan.left_behind)} target key(s) no rule "
+            f"cannot export with rules '{plan.rules_name}': {counted(len(plan.left_behind), 'target key')} no rule "
             "produces (new layers?); nothing was written. Pass --unmatched drop (Python: unmatched='drop') to "
             "leave them behind, --unmatched keep to write them under their own names, or add rules for them:\n"
             + _listed(plan.left_behind), plan)
@@ -193,7 +194,7 @@ def as_convert_plan(plan: ExportPlan, target_specs: Mapping[str, TensorSpec],
 
 def refuse_problems(plan: ExportPlan) -> None:
     if plan.problems:
-        raise PlanError(f"cannot export {len(plan.problems)} key(s) with rules '{plan.rules_name}':\n"
+        raise PlanError(f"cannot export {counted(len(plan.problems), 'key')} with rules '{plan.rules_name}':\n"
                         + _listed([f"{p.target}: {p.message}" for p in plan.problems]), plan)
 
 

@@ -73,7 +73,7 @@ def test_unmatched_error_refuses_with_the_keys_and_the_way_out(tmp_path, mapper)
     proc = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", "--unmatched", "error",
                   cwd=tmp_path)
     assert proc.returncode == 1 and not (tmp_path / "back.safetensors").exists()
-    assert "2 target key(s) no rule produces (new layers?); nothing was written" in proc.stderr
+    assert "2 target keys no rule produces (new layers?); nothing was written" in proc.stderr
     assert "--unmatched drop" in proc.stderr and "--unmatched keep" in proc.stderr
     assert "  head.bias\n  head.weight" in proc.stderr
     assert "Source keys no rule takes" not in proc.stderr  # convert's advice is about the other direction
@@ -98,7 +98,7 @@ def test_python_export_state_dict_takes_the_same_policy():
     assert sorted(export_state_dict(rules, state)) == ["enc.0.weight"]
     kept = export_state_dict(rules, state, unmatched="keep")
     assert sorted(kept) == ["enc.0.weight", "new.weight"] and kept["new.weight"] is state["new.weight"]
-    with pytest.raises(PlanError, match=r"1 target key\(s\) no rule produces"):
+    with pytest.raises(PlanError, match=r"1 target key no rule produces"):
         export_state_dict(rules, state, unmatched="error")
     with pytest.raises(ValueError, match="unknown unmatched policy 'skip'"):
         unmatched_policy(rules, "skip")
