@@ -147,7 +147,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
                             "run with --workers 1, or under torchrun (python -m mapper_core.dist)")
     ctx = multiprocessing.get_context("fork")  # children inherit the open reader, the plan and the entries
     done, checked, errors = ctx.Value("q", 0), ctx.Value("q", 0), ctx.SimpleQueue()
-    digests = SharedDigests(ctx, job)
+    digests = SharedDigests(ctx, job.meta, job.hashed)
 
     def child(w: int, shards: Sequence[int]) -> None:
         def step(n: int, key: str) -> None:

@@ -6,13 +6,11 @@ whether the final metadata (with the digests) is known yet, and blocks for it at
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Sequence
 
 from ..errors import BadInputError, MapperError
-from .provenance import Hasher
-
-if TYPE_CHECKING:
-    from .parallel import ShardJob
+from .provenance import Hasher, final_metadata
 
 
 class HashUnavailable(BadInputError):
@@ -23,8 +21,9 @@ class SharedDigests:
     """The source digests, in memory shared with the forked workers: the parent fills them in once the
     source is hashed; a worker asks for the final metadata (``final``) after each shard."""
 
-    def __init__(self, ctx, job: "ShardJob"):
-        self.job, self.hashed = job, list(job.hashed)
+    def __init__(self, ctx, meta: dict[str, str], hashed: Sequence[Path]):
+        """``meta``: the output's metadata with a placeholder where each digest of ``hashed`` goes."""
+        self.meta, self.hashed = meta, list(hashed)
         self.table = ctx.RawArray("B", 32 * len(self.hashed))
         self.state = ctx.Value("i", 0)  # 0 hashing, 1 done, 2 failed
         self.ready = ctx.Event()
@@ -48,7 +47,7 @@ class SharedDigests:
 
     def final(self, block: bool) -> dict[str, str] | None:
         if not self.hashed:
-            return self.job.meta
+            return self.meta
         if self._final is None:
             while not self.ready.wait(1.0 if block else 0):
                 if not block:
@@ -58,5 +57,6 @@ class SharedDigests:
             if self.state.value != 1:
                 raise HashUnavailable("the source hash did not finish (see the main process's message)")
             table = bytes(self.table)
-            self._final = self.job.final_meta({p: table[32 * k:32 * k + 32].hex() for k, p in enumerate(self.hashed)})
+            digests = {p: table[32 * k:32 * k + 32].hex() for k, p in enumerate(self.hashed)}
+            self._final = final_metadata(self.meta, digests, self.hashed)
         return self._final
