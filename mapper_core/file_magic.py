@@ -13,10 +13,11 @@ _ONNX_NEXT_FIELDS = {0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x4A, 0x52, 0x5A,
 
 
 def kind_of_head(head: bytes) -> str | None:
-    """A short description of the format a file starting with ``head`` is in (:data:`ZIP` for any
-    zip), or None when no known magic number matches."""
+    """A short description of the format a file starting with ``head`` is in (:data:`ZIP` for a zip
+    whose first member's name, when ``head`` reaches it, is not torch's or NumPy's), or None when no
+    known magic number matches."""
     if head.startswith(b"PK\x03\x04"):
-        return ZIP
+        return _zip_by_first_member(head)
     if head[:1] == b"\x80" and head[2:14] == _LEGACY_TORCH:
         return "a legacy torch checkpoint (torch.save with _use_new_zipfile_serialization=False)"
     if head.startswith(b"GGUF"):
@@ -30,3 +31,19 @@ def kind_of_head(head: bytes) -> str | None:
     if len(head) >= 3 and head[0] == 0x08 and head[1] < 0x20 and head[2] in _ONNX_NEXT_FIELDS:
         return "an ONNX model (protobuf)"
     return None
+
+
+def _zip_by_first_member(head: bytes) -> str:
+    """A zip's kind from the name in its first local file header (offset 30, length at 26), when the
+    bytes reach it: torch.save writes ``<name>/data.pkl`` first, numpy.savez ``<array>.npy``."""
+    if len(head) < 30:
+        return ZIP
+    length = int.from_bytes(head[26:28], "little")
+    name = head[30:30 + length]
+    if len(name) < length:
+        return ZIP
+    if name.endswith(b"data.pkl"):
+        return "a torch zip checkpoint (torch.save)"
+    if name.endswith(b".npy"):
+        return "a NumPy .npz archive"
+    return ZIP

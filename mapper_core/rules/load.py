@@ -51,7 +51,7 @@ def load_rules(path: str | Path, *, transforms: Mapping[str, Any] | None = None)
                                                        "a file on disk (save the rules to a .yaml or .json file)")])
         size = info.st_size
         with open(path, "rb") as fh:
-            kind = _checkpoint_kind(fh.read(16), size)
+            kind = _checkpoint_kind(fh.read(256), size)  # a zip's first member name is within it
             if kind:
                 raise RulesError([Problem(name, None, "$", f"this is {kind}, not a rules file; rules are YAML or JSON "
                                                            "text. A checkpoint is given as the source (mapper plan "

@@ -142,7 +142,9 @@ def _message(error: Any, path: tuple) -> str:
             expected += f" with the key{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
         return f"expected {expected}, got {got}{hint}"
     if kind == "enum":
-        return f"expected one of {', '.join(json.dumps(v) for v in value)}; got {got}"
+        named = _DTYPE_NAMES.get(str(instance).lower().removeprefix("torch.")) if isinstance(instance, str) else None
+        hint = f" (did you mean {json.dumps(named)}? dtypes use the safetensors names)" if named in value else ""
+        return f"expected one of {', '.join(json.dumps(v) for v in value)}; got {got}{hint}"
     if kind == "const":
         return f"expected {json.dumps(value)}, got {got}"
     if kind in ("minItems", "maxItems"):
@@ -163,6 +165,16 @@ def _message(error: Any, path: tuple) -> str:
     if kind in bounds:
         return f"expected a number {bounds[kind]} {value}, got {got}"
     return str(error.message)
+
+
+# torch's and NumPy's dtype names → the safetensors names the rules use
+_DTYPE_NAMES = {
+    "float64": "F64", "double": "F64", "float32": "F32", "float": "F32", "f32": "F32", "fp32": "F32",
+    "float16": "F16", "half": "F16", "f16": "F16", "fp16": "F16", "bfloat16": "BF16", "bf16": "BF16",
+    "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16", "short": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+}
 
 
 def _alternatives(error: Any) -> str:

@@ -68,7 +68,7 @@ def _legacy(path):
 
 @pytest.mark.parametrize("make, name, kind", [
     (_safetensors, "model.safetensors", "a safetensors checkpoint"),
-    (_torch_zip, "model.pt", "a zip archive"),
+    (_torch_zip, "model.pt", "a torch zip checkpoint"),
     (_legacy, "model.bin", "a Python pickle"),
     (lambda p: p.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\0" * 16), "model.gguf", "a GGUF file"),
 ])
@@ -95,3 +95,27 @@ def test_validate_counts_in_english(tmp_path):
     path.write_text("version: 1\nrules:\n  - match: a\n    target: b\nskip: ['c']\n")
     done = mapper("validate", path)
     assert done.returncode == 0 and "1 rule, 1 skip pattern, 0 freeze groups, 0 param groups" in done.stdout
+
+
+@pytest.mark.parametrize("written, meant", [("float32", "F32"), ("torch.bfloat16", "BF16"), ("half", "F16"),
+                                            ("int64", "I64")])
+def test_a_torch_or_numpy_dtype_name_is_answered_with_the_safetensors_one(written, meant):
+    [problem] = problems_of(TRANSPOSE.replace("transpose: %s", f"cast: {{dtype: {written}}}"))
+    assert f'got the string "{written}" (did you mean "{meant}"?' in problem.message
+
+
+def test_an_unknown_dtype_gets_no_guess():
+    [problem] = problems_of(TRANSPOSE.replace("transpose: %s", "cast: {dtype: complex7}"))
+    assert "did you mean" not in problem.message
+
+
+def test_a_zip_is_named_by_its_first_member_when_the_head_reaches_it():
+    from mapper_core.file_magic import ZIP, kind_of_head
+
+    def zip_head(name: bytes) -> bytes:
+        return b"PK\x03\x04" + b"\0" * 22 + len(name).to_bytes(2, "little") + b"\0\0" + name
+
+    assert kind_of_head(zip_head(b"archive/data.pkl")) == "a torch zip checkpoint (torch.save)"
+    assert kind_of_head(zip_head(b"x.npy")) == "a NumPy .npz archive"
+    assert kind_of_head(zip_head(b"readme.txt")) == ZIP
+    assert kind_of_head(zip_head(b"archive/data.pkl")[:16]) == ZIP  # too short to read the name: any zip
