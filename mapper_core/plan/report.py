@@ -132,7 +132,9 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
             via = ""
             if transform:
                 steps = ", ".join(str(s) for s in transform)
-                via = f" -> {m.result_dtype} {format_shape(m.result_shape)} via {steps}"
+                result = (f"{m.result_dtype} {format_shape(m.out_shape)}" if m.out_shape is not None else
+                          "(the transform cannot apply: see the error above)")
+                via = f" -> {result} via {steps}"
             out(f"  {source:<{width}}  ->  {target if target.isprintable() else shown(target)}  {dtype} {text}{via}")
     passed = plan.passed_through
     if passed:

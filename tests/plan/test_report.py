@@ -47,3 +47,14 @@ def test_clean_plan_says_clean():
     rules = RuleSet(name="ok", rules=(Rule(0, r"a\.(\d+)\.w", "x.{1}.w"),))
     text = render_text(make_plan({"a.0.w": F(2)}, rules, {"x.0.w": F(2)}), rules)
     assert "PROBLEMS" not in text and "result: clean" in text and "filled 100.0%" in text
+
+
+def test_a_transform_that_cannot_apply_shows_no_made_up_result():
+    from mapper_core.rules import parse_rules
+
+    rules = parse_rules("version: 1\nrules:\n  - match: 'a\\.(\\w+)'\n    target: 'b.{1}'\n"
+                        "    transform:\n      - cast: {dtype: F32}\n", "r.yaml")
+    text = render_text(make_plan({"a.w": TensorSpec("C64", (3, 3))}, rules), rules)
+    assert "C64 [3, 3] -> (the transform cannot apply: see the error above) via cast(dtype='F32')" in text
+    fine = render_text(make_plan({"a.w": TensorSpec("F16", (3, 3))}, rules), rules)
+    assert "F16 [3, 3] -> F32 [3, 3] via cast(dtype='F32')" in fine
