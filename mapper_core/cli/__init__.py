@@ -138,6 +138,18 @@ def _left_behind(args: argparse.Namespace, done: list[Path]) -> str:
                      "(it finds every shard finished and only puts the index in place again)")
         return said
     if getattr(args, "workers", 1) > 1:
+        if not _has_manifest(getattr(args, "destination", None)):
+            return "no shard was finished yet, so nothing was written: rerun the same command to start again"
         return ("no file was left half-written; shards already finished stay in place, recorded in the manifest: "
                 "rerun the same command to write only the rest")
     return "nothing was written"
+
+
+def _has_manifest(destination: str | None) -> bool:
+    """Whether a --workers run's resume manifest is beside DST (none: no shard was finished yet)."""
+    from ..io.shard_manifest import MANIFEST_SUFFIX
+
+    if not destination:
+        return False
+    folder = Path(destination) if Path(destination).is_dir() else Path(destination).parent
+    return any(folder.glob(f"*{MANIFEST_SUFFIX}"))

@@ -123,3 +123,16 @@ def test_a_real_sigint_at_the_index_waits_for_the_manifest_to_go(folder):
     assert proc.returncode == 130, proc.stderr
     assert "the output was already complete: out.safetensors.index.json is in place;" in proc.stderr
     assert "manifest" not in proc.stderr and not (folder / "out.safetensors.index.json.mapper-manifest").exists()
+
+
+def test_a_workers_run_stopped_before_any_shard_says_nothing_was_written(tmp_path):
+    import argparse
+
+    from mapper_core.cli import _left_behind
+
+    dst = tmp_path / "out" / "m.safetensors.index.json"
+    dst.parent.mkdir()
+    args = argparse.Namespace(workers=2, destination=str(dst))
+    assert _left_behind(args, []).startswith("no shard was finished yet, so nothing was written")  # no manifest yet
+    (dst.parent / "m.safetensors.index.json.mapper-manifest").write_text("{}")
+    assert "shards already finished stay in place, recorded in the manifest" in _left_behind(args, [])
