@@ -72,8 +72,9 @@ class ExportPlan:
     method: str  # "source-specs" or "templates"
 
     def to_dict(self, unmatched: str = "drop") -> dict[str, Any]:
-        """The JSON form; under ``unmatched="keep"`` the keys no rule produces are listed as ``kept``."""
-        left = "kept" if unmatched == "keep" else "left_behind"
+        """The JSON form; the keys no rule produces are listed as ``left_behind``, or as ``kept`` under
+        ``unmatched="keep"``, or as ``refused`` under ``unmatched="error"`` (the export then fails)."""
+        left = {"keep": "kept", "error": "refused"}.get(unmatched, "left_behind")
         return {
             "rules": self.rules_name, "method": self.method, "unmatched": unmatched,
             "exported": [{"target": e.target, "source": e.source, "rule": e.rule,
@@ -82,7 +83,8 @@ class ExportPlan:
             left: list(self.left_behind),
             "problems": [{"target": p.target, "rule": p.rule, "message": p.message} for p in self.problems],
             "summary": {"exported": len(self.entries), left: len(self.left_behind),
-                        "problems": len(self.problems)},
+                        "problems": len(self.problems),
+                        "failed": bool(self.problems) or (unmatched == "error" and bool(self.left_behind))},
         }
 
 

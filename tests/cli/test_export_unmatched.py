@@ -51,7 +51,7 @@ def test_unmatched_keep_writes_them_under_their_own_names(tmp_path, mapper):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["unmatched"] == "keep" and report["kept"] == ["head.bias", "head.weight"]
-    assert report["summary"] == {"exported": 2, "kept": 2, "problems": 0} and "left_behind" not in report
+    assert report["summary"] == {"exported": 2, "kept": 2, "problems": 0, "failed": False} and "left_behind" not in report
     back = load_file(str(tmp_path / "back.safetensors"))
     assert sorted(back) == ["enc.0.weight", "enc.1.weight", "head.bias", "head.weight"]
     assert torch.equal(back["head.weight"], state["head.weight"])
@@ -79,7 +79,9 @@ def test_unmatched_error_refuses_with_the_keys_and_the_way_out(tmp_path, mapper)
     assert "Source keys no rule takes" not in proc.stderr  # convert's advice is about the other direction
     as_json = mapper("export", "tuned.safetensors", "back.safetensors", "--rules", "rules.yaml", "--unmatched",
                      "error", "--json", cwd=tmp_path)
-    assert as_json.returncode == 1 and json.loads(as_json.stdout)["left_behind"] == ["head.bias", "head.weight"]
+    data = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and data["refused"] == ["head.bias", "head.weight"] and "left_behind" not in data
+    assert data["summary"]["failed"] is True and data["summary"]["refused"] == 2
 
 
 def test_a_kept_key_that_clashes_with_an_exported_name_is_refused(tmp_path, mapper):
