@@ -56,6 +56,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         data = result.to_dict()
         if plan is not None and plan.target_count is not None:
             data["uninitialized"] = list(plan.uninitialized)
+            data["expected_uninitialized"] = list(plan.expected_uninitialized)  # declared new: in the rules
         ctx.print_json(data)
     else:
         ctx.print(_summary(result, dcp=args.output_format == "dcp", plan=plan))

@@ -31,7 +31,8 @@ def test_target_keys_nothing_fills_are_named_after_the_write(tmp_path):
     assert "target: 1 key nothing fills (uninitialized): c.w; declare them under new:" in done.stdout
     assert "target: 1 key declared new" in done.stdout
     done = mapper("convert", src, tmp_path / "o2.safetensors", "--rules", rules, "--target", target, "--json")
-    assert json.loads(done.stdout)["uninitialized"] == ["c.w"]
+    data = json.loads(done.stdout)
+    assert data["uninitialized"] == ["c.w"] and data["expected_uninitialized"] == ["head.w"]
     done = mapper("convert", src, tmp_path / "o3.safetensors", "--rules", rules, "--target", target, "--strict")
     assert done.returncode == 1 and not (tmp_path / "o3.safetensors").exists()
 
