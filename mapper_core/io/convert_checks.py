@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import PlanError
+from .inspection import counted
 from ..plan.plan import Plan
 from ..plan.prefix_hint import shared_prefix
 from ..plan.report import kind_text, mismatch_text
@@ -31,7 +32,7 @@ def refuse_plan_errors(plan: Plan, strict: bool) -> None:
         advice = ("Source keys no rule takes: add a rule or skip pattern for them, or set `unmatched: keep` "
                   "(written under their own names) or `unmatched: drop` (left behind) in the rules, "
                   "or pass --unmatched keep|drop")
-    raise PlanError(f"the plan for rules '{plan.rules_name}' has {len(lines)} error{'s' if len(lines) != 1 else ''}; nothing was written. "
+    raise PlanError(f"the plan for rules '{plan.rules_name}' has {counted(len(lines), 'error')}; nothing was written. "
                     f"{advice}:\n" + _listed(lines, "mapper plan --json"), plan)
 
 
@@ -69,7 +70,7 @@ def refuse_misfits(written: Sequence[tuple[str, str, TensorSpec]], target_specs:
             lines.append(f"{shown(key)} (from {shown(source)}): shape {list(spec.shape)}, the target's {list(t.shape)}")
     if lines:
         target = f"target {target_origin}" if target_origin else "the target"
-        raise PlanError(f"{len(lines)} tensor{'s' if len(lines) != 1 else ''} would not fit {target}; nothing was written. Fix the rules or "
+        raise PlanError(f"{counted(len(lines), 'tensor')} would not fit {target}; nothing was written. Fix the rules or "
                         "their transform steps (`mapper plan --target` shows the plan):\n" +
                         _listed(lines, "mapper plan --target ... --json"))
 

@@ -31,6 +31,7 @@ from ..errors import CheckpointError, VerifyError
 from .formats.safetensors_header import SafetensorsHeader
 from .formats.torch_archive import RecordRange
 from .formats.writer import Entry, FileRange
+from .inspection import counted
 
 PIECE = 8 * 1024 * 1024
 Step = Callable[[int, str], None]
@@ -104,8 +105,7 @@ def _same_keys(stored: set[str], entries: Sequence[Entry], name: str | Path) -> 
     if stored != expected:
         extra, missing = sorted(stored - expected), sorted(expected - stored)
         what = f"missing '{missing[0]}'" if missing else f"unexpected '{extra[0]}'"
-        raise VerifyError(f"{name}: holds {len(stored):,} tensor{'s' if len(stored) != 1 else ''}, expected "
-                          f"{len(expected):,} ({what})")
+        raise VerifyError(f"{name}: holds {counted(len(stored), 'tensor')}, expected {len(expected):,} ({what})")
 
 
 def _same_spec(name: str | Path, e: Entry, dtype: str, shape: tuple) -> None:
