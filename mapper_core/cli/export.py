@@ -64,9 +64,32 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.print(f"  {counted(result.aliases, 'tied key')} stored once (metadata 'mapper.aliases')")
     for line in result_lines(result):
         ctx.print(line)
-    if plan.left_behind:
-        shown = ", ".join(plan.left_behind[:8]) + (" ..." if len(plan.left_behind) > 8 else "")
-        what = ("kept {n} target keys no rule produces, under their own names" if policy == "keep" else
-                "left behind {n} target keys no rule produces (--unmatched keep writes them)")
-        ctx.print(f"{what.format(n=len(plan.left_behind))}: {shown}")
+    for line in left_behind_lines(plan, policy):
+        ctx.print(line)
     return 0
+
+
+def left_behind_lines(plan, policy: str, shown: int = 8) -> list[str]:
+    """The target keys export did not map back, grouped by reason (no rule, declared new, skipped on a
+    shape mismatch) with counts: one line when they share one reason, else a line per reason."""
+    from ..io.export import LEFT_BEHIND_REASONS
+    from ..io.inspection import counted
+
+    if not plan.left_behind:
+        return []
+    groups: dict[str, list[str]] = {}
+    for key in plan.left_behind:  # sorted; the groups keep that order within themselves
+        groups.setdefault(plan.reason(key), []).append(key)
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:shown]) + (" ..." if len(keys) > shown else "")
+
+    kept = policy == "keep"
+    verb, how = ("kept", ", under their own names") if kept else ("left behind", " (--unmatched keep writes them)")
+    total = counted(len(plan.left_behind), "target key")
+    if len(groups) == 1:
+        [(code, keys)] = groups.items()
+        return [f"{verb} {total} {LEFT_BEHIND_REASONS[code]}{how}: {names(keys)}"]
+    order = [code for code in LEFT_BEHIND_REASONS if code in groups]
+    return [f"{verb} {total}{how}:"] + [
+        f"  {counted(len(groups[code]), 'key')} {LEFT_BEHIND_REASONS[code]}: {names(groups[code])}" for code in order]
