@@ -8,7 +8,7 @@ from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
                       add_target, add_unmatched, add_write, reader_options)
 from .plan import load_target, plan_for_reader
-from .write import progress, reading, result_lines, shard_size, write
+from .write import progress, reading, refuse_existing, result_lines, shard_size, write
 
 HELP = "convert a checkpoint to safetensors (with --rules: renamed and filtered by the plan), streamed and atomic"
 
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         raise BadInputError("--max-shard-size only applies to safetensors output; a DCP folder holds one data "
                             "file per writer: drop --max-shard-size or --output-format dcp")
     max_shard_size = shard_size(args)
+    refuse_existing(args)  # before the source is read: that may take long
     ruleset = ctx.load_rules(args.rules) if args.rules else None
     options = reader_options(args)
     with progress(ctx, quiet=args.quiet) as shown:

@@ -5,7 +5,7 @@ import argparse
 
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_unmatched,
                       add_write, reader_options)
-from .write import progress, reading, result_lines, shard_size, write
+from .write import progress, reading, refuse_existing, result_lines, shard_size, write
 
 HELP = "map target-layout weights (e.g. a fine-tuned model) back to the source layout with the same rules"
 
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     from ..io.export_checks import refuse_nothing_exported
 
     max_shard_size = shard_size(args)
+    refuse_existing(args)  # before the source is read: that may take long
     ruleset = ctx.load_rules(args.rules)
     policy = unmatched_policy(ruleset, args.unmatched)
     options = reader_options(args)

@@ -17,6 +17,34 @@ def shard_size(args: argparse.Namespace) -> int | None:
     return parse_size(args.max_shard_size) if args.max_shard_size else None
 
 
+def refuse_existing(args: argparse.Namespace) -> None:
+    """Refuse, before the source is read, a DST that the write would refuse anyway without --force.
+
+    Reading a multi-GB torch file takes long; an existing output should not be found only after
+    it. Only the names the output is certain to have are checked here: a ``.safetensors`` file
+    or a folder's ``model.safetensors`` (unless --max-shard-size may shard it: that is known
+    from the headers), a ``*.safetensors.index.json`` (unless a --workers run's manifest says it
+    may be resumed). The write checks every name again just before it starts, and its last rename
+    never replaces a file that appeared meanwhile.
+    """
+    if args.force or getattr(args, "output_format", None) == "dcp":  # a DCP folder: its writer checks
+        return
+    from ..io.atomic import check_destinations
+    from ..io.convert import DEFAULT_NAME
+    from ..io.shard_manifest import manifest_path
+
+    dst = Path(args.destination)
+    if dst.is_dir():
+        certain = [] if args.max_shard_size else [dst / DEFAULT_NAME]
+    elif dst.name.lower().endswith(".safetensors.index.json"):
+        certain = [] if manifest_path(dst).exists() else [dst]
+    elif dst.name.lower().endswith(".safetensors"):
+        certain = [] if args.max_shard_size else [dst]
+    else:
+        certain = []  # another name: refused with the reason once the write starts
+    check_destinations(certain, (), force=False)
+
+
 def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_shard_size: int | None,
           rules_sha256: str | None, strict: bool = False, target_specs=None):
     """Stream ``reader`` (renamed by ``plan``) to ``args.destination`` with the shared write options."""
