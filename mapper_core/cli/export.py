@@ -5,7 +5,7 @@ import argparse
 
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_unmatched,
                       add_write, reader_options)
-from .write import progress, reading, refuse_existing, result_lines, shard_size, write
+from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
 
 HELP = "map target-layout weights (e.g. a fine-tuned model) back to the source layout with the same rules"
 
@@ -52,10 +52,11 @@ def run(args: argparse.Namespace, ctx) -> int:
             refuse_left_behind(plan, policy)
             # Written by convert's machinery: same destination rules, atomic streamed write,
             # tied weights stored once (metadata 'mapper.aliases'), same 'mapper.*' metadata.
-            result = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin, policy),
+            result, left = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin, policy),
                            shown, max_shard_size=max_shard_size, rules_sha256=ruleset.sha256)
     if args.json:
-        ctx.print_json({**plan.to_dict(policy), "written": result.to_dict()})
+        ctx.print_json({**plan.to_dict(policy), "written": {**result.to_dict(),
+                                                            "earlier_output": leftover_report(ctx, left)}})
         return 0
     from ..io.inspection import counted
 
@@ -63,10 +64,11 @@ def run(args: argparse.Namespace, ctx) -> int:
               f"inverted from {plan.method})")
     if result.aliases:
         ctx.print(f"  {counted(result.aliases, 'tied key')} stored once (metadata 'mapper.aliases')")
-    for line in result_lines(result):
+    for line in result_lines(result, left):
         ctx.print(line)
     for line in left_behind_lines(plan, policy):
         ctx.print(line)
+    leftover_report(ctx, left)
     return 0
 
 
