@@ -74,8 +74,8 @@ def run(args: argparse.Namespace, ctx) -> int:
 
 def left_behind_lines(plan, policy: str, shown: int = 8) -> list[str]:
     """The target keys export did not map back, grouped by reason (no rule, declared new, skipped on a
-    shape mismatch) with counts: one line when they share one reason, else a line per reason."""
-    from ..io.export import LEFT_BEHIND_REASONS
+    shape mismatch) with counts: one line when no rule produces any of them, else a line per reason."""
+    from ..io.export import LEFT_BEHIND_REASONS, NO_RULE
     from ..io.inspection import counted
 
     if not plan.left_behind:
@@ -90,9 +90,8 @@ def left_behind_lines(plan, policy: str, shown: int = 8) -> list[str]:
     kept = policy == "keep"
     verb, how = ("kept", ", under their own names") if kept else ("left behind", " (--unmatched keep writes them)")
     total = counted(len(plan.left_behind), "target key")
-    if len(groups) == 1:
-        [(code, keys)] = groups.items()
-        return [f"{verb} {total} {LEFT_BEHIND_REASONS[code]}{how}: {names(keys)}"]
+    if list(groups) == [NO_RULE]:  # the usual case keeps its one line
+        return [f"{verb} {total} {LEFT_BEHIND_REASONS[NO_RULE]}{how}: {names(groups[NO_RULE])}"]
     order = [code for code in LEFT_BEHIND_REASONS if code in groups]
     return [f"{verb} {total}{how}:"] + [
         f"  {counted(len(groups[code]), 'key')} {LEFT_BEHIND_REASONS[code]}: {names(groups[code])}" for code in order]
