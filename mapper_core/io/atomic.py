@@ -34,12 +34,9 @@ SIGKILL cannot clean up, and its PID and host let a later run tell its leftovers
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import re
-import socket
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -57,7 +54,13 @@ _AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 
 def _host() -> str:
     """This machine's name as it appears in temporary names (letters, digits and '-' only)."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32]
+    if hasattr(os, "uname"):  # gethostname(2)'s answer, without importing socket (~8 ms at start-up)
+        name = os.uname().nodename
+    else:
+        import socket
+
+        name = socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9-]", "-", name)[:32]
 
 
 def _alive(pid: int) -> bool:
@@ -109,6 +112,8 @@ def _rename_noreplace(src: Path, dest: Path) -> None:
     if renameat2 is not None:
         if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dest), _RENAME_NOREPLACE) == 0:
             return
+        import ctypes  # loaded by _libc() already
+
         code = ctypes.get_errno()
         if code == errno.EEXIST:
             raise FileExistsError(code, os.strerror(code), str(dest))
@@ -124,6 +129,8 @@ _LIBC: list = []
 
 def _libc():
     if not _LIBC:
+        import ctypes  # the first rename that must not replace (start-up of other commands)
+
         try:
             _LIBC.append(ctypes.CDLL(None, use_errno=True))
         except OSError:
@@ -217,6 +224,8 @@ class AtomicFiles:
     def create(self, dest: str | Path) -> int:
         """A new temporary file in ``dest``'s folder; returns its descriptor (read/write)."""
         dest = Path(dest)
+        import tempfile  # only once a write begins
+
         fd, name = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=TEMP_SUFFIX, dir=dest.parent)
         self._files.append((dest, Path(name), fd))
         try:

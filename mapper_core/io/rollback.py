@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import stat
 from pathlib import Path
@@ -66,7 +65,7 @@ def keep_aside(move: Move, prefix: str, suffix: str) -> None:
     except FileNotFoundError:
         return
     while True:
-        move.kept, move.linked = move.dest.with_name(f"{prefix}{secrets.token_hex(4)}{suffix}"), True
+        move.kept, move.linked = move.dest.with_name(f"{prefix}{os.urandom(4).hex()}{suffix}"), True
         try:
             os.link(move.dest, move.kept, follow_symlinks=False)  # a symlink is kept as the link it is
             return

@@ -8,7 +8,6 @@ mismatch, the kind check, a collision, and the exit code the plan gives for the 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -232,6 +231,8 @@ def _from_plan(key: str, plan: Plan, target: str | None) -> dict[str, Any]:
     extra: dict[str, Any] = {"in_source": in_source}
     if not in_source:
         sources = [m.source for m in plan.mapped] + [s.source for s in plan.skipped] + list(plan.unmatched)
+        import difflib  # only for a key not found
+
         extra["similar"] = tuple(difflib.get_close_matches(key, sources, n=3, cutoff=0.6))
         extra["target_of"] = tuple((m.source, m.rule) for m in plan.mapped if m.target == key)
         return extra

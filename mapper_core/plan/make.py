@@ -178,10 +178,10 @@ def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, 
             extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
             too_big = None if allow_expansion else _expansion(rule.transform, spec)
             if too_big:
-                reason = f"{_where(rule)}, key '{key}': {too_big}"
+                reason = too_big
                 extra = {"transform": rule.transform}
         except TransformChainError as exc:
-            reason = f"{_where(rule)}, key '{key}': {exc}"
+            reason = str(exc)  # the rule and key are fields of the Mismatch: messages name them once
             extra = {"transform": rule.transform}
     if targets is None and not reason:
         add(Mapped(key, target, index, spec.dtype, shape, **extra))
@@ -193,15 +193,12 @@ def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, 
         # a bomb is an error even under on_shape_mismatch: skip (the key is not merely of another shape)
         action = "error" if rule is None or too_big else rule.on_shape_mismatch
         mismatched.append(Mismatch(key, target, index, shape, tshape, action, spec.dtype, tdtype,
-                                   reason, out_shape if "transform" in extra and not reason else None))
+                                   reason, out_shape if "transform" in extra and not reason else None,
+                                   None if rule is None else rule.line))
         if action == "skip":
             skipped.append(Skipped(key, None, index))
             return
     add(Mapped(key, target, index, spec.dtype, shape, tshape, tdtype, **extra))
-
-
-def _where(rule) -> str:
-    return f"rule {rule.index} (line {rule.line})" if rule.line else f"rule {rule.index}"
 
 
 def _expansion(steps: tuple, spec: TensorSpec) -> str | None:

@@ -102,6 +102,7 @@ class Mismatch:
     # Set when a transform step cannot apply to the source shape; says which step and why.
     reason: str = ""
     out_shape: tuple[int, ...] | None = None  # the shape after the transforms, when they applied
+    line: int | None = None  # the rule's line in the rules file, when known (for messages)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ def mismatch_text(m: Mismatch) -> str:
         what = "the target has no such key"
     else:
         what = f"shape {format_shape(m.shape)}{after} but target has {format_shape(m.target_shape)}"
-    return f"{shown(m.source)} -> {shown(m.target)} ({_rule(m.rule)}): {what}"
+    where = f"{_rule(m.rule)}, line {m.line}" if m.line else _rule(m.rule)
+    return f"{shown(m.source)} -> {shown(m.target)} ({where}): {what}"
 
 
 def kind_text(k: KindMismatch) -> str:

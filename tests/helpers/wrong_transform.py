@@ -14,7 +14,7 @@ rules:
   - match: 'fc\\.bias'
     target: 'net.fc.bias'
 """
-MISMATCH_LINE = "shape mismatch: fc.weight -> net.fc.weight (rule 0): shape [64, 32] ([32, 64] after its transform) but target has [64, 32]"
+MISMATCH_LINE = "shape mismatch: fc.weight -> net.fc.weight (rule 0, line 4): shape [64, 32] ([32, 64] after its transform) but target has [64, 32]"
 
 
 def write_files(folder: Path) -> tuple[Path, Path, Path]:

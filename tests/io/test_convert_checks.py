@@ -138,5 +138,5 @@ def test_a_step_that_cannot_apply_is_named_a_transform_error_not_a_shape_mismatc
     with pytest.raises(PlanError) as info:
         refuse_plan_errors(plan, strict=False)
     text = str(info.value)
-    assert "transform: i8 -> i8x (rule 0): rule 0" in text and "scale needs a floating-point tensor" in text
+    assert "transform: i8 -> i8x (rule 0, line 4): transform step 1 (scale" in text and "scale needs a floating-point tensor" in text
     assert "shape mismatch" not in text and "(absent)" not in text

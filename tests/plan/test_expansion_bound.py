@@ -6,6 +6,7 @@ import json
 import pytest
 
 from mapper_core.plan.make import EXPANSION_FLOOR, expansion_limit, make_plan
+from mapper_core.plan.report import mismatch_text
 from mapper_core.rules import parse_rules
 from mapper_core.specs import TensorSpec
 from cli_runner import mapper  # tests/helpers
@@ -23,8 +24,11 @@ def test_a_padding_bomb_is_a_plan_error_naming_the_line_and_size(on_mismatch):
     plan = make_plan(SOURCE, rules("[{pad: {dim: 0, after: 268435456}}]", on_mismatch))
     [m] = plan.mismatched
     assert m.action == "error" and plan.has_errors()
-    assert "rule 0 (line 3)" in m.reason and "1.0 GiB" in m.reason and "--allow-expansion" in m.reason
+    assert m.line == 3 and "1.0 GiB" in m.reason and "--allow-expansion" in m.reason
     assert not plan.loadable
+    # the message names the key and the rule once: the reason itself says only what is wrong
+    text = mismatch_text(m)
+    assert text.startswith("w -> v (rule 0, line 3): its transform makes") and text.count("rule 0") == 1
 
 
 def test_the_peak_counts_not_only_the_result():
@@ -50,6 +54,6 @@ def test_cli_plan_refuses_with_exit_1(tmp_path):
     (tmp_path / "r.yaml").write_text("version: 1\nrules:\n  - match: 'w'\n    target: 'v'\n"
                                      "    transform: [{pad: {dim: 0, after: 268435456}}]\n")
     done = mapper("plan", tmp_path / "src.json", "--rules", tmp_path / "r.yaml")
-    assert done.returncode == 1 and "(line 3)" in done.stdout + done.stderr
+    assert done.returncode == 1 and "(rule 0, line 3): its transform" in done.stdout
     done = mapper("plan", tmp_path / "src.json", "--rules", tmp_path / "r.yaml", "--allow-expansion", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["mapped"][0]["out_shape"] == [268435466]
