@@ -17,8 +17,8 @@ from .text import shown
 
 _source, _pattern_rule = attrgetter("source"), attrgetter("pattern", "rule")
 # a Mapped is a tuple: its fields by position (itemgetter) are quicker to get than by name
-_m_source, _m_target, _m_transform, _m_dtype_shape = (
-    itemgetter(*map(Mapped._fields.index, names)) for names in (("source",), ("target",), ("transform",), ("dtype", "shape")))
+_m_source, _m_target, _m_transform, _m_dtype_shape = (itemgetter(*map(Mapped._fields.index, names)) for names in (
+    ("source",), ("target",), ("transform",), ("dtype", "shape")))
 LIMIT = 50  # rows per list before "and N more (see --json)"
 UNMATCHED_REMEDIES = ("add a rule or a skip pattern that takes them; or `unmatched: keep` in the rules "
                       "(or --unmatched keep) to pass them through under their own names; or `unmatched: drop` "
@@ -221,7 +221,8 @@ def _via(m: Mapped) -> str:
 
 def _skip_reason(pattern_rule: tuple[str | None, int | None]) -> str:
     pattern, rule = pattern_rule
-    why = f"skip pattern {shown(pattern)}" if pattern is not None else f"rule {rule}: shape mismatch, on_shape_mismatch: skip"
+    why = (f"skip pattern {shown(pattern)}" if pattern is not None
+           else f"rule {rule}: shape mismatch, on_shape_mismatch: skip")
     return why + END
 
 

@@ -99,7 +99,8 @@ def reference_sections(plan: Plan, ruleset) -> list[str]:
     passed = plan.passed_through
     if passed:
         sections.append([f"Passed through ({len(passed)}): no rule takes them; kept under their own names "
-                         "(unmatched: keep)"] + [f"  {shown(m.source)}  {m.dtype} {format_shape(m.shape)}" for m in passed])
+                         "(unmatched: keep)"]
+                        + [f"  {shown(m.source)}  {m.dtype} {format_shape(m.shape)}" for m in passed])
     if plan.skipped:
         width = max(len(shown(s.source)) for s in plan.skipped)
         sections.append([f"Skipped ({len(plan.skipped)})"] + [
@@ -110,7 +111,8 @@ def reference_sections(plan: Plan, ruleset) -> list[str]:
         if plan.unmatched_policy != "keep" else "keep"
     for title, keys in ((f"Unmatched source keys ({len(plan.unmatched)}): no rule or skip pattern takes them; {fate}",
                          plan.unmatched),
-                        (f"Uninitialized target keys ({len(plan.uninitialized)}): nothing fills them", plan.uninitialized),
+                        (f"Uninitialized target keys ({len(plan.uninitialized)}): nothing fills them",
+                         plan.uninitialized),
                         (f"New target keys ({len(plan.expected_uninitialized)}): nothing fills them, as the rules' "
                          "`new:` patterns declare; they keep their initialisation", plan.expected_uninitialized)):
         if keys:
