@@ -132,6 +132,7 @@ def _left_behind(args: argparse.Namespace, done: list[Path]) -> str:
         more = len(done) - 1
         files = f" (and {more} more file{'s' if more > 1 else ''})" if more else ""
         said = f"the output was already complete: {last} is in place{files}; only the report after it did not run"
+        said += _verified(args)
         manifest = manifest_path(last)
         if manifest.exists():  # a --workers run stopped between its index and the manifest's removal
             said += (f". The resume manifest {manifest} was left behind: delete it, or rerun the same command "
@@ -143,6 +144,16 @@ def _left_behind(args: argparse.Namespace, done: list[Path]) -> str:
         return ("no file was left half-written; shards already finished stay in place, recorded in the manifest: "
                 "rerun the same command to write only the rest")
     return "nothing was written"
+
+
+def _verified(args: argparse.Namespace) -> str:
+    """What --verify had done by the last rename: the report's "verified N tensors" line did not run, the check did."""
+    if not getattr(args, "verify", False):
+        return ""
+    if getattr(args, "workers", 1) > 1 or getattr(args, "executor", None) is not None:
+        return (". Each shard this run wrote was verified bit for bit before its rename (shards an earlier run "
+                "finished are not checked again)")
+    return ". It was verified bit for bit against the source before it was put in place"
 
 
 def _has_manifest(destination: str | None) -> bool:

@@ -8,7 +8,7 @@ from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
                       add_target, add_unmatched, add_write, reader_options)
 from .plan import load_target, plan_for_reader
-from .write import progress, reading, result_lines, shard_size, write
+from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
 
 HELP = "convert a checkpoint to safetensors (with --rules: renamed and filtered by the plan), streamed and atomic"
 
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         raise BadInputError("--max-shard-size only applies to safetensors output; a DCP folder holds one data "
                             "file per writer: drop --max-shard-size or --output-format dcp")
     max_shard_size = shard_size(args)
+    refuse_existing(args)  # before the source is read: that may take long
     ruleset = ctx.load_rules(args.rules) if args.rules else None
     options = reader_options(args)
     with progress(ctx, quiet=args.quiet) as shown:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             target = load_target(args, ctx, options)
             plan = plan_for_reader(args, reader, ruleset, target) if ruleset is not None else None
-            result = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,
+            result, left = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,
                            rules_sha256=ruleset.sha256 if ruleset else None, strict=args.strict,
                            target_specs=target[0] if plan is None else None)
     if args.json:
@@ -57,9 +58,11 @@ def run(args: argparse.Namespace, ctx) -> int:
         if plan is not None and plan.target_count is not None:
             data["uninitialized"] = list(plan.uninitialized)
             data["expected_uninitialized"] = list(plan.expected_uninitialized)  # declared new: in the rules
+        data["earlier_output"] = leftover_report(ctx, left)
         ctx.print_json(data)
     else:
-        ctx.print(_summary(result, dcp=args.output_format == "dcp", plan=plan))
+        ctx.print(_summary(result, dcp=args.output_format == "dcp", plan=plan, left=left))
+        leftover_report(ctx, left)
     return 0
 
 
@@ -81,7 +84,7 @@ def _unfilled(plan) -> list[str]:
     return lines
 
 
-def _summary(result, dcp: bool = False, plan=None) -> str:
+def _summary(result, dcp: bool = False, plan=None, left=None) -> str:
     from ..io.inspection import counted, human_bytes
 
     lines = [f"wrote {result.destination}: {counted(result.tensors, 'tensor')}, {human_bytes(result.tensor_bytes)} "
@@ -101,4 +104,4 @@ def _summary(result, dcp: bool = False, plan=None) -> str:
         if result.checked is not None:
             lines.append(f"  verified {counted(result.checked, 'tensor')} bit for bit against the source")
         return "\n".join(lines)
-    return "\n".join(lines + result_lines(result))
+    return "\n".join(lines + result_lines(result, left))

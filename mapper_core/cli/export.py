@@ -5,7 +5,7 @@ import argparse
 
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_unmatched,
                       add_write, reader_options)
-from .write import progress, reading, result_lines, shard_size, write
+from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
 
 HELP = "map target-layout weights (e.g. a fine-tuned model) back to the source layout with the same rules"
 
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     from ..io.export_checks import refuse_nothing_exported
 
     max_shard_size = shard_size(args)
+    refuse_existing(args)  # before the source is read: that may take long
     ruleset = ctx.load_rules(args.rules)
     policy = unmatched_policy(ruleset, args.unmatched)
     options = reader_options(args)
@@ -51,10 +52,11 @@ def run(args: argparse.Namespace, ctx) -> int:
             refuse_left_behind(plan, policy)
             # Written by convert's machinery: same destination rules, atomic streamed write,
             # tied weights stored once (metadata 'mapper.aliases'), same 'mapper.*' metadata.
-            result = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin, policy),
+            result, left = write(ctx, args, reader, as_convert_plan(plan, specs, args.source, ruleset.origin, policy),
                            shown, max_shard_size=max_shard_size, rules_sha256=ruleset.sha256)
     if args.json:
-        ctx.print_json({**plan.to_dict(policy), "written": result.to_dict()})
+        ctx.print_json({**plan.to_dict(policy), "written": {**result.to_dict(),
+                                                            "earlier_output": leftover_report(ctx, left)}})
         return 0
     from ..io.inspection import counted
 
@@ -62,11 +64,34 @@ def run(args: argparse.Namespace, ctx) -> int:
               f"inverted from {plan.method})")
     if result.aliases:
         ctx.print(f"  {counted(result.aliases, 'tied key')} stored once (metadata 'mapper.aliases')")
-    for line in result_lines(result):
+    for line in result_lines(result, left):
         ctx.print(line)
-    if plan.left_behind:
-        shown = ", ".join(plan.left_behind[:8]) + (" ..." if len(plan.left_behind) > 8 else "")
-        what = ("kept {n} target keys no rule produces, under their own names" if policy == "keep" else
-                "left behind {n} target keys no rule produces (--unmatched keep writes them)")
-        ctx.print(f"{what.format(n=len(plan.left_behind))}: {shown}")
+    for line in left_behind_lines(plan, policy):
+        ctx.print(line)
+    leftover_report(ctx, left)
     return 0
+
+
+def left_behind_lines(plan, policy: str, shown: int = 8) -> list[str]:
+    """The target keys export did not map back, grouped by reason (no rule, declared new, skipped on a
+    shape mismatch) with counts: one line when no rule produces any of them, else a line per reason."""
+    from ..io.export import LEFT_BEHIND_REASONS, NO_RULE
+    from ..io.inspection import counted
+
+    if not plan.left_behind:
+        return []
+    groups: dict[str, list[str]] = {}
+    for key in plan.left_behind:  # sorted; the groups keep that order within themselves
+        groups.setdefault(plan.reason(key), []).append(key)
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:shown]) + (" ..." if len(keys) > shown else "")
+
+    kept = policy == "keep"
+    verb, how = ("kept", ", under their own names") if kept else ("left behind", " (--unmatched keep writes them)")
+    total = counted(len(plan.left_behind), "target key")
+    if list(groups) == [NO_RULE]:  # the usual case keeps its one line
+        return [f"{verb} {total} {LEFT_BEHIND_REASONS[NO_RULE]}{how}: {names(groups[NO_RULE])}"]
+    order = [code for code in LEFT_BEHIND_REASONS if code in groups]
+    return [f"{verb} {total}{how}:"] + [
+        f"  {counted(len(groups[code]), 'key')} {LEFT_BEHIND_REASONS[code]}: {names(groups[code])}" for code in order]

@@ -122,7 +122,9 @@ def run(args: argparse.Namespace, ctx) -> int:
             ctx.print(render_cost(built[2]))
     warn_wrapper_prefix(args, ctx, plan.unmatched, ruleset)
     if plan.has_errors(strict=args.strict) and not plan.errors:
-        ctx.error(f"--strict: {len(plan.uninitialized)} uninitialized target key(s); add rules that fill them, "
+        from ..io.inspection import counted
+
+        ctx.error(f"--strict: {counted(len(plan.uninitialized), 'uninitialized target key')}; add rules that fill them, "
                   "declare them as new layers (new: in the rules), or drop --strict")
     return 1 if plan.has_errors(strict=args.strict) else 0
 

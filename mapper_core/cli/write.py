@@ -17,12 +17,47 @@ def shard_size(args: argparse.Namespace) -> int | None:
     return parse_size(args.max_shard_size) if args.max_shard_size else None
 
 
+def refuse_existing(args: argparse.Namespace) -> None:
+    """Refuse, before the source is read, a DST that the write would refuse anyway without --force.
+
+    Reading a multi-GB torch file takes long; an existing output should not be found only after
+    it. Only the names the output is certain to have are checked here: a ``.safetensors`` file
+    or a folder's ``model.safetensors`` (unless --max-shard-size may shard it: that is known
+    from the headers), a ``*.safetensors.index.json`` (unless a --workers run's manifest says it
+    may be resumed). The write checks every name again just before it starts, and its last rename
+    never replaces a file that appeared meanwhile.
+    """
+    if args.force or getattr(args, "output_format", None) == "dcp":  # a DCP folder: its writer checks
+        return
+    from ..io.atomic import check_destinations
+    from ..io.convert import DEFAULT_NAME
+    from ..io.shard_manifest import manifest_path
+
+    dst = Path(args.destination)
+    if dst.is_dir():
+        certain = [] if args.max_shard_size else [dst / DEFAULT_NAME]
+    elif dst.name.lower().endswith(".safetensors.index.json"):
+        certain = [] if manifest_path(dst).exists() else [dst]
+    elif dst.name.lower().endswith(".safetensors"):
+        certain = [] if args.max_shard_size else [dst]
+    else:
+        certain = []  # another name: refused with the reason once the write starts
+    check_destinations(certain, (), force=False)
+
+
 def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_shard_size: int | None,
           rules_sha256: str | None, strict: bool = False, target_specs=None):
-    """Stream ``reader`` (renamed by ``plan``) to ``args.destination`` with the shared write options."""
+    """Stream ``reader`` (renamed by ``plan``) to ``args.destination`` with the shared write options.
+    Returns the ConvertResult and the earlier output's files left beside it (:mod:`..io.earlier_output`);
+    with --clean-stale the shards a replaced index named are removed, once the new output is in place."""
     from ..io.convert import convert
+    from ..io.earlier_output import EarlierOutput, Leftovers, remove_replaced
+    from ..io.provenance import source_files
 
-    return convert(
+    dcp = getattr(args, "output_format", None) == "dcp"
+    follower = not getattr(getattr(args, "executor", None), "leader", True)  # torch.distributed: rank 0 says it
+    earlier = None if dcp or follower else EarlierOutput.find(args.destination)  # before --force replaces the index
+    result = convert(
         args.source, args.destination, reader=reader, plan=plan, force=args.force,
         max_shard_size=max_shard_size, verify=args.verify, progress=shown.update, phase=shown.phase,
         rules_sha256=rules_sha256, strict=strict, hash_source=not args.no_source_hash, target_specs=target_specs,
@@ -30,10 +65,34 @@ def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_s
         output_format=getattr(args, "output_format", None), workers=getattr(args, "workers", 1),
         executor=getattr(args, "executor", None),
     )
+    left = earlier.left_by(result.paths, source_files(reader, Path(args.source))) if earlier else Leftovers()
+    if args.clean_stale and left.replaced:
+        left = remove_replaced(left)
+    return result, left
 
 
-def result_lines(result) -> list[str]:
-    """What convert and export both report under their first line: shards and verification."""
+def leftover_report(ctx, left) -> dict[str, list[str]]:
+    """Warn on stderr about an earlier output's files left beside the new one; their JSON form."""
+    from ..io.inspection import counted
+
+    def names(paths) -> str:
+        shown = ", ".join(Path(p).name for p in paths[:LISTED_SHARDS])
+        return shown + (" …" if len(paths) > LISTED_SHARDS else "")
+
+    if left.replaced:
+        ctx.warn(f"{counted(len(left.replaced), 'shard')} of the earlier output, named by the index this write "
+                 f"replaced, {'is' if len(left.replaced) == 1 else 'are'} still there and no longer used: "
+                 f"{names(left.replaced)}; delete them (with --clean-stale, the run that replaces an index removes them)")
+    if left.beside:
+        ctx.warn(f"{counted(len(left.beside), 'file')} of an earlier output in the other layout (one file vs. an "
+                 f"index and shards) {'is' if len(left.beside) == 1 else 'are'} beside this one: "
+                 f"{names(left.beside)}; a loader may pick {'it' if len(left.beside) == 1 else 'them'} up: delete "
+                 f"{'it' if len(left.beside) == 1 else 'them'} if not wanted (--clean-stale leaves them alone)")
+    return left.to_dict()
+
+
+def result_lines(result, left=None) -> list[str]:
+    """What convert and export both report under their first line: shards, verification, cleaning."""
     from ..io.inspection import counted, human_bytes
 
     lines = []
@@ -55,6 +114,10 @@ def result_lines(result) -> list[str]:
         lines.append(f"  removed {what}: {shown}" if result.stale_removed else
                      f"  note: {what} beside the output: {shown}; their processes are gone: "
                      "pass --clean-stale to remove them")
+    if left is not None and left.removed:
+        lines.append(f"  removed {counted(len(left.removed), 'shard')} of the earlier output that the replaced index "
+                     f"named: {', '.join(Path(p).name for p in left.removed[:LISTED_SHARDS])}"
+                     + (" …" if len(left.removed) > LISTED_SHARDS else ""))
     return lines
 
 

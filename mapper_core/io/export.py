@@ -18,16 +18,19 @@ two) is reported by rule, line and step, and nothing is exported.
 
 Target keys no rule produces (a fine-tuned model's new layers) follow an ``unmatched`` policy
 with convert's three names: ``drop`` leaves them behind (listed), ``keep`` writes them under
-their own names, ``error`` refuses. The default is ``keep`` when the rules say
+their own names, ``error`` refuses. Each such key has a reason (:data:`LEFT_BEHIND_REASONS`): no
+rule produces it, the rules declare it new (``new:``), or its rule skipped it on a shape mismatch
+(``on_shape_mismatch: skip``, known only from the source specs). The default is ``keep`` when the rules say
 ``unmatched: keep`` (such keys came over under their own names, so they go back the same way),
 else ``drop``: a model with new layers exports as it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import PlanError
+from .export_backward import Refuse, backward_spec
 from .export_checks import refuse_nothing_exported
 from .inspection import counted
 from ..plan.plan import PASS_THROUGH, UNMATCHED_POLICIES, Mapped, Plan
@@ -35,10 +38,19 @@ from ..plan.make import make_plan
 from ..rules.ruleset import Rule, RuleSet
 from ..specs import TensorSpec
 from ..rules.template import Inversion, TemplateNotInvertible
-from ..rules.transforms import NotInvertible, Step, TransformChainError, chain_spec, inverse_chain
+from ..rules.transforms import Step, TransformChainError, inverse_chain
 
 if TYPE_CHECKING:
     import torch
+
+
+# Why a target key is not exported: the codes of ExportPlan.reasons (and of `mapper export --json`)
+NO_RULE, DECLARED_NEW, SHAPE_SKIP = "no_rule", "declared_new", "shape_skip"
+LEFT_BEHIND_REASONS = {
+    NO_RULE: "no rule produces",
+    DECLARED_NEW: "declared new (new: in the rules)",
+    SHAPE_SKIP: "skipped on a shape mismatch (on_shape_mismatch: skip)",
+}
 
 
 @dataclass(frozen=True)
@@ -63,17 +75,24 @@ class ExportProblem:
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """What export does with every target key: exported, left behind (no rule makes it), or a problem."""
+    """What export does with every target key: exported, left behind (sorted; ``reasons`` says why
+    each one: a code of :data:`LEFT_BEHIND_REASONS`), or a problem."""
 
     rules_name: str
     entries: tuple[ExportEntry, ...]
     left_behind: tuple[str, ...]
     problems: tuple[ExportProblem, ...]
     method: str  # "source-specs" or "templates"
+    reasons: Mapping[str, str] = field(default_factory=dict)  # left-behind key → NO_RULE, DECLARED_NEW, ...
+
+    def reason(self, key: str) -> str:
+        """Why ``key`` (one of ``left_behind``) is not exported: a code of LEFT_BEHIND_REASONS."""
+        return self.reasons.get(key, NO_RULE)
 
     def to_dict(self, unmatched: str = "drop") -> dict[str, Any]:
         """The JSON form; the keys no rule produces are listed as ``left_behind``, or as ``kept`` under
-        ``unmatched="keep"``, or as ``refused`` under ``unmatched="error"`` (the export then fails)."""
+        ``unmatched="keep"``, or as ``refused`` under ``unmatched="error"`` (the export then fails);
+        ``reasons`` maps each of them to its reason code."""
         left = {"keep": "kept", "error": "refused"}.get(unmatched, "left_behind")
         return {
             "rules": self.rules_name, "method": self.method, "unmatched": unmatched,
@@ -81,6 +100,7 @@ class ExportPlan:
                           "dtype": e.source_spec.dtype, "shape": list(e.source_spec.shape),
                           "inverse": [s.to_dict() for s in e.inverse]} for e in self.entries],
             left: list(self.left_behind),
+            "reasons": {k: self.reason(k) for k in self.left_behind},
             "problems": [{"target": p.target, "rule": p.rule, "message": p.message} for p in self.problems],
             "summary": {"exported": len(self.entries), left: len(self.left_behind),
                         "problems": len(self.problems),
@@ -136,11 +156,15 @@ def refuse_left_behind(plan: ExportPlan, unmatched: str) -> None:
     if not plan.left_behind or unmatched == "drop":
         return
     if unmatched == "error":
+        codes = {plan.reason(k) for k in plan.left_behind}
+        why = LEFT_BEHIND_REASONS[codes.pop()] if len(codes) == 1 else "the export does not produce"
         raise PlanError(
-            f"cannot export with rules '{plan.rules_name}': {counted(len(plan.left_behind), 'target key')} no rule "
-            "produces (new layers?); nothing was written. Pass --unmatched drop (Python: unmatched='drop') to "
-            "leave them behind, --unmatched keep to write them under their own names, or add rules for them:\n"
-            + _listed(plan.left_behind), plan)
+            f"cannot export with rules '{plan.rules_name}': {counted(len(plan.left_behind), 'target key')} {why}"
+            f"{' (new layers?)' if why == LEFT_BEHIND_REASONS[NO_RULE] else ''}; nothing was written. Pass "
+            "--unmatched drop (Python: unmatched='drop') to leave them behind, --unmatched keep to write them under "
+            "their own names, or add rules for them:\n"
+            + _listed([k if plan.reason(k) == NO_RULE else f"{k}: {LEFT_BEHIND_REASONS[plan.reason(k)]}"
+                       for k in plan.left_behind]), plan)
     exported = {e.source for e in plan.entries}
     clashes = [k for k in plan.left_behind if k in exported]
     if clashes:
@@ -232,16 +256,11 @@ def _from_source_specs(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
                 f"give {list(target_specs[mm.target].shape)}" + (f": {mm.reason}" if mm.reason else ""))))
     for c in forward.collisions:
         problems.append(ExportProblem(c.target, c.rules[0], f"several source keys map to it ({', '.join(c.sources)})"))
-    done = {e.target for e in entries} | {p.target for p in problems}
-    left = tuple(k for k in target_specs if k not in done)
-    return ExportPlan(ruleset.name, tuple(entries), left, tuple(problems), "source-specs")
+    skipped = {mm.target for mm in forward.mismatched if mm.action == "skip"}
+    return _planned(ruleset, target_specs, entries, problems, "source-specs", skipped)
 
 
 # ---------------------------------------------------------------------------- template inversion
-
-class _Refuse(Exception):
-    """A transform step whose input spec cannot be worked out from its output."""
-
 
 def _inversion(rule: Rule) -> Inversion | str:
     """The rule's template read backwards, or the sentence saying why it cannot be."""
@@ -267,8 +286,8 @@ def _from_templates(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec]) ->
             if source is None or rule.apply(source) != target:
                 continue
             try:
-                source_spec = _backward(rule, spec)
-            except _Refuse as exc:
+                source_spec = backward_spec(rule, spec)
+            except Refuse as exc:
                 problems.append(ExportProblem(target, rule.index, f"{_where(rule)}: {exc}"))
                 break
             guesses[source] = (target, rule, source_spec)
@@ -291,102 +310,22 @@ def _from_templates(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec]) ->
         if target not in done:
             problems.append(ExportProblem(target, None, why))
             done.add(target)
-    left = tuple(k for k in target_specs if k not in done)
-    return ExportPlan(ruleset.name, tuple(entries), left, tuple(problems), "templates")
+    return _planned(ruleset, target_specs, entries, problems, "templates")
+
+
+def _planned(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec], entries: list, problems: list,
+             method: str, shape_skipped: frozenset[str] | set[str] = frozenset()) -> ExportPlan:
+    """The ExportPlan: the target keys neither exported nor a problem are left behind, sorted, each
+    with its reason (a skip on shape mismatch says more than a ``new:`` pattern, so it wins)."""
+    done = {e.target for e in entries} | {p.target for p in problems}
+    left = tuple(sorted(k for k in target_specs if k not in done))
+    new = [p.pattern.fullmatch for p in ruleset.new]
+    reasons = {k: SHAPE_SKIP if k in shape_skipped else DECLARED_NEW if any(f(k) for f in new) else NO_RULE
+               for k in left}
+    return ExportPlan(ruleset.name, tuple(entries), left, tuple(problems), method, reasons)
 
 
 def _could_make(rule: Rule, target: str) -> bool:
     """Whether the target's literal text fits the rule's template (used to blame a refused rule)."""
     literal = [p for p in rule.template.parts if isinstance(p, str)]
     return all(text in target for text in literal) and bool(literal)
-
-
-def _plugin_backward(step: Step) -> Callable[[TensorSpec, Mapping[str, Any]], TensorSpec]:
-    """A plugin step's input spec, guessed by applying its inverse to the output's spec.
-
-    The guess is checked forwards afterwards (the whole chain must give the output again), so a
-    step whose inverse depends on the input's shape in another way is refused, not mis-planned.
-    """
-    def back(out: TensorSpec, params: Mapping[str, Any]) -> TensorSpec:
-        try:
-            return chain_spec(inverse_chain((step,), out), out)
-        except TransformChainError as exc:
-            raise NotInvertible(exc.reason) from None
-
-    return back
-
-
-def _backward(rule: Rule, out: TensorSpec) -> TensorSpec:
-    """The source spec whose transform gives ``out``, worked out step by step from the end."""
-    spec = out
-    for k in reversed(range(len(rule.transform))):
-        step = rule.transform[k]
-        back = _BACKWARD.get(step.name)
-        if step.impl is not None and step.impl.plugin != "mapper_core":
-            back = _plugin_backward(step) if step.impl.inverse is not None else None
-        if back is None:
-            raise _Refuse(f"transform step {k + 1} ({step}) does not say what its input was; "
-                          "pass the source specs (--source-specs) so the input shape and dtype are known")
-        try:
-            spec = back(spec, step.params)
-        except NotInvertible as exc:
-            raise _Refuse(f"transform step {k + 1} ({step}): not invertible: {exc}") from None
-    try:
-        if chain_spec(rule.transform, spec) != out:
-            raise _Refuse(f"its transform does not give {out.dtype} {list(out.shape)} from any source spec")
-    except TransformChainError as exc:
-        raise _Refuse(str(exc)) from None
-    return spec
-
-
-def _drop(shape: tuple, d: int) -> tuple:
-    return shape[:d] + shape[d + 1:]
-
-
-def _b_unsqueeze(s: TensorSpec, p: Mapping) -> TensorSpec:
-    d = p["dim"] % len(s.shape)
-    return TensorSpec(s.dtype, _drop(s.shape, d))
-
-
-def _b_squeeze(s: TensorSpec, p: Mapping) -> TensorSpec:
-    d = p["dim"] % (len(s.shape) + 1)
-    return TensorSpec(s.dtype, s.shape[:d] + (1,) + s.shape[d:])
-
-
-def _b_transpose(s: TensorSpec, p: Mapping) -> TensorSpec:
-    shape = list(s.shape)
-    a, b = p["dim0"] % len(shape), p["dim1"] % len(shape)
-    shape[a], shape[b] = shape[b], shape[a]
-    return TensorSpec(s.dtype, tuple(shape))
-
-
-def _b_permute(s: TensorSpec, p: Mapping) -> TensorSpec:
-    shape = [0] * len(s.shape)
-    for i, d in enumerate(p["dims"]):
-        shape[d] = s.shape[i]
-    return TensorSpec(s.dtype, tuple(shape))
-
-
-def _b_pad(s: TensorSpec, p: Mapping) -> TensorSpec:
-    shape = list(s.shape)
-    d = p["dim"] % len(shape)
-    shape[d] -= p.get("before", 0) + p.get("after", 0)
-    return TensorSpec(s.dtype, tuple(shape))
-
-
-def _b_inflate(s: TensorSpec, p: Mapping) -> TensorSpec:
-    d = p["dim"] % len(s.shape)
-    shape = _drop(s.shape, d) if p.get("new_axis", True) else s.shape[:d] + (1,) + s.shape[d + 1:]
-    return TensorSpec(s.dtype, shape)
-
-
-def _b_narrow(s: TensorSpec, p: Mapping) -> TensorSpec:
-    raise NotInvertible("narrow drops the entries outside the kept range, so they cannot be restored")
-
-
-_BACKWARD = {
-    "narrow": _b_narrow,
-    "unsqueeze": _b_unsqueeze, "squeeze": _b_squeeze, "transpose": _b_transpose, "permute": _b_permute,
-    "pad": _b_pad, "inflate": _b_inflate, "scale": lambda s, p: s,
-    # reshape and cast: the input shape / dtype cannot be read off the output; source specs needed
-}

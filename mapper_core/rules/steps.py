@@ -96,8 +96,22 @@ def _squeeze_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
     return _replace(s, s.shape[:d] + s.shape[d + 1:])
 
 
+_SAME_AXIS = "swapping an axis with itself changes nothing"
+_SAME_AXIS_FIX = "name two different axes (e.g. dim0: 0, dim1: 1), or remove the step"
+
+
+def _transpose_check(p: Mapping[str, Any]) -> list[str]:
+    a, b = p.get("dim0"), p.get("dim1")
+    if type(a) is int and type(b) is int and a == b:  # other types: the schema reports them
+        return [f"transpose: dim0 and dim1 are both {a}: {_SAME_AXIS}; {_SAME_AXIS_FIX}"]
+    return []
+
+
 def _transpose_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
     a, b = _dim(p["dim0"], len(s.shape), "dim0"), _dim(p["dim1"], len(s.shape), "dim1")
+    if a == b:  # e.g. dim0: -1, dim1: 1 on a 2-d tensor; equal literals are refused when the rules load
+        raise StepError(f"transpose: dim0 {p['dim0']} and dim1 {p['dim1']} are the same axis ({a}) of a "
+                        f"{len(s.shape)}-d tensor: {_SAME_AXIS}; {_SAME_AXIS_FIX}")
     shape = list(s.shape)
     shape[a], shape[b] = shape[b], shape[a]
     return _replace(s, shape)
@@ -233,7 +247,8 @@ BUILTIN: dict[str, Transform] = {t.name: t for t in (
               header_only=True),
     Transform("squeeze", "remove the size-1 axis at `dim`",
               _squeeze_spec, lambda s, p: [("unsqueeze", {"dim": _dim(p["dim"], len(s.shape))})], header_only=True),
-    Transform("transpose", "swap axes `dim0` and `dim1`", _transpose_spec, _same("transpose")),
+    Transform("transpose", "swap axes `dim0` and `dim1` (two different ones)", _transpose_spec, _same("transpose"),
+              _transpose_check),
     Transform("permute", "reorder the axes as `dims`",
               _permute_spec, lambda s, p: [("permute", {"dims": sorted(range(len(p["dims"])), key=lambda i: p["dims"][i])})],
               _permute_check),

@@ -161,7 +161,7 @@ def test_strict_failure_is_said_in_the_report_json_and_stderr(files, mapper):
             "--target", files / "target.safetensors", "--strict")
     text = mapper(*args)
     assert text.returncode == 1 and "result: FAILED under --strict" in text.stdout
-    assert "--strict: 1 uninitialized target key(s)" in text.stderr
+    assert "--strict: 1 uninitialized target key;" in text.stderr
     summary = json.loads(mapper(*args, "--json").stdout)["summary"]
     assert summary["strict"] is True and summary["failed"] is True and summary["errors"] == 0
 

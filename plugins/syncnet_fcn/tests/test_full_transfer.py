@@ -162,7 +162,9 @@ def test_cli_export_of_a_finetuned_model_with_new_layers(ruleset, checkpoint, tm
                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "exported 102 tensors to syncnet.safetensors" in proc.stdout
-    assert "left behind 16 target keys no rule produces" in proc.stdout and "sync_predictor.0.weight" in proc.stdout
+    # the rules declare them new: said as such, not as keys no rule produces
+    assert "left behind 16 target keys (--unmatched keep writes them):\n  16 keys declared new (new: in the rules)" \
+        in proc.stdout and "sync_predictor.0.weight" in proc.stdout
     exported = load_file(str(tmp_path / "syncnet.safetensors"))
     assert not SyncNet().load_state_dict(exported, strict=True).missing_keys
     assert torch.equal(exported["netcnnaud.0.weight"], state["audio_encoder.conv_layers.0.weight"])
