@@ -9,6 +9,7 @@ from ..errors import BadInputError
 from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target,
                       add_unmatched, reader_options)
 
+LINES_PER_WRITE = 100  # of the text report; each of its long lists is one line
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
 
 
@@ -90,7 +91,7 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from ..plan.report import render_text
+    from ..plan.report import report_lines
 
     if (args.workers != 1 or args.max_shard_size) and not args.cost:
         raise BadInputError("--workers and --max-shard-size only apply with --cost; add --cost or drop them")
@@ -115,7 +116,9 @@ def run(args: argparse.Namespace, ctx) -> int:
             edit(data)
             ctx.print_json(data)
     else:
-        ctx.print(render_text(plan, ruleset, strict=args.strict))
+        lines = report_lines(plan, ruleset, strict=args.strict)  # ctx.print(render_text(...)), a part at a time
+        for start in range(0, len(lines), LINES_PER_WRITE):
+            ctx.out.write("\n".join(lines[start:start + LINES_PER_WRITE]) + "\n")
         if args.cost:
             from ..io.cost import render_cost
 

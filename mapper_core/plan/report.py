@@ -6,15 +6,19 @@ fake a row. Lists of problems are complete, or end with "and N more (see --json)
 from __future__ import annotations
 
 from collections import defaultdict
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Iterable
 
-from .plan import KindMismatch, Mismatch, Plan
+from .plan import PASS_THROUGH, KindMismatch, Mapped, Mismatch, Plan
 from ..rules.ruleset import RuleSet
 from ..specs import format_shape
+from .rows import END, Cache, block, key_rows, padding, shown_all
 from .text import shown
 
-_source = attrgetter("source")
+_source, _pattern_rule = attrgetter("source"), attrgetter("pattern", "rule")
+# a Mapped is a tuple: its fields by position (itemgetter) are quicker to get than by name
+_m_source, _m_target, _m_transform, _m_dtype_shape = (
+    itemgetter(*map(Mapped._fields.index, names)) for names in (("source",), ("target",), ("transform",), ("dtype", "shape")))
 LIMIT = 50  # rows per list before "and N more (see --json)"
 UNMATCHED_REMEDIES = ("add a rule or a skip pattern that takes them; or `unmatched: keep` in the rules "
                       "(or --unmatched keep) to pass them through under their own names; or `unmatched: drop` "
@@ -89,6 +93,12 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
     With ``strict``, uninitialized target keys (not the declared new ones) make the result a failure,
     as ``--strict`` does.
     """
+    return "\n".join(report_lines(plan, ruleset, strict))
+
+
+def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False) -> list[str]:
+    """:func:`render_text`'s lines, to be joined by newlines; the rows of a long list are one item
+    (the CLI writes them a few at a time instead of making the whole text)."""
     lines: list[str] = []
     out = lines.append
     out(f"Plan for rules '{shown(plan.rules_name)}'" + (f" ({shown(plan.rules_origin)})" if plan.rules_origin else ""))
@@ -100,10 +110,11 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
         "error": " (the plan fails on them)", "keep": " (passed through under their own names)",
         "drop": " (left behind and listed)"}.get(plan.unmatched_policy, ""))
 
+    errors = plan.errors  # made afresh on each use: an entry per unmatched key
     problems = error_lines(plan, strict)
     if problems:
         out("")
-        n_errors = len(plan.errors) + (len(plan.uninitialized) if strict else 0)
+        n_errors = len(errors) + (len(plan.uninitialized) if strict else 0)
         shape_skips = sum(1 for m in plan.mismatched if m.action == "skip")
         warnings = sum(1 for k in plan.kind_mismatches if k.action != "error")
         extra = (f", {shape_skips} skipped on shape mismatch" if shape_skips else "") + \
@@ -114,7 +125,7 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
     by_rule: dict[int, list] = defaultdict(list)
     for m in plan.mapped:
         by_rule[m.rule].append(m)
-    shapes: dict[tuple[int, ...], str] = {}  # format_shape, once per distinct shape
+    tails = Cache(_spec_tail)  # "  DTYPE SHAPE" and the row's end, once per distinct (dtype, shape)
     for index in sorted(i for i in by_rule if i >= 0):
         entries = by_rule[index]
         out("")
@@ -123,40 +134,27 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
             out(f"Rule {index}: {shown(rule.match)}  ->  {shown(rule.target)}  ({_count(len(entries), 'key')})")
         else:
             out(f"Rule {index} ({_count(len(entries), 'key')})")
-        sources = [s if s.isprintable() else shown(s) for s in map(_source, entries)]  # shown(), inlined
-        width = max(map(len, sources))
-        for source, m in zip(sources, entries):
-            target, dtype, shape, transform = m.target, m.dtype, m.shape, m.transform
-            text = shapes.get(shape)
-            if text is None:
-                text = shapes[shape] = format_shape(shape)
-            via = ""
-            if transform:
-                steps = ", ".join(str(s) for s in transform)
-                result = (f"{m.result_dtype} {format_shape(m.out_shape)}" if m.out_shape is not None else
-                          "(the transform cannot apply: see the error above)")
-                via = f" -> {result} via {steps}"
-            out(f"  {source:<{width}}  ->  {target if target.isprintable() else shown(target)}  {dtype} {text}{via}")
-    passed = plan.passed_through
+        sources = shown_all(list(map(_m_source, entries)))
+        out(block(sources, padding(sources, "  ->  "), shown_all(list(map(_m_target, entries))),
+                  _mapped_tails(entries, tails)))
+    passed = by_rule.get(PASS_THROUGH)  # plan.passed_through, in the same order
     if passed:
         out("")
         out(f"Passed through ({len(passed)}): no rule takes them; kept under their own names (unmatched: keep)")
-        lines.extend(f"  {shown(m.source)}  {m.dtype} {format_shape(m.shape)}" for m in passed)
+        out(block(shown_all(list(map(_m_source, passed))), map(tails.__getitem__, map(_m_dtype_shape, passed))))
 
     if plan.skipped:
         out("")
         out(f"Skipped ({len(plan.skipped)})")
-        width = max(len(shown(s.source)) for s in plan.skipped)
-        for s in plan.skipped:
-            why = (f"skip pattern {shown(s.pattern)}" if s.pattern is not None
-                   else f"rule {s.rule}: shape mismatch, on_shape_mismatch: skip")
-            out(f"  {shown(s.source):<{width}}  by {why}")
+        sources = shown_all(list(map(_source, plan.skipped)))
+        out(block(sources, padding(sources, "  by "), map(Cache(_skip_reason).__getitem__,
+                                                          map(_pattern_rule, plan.skipped))))
     if plan.unmatched:
         out("")
         fate = {"drop": "left behind (unmatched: drop)", "error": "an error (unmatched: error)"}
         out(f"Unmatched source keys ({len(plan.unmatched)}): no rule or skip pattern takes them; "
             + fate.get(plan.unmatched_policy, plan.unmatched_policy))
-        lines.extend(f"  {shown(k)}" for k in plan.unmatched)
+        out(key_rows(plan.unmatched))
     if plan.non_tensor:
         out("")
         out(f"Non-tensor values ({len(plan.non_tensor)}): not tensors, left behind")
@@ -164,22 +162,22 @@ def render_text(plan: Plan, ruleset: RuleSet | None = None, strict: bool = False
     if plan.uninitialized:
         out("")
         out(f"Uninitialized target keys ({len(plan.uninitialized)}): nothing fills them")
-        lines.extend(f"  {shown(k)}" for k in plan.uninitialized)
+        out(key_rows(plan.uninitialized))
     if plan.expected_uninitialized:
         out("")
         out(f"New target keys ({len(plan.expected_uninitialized)}): nothing fills them, as the rules' "
             "`new:` patterns declare; they keep their initialisation")
-        lines.extend(f"  {shown(k)}" for k in plan.expected_uninitialized)
+        out(key_rows(plan.expected_uninitialized))
     if plan.unused_rules:
         out("")
         out(f"Unused rules ({len(plan.unused_rules)}): matched no source key")
         lines.extend(f"  rule {u.rule}: {shown(u.match)}" for u in plan.unused_rules)
 
-    lines.extend(_summary(plan, strict))
-    return "\n".join(lines)
+    lines.extend(_summary(plan, strict, errors))
+    return lines
 
 
-def _summary(plan: Plan, strict: bool) -> list[str]:
+def _summary(plan: Plan, strict: bool, errors: tuple) -> list[str]:
     s = plan.summary()
     lines = ["", "Summary",
              f"  source keys {s['source_keys']}: mapped {s['mapped']}, skipped {s['skipped']}, "
@@ -192,13 +190,39 @@ def _summary(plan: Plan, strict: bool) -> list[str]:
     lines.append(f"  mismatched {s['mismatched']}, kind mismatches {s['kind_mismatch']}"
                  + (f" ({s['kind_warnings']} warned)" if s["kind_warnings"] else "")
                  + f", collisions {s['collisions']}, unused rules {s['unused_rules']}")
-    if plan.errors:
-        lines.append(f"  result: ERRORS ({len(plan.errors)})")
-    elif plan.has_errors(strict=strict):
+    if errors:
+        lines.append(f"  result: ERRORS ({len(errors)})")
+    elif strict and plan.uninitialized:  # plan.has_errors(strict), errors aside
         lines.append(f"  result: FAILED under --strict ({len(plan.uninitialized)} uninitialized target keys)")
     else:
         lines.append("  result: clean")
     return lines
+
+
+def _spec_tail(dtype_shape: tuple[str, tuple[int, ...]]) -> str:
+    dtype, shape = dtype_shape
+    return f"  {dtype} {format_shape(shape)}{END}"
+
+
+def _mapped_tails(entries: list[Mapped], tails: Cache) -> Iterable[str]:
+    """What follows each entry's target in its rule section: the source spec, and the transform's result."""
+    specs = map(tails.__getitem__, map(_m_dtype_shape, entries))
+    if not any(map(_m_transform, entries)):  # the usual rule: no transform steps
+        return specs
+    return [spec[:-len(END)] + _via(m) + END if m.transform else spec for spec, m in zip(specs, entries)]
+
+
+def _via(m: Mapped) -> str:
+    steps = ", ".join(str(s) for s in m.transform)
+    result = (f"{m.result_dtype} {format_shape(m.out_shape)}" if m.out_shape is not None else
+              "(the transform cannot apply: see the error above)")
+    return f" -> {result} via {steps}"
+
+
+def _skip_reason(pattern_rule: tuple[str | None, int | None]) -> str:
+    pattern, rule = pattern_rule
+    why = f"skip pattern {shown(pattern)}" if pattern is not None else f"rule {rule}: shape mismatch, on_shape_mismatch: skip"
+    return why + END
 
 
 def _rule(index: int) -> str:

@@ -50,3 +50,18 @@ def test_the_text_is_json_dumps_of_to_dict(monkeypatch):
             data["cost"] = {"mapped": ["not", "the", "list"]}
         assert plan_json(plan, edit) == dumps(plan, edit)
 
+
+
+def test_skipped_entries_and_odd_keys_are_json_dumps_too(monkeypatch):
+    monkeypatch.setattr(module, "BATCH", 2)  # several batches of mapped and of skipped entries
+    rules = parse_rules(RULES.replace("    target: 'y.é\"\\\\{1}'\n", "    target: 'y.é\"\\\\{1}'\n"
+                                      "    on_shape_mismatch: skip\n") + r"""  - 'h"\\\.\té.*'""" + "\n", "r.yaml")
+    keys = ["x.ends\\", "x.\\\\", 'x."', 'x.","', "x.\u202e\x1b\x00", "x.\ud800", "x.\U0001f600", "x.\u00e9",
+            "head.a", 'h"\\.\té1', "lost\\"]
+    source = {key: TensorSpec("F32", (i, 1)) for i, key in enumerate(keys)}
+    target = {'y.é"\\\\' + key[2:]: TensorSpec("F32", (i + i % 2, 1)) for i, key in enumerate(keys)}
+    plan = make_plan(source, rules, target)  # every other x key has the target's shape; the rest are skipped
+    assert {s.pattern for s in plan.skipped} == {None, "head\\..*", 'h"\\\\\\.\\té.*'}
+    assert len(plan.mapped) == 4 and len(plan.skipped) == 6
+    for plan in (plan, make_plan(source, rules), make_plan({}, rules)):
+        assert plan_json(plan) == dumps(plan)
