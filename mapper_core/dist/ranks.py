@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from ..io.parallel import ShardJob, share_of_sources, write_share
+from ..io.parallel import Share, ShardJob, share_of_sources, write_share
 from ..io.provenance import Hasher
 
 TIMEOUT_ENV = "MAPPER_DIST_TIMEOUT"  # seconds a rank waits for the others at a collective
@@ -71,10 +71,10 @@ class TorchRanks:
         return box[0]
 
     def run(self, assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None
-            ) -> tuple[int, dict[str, str]]:
+            ) -> tuple[Share, dict[str, str]]:
         """This rank's shards; then every rank learns whether all succeeded (an error anywhere is raised
-        everywhere). Returns the tensors verified on all ranks and the final metadata."""
-        done, checked, problem = 0, 0, None
+        everywhere). Returns what the shards of all ranks came to and the final metadata."""
+        done, share, problem = 0, Share(), None
         digests = _Digests(self, job)
 
         def step(n: int, key: str) -> None:
@@ -83,8 +83,8 @@ class TorchRanks:
             if progress:
                 progress(done)
         try:
-            checked = write_share(job, assignment[self.rank] if self.rank < len(assignment) else (), step,
-                                  digests.final)
+            share = write_share(job, assignment[self.rank] if self.rank < len(assignment) else (), step,
+                                digests.final)
             final = digests.final(True)  # every rank takes part in the exchange, shards or not
         except MapperError as exc:
             problem = (isinstance(exc, _Secondary), str(exc), exc.exit_code)
@@ -93,7 +93,7 @@ class TorchRanks:
         if problem is not None:
             digests.give_up()
         everyone: list = [None] * self.workers
-        self._group().all_gather_object(everyone, (checked, problem))
+        self._group().all_gather_object(everyone, (share, problem))
         failed = sorted((p[0], r, p[1], p[2]) for r, (_, p) in enumerate(everyone) if p is not None)
         if failed:
             _, rank, message, code = failed[0]  # a rank's own error before one another rank caused
@@ -101,7 +101,10 @@ class TorchRanks:
                                 "rerun the same command to write only the rest")
             err.exit_code = code
             raise err
-        return sum(c for c, _ in everyone), final
+        total = Share()
+        for s, _ in everyone:
+            total = total.add(s)
+        return total, final
 
     def barrier(self) -> None:
         self._group().barrier()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .clone import Cloner, block_size
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
-from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
+from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, cloned_method, counting
 from .output_format import is_dcp_destination
 from ..errors import BadInputError
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
@@ -171,7 +171,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
 
         return convert_parallel(src, reader, plan, files, groups, index, sources, aliases, left_behind, force,
                                 verify, progress, phase, rules_sha256, hash_source, executor or ForkWorkers(workers),
-                                originals, method, clean_stale)
+                                originals, method, clean_stale, clone)
     check_destinations(files + ([index] if index else []), sources, force)
     stale = [p for dest in files + ([index] if index else []) for p in stale_temps(dest)]
     if clean_stale:
@@ -222,8 +222,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
     written = files + ([index] if index else [])
     cloners = [w.cloner for w in writers if w.cloner is not None]
     cloned = sum(c.cloned for c in cloners)
-    if cloned:
-        method = "clone" if method == "byte-copy" else "clone+tensor"
+    method = cloned_method(method, cloned)
     return ConvertResult(
         source=str(src), destination=str(index or files[0]), paths=tuple(str(p) for p in written),
         tensors=len(entries), aliases=len(aliases), left_behind=left_behind, tensor_bytes=total,

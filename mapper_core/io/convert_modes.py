@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import TORCH_EXTRA, BadInputError, MissingExtraError, torch_available
 from ..plan.plan import Plan
-from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, counting
+from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, cloned_method, counting
 from .formats.base import Reader
 from .formats.writer import Entry
 from .provenance import metadata, source_files
@@ -43,7 +43,7 @@ def convert_parallel(src: Path, reader: Reader, plan: Plan | None, files: list[P
                       index: Path, sources: list[Path], aliases: dict[str, str], left_behind: int, force: bool,
                       verify: bool, progress: ProgressCallback | None, phase: PhaseCallback | None,
                       rules_sha256: str | None, hash_source: bool, executor, originals: dict[str, Entry],
-                      method: str, clean_stale: bool = False) -> ConvertResult:
+                      method: str, clean_stale: bool = False, clone: bool = True) -> ConvertResult:
     """Shards shared out by ``executor`` (forked workers, or torch.distributed ranks). The source is
     hashed while they write; each shard is put in place once its final header is known."""
     from .parallel import write_parallel
@@ -54,9 +54,9 @@ def convert_parallel(src: Path, reader: Reader, plan: Plan | None, files: list[P
     if phase:
         phase("writing", total)
     try:
-        checked, meta, stale = write_parallel(files, groups, index, meta, hashed, sources, force, executor, verify,
-                                              originals, (lambda done: progress(done, total, "")) if progress else None,
-                                              clean_stale)
+        done, meta, stale = write_parallel(files, groups, index, meta, hashed, sources, force, executor, verify,
+                                           originals, (lambda n: progress(n, total, "")) if progress else None,
+                                           clean_stale, clone)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise BadInputError(f"{index}: writing failed: {exc.strerror or exc}{where}; finished shards are kept "
@@ -65,8 +65,9 @@ def convert_parallel(src: Path, reader: Reader, plan: Plan | None, files: list[P
     return ConvertResult(
         source=str(src), destination=str(index), paths=tuple(str(p) for p in written),
         tensors=sum(len(g) for g in groups), aliases=len(aliases), left_behind=left_behind, tensor_bytes=total,
-        file_bytes=sum(p.stat().st_size for p in written), method=method,
+        file_bytes=sum(p.stat().st_size for p in written), method=cloned_method(method, done.cloned),
         source_sha256=meta.get("mapper.source_sha256"), rules=plan.rules_name if plan else None,
-        rules_sha256=rules_sha256 if plan else None, checked=checked if verify else None,
+        rules_sha256=rules_sha256 if plan else None, checked=done.checked if verify else None,
         stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
+        cloned_bytes=done.cloned, clone_refused=done.refused,
     )

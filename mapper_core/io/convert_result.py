@@ -44,6 +44,13 @@ class ConvertResult:
         return out
 
 
+def cloned_method(method: str, cloned: int) -> str:
+    """``method`` as the result names it once ``cloned`` bytes were shared instead of copied."""
+    if not cloned:
+        return method
+    return "clone" if method == "byte-copy" else "clone+tensor"
+
+
 def counting(progress: ProgressCallback | None, total: int) -> Callable[[int, str], None]:
     """A ``step(nbytes, key)`` that adds up the bytes and reports (done, total, key) to ``progress``."""
     done = 0

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
 from .atomic import AtomicFiles, Terminated, remove_stale, signals_held, stale_temps, write_all
+from .clone import Cloner, block_size
 from .rollback import STOP_SIGNALS
 from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
@@ -56,6 +57,7 @@ class ShardJob:
     ours: frozenset[int] = frozenset()  # shards the manifest names: ours to replace without --force
     verify: bool = False
     originals: dict[str, Entry] = field(default_factory=dict)
+    clone: bool = True  # share the source's blocks where the filesystem clones (io/clone.py), as one process does
 
     def final_meta(self, digests: dict[Path, str]) -> dict[str, str]:
         return final_metadata(self.meta, digests, list(self.hashed)) if self.hashed else self.meta
@@ -67,33 +69,50 @@ def share_of_sources(hashed: Sequence[Path], parts: int) -> list[list[Path]]:
     return [[hashed[i] for i in share] for share in assign_shards(sizes, parts)]
 
 
-def write_share(job: ShardJob, shards: Sequence[int], step: Step, final: Final) -> int:
+@dataclass
+class Share:
+    """What a worker's shards came to: tensors verified, bytes cloned, and why cloning was refused
+    (the filesystem's reason, for the report), if it was."""
+
+    checked: int = 0
+    cloned: int = 0
+    refused: str | None = None
+
+    def add(self, other: "Share") -> "Share":
+        return Share(self.checked + other.checked, self.cloned + other.cloned, self.refused or other.refused)
+
+
+def write_share(job: ShardJob, shards: Sequence[int], step: Step, final: Final) -> Share:
     """Write ``shards`` one after the other; each is put in place as soon as ``final`` knows the
-    metadata, the rest at the end. Returns the tensors verified."""
+    metadata, the rest at the end."""
     pending: list[tuple[int, AtomicFiles, FileWriter]] = []
-    checked = 0
+    done = Share()
     try:
         for i in shards:
             pending.append(_write_temp(job, i, step))
+            cloner = pending[-1][2].cloner
+            if cloner is not None:
+                done = done.add(Share(0, cloner.cloned, cloner.refusal))
             meta = final(False)
             while meta is not None and pending:
-                checked += _put_in_place(job, *pending[0], meta)
+                done = done.add(Share(_put_in_place(job, *pending[0], meta)))
                 pending.pop(0)
         if pending:
             meta = final(True)
             while pending:
-                checked += _put_in_place(job, *pending[0], meta)
+                done = done.add(Share(_put_in_place(job, *pending[0], meta)))
                 pending.pop(0)
     finally:
         for _, out, _ in pending:
             out.discard()
-    return checked
+    return done
 
 
 def _write_temp(job: ShardJob, i: int, step: Step) -> tuple[int, AtomicFiles, FileWriter]:
     out = AtomicFiles(replace=job.force or i in job.ours)
     try:
-        writer = FileWriter(out.create(job.files[i]), job.groups[i], job.meta, RangeCopier())
+        fd = out.create(job.files[i])
+        writer = FileWriter(fd, job.groups[i], job.meta, RangeCopier(), Cloner(block_size(fd)) if job.clone else None)
         writer.write(step)
     except BaseException:
         out.discard()
@@ -138,15 +157,15 @@ def _die_with_parent() -> None:
 
 
 def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None = None
-                ) -> tuple[int, dict[str, str]]:
-    """Each worker's shards in a forked process, while this process hashes the source; returns the
-    tensors verified and the final metadata. A worker's error is raised here with its message
+                ) -> tuple[Share, dict[str, str]]:
+    """Each worker's shards in a forked process, while this process hashes the source; returns what
+    the shards came to (:class:`Share`) and the final metadata. A worker's error is raised here with its message
     (finished shards stay recorded, so a rerun resumes); a worker that dies is named with its signal."""
     if "fork" not in multiprocessing.get_all_start_methods():
         raise BadInputError("--workers needs processes started by fork (Linux, macOS), which this system lacks; "
                             "run with --workers 1, or under torchrun (python -m mapper_core.dist)")
     ctx = multiprocessing.get_context("fork")  # children inherit the open reader, the plan and the entries
-    done, checked, errors = ctx.Value("q", 0), ctx.Value("q", 0), ctx.SimpleQueue()
+    done, errors, results = ctx.Value("q", 0), ctx.SimpleQueue(), ctx.SimpleQueue()
     digests = SharedDigests(ctx, job.meta, job.hashed)
 
     def child(w: int, shards: Sequence[int]) -> None:
@@ -159,9 +178,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
             if sys.platform.startswith("linux"):
                 _die_with_parent()
             _one_thread()
-            count = write_share(job, shards, step, digests.final)
-            with checked.get_lock():
-                checked.value += count
+            results.put(write_share(job, shards, step, digests.final))
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, MapperError) else 2
             if isinstance(exc, KeyboardInterrupt):
@@ -208,7 +225,10 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
     if hash_error is not None:
         raise hash_error
     _raise_worker_failure(procs, errors)
-    return checked.value, digests.final(True)
+    total = Share()
+    while not results.empty():
+        total = total.add(results.get())
+    return total, digests.final(True)
 
 
 def _raise_worker_failure(procs: list, errors) -> None:
@@ -258,7 +278,7 @@ class ForkWorkers:
         return value
 
     def run(self, assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None
-            ) -> tuple[int, dict[str, str]]:
+            ) -> tuple[Share, dict[str, str]]:
         return run_workers(assignment, job, progress)
 
     def barrier(self) -> None:
@@ -268,9 +288,11 @@ class ForkWorkers:
 def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], index: Path, meta: dict[str, str],
                    hashed: Sequence[Path], sources: Sequence[Path], force: bool, executor: ForkWorkers,
                    verify: bool, originals: dict[str, Entry], progress: Callable[[int], None] | None,
-                   clean_stale: bool = False) -> tuple[int, dict[str, str], list[Path]]:
+                   clean_stale: bool = False, clone: bool = True) -> tuple[Share, dict[str, str], list[Path]]:
     """Every shard not already finished, shared out by ``executor``; then the index, last (by the
-    leader). Returns the tensors verified, the final metadata and the stale temporaries found."""
+    leader). Returns what the shards came to (tensors verified, bytes cloned), the final metadata
+    and the stale temporaries found. A shard whose header was padded for cloning is not the one
+    the manifest's layout names, so a rerun writes it again (which, cloning, costs little)."""
     from .formats.shards import index_json
 
     executor.prepare(hashed)  # torch ranks start hashing now, while torch.distributed starts
@@ -292,8 +314,8 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
     todo, ours, stale, index_ours = plan
     sizes = [layouts[i].size for i in todo]
     assignment = [[todo[j] for j in share] for share in assign_shards(sizes, executor.workers)]
-    job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), verify, originals)
-    checked, final = executor.run(assignment, job, progress)
+    job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), verify, originals, clone)
+    done, final = executor.run(assignment, job, progress)
     if executor.leader:
         _check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
         weight_map = {e.key: path.name for path, w in zip(files, layouts) for e in w.entries}
@@ -306,7 +328,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
                 out.commit()
                 manifest.remove()
     executor.barrier()  # nobody returns before the index is there
-    return checked, final, [Path(p) for p in stale]
+    return done, final, [Path(p) for p in stale]
 
 
 def _todo(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, manifest: Manifest,

@@ -210,3 +210,101 @@ def test_the_command_line_says_which_path_was_taken(tmp_path, src, mapper, monke
     report = json.loads(copied.stdout)
     assert (report["method"], report["cloned_bytes"]) == ("byte-copy", 0)
     assert report["clone_refused"] == os.strerror(errno.EOPNOTSUPP)
+
+
+def _shards(folder):
+    return {p.name: split(p) for p in sorted(folder.glob("*.safetensors"))}
+
+
+@pytest.fixture
+def many(tmp_path):
+    """Eight tensors of a few blocks each: a 12 KB shard limit makes several shards."""
+    blocks = {f"layers.{i}.weight": os.urandom(2 * BLOCK + 300 * i) for i in range(8)}
+    return source_file(tmp_path / "many.safetensors", blocks, {"format": "pt"})
+
+
+def _sharded(src, folder, rules, **kw):
+    folder.mkdir()
+    return convert(src, folder / "model.safetensors.index.json", rules=rules, max_shard_size="12KB",
+                   hash_source=False, **kw)
+
+
+def test_workers_clone_each_shard_as_one_process_does(tmp_path, many, rules, monkeypatch):
+    """--workers shares blocks too (it copied before): the same shards, byte for byte, as one process
+    cloning, and the same data as the copy."""
+    for where in ("mapper_core.io.convert.block_size", "mapper_core.io.parallel.block_size"):
+        monkeypatch.setattr(where, lambda fd: BLOCK)
+    copied = _sharded(many, tmp_path / "copied", rules, clone=False)
+    monkeypatch.setattr(clone_mod, "ficlonerange", fake_clone([]))  # forked workers inherit it
+    one = _sharded(many, tmp_path / "one", rules)
+    two = _sharded(many, tmp_path / "two", rules, workers=2)
+    assert len(one.paths) > 3 and (one.method, two.method) == ("clone", "clone")
+    assert two.cloned_bytes == one.cloned_bytes > 0 and two.clone_refused is None
+    assert {p.name: p.read_bytes() for p in (tmp_path / "two").iterdir()} == \
+        {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}  # no manifest left, same bytes
+    for name, (head, data) in _shards(tmp_path / "copied").items():
+        head_two, data_two = _shards(tmp_path / "two")[name]
+        assert data_two == data and head_two.rstrip(b" ") == head.rstrip(b" ")
+    assert copied.method == "byte-copy"
+
+
+def test_workers_say_why_the_filesystem_would_not_clone(tmp_path, many, rules, monkeypatch):
+    def refuse(*args):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(clone_mod, "ficlonerange", refuse)
+    result = _sharded(many, tmp_path / "out", rules, workers=2)
+    assert (result.method, result.cloned_bytes) == ("byte-copy", 0)
+    assert result.clone_refused == os.strerror(errno.EOPNOTSUPP)
+
+
+def test_a_rerun_after_a_failed_worker_finishes_cloned_shards(tmp_path, many, rules, monkeypatch):
+    """A cloned shard's padded header is not the layout the manifest expects: a rerun writes it again
+    (cheaply) and the result is the one an uninterrupted run gives."""
+    from mapper_core.errors import BadInputError
+    from mapper_core.io import parallel
+
+    for where in ("mapper_core.io.convert.block_size", "mapper_core.io.parallel.block_size"):
+        monkeypatch.setattr(where, lambda fd: BLOCK)
+    monkeypatch.setattr(clone_mod, "ficlonerange", fake_clone([]))
+    whole = _sharded(many, tmp_path / "whole", rules)
+    real = parallel._put_in_place
+
+    def last_fails(job, i, out, writer, meta):
+        if i == len(job.files) - 1:
+            raise BadInputError("disk on fire")
+        return real(job, i, out, writer, meta)
+
+    monkeypatch.setattr(parallel, "_put_in_place", last_fails)
+    folder = tmp_path / "again"
+    with pytest.raises(BadInputError, match="disk on fire"):
+        _sharded(many, folder, rules, workers=2)
+    assert any(p.name.endswith(".mapper-manifest") for p in folder.iterdir())  # the finished shards are recorded
+    monkeypatch.setattr(parallel, "_put_in_place", real)
+    done = convert(many, folder / "model.safetensors.index.json", rules=rules, max_shard_size="12KB",
+                   hash_source=False, workers=2)
+    assert done.method == "clone"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == \
+        {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()}
+    assert whole.paths and len(list(folder.iterdir())) == len(whole.paths)
+
+
+def test_on_a_real_xfs_workers_share_the_data_too(tmp_path, rules):
+    image, mnt = _mount_xfs(tmp_path)
+    try:
+        blocks = {f"layers.{i}.weight": os.urandom(16 * BLOCK) for i in range(6)}
+        src = source_file(mnt / "src.safetensors", blocks, {"format": "pt"})
+        out = mnt / "out"
+        out.mkdir()
+        result = convert(src, out / "model.safetensors.index.json", rules=rules, hash_source=False,
+                         max_shard_size="160KB", workers=2)
+        assert len(result.paths) > 2 and result.method == "clone" and result.cloned_bytes >= 6 * 15 * BLOCK
+        plain = mnt / "plain"
+        plain.mkdir()
+        convert(src, plain / "model.safetensors.index.json", rules=rules, hash_source=False,
+                max_shard_size="160KB", clone=False)
+        for name, (_, data) in _shards(plain).items():
+            assert _shards(out)[name][1] == data
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        image.unlink()

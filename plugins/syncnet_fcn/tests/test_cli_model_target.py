@@ -31,7 +31,7 @@ def test_with_512_the_last_projection_is_skipped_and_reported(ckpt):
     proc = mapper("plan", ckpt, "--rules", "syncnet_fcn:to-fcn-full", "--target", "model:syncnet-fcn")
     assert proc.returncode == 0, proc.stderr
     assert "PROBLEMS (0 errors, 4 skipped on shape mismatch)" in proc.stdout
-    assert ("skipped: netfclip.3.weight -> video_encoder.channel_conv.3.weight (rule 4): shape [1024, 512] "
+    assert ("skipped: netfclip.3.weight -> video_encoder.channel_conv.3.weight (rule 4, line 25): shape [1024, 512] "
             "([1024, 512, 1] after its transform) but target has [512, 512, 1]") in proc.stdout
 
 
