@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import BadInputError
+from ..io.formats.base import non_tensors
 from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
                       add_target, add_unmatched, add_write, reader_options)
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
         with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+            left_values = non_tensors(reader)
             target = load_target(args, ctx, options)
             plan = plan_for_reader(args, reader, ruleset, target) if ruleset is not None else None
             result, left = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         if plan is not None and plan.target_count is not None:
             data["uninitialized"] = list(plan.uninitialized)
             data["expected_uninitialized"] = list(plan.expected_uninitialized)  # declared new: in the rules
+        data["non_tensor"] = left_values  # not counted in left_behind, which counts tensor keys
         data["earlier_output"] = leftover_report(ctx, left)
         ctx.print_json(data)
     else:
