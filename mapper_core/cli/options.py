@@ -88,6 +88,16 @@ def add_strict(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--strict", action="store_true", help=help)
 
 
+def refuse_strict_without_target(args: argparse.Namespace) -> None:
+    """--strict checks the target's keys: without --target it would check nothing and pass silently."""
+    if args.strict and not args.target:
+        from ..errors import BadInputError
+
+        raise BadInputError("--strict fails the plan on uninitialized target keys, and only --target says what "
+                            "the target keys are; add --target T (a checkpoint, a spec file or model:NAME) or drop "
+                            "--strict (unmatched source keys fail the plan without it, under unmatched: error)")
+
+
 def add_write(p: argparse.ArgumentParser) -> None:
     """How convert and export write DST (both through io.convert.convert)."""
     p.add_argument("--force", action="store_true", help="replace DST if it exists (never the source itself)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target,
-                      add_unmatched, reader_options)
+                      add_unmatched, reader_options, refuse_strict_without_target)
 
 LINES_PER_WRITE = 100  # of the text report; each of its long lists is one line
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
@@ -25,7 +25,7 @@ def add_plan_inputs(p: argparse.ArgumentParser) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source(p)
     add_plan_inputs(p)
-    add_strict(p, "also fail (exit 1) on uninitialized target keys the rules do not declare new:")
+    add_strict(p, "with --target: also fail (exit 1) on uninitialized target keys the rules do not declare new:")
     p.add_argument("--cost", action="store_true",
                    help="also what convert would cost, from headers: bytes read and written, shards per worker, "
                         "peak memory per worker, the largest tensor")
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         raise BadInputError("--workers and --max-shard-size only apply with --cost; add --cost or drop them")
     if args.workers < 1:
         raise BadInputError(f"--workers must be at least 1, not {args.workers}")
+    refuse_strict_without_target(args)
     built = build_plan(args, ctx, cost=args.cost)
     ruleset, plan = built[0], built[1]
     if args.json:
