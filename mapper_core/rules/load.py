@@ -22,6 +22,7 @@ from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
 from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
+from .template_hints import sub_style_reference
 from .transforms import BUILTIN, ambiguous, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -276,6 +277,10 @@ class _Checker:
             template = Template.parse(rule["target"])
         except TemplateError as exc:
             self.add(target_path, f"invalid target template: {exc}")
+            return
+        sub_style = sub_style_reference(rule["target"])
+        if sub_style:
+            self.add(target_path, sub_style)
             return
         if pattern is None:
             return  # group names cannot be checked against a pattern that does not compile
