@@ -24,6 +24,8 @@ class Context:
         self.debug = debug
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        # How the command's torch source was read (cli.plan.source_reading): its header and hints say it
+        self.source_reading: dict = {}
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")

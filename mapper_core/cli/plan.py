@@ -73,12 +73,30 @@ def plan_for_reader(args: argparse.Namespace, reader, ruleset, target):
                      allow_expansion=getattr(args, "allow_expansion", False))
 
 
+def source_reading(reader, args: argparse.Namespace) -> dict:
+    """How a torch source's keys were found: where its state dict was (``unwrap_path``), the prefix
+    stripped (``stripped_prefix``) and whether the reader chose it (``automatic``); {} for other formats."""
+    if getattr(reader, "unwrap_path", None) is None:
+        return {}
+    return {"unwrap_path": reader.unwrap_path, "stripped_prefix": reader.stripped_prefix or "",
+            "automatic": getattr(args, "strip_prefix", None) is None}
+
+
+def _stripped_note(reading: dict) -> str:
+    """What the header says of a prefix the reader stripped by itself (the user did not ask)."""
+    prefix = reading.get("stripped_prefix")
+    if not prefix or not reading.get("automatic"):
+        return ""
+    return f" (the '{prefix}' prefix of DistributedDataParallel stripped; --strip-prefix '' keeps it)"
+
+
 def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
     """Rules + source (+ target) specs → (RuleSet, Plan), and with ``cost`` the conversion's Cost.
     Reads headers only."""
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)
     with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+        ctx.source_reading = source_reading(reader, args)
         target = load_target(args, ctx, options)
         plan = plan_for_reader(args, reader, ruleset, target)
         if cost:
@@ -102,6 +120,9 @@ def run(args: argparse.Namespace, ctx) -> int:
     ruleset, plan = built[0], built[1]
     if args.json:
         def edit(data: dict) -> None:
+            if ctx.source_reading:  # a torch source: where its keys came from, as inspect --json says
+                data["unwrap_path"] = ctx.source_reading["unwrap_path"]
+                data["stripped_prefix"] = ctx.source_reading["stripped_prefix"]
             data["summary"]["strict"] = args.strict
             data["summary"]["failed"] = plan.has_errors(strict=args.strict)
             if args.cost:
@@ -118,6 +139,10 @@ def run(args: argparse.Namespace, ctx) -> int:
             ctx.print_json(data)
     else:
         lines = report_lines(plan, ruleset, strict=args.strict)  # ctx.print(render_text(...)), a part at a time
+        note = _stripped_note(ctx.source_reading)
+        if note:  # the header's "  source: FILE: N keys" line
+            i = next(i for i, line in enumerate(lines) if line.startswith("  source: "))
+            lines[i] += note
         for start in range(0, len(lines), LINES_PER_WRITE):
             ctx.out.write("\n".join(lines[start:start + LINES_PER_WRITE]) + "\n")
         if args.cost:
@@ -134,10 +159,19 @@ def run(args: argparse.Namespace, ctx) -> int:
 
 
 def warn_wrapper_prefix(args: argparse.Namespace, ctx, unmatched, ruleset) -> None:
-    """When every unmatched key carries one prefix the rules would take them without, say --strip-prefix."""
+    """When every unmatched key carries one prefix the rules would take them without, say --strip-prefix;
+    when the rules expect the prefix the reader stripped by itself, say that."""
     if not unmatched or getattr(args, "strip_prefix", None) is not None:
         return
-    from ..plan.prefix_hint import strip_prefix_hint
+    from ..plan.prefix_hint import restored_prefix_hint, strip_prefix_hint
+
+    stripped = ctx.source_reading.get("stripped_prefix", "")
+    if restored_prefix_hint(unmatched, ruleset, stripped):
+        ctx.warn(f"{args.source}: the reader stripped the '{stripped}' prefix of DistributedDataParallel from every "
+                 f"key ('{stripped}{unmatched[0]}' is planned as '{unmatched[0]}'), and the rules' patterns begin with "
+                 f"it; write the patterns without '{stripped.replace('.', chr(92) + '.')}', or pass --strip-prefix '' "
+                 "to plan the keys as stored")
+        return
 
     prefix = strip_prefix_hint(unmatched, ruleset)
     if not prefix:
