@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target,
-                      add_unmatched, reader_options, refuse_strict_without_target)
+                      add_unmatched, reader_options, refuse_strict_without_target, target_options)
 
 LINES_PER_WRITE = 100  # of the text report; each of its long lists is one line
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
@@ -50,14 +50,21 @@ def parse_model_args(items: list[str]) -> dict:
 
 
 def load_target(args: argparse.Namespace, ctx, options: dict):
-    """``--target``'s specs and, for a ``model:NAME``, its module types: (None, None) without one."""
+    """``--target``'s specs and, for a ``model:NAME``, its module types: (None, None) without one.
+    ``options`` are SRC's reader options; the target takes its own unwrap and prefix options."""
     is_model = bool(args.target) and args.target.startswith("model:") and not Path(args.target).exists()
     if args.model_arg and not is_model:
         raise BadInputError("--model-arg only applies to a --target model:NAME; drop it or name a model target")
+    for flag in ("target_unwrap", "target_strip_prefix"):
+        if getattr(args, flag, None) is not None and (not args.target or is_model):
+            name = "--" + flag.replace("_", "-")
+            raise BadInputError(f"{name} only applies to a --target checkpoint file (a torch one); "
+                                f"{'a model target has no prefix to strip' if is_model else 'add --target T'} "
+                                f"or drop {name}")
     if is_model:
         return ctx.model_target(args.target[len("model:"):], parse_model_args(args.model_arg))
     if args.target:
-        with ctx.open_reader(args.target, args.target_format, **options) as reader:
+        with ctx.open_reader(args.target, args.target_format, target=True, **target_options(args, options)) as reader:
             return reader.specs(), None
     return None, None
 
@@ -150,6 +157,7 @@ def run(args: argparse.Namespace, ctx) -> int:
 
             ctx.print(render_cost(built[2]))
     warn_wrapper_prefix(args, ctx, plan.unmatched, ruleset)
+    warn_target_prefix(args, ctx, plan)
     if plan.has_errors(strict=args.strict) and not plan.errors:
         from ..io.inspection import counted
 
@@ -181,3 +189,21 @@ def warn_wrapper_prefix(args: argparse.Namespace, ctx, unmatched, ruleset) -> No
         fix = f"begin the rules' patterns with '{prefix.replace('.', chr(92) + '.')}'"
     ctx.warn(f"every unmatched key starts with '{prefix}' and the rules take them without it (a wrapper's "
              f"name: Lightning's 'model.', DDP's 'module.'); {fix}")
+
+
+def warn_target_prefix(args: argparse.Namespace, ctx, plan) -> None:
+    """When every target key nothing fills carries a prefix the planned targets lack (Lightning's
+    ``model.``), say --target-strip-prefix."""
+    if plan.target_count is None or getattr(args, "target_strip_prefix", None) is not None:
+        return
+    from ..plan.prefix_hint import target_prefix_hint
+
+    missing = [m.target for m in plan.mismatched if m.target_shape is None]
+    prefix = target_prefix_hint(missing, plan.uninitialized)
+    if not prefix:
+        return
+    fix = f"add --target-strip-prefix {prefix}"
+    if not args.target.startswith("model:") and "strip_prefix" not in ctx.format_for(args.target, args.target_format).options:
+        fix = f"begin the rules' templates with '{prefix}'"
+    ctx.warn(f"{args.target}: every target key nothing fills starts with '{prefix}', and the plan's targets are "
+             f"found under it ('{missing[0]}' is '{prefix}{missing[0]}' there); {fix}")

@@ -64,3 +64,26 @@ def restored_prefix_hint(unmatched: Sequence[str], ruleset: RuleSet, stripped: s
     sample = list(unmatched[:SAMPLE])
     taken = sum(any(m(stripped + k) for m in matchers) for k in sample)
     return taken * 2 > len(sample)
+
+
+def target_prefix_hint(missing: Sequence[str], uninitialized: Sequence[str]) -> str | None:
+    """The prefix (with its dot) every uninitialized target key starts with and that most of the
+    ``missing`` keys (planned targets the target lacks) are found under: a Lightning target's
+    ``model.``, to strip from the target's keys. None when there is no such prefix."""
+    if not missing or not uninitialized:
+        return None
+    wanted = set(uninitialized)
+    sample = list(missing[:SAMPLE])
+    first, start, prefixes = uninitialized[0], 0, []
+    for _ in range(MAX_PARTS):
+        dot = first.find(".", start)
+        if dot < 0:
+            break
+        prefixes.append(first[:dot + 1])
+        start = dot + 1
+    for prefix in reversed(prefixes):
+        if not all(k.startswith(prefix) for k in uninitialized):
+            continue
+        if sum(prefix + k in wanted for k in sample) * 2 > len(sample):
+            return prefix
+    return None
