@@ -17,6 +17,7 @@ from . import schema
 from ..errors import Problem, RulesError
 from ..file_magic import kind_of_head
 from .parse import parse
+from .quote_hints import with_quote_hints
 from .positions import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, Parsed, json_path
 from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
@@ -144,7 +145,7 @@ def _build(text: str, filename: str, fmt: str, digest: str, transforms: Mapping[
         checker.add_schema_issue(issue)
     checker.check_semantics(data)
     if checker.problems:
-        raise _error(checker.problems)
+        raise _error(with_quote_hints(checker.problems, text) if fmt == "yaml" else checker.problems)
     return _to_ruleset(data, checker, filename, digest)
 
 
