@@ -1,4 +1,5 @@
-"""Containers of tensors beside the chosen state dict are weights: refused, never left behind silently."""
+"""Containers of tensors beside the chosen state dict are weights: refused, never left behind silently;
+and an empty file is called empty."""
 from __future__ import annotations
 
 import json
@@ -93,3 +94,12 @@ def write_ident(tmp_path):
     rules = tmp_path / "ident.yaml"
     rules.write_text("version: 1\nrules:\n  - match: '(.+)'\n    target: '{1}'\n")
     return rules
+
+
+@pytest.mark.parametrize("name", ["empty.pt", "empty.bin"])
+def test_an_empty_file_is_called_empty(tmp_path, name, mapper):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"the file is empty \(0 bytes\)"):
+        open_torch(tmp_path / name)
+    done = mapper("inspect", tmp_path / name, "--format", "torch")
+    assert done.returncode == 2 and "the file is empty" in done.stderr and "Ran out of input" not in done.stderr
