@@ -27,15 +27,15 @@ class Alignment:
         return bool(self.matches) and not self.changed
 
 
-def align(src: Container, tgt: Container, transposed: bool = False) -> Alignment:
+def align(src: Container, tgt: Container) -> Alignment:
     if src.numeric and tgt.numeric:
-        return _in_order(src.children, tgt.children, transposed)
-    return _by_name(src.children, tgt.children, transposed)
+        return _in_order(src.children, tgt.children)
+    return _by_name(src.children, tgt.children)
 
 
-def _in_order(a: tuple[Module, ...], b: tuple[Module, ...], transposed: bool) -> Alignment:
+def _in_order(a: tuple[Module, ...], b: tuple[Module, ...]) -> Alignment:
     n, m = len(a), len(b)
-    fits = [[fit_module(x, y, transposed) for y in b] for x in a]
+    fits = [[fit_module(x, y) for y in b] for x in a]
     # best[i][j]: most matches aligning a[i:] with b[j:]
     best = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
@@ -67,13 +67,13 @@ def _changed(a, b, matches) -> tuple[tuple[int, int], ...]:
     return tuple(found)
 
 
-def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], transposed: bool) -> Alignment:
+def _by_name(a: tuple[Module, ...], b: tuple[Module, ...]) -> Alignment:
     grams_b = [trigrams(y.child) for y in b]
     options = []
     for i, x in enumerate(a):
         gx = trigrams(x.child)
         for j, y in enumerate(b):
-            f = fit_module(x, y, transposed)
+            f = fit_module(x, y)
             if f is not None:
                 same = x.child == y.child
                 options.append((-(2.0 if same else name_similarity(gx, grams_b[j]) + _digits(x.child, y.child)),

@@ -13,7 +13,8 @@ from typing import Mapping
 
 from ..specs import TensorSpec, format_shape
 from .align import Alignment, align
-from .fit import SAME, TRANSPOSED, Steps, fit_member, is_square_linear
+from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
+from .orientation import Orientation
 from .structure import Container, Structure, build_structure, name_similarity, trigrams
 
 _TIE = 1e-9
@@ -66,7 +67,6 @@ class Pairing:
     ambiguous: tuple[Ambiguity, ...]
     source_specs: Mapping[str, TensorSpec] = field(repr=False)
     target_specs: Mapping[str, TensorSpec] = field(repr=False)
-    transposed: bool = False  # square matrices follow the non-square ones' transposed layout
 
 
 def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
@@ -74,9 +74,10 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 target_types: Mapping[str, str] | None = None) -> Pairing:
     """Pair every source tensor with a target tensor where the evidence allows."""
     src, tgt = build_structure(source_specs, source_types), build_structure(target_specs, target_types)
-    transposed = _transposed_layout(src, tgt)
-    candidates, refused = _candidates(src, tgt, transposed)
+    candidates, refused = _candidates(src, tgt)
     chosen, ambiguous = _assign(candidates)
+    orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
+                              for s, t, c in chosen)
     pairs, links, reasons_s, reasons_t = [], [], {}, {}
     for s, t, cand in chosen:
         link = len(links)
@@ -87,14 +88,15 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
             ms, mt = s.children[i], t.children[j]
             matched_s.add(i)
             matched_t.add(j)
-            signals = list(cand["signals"])
-            if transposed and is_square_linear(ms) and TRANSPOSED in fit.how and ms.type_name is None:
-                signals.append("square matrix transposed like the others")
+            signals, square = list(cand["signals"]), ""
+            if is_square_linear(ms) and None in (stored_transposed(ms), stored_transposed(mt)):
+                fit, square = _square(ms, mt, fit, orientation.decide(s.path))
             if not fit.same_dtype:
                 signals.append("dtype differs")
             for member, steps, how in fit.steps:
+                extra = (square,) if square and member == "weight" else ()
                 pairs.append(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps,
-                                  cand["confidence"], (how, *signals), link))
+                                  cand["confidence"], (how, *signals, *extra), link))
         for i, js in a.ambiguous:
             names = ", ".join(t.children[j].path for j in js)
             reasons_s[s.children[i].path] = f"ambiguous: fits {names} equally; pair it by hand"
@@ -130,7 +132,16 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     order = {k: i for i, k in enumerate(source_specs)}
     pairs.sort(key=lambda p: order[p.source])
     return Pairing(tuple(pairs), tuple(links), tuple(skipped), tuple(new), tuple(ambiguous),
-                   source_specs, target_specs, transposed)
+                   source_specs, target_specs)
+
+
+def _square(ms, mt, fit, decided: tuple[bool | None, str]):
+    """A square matrix's fit and its signal: as its neighbours are stored (:mod:`.orientation`), else,
+    with no neighbour to go by, as a known ``Conv1D`` on one side says."""
+    transpose, why = decided
+    if transpose is None and not why and True in (stored_transposed(ms), stored_transposed(mt)):
+        transpose, why = True, "square matrix transposed: a Conv1D faces a module of unknown type"
+    return (fit_module(ms, mt, True) or fit) if transpose else fit, why
 
 
 def _module(key: str) -> str:
@@ -141,24 +152,7 @@ def _name(path: str) -> str:
     return f"'{path}'" if path else "the root module"
 
 
-def _transposed_layout(src: Structure, tgt: Structure) -> bool:
-    """Whether the source stores its Linear matrices [in, out] (GPT-2's Conv1D): every non-square
-    source matrix whose shape is not among the target's appears there transposed."""
-    target_shapes = {s.shape for s in tgt.specs.values() if len(s.shape) == 2}
-    straight = flipped = 0
-    for c in src.containers:
-        for m in c.children:
-            w = dict(m.members).get("weight")
-            if w is None or len(w.shape) != 2 or w.shape[0] == w.shape[1] or m.kind not in ("linear", "unknown"):
-                continue
-            if w.shape in target_shapes:
-                straight += 1
-            elif (w.shape[1], w.shape[0]) in target_shapes:
-                flipped += 1
-    return flipped > 0 and straight == 0
-
-
-def _candidates(src: Structure, tgt: Structure, transposed: bool):
+def _candidates(src: Structure, tgt: Structure):
     """Every accepted container pair with its scores; and, for containers with no accepted pair,
     the reason their closest refused candidate was refused. Containers of one structure are
     aligned once per structure of the other side."""
@@ -178,7 +172,7 @@ def _candidates(src: Structure, tgt: Structure, transposed: bool):
     for sid, sources in by_id_s.items():
         first = src.containers[sources[0]]
         for tid, targets in by_id_t.items():
-            al = align(first, tgt.containers[targets[0]], transposed)
+            al = align(first, tgt.containers[targets[0]])
             if not al.matches:
                 continue
             n = len(al.matches)

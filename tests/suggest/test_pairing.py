@@ -134,3 +134,50 @@ def test_keys_stored_sorted_as_text_still_get_exact_rules():
     result = suggest(source, target)
     check(result, source, target)
     assert [r.match for r in result.rules] == [r"head\.(0|3)\.weight", r"head\.(\d+)\.(\w+)"]
+
+
+def linear(prefix: str, out: int, inp: int, stored_in_out: bool = False) -> dict[str, TensorSpec]:
+    shape = (inp, out) if stored_in_out else (out, inp)
+    return {f"{prefix}.weight": TensorSpec("F32", shape), f"{prefix}.bias": TensorSpec("F32", (out,))}
+
+
+def transposes(result) -> dict[str, bool]:
+    return {p.source: bool(p.steps) for p in result.pairing.pairs if p.source.endswith("weight")}
+
+
+def test_square_matrices_without_evidence_in_their_container_follow_the_enclosing_block():
+    # attention made only of square matrices; the MLP next to it shows the [in, out] storage
+    def model(prefix, in_out):
+        return {**linear(f"{prefix}.attn.q", 8, 8, in_out), **linear(f"{prefix}.attn.o", 8, 8, in_out),
+                **linear(f"{prefix}.mlp.up", 32, 8, in_out), **linear(f"{prefix}.mlp.down", 8, 32, in_out)}
+    source, target = model("blocks.0", True), model("layers.0", False)
+    result = suggest(source, target)
+    check(result, source, target)
+    assert transposes(result) == dict.fromkeys(["blocks.0.attn.q.weight", "blocks.0.attn.o.weight",
+                                                "blocks.0.mlp.up.weight", "blocks.0.mlp.down.weight"], True)
+    assert "square matrix transposed like the other matrices of 'blocks.0'" in \
+        next(p.signals for p in result.pairing.pairs if p.source == "blocks.0.attn.q.weight")
+    straight = suggest(model("blocks.0", False), target)
+    assert not any(transposes(straight).values())
+
+
+def test_square_matrices_among_disagreeing_neighbours_are_kept_and_flagged():
+    source = {**linear("enc.a", 8, 8), **linear("enc.b", 16, 8, True), **linear("enc.c", 24, 8)}
+    target = {**linear("dec.a", 8, 8), **linear("dec.b", 16, 8), **linear("dec.c", 24, 8)}
+    result = suggest(source, target)
+    check(result, source, target)
+    assert transposes(result) == {"enc.a.weight": False, "enc.b.weight": True, "enc.c.weight": False}
+    [signal] = [p.signals[-1] for p in result.pairing.pairs if p.source == "enc.a.weight"]
+    assert signal.startswith("square matrix kept as stored: the other matrices of 'enc' disagree (1 transposed, 1 not)")
+
+
+def test_known_types_decide_a_square_matrix_both_ways():
+    conv1d = {**linear("h.0.attn.c_attn", 24, 8, True), **linear("h.0.attn.c_proj", 8, 8, True)}
+    types = {"h.0.attn.c_attn": "Conv1D", "h.0.attn.c_proj": "Conv1D"}
+    same = suggest(conv1d, conv1d, source_types=types, target_types=types)  # Conv1D → Conv1D: as stored
+    check(same, conv1d, conv1d)
+    assert not any(transposes(same).values())
+    lin = {**linear("h.0.attn.c_attn", 24, 8), **linear("h.0.attn.c_proj", 8, 8)}
+    back = suggest(lin, conv1d, source_types=dict.fromkeys(types, "Linear"), target_types=types)
+    check(back, lin, conv1d)
+    assert all(transposes(back).values())
