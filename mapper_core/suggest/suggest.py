@@ -104,7 +104,7 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
               f"{len(pairing.skipped)} skipped; {len(pairing.new)} of {len(pairing.target_specs)} target keys new.",
               "Read the evidence, then prove the mapping with `mapper verify`."]
     for a in pairing.ambiguous:
-        header.append(f"AMBIGUOUS: {a.reason}")
+        header.append(f"AMBIGUOUS: {a.reason.removeprefix('ambiguous: ')}")
     return render_yaml(header, name, _description(source_name, target_name), evidence, skips, new)
 
 

@@ -41,3 +41,20 @@ def test_a_json_output_file_is_json_rules_that_plan_like_the_yaml(tmp_path):
     assert valid.returncode == 0, valid.stdout + valid.stderr
     assert _plan(src, as_json, tgt) == _plan(src, as_yaml, tgt)
     assert as_yaml.read_text().startswith("# Suggested by `mapper suggest`")
+
+
+def test_each_ambiguity_is_warned_commented_and_listed(tmp_path):
+    source = write_f32(tmp_path / "a.safetensors", {"b.left.weight": (4, 4, 1), "b.right.weight": (4, 4, 1),
+                                                    "b.stem.weight": (4, 3, 1)})
+    target = write_f32(tmp_path / "b.safetensors", {"y.down.weight": (4, 4, 1), "y.stem.weight": (4, 3, 1),
+                                                    "y.up.weight": (4, 4, 1)})
+    done = mapper("suggest", "--source", source, "--target", target, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    listed = {a["source"] for a in report["ambiguous"]}
+    assert listed == {"b.left", "b.right"}
+    skipped_as_ambiguous = {x["source"] for x in report["skipped"] if x["reason"].startswith("ambiguous")}
+    assert skipped_as_ambiguous == {"b.left.weight", "b.right.weight"}
+    assert [line for line in done.stderr.splitlines() if "ambiguous" in line and "'b.left'" in line]
+    assert [line for line in done.stderr.splitlines() if "ambiguous" in line and "'b.right'" in line]
+    assert report["rules_file"].count("# AMBIGUOUS: ") == 2
