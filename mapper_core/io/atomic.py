@@ -160,6 +160,9 @@ def check_destinations(destinations: Sequence[Path], sources: Iterable[Path], fo
                 )
         if dest.is_dir():
             raise OutputExistsError(f"{dest}: is a directory; name an output file")
+        if dest.is_symlink() and not dest.exists() and not force:
+            raise OutputExistsError(f"{dest}: is a symbolic link to {os.readlink(dest)}, which does not exist; "
+                                    "remove the link, or pass --force (Python: force=True) to replace it")
         if (dest.exists() or dest.is_symlink()) and not force:
             raise OutputExistsError(f"{dest}: already exists; pass --force (Python: force=True) to replace it")
         if not dest.parent.is_dir():

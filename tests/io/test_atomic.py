@@ -138,3 +138,12 @@ def test_a_directory_or_a_missing_folder_is_refused(tmp_path, src):
         check_destinations([tmp_path], [src], force=True)
     with pytest.raises(OutputExistsError, match="does not exist"):
         check_destinations([tmp_path / "nope" / "x.bin"], [src])
+
+
+def test_a_dangling_symlink_destination_is_named_as_such(tmp_path):
+    """It was 'already exists', which a user looking at a missing file cannot make sense of."""
+    dst = tmp_path / "out.safetensors"
+    dst.symlink_to(tmp_path / "gone" / "x.safetensors")
+    with pytest.raises(OutputExistsError, match=r"is a symbolic link to .*gone.*which does not exist; remove the link"):
+        check_destinations([dst], [])
+    check_destinations([dst], [], force=True)  # --force replaces the link itself
