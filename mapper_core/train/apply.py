@@ -76,11 +76,19 @@ def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
 
 
 def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
-    """Copy the plan's tensors into ``module`` one at a time (dtype cast to the module's)."""
+    """Copy the plan's tensors into ``module`` one at a time (dtype cast to the module's).
+
+    A tensor on the meta device (a model built under ``with torch.device("meta")``) has no
+    memory to copy into: it is replaced by the loaded tensor instead, as ``load_state_dict(...,
+    assign=True)`` does, keeping its dtype, ``requires_grad`` and ties (every name that shared
+    the meta parameter shares the new one). Keys nothing fills stay on the meta device and are
+    listed in ``missing``; ``module.to_empty(device=...)`` is for materialising a whole model.
+    """
     _refuse_errors(plan)
     state = module.state_dict(keep_vars=True)
-    _refuse_tied_conflicts(plan, state)
+    _refuse_tied_conflicts(plan, state, source)
     loaded, unexpected, mismatched = [], [], []
+    replaced: dict[int, torch.Tensor] = {}  # id of a meta tensor → what took its place
     with torch.no_grad():
         for m in plan.loadable:
             dest = state.get(m.target)
@@ -91,23 +99,47 @@ def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
             if tuple(tensor.shape) != tuple(dest.shape):
                 mismatched.append((m.target, tuple(tensor.shape), tuple(dest.shape)))
                 continue
-            dest.copy_(tensor)
+            if dest.is_meta:
+                if id(dest) not in replaced:  # a tied name loads once (the tie check made the values equal)
+                    replaced[id(dest)] = _materialised(dest, tensor)
+            else:
+                dest.copy_(tensor)
             loaded.append(m.target)
+    if replaced:
+        _rebind(module, replaced)
     done = set(loaded)
     missing = tuple(k for k in state if k not in done)
     return LoadResult(tuple(loaded), missing, tuple(unexpected), tuple(mismatched))
 
 
-def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor]) -> None:
+def _materialised(meta: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """What replaces a meta tensor: a copy of ``tensor`` in the meta tensor's dtype (never the
+    caller's own tensor, which training would then change), a Parameter again if it was one."""
+    value = tensor.detach().to(dtype=meta.dtype, copy=True)
+    return nn.Parameter(value, requires_grad=meta.requires_grad) if isinstance(meta, nn.Parameter) else value
+
+
+def _rebind(module: nn.Module, replaced: Mapping[int, torch.Tensor]) -> None:
+    """Point every name that held a replaced meta tensor at its replacement (tied names too)."""
+    for sub in module.modules():
+        members = list(sub.named_parameters(recurse=False, remove_duplicate=False)) + \
+            list(sub.named_buffers(recurse=False, remove_duplicate=False))
+        for name, value in members:
+            if id(value) in replaced:
+                setattr(sub, name, replaced[id(value)])
+
+
+def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor], source: Any) -> None:
     """Refuse, before anything is copied, two entries that fill one tensor of the module under two
     names (tied weights, e.g. an output layer sharing the embedding) from different sources or
     transforms: the second copy would silently overwrite the first."""
-    by_tensor: dict[tuple[int, int], Any] = {}
+    by_tensor: dict[tuple, Any] = {}
     for m in plan.loadable:
         dest = state.get(m.target)
-        if dest is None or dest.numel() == 0 or dest.is_meta:  # meta tensors have no storage to share
+        if dest is None or dest.numel() == 0:
             continue
-        where = (dest.untyped_storage().data_ptr(), dest.storage_offset())
+        # a meta tensor has no storage: tied meta parameters are one object under two names
+        where = ("meta", id(dest)) if dest.is_meta else ("storage", dest.untyped_storage().data_ptr(), dest.storage_offset())
         first = by_tensor.setdefault(where, m)
         if first is not m and (first.source, first.transform) != (m.source, m.transform):
             raise PlanError(
