@@ -131,8 +131,9 @@ def _rebind(module: nn.Module, replaced: Mapping[int, torch.Tensor]) -> None:
 
 def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor], source: Any) -> None:
     """Refuse, before anything is copied, two entries that fill one tensor of the module under two
-    names (tied weights, e.g. an output layer sharing the embedding) from different sources or
-    transforms: the second copy would silently overwrite the first."""
+    names (tied weights, e.g. an output layer sharing the embedding) with different values: the
+    second copy would silently overwrite the first. Two sources that are one tensor in the
+    checkpoint (its reader's ``aliases()``), or that hold equal values, fill the pair alike."""
     by_tensor: dict[tuple, Any] = {}
     for m in plan.loadable:
         dest = state.get(m.target)
@@ -141,12 +142,23 @@ def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor], source
         # a meta tensor has no storage: tied meta parameters are one object under two names
         where = ("meta", id(dest)) if dest.is_meta else ("storage", dest.untyped_storage().data_ptr(), dest.storage_offset())
         first = by_tensor.setdefault(where, m)
-        if first is not m and (first.source, first.transform) != (m.source, m.transform):
+        if first is not m and not _same_value(source, first, m, dest.dtype):
             raise PlanError(
                 f"rules '{plan.rules_name}': target keys '{first.target}' and '{m.target}' are one tensor in the "
                 f"model (tied weights), and the plan fills them from '{first.source}' (rule {first.rule}) and "
-                f"'{m.source}' (rule {m.rule}): the second would overwrite the first. Map one source into the tied "
-                "pair (skip the other key in the rules), or untie the weights in the model", plan)
+                f"'{m.source}' (rule {m.rule}), which hold different values: the second would overwrite the first. "
+                "Map one source into the tied pair (skip the other key in the rules), or untie the weights in the "
+                "model", plan)
+
+
+def _same_value(source: Any, a: Any, b: Any, dtype: torch.dtype) -> bool:
+    """Whether two plan entries give one value: the same source (or two names of one tensor in the
+    checkpoint) through the same steps, or else equal tensors once cast to the module's dtype."""
+    aliases = {} if isinstance(source, Mapping) or not hasattr(source, "aliases") else source.aliases()
+    if aliases.get(a.source, a.source) == aliases.get(b.source, b.source) and a.transform == b.transform:
+        return True
+    x, y = _mapped_tensor(source, a), _mapped_tensor(source, b)
+    return tuple(x.shape) == tuple(y.shape) and torch.equal(x.to(dtype), y.to(dtype))
 
 
 def _refuse_errors(plan: Plan) -> None:
