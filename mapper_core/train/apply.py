@@ -171,14 +171,26 @@ def _refuse_errors(plan: Plan) -> None:
         )
 
 
+def parameter_names(module: nn.Module) -> dict[str, list[str]]:
+    """Each parameter's name (as ``named_parameters()`` gives it) → every name it has in the
+    state dict: a tied parameter (an output layer sharing the embedding) has two, and rules,
+    freeze groups and param groups may name it by either."""
+    canonical = {id(p): n for n, p in module.named_parameters()}
+    names: dict[str, list[str]] = {n: [] for n in canonical.values()}
+    for n, p in module.named_parameters(remove_duplicate=False):
+        names[canonical[id(p)]].append(n)
+    return names
+
+
 def frozen_names(module: nn.Module, ruleset: RuleSet, groups: Iterable[str] | None = None) -> list[str]:
-    """Parameter names in the named freeze groups (all groups when ``groups`` is None)."""
+    """Parameter names (as ``named_parameters()`` gives them) in the named freeze groups (all groups
+    when ``groups`` is None); a tied parameter is in a group when any of its names is."""
     chosen = ruleset.freeze if groups is None else tuple(_group(ruleset, g) for g in groups)
-    names = [n for n, _ in module.named_parameters()]
+    names = parameter_names(module)
     # a parameterless norm layer is frozen by its buffers' names, so those count as matches too
-    _idle_patterns(module, ruleset, names + [n for n, _ in module.named_buffers()],
+    _idle_patterns(module, ruleset, [n for ns in names.values() for n in ns] + [n for n, _ in module.named_buffers()],
                    [("freeze group", g) for g in chosen], strict=groups is not None)
-    return [n for n in names if any(g.matches(n) for g in chosen)]
+    return [n for n, all_names in names.items() if any(g.matches(a) for g in chosen for a in all_names)]
 
 
 def _idle_patterns(module: nn.Module, ruleset: RuleSet, names: list[str], groups: list, strict: bool) -> None:
@@ -193,7 +205,7 @@ def _idle_patterns(module: nn.Module, ruleset: RuleSet, names: list[str], groups
             message = (f"rules {ruleset.origin or ruleset.name}: {what} '{group.name}': the pattern '{text}' matches "
                        f"no name of the {type(module).__name__} ({len(names):,} names, e.g. "
                        f"{', '.join(repr(n) for n in names[:3]) or 'none'}); patterns match the model's parameter "
-                       "names in full: fix or remove it")
+                       "names (its state dict's, tied names too) in full: fix or remove it")
             if strict:
                 raise BadInputError(message)
             warnings.warn(message, stacklevel=3)
@@ -231,7 +243,8 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
             f"rules {ruleset.origin or ruleset.name}: no param group named {', '.join(sorted(unknown))}; "
             f"groups: {', '.join(g.name for g in ruleset.param_groups) or 'none'}"
         )
-    _idle_patterns(module, ruleset, [n for n, _ in module.named_parameters()],
+    names = parameter_names(module)
+    _idle_patterns(module, ruleset, [n for ns in names.values() for n in ns],
                    [("param group", g) for g in ruleset.param_groups], strict=False)
     default = next((g for g in ruleset.param_groups if g.default), None)
     buckets: dict[str, list] = {g.name: [] for g in ruleset.param_groups}
@@ -239,7 +252,7 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
     for name, p in module.named_parameters():
         if trainable_only and not p.requires_grad:
             continue
-        group = next((g for g in ruleset.param_groups if g.match and g.matches(name)), default)
+        group = next((g for g in ruleset.param_groups if g.match and any(g.matches(n) for n in names[name])), default)
         (buckets[group.name] if group else rest).append(p)
     result = []
     for g in ruleset.param_groups:
