@@ -249,11 +249,14 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
     default = next((g for g in ruleset.param_groups if g.default), None)
     buckets: dict[str, list] = {g.name: [] for g in ruleset.param_groups}
     rest: list = []
+    taken: dict[str, str] = {}  # parameter name → the group that took it
     for name, p in module.named_parameters():
         if trainable_only and not p.requires_grad:
             continue
         group = next((g for g in ruleset.param_groups if g.match and any(g.matches(n) for n in names[name])), default)
         (buckets[group.name] if group else rest).append(p)
+        taken[name] = group.name if group else "rest"
+    _shadowed_groups(ruleset, names, taken, buckets)
     result = []
     for g in ruleset.param_groups:
         if buckets[g.name]:
@@ -262,3 +265,24 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
     if rest:
         result.append({"params": rest, "name": "rest"})
     return result
+
+
+def _shadowed_groups(ruleset: RuleSet, names: Mapping[str, list[str]], taken: Mapping[str, str],
+                     buckets: Mapping[str, list]) -> None:
+    """A param group whose patterns match parameters that earlier groups all took (the first
+    matching group wins) is left out of the optimizer's groups, and its options apply to nothing:
+    warned, as a pattern that matches no name is."""
+    for g in ruleset.param_groups:
+        if buckets[g.name] or not g.match:
+            continue
+        matched = [n for n in taken if any(g.matches(a) for a in names[n])]
+        if not matched:  # matches nothing (warned as idle) or only frozen parameters (trainable_only)
+            continue
+        earlier = list(dict.fromkeys(taken[n] for n in matched))
+        options = ", ".join(f"{k} {v!r}" for k, v in g.options.items()) or "its options"
+        warnings.warn(
+            f"rules {ruleset.origin or ruleset.name}: param group '{g.name}' gets no parameter: every parameter its "
+            f"patterns match ({len(matched):,}, e.g. {matched[0]!r}) is taken by the earlier group "
+            f"{', '.join(repr(e) for e in earlier)} (the first group that matches a parameter takes it), so "
+            f"{options} applies to nothing; move '{g.name}' before {earlier[0]!r} or narrow that group's patterns",
+            stacklevel=3)
