@@ -180,6 +180,7 @@ def compare_models(pairs: Sequence[tuple[str, str]], source: nn.Module, target: 
             r.close()
     rec_s, rec_t = recorders
     dtypes = [o[0].dtype for o in rec_t.outputs.values() if o and o[0].is_floating_point()]
+    dtypes += [t.dtype for _, t in returned[1] if t.is_floating_point()]  # nothing paired ran: the output's
     d_rtol, d_atol = default_tolerance(dtypes[0] if dtypes else torch.float32)
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol

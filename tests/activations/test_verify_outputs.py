@@ -135,3 +135,9 @@ def test_the_library_compares_final_outputs_of_any_structure():
     assert "nothing compared" in render_text(other)
     silent = compare_models([], a, a, x, run_source=lambda m, i: None)
     assert "the source model's run returned no tensor" in silent.final.note
+
+
+def test_with_no_pair_the_tolerance_follows_the_final_outputs_dtype():
+    a = torch.nn.Linear(3, 2).to(torch.float16)
+    result = compare_models([], a, a, [torch.randn(4, 3, dtype=torch.float16)])
+    assert (result.rtol, result.atol) == (1e-3, 1e-5) and result.final.ok is True
