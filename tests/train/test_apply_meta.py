@@ -9,25 +9,15 @@ from mapper_core.io.torch_dtypes import spec_of  # noqa: E402
 from mapper_core.plan.make import make_plan  # noqa: E402
 from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern  # noqa: E402
 from mapper_core.train.apply import apply_to_module, module_specs  # noqa: E402
+from tied_models import TiedLM  # noqa: E402
 
 # the tied output layer is filled through the embedding's name only
 IDENTITY = RuleSet(name="same", rules=(Rule(0, r"(.+)", "{1}"),), skip=(SkipPattern(r"lm_head\.weight"),))
 
 
-class TinyLM(nn.Module):
-    """An embedding, a norm with statistics, an output layer tied to the embedding."""
-
-    def __init__(self):
-        super().__init__()
-        self.wte = nn.Embedding(6, 4)
-        self.norm = nn.BatchNorm1d(4)
-        self.lm_head = nn.Linear(4, 6, bias=False)
-        self.lm_head.weight = self.wte.weight
-
-
 def checkpoint(drop=()):
     torch.manual_seed(0)
-    model = TinyLM()
+    model = TiedLM()
     with torch.no_grad():
         model.norm.running_var.uniform_(0.5, 2.0)
     return {k: v for k, v in model.state_dict().items() if k not in drop}
@@ -41,7 +31,7 @@ def load(state, model):
 def test_a_meta_model_gets_the_tensors_themselves():
     state = checkpoint()
     with torch.device("meta"):
-        model = TinyLM()
+        model = TiedLM()
     model.norm.weight.requires_grad_(False)
     result = load(state, model)
     assert set(result.loaded) == set(state) - {"lm_head.weight"}
@@ -63,7 +53,7 @@ def test_a_meta_model_gets_the_tensors_themselves():
 def test_what_nothing_fills_stays_on_the_meta_device_and_is_missing():
     state = checkpoint(drop=("norm.bias",))
     with torch.device("meta"):
-        model = TinyLM()
+        model = TiedLM()
     result = load(state, model)
     assert set(result.missing) == {"norm.bias", "lm_head.weight"}
     assert model.norm.bias.is_meta and not model.norm.weight.is_meta
@@ -72,7 +62,7 @@ def test_what_nothing_fills_stays_on_the_meta_device_and_is_missing():
 def test_a_meta_model_in_another_dtype_gets_its_dtype():
     state = checkpoint()
     with torch.device("meta"):
-        model = TinyLM().to(torch.bfloat16)
+        model = TiedLM().to(torch.bfloat16)
     load(state, model)
     assert model.wte.weight.dtype == torch.bfloat16
     assert torch.equal(model.wte.weight, state["wte.weight"].to(torch.bfloat16))

@@ -4,7 +4,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from safetensors.torch import save_file  # noqa: E402
-from torch import nn  # noqa: E402
 
 from mapper_core.errors import PlanError  # noqa: E402
 from mapper_core.io.formats import open_checkpoint  # noqa: E402
@@ -12,17 +11,9 @@ from mapper_core.io.torch_dtypes import spec_of  # noqa: E402
 from mapper_core.plan.make import make_plan  # noqa: E402
 from mapper_core.rules.ruleset import Rule, RuleSet  # noqa: E402
 from mapper_core.train.apply import apply_to_module, module_specs  # noqa: E402
+from tied_models import TiedLM  # noqa: E402
 
 IDENTITY = RuleSet(name="same", rules=(Rule(0, r"(.+)", "{1}"),))  # every key under its own name
-
-
-class TiedLM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.wte = nn.Embedding(6, 4)
-        self.ln = nn.LayerNorm(4)
-        self.lm_head = nn.Linear(4, 6, bias=False)
-        self.lm_head.weight = self.wte.weight  # every tied-embedding LM
 
 
 def trained():

@@ -5,12 +5,12 @@ import warnings
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 
 from mapper_core.rules import parse_rules  # noqa: E402
 from mapper_core.train.apply import frozen_names, param_groups, parameter_names, set_frozen  # noqa: E402
 from mapper_core.train.freeze import freeze, unfreeze  # noqa: E402
 from mapper_core.train.schedule import UnfreezeScheduler  # noqa: E402
+from tied_models import TiedLM  # noqa: E402
 
 RULES = parse_rules("""\
 version: 1
@@ -27,18 +27,9 @@ param_groups:
 """, "tied.yaml")
 
 
-class TiedLM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.wte = nn.Embedding(6, 4)
-        self.ln = nn.LayerNorm(4)
-        self.lm_head = nn.Linear(4, 6, bias=False)
-        self.lm_head.weight = self.wte.weight
-
-
 def test_every_name_of_a_tied_parameter_is_known():
     assert parameter_names(TiedLM()) == {"wte.weight": ["wte.weight", "lm_head.weight"],
-                                         "ln.weight": ["ln.weight"], "ln.bias": ["ln.bias"]}
+                                         "norm.weight": ["norm.weight"], "norm.bias": ["norm.bias"]}
 
 
 def test_a_freeze_group_naming_the_tied_output_layer_freezes_the_shared_parameter():
