@@ -59,12 +59,14 @@ def _verdict(result: VerifyResult) -> str:
         lines.append(f"  result: DIVERGED: {' and '.join(what)} beyond tolerance")
         return "\n".join(lines)
     if not result.passed:
-        return "  result: nothing compared: no paired module ran in both models on these inputs, and the final outputs could not be compared"
+        return ("  result: nothing compared: no paired module ran in both models on these inputs, and the final "
+                "outputs could not be compared")
     done = f"{compared} of {len(result.modules)} paired modules" + (" and the final outputs" if final_ok else "")
     if result.complete:
         return f"  result: verified: {done} within tolerance"
     modules = ", ".join(shown(g.module) or "(top level)" for g in result.left_behind[:5])
     more = f" and {len(result.left_behind) - 5} more" if len(result.left_behind) > 5 else ""
-    return (f"  result: PARTLY verified: {done} within tolerance, but {counted(len(result.left_behind), 'source module')} "
+    left = counted(len(result.left_behind), "source module")
+    return (f"  result: PARTLY verified: {done} within tolerance, but {left} "
             f"with weights not loaded ({modules}{more}) and final outputs not compared: not proven that the "
             "target computes what the source does")

@@ -140,7 +140,8 @@ def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor], source
         if dest is None or dest.numel() == 0:
             continue
         # a meta tensor has no storage: tied meta parameters are one object under two names
-        where = ("meta", id(dest)) if dest.is_meta else ("storage", dest.untyped_storage().data_ptr(), dest.storage_offset())
+        where = (("meta", id(dest)) if dest.is_meta
+                 else ("storage", dest.untyped_storage().data_ptr(), dest.storage_offset()))
         first = by_tensor.setdefault(where, m)
         if first is not m and not _same_value(source, first, m, dest.dtype):
             raise PlanError(
