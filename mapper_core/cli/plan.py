@@ -124,6 +124,11 @@ def run(args: argparse.Namespace, ctx) -> int:
 
             ctx.print(render_cost(built[2]))
     warn_wrapper_prefix(args, ctx, plan.unmatched, ruleset)
+    if plan.target_count is not None and (ruleset.freeze or ruleset.param_groups):
+        from ..plan.group_check import idle_group_patterns, plan_target_keys
+
+        for message in idle_group_patterns(ruleset, plan_target_keys(plan)):
+            ctx.warn(message)
     if plan.has_errors(strict=args.strict) and not plan.errors:
         from ..io.inspection import counted
 

@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, metavar="S", help="source checkpoint or spec file, or model:NAME")
     p.add_argument("--target", required=True, metavar="T", help="target checkpoint or spec file, or model:NAME")
     add_model_args(p, "a model:NAME target")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the rules file here (default: print it)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the rules file here: JSON if FILE ends in .json (without the evidence comments), "
+                        "else YAML (default: print the YAML)")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument("--name", default="suggested", help="the rules' name (default: suggested)")
     add_reader(p)
@@ -58,14 +60,18 @@ def run(args: argparse.Namespace, ctx) -> int:
     target = load_side(args.target, args.model_arg, "--model-arg", ctx, options)
     result = suggest(source[0], target[0], source_types=source[1], target_types=target[1],
                      source_name=args.source, target_name=args.target, name=args.name)
+    as_json = bool(args.output) and Path(args.output).suffix.lower() == ".json"
     if args.output:
-        _write(Path(args.output), result.text)
+        _write(Path(args.output), result.json_text if as_json else result.text)
     if args.json:
         ctx.print_json(result.to_dict())
     elif args.output:
         s = result.summary()
         ctx.print(f"wrote {args.output}: {s['rules']} rules; {s['pairs']} of {s['source_keys']} source keys paired, "
                   f"{s['skipped']} skipped; {s['new']} of {s['target_keys']} target keys new")
+        if as_json:
+            ctx.print("  (JSON has no comments: the evidence for each rule is in the YAML form, -o FILE.yaml, "
+                      "or in --json)")
     else:
         ctx.out.write(result.text)
     for a in result.pairing.ambiguous:

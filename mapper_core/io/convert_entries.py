@@ -39,7 +39,9 @@ def entries_to_write(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | 
         _check_plan_specs(reader, specs, loadable, spec_list)
     transformed = {m.target: m for m in loadable if m.transform} if any(map(_TRANSFORM, loadable)) else {}
     ranges_of = getattr(reader, "ranges_of", None)
-    if ranges_of is not None and not transformed and (plan is None or len(set(sources)) == len(sources)):
+    source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}
+    if ranges_of is not None and not transformed and not source_aliases and \
+            (plan is None or len(set(sources)) == len(sources)):
         # byte ranges of one safetensors file, each source once: two entries never share bytes (an
         # empty range is never taken for an alias), so the entries stay columns
         columns = EntryColumns(targets, spec_list, *ranges_of(sources))
@@ -47,7 +49,6 @@ def entries_to_write(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | 
             columns.rendered = partial(reader.tensor_json, targets, spec_list)
         return columns, {}, len(specs) - len(sources), {}, (targets, sources)
     pairs = list(zip(sources, targets))
-    source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}
     locate = getattr(reader, "locate", None)
     mappings = _torch_mappings(reader) if locate is None else None
     stored: dict[Any, str] = {}  # identity of the bytes → target key that stores them

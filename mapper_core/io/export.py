@@ -43,6 +43,8 @@ from ..rules.transforms import Step, TransformChainError, inverse_chain
 if TYPE_CHECKING:
     import torch
 
+SOURCE_SPECS_HOW = "--source-specs FILE; in Python, source_specs=..."  # how to give the original source's specs
+
 
 # Why a target key is not exported: the codes of ExportPlan.reasons (and of `mapper export --json`)
 NO_RULE, DECLARED_NEW, SHAPE_SKIP = "no_rule", "declared_new", "shape_skip"
@@ -267,7 +269,8 @@ def _inversion(rule: Rule) -> Inversion | str:
     try:
         return rule.template.invert(rule.pattern)
     except TemplateNotInvertible as exc:
-        return f"{_where(rule)} cannot be read backwards: {exc}; pass the source specs instead"
+        return (f"{_where(rule)} cannot be read backwards: {exc}; pass the source checkpoint or its specs "
+                f"instead ({SOURCE_SPECS_HOW})")
 
 
 def _from_templates(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec]) -> ExportPlan:
@@ -302,7 +305,8 @@ def _from_templates(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec]) ->
         if m is None or m.target != target or m.rule != rule.index:
             problems.append(ExportProblem(target, rule.index, (
                 f"{_where(rule)}: the reconstructed source key '{source}' does not map back to '{target}' "
-                "(another rule or skip pattern takes it, or the split is ambiguous); pass the source specs")))
+                f"(another rule or skip pattern takes it, or the split is ambiguous); pass the source checkpoint or its "
+                f"specs ({SOURCE_SPECS_HOW})")))
             continue
         _invert(rule, source_spec, target, entries, problems, source)
     done = {e.target for e in entries} | {p.target for p in problems}

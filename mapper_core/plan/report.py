@@ -18,7 +18,7 @@ from .text import shown
 _source, _pattern_rule = attrgetter("source"), attrgetter("pattern", "rule")
 # a Mapped is a tuple: its fields by position (itemgetter) are quicker to get than by name
 _m_source, _m_target, _m_transform, _m_dtype_shape = (itemgetter(*map(Mapped._fields.index, names)) for names in (
-    ("source",), ("target",), ("transform",), ("dtype", "shape")))
+    ("source",), ("target",), ("transform",), ("dtype", "shape", "target_dtype")))
 LIMIT = 50  # rows per list before "and N more (see --json)"
 UNMATCHED_REMEDIES = ("add a rule or a skip pattern that takes them; or `unmatched: keep` in the rules "
                       "(or --unmatched keep) to pass them through under their own names; or `unmatched: drop` "
@@ -54,9 +54,12 @@ def kind_text(k: KindMismatch) -> str:
             f"{shown(k.detail)} (on_kind_mismatch: {k.action})")
 
 
-def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT) -> list[str]:
+def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT, listed_below: bool = False
+                ) -> list[str]:
     """The plan's problems as report rows ("  error: ...", "  warning: ...", "  skipped: ..."), each
-    list complete or capped with "and N more (see --json)". Also for messages outside the report."""
+    list complete or capped with "and N more (see --json)". Also for messages outside the report.
+    ``listed_below``: the report lists the unmatched and uninitialized keys in sections of their
+    own, so here each is one line that points there."""
     lines: list[str] = []
     for c in plan.collisions:
         rules = ", ".join(_rule(r).removeprefix("rule ") for r in c.rules)
@@ -70,12 +73,14 @@ def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT) -> 
         n = len(plan.unmatched)
         lines.append(f"  error: {n} source key{'s' if n != 1 else ''} no rule or skip pattern takes "
                      f"(unmatched: error): {UNMATCHED_REMEDIES}")
-        lines += capped((f"    {shown(k)}" for k in plan.unmatched), limit, indent="    ")
+        lines += ["    (listed below, under 'Unmatched source keys')"] if listed_below else \
+            capped((f"    {shown(k)}" for k in plan.unmatched), limit, indent="    ")
     if strict and plan.uninitialized:
         n = len(plan.uninitialized)
         lines.append(f"  error: {n} uninitialized target key{'s' if n != 1 else ''} under --strict: "
                      "map something into them, or declare them as new layers under `new:` in the rules")
-        lines += capped((f"    {shown(k)}" for k in plan.uninitialized), limit, indent="    ")
+        lines += ["    (listed below, under 'Uninitialized target keys')"] if listed_below else \
+            capped((f"    {shown(k)}" for k in plan.uninitialized), limit, indent="    ")
     lines += capped((f"  warning: kind mismatch: {kind_text(k)}" for k in plan.kind_mismatches
                      if k.action != "error"), limit)
     lines += capped((f"  skipped: {mismatch_text(m)}" for m in plan.mismatched if m.action == "skip"), limit)
@@ -111,7 +116,7 @@ def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = Fals
         "drop": " (left behind and listed)"}.get(plan.unmatched_policy, ""))
 
     errors = plan.errors  # made afresh on each use: an entry per unmatched key
-    problems = error_lines(plan, strict)
+    problems = error_lines(plan, strict, listed_below=True)
     if problems:
         out("")
         n_errors = len(errors) + (len(plan.uninitialized) if strict else 0)
@@ -199,9 +204,14 @@ def _summary(plan: Plan, strict: bool, errors: tuple) -> list[str]:
     return lines
 
 
-def _spec_tail(dtype_shape: tuple[str, tuple[int, ...]]) -> str:
-    dtype, shape = dtype_shape
-    return f"  {dtype} {format_shape(shape)}{END}"
+def _spec_tail(dtype_shape: tuple[str, tuple[int, ...], str | None]) -> str:
+    dtype, shape, target_dtype = dtype_shape
+    return f"  {dtype} {format_shape(shape)}{_into(dtype, target_dtype)}{END}"
+
+
+def _into(dtype: str, target_dtype: str | None) -> str:
+    """`` (target F32)`` when the target holds another dtype than the tensor arrives in (a load casts it)."""
+    return f" (target {target_dtype})" if target_dtype is not None and target_dtype != dtype else ""
 
 
 def _mapped_tails(entries: list[Mapped], tails: Cache) -> Iterable[str]:
@@ -209,14 +219,16 @@ def _mapped_tails(entries: list[Mapped], tails: Cache) -> Iterable[str]:
     specs = map(tails.__getitem__, map(_m_dtype_shape, entries))
     if not any(map(_m_transform, entries)):  # the usual rule: no transform steps
         return specs
-    return [spec[:-len(END)] + _via(m) + END if m.transform else spec for spec, m in zip(specs, entries)]
+    return [_spec_tail((m.dtype, m.shape, None))[:-len(END)] + _via(m) + END if m.transform else spec
+            for spec, m in zip(specs, entries)]
 
 
 def _via(m: Mapped) -> str:
     steps = ", ".join(str(s) for s in m.transform)
     result = (f"{m.result_dtype} {format_shape(m.out_shape)}" if m.out_shape is not None else
               "(the transform cannot apply: see the error above)")
-    return f" -> {result} via {steps}"
+    into = _into(m.result_dtype, m.target_dtype) if m.out_shape is not None else ""
+    return f" -> {result} via {steps}{into}"
 
 
 def _skip_reason(pattern_rule: tuple[str | None, int | None]) -> str:

@@ -9,6 +9,7 @@ layer (the head whose output size changed), and the container pair is refused as
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..plan.kinds import compatible
@@ -27,15 +28,17 @@ class Alignment:
         return bool(self.matches) and not self.changed
 
 
-def align(src: Container, tgt: Container, transposed: bool = False) -> Alignment:
+def align(src: Container, tgt: Container, by_order: bool = False) -> Alignment:
+    """``by_order``: both sides' keys are in definition order (a state dict, not a file that stores
+    its keys sorted), so among named children that tie, the order they were defined in decides."""
     if src.numeric and tgt.numeric:
-        return _in_order(src.children, tgt.children, transposed)
-    return _by_name(src.children, tgt.children, transposed)
+        return _in_order(src.children, tgt.children)
+    return _by_name(src.children, tgt.children, by_order)
 
 
-def _in_order(a: tuple[Module, ...], b: tuple[Module, ...], transposed: bool) -> Alignment:
+def _in_order(a: tuple[Module, ...], b: tuple[Module, ...]) -> Alignment:
     n, m = len(a), len(b)
-    fits = [[fit_module(x, y, transposed) for y in b] for x in a]
+    fits = [[fit_module(x, y) for y in b] for x in a]
     # best[i][j]: most matches aligning a[i:] with b[j:]
     best = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
@@ -67,27 +70,30 @@ def _changed(a, b, matches) -> tuple[tuple[int, int], ...]:
     return tuple(found)
 
 
-def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], transposed: bool) -> Alignment:
+def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], by_order: bool) -> Alignment:
     grams_b = [trigrams(y.child) for y in b]
+    ordinal_a, ordinal_b = _ordinals(a), _ordinals(b)
+    place_a, place_b = (_places(a), _places(b)) if by_order else ({}, {})
     options = []
     for i, x in enumerate(a):
         gx = trigrams(x.child)
         for j, y in enumerate(b):
-            f = fit_module(x, y, transposed)
+            f = fit_module(x, y)
             if f is not None:
                 same = x.child == y.child
                 options.append((-(2.0 if same else name_similarity(gx, grams_b[j]) + _digits(x.child, y.child)),
+                                _tie_break(ordinal_a.get(i), ordinal_b.get(j), place_a.get(i), place_b.get(j)),
                                 i, j, f))
-    options.sort(key=lambda o: (o[0], o[1], o[2]))
+    options.sort(key=lambda o: o[:4])
     used_a, used_b, matches, ambiguous = set(), set(), [], []
-    for k, (score, i, j, f) in enumerate(options):
+    for k, (score, order, i, j, f) in enumerate(options):
         if i in used_a or j in used_b:
             continue
-        rivals = [o for o in options if o[0] == score and o is not options[k] and
-                  ((o[1] == i and o[2] not in used_b) or (o[2] == j and o[1] not in used_a))]
+        rivals = [o for o in options if o[:2] == (score, order) and o is not options[k] and
+                  ((o[2] == i and o[3] not in used_b) or (o[3] == j and o[2] not in used_a))]
         if rivals:
             if i not in {x for x, _ in ambiguous}:
-                ambiguous.append((i, tuple(sorted({j, *(o[2] for o in rivals if o[1] == i)}))))
+                ambiguous.append((i, tuple(sorted({j, *(o[3] for o in rivals if o[2] == i)}))))
             used_a.add(i)
             continue
         used_a.add(i)
@@ -95,6 +101,44 @@ def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], transposed: bool) -> 
         matches.append((i, j, f))
     matches.sort()
     return Alignment(tuple(matches), (), tuple(ambiguous))
+
+
+_ORDINAL = re.compile(r"(.*?)(?:(\d+)|_([a-z]))")  # conv1, ln_2, conv_a: a stem and its ordinal
+
+
+def _ordinals(children: tuple[Module, ...]) -> dict[int, tuple[int, int]]:
+    """Child → (rank, how many) among siblings that share a stem and differ by an ordinal
+    (``conv1``, ``conv2``; ``norm_a``, ``norm_b``), ranked by the ordinal, not by storage order."""
+    families: dict[str, list[tuple[object, int]]] = {}
+    for i, m in enumerate(children):
+        found = _ORDINAL.fullmatch(m.child)
+        if found:
+            stem, number, letter = found.groups()
+            families.setdefault(stem, []).append((int(number) if number else letter, i))
+    ranks = {}
+    for members in families.values():
+        if len(members) > 1 and len({type(o) for o, _ in members}) == 1:
+            for rank, (_, i) in enumerate(sorted(members)):
+                ranks[i] = (rank, len(members))
+    return ranks
+
+
+def _places(children: tuple[Module, ...]) -> dict[int, tuple[int, int]]:
+    """Child → (place, how many) among siblings of the same kind and member shapes, in definition order."""
+    families: dict[tuple, list[int]] = {}
+    for i, m in enumerate(children):
+        families.setdefault((m.kind, tuple((n, s.shape) for n, s in m.members)), []).append(i)
+    return {i: (place, len(members)) for members in families.values() if len(members) > 1
+            for place, i in enumerate(sorted(members, key=lambda i: children[i].order))}
+
+
+def _tie_break(ordinal_x, ordinal_y, place_x, place_y) -> int:
+    """0 when ``x`` and ``y`` hold the same rank among like siblings (by ordinal, else by definition
+    order), 2 when a different one, 1 when that cannot be told. Used only between equal names."""
+    for rx, ry in ((ordinal_x, ordinal_y), (place_x, place_y)):
+        if rx and ry and rx[1] == ry[1]:
+            return 0 if rx[0] == ry[0] else 2
+    return 1
 
 
 def _digits(x: str, y: str) -> float:

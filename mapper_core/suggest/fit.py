@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..plan.kinds import compatible
+from ..plan.kinds import compatible, kind_of_type
 from ..specs import TensorSpec
 from .structure import Module
 
@@ -27,7 +27,8 @@ def step(name: str, **params: object) -> tuple[str, tuple[tuple[str, object], ..
 
 def fit_member(src: TensorSpec, tgt: TensorSpec, transposed: bool = False) -> tuple[Steps, str] | None:
     """The steps that turn a tensor of ``src``'s shape into ``tgt``'s, and what they are called;
-    None when no known change does. ``transposed``: the source stores matrices [in, out]."""
+    None when no known change does. ``transposed``: the two sides store matrices in opposite
+    orientations ([out, in] and [in, out]), so a matrix fits only transposed."""
     s, t = src.shape, tgt.shape
     if len(s) == 2 and len(t) == 2 and transposed:  # [in, out] storage: only the transpose fits
         return ((step("transpose", dim0=0, dim1=1),), TRANSPOSED) if s == (t[1], t[0]) else None
@@ -59,11 +60,16 @@ class ModuleFit:
 
 def fit_module(src: Module, tgt: Module, transposed: bool = False) -> ModuleFit | None:
     """How ``src`` fits ``tgt``: the same member names, each member fitting, kinds compatible once
-    the steps are applied (a Linear unsqueezed into a 1×1 conv is a conv); None when it does not."""
+    the steps are applied (a Linear unsqueezed into a 1×1 conv is a conv); None when it does not.
+    Known types on both sides (``Conv1D``, ``Linear``) decide whether matrices are transposed; else
+    ``transposed`` does (for a square matrix, whose shape cannot say: :mod:`.orientation`)."""
     if src.member_names != tgt.member_names:
         return None
-    # the [in, out] convention is a Linear's (weight and bias), never an Embedding's
-    transposed = (transposed and src.kind in ("linear", "unknown")) or src.type_name in TRANSPOSED_TYPES
+    types = stored_transposed(src), stored_transposed(tgt)
+    if None not in types:  # both real types known: they decide
+        transposed = types[0] != types[1]
+    else:  # the [in, out] convention is a Linear's (weight and bias), never an Embedding's
+        transposed = transposed and src.kind in ("linear", "unknown")
     tgt_specs = dict(tgt.members)
     steps, how, same_dtype = [], set(), True
     for name, spec in src.members:
@@ -76,6 +82,13 @@ def fit_module(src: Module, tgt: Module, transposed: bool = False) -> ModuleFit 
     if not _kinds_fit(src.kind, tgt.kind, how):
         return None
     return ModuleFit(tuple(steps), frozenset(how), same_dtype)
+
+
+def stored_transposed(m: Module) -> bool | None:
+    """True for a known [in, out] type (``Conv1D``), False for a known Linear, None when unknown."""
+    if m.type_name in TRANSPOSED_TYPES:
+        return True
+    return False if m.type_name and kind_of_type(m.type_name) == "linear" else None
 
 
 def _kinds_fit(src: str, tgt: str, how: set[str]) -> bool:

@@ -13,7 +13,8 @@ from typing import Mapping
 
 from ..specs import TensorSpec, format_shape
 from .align import Alignment, align
-from .fit import SAME, TRANSPOSED, Steps, fit_member, is_square_linear
+from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
+from .orientation import Orientation
 from .structure import Container, Structure, build_structure, name_similarity, trigrams
 
 _TIE = 1e-9
@@ -66,7 +67,6 @@ class Pairing:
     ambiguous: tuple[Ambiguity, ...]
     source_specs: Mapping[str, TensorSpec] = field(repr=False)
     target_specs: Mapping[str, TensorSpec] = field(repr=False)
-    transposed: bool = False  # square matrices follow the non-square ones' transposed layout
 
 
 def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
@@ -74,10 +74,12 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 target_types: Mapping[str, str] | None = None) -> Pairing:
     """Pair every source tensor with a target tensor where the evidence allows."""
     src, tgt = build_structure(source_specs, source_types), build_structure(target_specs, target_types)
-    transposed = _transposed_layout(src, tgt)
-    candidates, refused = _candidates(src, tgt, transposed)
+    candidates, refused, tied = _candidates(src, tgt)
     chosen, ambiguous = _assign(candidates)
+    orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
+                              for s, t, c in chosen)
     pairs, links, reasons_s, reasons_t = [], [], {}, {}
+    ambiguous = list(ambiguous)
     for s, t, cand in chosen:
         link = len(links)
         a: Alignment = cand["alignment"]
@@ -87,18 +89,26 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
             ms, mt = s.children[i], t.children[j]
             matched_s.add(i)
             matched_t.add(j)
-            signals = list(cand["signals"])
-            if transposed and is_square_linear(ms) and TRANSPOSED in fit.how and ms.type_name is None:
-                signals.append("square matrix transposed like the others")
+            signals, square = list(cand["signals"]), ""
+            if is_square_linear(ms) and None in (stored_transposed(ms), stored_transposed(mt)):
+                fit, square = _square(ms, mt, fit, orientation.decide(s.path))
             if not fit.same_dtype:
                 signals.append("dtype differs")
             for member, steps, how in fit.steps:
+                extra = (square,) if square and member == "weight" else ()
                 pairs.append(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps,
-                                  cand["confidence"], (how, *signals), link))
+                                  cand["confidence"], (how, *signals, *extra), link))
         for i, js in a.ambiguous:
-            names = ", ".join(t.children[j].path for j in js)
-            reasons_s[s.children[i].path] = f"ambiguous: fits {names} equally; pair it by hand"
+            names = tuple(t.children[j].path for j in js)
+            ambiguous.append(Ambiguity(s.children[i].path, names, (
+                f"ambiguous: '{s.children[i].path}' fits {', '.join(map(_name, names))} equally well "
+                "(same shapes; names and order do not tell them apart); pair it by hand")))
+            reasons_s[s.children[i].path] = ambiguous[-1].reason
             matched_s.add(i)
+        for j in {j for _, js in a.ambiguous for j in js} - matched_t:
+            reasons_t[t.children[j].path] = (f"ambiguous: more than one module of {_name(s.path)} fits it equally "
+                                             "well; pair it by hand")
+            matched_t.add(j)
         for i, m in enumerate(s.children):
             if i not in matched_s:
                 reasons_s[m.path] = f"no counterpart in {_name(t.path)} ({_name(s.path)} is paired with it; a removed layer)"
@@ -107,19 +117,34 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 reasons_t[m.path] = f"a layer {_name(t.path)} adds ({_name(s.path)} is paired with it)"
     paired_s = {s.path for s, _, _ in chosen}
     paired_t = {t.path for _, t, _ in chosen}
-    for amb in ambiguous:
-        for child in next(c for c in src.containers if c.path == amb.source).children:
+    for amb in list(ambiguous):
+        for child in next((c.children for c in src.containers if c.path == amb.source), ()):
             reasons_s.setdefault(child.path, amb.reason)
+    lost_s, lost_t = _lost(candidates, chosen)
     for c in src.containers:
         if c.path not in paired_s:
-            why = refused.get(("s", c.path), f"no target container has modules that fit {_name(c.path)}'s")
+            why = lost_s.get(c.path) or refused.get(("s", c.path))
+            if why is None and ("s", c.path) in tied:
+                targets = tied[("s", c.path)]
+                why = (f"ambiguous: the modules of {_name(c.path)} fit those of {_names(targets)} "
+                       "in more than one way (same shapes; names and order do not tell them apart); pair them by hand")
+                ambiguous.append(Ambiguity(c.path, targets, why))
             for m in c.children:
-                reasons_s.setdefault(m.path, why)
+                reasons_s.setdefault(m.path, why or f"no target container has modules that fit {_name(c.path)}'s")
     for c in tgt.containers:
         if c.path not in paired_t:
-            why = refused.get(("t", c.path), "no source module fits it")
+            why = lost_t.get(c.path) or refused.get(("t", c.path))
+            if why is None and ("t", c.path) in tied:
+                why = (f"ambiguous: the modules of {_names(tied[('t', c.path)])} fit its modules in more "
+                       "than one way; pair them by hand")
             for m in c.children:
-                reasons_t.setdefault(m.path, why)
+                reasons_t.setdefault(m.path, why or f"no source container has modules that fit {_name(c.path)}'s")
+    leftovers = _leftovers(src, tgt, reasons_s, reasons_t)
+    for ms, mt, fit, signals, confidence in leftovers:
+        link = len(links)
+        links.append(Link(ms.path.rpartition(".")[0], mt.path.rpartition(".")[0], 1, signals, confidence))
+        pairs.extend(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps, confidence, (how, *signals), link)
+                     for member, steps, how in fit.steps)
     pairs.extend(_loose(src, tgt))
     taken = {p.source for p in pairs}
     skipped = [Left(k, reasons_s.get(_module(k), "a top-level key with no target of that name and shape"))
@@ -130,7 +155,61 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     order = {k: i for i, k in enumerate(source_specs)}
     pairs.sort(key=lambda p: order[p.source])
     return Pairing(tuple(pairs), tuple(links), tuple(skipped), tuple(new), tuple(ambiguous),
-                   source_specs, target_specs, transposed)
+                   source_specs, target_specs)
+
+
+def _lost(candidates, chosen) -> tuple[dict[str, str], dict[str, str]]:
+    """For each container left unpaired although another fits it: which, and where that one went."""
+    partner_s = {s.path: t.path for s, t, _ in chosen}
+    partner_t = {t.path: s.path for s, t, _ in chosen}
+    lost_s: dict[str, str] = {}
+    lost_t: dict[str, str] = {}
+    for cand in sorted(candidates, key=lambda c: -c["strong"]):
+        s, t = cand["s"].path, cand["t"].path
+        if s not in partner_s and t in partner_t:
+            lost_s.setdefault(s, f"its best fit {_name(t)} is paired with {_name(partner_t[t])} instead")
+        if t not in partner_t and s in partner_s:
+            lost_t.setdefault(t, f"its best fit {_name(s)} is paired with {_name(partner_s[s])} instead")
+    return lost_s, lost_t
+
+
+def _leftovers(src: Structure, tgt: Structure, reasons_s: dict, reasons_t: dict):
+    """Modules the container pairing left on both sides (removed or added layers, or in containers
+    nothing fits), paired where each is the other's only fit among them: ``fc`` that moved to
+    ``head.fc``. Only modules with a matrix or kernel (a norm's [C] vectors fit too much to go by),
+    and never those left out for a changed layer or an ambiguity: that reason stands."""
+    def free(structure, reasons, ambiguous_word):
+        return [m for c in structure.containers for m in c.children
+                if m.path in reasons and not reasons[m.path].startswith(ambiguous_word)
+                and "changed layer" not in reasons[m.path] and _has_matrix(m)]
+    left_s, left_t = free(src, reasons_s, "ambiguous"), free(tgt, reasons_t, "ambiguous")
+    fits = {(a, b): f for a, ms in enumerate(left_s) for b, mt in enumerate(left_t)
+            if (f := fit_module(ms, mt)) is not None}
+    found = []
+    for (a, b), fit in fits.items():
+        if sum(x == a for x, _ in fits) == 1 and sum(y == b for _, y in fits) == 1:
+            ms, mt = left_s[a], left_t[b]
+            same = ms.child == mt.child
+            signals = ("the only leftover module of its shape on either side",
+                       "same name" if same else "renamed", *(() if fit.same_dtype else ("dtype differs",)))
+            found.append((ms, mt, fit, signals, 0.7 if same else 0.5))
+            for reasons, m in ((reasons_s, ms), (reasons_t, mt)):
+                reasons.pop(m.path)
+    return found
+
+
+def _has_matrix(m) -> bool:
+    weight = dict(m.members).get("weight")
+    return weight is not None and len(weight.shape) >= 2
+
+
+def _square(ms, mt, fit, decided: tuple[bool | None, str]):
+    """A square matrix's fit and its signal: as its neighbours are stored (:mod:`.orientation`), else,
+    with no neighbour to go by, as a known ``Conv1D`` on one side says."""
+    transpose, why = decided
+    if transpose is None and not why and True in (stored_transposed(ms), stored_transposed(mt)):
+        transpose, why = True, "square matrix transposed: a Conv1D faces a module of unknown type"
+    return (fit_module(ms, mt, True) or fit) if transpose else fit, why
 
 
 def _module(key: str) -> str:
@@ -141,24 +220,12 @@ def _name(path: str) -> str:
     return f"'{path}'" if path else "the root module"
 
 
-def _transposed_layout(src: Structure, tgt: Structure) -> bool:
-    """Whether the source stores its Linear matrices [in, out] (GPT-2's Conv1D): every non-square
-    source matrix whose shape is not among the target's appears there transposed."""
-    target_shapes = {s.shape for s in tgt.specs.values() if len(s.shape) == 2}
-    straight = flipped = 0
-    for c in src.containers:
-        for m in c.children:
-            w = dict(m.members).get("weight")
-            if w is None or len(w.shape) != 2 or w.shape[0] == w.shape[1] or m.kind not in ("linear", "unknown"):
-                continue
-            if w.shape in target_shapes:
-                straight += 1
-            elif (w.shape[1], w.shape[0]) in target_shapes:
-                flipped += 1
-    return flipped > 0 and straight == 0
+def _names(paths) -> str:
+    shown = ", ".join(map(_name, paths[:3]))
+    return shown if len(paths) <= 3 else f"{shown} and {len(paths) - 3} more"
 
 
-def _candidates(src: Structure, tgt: Structure, transposed: bool):
+def _candidates(src: Structure, tgt: Structure):
     """Every accepted container pair with its scores; and, for containers with no accepted pair,
     the reason their closest refused candidate was refused. Containers of one structure are
     aligned once per structure of the other side."""
@@ -174,12 +241,19 @@ def _candidates(src: Structure, tgt: Structure, transposed: bool):
     grams_t = [trigrams(c.path) for c in tgt.containers]
     index_s = [c.indices for c in src.containers]
     index_t = [c.indices for c in tgt.containers]
-    accepted, refused, closest = [], {}, {}
+    accepted, refused, closest, tied = [], {}, {}, {}
     for sid, sources in by_id_s.items():
         first = src.containers[sources[0]]
         for tid, targets in by_id_t.items():
-            al = align(first, tgt.containers[targets[0]], transposed)
+            al = align(first, tgt.containers[targets[0]], src.ordered and tgt.ordered)
             if not al.matches:
+                if al.ambiguous:  # they fit, in more than one way: not "nothing fits"
+                    for a in sources:
+                        tied.setdefault(("s", src.containers[a].path), []).extend(tgt.containers[b].path
+                                                                                 for b in targets)
+                    for b in targets:
+                        tied.setdefault(("t", tgt.containers[b].path), []).extend(src.containers[a].path
+                                                                                 for a in sources)
                 continue
             n = len(al.matches)
             coverage = n / max(len(first.children), len(tgt.containers[targets[0]].children))
@@ -198,7 +272,7 @@ def _candidates(src: Structure, tgt: Structure, transposed: bool):
                                      "name_sim": name, "same_idx": same_idx, "in_order": in_order,
                                      "strong": 2 * coverage + 0.5 * exact + name + 0.5 * same_idx + 0.5 * in_order,
                                      "name": max(name, float(same_idx or in_order))})
-    return accepted, refused
+    return accepted, refused, {k: tuple(v) for k, v in tied.items()}
 
 
 def _signals(cand) -> list[str]:

@@ -1,4 +1,5 @@
-"""A suggestion as a rules file (YAML with the evidence as comments) and as JSON."""
+"""A suggestion as a rules file: YAML with the evidence as comments, or JSON (which has no comments:
+the evidence is in the YAML form and in `mapper suggest --json`)."""
 from __future__ import annotations
 
 import json
@@ -66,3 +67,20 @@ def render_yaml(header: list[str], name: str, description: str, rules: list[tupl
                 lines.append(f"  - {quote(p.pattern)}")
     lines.append("unmatched: error  # a source key no rule or skip pattern takes fails the plan")
     return "\n".join(lines) + "\n"
+
+
+def render_json(name: str, description: str, rules: list[Rule], skips: list[Pattern], new: list[Pattern]) -> str:
+    """The same rules file as JSON, without the evidence."""
+    data: dict[str, Any] = {"version": 1, "name": name, "description": description, "rules": []}
+    for rule in rules:
+        entry: dict[str, Any] = {"match": rule.match, "target": rule.target}
+        if rule.tables:
+            entry["tables"] = {table: dict(entries) for table, entries in rule.tables}
+        if rule.steps:
+            entry["transform"] = steps_list(rule.steps)
+        data["rules"].append(entry)
+    for section, patterns in (("skip", skips), ("new", new)):
+        if patterns:
+            data[section] = [p.pattern for p in patterns]
+    data["unmatched"] = "error"
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

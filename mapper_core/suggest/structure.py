@@ -80,6 +80,9 @@ class Structure:
     containers: tuple[Container, ...]
     loose: tuple[Module, ...]  # keys without a dot: modules with path ''
     specs: Mapping[str, TensorSpec]
+    # the keys are in definition order: a built model's, or a state dict's that is not sorted as
+    # text (a safetensors file stores its keys sorted, which says nothing about the model)
+    ordered: bool = False
 
 
 def build_structure(specs: Mapping[str, TensorSpec], module_types: Mapping[str, str] | None = None) -> Structure:
@@ -110,7 +113,9 @@ def build_structure(specs: Mapping[str, TensorSpec], module_types: Mapping[str, 
             children = sorted(children, key=lambda c: int(c.child))
         containers.append(Container(parent, tuple(children), min(c.order for c in children)))
     containers.sort(key=lambda c: c.order)
-    return Structure(tuple(containers), loose, specs)
+    keys = list(specs)
+    ordered = module_types is not None or any(a > b for a, b in zip(keys, keys[1:]))
+    return Structure(tuple(containers), loose, specs, ordered)
 
 
 def words(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from ..specs import TensorSpec
 from .collapse import Rule, collapse
 from .pairing import Pairing, pair_models
 from .patterns import Pattern, left_patterns
-from .render import render_yaml, steps_list
+from .render import render_json, render_yaml, steps_list
 
 _ROUNDS = 3  # planning rounds; each turns the keys a rule sent astray into literal rules
 
@@ -30,6 +30,7 @@ class Suggestion:
     plan: Plan
     source_name: str
     target_name: str
+    json_text: str = ""  # the rules file as JSON (no evidence: JSON has no comments)
 
     def to_dict(self) -> dict[str, Any]:
         rule_of = {p.source: i for i, r in enumerate(self.rules) for p in r.pairs}
@@ -78,7 +79,9 @@ def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, T
         astray |= {e.source for e in plan.errors if hasattr(e, "source")}
         astray |= {source for e in plan.errors for source in getattr(e, "sources", ())}
         if not astray:
-            return Suggestion(pairing, tuple(rules), tuple(skips), tuple(new), text, plan, source_name, target_name)
+            json_text = render_json(name, _description(source_name, target_name), rules, skips, new)
+            return Suggestion(pairing, tuple(rules), tuple(skips), tuple(new), text, plan, source_name, target_name,
+                              json_text)
         literal = literal | astray
     raise MapperError(f"suggest: the rules for {source_name} -> {target_name} still send "
                       f"{', '.join(sorted(astray)[:5])} elsewhere after {_ROUNDS} rounds; please report this pair")
@@ -101,6 +104,9 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
               f"{len(pairing.skipped)} skipped; {len(pairing.new)} of {len(pairing.target_specs)} target keys new.",
               "Read the evidence, then prove the mapping with `mapper verify`."]
     for a in pairing.ambiguous:
-        header.append(f"AMBIGUOUS: {a.reason}")
-    description = f"Suggested mapping from {source_name} to {target_name}."
-    return render_yaml(header, name, description, evidence, skips, new)
+        header.append(f"AMBIGUOUS: {a.reason.removeprefix('ambiguous: ')}")
+    return render_yaml(header, name, _description(source_name, target_name), evidence, skips, new)
+
+
+def _description(source_name: str, target_name: str) -> str:
+    return f"Suggested mapping from {source_name} to {target_name}."

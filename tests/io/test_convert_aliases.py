@@ -66,3 +66,70 @@ def test_aliases_in_sharded_output(tmp_path, tied):
     convert(src, tmp_path / "s.safetensors.index.json", max_shard_size=64)
     loaded = load_safetensors(tmp_path / "s.safetensors.index.json")
     assert set(loaded) == set(sd) and loaded["lm_head.weight"] is loaded["embed.weight"]
+
+
+# -- a file mapper-core wrote, read again: its aliases are keys of the checkpoint ----------------------
+
+@pytest.fixture
+def written(tmp_path, tied):
+    src, sd = tied
+    out = tmp_path / "tied.safetensors"
+    convert(src, out)
+    return out, sd
+
+
+def test_reading_a_written_file_gives_its_aliases_as_keys(written):
+    out, sd = written
+    with open_checkpoint(out) as reader:
+        specs = reader.specs()
+        assert set(specs) == set(sd) and reader.aliases() == {"also.tied": "embed.weight",
+                                                              "lm_head.weight": "embed.weight"}
+        assert specs["lm_head.weight"] == specs["embed.weight"]
+        assert reader.locate("lm_head.weight") == reader.locate("embed.weight")
+        assert same_bits(reader.get_tensor("lm_head.weight"), sd["lm_head.weight"])
+
+
+def test_converting_a_written_file_again_keeps_the_tie(tmp_path, written):
+    """The alias metadata used to be dropped with the source's other mapper.* keys, and lm_head lost."""
+    out, sd = written
+    again = tmp_path / "again.safetensors"
+    result = convert(out, again)
+    assert result.aliases == 2 and result.tensors == 4
+    assert again.read_bytes()[:8] and load_file(str(again)).keys() == load_file(str(out)).keys()
+    loaded = load_safetensors(again)
+    assert loaded["lm_head.weight"] is loaded["embed.weight"] and same_bits(loaded["also.tied"], sd["also.tied"])
+
+
+def test_a_written_file_as_the_target_has_the_tied_keys(tmp_path, written, tied):
+    """`mapper plan model.pt --target converted.safetensors` said 'the target has no such key' for lm_head."""
+    out, _ = written
+    ruleset = load_rules_text(tmp_path, "version: 1\nrules:\n  - match: '(.+)'\n    target: '{1}'\n")
+    with open_checkpoint(tied[0]) as src, open_checkpoint(out) as target:
+        plan = make_plan(src.specs(), ruleset, target.specs())
+    assert not plan.has_errors(strict=True), plan.errors
+
+
+def test_sharded_output_reads_back_with_its_aliases(tmp_path, tied):
+    src, sd = tied
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    convert(src, folder / "model.safetensors.index.json", max_shard_size="64B")
+    with open_checkpoint(folder / "model.safetensors.index.json") as reader:
+        assert set(reader.specs()) == set(sd) and set(reader.aliases()) == {"also.tied", "lm_head.weight"}
+        assert same_bits(reader.get_tensor("also.tied"), sd["also.tied"])
+
+
+def test_an_inconsistent_alias_map_is_refused(tmp_path):
+    from mapper_core.errors import CheckpointError
+    from safetensors.torch import save_file
+
+    path = tmp_path / "bad.safetensors"
+    save_file({"a": torch.zeros(2)}, str(path), metadata={ALIASES_KEY: json.dumps({"a": "a"})})
+    with pytest.raises(CheckpointError, match="also stored as a tensor"):
+        open_checkpoint(path)
+
+
+def load_rules_text(tmp_path, text):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return load_rules(path)

@@ -131,7 +131,7 @@ def test_a_match_that_is_not_literal_text_and_groups_needs_source_specs():
     rs, src, target = forward(rules)
     plan = plan_export(rs, {k: spec_of(v) for k, v in target.items()})
     problem = next(p for p in plan.problems if p.target == "misc.y.z")
-    assert "rule 3 (line 16) cannot be read backwards" in problem.message and "pass the source specs" in problem.message
+    assert "rule 3 (line 16) cannot be read backwards" in problem.message and "--source-specs FILE" in problem.message
     back = export_state_dict(rs, target, {k: spec_of(v) for k, v in src.items()})
     assert torch.equal(back["misc.x.y.z"], src["misc.x.y.z"])
 

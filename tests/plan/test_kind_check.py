@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from mapper_core.plan import make_plan, render_text
+from mapper_core.plan import error_lines, make_plan, render_text
 from mapper_core.plan.plan import PASS_THROUGH, KindMismatch
 from mapper_core.rules import parse_rules
 from mapper_core.specs import TensorSpec
@@ -106,7 +106,10 @@ def test_unmatched_error_lists_the_first_keys_how_many_more_and_the_remedies():
     assert len(plan.errors) == 60 and "PROBLEMS (60 errors)" in text
     assert "error: 60 source keys no rule or skip pattern takes (unmatched: error)" in text
     assert "add a rule or a skip pattern" in text and "unmatched: keep" in text and "unmatched: drop" in text
-    assert "    typo.49\n    ... and 10 more (see --json)" in text
+    # the report lists them once, in their own section; outside it (convert's refusal) the first 50
+    assert "(unmatched: error)" in text and "    (listed below, under 'Unmatched source keys')" in text
+    assert text.count("typo.49") == 1 and "Unmatched source keys (60)" in text.split("PROBLEMS")[1]
+    assert "    typo.49\n    ... and 10 more (see --json)" in "\n".join(error_lines(plan))
     assert "result: ERRORS (60)" in text
 
 

@@ -94,13 +94,19 @@ def reference_sections(plan: Plan, ruleset) -> list[str]:
                 result = (f"{m.result_dtype} {format_shape(m.out_shape)}" if m.out_shape is not None else
                           "(the transform cannot apply: see the error above)")
                 via = f" -> {result} via {', '.join(str(s) for s in m.transform)}"
+                if m.out_shape is not None and m.target_dtype is not None and m.target_dtype != m.result_dtype:
+                    via += f" (target {m.target_dtype})"
+            elif m.target_dtype is not None and m.target_dtype != m.dtype:
+                via = f" (target {m.target_dtype})"
             rows.append(f"  {shown(m.source):<{width}}  ->  {shown(m.target)}  {m.dtype} {format_shape(m.shape)}{via}")
         sections.append(rows)
     passed = plan.passed_through
     if passed:
         sections.append([f"Passed through ({len(passed)}): no rule takes them; kept under their own names "
                          "(unmatched: keep)"]
-                        + [f"  {shown(m.source)}  {m.dtype} {format_shape(m.shape)}" for m in passed])
+                        + [f"  {shown(m.source)}  {m.dtype} {format_shape(m.shape)}"
+                           + (f" (target {m.target_dtype})" if m.target_dtype not in (None, m.dtype) else "")
+                           for m in passed])
     if plan.skipped:
         width = max(len(shown(s.source)) for s in plan.skipped)
         sections.append([f"Skipped ({len(plan.skipped)})"] + [
@@ -167,3 +173,12 @@ def test_keys_are_shown_escaped_only_when_needed():
     assert list(shown_all(keys)) == ["plain", "two\\nlines"]
     assert key_rows(keys, "    ") == "    plain\n    two\\nlines"
     assert key_rows([""]) == "  "
+
+
+def test_a_row_says_when_the_target_holds_another_dtype():
+    """A BF16 source loaded into an F32 target is cast by the load: the report says so, not only --json."""
+    ruleset = parse_rules("version: 1\nrules:\n  - match: 'a\\.(.+)'\n    target: 'b.{1}'\n", "r.yaml")
+    plan = make_plan({"a.w": TensorSpec("BF16", (2,)), "a.v": TensorSpec("F32", (2,))}, ruleset,
+                     {"b.w": TensorSpec("F32", (2,)), "b.v": TensorSpec("F32", (2,))})
+    text = render_text(plan, ruleset)
+    assert "a.w  ->  b.w  BF16 [2] (target F32)" in text and "a.v  ->  b.v  F32 [2]\n" in text + "\n"

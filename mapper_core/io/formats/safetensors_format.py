@@ -7,6 +7,10 @@ The header is parsed and checked by :mod:`.safetensors_header` with plain file r
 ``byte_range(key)`` gives absolute file offsets, so a converter can copy raw bytes without
 decoding them; ``locate(key)`` also says which file holds the key (sharded checkpoints).
 
+Keys mapper-core stored once (tied weights, metadata ``mapper.aliases``: see :mod:`.aliases`)
+are keys of the checkpoint here too: ``specs()`` lists each alias with its stored key's spec,
+``aliases()`` maps it to that key, and reading it reads the stored bytes.
+
 An index names its shards by plain file names beside it. Symlinks are resolved: a shard whose
 real path is outside the index's folder is refused unless the caller allows it
 (``allow_outside_shards=True``, CLI ``--allow-outside-shards``); a shard must be a regular file.
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ...errors import CheckpointError
+from .aliases import ALIASES_KEY, decode_aliases
 from .base import FileRange, rows_of
 from .safetensors_header import (DIFFERENCES, MAX_HEADER_BYTES, JsonObject, SafetensorsHeader, has_lone_surrogate,
                                  parse_json, read_header, unique)
@@ -42,6 +47,8 @@ class SafetensorsReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.header = read_header(self.path)
+        # a shard opened alone may name aliases of keys another shard holds: those are not its own
+        self._aliases = stored_aliases(self.header.metadata, self.header.specs, self.path, complete=False)
         self._handle: Any = None
 
     @property
@@ -50,27 +57,36 @@ class SafetensorsReader:
         return self.header.data_start
 
     def specs(self) -> dict[str, TensorSpec]:
-        """Specs in file (data offset) order."""
-        return dict(self.header.specs)
+        """Specs in file (data offset) order, then the aliases mapper-core stored once."""
+        specs = dict(self.header.specs)
+        for alias, key in self._aliases.items():
+            specs[alias] = specs[key]
+        return specs
+
+    def aliases(self) -> dict[str, str]:
+        """Alias key → the key whose bytes it shares (metadata ``mapper.aliases``); usually empty."""
+        return dict(self._aliases)
 
     def metadata(self) -> dict[str, str]:
         return dict(self.header.metadata)
 
-    def _check_key(self, key: str) -> None:
+    def _check_key(self, key: str) -> str:
+        """The stored key that holds ``key``'s bytes (itself, unless it is an alias)."""
+        key = self._aliases.get(key, key)
         if key not in self.header.specs:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint")
+        return key
 
     def byte_range(self, key: str) -> tuple[int, int]:
         """Absolute ``(start, end)`` file offsets of the tensor's raw bytes."""
-        self._check_key(key)
-        begin, end = self.header.offsets[key]
+        begin, end = self.header.offsets[self._check_key(key)]
         return self.data_start + begin, self.data_start + end
 
     def locate(self, key: str) -> FileRange:
         try:  # called once per tensor by convert: kept to one lookup
             begin, end = self.header.offsets[key]
         except KeyError:
-            raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint") from None
+            begin, end = self.header.offsets[self._check_key(key)]
         start = self.header.data_start
         return FileRange(self.path, start + begin, start + end)
 
@@ -83,6 +99,8 @@ class SafetensorsReader:
         """(this file, absolute start offsets, end offsets) of ``keys``, in columns for a million keys.
         Distinct keys never share bytes (the ranges tile the data area) unless both are empty."""
         header, start = self.header, self.header.data_start
+        if self._aliases:
+            keys = list(map(self._aliases.get, keys, keys))
         if keys == list(header.specs):  # the whole file in its own order: no lookup per key
             begins, ends = header.begins, header.ends
         else:
@@ -109,8 +127,9 @@ class SafetensorsReader:
         return memoryview(raw)[8 + span[0]:8 + span[1]]
 
     def get_tensor(self, key: str):
-        """The tensor, memory-mapped by the safetensors library (pages load as they are touched)."""
-        self._check_key(key)
+        """The tensor, memory-mapped by the safetensors library (pages load as they are touched); an
+        alias gives its stored key's tensor."""
+        key = self._check_key(key)
         if self._handle is None:
             from safetensors import safe_open
 
@@ -196,6 +215,7 @@ class ShardedSafetensorsReader:
             if not isinstance(name, str) or name not in self._files:
                 self._files[name] = _shard_path(self.path, name, allow_outside_shards)
             self.weight_map[key] = name
+        self._aliases = stored_aliases(self._metadata, self.weight_map, self.path, complete=True)
         self._readers: dict[str, SafetensorsReader] = {}
 
     @property
@@ -226,6 +246,7 @@ class ShardedSafetensorsReader:
         return reader
 
     def _reader_for(self, key: str) -> SafetensorsReader:
+        key = self._aliases.get(key, key)
         if key not in self.weight_map:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint")
         return self.shard_reader(self.weight_map[key])
@@ -234,7 +255,14 @@ class ShardedSafetensorsReader:
         """Specs in index order; reads every shard's header (not its data)."""
         for name in self._files:
             self.shard_reader(name)
-        return {key: self._readers[name].header.specs[key] for key, name in self.weight_map.items()}
+        specs = {key: self._readers[name].header.specs[key] for key, name in self.weight_map.items()}
+        for alias, key in self._aliases.items():
+            specs[alias] = specs[key]
+        return specs
+
+    def aliases(self) -> dict[str, str]:
+        """Alias key → the key whose bytes it shares (the index's ``mapper.aliases``); usually empty."""
+        return dict(self._aliases)
 
     def metadata(self) -> dict[str, str]:
         return dict(self._metadata)
@@ -245,13 +273,13 @@ class ShardedSafetensorsReader:
 
     def byte_range(self, key: str) -> tuple[int, int]:
         """Absolute ``(start, end)`` offsets of the tensor's bytes inside ``shard_of(key)``."""
-        return self._reader_for(key).byte_range(key)
+        return self._reader_for(key).byte_range(self._aliases.get(key, key))
 
     def locate(self, key: str) -> FileRange:
-        return self._reader_for(key).locate(key)
+        return self._reader_for(key).locate(self._aliases.get(key, key))
 
     def get_tensor(self, key: str):
-        return self._reader_for(key).get_tensor(key)
+        return self._reader_for(key).get_tensor(self._aliases.get(key, key))
 
     def close(self) -> None:
         for reader in self._readers.values():
@@ -263,6 +291,24 @@ class ShardedSafetensorsReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stored_aliases(metadata: dict[str, str], stored: Any, origin: Path, complete: bool) -> dict[str, str]:
+    """The aliases ``metadata`` records whose stored key is in ``stored`` (every one, or CheckpointError,
+    when ``complete``); CheckpointError for an alias that is also stored."""
+    if ALIASES_KEY not in metadata:
+        return {}
+    found = {}
+    for alias, key in decode_aliases(metadata, origin).items():
+        if alias in stored:
+            raise CheckpointError(f"{origin}: metadata '{ALIASES_KEY}' names '{alias}' as an alias of '{key}', but "
+                                  f"'{alias}' is also stored as a tensor; the file is inconsistent (rewrite it)")
+        if key in stored:
+            found[alias] = key
+        elif complete:
+            raise CheckpointError(f"{origin}: metadata '{ALIASES_KEY}' names '{alias}' as an alias of '{key}', which "
+                                  "the checkpoint does not hold; the file is inconsistent (rewrite it)")
+    return found
 
 
 def _index_doc(path: Path) -> JsonObject:
