@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Sequence
 
@@ -85,7 +85,10 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
     # (0.04 s per 100,000 keys) for garbage such data never holds. The state is restored on exit.
     header_only = args._run.__module__.rpartition(".")[2] in HEADER_ONLY
     try:
-        with recording() as commits, gc_paused() if header_only else nullcontext():
+        # Our output goes through ctx.out; whatever else writes to stdout while the command runs is
+        # code not ours (a plugin's import, a model factory, a reader, a transform): it goes to
+        # stderr, so that `--json` output stays one JSON document and a pipe gets only the report.
+        with recording() as commits, gc_paused() if header_only else nullcontext(), redirect_stdout(ctx.err):
             return int(args._run(args, ctx))
     except MapperError as exc:
         ctx.error(str(exc))

@@ -24,6 +24,8 @@ class Context:
         self.debug = debug
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        # How the command's torch source was read (cli.plan.source_reading): its header and hints say it
+        self.source_reading: dict = {}
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -131,15 +133,16 @@ class Context:
                     return f
         return choose_format(path, self.formats(), format_name)
 
-    def open_reader(self, path: str | Path, format_name: str | None = None, *, source: bool = False, **options):
+    def open_reader(self, path: str | Path, format_name: str | None = None, *, source: bool = False,
+                    target: bool = False, **options):
         """Every command opens checkpoints here, so the library's warnings reach the user one way.
 
-        ``source``: ``path`` is the one checkpoint the reader options were given for, so an option
-        that renames keys (``unwrap``, ``strip_prefix``) its format does not take is refused
-        instead of being ignored (the library ignores other formats' options)."""
+        ``source`` (``target``): ``path`` is the one checkpoint the reader options (the --target-...
+        options) were given for, so an option that renames keys (``unwrap``, ``strip_prefix``) its
+        format does not take is refused instead of being ignored (the library ignores other formats' options)."""
         fmt = self.format_for(path, format_name)
-        if source:
-            refuse_foreign_options(path, fmt, options)
+        if source or target:
+            refuse_foreign_options(path, fmt, options, _TARGET_KEY_OPTIONS if target else _KEY_OPTIONS)
         if fmt.name in NEVER_UNPICKLE:  # no pickle warning can come; spare the torch reader's import
             return fmt.open(Path(path), **options)
         with self.library_warnings():
@@ -170,16 +173,18 @@ class Context:
 
 
 _KEY_OPTIONS = {"unwrap": "--unwrap", "strip_prefix": "--strip-prefix"}  # options that change the keys read
+_TARGET_KEY_OPTIONS = {"unwrap": "--target-unwrap", "strip_prefix": "--target-strip-prefix"}
 
 
-def refuse_foreign_options(path: str | Path, fmt, options: dict) -> None:
+def refuse_foreign_options(path: str | Path, fmt, options: dict, flags: dict[str, str] = _KEY_OPTIONS) -> None:
     """A key-changing reader option given for a checkpoint whose format does not take it: an error,
     not the silent no-op that would plan other keys than the user asked for."""
     from ..errors import BadInputError
 
-    for name, flag in _KEY_OPTIONS.items():
+    for name, flag in flags.items():
         if name in options and name not in fmt.options:
+            where = ("the rules' templates" if flags is _TARGET_KEY_OPTIONS else "the rules' patterns")
             raise BadInputError(f"{path}: {flag} applies to torch checkpoints; this is a {fmt.name} checkpoint, whose "
-                                f"keys are read as stored. Drop {flag} and write the keys in the rules' patterns as "
+                                f"keys are read as stored. Drop {flag} and write the keys in {where} as "
                                 "`mapper inspect` lists them (a shared prefix included), or write a copy without it "
                                 "first")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 
 from ..errors import BadInputError
+from ..io.formats.base import non_tensors
 from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
-                      add_target, add_unmatched, add_write, reader_options)
+                      add_target, add_unmatched, add_write, reader_options, refuse_strict_without_target)
 from .plan import load_target, plan_for_reader
 from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.strict and not args.rules:
         raise BadInputError("--strict only applies with --rules (a plain conversion keeps every key); "
                             "add --rules RULES or drop --strict")
+    refuse_strict_without_target(args)
     if args.unmatched and not args.rules:
         raise BadInputError("--unmatched only applies with --rules (a plain conversion keeps every key); "
                             "add --rules RULES or drop --unmatched")
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
         with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+            left_values = non_tensors(reader)
             target = load_target(args, ctx, options)
             plan = plan_for_reader(args, reader, ruleset, target) if ruleset is not None else None
             result, left = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         if plan is not None and plan.target_count is not None:
             data["uninitialized"] = list(plan.uninitialized)
             data["expected_uninitialized"] = list(plan.expected_uninitialized)  # declared new: in the rules
+        data["non_tensor"] = left_values  # not counted in left_behind, which counts tensor keys
         data["earlier_output"] = leftover_report(ctx, left)
         ctx.print_json(data)
     else:

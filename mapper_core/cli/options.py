@@ -33,6 +33,10 @@ def add_target(p: argparse.ArgumentParser) -> None:
                         "(enables shape checks)")
     p.add_argument("--model-arg", action="append", default=[], metavar="K=V",
                    help="keyword argument for a model:NAME target (repeatable; V read as JSON, else text)")
+    p.add_argument("--target-unwrap", metavar="PATH",
+                   help="--unwrap for a torch --target: dotted path of its state dict ('' = top level)")
+    p.add_argument("--target-strip-prefix", metavar="PREFIX",
+                   help="--strip-prefix for a torch --target, e.g. model. for a Lightning checkpoint ('' = none)")
 
 
 def add_unmatched(p: argparse.ArgumentParser, what: str = "source keys no rule takes",
@@ -60,9 +64,10 @@ def add_reader(p: argparse.ArgumentParser) -> None:
                         "(compressed records, memory its pickle asks for, repeated views), and let a rule's transform "
                         "steps make a tensor past max(256 MiB, 4x its source); default: refuse both")
     p.add_argument("--unwrap", metavar="PATH",
-                   help="dotted path of the state dict inside a torch checkpoint ('' = top level); default: automatic")
+                   help="dotted path of the state dict inside a torch SRC ('' = top level; a number indexes a list); "
+                        "default: automatic")
     p.add_argument("--strip-prefix", metavar="PREFIX",
-                   help="key prefix to strip ('' = none); default: 'module.' when every key has it")
+                   help="key prefix to strip from SRC's keys ('' = none); default: 'module.' when every key has it")
     p.add_argument("--allow-outside-shards", action="store_true",
                    help="let a *.safetensors.index.json name shards whose real path (symlinks resolved) is "
                         "outside its folder")
@@ -84,8 +89,29 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def target_options(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
+    """The reader options for a --target file: SRC's, but its own --target-unwrap/--target-strip-prefix
+    in place of --unwrap/--strip-prefix (those name SRC's keys, not the target's)."""
+    out = {k: v for k, v in options.items() if k not in ("unwrap", "strip_prefix")}
+    if getattr(args, "target_unwrap", None) is not None:
+        out["unwrap"] = args.target_unwrap
+    if getattr(args, "target_strip_prefix", None) is not None:
+        out["strip_prefix"] = args.target_strip_prefix
+    return out
+
+
 def add_strict(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--strict", action="store_true", help=help)
+
+
+def refuse_strict_without_target(args: argparse.Namespace) -> None:
+    """--strict checks the target's keys: without --target it would check nothing and pass silently."""
+    if args.strict and not args.target:
+        from ..errors import BadInputError
+
+        raise BadInputError("--strict fails the plan on uninitialized target keys, and only --target says what "
+                            "the target keys are; add --target T (a checkpoint, a spec file or model:NAME) or drop "
+                            "--strict (unmatched source keys fail the plan without it, under unmatched: error)")
 
 
 def add_write(p: argparse.ArgumentParser) -> None:

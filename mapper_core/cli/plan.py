@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target,
-                      add_unmatched, reader_options)
+                      add_unmatched, reader_options, refuse_strict_without_target, target_options)
 
 LINES_PER_WRITE = 100  # of the text report; each of its long lists is one line
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
@@ -25,7 +25,7 @@ def add_plan_inputs(p: argparse.ArgumentParser) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source(p)
     add_plan_inputs(p)
-    add_strict(p, "also fail (exit 1) on uninitialized target keys the rules do not declare new:")
+    add_strict(p, "with --target: also fail (exit 1) on uninitialized target keys the rules do not declare new:")
     p.add_argument("--cost", action="store_true",
                    help="also what convert would cost, from headers: bytes read and written, shards per worker, "
                         "peak memory per worker, the largest tensor")
@@ -50,14 +50,21 @@ def parse_model_args(items: list[str]) -> dict:
 
 
 def load_target(args: argparse.Namespace, ctx, options: dict):
-    """``--target``'s specs and, for a ``model:NAME``, its module types: (None, None) without one."""
+    """``--target``'s specs and, for a ``model:NAME``, its module types: (None, None) without one.
+    ``options`` are SRC's reader options; the target takes its own unwrap and prefix options."""
     is_model = bool(args.target) and args.target.startswith("model:") and not Path(args.target).exists()
     if args.model_arg and not is_model:
         raise BadInputError("--model-arg only applies to a --target model:NAME; drop it or name a model target")
+    for flag in ("target_unwrap", "target_strip_prefix"):
+        if getattr(args, flag, None) is not None and (not args.target or is_model):
+            name = "--" + flag.replace("_", "-")
+            raise BadInputError(f"{name} only applies to a --target checkpoint file (a torch one); "
+                                f"{'a model target has no prefix to strip' if is_model else 'add --target T'} "
+                                f"or drop {name}")
     if is_model:
         return ctx.model_target(args.target[len("model:"):], parse_model_args(args.model_arg))
     if args.target:
-        with ctx.open_reader(args.target, args.target_format, **options) as reader:
+        with ctx.open_reader(args.target, args.target_format, target=True, **target_options(args, options)) as reader:
             return reader.specs(), None
     return None, None
 
@@ -73,12 +80,30 @@ def plan_for_reader(args: argparse.Namespace, reader, ruleset, target):
                      allow_expansion=getattr(args, "allow_expansion", False))
 
 
+def source_reading(reader, args: argparse.Namespace) -> dict:
+    """How a torch source's keys were found: where its state dict was (``unwrap_path``), the prefix
+    stripped (``stripped_prefix``) and whether the reader chose it (``automatic``); {} for other formats."""
+    if getattr(reader, "unwrap_path", None) is None:
+        return {}
+    return {"unwrap_path": reader.unwrap_path, "stripped_prefix": reader.stripped_prefix or "",
+            "automatic": getattr(args, "strip_prefix", None) is None}
+
+
+def _stripped_note(reading: dict) -> str:
+    """What the header says of a prefix the reader stripped by itself (the user did not ask)."""
+    prefix = reading.get("stripped_prefix")
+    if not prefix or not reading.get("automatic"):
+        return ""
+    return f" (the '{prefix}' prefix of DistributedDataParallel stripped; --strip-prefix '' keeps it)"
+
+
 def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
     """Rules + source (+ target) specs → (RuleSet, Plan), and with ``cost`` the conversion's Cost.
     Reads headers only."""
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)
     with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+        ctx.source_reading = source_reading(reader, args)
         target = load_target(args, ctx, options)
         plan = plan_for_reader(args, reader, ruleset, target)
         if cost:
@@ -97,10 +122,14 @@ def run(args: argparse.Namespace, ctx) -> int:
         raise BadInputError("--workers and --max-shard-size only apply with --cost; add --cost or drop them")
     if args.workers < 1:
         raise BadInputError(f"--workers must be at least 1, not {args.workers}")
+    refuse_strict_without_target(args)
     built = build_plan(args, ctx, cost=args.cost)
     ruleset, plan = built[0], built[1]
     if args.json:
         def edit(data: dict) -> None:
+            if ctx.source_reading:  # a torch source: where its keys came from, as inspect --json says
+                data["unwrap_path"] = ctx.source_reading["unwrap_path"]
+                data["stripped_prefix"] = ctx.source_reading["stripped_prefix"]
             data["summary"]["strict"] = args.strict
             data["summary"]["failed"] = plan.has_errors(strict=args.strict)
             if args.cost:
@@ -117,6 +146,10 @@ def run(args: argparse.Namespace, ctx) -> int:
             ctx.print_json(data)
     else:
         lines = report_lines(plan, ruleset, strict=args.strict)  # ctx.print(render_text(...)), a part at a time
+        note = _stripped_note(ctx.source_reading)
+        if note:  # the header's "  source: FILE: N keys" line
+            i = next(i for i, line in enumerate(lines) if line.startswith("  source: "))
+            lines[i] += note
         for start in range(0, len(lines), LINES_PER_WRITE):
             ctx.out.write("\n".join(lines[start:start + LINES_PER_WRITE]) + "\n")
         if args.cost:
@@ -124,6 +157,7 @@ def run(args: argparse.Namespace, ctx) -> int:
 
             ctx.print(render_cost(built[2]))
     warn_wrapper_prefix(args, ctx, plan.unmatched, ruleset)
+    warn_target_prefix(args, ctx, plan)
     if plan.target_count is not None and (ruleset.freeze or ruleset.param_groups):
         from ..plan.group_check import idle_group_patterns, plan_target_keys
 
@@ -138,10 +172,19 @@ def run(args: argparse.Namespace, ctx) -> int:
 
 
 def warn_wrapper_prefix(args: argparse.Namespace, ctx, unmatched, ruleset) -> None:
-    """When every unmatched key carries one prefix the rules would take them without, say --strip-prefix."""
+    """When every unmatched key carries one prefix the rules would take them without, say --strip-prefix;
+    when the rules expect the prefix the reader stripped by itself, say that."""
     if not unmatched or getattr(args, "strip_prefix", None) is not None:
         return
-    from ..plan.prefix_hint import strip_prefix_hint
+    from ..plan.prefix_hint import restored_prefix_hint, strip_prefix_hint
+
+    stripped = ctx.source_reading.get("stripped_prefix", "")
+    if restored_prefix_hint(unmatched, ruleset, stripped):
+        ctx.warn(f"{args.source}: the reader stripped the '{stripped}' prefix of DistributedDataParallel from every "
+                 f"key ('{stripped}{unmatched[0]}' is planned as '{unmatched[0]}'), and the rules' patterns begin with "
+                 f"it; write the patterns without '{stripped.replace('.', chr(92) + '.')}', or pass --strip-prefix '' "
+                 "to plan the keys as stored")
+        return
 
     prefix = strip_prefix_hint(unmatched, ruleset)
     if not prefix:
@@ -151,3 +194,21 @@ def warn_wrapper_prefix(args: argparse.Namespace, ctx, unmatched, ruleset) -> No
         fix = f"begin the rules' patterns with '{prefix.replace('.', chr(92) + '.')}'"
     ctx.warn(f"every unmatched key starts with '{prefix}' and the rules take them without it (a wrapper's "
              f"name: Lightning's 'model.', DDP's 'module.'); {fix}")
+
+
+def warn_target_prefix(args: argparse.Namespace, ctx, plan) -> None:
+    """When every target key nothing fills carries a prefix the planned targets lack (Lightning's
+    ``model.``), say --target-strip-prefix."""
+    if plan.target_count is None or getattr(args, "target_strip_prefix", None) is not None:
+        return
+    from ..plan.prefix_hint import target_prefix_hint
+
+    missing = [m.target for m in plan.mismatched if m.target_shape is None]
+    prefix = target_prefix_hint(missing, plan.uninitialized)
+    if not prefix:
+        return
+    fix = f"add --target-strip-prefix {prefix}"
+    if not args.target.startswith("model:") and "strip_prefix" not in ctx.format_for(args.target, args.target_format).options:
+        fix = f"begin the rules' templates with '{prefix}'"
+    ctx.warn(f"{args.target}: every target key nothing fills starts with '{prefix}', and the plan's targets are "
+             f"found under it ('{missing[0]}' is '{prefix}{missing[0]}' there); {fix}")

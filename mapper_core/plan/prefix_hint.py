@@ -5,6 +5,10 @@ network), DDP as ``module.<name>``, ``torch.compile`` as ``_orig_mod.<name>``. R
 the bare network then match nothing, and the plan lists every key as unmatched. When all the
 unmatched keys start with one dotted prefix and the rules take them once it is removed, the
 answer is ``--strip-prefix PREFIX``; this module finds that prefix from the plan alone.
+
+The other way round: the torch reader strips ``module.`` by itself, and rules written for the
+keys as ``torch.load`` shows them (``module\\.(.+)``) then match nothing;
+:func:`restored_prefix_hint` tells that case.
 """
 from __future__ import annotations
 
@@ -49,3 +53,37 @@ def shared_prefix(keys: Sequence[str]) -> str | None:
     head, dot, _ = keys[0].partition(".")
     prefix = head + dot
     return prefix if dot and all(k.startswith(prefix) and len(k) > len(prefix) for k in keys) else None
+
+
+def restored_prefix_hint(unmatched: Sequence[str], ruleset: RuleSet, stripped: str) -> bool:
+    """Whether the rules were written for the keys with the prefix the reader ``stripped`` (DDP's
+    ``module.``, as ``torch.load`` shows them): most of ``unmatched`` are taken once it is put back."""
+    if not unmatched or not stripped:
+        return False
+    matchers = [full_matcher(p.pattern) for p in (*ruleset.skip, *ruleset.rules)]
+    sample = list(unmatched[:SAMPLE])
+    taken = sum(any(m(stripped + k) for m in matchers) for k in sample)
+    return taken * 2 > len(sample)
+
+
+def target_prefix_hint(missing: Sequence[str], uninitialized: Sequence[str]) -> str | None:
+    """The prefix (with its dot) every uninitialized target key starts with and that most of the
+    ``missing`` keys (planned targets the target lacks) are found under: a Lightning target's
+    ``model.``, to strip from the target's keys. None when there is no such prefix."""
+    if not missing or not uninitialized:
+        return None
+    wanted = set(uninitialized)
+    sample = list(missing[:SAMPLE])
+    first, start, prefixes = uninitialized[0], 0, []
+    for _ in range(MAX_PARTS):
+        dot = first.find(".", start)
+        if dot < 0:
+            break
+        prefixes.append(first[:dot + 1])
+        start = dot + 1
+    for prefix in reversed(prefixes):
+        if not all(k.startswith(prefix) for k in uninitialized):
+            continue
+        if sum(prefix + k in wanted for k in sample) * 2 > len(sample):
+            return prefix
+    return None

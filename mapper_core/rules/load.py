@@ -17,11 +17,13 @@ from . import schema
 from ..errors import Problem, RulesError
 from ..file_magic import kind_of_head
 from .parse import parse
+from .quote_hints import with_quote_hints
 from .positions import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, Parsed, json_path
 from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
 from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
+from .template_hints import sub_style_reference
 from .transforms import BUILTIN, ambiguous, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -143,7 +145,7 @@ def _build(text: str, filename: str, fmt: str, digest: str, transforms: Mapping[
         checker.add_schema_issue(issue)
     checker.check_semantics(data)
     if checker.problems:
-        raise _error(checker.problems)
+        raise _error(with_quote_hints(checker.problems, text) if fmt == "yaml" else checker.problems)
     return _to_ruleset(data, checker, filename, digest)
 
 
@@ -276,6 +278,10 @@ class _Checker:
             template = Template.parse(rule["target"])
         except TemplateError as exc:
             self.add(target_path, f"invalid target template: {exc}")
+            return
+        sub_style = sub_style_reference(rule["target"])
+        if sub_style:
+            self.add(target_path, sub_style)
             return
         if pattern is None:
             return  # group names cannot be checked against a pattern that does not compile

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .quote_hints import syntax_hint
 from .positions import (MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_CHARS, MAX_EXPANDED_NODES, Budget, Collector, Fatal,
                         Path, int_digits_problem, too_deep)
 
@@ -56,9 +57,15 @@ class YamlParser(Collector):
             if exc.context:
                 what = f"{exc.context}, {what}"
             hint = _DOUBLE_QUOTE_HINT if "escape character" in what else ""
+            line = mark.line + 1 if mark else None
             if mark is not None and self.text[mark.index:mark.index + 1] == "\t":
                 hint = "; the line is indented with a tab: YAML indents with spaces only, replace the tab with spaces"
-            raise Fatal(mark.line + 1 if mark else None, f"YAML syntax error: {what}{hint}") from None
+            elif mark is not None:  # an unquoted value YAML read as a mapping, an alias, ...: on this line or before
+                near = [m.line + 1 for m in (exc.problem_mark, exc.context_mark) if m is not None] + [mark.line]
+                quote = syntax_hint(self.text, near)
+                if quote:
+                    line, hint = quote
+            raise Fatal(line, f"YAML syntax error: {what}{hint}") from None
         except yaml.reader.ReaderError as exc:
             line = self.text.count("\n", 0, exc.position) + 1
             char = chr(exc.character) if isinstance(exc.character, int) else exc.character

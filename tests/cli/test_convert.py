@@ -71,11 +71,15 @@ def test_plan_errors_exit_1_and_write_nothing(tmp_path, src, mapper):
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_strict_exits_1_on_unmatched_keys(tmp_path, src, mapper):
+def test_unmatched_keys_exit_1_and_strict_without_target_is_refused(tmp_path, src, mapper):
     partial = tmp_path / "partial.yaml"
     partial.write_text("version: 1\nname: p\nrules:\n  - match: 'enc\\.(.+)'\n    target: 'e.{1}'\n")
-    proc = mapper("convert", src, tmp_path / "out.safetensors", "--rules", partial, "--strict")
+    proc = mapper("convert", src, tmp_path / "out.safetensors", "--rules", partial)
     assert proc.returncode == 1 and "unmatched: aux.step" in proc.stderr
+    # --strict checks target keys: without --target it checked nothing (a silent no-op)
+    proc = mapper("convert", src, tmp_path / "out.safetensors", "--rules", partial, "--strict")
+    assert proc.returncode == 2 and "--strict" in proc.stderr and "add --target T" in proc.stderr
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 @pytest.mark.parametrize("case", ["exists", "is source", "bad size", "bad rules", "bad suffix"])

@@ -7,7 +7,8 @@ import pytest
 READER = "[--trust-pickle] [--allow-expansion] [--unwrap PATH] [--strip-prefix PREFIX] [--allow-outside-shards]"
 WRITE = "[--force] [--verify] [--max-shard-size SIZE] [--no-source-hash] [--clean-stale] [-q]"
 JSON = "[--json] [--indent N]"
-TARGET = "[--target T] [--model-arg K=V] [--unmatched {error,keep,drop}]"
+TARGET = ("[--target T] [--model-arg K=V] [--target-unwrap PATH] [--target-strip-prefix PREFIX] "
+          "[--unmatched {error,keep,drop}]")
 GRAMMAR = {
     "validate": f"{JSON} RULES",
     "plan": f"--rules R {TARGET} [--format F] [--target-format F] {READER} [--strict] [--cost] [--workers N] [--max-shard-size SIZE] {JSON} SRC",

@@ -108,7 +108,8 @@ def test_sigterm_to_mapper_convert_mid_copy_exits_143_and_leaves_nothing(tmp_pat
 
         def slow_copy(self, *args, **kwargs):
             real_copy(self, *args, **kwargs)
-            print("copying", flush=True)
+            # the real stdout: main() sends what other code prints to stderr
+            print("copying", file=sys.__stdout__, flush=True)
             time.sleep(60)
 
         RangeCopier.copy = slow_copy

@@ -15,14 +15,18 @@ Unwrap rule (override with ``unwrap``/``strip_prefix``):
 2. else the first of ``state_dict``, ``model_state_dict``, ``model``, ``module``, ``net``
    whose value is a dict, applying the rule again inside it; other entries (``epoch``,
    ``optimizer``, ...) are ignored;
-3. else the dict itself if it holds any tensor;
+3. else the dict itself if it holds any tensor, unless a value beside those tensors is a
+   container (dict, list) holding tensors itself: that is refused, naming each container and
+   its tensor count (:mod:`.torch_unwrap`), since its weights would be left behind;
 4. then a ``module.`` prefix (DataParallel) is stripped while every tensor's key has it.
 
 The chosen dict may hold non-tensor values too (``'step': 5``, a config, a string): they are
 not specs; ``non_tensors()`` reports them (key → type name) and ``extra_values()`` gives those
 JSON can hold, so a conversion can record them. They never make the file unreadable.
 
-``unwrap="a.b"`` takes ``obj["a"]["b"]`` instead (``""`` is the top level); ``strip_prefix="x."``
+``unwrap="a.b"`` takes ``obj["a"]["b"]`` instead (``""`` is the top level, a number indexes a
+list: ``"0"``), as it is: containers of tensors beside it are reported by ``non_tensors()`` with
+their tensor count, and left behind; ``strip_prefix="x."``
 strips that prefix from the keys that have it (``""`` strips nothing).
 
 Aliasing: tied weights and views share one storage. ``aliases()`` maps an alias key to its
@@ -46,74 +50,13 @@ from .pages import FileMappings
 from .torch_archive import RecordRange
 from .torch_checks import check_loaded_tensor, independent_source
 from .torch_pickle import PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
+from .torch_unwrap import is_tensor, tensors_inside, unwrap_state_dict
 
 __all__ = ["PickledModuleWarning", "TorchReader", "TrustPickleWarning", "open_torch", "sniff_torch",
            "strip_key_prefix", "unwrap_state_dict"]
 
 SUFFIXES = (".pt", ".pth", ".bin", ".model", ".ckpt")
-UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 DP_PREFIX = "module."
-
-
-def _is_tensor(value: Any) -> bool:
-    import torch
-
-    return isinstance(value, torch.Tensor)
-
-
-def _is_tensor_dict(obj: Any) -> bool:
-    import torch
-
-    return isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, dict):
-        return "a dict with keys " + ", ".join(repr(k) for k in list(obj)[:8]) + (" ..." if len(obj) > 8 else "")
-    return f"a {type(obj).__name__}"
-
-
-def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[dict, str]:
-    """The state dict inside a loaded checkpoint and the dotted path it was found at.
-
-    The dict may hold non-tensor values beside its tensors (``'step': 5``, a config); they
-    are kept, and the reader reports them instead of refusing the file.
-    """
-    if unwrap is not None:
-        node, trail = obj, []
-        for part in unwrap.split(".") if unwrap else []:
-            if not isinstance(node, dict) or part not in node:
-                at = ".".join(trail) or "the top level"
-                raise CheckpointError(f"{path}: unwrap path '{unwrap}': no key '{part}' in {at} ({_describe(node)})")
-            node, trail = node[part], trail + [part]
-        _require_state_dict(node, path, unwrap, "--unwrap")
-        return node, unwrap
-    node, trail = obj, []
-    while not _is_tensor_dict(node):
-        step = next((k for k in UNWRAP_KEYS if isinstance(node, dict) and isinstance(node.get(k), dict)), None)
-        if step is None:
-            if isinstance(node, dict) and any(_is_tensor(v) for v in node.values()):
-                break  # tensors beside other values: this is the state dict
-            if trail:
-                _require_state_dict(node, path, ".".join(trail), "the unwrap rule")
-            raise CheckpointError(
-                f"{path}: found no state dict: the file holds {_describe(obj)}, and none of "
-                f"{', '.join(UNWRAP_KEYS)} is a dict of tensors; pass --unwrap KEY.PATH to choose one"
-            )
-        node, trail = node[step], trail + [step]
-    return node, ".".join(trail)
-
-
-def _require_state_dict(node: Any, path: Path, where: str, chosen_by: str) -> None:
-    where = f"'{where}'" if where else "the top level"
-    if not isinstance(node, dict):
-        raise CheckpointError(f"{path}: {where} (chosen by {chosen_by}) is {_describe(node)}, not a dict of tensors")
-    if node and not any(_is_tensor(v) for v in node.values()):
-        kinds = ", ".join(f"'{k}' ({type(v).__name__})" for k, v in list(node.items())[:5])
-        raise CheckpointError(
-            f"{path}: {where} (chosen by {chosen_by}) holds no tensors, only {kinds}"
-            f"{' ...' if len(node) > 5 else ''}; pass --unwrap to choose the dict of tensors"
-        )
 
 
 def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple[dict, str]:
@@ -121,7 +64,7 @@ def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple
     keys = [str(k) for k in state]
     if strip_prefix is None:  # judged by the tensors' keys: a 'step' beside them does not count
         removed = ""
-        tensor_keys = [k for k, v in zip(keys, state.values()) if _is_tensor(v)]
+        tensor_keys = [k for k, v in zip(keys, state.values()) if is_tensor(v)]
         while tensor_keys and all(k.startswith(removed + DP_PREFIX) for k in tensor_keys):
             removed += DP_PREFIX
     elif strip_prefix == "":
@@ -144,6 +87,12 @@ def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple
             raise CheckpointError(f"{path}: stripping '{removed}' makes two keys '{new}'; pass --strip-prefix ''")
         out[new] = v
     return out, removed
+
+
+def _holding(value: Any) -> str:
+    """' holding N tensors' for a container left behind beside the chosen dict (under an explicit unwrap)."""
+    n = tensors_inside(value) if isinstance(value, (dict, list, tuple)) else 0
+    return f" holding {n} tensor{'s' if n != 1 else ''}" if n else ""
 
 
 class TorchReader:
@@ -210,7 +159,7 @@ class TorchReader:
         """Keys of the state dict whose values are not tensors (``'step': 5``) → their type name.
 
         They are never specs: a plan reports them and a conversion leaves them behind."""
-        return {k: type(v).__name__ for k, v in self._extra.items()}
+        return {k: type(v).__name__ + _holding(v) for k, v in self._extra.items()}
 
     def extra_values(self) -> dict[str, Any]:
         """The non-tensor values JSON can hold (a number, a string, a nested config of them)."""

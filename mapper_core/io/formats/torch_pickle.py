@@ -116,6 +116,9 @@ def load_pickle(path: Path, trust_pickle: bool, allow_expansion: bool = False) -
         size = path.stat().st_size
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if size == 0:  # not "damaged pickle?: Ran out of input"
+        raise CheckpointError(f"{path}: the file is empty (0 bytes), so it holds no checkpoint; it was probably cut "
+                              "off while being saved or copied: save or copy it again")
     if is_zip:
         try:
             with zipfile.ZipFile(path) as zf:

@@ -1,0 +1,204 @@
+"""Which dict of a loaded torch checkpoint is its state dict (the unwrap rule of :mod:`.torch_format`).
+
+A value beside the tensors of the chosen dict is left behind (``'step': 5``, a config). A
+container that itself holds tensors is not such a value: it is a second set of weights (a GAN's
+``G`` and ``D``, an EMA copy), and leaving it behind silently would lose them. The rule refuses
+to choose then, naming each container and how many tensors it holds; the user names the dict
+with ``unwrap`` (``--unwrap G``, or ``--unwrap ''`` for the tensors of the top level alone).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...errors import CheckpointError
+
+UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+_SHOWN = 5  # containers named in a message
+
+
+def is_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and all(is_tensor(v) for v in obj.values())
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, dict):
+        return "a dict with keys " + ", ".join(repr(k) for k in list(obj)[:8]) + (" ..." if len(obj) > 8 else "")
+    return f"a {type(obj).__name__}"
+
+
+def _children(node: Any) -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [(str(k), v) for k, v in node.items()]
+    if isinstance(node, (list, tuple)):
+        return [(str(i), v) for i, v in enumerate(node)]
+    return []
+
+
+def tensors_inside(value: Any) -> int:
+    """How many tensors a container holds at any depth (each object counted once; a loop ends)."""
+    count, seen, stack = 0, set(), [value]
+    while stack:
+        node = stack.pop()
+        if is_tensor(node):
+            count += 1
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(v for _, v in _children(node))
+    return count
+
+
+def _dict_of_tensors_in(value: Any, at: str) -> str | None:
+    """The dotted path of the first dict holding tensors directly, ``value`` itself first (breadth-first)."""
+    queue, seen = [(at, value)], set()
+    while queue:
+        where, node = queue.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict) and any(is_tensor(v) for v in node.values()):
+            return where
+        queue.extend((f"{where}.{k}", v) for k, v in _children(node))
+    return None
+
+
+def nested_containers(state: dict) -> dict[str, int]:
+    """Keys of ``state`` whose values are containers holding tensors → how many tensors each holds."""
+    found = {}
+    for k, v in state.items():
+        if not is_tensor(v) and _children(v):
+            n = tensors_inside(v)
+            if n:
+                found[str(k)] = n
+    return found
+
+
+def _quoted(where: str) -> str:
+    return where if where and all(c.isalnum() or c in "._-" for c in where) else repr(where)
+
+
+def _plural(n: int, word: str = "tensor") -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _containers(node: dict, where: str) -> tuple[str, str | None]:
+    """The containers of ``node`` holding tensors, named with their counts, and the path of the first
+    dict of tensors among them (None when none is a dict: a list of bare tensors)."""
+    nested = nested_containers(node)
+    prefix = f"{where}." if where else ""
+    named = ", ".join(f"'{prefix}{k}' ({type(_value_at(node, k)).__name__}, {_plural(n)})"
+                      for k, n in list(nested.items())[:_SHOWN])
+    if len(nested) > _SHOWN:
+        named += f" and {len(nested) - _SHOWN} more"
+    pick = next((p for p in (_dict_of_tensors_in(_value_at(node, k), prefix + k) for k in nested) if p), None)
+    return named, pick
+
+
+def _take(pick: str | None, several: bool) -> str:
+    if pick is None:
+        return "pass --unwrap KEY.PATH to choose a dict of tensors (a number indexes a list)"
+    return (f"pass --unwrap {_quoted(pick)} to take {'one of them' if several else 'it'} "
+            "(a dotted path reaches others; a number indexes a list)")
+
+
+def _refuse_nested(node: dict, path: Path, where: str, chosen_by: str) -> None:
+    """Refuse a state dict chosen by the rule whose non-tensor values hold tensors themselves."""
+    nested = nested_containers(node)
+    if not nested:
+        return
+    named, pick = _containers(node, where)
+    direct = sum(1 for v in node.values() if is_tensor(v))
+    at = f"'{where}'" if where else "the top level"
+    here = _quoted(where) if where else "''"
+    raise CheckpointError(
+        f"{path}: {at} (chosen by {chosen_by}) holds {_plural(direct)} beside containers that hold tensors "
+        f"themselves: {named}. Those are weights too, and would be left behind; {_take(pick, len(nested) > 1)}, "
+        f"or pass --unwrap {here} to take only the {_plural(direct)} of {at} "
+        "and leave the containers behind"
+    )
+
+
+def _value_at(node: dict, key: str) -> Any:
+    return next(v for k, v in node.items() if str(k) == key)
+
+
+def _step(node: Any, part: str) -> tuple[bool, Any]:
+    if isinstance(node, dict):
+        if part in node:
+            return True, node[part]
+        if part.isdigit() and int(part) in node:  # a dict keyed by numbers (an optimizer's state)
+            return True, node[int(part)]
+    if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+        return True, node[int(part)]
+    return False, None
+
+
+def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[dict, str]:
+    """The state dict inside a loaded checkpoint and the dotted path it was found at.
+
+    The dict may hold non-tensor values beside its tensors (``'step': 5``, a config); they are
+    kept, and the reader reports them instead of refusing the file. When the rule chooses, a
+    container beside the tensors that holds tensors itself is refused (see the module docstring);
+    a dict named by ``unwrap`` is taken as it is.
+    """
+    if unwrap is not None:
+        node, trail = obj, []
+        for part in unwrap.split(".") if unwrap else []:
+            found, child = _step(node, part)
+            if not found:
+                at = f"'{'.'.join(trail)}'" if trail else "the top level"
+                what = f"no index {part}" if isinstance(node, (list, tuple)) else f"no key '{part}'"
+                raise CheckpointError(f"{path}: unwrap path '{unwrap}': {what} in {at} ({_describe(node)}"
+                                      f"{f' of {len(node)}' if isinstance(node, (list, tuple)) else ''})")
+            node, trail = child, trail + [part]
+        _require_state_dict(node, path, unwrap, "--unwrap")
+        return node, unwrap
+    node, trail = obj, []
+    while not _is_tensor_dict(node):
+        step = next((k for k in UNWRAP_KEYS if isinstance(node, dict) and isinstance(node.get(k), dict)), None)
+        if step is None:
+            if isinstance(node, dict) and any(is_tensor(v) for v in node.values()):
+                _refuse_nested(node, path, ".".join(trail), "the unwrap rule")
+                break  # tensors beside other values: this is the state dict
+            if trail:
+                _require_state_dict(node, path, ".".join(trail), "the unwrap rule")
+            raise CheckpointError(f"{path}: found no state dict: the file holds {_describe(obj)}, and none of "
+                                  f"{', '.join(UNWRAP_KEYS)} is a dict of tensors; {_where_tensors_are(obj)}")
+        node, trail = node[step], trail + [step]
+    return node, ".".join(trail)
+
+
+def _where_tensors_are(obj: Any) -> str:
+    """What to pass when the rule found nothing: the containers holding tensors, or that none does."""
+    if isinstance(obj, dict) and nested_containers(obj):
+        named, pick = _containers(obj, "")
+        return f"the tensors are in {named}: {_take(pick, len(nested_containers(obj)) > 1)}"
+    if isinstance(obj, (list, tuple)) and tensors_inside(obj):
+        pick = _dict_of_tensors_in(obj, "")
+        if pick:
+            pick = pick.lstrip(".")
+            return f"the first dict of tensors is at index {pick.split('.')[0]}: {_take(pick, False)}"
+        return f"it holds {_plural(tensors_inside(obj))} but no dict of them; save a dict of tensors instead"
+    return "it holds no tensors at all, so it is not a checkpoint of weights"
+
+
+def _require_state_dict(node: Any, path: Path, dotted: str, chosen_by: str) -> None:
+    where = f"'{dotted}'" if dotted else "the top level"
+    if not isinstance(node, dict):
+        raise CheckpointError(f"{path}: {where} (chosen by {chosen_by}) is {_describe(node)}, not a dict of tensors")
+    if node and not any(is_tensor(v) for v in node.values()):
+        kinds = ", ".join(f"'{k}' ({type(v).__name__})" for k, v in list(node.items())[:_SHOWN])
+        if nested_containers(node):
+            named, pick = _containers(node, dotted)
+            raise CheckpointError(f"{path}: {where} (chosen by {chosen_by}) holds no tensors of its own; they are "
+                                  f"in {named}: {_take(pick, len(nested_containers(node)) > 1)}")
+        raise CheckpointError(
+            f"{path}: {where} (chosen by {chosen_by}) holds no tensors, only {kinds}"
+            f"{' ...' if len(node) > _SHOWN else ''}; pass --unwrap to choose the dict of tensors"
+        )

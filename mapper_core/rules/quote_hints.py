@@ -1,0 +1,88 @@
+"""Where an unquoted YAML value is read as something else, say so and show it quoted.
+
+A template or pattern written without quotes trips over YAML's indicators: ``target: {1}.weight``
+starts a mapping (a syntax error), ``target: {1}`` *is* a mapping, ``match: *.weight`` is an
+alias, and the YAML 1.1 words ``no``/``off``/``yes``/``on`` are booleans. PyYAML's message says
+none of that. These functions read the offending line of the text and add "quote it", with the
+line as it should be written. Only for YAML; JSON has no unquoted text.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Sequence
+
+from ..errors import Problem
+
+_INDICATORS = {"{": "the start of a mapping", "[": "the start of a list", "*": "an alias (*name)",
+               "&": "an anchor (&name)", "!": "a tag (!name)", "%": "a directive", "@": "a reserved character",
+               "`": "a reserved character", "|": "a block of text", ">": "a block of text"}
+_TEXT_KEYS = ("match", "target")  # keys whose value is a pattern or template: never a mapping or a list
+# one line "  - key: value  # comment" (the key and the dash each optional)
+_LINE = re.compile(r"^(?P<lead>\s*(?:-\s+)*)(?:(?P<key>[A-Za-z_][\w-]*):(?:\s+|$))?(?P<value>.*?)(?:\s+#.*)?$")
+_BOOL_WORDS = {w for word in ("yes", "no", "on", "off", "true", "false", "y", "n")
+               for w in (word, word.capitalize(), word.upper())}
+
+
+def _split(line: str) -> tuple[str, str | None, str] | None:
+    found = _LINE.match(line.rstrip("\r\n"))
+    if not found or not found.group("value"):
+        return None
+    return found.group("lead"), found.group("key"), found.group("value")
+
+
+def _quoted(lead: str, key: str | None, value: str) -> str:
+    text = "'" + value.replace("'", "''") + "'"
+    return f"{lead.strip()} {key}: {text}".strip() if key else f"{lead.strip()} {text}".strip()
+
+
+def syntax_hint(text: str, lines: Sequence[int]) -> tuple[int, str] | None:
+    """(line, hint) for the first of ``lines`` (1-based) whose unquoted value starts with a YAML
+    indicator where text belongs: a pattern or template (``match:``, ``target:``, a list item)."""
+    all_lines = text.splitlines()
+    for n in lines:
+        if not 1 <= n <= len(all_lines):
+            continue
+        parts = _split(all_lines[n - 1])
+        if parts is None:
+            continue
+        lead, key, value = parts
+        first = value[0]
+        if first not in _INDICATORS:
+            continue
+        if first in "{[|>" and key not in _TEXT_KEYS:  # a flow mapping or list is right elsewhere
+            continue
+        if key is None and "-" not in lead:
+            continue
+        return n, (f"; the unquoted value {value} starts with '{first}', which YAML reads as "
+                   f"{_INDICATORS[first]}: quote it, {_quoted(lead, key, value)}")
+    return None
+
+
+def with_quote_hints(problems: Sequence[Problem], text: str) -> list[Problem]:
+    """``problems`` with a "quote it" hint where a value of the wrong type was written unquoted:
+    ``target: {1}`` (a mapping), ``on_shape_mismatch: no`` (false)."""
+    all_lines = text.splitlines()
+    out = []
+    for p in problems:
+        hint = None
+        if p.line is not None and 1 <= p.line <= len(all_lines):
+            hint = _type_hint(p.message, _split(all_lines[p.line - 1]))
+        out.append(dataclasses.replace(p, message=p.message + hint) if hint else p)
+    return out
+
+
+def _type_hint(message: str, parts: tuple[str, str | None, str] | None) -> str | None:
+    if parts is None:
+        return None
+    lead, key, value = parts
+    if re.search(r"got a (mapping|list)\b", message) and value[0] in "{[" and key in _TEXT_KEYS:
+        what = "a mapping" if value[0] == "{" else "a list"
+        return f"; YAML reads the unquoted {value} as {what}: quote it, {_quoted(lead, key, value)}"
+    if re.search(r"got (true|false)\b", message) and value in _BOOL_WORDS:
+        return (f"; YAML reads the unquoted word {value} as {str(value.lower() in _TRUE).lower()}, not as text: "
+                f"quote words, {_quoted(lead, key, value)}")
+    return None
+
+
+_TRUE = {"yes", "on", "true", "y"}

@@ -1,0 +1,105 @@
+"""Containers of tensors beside the chosen state dict are weights: refused, never left behind silently;
+and an empty file is called empty."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mapper_core.errors import CheckpointError  # noqa: E402
+from mapper_core.io.formats.torch_format import open_torch  # noqa: E402
+
+
+def gan(scale: bool = True) -> dict:
+    torch.manual_seed(0)
+    out = {"G": torch.nn.Linear(4, 4).state_dict(), "D": torch.nn.Linear(4, 1).state_dict(), "epoch": 5}
+    if scale:
+        out["scale"] = torch.tensor(1024.0)  # the AMP scaler's loose tensor made the top level look like a state dict
+    return out
+
+
+def save(obj, path, legacy: bool):
+    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_loose_tensor_beside_state_dicts_is_refused_naming_them(tmp_path, legacy):
+    path = save(gan(), tmp_path / "gan.pt", legacy)
+    with pytest.raises(CheckpointError) as info:
+        open_torch(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "'G' (OrderedDict, 2 tensors), 'D' (OrderedDict, 2 tensors)" in msg
+    assert "--unwrap G" in msg and "--unwrap ''" in msg and "1 tensor of the top level" in msg
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_the_named_dict_is_taken_and_the_top_level_on_request(tmp_path, legacy):
+    path = save(gan(), tmp_path / "gan.pt", legacy)
+    assert sorted(open_torch(path, unwrap="G").specs()) == ["bias", "weight"]
+    top = open_torch(path, unwrap="")
+    assert list(top.specs()) == ["scale"]
+    assert top.non_tensors() == {"G": "OrderedDict holding 2 tensors", "D": "OrderedDict holding 2 tensors",
+                                 "epoch": "int"}
+
+
+def test_without_a_loose_tensor_the_advice_names_the_containers(tmp_path):
+    path = save(gan(scale=False), tmp_path / "gan2.pt", legacy=False)
+    with pytest.raises(CheckpointError, match=r"found no state dict.*'G' \(OrderedDict, 2 tensors\).*--unwrap G"):
+        open_torch(path)
+
+
+def test_lists_and_deeper_containers_are_counted_and_indexed(tmp_path):
+    state = {"x": torch.ones(1), "lst": [torch.ones(2), {"w": torch.ones(1)}], "cfg": {"lr": 0.1}}
+    path = save(state, tmp_path / "n.pt", legacy=False)
+    with pytest.raises(CheckpointError, match=r"'lst' \(list, 2 tensors\).*--unwrap lst\.1 to take it") as info:
+        open_torch(path)
+    assert "'cfg'" not in str(info.value)  # a config without tensors is an ordinary non-tensor value
+    assert list(open_torch(path, unwrap="lst.1").specs()) == ["w"]
+
+
+def test_a_list_checkpoint_is_unwrapped_by_index(tmp_path):
+    path = save([{"w": torch.ones(1)}], tmp_path / "list.pt", legacy=False)
+    with pytest.raises(CheckpointError, match="holds a list.*--unwrap 0 to take it"):
+        open_torch(path)
+    assert list(open_torch(path, unwrap="0").specs()) == ["w"]
+    with pytest.raises(CheckpointError, match=r"unwrap path '3': no index 3 in the top level \(a list of 1\)"):
+        open_torch(path, unwrap="3")
+
+
+def test_a_config_beside_the_weights_is_still_fine(tmp_path):
+    path = save({"w": torch.ones(2), "config": {"lr": 0.1, "layers": [1, 2]}, "step": 3}, tmp_path / "t.pt", False)
+    assert open_torch(path).non_tensors() == {"config": "dict", "step": "int"}
+
+
+def test_cli_refuses_with_exit_2_and_convert_json_lists_non_tensors(tmp_path, mapper):
+    path = save(gan(), tmp_path / "gan.pt", legacy=False)
+    refused = mapper("convert", str(path), str(tmp_path / "x.safetensors"))
+    assert refused.returncode == 2 and "--unwrap G" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "x.safetensors").exists()
+    plan = mapper("plan", str(path), "--rules", str(write_ident(tmp_path)))
+    assert plan.returncode == 2 and "'D' (OrderedDict, 2 tensors)" in plan.stderr
+    done = mapper("convert", str(path), str(tmp_path / "top.safetensors"), "--unwrap", "", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["tensors"] == 1 and data["left_behind"] == 0
+    assert data["non_tensor"] == {"G": "OrderedDict holding 2 tensors", "D": "OrderedDict holding 2 tensors",
+                                  "epoch": "int"}
+
+
+def write_ident(tmp_path):
+    rules = tmp_path / "ident.yaml"
+    rules.write_text("version: 1\nrules:\n  - match: '(.+)'\n    target: '{1}'\n")
+    return rules
+
+
+@pytest.mark.parametrize("name", ["empty.pt", "empty.bin"])
+def test_an_empty_file_is_called_empty(tmp_path, name, mapper):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"the file is empty \(0 bytes\)"):
+        open_torch(tmp_path / name)
+    done = mapper("inspect", tmp_path / name, "--format", "torch")
+    assert done.returncode == 2 and "the file is empty" in done.stderr and "Ran out of input" not in done.stderr
