@@ -10,6 +10,7 @@ from torch import nn
 from ..errors import BadInputError
 from ..plan.kinds import split_key
 from ..plan.plan import Plan
+from . import outputs as final_outputs
 
 Runner = Callable[[nn.Module, Sequence[torch.Tensor]], Any]
 
@@ -69,6 +70,9 @@ class VerifyResult:
     loaded: int = 0
     kind_findings: tuple[str, ...] = ()  # the plan's kind-check findings, loaded anyway to be judged here
     extra: dict = field(default_factory=dict)
+    # the models' final outputs (source and target are FINAL); None when not run through compare_models
+    final: ModuleResult | None = None
+    left_behind: tuple[LeftBehind, ...] = ()  # source modules whose weights the plan did not load
 
     @property
     def compared(self) -> tuple[ModuleResult, ...]:
@@ -76,20 +80,48 @@ class VerifyResult:
 
     @property
     def first_divergent(self) -> ModuleResult | None:
-        return next((m for m in self.modules if m.ok is False), None)
+        """The first paired module beyond tolerance in forward order; else the final outputs, when they are."""
+        first = next((m for m in self.modules if m.ok is False), None)
+        return first if first is not None or self.final is None or self.final.ok is not False else self.final
 
     @property
     def passed(self) -> bool:
-        return bool(self.compared) and self.first_divergent is None
+        """Nothing compared is beyond tolerance, and something was compared."""
+        final_compared = self.final is not None and self.final.ok is not None
+        return (bool(self.compared) or final_compared) and self.first_divergent is None
+
+    @property
+    def complete(self) -> bool:
+        """Passed, and nothing left unproven: every source module with weights was loaded, or the final
+        outputs were compared and agree (so what was left behind did not change them)."""
+        return self.passed and (not self.left_behind or (self.final is not None and self.final.ok is True))
 
     def to_dict(self) -> dict[str, Any]:
         first = self.first_divergent
-        return {"passed": self.passed, "rtol": self.rtol, "atol": self.atol, "inputs": list(self.inputs),
-                "loaded": self.loaded, "kind_findings": list(self.kind_findings),
+        return {"passed": self.passed, "complete": self.complete, "rtol": self.rtol, "atol": self.atol,
+                "inputs": list(self.inputs), "loaded": self.loaded, "kind_findings": list(self.kind_findings),
                 "first_divergent": None if first is None else {"source": first.source, "target": first.target},
                 "modules": [m.to_dict() for m in self.modules],
+                "final_output": None if self.final is None else self.final.to_dict(),
+                "left_behind": [x.to_dict() for x in self.left_behind],
                 "summary": {"paired": len(self.modules), "compared": len(self.compared),
-                            "divergent": sum(1 for m in self.modules if m.ok is False)}}
+                            "divergent": sum(1 for m in self.modules if m.ok is False),
+                            "left_behind_modules": len(self.left_behind)}}
+
+
+FINAL = "(final output)"  # source and target of the final outputs' ModuleResult
+
+
+@dataclass(frozen=True)
+class LeftBehind:
+    """A source module with weights some of which the plan did not load, and why (per key)."""
+
+    module: str
+    keys: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"module": self.module, "keys": list(self.keys), "reasons": list(self.reasons)}
 
 
 class _Recorder:
@@ -141,25 +173,36 @@ def compare_models(pairs: Sequence[tuple[str, str]], source: nn.Module, target: 
     recorders = (_Recorder(source, [s for s, _ in pairs]), _Recorder(target, [t for _, t in pairs]))
     try:
         with torch.no_grad():
-            for model, runner, name in ((source, run_source, names[0]), (target, run_target, names[1])):
-                _run(model, runner, inputs, name)
+            returned = [final_outputs.leaves(_run(model, runner, inputs, name))
+                        for model, runner, name in ((source, run_source, names[0]), (target, run_target, names[1]))]
     finally:
         for r in recorders:
             r.close()
     rec_s, rec_t = recorders
     dtypes = [o[0].dtype for o in rec_t.outputs.values() if o and o[0].is_floating_point()]
+    dtypes += [t.dtype for _, t in returned[1] if t.is_floating_point()]  # nothing paired ran: the output's
     d_rtol, d_atol = default_tolerance(dtypes[0] if dtypes else torch.float32)
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
     results = [_compare(s, t, rec_s, rec_t, rtol, atol) for s, t in pairs]
     last = len(rec_s.order) + len(rec_t.order)
     results.sort(key=lambda r: (rec_s.order.get(r.source, last), rec_t.order.get(r.target, last)))
-    return VerifyResult(tuple(results), rtol, atol)
+    return VerifyResult(tuple(results), rtol, atol, final=_compare_final(*returned, rtol, atol))
 
 
-def _run(model: nn.Module, runner: Runner, inputs: Sequence[torch.Tensor], name: str) -> None:
+def _compare_final(a: final_outputs.Leaves, b: final_outputs.Leaves, rtol: float, atol: float) -> ModuleResult:
+    shape_a = tuple(a[0][1].shape) if len(a) == 1 else None
+    shape_b = tuple(b[0][1].shape) if len(b) == 1 else None
+    why = final_outputs.not_comparable(a, b)
+    if why:
+        return ModuleResult(FINAL, FINAL, shape_a, shape_b, note=f"not comparable: {why}")
+    return ModuleResult(FINAL, FINAL, shape_a, shape_b, *_measure(final_outputs.flat(a), final_outputs.flat(b),
+                                                                   rtol, atol))
+
+
+def _run(model: nn.Module, runner: Runner, inputs: Sequence[torch.Tensor], name: str) -> Any:
     try:
-        runner(model, inputs)
+        return runner(model, inputs)
     except Exception as exc:  # the model's or the plugin's code: say which model and which inputs
         shapes = ", ".join(str(list(x.shape)) for x in inputs)
         raise BadInputError(f"{name} could not run on the inputs {shapes}: {type(exc).__name__}: {exc}; give "
@@ -176,10 +219,15 @@ def _compare(s: str, t: str, rec_s: _Recorder, rec_t: _Recorder, rtol: float, at
     if a.numel() != b.numel():
         return ModuleResult(s, t, shape_a, shape_b,
                             note=f"not comparable: {a.numel()} values against {b.numel()}")
+    return ModuleResult(s, t, shape_a, shape_b, *_measure(a, b, rtol, atol))
+
+
+def _measure(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> tuple[float, float, float, bool]:
+    """(max abs diff, relative error, cosine, within tolerance) of two flat float64 vectors."""
     diff = (a - b).abs()
     max_abs = float(diff.max()) if diff.numel() else 0.0
     norm_a, norm_b = float(a.norm()), float(b.norm())
     rel = float((a - b).norm()) / norm_a if norm_a > 0 else float((a - b).norm())
     cosine = float(a @ b) / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else float(norm_a == norm_b)
     ok = bool(torch.all(diff <= atol + rtol * a.abs()))  # a NaN on either side fails, as in assert_close
-    return ModuleResult(s, t, shape_a, shape_b, max_abs, rel, cosine, ok)
+    return max_abs, rel, cosine, ok

@@ -8,7 +8,9 @@ from torch import nn
 
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
-from .compare import Runner, VerifyResult, compare_models, module_pairs, run_model
+from ..plan.kinds import split_key
+from ..plan.plan import Plan
+from .compare import LeftBehind, Runner, VerifyResult, compare_models, module_pairs, run_model
 from .load import load_source, load_target
 
 
@@ -29,4 +31,21 @@ def verify(ruleset: RuleSet, source: Any, source_specs: Mapping[str, TensorSpec]
     pairs = [(s, t) for s, t in module_pairs(plan) if s in names_s and t in names_t]
     result = compare_models(pairs, source_model, target_model, inputs, run_source=run_source,
                             run_target=run_target, rtol=rtol, atol=atol, names=names)
-    return VerifyResult(result.modules, result.rtol, result.atol, tuple(input_names), len(plan.loadable), findings)
+    return VerifyResult(result.modules, result.rtol, result.atol, tuple(input_names), len(plan.loadable), findings,
+                        final=result.final, left_behind=left_behind(plan, state))
+
+
+def left_behind(plan: Plan, state: Mapping[str, torch.Tensor]) -> tuple[LeftBehind, ...]:
+    """Source modules with floating-point weights (parameters, running statistics) the plan does not
+    load, by module in checkpoint order, each key with why: what verify cannot have compared."""
+    loaded = {m.source for m in plan.loadable}
+    why = {s.source: (f"skipped by '{s.pattern}'" if s.pattern is not None else
+                      f"skipped by rule {s.rule} on a shape mismatch") for s in plan.skipped}
+    why.update((m.source, f"rule {m.rule}: shape mismatch, skipped") for m in plan.mismatched)
+    why.update((k, "no rule or skip pattern takes it") for k in plan.unmatched)
+    modules: dict[str, list[str]] = {}
+    for key, tensor in state.items():
+        if key not in loaded and tensor.is_floating_point() and tensor.numel():
+            modules.setdefault(split_key(key)[0], []).append(key)
+    return tuple(LeftBehind(module, tuple(keys), tuple(why.get(k, "not loaded") for k in keys))
+                 for module, keys in modules.items())

@@ -76,11 +76,19 @@ def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
 
 
 def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
-    """Copy the plan's tensors into ``module`` one at a time (dtype cast to the module's)."""
+    """Copy the plan's tensors into ``module`` one at a time (dtype cast to the module's).
+
+    A tensor on the meta device (a model built under ``with torch.device("meta")``) has no
+    memory to copy into: it is replaced by the loaded tensor instead, as ``load_state_dict(...,
+    assign=True)`` does, keeping its dtype, ``requires_grad`` and ties (every name that shared
+    the meta parameter shares the new one). Keys nothing fills stay on the meta device and are
+    listed in ``missing``; ``module.to_empty(device=...)`` is for materialising a whole model.
+    """
     _refuse_errors(plan)
     state = module.state_dict(keep_vars=True)
-    _refuse_tied_conflicts(plan, state)
+    _refuse_tied_conflicts(plan, state, source)
     loaded, unexpected, mismatched = [], [], []
+    replaced: dict[int, torch.Tensor] = {}  # id of a meta tensor → what took its place
     with torch.no_grad():
         for m in plan.loadable:
             dest = state.get(m.target)
@@ -91,30 +99,67 @@ def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
             if tuple(tensor.shape) != tuple(dest.shape):
                 mismatched.append((m.target, tuple(tensor.shape), tuple(dest.shape)))
                 continue
-            dest.copy_(tensor)
+            if dest.is_meta:
+                if id(dest) not in replaced:  # a tied name loads once (the tie check made the values equal)
+                    replaced[id(dest)] = _materialised(dest, tensor)
+            else:
+                dest.copy_(tensor)
             loaded.append(m.target)
+    if replaced:
+        _rebind(module, replaced)
     done = set(loaded)
     missing = tuple(k for k in state if k not in done)
     return LoadResult(tuple(loaded), missing, tuple(unexpected), tuple(mismatched))
 
 
-def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor]) -> None:
+def _materialised(meta: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """What replaces a meta tensor: a copy of ``tensor`` in the meta tensor's dtype (never the
+    caller's own tensor, which training would then change), a Parameter again if it was one."""
+    value = tensor.detach().to(dtype=meta.dtype, copy=True)
+    return nn.Parameter(value, requires_grad=meta.requires_grad) if isinstance(meta, nn.Parameter) else value
+
+
+def _rebind(module: nn.Module, replaced: Mapping[int, torch.Tensor]) -> None:
+    """Point every name that held a replaced meta tensor at its replacement (tied names too)."""
+    for sub in module.modules():
+        members = list(sub.named_parameters(recurse=False, remove_duplicate=False)) + \
+            list(sub.named_buffers(recurse=False, remove_duplicate=False))
+        for name, value in members:
+            if id(value) in replaced:
+                setattr(sub, name, replaced[id(value)])
+
+
+def _refuse_tied_conflicts(plan: Plan, state: Mapping[str, torch.Tensor], source: Any) -> None:
     """Refuse, before anything is copied, two entries that fill one tensor of the module under two
-    names (tied weights, e.g. an output layer sharing the embedding) from different sources or
-    transforms: the second copy would silently overwrite the first."""
-    by_tensor: dict[tuple[int, int], Any] = {}
+    names (tied weights, e.g. an output layer sharing the embedding) with different values: the
+    second copy would silently overwrite the first. Two sources that are one tensor in the
+    checkpoint (its reader's ``aliases()``), or that hold equal values, fill the pair alike."""
+    by_tensor: dict[tuple, Any] = {}
     for m in plan.loadable:
         dest = state.get(m.target)
-        if dest is None or dest.numel() == 0 or dest.is_meta:  # meta tensors have no storage to share
+        if dest is None or dest.numel() == 0:
             continue
-        where = (dest.untyped_storage().data_ptr(), dest.storage_offset())
+        # a meta tensor has no storage: tied meta parameters are one object under two names
+        where = (("meta", id(dest)) if dest.is_meta
+                 else ("storage", dest.untyped_storage().data_ptr(), dest.storage_offset()))
         first = by_tensor.setdefault(where, m)
-        if first is not m and (first.source, first.transform) != (m.source, m.transform):
+        if first is not m and not _same_value(source, first, m, dest.dtype):
             raise PlanError(
                 f"rules '{plan.rules_name}': target keys '{first.target}' and '{m.target}' are one tensor in the "
                 f"model (tied weights), and the plan fills them from '{first.source}' (rule {first.rule}) and "
-                f"'{m.source}' (rule {m.rule}): the second would overwrite the first. Map one source into the tied "
-                "pair (skip the other key in the rules), or untie the weights in the model", plan)
+                f"'{m.source}' (rule {m.rule}), which hold different values: the second would overwrite the first. "
+                "Map one source into the tied pair (skip the other key in the rules), or untie the weights in the "
+                "model", plan)
+
+
+def _same_value(source: Any, a: Any, b: Any, dtype: torch.dtype) -> bool:
+    """Whether two plan entries give one value: the same source (or two names of one tensor in the
+    checkpoint) through the same steps, or else equal tensors once cast to the module's dtype."""
+    aliases = {} if isinstance(source, Mapping) or not hasattr(source, "aliases") else source.aliases()
+    if aliases.get(a.source, a.source) == aliases.get(b.source, b.source) and a.transform == b.transform:
+        return True
+    x, y = _mapped_tensor(source, a), _mapped_tensor(source, b)
+    return tuple(x.shape) == tuple(y.shape) and torch.equal(x.to(dtype), y.to(dtype))
 
 
 def _refuse_errors(plan: Plan) -> None:
@@ -127,14 +172,26 @@ def _refuse_errors(plan: Plan) -> None:
         )
 
 
+def parameter_names(module: nn.Module) -> dict[str, list[str]]:
+    """Each parameter's name (as ``named_parameters()`` gives it) → every name it has in the
+    state dict: a tied parameter (an output layer sharing the embedding) has two, and rules,
+    freeze groups and param groups may name it by either."""
+    canonical = {id(p): n for n, p in module.named_parameters()}
+    names: dict[str, list[str]] = {n: [] for n in canonical.values()}
+    for n, p in module.named_parameters(remove_duplicate=False):
+        names[canonical[id(p)]].append(n)
+    return names
+
+
 def frozen_names(module: nn.Module, ruleset: RuleSet, groups: Iterable[str] | None = None) -> list[str]:
-    """Parameter names in the named freeze groups (all groups when ``groups`` is None)."""
+    """Parameter names (as ``named_parameters()`` gives them) in the named freeze groups (all groups
+    when ``groups`` is None); a tied parameter is in a group when any of its names is."""
     chosen = ruleset.freeze if groups is None else tuple(_group(ruleset, g) for g in groups)
-    names = [n for n, _ in module.named_parameters()]
+    names = parameter_names(module)
     # a parameterless norm layer is frozen by its buffers' names, so those count as matches too
-    _idle_patterns(module, ruleset, names + [n for n, _ in module.named_buffers()],
+    _idle_patterns(module, ruleset, [n for ns in names.values() for n in ns] + [n for n, _ in module.named_buffers()],
                    [("freeze group", g) for g in chosen], strict=groups is not None)
-    return [n for n in names if any(g.matches(n) for g in chosen)]
+    return [n for n, all_names in names.items() if any(g.matches(a) for g in chosen for a in all_names)]
 
 
 def _idle_patterns(module: nn.Module, ruleset: RuleSet, names: list[str], groups: list, strict: bool) -> None:
@@ -149,7 +206,7 @@ def _idle_patterns(module: nn.Module, ruleset: RuleSet, names: list[str], groups
             message = (f"rules {ruleset.origin or ruleset.name}: {what} '{group.name}': the pattern '{text}' matches "
                        f"no name of the {type(module).__name__} ({len(names):,} names, e.g. "
                        f"{', '.join(repr(n) for n in names[:3]) or 'none'}); patterns match the model's parameter "
-                       "names in full: fix or remove it")
+                       "names (its state dict's, tied names too) in full: fix or remove it")
             if strict:
                 raise BadInputError(message)
             warnings.warn(message, stacklevel=3)
@@ -187,16 +244,20 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
             f"rules {ruleset.origin or ruleset.name}: no param group named {', '.join(sorted(unknown))}; "
             f"groups: {', '.join(g.name for g in ruleset.param_groups) or 'none'}"
         )
-    _idle_patterns(module, ruleset, [n for n, _ in module.named_parameters()],
+    names = parameter_names(module)
+    _idle_patterns(module, ruleset, [n for ns in names.values() for n in ns],
                    [("param group", g) for g in ruleset.param_groups], strict=False)
     default = next((g for g in ruleset.param_groups if g.default), None)
     buckets: dict[str, list] = {g.name: [] for g in ruleset.param_groups}
     rest: list = []
+    taken: dict[str, str] = {}  # parameter name → the group that took it
     for name, p in module.named_parameters():
         if trainable_only and not p.requires_grad:
             continue
-        group = next((g for g in ruleset.param_groups if g.match and g.matches(name)), default)
+        group = next((g for g in ruleset.param_groups if g.match and any(g.matches(n) for n in names[name])), default)
         (buckets[group.name] if group else rest).append(p)
+        taken[name] = group.name if group else "rest"
+    _shadowed_groups(ruleset, names, taken, buckets)
     result = []
     for g in ruleset.param_groups:
         if buckets[g.name]:
@@ -205,3 +266,24 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
     if rest:
         result.append({"params": rest, "name": "rest"})
     return result
+
+
+def _shadowed_groups(ruleset: RuleSet, names: Mapping[str, list[str]], taken: Mapping[str, str],
+                     buckets: Mapping[str, list]) -> None:
+    """A param group whose patterns match parameters that earlier groups all took (the first
+    matching group wins) is left out of the optimizer's groups, and its options apply to nothing:
+    warned, as a pattern that matches no name is."""
+    for g in ruleset.param_groups:
+        if buckets[g.name] or not g.match:
+            continue
+        matched = [n for n in taken if any(g.matches(a) for a in names[n])]
+        if not matched:  # matches nothing (warned as idle) or only frozen parameters (trainable_only)
+            continue
+        earlier = list(dict.fromkeys(taken[n] for n in matched))
+        options = ", ".join(f"{k} {v!r}" for k, v in g.options.items()) or "its options"
+        warnings.warn(
+            f"rules {ruleset.origin or ruleset.name}: param group '{g.name}' gets no parameter: every parameter its "
+            f"patterns match ({len(matched):,}, e.g. {matched[0]!r}) is taken by the earlier group "
+            f"{', '.join(repr(e) for e in earlier)} (the first group that matches a parameter takes it), so "
+            f"{options} applies to nothing; move '{g.name}' before {earlier[0]!r} or narrow that group's patterns",
+            stacklevel=3)

@@ -101,7 +101,7 @@ def run(pair, *args, rules="good.yaml", source="model:old", target="model:new"):
 def test_a_right_mapping_verifies_module_by_module(pair):
     result = run(pair, "--input", "2x3x9x9")
     assert result.returncode == 0, result.stderr
-    assert "result: verified: 5 of 5 paired modules within tolerance" in result.stdout
+    assert "result: verified: 5 of 5 paired modules and the final outputs within tolerance" in result.stdout
     report = json.loads(run(pair, "--input", "2x3x9x9", "--json").stdout)
     assert [m["target"] for m in report["modules"]] == ["backbone.0", "backbone.1", "backbone.3", "backbone.4",
                                                        "classifier"]
