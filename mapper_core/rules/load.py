@@ -17,7 +17,7 @@ from . import schema
 from ..errors import Problem, RulesError
 from ..file_magic import kind_of_head
 from .parse import parse
-from .quote_hints import with_quote_hints
+from .quote_hints import glob_hint, with_quote_hints
 from .positions import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, Parsed, json_path
 from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
@@ -232,7 +232,7 @@ class _Checker:
         except re.error as exc:
             where = f" at position {exc.pos}" if exc.pos is not None else ""
             self.add(path, f"invalid regular expression '{_shown(pattern)}': {exc.msg}{where}; fix the pattern "
-                           "(Python `re` syntax, matched against the whole key)")
+                           f"(Python `re` syntax, matched against the whole key){glob_hint(pattern, exc.msg)}")
         except UnboundedPattern as exc:
             self.add(path, f"pattern '{_shown(pattern)}' refused: {exc}")
         except (RecursionError, OverflowError, MemoryError) as exc:

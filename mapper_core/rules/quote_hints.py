@@ -86,3 +86,13 @@ def _type_hint(message: str, parts: tuple[str, str | None, str] | None) -> str |
 
 
 _TRUE = {"yes", "on", "true", "y"}
+
+
+def glob_hint(pattern: str, message: str) -> str:
+    """For a pattern ``re`` refused with "nothing to repeat" that reads as a shell glob (``*.weight``,
+    ``encoder.*.bias``), the regular expression meant, as advice; else ''."""
+    if not message.startswith("nothing to repeat") or "*" not in pattern or ".*" in pattern:
+        return ""
+    meant = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return (f"; rules patterns are regular expressions, not globs: '{pattern}' is written '{meant}' "
+            "(a dot is any character unless escaped)")

@@ -47,3 +47,11 @@ def test_no_hint_where_a_mapping_or_list_is_right():
 def test_json_rules_get_no_yaml_hint():
     problems = problems_of('{"version": 1, "rules": [{"match": "a", "target": {"1": null}}]}', "r.json")
     assert not any("YAML" in p.message for p in problems)
+
+
+def test_a_quoted_glob_is_shown_as_the_regular_expression_it_meant():
+    [problem] = problems_of(HEAD + "  - match: '*.weight'\n    target: 'b'\n")
+    assert "nothing to repeat" in problem.message and problem.line == 3
+    assert "not globs: '*.weight' is written '.*\\.weight'" in problem.message
+    [other] = problems_of(HEAD + "  - match: 'a(b'\n    target: 'b'\n")
+    assert "glob" not in other.message  # another regex mistake gets no glob advice
