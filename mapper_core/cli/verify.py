@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-model", required=True, metavar="model:B", help="the model the rules map into")
     add_model_args(p, "the target model", "the source model")
     p.add_argument("--input", action="append", default=[], metavar="SHAPE_OR_FILE",
-                   help="an input: a shape such as 2x3x32x32 (random, fixed seed; :float16 etc. for a dtype) "
+                   help="an input: a shape such as 2x3x32x32 (random, fixed seed; :float16 etc. for a dtype; "
+                        ":int64:HIGH for token ids below HIGH) "
                         "or a file whose tensors are inputs in key order (repeatable, in argument order)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed for the random inputs and for building the models (default 0)")
