@@ -26,6 +26,8 @@ class Context:
         self.err = err or sys.stderr
         # How the command's torch source was read (cli.plan.source_reading): its header and hints say it
         self.source_reading: dict = {}
+        self.tied_targets: list[tuple[str, ...]] = []  # the --target model's tied names (model_target)
+        self.tied_model = ""
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -92,7 +94,12 @@ class Context:
         """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch)."""
         from ..train.apply import module_specs, module_types
 
+        from ..train.apply import parameter_names
+
         module = self.build_model(name, kwargs)[0]
+        # tied weights (one tensor, several names): for the plan's check (cli.plan.plan_for_reader)
+        self.tied_targets = [tuple(names) for names in parameter_names(module).values() if len(names) > 1]
+        self.tied_model = f"model:{name}"
         return module_specs(module), module_types(module)
 
     def build_model(self, name: str, kwargs: dict):

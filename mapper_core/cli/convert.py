@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             left_values = non_tensors(reader)
             target = load_target(args, ctx, options)
-            plan = plan_for_reader(args, reader, ruleset, target) if ruleset is not None else None
+            plan = plan_for_reader(args, reader, ruleset, target, ctx) if ruleset is not None else None
             result, left = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,
                            rules_sha256=ruleset.sha256 if ruleset else None, strict=args.strict,
                            target_specs=target[0] if plan is None else None)

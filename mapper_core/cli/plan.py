@@ -69,15 +69,23 @@ def load_target(args: argparse.Namespace, ctx, options: dict):
     return None, None
 
 
-def plan_for_reader(args: argparse.Namespace, reader, ruleset, target):
-    """The plan for an open source ``reader``, with every check ``target`` (specs, module types) allows."""
+def plan_for_reader(args: argparse.Namespace, reader, ruleset, target, ctx=None):
+    """The plan for an open source ``reader``, with every check ``target`` (specs, module types) allows;
+    with ``ctx``, a warning for each pair of tied target weights filled from two different sources."""
     from ..io.formats.base import non_tensors
     from ..plan.make import make_plan
 
     target_specs, module_types = target
-    return make_plan(reader.specs(), ruleset, target_specs, source_origin=args.source, target_origin=args.target,
+    plan = make_plan(reader.specs(), ruleset, target_specs, source_origin=args.source, target_origin=args.target,
                      unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types,
                      allow_expansion=getattr(args, "allow_expansion", False))
+    if ctx is not None and ctx.tied_targets:
+        from ..plan.tied_check import tied_conflicts
+
+        aliases = reader.aliases() if hasattr(reader, "aliases") else {}
+        for message in tied_conflicts(plan, ctx.tied_targets, aliases, ctx.tied_model):
+            ctx.warn(message)
+    return plan
 
 
 def source_reading(reader, args: argparse.Namespace) -> dict:
@@ -105,7 +113,7 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
     with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
         ctx.source_reading = source_reading(reader, args)
         target = load_target(args, ctx, options)
-        plan = plan_for_reader(args, reader, ruleset, target)
+        plan = plan_for_reader(args, reader, ruleset, target, ctx)
         if cost:
             from ..io.cost import conversion_cost
             from ..io.formats.shards import parse_size

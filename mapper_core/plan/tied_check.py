@@ -1,0 +1,40 @@
+"""Tied target weights filled from two different sources, found from headers.
+
+A model may hold one tensor under two state-dict names (an output layer sharing the embedding:
+``wte.weight`` and ``lm_head.weight``). A plan that fills both names from two source keys that
+are not one tensor in the checkpoint loads one value, then overwrites it with the other. Whether
+the two hold equal values needs the data (``apply_to_module`` compares them and refuses when they
+differ); from headers, ``mapper plan`` and ``convert --target model:NAME`` can only say so first.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from .plan import Plan
+from .text import shown
+
+
+def tied_conflicts(plan: Plan, groups: Sequence[Sequence[str]], aliases: Mapping[str, str], model: str) -> list[str]:
+    """A message for each group of tied target names (``groups``: the names of one tensor) that the
+    plan fills from sources that are not one tensor (``aliases``: the source's alias → stored key)."""
+    group_of = {name: i for i, names in enumerate(groups) if len(names) > 1 for name in names}
+    if not group_of:
+        return []
+    first: dict[int, tuple] = {}
+    said: set[int] = set()
+    messages = []
+    for m in plan.loadable:
+        i = group_of.get(m.target)
+        if i is None or i in said:
+            continue
+        seen = first.setdefault(i, (m, aliases.get(m.source, m.source)))
+        if seen[0] is m or (seen[1] == aliases.get(m.source, m.source) and seen[0].transform == m.transform):
+            continue
+        said.add(i)
+        a = seen[0]
+        messages.append(
+            f"target keys '{shown(a.target)}' and '{shown(m.target)}' are one tensor in {model} (tied weights), and the "
+            f"plan fills them from '{shown(a.source)}' (rule {a.rule}) and '{shown(m.source)}' (rule {m.rule}): unless "
+            "the two hold the same values, a load keeps only the second. Map one source into the tied pair (skip "
+            "the other key in the rules), or check that they are equal (apply_to_module refuses if they differ)")
+    return messages

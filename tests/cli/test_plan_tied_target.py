@@ -1,0 +1,52 @@
+"""plan/convert --target model:NAME name tied target weights that the plan fills from two sources."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cli_runner import mapper  # noqa: E402  tests/helpers
+
+PLUGIN = """\
+from mapper_core.plugins import ModelFactory, hookimpl
+
+
+def build():
+    from torch import nn
+
+    net = nn.Module()
+    net.wte = nn.Embedding(6, 4)
+    net.lm_head = nn.Linear(4, 6, bias=False)
+    net.lm_head.weight = net.wte.weight  # tied, as language models do
+    return net
+
+
+@hookimpl
+def mapper_models():
+    return [ModelFactory("tiedlm", build)]
+"""
+RULES = "version: 1\nrules:\n  - match: '(.+)'\n    target: '{1}'\n"
+
+
+def run(tmp_path, state, *command):
+    (tmp_path / "tiedlm_plugin.py").write_text(PLUGIN)
+    (tmp_path / "r.yaml").write_text(RULES)
+    torch.save(state, tmp_path / "src.pt")
+    return mapper("--plugin", "tiedlm_plugin", *command[:1], tmp_path / "src.pt", *command[1:], "--rules",
+                  tmp_path / "r.yaml", "--target", "model:tiedlm", env={"PYTHONPATH": str(tmp_path)})
+
+
+def test_two_different_sources_for_one_tied_tensor_are_named(tmp_path):
+    state = {"wte.weight": torch.randn(6, 4), "lm_head.weight": torch.randn(6, 4)}  # untied in the checkpoint
+    done = run(tmp_path, state, "plan")
+    assert done.returncode == 0, done.stderr
+    assert ("target keys 'wte.weight' and 'lm_head.weight' are one tensor in model:tiedlm (tied weights), and the "
+            "plan fills them from 'wte.weight' (rule 0) and 'lm_head.weight' (rule 0)") in done.stderr
+    converted = run(tmp_path, state, "convert", tmp_path / "out.safetensors")
+    assert converted.returncode == 0 and "one tensor in model:tiedlm" in converted.stderr
+
+
+def test_a_checkpoint_whose_two_names_are_one_tensor_passes_quietly(tmp_path):
+    w = torch.randn(6, 4)
+    done = run(tmp_path, {"wte.weight": w, "lm_head.weight": w}, "plan")
+    assert done.returncode == 0 and "tied weights" not in done.stderr
