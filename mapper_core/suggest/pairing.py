@@ -130,7 +130,8 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                        "in more than one way (same shapes; names and order do not tell them apart); pair them by hand")
                 ambiguous.append(Ambiguity(c.path, targets, why))
             for m in c.children:
-                reasons_s.setdefault(m.path, why or f"no target container has modules that fit {_name(c.path)}'s")
+                reasons_s.setdefault(
+                    m.path, why or f"no target container has modules that fit those of {_name(c.path)}")
     for c in tgt.containers:
         if c.path not in paired_t:
             why = lost_t.get(c.path) or refused.get(("t", c.path))
@@ -138,7 +139,8 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 why = (f"ambiguous: the modules of {_names(tied[('t', c.path)])} fit its modules in more "
                        "than one way; pair them by hand")
             for m in c.children:
-                reasons_t.setdefault(m.path, why or f"no source container has modules that fit {_name(c.path)}'s")
+                reasons_t.setdefault(
+                    m.path, why or f"no source container has modules that fit those of {_name(c.path)}")
     leftovers = _leftovers(src, tgt, reasons_s, reasons_t)
     for ms, mt, fit, signals, confidence in leftovers:
         link = len(links)

@@ -252,6 +252,6 @@ def test_a_container_whose_fit_went_elsewhere_says_so():
     check(result, source, target)
     reasons = {x.key: x.reason for x in result.pairing.skipped}
     assert reasons["dec.a.weight"] == "its best fit 'enc' is paired with 'enc' instead"
-    assert reasons["odd.a.weight"] == "no target container has modules that fit 'odd''s"
+    assert reasons["odd.a.weight"] == "no target container has modules that fit those of 'odd'"
     assert {x.key: x.reason for x in result.pairing.new}["new.a.weight"] == \
-        "no source container has modules that fit 'new''s"
+        "no source container has modules that fit those of 'new'"
