@@ -39,6 +39,10 @@ def test_a_bare_source_plans_against_a_lightning_target(files, mapper):
                   "--json", cwd=files)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["summary"]["target_filled"] == 1.0
+    # convert says it too, before its refusal of the plan's errors
+    refused = mapper("convert", "bare.pt", "out.safetensors", "--rules", "r.yaml", "--target", "run.ckpt", cwd=files)
+    assert refused.returncode == 1 and "add --target-strip-prefix model." in refused.stderr
+    assert refused.stderr.index("--target-strip-prefix") < refused.stderr.index("nothing was written")
 
 
 def test_strip_prefix_names_the_source_only(files, mapper):
