@@ -26,24 +26,38 @@ def strip_prefix_hint(unmatched: Sequence[str], ruleset: RuleSet) -> str | None:
     which some rule or skip pattern takes most of them; None when there is no such prefix."""
     if not unmatched:
         return None
-    first = unmatched[0]
-    prefixes = []
-    start = 0
-    for _ in range(MAX_PARTS):
-        dot = first.find(".", start)
-        if dot < 0:
-            break
-        prefixes.append(first[:dot + 1])
-        start = dot + 1
-    matchers = [full_matcher(p.pattern) for p in (*ruleset.skip, *ruleset.rules)]
+    takes = _taker(ruleset)
     sample = list(unmatched[:SAMPLE])
-    for prefix in reversed(prefixes):  # the longest shared prefix that works
+    for prefix in reversed(_dotted_prefixes(unmatched[0])):  # the longest shared prefix that works
         if not all(k.startswith(prefix) and len(k) > len(prefix) for k in unmatched):
             continue
-        taken = sum(any(m(k[len(prefix):]) for m in matchers) for k in sample)
-        if taken * 2 > len(sample):
+        if _most(takes(k[len(prefix):]) for k in sample):
             return prefix
     return None
+
+
+def _dotted_prefixes(key: str) -> list[str]:
+    """``key``'s first :data:`MAX_PARTS` dotted prefixes, shortest first: ``a.``, ``a.b.``, ..."""
+    prefixes, start = [], 0
+    for _ in range(MAX_PARTS):
+        dot = key.find(".", start)
+        if dot < 0:
+            break
+        prefixes.append(key[:dot + 1])
+        start = dot + 1
+    return prefixes
+
+
+def _taker(ruleset: RuleSet):
+    """``key → whether a rule or skip pattern of ruleset fully matches it``."""
+    matchers = [full_matcher(p.pattern) for p in (*ruleset.skip, *ruleset.rules)]
+    return lambda key: any(m(key) for m in matchers)
+
+
+def _most(found) -> bool:
+    """Whether more than half of a sample's answers (an iterable of bools) are true."""
+    answers = list(found)
+    return sum(answers) * 2 > len(answers)
 
 
 def shared_prefix(keys: Sequence[str]) -> str | None:
@@ -60,10 +74,8 @@ def restored_prefix_hint(unmatched: Sequence[str], ruleset: RuleSet, stripped: s
     ``module.``, as ``torch.load`` shows them): most of ``unmatched`` are taken once it is put back."""
     if not unmatched or not stripped:
         return False
-    matchers = [full_matcher(p.pattern) for p in (*ruleset.skip, *ruleset.rules)]
-    sample = list(unmatched[:SAMPLE])
-    taken = sum(any(m(stripped + k) for m in matchers) for k in sample)
-    return taken * 2 > len(sample)
+    takes = _taker(ruleset)
+    return _most(takes(stripped + k) for k in unmatched[:SAMPLE])
 
 
 def target_prefix_hint(missing: Sequence[str], uninitialized: Sequence[str]) -> str | None:
@@ -74,16 +86,9 @@ def target_prefix_hint(missing: Sequence[str], uninitialized: Sequence[str]) -> 
         return None
     wanted = set(uninitialized)
     sample = list(missing[:SAMPLE])
-    first, start, prefixes = uninitialized[0], 0, []
-    for _ in range(MAX_PARTS):
-        dot = first.find(".", start)
-        if dot < 0:
-            break
-        prefixes.append(first[:dot + 1])
-        start = dot + 1
-    for prefix in reversed(prefixes):
+    for prefix in reversed(_dotted_prefixes(uninitialized[0])):
         if not all(k.startswith(prefix) for k in uninitialized):
             continue
-        if sum(prefix + k in wanted for k in sample) * 2 > len(sample):
+        if _most(prefix + k in wanted for k in sample):
             return prefix
     return None
