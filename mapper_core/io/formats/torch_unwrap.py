@@ -68,15 +68,38 @@ def _dict_of_tensors_in(value: Any, at: str) -> str | None:
     return None
 
 
-def nested_containers(state: dict) -> dict[str, int]:
-    """Keys of ``state`` whose values are containers holding tensors → how many tensors each holds."""
+def nested_containers(state: dict, weights_only: bool = False) -> dict[str, int]:
+    """Keys of ``state`` whose values are containers holding tensors → how many tensors each holds;
+    with ``weights_only``, only those that may be weights (:func:`may_be_weights`)."""
     found = {}
     for k, v in state.items():
-        if not is_tensor(v) and _children(v):
+        if not is_tensor(v) and _children(v) and (not weights_only or may_be_weights(v)):
             n = tensors_inside(v)
             if n:
                 found[str(k)] = n
     return found
+
+
+def is_optimizer_state(value: Any) -> bool:
+    """An optimizer's ``state_dict()``: its ``state`` (moments per parameter) and ``param_groups``."""
+    return isinstance(value, dict) and "state" in value and "param_groups" in value
+
+
+def may_be_weights(value: Any) -> bool:
+    """Whether a container could hold a model's weights: not an optimizer's state, and some tensor
+    in it holds more than one value (a step counter or a loss scale alone is not weights)."""
+    if is_optimizer_state(value):
+        return False
+    seen, stack = set(), [value]
+    while stack:
+        node = stack.pop()
+        if is_tensor(node):
+            if node.numel() > 1:
+                return True
+        elif id(node) not in seen and not is_optimizer_state(node):
+            seen.add(id(node))
+            stack.extend(v for _, v in _children(node))
+    return False
 
 
 def _quoted(where: str) -> str:
@@ -87,16 +110,21 @@ def _plural(n: int, word: str = "tensor") -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-def _containers(node: dict, where: str) -> tuple[str, str | None]:
-    """The containers of ``node`` holding tensors, named with their counts, and the path of the first
-    dict of tensors among them (None when none is a dict: a list of bare tensors)."""
-    nested = nested_containers(node)
+def _containers(node: dict, where: str, weights_only: bool = False) -> tuple[str, str | None]:
+    """The containers of ``node`` holding tensors (with ``weights_only``, those that may be weights),
+    named with their counts, and the path of the first dict of tensors among them that is not an
+    optimizer's state (None when there is none: a list of bare tensors)."""
+    nested = nested_containers(node, weights_only)
     prefix = f"{where}." if where else ""
     named = ", ".join(f"'{prefix}{k}' ({type(_value_at(node, k)).__name__}, {_plural(n)})"
                       for k, n in list(nested.items())[:_SHOWN])
     if len(nested) > _SHOWN:
         named += f" and {len(nested) - _SHOWN} more"
-    pick = next((p for p in (_dict_of_tensors_in(_value_at(node, k), prefix + k) for k in nested) if p), None)
+    if not weights_only and any(is_optimizer_state(_value_at(node, k)) for k in nested):
+        named += " (an optimizer's state is not weights)"
+    # the dict of tensors to suggest: never an optimizer's moments
+    pick = next((p for p in (_dict_of_tensors_in(_value_at(node, k), prefix + k) for k in nested
+                             if not is_optimizer_state(_value_at(node, k))) if p), None)
     return named, pick
 
 
@@ -108,11 +136,12 @@ def _take(pick: str | None, several: bool) -> str:
 
 
 def _refuse_nested(node: dict, path: Path, where: str, chosen_by: str) -> None:
-    """Refuse a state dict chosen by the rule whose non-tensor values hold tensors themselves."""
-    nested = nested_containers(node)
+    """Refuse a state dict chosen by the rule whose non-tensor values hold weights themselves (not
+    an optimizer's state, nor counters: a flat state dict with ``{'_meta': {'step': tensor}}`` is fine)."""
+    nested = nested_containers(node, weights_only=True)
     if not nested:
         return
-    named, pick = _containers(node, where)
+    named, pick = _containers(node, where, weights_only=True)
     direct = sum(1 for v in node.values() if is_tensor(v))
     at = f"'{where}'" if where else "the top level"
     here = _quoted(where) if where else "''"
@@ -176,6 +205,9 @@ def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[
 
 def _where_tensors_are(obj: Any) -> str:
     """What to pass when the rule found nothing: the containers holding tensors, or that none does."""
+    if is_optimizer_state(obj):
+        return ("it looks like an optimizer's state_dict() (keys 'state' and 'param_groups': moments per "
+                "parameter), not a model's weights; convert the model's checkpoint instead")
     if isinstance(obj, dict) and nested_containers(obj):
         named, pick = _containers(obj, "")
         return f"the tensors are in {named}: {_take(pick, len(nested_containers(obj)) > 1)}"

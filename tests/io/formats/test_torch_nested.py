@@ -103,3 +103,39 @@ def test_an_empty_file_is_called_empty(tmp_path, name, mapper):
         open_torch(tmp_path / name)
     done = mapper("inspect", tmp_path / name, "--format", "torch")
     assert done.returncode == 2 and "the file is empty" in done.stderr and "Ran out of input" not in done.stderr
+
+
+def trained():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    return model, opt
+
+
+def test_an_optimizer_is_never_offered_as_the_weights(tmp_path):
+    """The advice was '--unwrap optimizer.state.0', which writes Adam's moments as if they were weights."""
+    model, opt = trained()
+    beside = torch.save({"optimizer": opt.state_dict(), "weights": model.state_dict(), "step": torch.tensor(5)},
+                        tmp_path / "w.pt")
+    assert beside is None
+    with pytest.raises(CheckpointError) as info:
+        open_torch(tmp_path / "w.pt")
+    assert "'weights' (OrderedDict, 4 tensors)" in str(info.value) and "--unwrap weights" in str(info.value)
+    assert "optimizer.state" not in str(info.value)
+    torch.save({"optimizer": opt.state_dict(), "weights": model.state_dict()}, tmp_path / "w2.pt")
+    with pytest.raises(CheckpointError, match="--unwrap weights") as info:
+        open_torch(tmp_path / "w2.pt")
+    assert "an optimizer's state is not weights" in str(info.value) and "optimizer.state" not in str(info.value)
+    torch.save(opt.state_dict(), tmp_path / "optimizer.pt")
+    with pytest.raises(CheckpointError, match="looks like an optimizer's state_dict"):
+        open_torch(tmp_path / "optimizer.pt")
+
+
+def test_counters_in_a_container_beside_a_flat_state_dict_are_not_weights(tmp_path):
+    model, _ = trained()
+    torch.save({**model.state_dict(), "_meta": {"step": torch.tensor(7), "scale": torch.tensor(2.0)}},
+               tmp_path / "flat.pt")
+    reader = open_torch(tmp_path / "flat.pt")
+    assert sorted(reader.specs()) == sorted(model.state_dict())
