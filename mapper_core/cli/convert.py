@@ -8,7 +8,7 @@ from ..io.formats.base import non_tensors
 from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
                       add_target, add_unmatched, add_write, reader_options, refuse_strict_without_target)
-from .plan import load_target, plan_for_reader, warn_target_prefix
+from .plan import load_target, plan_for_reader, warn_other_weights, warn_target_prefix
 from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
 
 HELP = "convert a checkpoint to safetensors (with --rules: renamed and filtered by the plan), streamed and atomic"
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace, ctx) -> int:
             left_values = non_tensors(reader)
             target = load_target(args, ctx, options)
             plan = plan_for_reader(args, reader, ruleset, target, ctx) if ruleset is not None else None
+            if plan is None:
+                warn_other_weights(ctx, reader, args.source)
             if plan is not None:
                 warn_target_prefix(args, ctx, plan)  # before a refusal that the prefix explains
             result, left = write(ctx, args, reader, plan, shown, max_shard_size=max_shard_size,

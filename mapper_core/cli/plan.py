@@ -69,6 +69,18 @@ def load_target(args: argparse.Namespace, ctx, options: dict):
     return None, None
 
 
+def warn_other_weights(ctx, reader, source: str) -> None:
+    """Say what the unwrap rule's choice left beside the state dict that may be weights too."""
+    others = getattr(reader, "other_weights", None)
+    if not others:
+        return
+    shown = ", ".join(f"'{k}' ({n} tensor{'s' if n != 1 else ''})" for k, n in others.items())
+    one = len(others) == 1
+    ctx.warn(f"{source}: took the state dict at '{reader.unwrap_path}'; beside it, {shown} may be weights too "
+             f"(an EMA copy?) and {'is' if one else 'are'} left behind: --unwrap {next(iter(others))} takes "
+             f"{'it' if one else 'one'} instead")
+
+
 def plan_for_reader(args: argparse.Namespace, reader, ruleset, target, ctx=None):
     """The plan for an open source ``reader``, with every check ``target`` (specs, module types) allows;
     with ``ctx``, a warning for each pair of tied target weights filled from two different sources."""
@@ -79,6 +91,8 @@ def plan_for_reader(args: argparse.Namespace, reader, ruleset, target, ctx=None)
     plan = make_plan(reader.specs(), ruleset, target_specs, source_origin=args.source, target_origin=args.target,
                      unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types,
                      allow_expansion=getattr(args, "allow_expansion", False))
+    if ctx is not None:
+        warn_other_weights(ctx, reader, args.source)
     if ctx is not None and ctx.tied_targets:
         from ..plan.tied_check import tied_conflicts
 

@@ -50,7 +50,7 @@ from .pages import FileMappings
 from .torch_archive import RecordRange
 from .torch_checks import check_loaded_tensor, independent_source
 from .torch_pickle import PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
-from .torch_unwrap import is_tensor, tensors_inside, unwrap_state_dict
+from .torch_unwrap import is_tensor, other_weights, tensors_inside, unwrap_state_dict
 
 __all__ = ["PickledModuleWarning", "TorchReader", "TrustPickleWarning", "open_torch", "sniff_torch",
            "strip_key_prefix", "unwrap_state_dict"]
@@ -114,6 +114,8 @@ class TorchReader:
             if unwrap is None:
                 unwrap = ""
         state, self.unwrap_path = unwrap_state_dict(loaded, self.path, unwrap)
+        # what the unwrap rule's choice leaves beside it that may be weights too (an EMA copy)
+        self.other_weights = other_weights(loaded, self.unwrap_path) if unwrap is None else {}
         state, self.stripped_prefix = strip_key_prefix(state, self.path, strip_prefix)
         for key, t in state.items():  # before anything is done with them (detaching a nested tensor warns)
             if isinstance(t, torch.Tensor):

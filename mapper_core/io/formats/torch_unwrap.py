@@ -234,3 +234,23 @@ def _require_state_dict(node: Any, path: Path, dotted: str, chosen_by: str) -> N
             f"{path}: {where} (chosen by {chosen_by}) holds no tensors, only {kinds}"
             f"{' ...' if len(node) > _SHOWN else ''}; pass --unwrap to choose the dict of tensors"
         )
+
+
+def other_weights(obj: Any, chosen: str) -> dict[str, int]:
+    """Containers beside the path the state dict was taken from (``chosen``, dotted) that may be
+    weights too, dotted path → tensors held: an EMA copy (``model_ema``) beside ``model``, which
+    the unwrap rule's choice leaves behind."""
+    found: dict[str, int] = {}
+    node, trail = obj, []
+    for part in chosen.split(".") if chosen else []:
+        if not isinstance(node, dict):
+            break
+        for k, v in node.items():
+            if str(k) != part and not is_tensor(v) and _children(v) and may_be_weights(v):
+                found[".".join([*trail, str(k)])] = tensors_inside(v)
+        ok, node = _step(node, part)
+        if not ok:
+            break
+        trail.append(part)
+    return found
+

@@ -139,3 +139,22 @@ def test_counters_in_a_container_beside_a_flat_state_dict_are_not_weights(tmp_pa
                tmp_path / "flat.pt")
     reader = open_torch(tmp_path / "flat.pt")
     assert sorted(reader.specs()) == sorted(model.state_dict())
+
+
+def test_weights_beside_the_chosen_state_dict_are_named_and_lightning_state_is_not(tmp_path, mapper):
+    """{'model', 'model_ema'} took 'model' in silence: the EMA copy many want was left behind unsaid."""
+    model, opt = trained()
+    ema = {k: v * 0.5 for k, v in model.state_dict().items()}
+    torch.save({"model": model.state_dict(), "model_ema": ema, "opt": opt.state_dict()}, tmp_path / "ema.pt")
+    reader = open_torch(tmp_path / "ema.pt")
+    assert reader.unwrap_path == "model" and reader.other_weights == {"model_ema": 4}
+    done = mapper("convert", tmp_path / "ema.pt", tmp_path / "o.safetensors")
+    assert done.returncode == 0, done.stderr
+    assert ("took the state dict at 'model'; beside it, 'model_ema' (4 tensors) may be weights too (an EMA copy?) "
+            "and is left behind: --unwrap model_ema takes it instead") in done.stderr
+    lightning = {"state_dict": model.state_dict(), "optimizer_states": [opt.state_dict()], "epoch": 3,
+                 "callbacks": {"ModelCheckpoint": {"best_model_score": torch.tensor(0.5)}}}
+    torch.save(lightning, tmp_path / "run.ckpt")
+    assert open_torch(tmp_path / "run.ckpt").other_weights == {}
+    quiet = mapper("convert", tmp_path / "run.ckpt", tmp_path / "l.safetensors")
+    assert quiet.returncode == 0 and "may be weights" not in quiet.stderr
