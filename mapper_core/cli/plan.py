@@ -59,8 +59,8 @@ def load_target(args: argparse.Namespace, ctx, options: dict):
         if getattr(args, flag, None) is not None and (not args.target or is_model):
             name = "--" + flag.replace("_", "-")
             raise BadInputError(f"{name} only applies to a --target checkpoint file (a torch one); "
-                                f"{'a model target has no prefix to strip' if is_model else 'add --target T'} "
-                                f"or drop {name}")
+                                + (f"a model target's keys are its own: drop {name}" if is_model
+                                   else f"add --target T or drop {name}"))
     if is_model:
         return ctx.model_target(args.target[len("model:"):], parse_model_args(args.model_arg))
     if args.target:

@@ -57,7 +57,7 @@ def test_strip_prefix_names_the_source_only(files, mapper):
 
 @pytest.mark.parametrize("extra, said", [
     ([], "--target-strip-prefix only applies to a --target checkpoint file (a torch one); add --target T"),
-    (["--target", "model:nothing"], "a model target has no prefix to strip"),
+    (["--target", "model:nothing"], "a model target's keys are its own: drop --target-strip-prefix"),
 ])
 def test_target_options_without_a_target_file_are_refused(tmp_path, mapper, extra, said):
     from tiny_safetensors import write_f32

@@ -76,7 +76,7 @@ def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple
         if not removed.endswith(".") and all(k[len(removed):len(removed) + 1] == "." for k in keys if k.startswith(removed)):
             raise CheckpointError(f"{path}: stripping '{removed}' would leave every key it fits starting with '.' "
                                   f"('{keys[0][len(removed):] if keys[0].startswith(removed) else ''}'); did you mean "
-                                  f"--strip-prefix {removed}. (with the dot)?")
+                                  f"the prefix '{removed}.' (with the dot)?")
     out: dict = {}
     for k, v in zip(keys, state.values()):
         new = k[len(removed):] if k.startswith(removed) else k

@@ -12,7 +12,7 @@ STATE = {"model.enc.0.weight": 1, "model.enc.0.bias": 2}
 
 
 def test_a_prefix_missing_its_dot_is_refused_with_the_dotted_one():
-    with pytest.raises(CheckpointError, match=r"did you mean --strip-prefix model\. \(with the dot\)"):
+    with pytest.raises(CheckpointError, match=r"did you mean the prefix 'model\.' \(with the dot\)"):
         strip_key_prefix(STATE, Path("x.ckpt"), "model")
 
 
