@@ -8,7 +8,8 @@ from ..io.formats.base import non_tensors
 from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
                       add_target, add_unmatched, add_write, reader_options, refuse_strict_without_target)
-from .plan import load_target, plan_for_reader, warn_other_weights, warn_target_prefix
+from .plan import (load_target, plan_for_reader, source_reading, stripped_note, warn_other_weights,
+                   warn_target_prefix)
 from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
 
 HELP = "convert a checkpoint to safetensors (with --rules: renamed and filtered by the plan), streamed and atomic"
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         reading(shown, args.source)
         with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             left_values = non_tensors(reader)
+            stripped = stripped_note(source_reading(reader, args))
             target = load_target(args, ctx, options)
             plan = plan_for_reader(args, reader, ruleset, target, ctx) if ruleset is not None else None
             if plan is None:
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.print_json(data)
     else:
         ctx.print(_summary(result, dcp=args.output_format == "dcp", plan=plan, left=left))
+        if stripped:  # the source's keys are not those torch.load shows: say so, as plan's header does
+            ctx.print(f"  source keys{stripped}")
         leftover_report(ctx, left)
     return 0
 

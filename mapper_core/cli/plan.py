@@ -111,7 +111,7 @@ def source_reading(reader, args: argparse.Namespace) -> dict:
             "automatic": getattr(args, "strip_prefix", None) is None}
 
 
-def _stripped_note(reading: dict) -> str:
+def stripped_note(reading: dict) -> str:
     """What the header says of a prefix the reader stripped by itself (the user did not ask)."""
     prefix = reading.get("stripped_prefix")
     if not prefix or not reading.get("automatic"):
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace, ctx) -> int:
             ctx.print_json(data)
     else:
         lines = report_lines(plan, ruleset, strict=args.strict)  # ctx.print(render_text(...)), a part at a time
-        note = _stripped_note(ctx.source_reading)
+        note = stripped_note(ctx.source_reading)
         if note:  # the header's "  source: FILE: N keys" line
             i = next(i for i, line in enumerate(lines) if line.startswith("  source: "))
             lines[i] += note

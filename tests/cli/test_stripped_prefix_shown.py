@@ -48,3 +48,15 @@ def test_no_note_without_a_stripped_prefix(tmp_path, mapper):
     assert "  source: plain.pt: 1 key" in done.stdout.splitlines()
     data = json.loads(mapper("plan", "plain.pt", "--rules", "r.yaml", "--json", cwd=tmp_path).stdout)
     assert data["stripped_prefix"] == ""
+
+
+def test_convert_says_it_too(tmp_path, mapper):
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Linear(2, 3)
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "ddp.pt")
+    done = mapper("convert", tmp_path / "ddp.pt", tmp_path / "o.safetensors")
+    assert done.returncode == 0, done.stderr
+    assert "source keys (the 'module.' prefix of DistributedDataParallel stripped; --strip-prefix '' keeps it)" \
+        in done.stdout
+    asked = mapper("convert", tmp_path / "ddp.pt", tmp_path / "p.safetensors", "--strip-prefix", "module.")
+    assert asked.returncode == 0 and "DistributedDataParallel" not in asked.stdout  # the user asked for it
