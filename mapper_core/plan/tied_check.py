@@ -33,8 +33,8 @@ def tied_conflicts(plan: Plan, groups: Sequence[Sequence[str]], aliases: Mapping
         said.add(i)
         a = seen[0]
         messages.append(
-            f"target keys '{shown(a.target)}' and '{shown(m.target)}' are one tensor in {model} (tied weights), and the "
-            f"plan fills them from '{shown(a.source)}' (rule {a.rule}) and '{shown(m.source)}' (rule {m.rule}): unless "
+            f"target keys '{shown(a.target)}' and '{shown(m.target)}' are one tensor in {model} (tied weights), "
+            f"and the plan fills them from '{shown(a.source)}' (rule {a.rule}) and '{shown(m.source)}' (rule {m.rule}): unless "
             "the two hold the same values, a load keeps only the second. Map one source into the tied pair (skip "
             "the other key in the rules), or check that they are equal (apply_to_module refuses if they differ)")
     return messages
