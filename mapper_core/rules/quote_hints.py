@@ -93,6 +93,16 @@ def glob_hint(pattern: str, message: str) -> str:
     ``encoder.*.bias``), the regular expression meant, as advice; else ''."""
     if not message.startswith("nothing to repeat") or "*" not in pattern or ".*" in pattern:
         return ""
-    meant = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    escaped = "\\" in pattern  # already written with regex escapes ('*\.weight'): keep them as they are
+    meant, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            meant.append(pattern[i:i + 2])
+            i += 2
+            continue
+        meant.append(".*" if c == "*" else "." if c == "?" else c if escaped else re.escape(c))
+        i += 1
+    meant = "".join(meant)
     return (f"; rules patterns are regular expressions, not globs: '{pattern}' is written '{meant}' "
             "(a dot is any character unless escaped)")

@@ -55,3 +55,8 @@ def test_a_quoted_glob_is_shown_as_the_regular_expression_it_meant():
     assert "not globs: '*.weight' is written '.*\\.weight'" in problem.message
     [other] = problems_of(HEAD + "  - match: 'a(b'\n    target: 'b'\n")
     assert "glob" not in other.message  # another regex mistake gets no glob advice
+
+
+def test_a_glob_written_with_regex_escapes_keeps_them():
+    [problem] = problems_of(HEAD + "  - match: '*\\.weight'\n    target: 'b'\n")
+    assert "is written '.*\\.weight'" in problem.message and "\\\\" not in problem.message
