@@ -32,14 +32,24 @@ def idle_group_patterns(ruleset: RuleSet, target_keys: Iterable[str]) -> list[st
     keys = list(target_keys)
     matcher = Matcher([p for *_, p in patterns])
     unused = set(range(len(patterns)))
+    matched: set[str] = set()  # param groups that match some key
+    claimed: set[str] = set()  # param groups that are the first to match some key (an optimizer group's keys)
     for key in keys:  # one index walk per key, whatever the number of patterns
-        for i, _ in matcher.full_matches(key):
-            unused.discard(i)
-        if not unused:
-            return []
+        hits = [i for i, _ in matcher.full_matches(key)]
+        unused.difference_update(hits)
+        groups_here = [patterns[i][1] for i in hits if patterns[i][0] == "param group"]
+        if groups_here:
+            matched.update(groups_here)
+            claimed.add(groups_here[0])
     origin = ruleset.origin or ruleset.name
     sample = ", ".join(repr(k) for k in sorted(keys)[:3]) or "none"
     count = f"{len(keys):,} key{'s' if len(keys) != 1 else ''}"
-    return [f"rules {origin}: {what} '{name}': the pattern '{text}' matches no key of the target ({count}, "
-            f"e.g. {sample}); freeze and param_groups patterns name target keys in full: is it a source name?"
-            for i, (what, name, text, _) in enumerate(patterns) if i in unused]
+    messages = [f"rules {origin}: {what} '{name}': the pattern '{text}' matches no key of the target ({count}, "
+                f"e.g. {sample}); freeze and param_groups patterns name target keys in full: is it a source name?"
+                for i, (what, name, text, _) in enumerate(patterns) if i in unused]
+    # a group whose every key an earlier group takes first trains nothing with its own options
+    messages += [f"rules {origin}: param group '{g.name}' gets no key of the target: every key it matches is "
+                 "taken by an earlier group (a key goes to the first group that matches it); narrow the earlier "
+                 "group's patterns or remove this one" for g in ruleset.param_groups
+                 if g.name in matched and g.name not in claimed]
+    return messages
