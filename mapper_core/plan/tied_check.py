@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from .plan import Plan
+from .plan import Mapped, Plan
 from .text import shown
+
+
+def one_source(a: Mapped, b: Mapped, aliases: Mapping[str, str]) -> bool:
+    """Whether two entries read one tensor of the source (the same key, or two names of one tensor:
+    ``aliases``, alias → stored key) through the same transform steps: they give one value."""
+    return aliases.get(a.source, a.source) == aliases.get(b.source, b.source) and a.transform == b.transform
 
 
 def tied_conflicts(plan: Plan, groups: Sequence[Sequence[str]], aliases: Mapping[str, str], model: str) -> list[str]:
@@ -20,18 +26,17 @@ def tied_conflicts(plan: Plan, groups: Sequence[Sequence[str]], aliases: Mapping
     group_of = {name: i for i, names in enumerate(groups) if len(names) > 1 for name in names}
     if not group_of:
         return []
-    first: dict[int, tuple] = {}
+    first: dict[int, Mapped] = {}
     said: set[int] = set()
     messages = []
     for m in plan.loadable:
         i = group_of.get(m.target)
         if i is None or i in said:
             continue
-        seen = first.setdefault(i, (m, aliases.get(m.source, m.source)))
-        if seen[0] is m or (seen[1] == aliases.get(m.source, m.source) and seen[0].transform == m.transform):
+        a = first.setdefault(i, m)
+        if a is m or one_source(a, m, aliases):
             continue
         said.add(i)
-        a = seen[0]
         messages.append(
             f"target keys '{shown(a.target)}' and '{shown(m.target)}' are one tensor in {model} (tied weights), "
             f"and the plan fills them from '{shown(a.source)}' (rule {a.rule}) and '{shown(m.source)}' (rule {m.rule}): unless "

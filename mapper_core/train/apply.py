@@ -16,6 +16,7 @@ from ..errors import BadInputError, PlanError
 from ..io.tensor_ops import apply_chain
 from ..io.torch_dtypes import spec_of
 from ..plan.make import make_plan
+from ..plan.tied_check import one_source
 from ..plan.plan import Plan
 from ..plan.report import first_error
 from ..rules.ruleset import RuleSet
@@ -156,7 +157,7 @@ def _same_value(source: Any, a: Any, b: Any, dtype: torch.dtype) -> bool:
     """Whether two plan entries give one value: the same source (or two names of one tensor in the
     checkpoint) through the same steps, or else equal tensors once cast to the module's dtype."""
     aliases = {} if isinstance(source, Mapping) or not hasattr(source, "aliases") else source.aliases()
-    if aliases.get(a.source, a.source) == aliases.get(b.source, b.source) and a.transform == b.transform:
+    if one_source(a, b, aliases):
         return True
     x, y = _mapped_tensor(source, a), _mapped_tensor(source, b)
     return tuple(x.shape) == tuple(y.shape) and torch.equal(x.to(dtype), y.to(dtype))
