@@ -9,7 +9,7 @@ with ``unwrap`` (``--unwrap G``, or ``--unwrap ''`` for the tensors of the top l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ...errors import CheckpointError
 
@@ -41,17 +41,22 @@ def _children(node: Any) -> list[tuple[str, Any]]:
     return []
 
 
-def tensors_inside(value: Any) -> int:
-    """How many tensors a container holds at any depth (each object counted once; a loop ends)."""
-    count, seen, stack = 0, set(), [value]
+def _tensors_in(value: Any, past_optimizers: bool = True) -> Iterator[Any]:
+    """Every tensor a container holds at any depth (each object visited once, so a loop ends); without
+    ``past_optimizers``, none inside an optimizer's state."""
+    seen, stack = set(), [value]
     while stack:
         node = stack.pop()
         if is_tensor(node):
-            count += 1
-        elif id(node) not in seen:
+            yield node
+        elif id(node) not in seen and (past_optimizers or not is_optimizer_state(node)):
             seen.add(id(node))
             stack.extend(v for _, v in _children(node))
-    return count
+
+
+def tensors_inside(value: Any) -> int:
+    """How many tensors a container holds at any depth."""
+    return sum(1 for _ in _tensors_in(value))
 
 
 def _dict_of_tensors_in(value: Any, at: str) -> str | None:
@@ -87,9 +92,9 @@ def is_optimizer_state(value: Any) -> bool:
 
 def may_be_weights(value: Any) -> bool:
     """Whether a container could hold a model's weights: not an optimizer's state, and some tensor
-    in it holds more than one value (a step counter or a loss scale alone is not weights)."""
-    if is_optimizer_state(value):
-        return False
+    in it (outside any optimizer's state) holds more than one value (a step counter or a loss scale
+    alone is not weights)."""
+    return any(t.numel() > 1 for t in _tensors_in(value, past_optimizers=False))
     seen, stack = set(), [value]
     while stack:
         node = stack.pop()
