@@ -245,11 +245,13 @@ class ShardedSafetensorsReader:
             self._readers[name] = reader
         return reader
 
-    def _reader_for(self, key: str) -> SafetensorsReader:
+    def _reader_for(self, key: str) -> tuple[SafetensorsReader, str]:
+        """The shard that holds ``key``'s bytes, and the key they are stored under there (an alias's
+        stored key)."""
         key = self._aliases.get(key, key)
         if key not in self.weight_map:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint")
-        return self.shard_reader(self.weight_map[key])
+        return self.shard_reader(self.weight_map[key]), key
 
     def specs(self) -> dict[str, TensorSpec]:
         """Specs in index order; reads every shard's header (not its data)."""
@@ -269,17 +271,20 @@ class ShardedSafetensorsReader:
 
     def shard_of(self, key: str) -> Path:
         """The shard file holding ``key``."""
-        return self._reader_for(key).path
+        return self._reader_for(key)[0].path
 
     def byte_range(self, key: str) -> tuple[int, int]:
         """Absolute ``(start, end)`` offsets of the tensor's bytes inside ``shard_of(key)``."""
-        return self._reader_for(key).byte_range(self._aliases.get(key, key))
+        reader, stored = self._reader_for(key)
+        return reader.byte_range(stored)
 
     def locate(self, key: str) -> FileRange:
-        return self._reader_for(key).locate(self._aliases.get(key, key))
+        reader, stored = self._reader_for(key)
+        return reader.locate(stored)
 
     def get_tensor(self, key: str):
-        return self._reader_for(key).get_tensor(self._aliases.get(key, key))
+        reader, stored = self._reader_for(key)
+        return reader.get_tensor(stored)
 
     def close(self) -> None:
         for reader in self._readers.values():
