@@ -19,7 +19,10 @@ def run(args: argparse.Namespace, ctx) -> int:
     from ..io.inspection import inspect_reader, render_text
 
     fmt = ctx.format_for(args.source, args.format)
-    with ctx.open_reader(args.source, fmt.name, source=True, **reader_options(args)) as reader:
+    options = reader_options(args)
+    if fmt.name == "torch":  # inspect looks and never writes: what convert refuses is shown (TorchReader)
+        options["survey"] = True
+    with ctx.open_reader(args.source, fmt.name, source=True, **options) as reader:
         report = inspect_reader(reader, fmt.name)
     if args.json:
         ctx.print_json(report.to_dict())

@@ -17,14 +17,15 @@ class TensorRow:
     nbytes: int
     shard: str | None = None  # file name, for sharded checkpoints
     alias_of: str | None = None  # canonical key when this tensor is the same view of one storage
+    unwrap: str | None = None  # a torch file the unwrap rule chose no state dict in: the --unwrap taking it
+    storage_bytes: int | None = None  # a view larger than its storage (a stride-0 expand): the storage's bytes
 
     def to_dict(self) -> dict:
         out: dict = {"key": self.key, "dtype": self.dtype, "shape": list(self.shape),
                      "numel": self.numel, "bytes": self.nbytes}
-        if self.shard is not None:
-            out["shard"] = self.shard
-        if self.alias_of is not None:
-            out["alias_of"] = self.alias_of
+        for name in ("shard", "alias_of", "unwrap", "storage_bytes"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -40,6 +41,9 @@ class InspectReport:
     stripped_prefix: str | None = None
     aliases: dict[str, str] = field(default_factory=dict)
     non_tensor: dict[str, str] = field(default_factory=dict)  # key → type name of values that are not tensors
+    # torch, where the unwrap rule chose no state dict (convert and plan refuse): --unwrap → tensors it takes
+    unwrap_choices: dict[str, int] | None = None
+    expansion_refusal: str | None = None  # why convert and plan refuse the views larger than their storage
 
     @property
     def total_values(self) -> int:
@@ -75,6 +79,10 @@ class InspectReport:
             out["unwrap_path"] = self.unwrap_path
             out["stripped_prefix"] = self.stripped_prefix or ""
             out["aliases"] = dict(self.aliases)
+        if self.unwrap_choices is not None:
+            out["unwrap_choices"] = dict(self.unwrap_choices)
+        if self.expansion_refusal is not None:
+            out["expansion_refusal"] = self.expansion_refusal
         return out
 
 
@@ -83,10 +91,13 @@ def inspect_reader(reader: object, format_name: str) -> InspectReport:
     specs: dict[str, TensorSpec] = reader.specs()  # type: ignore[attr-defined]
     aliases: dict[str, str] = reader.aliases() if hasattr(reader, "aliases") else {}
     shard_of = getattr(reader, "weight_map", None)
+    survey = getattr(reader, "survey", None)  # torch: every tensor, where the unwrap rule chose none
+    larger: dict[str, int] = getattr(reader, "larger_views", {})
     rows = tuple(
         TensorRow(key, s.dtype, s.shape, s.numel, s.nbytes,
                   shard=shard_of.get(key) if shard_of is not None else None,
-                  alias_of=aliases.get(key))
+                  alias_of=aliases.get(key), unwrap=survey.unwrap_of.get(key) if survey else None,
+                  storage_bytes=larger.get(key))
         for key, s in specs.items()
     )
     return InspectReport(
@@ -98,6 +109,8 @@ def inspect_reader(reader: object, format_name: str) -> InspectReport:
         stripped_prefix=getattr(reader, "stripped_prefix", None),
         aliases=aliases,
         non_tensor=non_tensors(reader),  # type: ignore[arg-type]
+        unwrap_choices=dict(survey.choices) if survey else None,
+        expansion_refusal=getattr(reader, "expansion_refusal", None),
     )
 
 
@@ -131,12 +144,15 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]
 def render_text(report: InspectReport) -> str:
     """A tidy table: one row per tensor, then totals, metadata and (torch) unwrap and aliases."""
     sharded = any(t.shard is not None for t in report.tensors)
-    header = ("key", "dtype", "shape", "values", "bytes") + (("shard",) if sharded else ())
+    surveyed = report.unwrap_choices is not None
+    header = ("key", "dtype", "shape", "values", "bytes") + (("shard",) if sharded else ()) + (("unwrap",) if surveyed else ())
     rows = []
     for t in report.tensors:
         key = t.key + (f"  (= {t.alias_of})" if t.alias_of else "")
+        if t.storage_bytes is not None:
+            key += f"  (view over {human_bytes(t.storage_bytes)} stored)"
         row = (key, t.dtype, format_shape(t.shape), f"{t.numel:,}", human_bytes(t.nbytes))
-        rows.append(row + ((t.shard or "",) if sharded else ()))
+        rows.append(row + ((t.shard or "",) if sharded else ()) + ((_unwrap_arg(t.unwrap),) if surveyed else ()))
     lines = [f"{report.path} ({report.format})", ""]
     if rows:
         lines += _table(header, rows, right={3, 4})
@@ -153,6 +169,13 @@ def render_text(report: InspectReport) -> str:
         where = f"'{report.unwrap_path}'" if report.unwrap_path else "the top level"
         strip = f", stripped prefix '{report.stripped_prefix}'" if report.stripped_prefix else ""
         lines.append(f"state dict: {where}{strip}")
+    if report.unwrap_choices is not None:
+        lines += _choices(report.unwrap_choices)
+    if report.expansion_refusal is not None:
+        why = report.expansion_refusal.removeprefix(f"{report.path}: ").removeprefix("refused: ")
+        lines.append(f"views larger than their storage (marked above): convert and plan refuse the file: {why}")
+    elif any(t.storage_bytes is not None for t in report.tensors):
+        lines.append("views larger than their storage (marked above): convert writes each out in full")
     if report.non_tensor:
         shown = ", ".join(f"{k!r} ({t})" for k, t in list(report.non_tensor.items())[:8])
         more = f" and {len(report.non_tensor) - 8} more (see --json)" if len(report.non_tensor) > 8 else ""
@@ -164,10 +187,32 @@ def render_text(report: InspectReport) -> str:
     return "\n".join(lines)
 
 
+def _unwrap_arg(path: str | None) -> str:
+    if path is None:
+        return "-"
+    return path if path and all(c.isalnum() or c in "._-" for c in path) else repr(path)
+
+
+def _choices(choices: dict[str, int]) -> list[str]:
+    """The --unwrap choices of a torch file the unwrap rule chose no state dict in."""
+    if not choices:
+        return ["state dict: none: no dict holds tensors directly, so convert and plan refuse the file; "
+                "save a dict of tensors instead"]
+    lines = ["state dict: none chosen: the tensors are in more than one place, so convert and plan refuse the "
+             "file without --unwrap (column 'unwrap'); each takes:"]
+    width = max(len(_unwrap_arg(c)) for c in choices)
+    for path, n in choices.items():
+        note = " (the top level's own; the containers are left behind)" if path == "" else ""
+        lines.append(f"  --unwrap {_unwrap_arg(path).ljust(width)}  {counted(n, 'tensor')}{note}")
+    return lines
+
+
 def inspect_path(path: str | Path, format: str | None = None, **options: object) -> InspectReport:
     """Open ``path`` with the built-in formats and report on it (Python API twin of ``mapper inspect``)."""
     from .formats import builtin_formats, choose_format
 
     fmt = choose_format(path, builtin_formats(), format)
+    if fmt.name == "torch":  # inspect looks and never writes: what convert refuses is shown (TorchReader)
+        options.setdefault("survey", True)
     with fmt.open(Path(path), **options) as reader:
         return inspect_reader(reader, fmt.name)

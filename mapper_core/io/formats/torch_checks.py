@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, ExpansionError
 from ...plan.text import shown
 from .pages import FileMappings
 from .torch_archive import Archive, ExpansionBudget, RecordRange
@@ -22,7 +22,30 @@ from .torch_archive import Archive, ExpansionBudget, RecordRange
 PIECE = 8 * 1024 * 1024
 
 
-def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -> None:
+def check_loaded_tensors(path: Path, state: dict, budget: ExpansionBudget,
+                         survey: bool = False) -> tuple[dict[str, int], str | None]:
+    """:func:`check_loaded_tensor` on each tensor of ``state``. With ``survey`` (``mapper inspect``: it
+    never writes the bytes), views larger than their storage are not refused: returned are each
+    one's key → its storage's bytes, and the refusal ``budget`` would have made (None if within it)."""
+    import torch
+
+    views = ExpansionBudget(path, budget.file_size, None) if survey else budget
+    larger: dict[str, int] = {}
+    for key, t in state.items():
+        if isinstance(t, torch.Tensor) and check_loaded_tensor(path, key, t, views):
+            larger[key] = t.untyped_storage().nbytes()
+    if not survey:
+        return larger, None
+    try:
+        for what, nbytes in views.spent:
+            budget.spend(what, nbytes)
+    except ExpansionError as exc:
+        return larger, str(exc)
+    return larger, None
+
+
+def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -> bool:
+    """Refuse what cannot be mapped; charge a view larger than its storage to ``budget`` (True then)."""
     import torch
 
     name = shown(key)
@@ -46,6 +69,8 @@ def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -
     if dense > stored:  # writing it makes bytes the file does not have (a repeated view)
         budget.spend(f"tensor '{name}' (shape {list(t.shape)}, stride {list(t.stride())}, over {stored:,} "
                      "stored bytes)", dense - stored)
+        return True
+    return False
 
 
 def _extent(t: Any) -> tuple[int, int]:

@@ -48,9 +48,10 @@ from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_ava
 from ...specs import TensorSpec
 from .pages import FileMappings
 from .torch_archive import RecordRange
-from .torch_checks import check_loaded_tensor, independent_source
+from .torch_checks import check_loaded_tensors, independent_source
 from .torch_pickle import PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
-from .torch_unwrap import is_tensor, other_weights, tensors_inside, unwrap_state_dict
+from .torch_unwrap import Survey, UndecidedError, is_tensor, other_weights, tensors_inside, unwrap_state_dict
+from .torch_unwrap import survey as survey_of
 
 __all__ = ["PickledModuleWarning", "TorchReader", "TrustPickleWarning", "open_torch", "sniff_torch",
            "strip_key_prefix", "unwrap_state_dict"]
@@ -96,10 +97,16 @@ def _holding(value: Any) -> str:
 
 
 class TorchReader:
-    """A torch checkpoint, loaded once (memory-mapped where possible) and unwrapped to its state dict."""
+    """A torch checkpoint, loaded once (memory-mapped where possible) and unwrapped to its state dict.
+
+    ``survey=True`` is for looking, never writing (``mapper inspect``): where the unwrap rule chooses
+    no state dict between containers of weights, every tensor is read, keyed by its dotted path
+    (``survey`` says which ``--unwrap`` takes each); a view larger than its storage is listed in
+    ``larger_views`` with the refusal in ``expansion_refusal``, not refused. Nothing is materialised."""
 
     def __init__(self, path: str | Path, *, trust_pickle: bool = False,
-                 unwrap: str | None = None, strip_prefix: str | None = None, allow_expansion: bool = False):
+                 unwrap: str | None = None, strip_prefix: str | None = None, allow_expansion: bool = False,
+                 survey: bool = False):
         import torch
 
         self.path = Path(path)
@@ -113,13 +120,20 @@ class TorchReader:
             loaded = loaded.state_dict()
             if unwrap is None:
                 unwrap = ""
-        state, self.unwrap_path = unwrap_state_dict(loaded, self.path, unwrap)
+        self.survey: Survey | None = None  # with survey=True, where the unwrap rule chose no state dict
+        try:
+            state, self.unwrap_path = unwrap_state_dict(loaded, self.path, unwrap)
+        except UndecidedError:
+            if not survey:
+                raise
+            self.survey = survey_of(loaded, self.path)
+            state, self.unwrap_path, strip_prefix = {**self.survey.extra, **self.survey.tensors}, None, ""
         # what the unwrap rule's choice leaves beside it that may be weights too (an EMA copy)
-        self.other_weights = other_weights(loaded, self.unwrap_path) if unwrap is None else {}
+        self.other_weights = other_weights(loaded, self.unwrap_path) if unwrap is None and not self.survey else {}
         state, self.stripped_prefix = strip_key_prefix(state, self.path, strip_prefix)
-        for key, t in state.items():  # before anything is done with them (detaching a nested tensor warns)
-            if isinstance(t, torch.Tensor):
-                check_loaded_tensor(self.path, key, t, budget)
+        # before anything is done with them (detaching a nested tensor warns); with survey, views larger
+        # than their storage are reported (key → storage bytes, and the refusal) instead of refused
+        self.larger_views, self.expansion_refusal = check_loaded_tensors(self.path, state, budget, survey)
         # Parameters come back as nn.Parameter; hand out plain tensors sharing the same storage
         self._tensors: dict[str, torch.Tensor] = {k: v.detach() for k, v in state.items()
                                                   if isinstance(v, torch.Tensor)}
@@ -222,11 +236,12 @@ class TorchReader:
 
 
 def open_torch(path: str | Path, *, trust_pickle: bool = False, unwrap: str | None = None,
-               strip_prefix: str | None = None, allow_expansion: bool = False,
+               strip_prefix: str | None = None, allow_expansion: bool = False, survey: bool = False,
                **_other_formats_options: Any) -> TorchReader:
-    """Open a torch checkpoint; see the module docstring for the unwrap rule and ``trust_pickle``."""
+    """Open a torch checkpoint; see the module docstring for the unwrap rule and ``trust_pickle``, and
+    :class:`TorchReader` for ``survey`` (what ``mapper inspect`` passes)."""
     if not torch_available():
         raise MissingExtraError(f"{path}: reading a torch checkpoint needs torch, which is not installed: "
                                 f"{TORCH_EXTRA}; or convert it to safetensors where torch is installed")
     return TorchReader(path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix,
-                       allow_expansion=allow_expansion)
+                       allow_expansion=allow_expansion, survey=survey)

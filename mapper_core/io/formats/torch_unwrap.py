@@ -8,10 +8,17 @@ with ``unwrap`` (``--unwrap G``, or ``--unwrap ''`` for the tensors of the top l
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from ...errors import CheckpointError
+
+class UndecidedError(CheckpointError):
+    """The unwrap rule chose no state dict in a file that holds weights (containers of tensors
+    beside tensors, or only containers): ``convert`` and ``plan`` refuse it, ``inspect`` shows
+    every tensor with the ``--unwrap`` that would take it (:func:`survey`)."""
+
 
 UNWRAP_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 _SHOWN = 5  # containers named in a message
@@ -95,16 +102,6 @@ def may_be_weights(value: Any) -> bool:
     in it (outside any optimizer's state) holds more than one value (a step counter or a loss scale
     alone is not weights)."""
     return any(t.numel() > 1 for t in _tensors_in(value, past_optimizers=False))
-    seen, stack = set(), [value]
-    while stack:
-        node = stack.pop()
-        if is_tensor(node):
-            if node.numel() > 1:
-                return True
-        elif id(node) not in seen and not is_optimizer_state(node):
-            seen.add(id(node))
-            stack.extend(v for _, v in _children(node))
-    return False
 
 
 def _quoted(where: str) -> str:
@@ -193,6 +190,15 @@ def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[
             node, trail = child, trail + [part]
         _require_state_dict(node, path, unwrap, "--unwrap")
         return node, unwrap
+    try:
+        return _by_the_rule(obj, path)
+    except CheckpointError as exc:
+        if isinstance(obj, (dict, list, tuple)) and may_be_weights(obj):
+            raise UndecidedError(str(exc)) from None
+        raise
+
+
+def _by_the_rule(obj: Any, path: Path) -> tuple[dict, str]:
     node, trail = obj, []
     while not _is_tensor_dict(node):
         step = next((k for k in UNWRAP_KEYS if isinstance(node, dict) and isinstance(node.get(k), dict)), None)
@@ -259,3 +265,50 @@ def other_weights(obj: Any, chosen: str) -> dict[str, int]:
         trail.append(part)
     return found
 
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Every tensor of a file the unwrap rule chose no state dict in, for ``mapper inspect``."""
+
+    tensors: dict[str, Any]  # dotted path (any depth, in file order) → tensor
+    unwrap_of: dict[str, str]  # dotted path → the --unwrap taking it (the dict holding it directly)
+    choices: dict[str, int]  # each such --unwrap ('' for the top level) → how many tensors it takes
+    extra: dict[str, Any]  # top-level values that are neither tensors nor hold any
+
+
+def survey(obj: Any, path: Path) -> Survey:
+    """Walk ``obj`` (a container) for every tensor in it. A dict holding tensors directly is an
+    ``--unwrap`` choice, unless it is inside an optimizer's state (its moments are not weights)."""
+    tensors: dict[str, Any] = {}
+    unwrap_of: dict[str, str] = {}
+    choices: dict[str, int] = {}
+    seen: set[int] = set()
+    stack: list[tuple[str, str, Any, bool]] = [("", "", obj, False)]  # parent, dotted path, node, in optimizer
+    while stack:
+        parent, where, node, in_optimizer = stack.pop()
+        if is_tensor(node):
+            if where in tensors:  # e.g. a top-level key 'G.w' beside G = {'w': ...}, or 0 beside '0'
+                raise CheckpointError(f"{path}: two tensors are both at the dotted path '{where}'; pass --unwrap "
+                                      f"to look at one container at a time ({_choices_hint(choices)})")
+            tensors[where] = node
+            if parent in choices:
+                unwrap_of[where] = parent
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        in_optimizer = in_optimizer or is_optimizer_state(node)
+        children = _children(node)
+        direct = sum(1 for _, v in children if is_tensor(v))
+        if isinstance(node, dict) and direct and not in_optimizer:
+            choices[where] = direct
+        stack.extend((where, f"{where}.{k}" if where else k, v, in_optimizer) for k, v in reversed(children))
+    if "" in choices:  # the top level's own tensors last, as the refusal offers them
+        choices[""] = choices.pop("")
+    extra = {k: v for k, v in _children(obj) if not is_tensor(v) and not tensors_inside(v)}
+    return Survey(tensors, unwrap_of, choices, extra)
+
+
+def _choices_hint(choices: dict[str, int]) -> str:
+    return ", ".join(f"--unwrap {_quoted(c)}" for c in choices) or "e.g. --unwrap KEY"
