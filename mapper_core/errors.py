@@ -53,6 +53,11 @@ class CheckpointError(BadInputError):
     """A checkpoint or spec file is unreadable, malformed, or refused as unsafe."""
 
 
+class CheckpointWarning(UserWarning):
+    """What a reader wants the user to know about a checkpoint it read (a plugin's reader warns with it:
+    ``warnings.warn(CheckpointWarning(f"{path}: ..."))``); the CLI shows it as ``mapper: warning: ...``."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """Loading the checkpoint would need unpickling code that ``weights_only`` refuses."""
 

@@ -158,16 +158,17 @@ class Context:
     @contextmanager
     def library_warnings(self) -> Iterator[None]:
         """The library warns; only the CLI prints: a trust-pickle warning, or a pickled module read
-        through its state_dict(), as ``mapper: warning: ...``, the moment it is raised (a payload
-        that then fails, or kills the process, has been warned about). Other warnings go on
-        through the caller's filters, as if never caught."""
+        through its state_dict(), or a reader's CheckpointWarning, as ``mapper: warning: ...``, the
+        moment it is raised (a payload that then fails, or kills the process, has been warned about).
+        Other warnings go on through the caller's filters, as if never caught."""
+        from ..errors import CheckpointWarning
         from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
 
         with warnings.catch_warnings():  # puts the filters and showwarning back afterwards
             passed_on = warnings.showwarning
 
             def show(message, category, filename, lineno, file=None, line=None):
-                if issubclass(category, (TrustPickleWarning, PickledModuleWarning)):
+                if issubclass(category, (TrustPickleWarning, PickledModuleWarning, CheckpointWarning)):
                     self.warn(str(message))
                     self.err.flush()
                 else:
@@ -176,6 +177,7 @@ class Context:
             warnings.showwarning = show
             warnings.simplefilter("always", TrustPickleWarning)
             warnings.simplefilter("always", PickledModuleWarning)
+            warnings.simplefilter("always", CheckpointWarning)
             yield
 
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from mapper_core.cli import main
 from mapper_core.errors import CheckpointError
-from mapper_core.plugins import contributions, get_plugin_manager, open_checkpoint
+from mapper_core.plugins import CheckpointWarning, contributions, get_plugin_manager, open_checkpoint
 from mapper_onnx import OnnxReader
 
 RNG = np.random.default_rng(0)
@@ -135,7 +135,7 @@ def test_folded_constants_are_skipped_by_the_rule_set(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (torch.randn(1, 3, 8, 8),), str(path), dynamo=False)  # BN folded into the conv
-    with open_checkpoint(path) as reader:
+    with pytest.warns(CheckpointWarning, match="do_constant_folding=False"), open_checkpoint(path) as reader:
         assert any(k.startswith("onnx::") for k in reader.specs())
     out = tmp_path / "fused.safetensors"
     assert main(["convert", str(path), str(out), "--rules", "onnx:torch-export"]) == 0

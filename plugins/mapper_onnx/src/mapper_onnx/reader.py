@@ -4,10 +4,16 @@ An ``.onnx`` file is one protobuf message, so the graph (with any inline tensor 
 parsed whole with ``onnx.load(..., load_external_data=False)``; tensors kept in external data
 files are not read until asked for. An external location must name a file inside the model's
 folder, and its offset and length must fit that file: a model cannot point reads elsewhere.
+
+Names the graph's ``Identity`` nodes give an initializer are read as copies of it (the exporter
+stores equal parameters once), and a model whose initializers torch.onnx.export folded warns
+with :class:`~mapper_core.plugins.CheckpointWarning` why they have no parameter names
+(:mod:`.exported`).
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +22,10 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from mapper_core.errors import CheckpointError
-from mapper_core.plugins import ReaderBase
+from mapper_core.plugins import CheckpointWarning, ReaderBase
 from mapper_core.specs import TensorSpec
+
+from .exported import folding_note, identity_copies
 
 DTYPES: dict[int, str] = {
     TensorProto.FLOAT: "F32", TensorProto.DOUBLE: "F64", TensorProto.FLOAT16: "F16", TensorProto.BFLOAT16: "BF16",
@@ -29,7 +37,8 @@ DTYPES: dict[int, str] = {
 
 
 class OnnxReader(ReaderBase):
-    """The initializers of an ONNX model (main graph), keyed by their names."""
+    """The initializers of an ONNX model (main graph), keyed by their names, and the names ``Identity``
+    nodes give them (read as copies)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -43,6 +52,11 @@ class OnnxReader(ReaderBase):
                 raise CheckpointError(f"{self.path}: two initializers are named '{t.name}'; the model is invalid")
             self._tensors[t.name] = t
         self._specs = {name: self._spec(t) for name, t in self._tensors.items()}
+        self._copies = identity_copies(self.model.graph, set(self._tensors))
+        self._specs.update({name: self._specs[source] for name, source in self._copies.items()})
+        note = folding_note(self.path, self.model, list(self._specs))
+        if note:
+            warnings.warn(CheckpointWarning(note), stacklevel=2)
 
     def _spec(self, t: TensorProto) -> TensorSpec:
         name = DTYPES.get(t.data_type)
@@ -76,7 +90,7 @@ class OnnxReader(ReaderBase):
         import torch
         from mapper_core.io.torch_dtypes import NAME_TO_TORCH
 
-        t = self._tensors.get(key)
+        t = self._tensors.get(self._copies.get(key, key))
         if t is None:
             raise CheckpointError(f"{self.path}: no initializer '{key}' in this model")
         spec = self._specs[key]
