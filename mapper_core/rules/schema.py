@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -116,10 +117,12 @@ def _describe(error: Any, path: tuple) -> list[SchemaIssue]:
         return [SchemaIssue((*path, instance), f"the name '{instance}' is not allowed here ({rule})", at_key=True)]
     if kind == "additionalProperties" and value is False:
         allowed = list(schema.get("properties", {}))
+        patterns = list(schema.get("patternProperties", {}))
+        also = "".join(f", and keys matching {p!r}" for p in patterns)
         return [
             SchemaIssue((*path, key), f"unknown key '{key}'{_suggest(key, allowed)}; "
-                                      f"allowed keys here: {', '.join(allowed)}", at_key=True)
-            for key in instance if key not in allowed
+                                      f"allowed keys here: {', '.join(allowed)}{also}", at_key=True)
+            for key in instance if key not in allowed and not any(re.search(p, str(key)) for p in patterns)
         ]
     if kind == "required":
         needed = f" (required here: {', '.join(value)})" if len(value) > 1 else ""

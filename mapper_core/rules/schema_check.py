@@ -8,7 +8,7 @@ and jsonschema runs only on a document they say no to, to find and phrase its er
 Two rules keep the answer exactly jsonschema's (Draft 2020-12):
 
 - Only keywords implemented here compile (the rules schema's: type, const, enum, properties,
-  required, additionalProperties, propertyNames, items, min/max bounds, pattern,
+  required, additionalProperties, patternProperties, propertyNames, items, min/max bounds, pattern,
   dependentSchemas, anyOf, allOf, local ``$ref``); annotations are ignored as jsonschema
   ignores them. Any other keyword raises :class:`Unsupported`, and then every document goes
   to jsonschema: a schema that grows a new keyword is slower, never wrong.
@@ -36,7 +36,7 @@ _NUMBERS = (int, float)
 _KEYWORDS = {k: "kw_" + k for k in (
     "type", "const", "enum", "anyOf", "allOf", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum",
     "minLength", "maxLength", "pattern", "items", "minItems", "maxItems", "properties", "additionalProperties",
-    "required", "propertyNames", "minProperties", "maxProperties", "dependentSchemas")}
+    "required", "propertyNames", "minProperties", "maxProperties", "dependentSchemas", "patternProperties")}
 _KEYWORDS["$ref"] = "kw_ref"
 
 
@@ -253,9 +253,28 @@ class _Compiler:
             return True
         return check
 
+    def kw_patternProperties(self, patterns: Any, node: dict, where: str) -> Check:
+        if not isinstance(patterns, dict):
+            raise Unsupported(f"{where}: patternProperties must be a mapping")
+        checks = tuple((re.compile(p).search, self.compile(sub, f"{where}/{p}")) for p, sub in patterns.items())
+
+        def check(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return True
+            for name, item in value.items():
+                if not isinstance(name, str):
+                    return False  # jsonschema decides what a pattern makes of a key that is not text
+                for search, one in checks:
+                    if search(name) is not None and not one(item):
+                        return False
+            return True
+        return check
+
     def kw_additionalProperties(self, extra: Any, node: dict, where: str) -> Check:
-        known = frozenset(node.get("properties", ()))  # patternProperties would not compile
-        if extra is False:
+        known = frozenset(node.get("properties", ()))
+        searches = tuple(re.compile(p).search for p in node.get("patternProperties", ()))
+
+        if extra is False and not searches:
             return lambda value: not isinstance(value, dict) or known.issuperset(value)
         each = self.compile(extra, where)
         if each is _always:
@@ -264,7 +283,11 @@ class _Compiler:
         def check(value: Any) -> bool:
             if not isinstance(value, dict):
                 return True
-            return all(each(item) for name, item in value.items() if name not in known)
+            if searches and not all(isinstance(name, str) for name in value):
+                return False  # jsonschema decides what a pattern makes of a key that is not text
+            # the keys neither `properties` nor a pattern of `patternProperties` (re.search, as jsonschema) takes
+            return all(each(item) for name, item in value.items()
+                       if name not in known and not any(search(name) for search in searches))
         return check
 
     def kw_required(self, names: Any, node: dict, where: str) -> Check:

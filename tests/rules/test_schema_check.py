@@ -144,6 +144,13 @@ RULE = {"match": "a", "target": "b"}
     {"version": 1, "rules": [], "unmatched": None},
     {"version": 1, "rules": [], "name": ""},
     {"version": 1, "rules": [], "description": ""},
+    {"version": 1, "rules": [], "x-common": {"on_shape_mismatch": "skip"}, "x-": None, "x-note": [1, "a"]},
+    {"version": 1, "rules": [], "X-common": 1},  # patterns are case-sensitive
+    {"version": 1, "rules": [], "xcommon": 1},
+    {"version": 1, "rules": [], " x-common": 1},
+    {"version": 1, "rules": [], "a\nx-b": 1},  # re.search without MULTILINE: '^' is the start of the text only
+    {"version": 1, "rules": [{**RULE, "x-note": 1}]},  # only the top level takes x- keys
+    {"version": 1, "rules": [], "freeze": {"x-a": ["y"]}},
 ])
 def test_edges(data):
     agree(data)
@@ -165,7 +172,7 @@ def test_values_outside_json_get_a_no_and_go_to_jsonschema(unchecked):
 
 
 def test_keywords_it_does_not_implement_do_not_compile():
-    for bad in ({"not": {}}, {"oneOf": [{}]}, {"patternProperties": {"a": {}}}, {"$ref": "other.json"},
+    for bad in ({"not": {}}, {"oneOf": [{}]}, {"patternProperties": ["a"]}, {"$ref": "other.json"},
                 {"properties": {"a": {"$id": "x"}}}, {"format": "uri"}, {"type": "tuple"}, {"$ref": "#/nowhere"}):
         with pytest.raises(Unsupported):
             compile_schema(bad)
@@ -177,6 +184,22 @@ def test_without_the_fast_check_validate_still_answers(unchecked, monkeypatch):
     monkeypatch.setattr(schema, "_fast_check", lambda: None)
     assert not schema.conforms(data) and not schema.conforms({"version": 1, "rules": []})
     assert schema.validate(data) == expected and schema.validate({"version": 1, "rules": []}) == []
+
+
+@pytest.mark.parametrize("data", [{}, {"a": 1}, {"ab": 1}, {"ab": "t"}, {"b": 2}, {"b": "t"}, {"ba": 1}, {"ba": []},
+                                  {1: 1}, {"a": 1, "c": 1}, "not a mapping"])
+def test_pattern_properties_agree_with_jsonschema(data):
+    """patternProperties checks each key a pattern finds (re.search), and additionalProperties the keys
+    neither `properties` nor a pattern takes."""
+    for schema_ in ({"patternProperties": {"^a": {"type": "integer"}, "b$": {"type": "string"}}},
+                    {"properties": {"c": {}}, "patternProperties": {"^a": {}}, "additionalProperties": False},
+                    {"patternProperties": {"a": {"type": "integer"}}, "additionalProperties": {"type": "string"}}):
+        try:
+            verdict = Draft202012Validator(schema_).is_valid(data)
+        except TypeError:  # jsonschema cannot search a key that is not text
+            assert compile_schema(schema_)(data) is False
+            continue
+        assert compile_schema(schema_)(data) is verdict, (schema_, data)
 
 
 def test_recursive_references():
@@ -215,7 +238,8 @@ def _strings(node, out: set) -> set:
     return out
 
 
-NAMES = sorted(_strings(SCHEMA, set()) | {"", "x", "1", "g\n", "1g", "a b", "a.b", "plug:step", "plug:step:x", "_"})
+NAMES = sorted(_strings(SCHEMA, set()) | {"", "x", "1", "g\n", "1g", "a b", "a.b", "plug:step", "plug:step:x", "_",
+                                          "x-", "x-common", "X-a", "xa", " x-a", "rules\nx-"})
 json_scalars = st.one_of(st.sampled_from([None, True, False, 0, 1, -1, 0.5, 2.0, -0.0, 1e300, math.inf, "", "x", "1"]),
                          st.sampled_from(NAMES), st.integers(), st.floats(allow_nan=False), st.text(max_size=4))
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(
