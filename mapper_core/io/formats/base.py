@@ -124,15 +124,18 @@ class Format:
 
 def choose_format(path: str | Path, formats: Sequence[Format], name: str | None = None) -> Format:
     """The format for ``path``: the one named, else the first whose sniff says yes, else by suffix."""
+    from .sniff import not_there
+
     path = Path(path)
+    missing = not_there(path)
+    if missing is not None and (name is None or path.is_symlink()):  # a named format's reader says the rest
+        raise CheckpointError(missing)
     if name is not None:
         for f in formats:
             if f.name == name:
                 return _content_agrees(path, f)
         known = ", ".join(f.name for f in formats)
         raise CheckpointError(f"{path}: unknown format '{name}'; known formats: {known}")
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file; check the path")
     for f in formats:
         if f.sniff is not None and f.sniff(path):
             return f

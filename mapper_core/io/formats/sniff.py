@@ -4,9 +4,12 @@ A torch checkpoint renamed ``model.safetensors`` used to fail as "header too lar
 given as safetensors, as a header length of 14 GB. :func:`what_is` recognises the formats people
 mix up (torch zip and legacy pickles, TorchScript, GGUF, ONNX, NumPy, HDF5, plain pickles and
 zips) from a few bytes and the zip directory, reading no tensor data and running nothing.
+:func:`not_there` says why a path names no file: none there, or a symbolic link to nothing.
 """
 from __future__ import annotations
 
+import errno
+import os
 import zipfile
 from pathlib import Path
 
@@ -54,3 +57,24 @@ def advice(kind: str, path: Path) -> str:
         return "load it with torch.jit.load and torch.save(module.state_dict(), PATH) first"
     return ("mapper-core reads it only through a format plugin that knows it (`mapper plugins` lists the "
             "formats); otherwise convert it to safetensors or a torch checkpoint with its own tools first")
+
+
+def not_there(path: Path) -> str | None:
+    """Why ``path`` names no file or folder, as an error message naming it (None when it exists): a
+    symbolic link is named as one, with where it points, as the output side does."""
+    try:
+        os.stat(path)
+        return None
+    except OSError as exc:
+        if not os.path.islink(path):
+            if exc.errno == errno.ENOENT:
+                return f"{path}: no such file; check the path"
+            return None  # another failure (permissions, a name too long): the reader says what it is
+        target = os.readlink(path)
+        if exc.errno == errno.ELOOP:
+            return (f"{path}: is a symbolic link to {target}, which leads back to itself (a loop of links); "
+                    "fix the link to point to the checkpoint")
+        end = os.path.realpath(path)
+        through = f", itself a link, ending at {end}" if os.path.islink(os.path.join(os.path.dirname(path), target)) else ""
+        return (f"{path}: is a symbolic link to {target}{through}, which does not exist (a dangling link); "
+                "fix the link to point to the checkpoint, or give the checkpoint's own path")
