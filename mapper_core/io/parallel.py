@@ -177,6 +177,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             if sys.platform.startswith("linux"):
                 _die_with_parent()
+            _stdout_to_stderr()
             _one_thread()
             results.put(write_share(job, shards, step, digests.final))
         except BaseException as exc:
@@ -249,6 +250,23 @@ def _raise_worker_failure(procs: list, errors) -> None:
         err = BadInputError(f"worker {w}: {message}")
         err.exit_code = code
         raise err
+
+
+def _stdout_to_stderr() -> None:
+    """In a forked worker: whatever writes to stdout (a plugin's print, a C library's printf, a write to
+    fd 1) goes to stderr, as the CLI sends what is not its report there: a worker never writes the
+    report, and ``--json`` output must stay one document. Done on the file descriptor too, which the
+    parent cannot do (its fd 1 carries the report)."""
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no stderr (fd 2 closed): then no stdout either
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        except OSError:
+            pass
+    sys.stdout = sys.stderr  # Python's writes, whatever object the parent's sys.stdout was
 
 
 def _one_thread() -> None:
