@@ -52,6 +52,7 @@ def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict)
 
 def run(args: argparse.Namespace, ctx) -> int:
     from ..suggest import suggest
+    from ..suggest.order import warning as order_warning
 
     if args.output and Path(args.output).exists() and not args.force:
         raise BadInputError(f"{args.output} exists; pass --force to replace it, or choose another -o FILE")
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.out.write(result.text)
     for a in result.pairing.ambiguous:
         ctx.warn(a.reason)
+    if result.pairing.order_only:
+        ctx.warn(order_warning(result.pairing.order_only))
     return 0
 
 
