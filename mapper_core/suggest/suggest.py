@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..errors import MapperError
+from ..errors import BadInputError, MapperError
 from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.load import parse_rules
@@ -67,6 +67,8 @@ def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, T
             source_name: str = "source", target_name: str = "target", name: str = "suggested") -> Suggestion:
     """Pair the models and write the rules. The file is planned against the same pair; a rule
     that sends a key elsewhere than its pair is replaced by literal rules for those keys."""
+    if not name:  # the rules file's own name: the schema wants one
+        raise BadInputError("suggest: the rules' name is empty; give one (--name NAME, name= in Python)")
     pairing = pair_models(source_specs, target_specs, source_types, target_types)
     wanted = {p.source: (p.target, tuple((name, dict(params)) for name, params in p.steps)) for p in pairing.pairs}
     skips = left_patterns(pairing.skipped, source_specs)
