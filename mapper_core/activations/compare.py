@@ -203,7 +203,7 @@ def _run(model: nn.Module, runner: Runner, inputs: Sequence[torch.Tensor], name:
     try:
         return runner(model, inputs)
     except Exception as exc:  # the model's or the plugin's code: say which model and which inputs
-        shapes = ", ".join(str(list(x.shape)) for x in inputs)
+        shapes = ", ".join(str(list(x.shape)) for x in inputs) or "(none)"
         raise BadInputError(f"{name} could not run on the inputs {shapes}: {type(exc).__name__}: {exc}; give "
                             "the inputs the model takes (--input, in order), or run it through its plugin's "
                             "input_adapter") from None
