@@ -156,11 +156,9 @@ class _Recorder:
 
 
 def _first_tensor(output: Any) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        return next((o for o in output if isinstance(o, torch.Tensor)), None)
-    return None
+    """The first tensor a module returned (in a tuple, dict, named tuple or dataclass as well)."""
+    found = final_outputs.leaves(output)
+    return found[0].tensor if found else None
 
 
 def compare_models(pairs: Sequence[tuple[str, str]], source: nn.Module, target: nn.Module,
@@ -180,7 +178,8 @@ def compare_models(pairs: Sequence[tuple[str, str]], source: nn.Module, target: 
             r.close()
     rec_s, rec_t = recorders
     dtypes = [o[0].dtype for o in rec_t.outputs.values() if o and o[0].is_floating_point()]
-    dtypes += [t.dtype for _, t in returned[1] if t.is_floating_point()]  # nothing paired ran: the output's
+    # nothing paired ran: the output's dtype
+    dtypes += [x.tensor.dtype for x in returned[1] if x.tensor.is_floating_point()]
     d_rtol, d_atol = default_tolerance(dtypes[0] if dtypes else torch.float32)
     rtol = d_rtol if rtol is None else rtol
     atol = d_atol if atol is None else atol
@@ -191,8 +190,8 @@ def compare_models(pairs: Sequence[tuple[str, str]], source: nn.Module, target: 
 
 
 def _compare_final(a: final_outputs.Leaves, b: final_outputs.Leaves, rtol: float, atol: float) -> ModuleResult:
-    shape_a = tuple(a[0][1].shape) if len(a) == 1 else None
-    shape_b = tuple(b[0][1].shape) if len(b) == 1 else None
+    shape_a = tuple(a[0].tensor.shape) if len(a) == 1 else None
+    shape_b = tuple(b[0].tensor.shape) if len(b) == 1 else None
     why = final_outputs.not_comparable(a, b)
     if why:
         return ModuleResult(FINAL, FINAL, shape_a, shape_b, note=f"not comparable: {why}")
@@ -204,7 +203,7 @@ def _run(model: nn.Module, runner: Runner, inputs: Sequence[torch.Tensor], name:
     try:
         return runner(model, inputs)
     except Exception as exc:  # the model's or the plugin's code: say which model and which inputs
-        shapes = ", ".join(str(list(x.shape)) for x in inputs)
+        shapes = ", ".join(str(list(x.shape)) for x in inputs) or "(none)"
         raise BadInputError(f"{name} could not run on the inputs {shapes}: {type(exc).__name__}: {exc}; give "
                             "the inputs the model takes (--input, in order), or run it through its plugin's "
                             "input_adapter") from None

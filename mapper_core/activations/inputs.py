@@ -42,6 +42,10 @@ def parse_input(text: str, is_file: Callable[[str], bool]) -> InputSpec:
         if dtype_name in _INTEGERS and (high is None or int(high) < 1):
             raise BadInputError(f"--input {text!r}: integer inputs need an upper bound above 0, e.g. "
                                 f"{m.group(1)}:{dtype_name}:50257 for token ids below a vocabulary of 50,257")
+        if dtype_name in _INTEGERS and int(high) > _bound_limit(_INTEGERS[dtype_name]):
+            wider = "" if _INTEGERS[dtype_name] == torch.int64 else ", or :int64 for a larger one"
+            raise BadInputError(f"--input {text!r}: the bound {high} is past what {dtype_name} holds; expected at "
+                                f"most {_bound_limit(_INTEGERS[dtype_name])}{wider}")
         if dtype_name in _DTYPES and high is not None:
             raise BadInputError(f"--input {text!r}: a bound (:{high}) only applies to integer inputs; "
                                 f"write {m.group(1)}:{dtype_name}")
@@ -55,6 +59,11 @@ def parse_input(text: str, is_file: Callable[[str], bool]) -> InputSpec:
         return InputSpec(text, path=text)
     raise BadInputError(f"--input {text!r}: expected a shape such as 2x1x13x20 (optionally :float16, or "
                         ":int64:HIGH for integers below HIGH) or an existing file of input tensors")
+
+
+def _bound_limit(dtype: torch.dtype) -> int:
+    """The largest bound ``torch.randint`` takes for ``dtype`` (its values stay below the bound)."""
+    return min(torch.iinfo(dtype).max + 1, torch.iinfo(torch.int64).max)
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -72,7 +81,11 @@ def make_inputs(specs: Sequence[InputSpec], read_file: Callable[[str], list[torc
     tensors: list[torch.Tensor] = []
     for spec in specs:
         if spec.path is not None:
-            tensors.extend(read_file(spec.path))
+            found = read_file(spec.path)
+            if not found:
+                raise BadInputError(f"--input {spec.text!r}: the file holds no tensors; give a file with the "
+                                    "model's input tensors, or a shape")
+            tensors.extend(found)
         elif spec.high is not None:
             tensors.append(torch.randint(0, spec.high, spec.shape, generator=generator, dtype=spec.dtype))
         else:

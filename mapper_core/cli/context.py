@@ -104,20 +104,24 @@ class Context:
 
     def build_model(self, name: str, kwargs: dict):
         """(module, its ModelFactory) for a model a plugin contributes, built with ``kwargs``."""
-        from ..errors import BadInputError
+        from ..errors import BadInputError, PluginError
         from ..plugins import contributions
 
         found = contributions(self.plugin_manager).models.resolve(
             name, "`mapper plugins` lists what plugins contribute; write model:NAME or model:PLUGIN:NAME")
         try:
-            return found.value.build(**kwargs), found.value
+            module = found.value.build(**kwargs)
         except TypeError as exc:
             raise BadInputError(f"model '{found.qualified}' cannot be built with {kwargs}: {exc}") from None
         except Exception as exc:  # the plugin's own code
-            from ..errors import PluginError
-
             raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build: "
                               f"{type(exc).__name__}: {exc}") from exc
+        nn = sys.modules.get("torch.nn")  # an nn.Module exists only once torch.nn is imported
+        if nn is None or not isinstance(module, nn.Module):
+            raise PluginError(f"plugin '{found.plugin}': model '{found.name}' returned a value of type "
+                              f"{type(module).__name__}, not a torch.nn.Module; its ModelFactory's build must "
+                              "return the model")
+        return module, found.value
 
     def format_for(self, path: str | Path, format_name: str | None = None):
         """The format named ``format_name``, else the one that recognises ``path``.

@@ -52,9 +52,13 @@ def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict)
 
 def run(args: argparse.Namespace, ctx) -> int:
     from ..suggest import suggest
+    from ..suggest.order import warning as order_warning
 
-    if args.output and Path(args.output).exists() and not args.force:
-        raise BadInputError(f"{args.output} exists; pass --force to replace it, or choose another -o FILE")
+    if args.output:  # before any reading: a checkpoint is never replaced by its rules, a folder never written
+        from ..io.atomic import check_destinations
+
+        check_destinations([Path(args.output)], [Path(s) for s in (args.source, args.target) if model_name(s) is None],
+                           force=args.force)
     options = reader_options(args)
     source = load_side(args.source, args.source_model_arg, "--source-model-arg", ctx, options)
     target = load_side(args.target, args.model_arg, "--model-arg", ctx, options)
@@ -76,6 +80,8 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.out.write(result.text)
     for a in result.pairing.ambiguous:
         ctx.warn(a.reason)
+    if result.pairing.order_only:
+        ctx.warn(order_warning(result.pairing.order_only))
     return 0
 
 
@@ -83,7 +89,11 @@ def _write(path: Path, text: str) -> None:
     """Through a temporary in the same folder: an interrupted write leaves no half file."""
     from ..io.atomic import AtomicFiles
 
-    with AtomicFiles() as files:
-        fd = files.create(path)
-        os.write(fd, text.encode("utf-8"))
-        files.commit()
+    try:
+        with AtomicFiles() as files:
+            fd = files.create(path)
+            os.write(fd, text.encode("utf-8"))
+            files.commit()
+    except OSError as exc:  # permissions, a read-only folder, a full disk: nothing was put in place
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise BadInputError(f"{path}: writing failed: {exc.strerror or exc}{where}; nothing was written") from None

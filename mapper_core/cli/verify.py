@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p, "the comparison")
 
 
+_SEEDS = (-(1 << 63), (1 << 64) - 1)  # torch.manual_seed's range
+
+
 def _model(spec: str, option: str) -> str:
     if not spec.startswith("model:") or len(spec) == len("model:"):
         raise BadInputError(f"{option} {spec!r}: expected model:NAME for a model a plugin contributes "
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace, ctx) -> int:
         value = getattr(args, name)
         if value is not None and not value >= 0:
             raise BadInputError(f"--{name} {value}: expected a number ≥ 0")
+    if not _SEEDS[0] <= args.seed <= _SEEDS[1]:
+        raise BadInputError(f"--seed {args.seed}: expected an integer from {_SEEDS[0]} to {_SEEDS[1]} "
+                            "(what torch's random generator takes)")
     specs_in = [parse_input(text, lambda t: Path(t).is_file()) for text in args.input]
     ruleset = ctx.load_rules(args.rules)
     options = reader_options(args)

@@ -3,9 +3,11 @@
 Numbered children (``features.0``, ``features.3``, ...) keep their order: the alignment is the
 longest order-preserving run of fitting modules, so layers inserted or removed on either side are
 gaps. Named children (``c_attn``, ``c_proj``) are paired by fit, then by name; a child that fits
-several equally is ambiguous and left unpaired. An alignment where, between two matched modules,
-an unmatched source module faces an unmatched target module of a compatible kind is a *changed*
-layer (the head whose output size changed), and the container pair is refused as a whole.
+several equally is ambiguous and left unpaired, unless the order both sides define them in tells
+them apart: that pairing rests on definition order alone (not forward order) and is marked as
+such. An alignment where, between two matched modules, an unmatched source module faces an
+unmatched target module of a compatible kind is a *changed* layer (the head whose output size
+changed), and the container pair is refused as a whole.
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ class Alignment:
     matches: tuple[tuple[int, int, ModuleFit], ...]  # (source child, target child, fit)
     changed: tuple[tuple[int, int], ...]  # (source child, target child) facing each other, not fitting
     ambiguous: tuple[tuple[int, tuple[int, ...]], ...]  # source child → target children it fits equally
+    # source child → the target children (its own first) it fits as well by name, of which
+    # definition order alone chose: the names do not tell them apart
+    by_order: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -81,12 +86,15 @@ def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], by_order: bool) -> Al
             f = fit_module(x, y)
             if f is not None:
                 same = x.child == y.child
+                order, named = _tie_break(ordinal_a.get(i), ordinal_b.get(j), place_a.get(i), place_b.get(j))
                 options.append((-(2.0 if same else name_similarity(gx, grams_b[j]) + _digits(x.child, y.child)),
-                                _tie_break(ordinal_a.get(i), ordinal_b.get(j), place_a.get(i), place_b.get(j)),
-                                i, j, f))
+                                order, i, j, f, named))
     options.sort(key=lambda o: o[:4])
-    used_a, used_b, matches, ambiguous = set(), set(), [], []
-    for k, (score, order, i, j, f) in enumerate(options):
+    # child → False when taken on the evidence, True when definition order alone took it
+    used_a: dict[int, bool] = {}
+    used_b: dict[int, bool] = {}
+    matches, ambiguous, ordered = [], [], []
+    for k, (score, order, i, j, f, named) in enumerate(options):
         if i in used_a or j in used_b:
             continue
         rivals = [o for o in options if o[:2] == (score, order) and o is not options[k] and
@@ -94,13 +102,19 @@ def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], by_order: bool) -> Al
         if rivals:
             if i not in {x for x, _ in ambiguous}:
                 ambiguous.append((i, tuple(sorted({j, *(o[3] for o in rivals if o[2] == i)}))))
-            used_a.add(i)
+            used_a[i] = False
             continue
-        used_a.add(i)
-        used_b.add(j)
+        # as good by name, and open (or only closed by order): the tie-break decided, and unless
+        # ordinals in the names did (conv1 before conv2), that was the order of definition
+        equal = [o for o in options if o[0] == score and o is not options[k] and
+                 ((o[2] == i and used_b.get(o[3]) is not False) or (o[3] == j and used_a.get(o[2]) is not False))]
+        alone = bool(equal) and not named
+        if alone:
+            ordered.append((i, (j, *sorted({o[3] for o in equal if o[2] == i}))))
+        used_a[i] = used_b[j] = alone
         matches.append((i, j, f))
     matches.sort()
-    return Alignment(tuple(matches), (), tuple(ambiguous))
+    return Alignment(tuple(matches), (), tuple(ambiguous), tuple(sorted(ordered)))
 
 
 _ORDINAL = re.compile(r"(.*?)(?:(\d+)|_([a-z]))")  # conv1, ln_2, conv_a: a stem and its ordinal
@@ -132,13 +146,14 @@ def _places(children: tuple[Module, ...]) -> dict[int, tuple[int, int]]:
             for place, i in enumerate(sorted(members, key=lambda i: children[i].order))}
 
 
-def _tie_break(ordinal_x, ordinal_y, place_x, place_y) -> int:
+def _tie_break(ordinal_x, ordinal_y, place_x, place_y) -> tuple[int, bool]:
     """0 when ``x`` and ``y`` hold the same rank among like siblings (by ordinal, else by definition
-    order), 2 when a different one, 1 when that cannot be told. Used only between equal names."""
-    for rx, ry in ((ordinal_x, ordinal_y), (place_x, place_y)):
+    order), 2 when a different one, 1 when that cannot be told; and whether the names' ordinals
+    told it. Used only between equal names."""
+    for rx, ry, named in ((ordinal_x, ordinal_y, True), (place_x, place_y, False)):
         if rx and ry and rx[1] == ry[1]:
-            return 0 if rx[0] == ry[0] else 2
-    return 1
+            return (0 if rx[0] == ry[0] else 2), named
+    return 1, False
 
 
 def _digits(x: str, y: str) -> float:

@@ -1,23 +1,23 @@
 """Pairing a source model with a target model, tensor by tensor, from structure, names and shapes.
 
-Containers (the modules under one parent path) are paired first: a pair is a candidate when its
-children align (:mod:`.align`), and candidates are scored by how much of both containers they
-cover, whether the shapes are equal, name similarity, equal numbers in the paths, and order
-among containers of the same structure. Pairs are taken best first, one to one; when two
-candidates tie on the strong signals, the pairing is ambiguous and neither is taken.
+Containers (the modules under one parent path) are paired first (:mod:`.containers`), then the
+modules inside each pair of containers (:mod:`.align`) give the tensor pairs; modules left over
+on both sides are paired where each is the other's only fit. A pair that only the order of
+definition told apart is marked (:mod:`.order`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..specs import TensorSpec, format_shape
-from .align import Alignment, align
+from ..specs import TensorSpec
+from .align import Alignment
+from .containers import Ambiguity, assign_containers, container_candidates
+from .containers import shown_path as _name, shown_paths as _names
 from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
+from .order import ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
 from .orientation import Orientation
-from .structure import Container, Structure, build_structure, name_similarity, trigrams
-
-_TIE = 1e-9
+from .structure import Structure, build_structure
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Pair:
     confidence: float
     signals: tuple[str, ...]
     link: int  # index of the container link (or -1 for a top-level key)
+    order_only: bool = False  # paired by definition order alone (:mod:`.order`)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Link:
     modules: int
     signals: tuple[str, ...]
     confidence: float
+    order_only: bool = False  # this container paired with that one by definition order alone
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,6 @@ class Left:
     """A key left out of the pairing (source: skipped; target: new), and why."""
 
     key: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Ambiguity:
-    source: str
-    candidates: tuple[str, ...]
     reason: str
 
 
@@ -67,6 +62,7 @@ class Pairing:
     ambiguous: tuple[Ambiguity, ...]
     source_specs: Mapping[str, TensorSpec] = field(repr=False)
     target_specs: Mapping[str, TensorSpec] = field(repr=False)
+    order_only: tuple[OrderOnly, ...] = ()  # what definition order alone decided, in model order
 
 
 def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
@@ -74,16 +70,22 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 target_types: Mapping[str, str] | None = None) -> Pairing:
     """Pair every source tensor with a target tensor where the evidence allows."""
     src, tgt = build_structure(source_specs, source_types), build_structure(target_specs, target_types)
-    candidates, refused, tied = _candidates(src, tgt)
-    chosen, ambiguous = _assign(candidates)
+    candidates, refused, tied = container_candidates(src, tgt)
+    chosen, ambiguous = assign_containers(candidates)
     orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
                               for s, t, c in chosen)
-    pairs, links, reasons_s, reasons_t = [], [], {}, {}
+    pairs, links, reasons_s, reasons_t, by_order = [], [], {}, {}, []
     ambiguous = list(ambiguous)
     for s, t, cand in chosen:
         link = len(links)
         a: Alignment = cand["alignment"]
-        links.append(Link(s.path, t.path, len(a.matches), cand["signals"], cand["confidence"]))
+        link_order = cand["order_only"]
+        if link_order:
+            by_order.append(order_only(s.path, t.path, link_order, "container"))
+        links.append(Link(s.path, t.path, len(a.matches), cand["signals"],
+                          min(cand["confidence"], ORDER_ONLY_CONFIDENCE) if link_order else cand["confidence"],
+                          bool(link_order)))
+        child_order = dict(a.by_order)
         matched_s, matched_t = set(), set()
         for i, j, fit in a.matches:
             ms, mt = s.children[i], t.children[j]
@@ -94,10 +96,16 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 fit, square = _square(ms, mt, fit, orientation.decide(s.path))
             if not fit.same_dtype:
                 signals.append("dtype differs")
+            alone = by_order[-1] if link_order else None
+            if i in child_order:
+                alone = order_only(ms.path, mt.path, [t.children[x].path for x in child_order[i]])
+                by_order.append(alone)
+            first = () if alone is None else (signal(alone),)
+            confidence = cand["confidence"] if alone is None else min(cand["confidence"], ORDER_ONLY_CONFIDENCE)
             for member, steps, how in fit.steps:
                 extra = (square,) if square and member == "weight" else ()
                 pairs.append(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps,
-                                  cand["confidence"], (how, *signals, *extra), link))
+                                  confidence, (*first, how, *signals, *extra), link, alone is not None))
         for i, js in a.ambiguous:
             names = tuple(t.children[j].path for j in js)
             ambiguous.append(Ambiguity(s.children[i].path, names, (
@@ -157,7 +165,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     order = {k: i for i, k in enumerate(source_specs)}
     pairs.sort(key=lambda p: order[p.source])
     return Pairing(tuple(pairs), tuple(links), tuple(skipped), tuple(new), tuple(ambiguous),
-                   source_specs, target_specs)
+                   source_specs, target_specs, tuple(by_order))
 
 
 def _lost(candidates, chosen) -> tuple[dict[str, str], dict[str, str]]:
@@ -216,154 +224,6 @@ def _square(ms, mt, fit, decided: tuple[bool | None, str]):
 
 def _module(key: str) -> str:
     return key.rpartition(".")[0]
-
-
-def _name(path: str) -> str:
-    return f"'{path}'" if path else "the root module"
-
-
-def _names(paths) -> str:
-    shown = ", ".join(map(_name, paths[:3]))
-    return shown if len(paths) <= 3 else f"{shown} and {len(paths) - 3} more"
-
-
-def _candidates(src: Structure, tgt: Structure):
-    """Every accepted container pair with its scores; and, for containers with no accepted pair,
-    the reason their closest refused candidate was refused. Containers of one structure are
-    aligned once per structure of the other side."""
-    ids_s, ids_t = _structure_ids(src.containers), _structure_ids(tgt.containers)
-    rank_s, rank_t = _ranks(ids_s), _ranks(ids_t)
-    by_id_s: dict[int, list[int]] = {}
-    by_id_t: dict[int, list[int]] = {}
-    for a, i in enumerate(ids_s):
-        by_id_s.setdefault(i, []).append(a)
-    for b, i in enumerate(ids_t):
-        by_id_t.setdefault(i, []).append(b)
-    grams_s = [trigrams(c.path) for c in src.containers]
-    grams_t = [trigrams(c.path) for c in tgt.containers]
-    index_s = [c.indices for c in src.containers]
-    index_t = [c.indices for c in tgt.containers]
-    accepted, refused, closest, tied = [], {}, {}, {}
-    for sid, sources in by_id_s.items():
-        first = src.containers[sources[0]]
-        for tid, targets in by_id_t.items():
-            al = align(first, tgt.containers[targets[0]], src.ordered and tgt.ordered)
-            if not al.matches:
-                if al.ambiguous:  # they fit, in more than one way: not "nothing fits"
-                    for a in sources:
-                        tied.setdefault(("s", src.containers[a].path), []).extend(tgt.containers[b].path
-                                                                                 for b in targets)
-                    for b in targets:
-                        tied.setdefault(("t", tgt.containers[b].path), []).extend(src.containers[a].path
-                                                                                 for a in sources)
-                continue
-            n = len(al.matches)
-            coverage = n / max(len(first.children), len(tgt.containers[targets[0]].children))
-            exact = sum(f.exact for _, _, f in al.matches) / n
-            for a in sources:
-                s = src.containers[a]
-                for b in targets:
-                    t = tgt.containers[b]
-                    if not al.accepted:
-                        _refusal(s, t, al, coverage, closest, refused)
-                        continue
-                    name = name_similarity(grams_s[a], grams_t[b])
-                    same_idx = bool(index_s[a]) and index_s[a] == index_t[b]
-                    in_order = rank_s[a] == rank_t[b]
-                    accepted.append({"s": s, "t": t, "alignment": al, "coverage": coverage, "exact": exact,
-                                     "name_sim": name, "same_idx": same_idx, "in_order": in_order,
-                                     "strong": 2 * coverage + 0.5 * exact + name + 0.5 * same_idx + 0.5 * in_order,
-                                     "name": max(name, float(same_idx or in_order))})
-    return accepted, refused, {k: tuple(v) for k, v in tied.items()}
-
-
-def _signals(cand) -> list[str]:
-    """The evidence of a chosen container pair, in words."""
-    s, t, matches = cand["s"], cand["t"], cand["alignment"].matches
-    n = len(matches)
-    modules = f"{n} module{'s' if n != 1 else ''}"
-    if s.numeric and t.numeric:
-        signals = [f"{modules} in order"]
-    else:  # named children are paired by fit, then by name: say how many names agree
-        same = sum(s.children[i].child == t.children[j].child for i, j, _ in matches)
-        signals = [f"{modules} by name" if same == n else
-                   f"{modules} by fit ({same} of {n} with the same name)" if same else f"{modules} by fit, renamed"]
-    if cand["name_sim"] > 0:
-        signals.append(f"name similarity {cand['name_sim']:.2f}")
-    if cand["same_idx"]:
-        signals.append("same layer numbers")
-    if cand["in_order"]:
-        signals.append("same place among like containers")
-    return signals
-
-
-def _refusal(s: Container, t: Container, al: Alignment, coverage: float, closest: dict, refused: dict) -> None:
-    """Remember why the closest refused candidate of ``s`` and of ``t`` was refused."""
-    i, j = al.changed[0]
-    facing = (f"{len(al.matches)} of {len(s.children)} modules fit; {s.children[i].path} "
-              f"{_shapes(s.children[i])} faces {t.children[j].path} {_shapes(t.children[j])}: "
-              "a changed layer, so the whole container is left out")
-    for side, c, other in (("s", s, f"closest: {_name(t.path)}"), ("t", t, f"closest source: {_name(s.path)}")):
-        if coverage > closest.get((side, c.path), -1):
-            closest[(side, c.path)] = coverage
-            refused[(side, c.path)] = f"{other} ({facing})"
-
-
-def _shapes(m) -> str:
-    w = dict(m.members).get("weight")
-    return f"{m.label() if m.type_name else m.kind} {format_shape(w.shape) if w is not None else ''}".strip()
-
-
-def _structure_ids(containers) -> list[int]:
-    ids: dict[tuple, int] = {}
-    return [ids.setdefault(c.structure(), len(ids)) for c in containers]
-
-
-def _ranks(ids) -> list[tuple[int, int]]:
-    """(place among containers of the same structure, how many there are)."""
-    counts: dict[int, int] = {}
-    places = []
-    for i in ids:
-        places.append(counts.get(i, 0))
-        counts[i] = counts.get(i, 0) + 1
-    return [(p, counts[i]) for p, i in zip(places, ids)]
-
-
-def _assign(candidates):
-    """Best first, one to one; a tie on the strong score for a free container is an ambiguity."""
-    candidates = sorted(candidates, key=lambda c: (-c["strong"], c["s"].order, c["t"].order))
-    by_s: dict[str, list] = {}
-    by_t: dict[str, list] = {}
-    for c in candidates:
-        by_s.setdefault(c["s"].path, []).append(c)
-        by_t.setdefault(c["t"].path, []).append(c)
-    used_s, used_t, chosen, ambiguous = set(), set(), [], []
-    for cand in candidates:
-        s, t = cand["s"], cand["t"]
-        if s.path in used_s or t.path in used_t:
-            continue
-        free = [c for c in by_s[s.path] if c["t"].path not in used_t and c is not cand] + \
-               [c for c in by_t[t.path] if c["s"].path not in used_s and c is not cand]
-        rivals = [c for c in free if abs(c["strong"] - cand["strong"]) < _TIE]
-        if rivals:
-            targets = sorted({t.path, *(c["t"].path for c in rivals if c["s"].path == s.path)})
-            ambiguous.append(Ambiguity(s.path, tuple(targets), (
-                f"ambiguous: {_name(s.path)} fits {', '.join(map(_name, targets))} equally well "
-                "(same structure, no name or order evidence); pair it by hand")))
-            used_s.add(s.path)  # neither is taken: the target stays free for another source
-            continue
-        second = max((c["strong"] for c in free), default=0.0)
-        margin = min(1.0, 4 * (cand["strong"] - second) / cand["strong"])
-        cand["signals"] = _signals(cand)
-        cand["confidence"] = round(0.4 * cand["coverage"] + 0.2 * cand["exact"] + 0.2 * min(1.0, cand["name"])
-                                   + 0.2 * margin, 2)
-        if second > 0:
-            cand["signals"] = [*cand["signals"], f"best of {len(free) + 1} candidates by {cand['strong'] - second:.2f}"]
-        used_s.add(s.path)
-        used_t.add(t.path)
-        chosen.append((s, t, cand))
-    chosen.sort(key=lambda x: x[0].order)
-    return chosen, ambiguous
 
 
 def _loose(src: Structure, tgt: Structure) -> list[Pair]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..errors import MapperError
+from ..errors import BadInputError, MapperError
 from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.load import parse_rules
 from ..specs import TensorSpec
 from .collapse import Rule, collapse
+from .order import ADVICE
 from .pairing import Pairing, pair_models
 from .patterns import Pattern, left_patterns
 from .render import render_json, render_yaml, steps_list
@@ -39,14 +40,16 @@ class Suggestion:
             "source": self.source_name,
             "target": self.target_name,
             "pairs": [{"source": x.source, "target": x.target, "transform": steps_list(x.steps),
-                       "confidence": x.confidence, "signals": list(x.signals), "rule": rule_of[x.source]}
-                      for x in p.pairs],
+                       "confidence": x.confidence, "signals": list(x.signals), "rule": rule_of[x.source],
+                       "order_only": x.order_only} for x in p.pairs],
             "links": [{"source": x.source, "target": x.target, "modules": x.modules, "confidence": x.confidence,
-                       "signals": list(x.signals)} for x in p.links],
+                       "signals": list(x.signals), "order_only": x.order_only} for x in p.links],
             "skipped": [{"source": x.key, "reason": x.reason} for x in p.skipped],
             "new": [{"target": x.key, "reason": x.reason} for x in p.new],
             "ambiguous": [{"source": a.source, "candidates": list(a.candidates), "reason": a.reason}
                           for a in p.ambiguous],
+            "order_only": [{"source": o.source, "target": o.target, "candidates": list(o.candidates),
+                            "reason": o.reason} for o in p.order_only],
             "summary": self.summary(),
             "rules_file": self.text,
         }
@@ -55,7 +58,8 @@ class Suggestion:
         p = self.pairing
         return {"source_keys": len(p.source_specs), "target_keys": len(p.target_specs), "pairs": len(p.pairs),
                 "rules": len(self.rules), "skipped": len(p.skipped), "new": len(p.new),
-                "ambiguous": len(p.ambiguous), "plan_clean": not self.plan.has_errors(strict=True)}
+                "ambiguous": len(p.ambiguous), "order_only": len(p.order_only),
+                "plan_clean": not self.plan.has_errors(strict=True)}
 
 
 def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec], *,
@@ -63,6 +67,8 @@ def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, T
             source_name: str = "source", target_name: str = "target", name: str = "suggested") -> Suggestion:
     """Pair the models and write the rules. The file is planned against the same pair; a rule
     that sends a key elsewhere than its pair is replaced by literal rules for those keys."""
+    if not name:  # the rules file's own name: the schema wants one
+        raise BadInputError("suggest: the rules' name is empty; give one (--name NAME, name= in Python)")
     pairing = pair_models(source_specs, target_specs, source_types, target_types)
     wanted = {p.source: (p.target, tuple((name, dict(params)) for name, params in p.steps)) for p in pairing.pairs}
     skips = left_patterns(pairing.skipped, source_specs)
@@ -98,13 +104,21 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
             link = links[first.link]
             what += f" from {link.source or '(top level)'} -> {link.target or '(top level)'}"
         low = min(p.confidence for p in r.pairs)
-        evidence.append((r, f"{what}: {', '.join(first.signals)}; confidence {low:.2f}"))
+        signals = list(first.signals)
+        by_order = sum(p.order_only for p in r.pairs)
+        if by_order and not first.order_only:  # the first pair's evidence would not say it
+            signals.insert(0, f"ORDER ONLY: {by_order} of {n} pairs by definition order")
+        evidence.append((r, f"{what}: {', '.join(signals)}; confidence {low:.2f}"))
     header = [f"Suggested by `mapper suggest` for {source_name} -> {target_name}.",
               f"{len(pairing.pairs)} of {len(pairing.source_specs)} source keys paired by {len(rules)} rules, "
               f"{len(pairing.skipped)} skipped; {len(pairing.new)} of {len(pairing.target_specs)} target keys new.",
               "Read the evidence, then prove the mapping with `mapper verify`."]
     for a in pairing.ambiguous:
         header.append(f"AMBIGUOUS: {a.reason.removeprefix('ambiguous: ')}")
+    for o in pairing.order_only:
+        header.append(f"ORDER ONLY: {o.reason.removeprefix('order only: ')}")
+    if pairing.order_only:
+        header.append(f"ORDER ONLY pairs: {ADVICE}.")
     return render_yaml(header, name, _description(source_name, target_name), evidence, skips, new)
 
 

@@ -136,6 +136,12 @@ def test_headers_longer_than_a_chunk_are_read_in_pieces(monkeypatch):
     # a chunk boundary inside a name ('],"' in it) only sends the header the general way
     tricky, size = canonical([(f"n{i}]}},", "F16", [1], 2) for i in range(200)])
     agree(tricky, size)
+    # each chunk after the first starts at the comma before a name: a '{' there (or anywhere
+    # between entries) is not where the header starts, so it is never read as an opening brace
+    starts = [i for i in range(1, len(text)) if text.startswith(',"layer.', i)]
+    for i in starts[::7]:
+        for c in "{ x":
+            assert agree(text[:i] + c + text[i + 1:], size) is False
 
 
 @pytest.mark.parametrize("case", sorted(CORPUS))

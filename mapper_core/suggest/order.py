@@ -1,0 +1,59 @@
+"""Pairings that rest on definition order alone, and how they are reported.
+
+When modules (or containers) fit each other equally and their names do not tell them apart, the
+order both sides define them in decides (when both keep it: a state dict or a built model). That
+is often right (one architecture under other names), but the order modules are defined in need
+not be the order they run in (``out_proj`` registered before ``in_proj``), so such a pair gets a
+low confidence, the signal ``order only``, an entry of its own and the advice to prove it with
+``mapper verify`` or to write it by hand. Names that agree as well keep the pair's confidence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+ORDER_ONLY_CONFIDENCE = 0.3  # at most: well below a pair the names or a unique fit back
+ADVICE = ("the order modules are defined in need not be the order they run in: prove these pairs with "
+          "`mapper verify`, or rename the modules or write their rules by hand")
+
+
+@dataclass(frozen=True)
+class OrderOnly:
+    """A source module or container paired with ``target`` by definition order alone: every one of
+    ``candidates`` (``target`` first) fits it as well, and the names do not tell them apart."""
+
+    source: str
+    target: str
+    candidates: tuple[str, ...]
+    reason: str
+
+
+def order_only(source: str, target: str, candidates: Sequence[str], what: str = "module") -> OrderOnly:
+    others = [c for c in candidates if c != target]
+    fit = (f"{_quoted(others)} fit{'s' if len(others) == 1 else ''} it as well" if others else
+           f"'{target}' fits other source {what}s as well")
+    return OrderOnly(source, target, (target, *others),
+                     f"order only: '{source}' -> '{target}': {fit} and the names do not tell them apart, "
+                     f"so the order the {what}s are defined in decided")
+
+
+def signal(entry: OrderOnly) -> str:
+    """The pair's evidence: short, the entry's reason says the rest."""
+    others = entry.candidates[1:]
+    return "ORDER ONLY: paired by definition order" + (f" ({_quoted(others)} fit as well)" if others else "")
+
+
+def warning(entries: Sequence[OrderOnly]) -> str:
+    """One warning for all of them, or ``''``."""
+    if not entries:
+        return ""
+    shown = ", ".join(f"'{e.source}' -> '{e.target}'" for e in entries[:5])
+    more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+    n = len(entries)
+    return (f"{n} pairing{'s' if n != 1 else ''} by definition order alone, as the names do not tell the "
+            f"candidates apart: {shown}{more}; {ADVICE}")
+
+
+def _quoted(paths: Sequence[str]) -> str:
+    shown = ", ".join(f"'{p}'" for p in paths[:3])
+    return shown if len(paths) <= 3 else f"{shown} and {len(paths) - 3} more"
