@@ -8,13 +8,14 @@ or from the real module type when the model was built. No torch.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from ..plan.kinds import classify, kind_of_type, split_key
 from ..specs import TensorSpec
 
 _DIGITS = re.compile(r"\d+")
+_SPLIT_DIGITS = re.compile(r"(\d+)")
 _WORDS = re.compile(r"[A-Za-z]+|\d+")
 
 
@@ -115,7 +116,15 @@ def build_structure(specs: Mapping[str, TensorSpec], module_types: Mapping[str, 
     containers.sort(key=lambda c: c.order)
     keys = list(specs)
     ordered = module_types is not None or any(a > b for a, b in zip(keys, keys[1:]))
+    if not ordered:  # keys stored sorted as text put layers.10 before layers.2: go by the numbers
+        containers.sort(key=lambda c: natural_key(c.path))
+        containers = [replace(c, order=i) for i, c in enumerate(containers)]
     return Structure(tuple(containers), loose, specs, ordered)
+
+
+def natural_key(path: str) -> tuple:
+    """``layers.2`` before ``layers.10``: the path's numbers compared as numbers."""
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(_SPLIT_DIGITS.split(path)))
 
 
 def words(text: str) -> list[str]:
