@@ -104,7 +104,7 @@ class Context:
 
     def build_model(self, name: str, kwargs: dict):
         """(module, its ModelFactory) for a model a plugin contributes, built with ``kwargs``."""
-        from ..errors import BadInputError, PluginError
+        from ..errors import BadInputError, PluginError, called_exit
         from ..plugins import contributions
 
         found = contributions(self.plugin_manager).models.resolve(
@@ -116,6 +116,9 @@ class Context:
         except Exception as exc:  # the plugin's own code
             raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build: "
                               f"{type(exc).__name__}: {exc}") from exc
+        except SystemExit as exc:  # the plugin's failure, not the command's exit; KeyboardInterrupt still stops us
+            raise PluginError(f"plugin '{found.plugin}': model '{found.name}' "
+                              f"{called_exit(exc, 'while being built')}") from exc
         nn = sys.modules.get("torch.nn")  # an nn.Module exists only once torch.nn is imported
         if nn is None or not isinstance(module, nn.Module):
             raise PluginError(f"plugin '{found.plugin}': model '{found.name}' returned a value of type "
