@@ -15,7 +15,7 @@ from .align import Alignment
 from .containers import Ambiguity, assign_containers, container_candidates, containers_named
 from .containers import shown_path as _name, shown_paths as _names
 from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
-from .order import ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
+from .order import DEFINITION, FILE, ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
 from .orientation import Orientation
 from .structure import Structure, build_structure
 
@@ -70,6 +70,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 target_types: Mapping[str, str] | None = None) -> Pairing:
     """Pair every source tensor with a target tensor where the evidence allows."""
     src, tgt = build_structure(source_specs, source_types), build_structure(target_specs, target_types)
+    basis = DEFINITION if source_types is not None and target_types is not None else FILE
     candidates, refused, tied = container_candidates(src, tgt)
     chosen, ambiguous = assign_containers(candidates)
     orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
@@ -82,7 +83,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
         link_order = cand["order_only"]
         containers = containers_named(s.path, t.path)
         about_containers = f"{containers}: {', '.join(cand['signals'])}"  # said apart from the pair's own signals
-        link_alone = order_only(s.path, t.path, link_order, "container") if link_order else None
+        link_alone = order_only(s.path, t.path, link_order, "container", basis) if link_order else None
         if link_alone is not None:
             by_order.append(link_alone)
         links.append(Link(s.path, t.path, len(a.matches), cand["signals"],
@@ -101,7 +102,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 signals.append("dtype differs")
             alone, first = (link_alone, (signal(link_alone, containers),)) if link_alone is not None else (None, ())
             if i in child_order:
-                alone = order_only(ms.path, mt.path, [t.children[x].path for x in child_order[i]])
+                alone = order_only(ms.path, mt.path, [t.children[x].path for x in child_order[i]], basis=basis)
                 by_order.append(alone)
                 first = (signal(alone),)
             confidence = cand["confidence"] if alone is None else min(cand["confidence"], ORDER_ONLY_CONFIDENCE)

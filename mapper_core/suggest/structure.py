@@ -81,8 +81,9 @@ class Structure:
     containers: tuple[Container, ...]
     loose: tuple[Module, ...]  # keys without a dot: modules with path ''
     specs: Mapping[str, TensorSpec]
-    # the keys are in definition order: a built model's, or a state dict's that is not sorted as
-    # text (a safetensors file stores its keys sorted, which says nothing about the model)
+    # the keys are in definition order: a built model's, or a state dict's that is sorted neither as
+    # text nor by its numbers (a safetensors file stores its keys sorted, which says nothing about
+    # the model)
     ordered: bool = False
 
 
@@ -115,7 +116,8 @@ def build_structure(specs: Mapping[str, TensorSpec], module_types: Mapping[str, 
         containers.append(Container(parent, tuple(children), min(c.order for c in children)))
     containers.sort(key=lambda c: c.order)
     keys = list(specs)
-    ordered = module_types is not None or any(a > b for a, b in zip(keys, keys[1:]))
+    # sorted as text, or with the numbers compared as numbers: a file's order, not the model's
+    ordered = module_types is not None or not (keys == sorted(keys) or keys == sorted(keys, key=natural_key))
     if not ordered:  # keys stored sorted as text put layers.10 before layers.2: go by the numbers
         containers.sort(key=lambda c: natural_key(c.path))
         containers = [replace(c, order=i) for i, c in enumerate(containers)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mapper_core.specs import TensorSpec
 from mapper_core.suggest import suggest
+from mapper_core.suggest.structure import natural_key
 
 
 def llama(layers: int = 12, d: int = 8, f: int = 12, hf: bool = True) -> dict[str, TensorSpec]:
@@ -58,3 +59,15 @@ def test_a_layer_whose_modules_tie_names_only_its_own_number():
     assert tied["model.layers.2.self_attn"] == ("layers.2.attention",)
     assert "fit those of 'layers.2.attention' in more than one way" in " ".join(
         a.reason for a in result.pairing.ambiguous if a.source == "model.layers.2.self_attn")
+
+
+def test_keys_sorted_by_their_numbers_are_a_file_order_too():
+    # layers.2 before layers.10 but wk, wo, wq, wv alphabetical: a sorted file, not a model's order,
+    # so q_proj is not paired with wk because both come first
+    natural = dict(sorted(llama(hf=False).items(), key=lambda kv: natural_key(kv[0])))
+    assert list(natural) != sorted(natural)
+    result = suggest(llama(), natural)
+    assert not any(p.source.endswith("self_attn.q_proj.weight") for p in result.pairing.pairs)
+    assert ("model.layers.2.self_attn", ("layers.2.attention",)) in {
+        (a.source, a.candidates) for a in result.pairing.ambiguous}
+    assert layers(result) == {str(i): str(i) for i in range(12)}
