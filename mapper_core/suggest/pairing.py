@@ -18,6 +18,7 @@ from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_t
 from .order import DEFINITION, FILE, ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
 from .orientation import Orientation
 from .structure import Structure, build_structure
+from .ties import known_aliases, pair_ties
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,13 @@ class Pairing:
 
 def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
                 source_types: Mapping[str, str] | None = None,
-                target_types: Mapping[str, str] | None = None) -> Pairing:
-    """Pair every source tensor with a target tensor where the evidence allows."""
-    src, tgt = build_structure(source_specs, source_types), build_structure(target_specs, target_types)
+                target_types: Mapping[str, str] | None = None,
+                source_aliases: Mapping[str, str] | None = None) -> Pairing:
+    """Pair every source tensor with a target tensor where the evidence allows. ``source_aliases``:
+    alias → key of the checkpoint's tied keys (its reader's ``aliases()``), paired as ties (:mod:`.ties`)."""
+    aliases = known_aliases(source_aliases, source_specs)
+    own = {k: v for k, v in source_specs.items() if k not in aliases} if aliases else source_specs
+    src, tgt = build_structure(own, source_types), build_structure(target_specs, target_types)
     basis = DEFINITION if source_types is not None and target_types is not None else FILE
     candidates, refused, tied = container_candidates(src, tgt)
     chosen, ambiguous = assign_containers(candidates)
@@ -160,8 +165,11 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
         pairs.extend(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps, confidence, (how, *signals), link)
                      for member, steps, how in fit.steps)
     pairs.extend(_loose(src, tgt))
+    ties, tie_reasons = pair_ties(aliases, {p.source: p.target for p in pairs}, source_specs, target_specs)
+    pairs.extend(Pair(alias, target, steps, confidence, signals, -1) for alias, target, steps, confidence, signals in ties)
     taken = {p.source for p in pairs}
-    skipped = [Left(k, reasons_s.get(_module(k), "a top-level key with no target of that name and shape"))
+    skipped = [Left(k, tie_reasons.get(k) or reasons_s.get(_module(k), "a top-level key with no target of that "
+                                                                       "name and shape"))
                for k in source_specs if k not in taken]
     filled = {p.target for p in pairs}
     new = [Left(k, reasons_t.get(_module(k), "a top-level key no source key fills"))

@@ -64,12 +64,14 @@ class Suggestion:
 
 def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec], *,
             source_types: Mapping[str, str] | None = None, target_types: Mapping[str, str] | None = None,
-            source_name: str = "source", target_name: str = "target", name: str = "suggested") -> Suggestion:
+            source_name: str = "source", target_name: str = "target", name: str = "suggested",
+            source_aliases: Mapping[str, str] | None = None) -> Suggestion:
     """Pair the models and write the rules. The file is planned against the same pair; a rule
-    that sends a key elsewhere than its pair is replaced by literal rules for those keys."""
+    that sends a key elsewhere than its pair is replaced by literal rules for those keys.
+    ``source_aliases``: the source checkpoint's tied keys, alias → key (its reader's ``aliases()``)."""
     if not name:  # the rules file's own name: the schema wants one
         raise BadInputError("suggest: the rules' name is empty; give one (--name NAME, name= in Python)")
-    pairing = pair_models(source_specs, target_specs, source_types, target_types)
+    pairing = pair_models(source_specs, target_specs, source_types, target_types, source_aliases)
     wanted = {p.source: (p.target, tuple((name, dict(params)) for name, params in p.steps)) for p in pairing.pairs}
     skips = left_patterns(pairing.skipped, source_specs)
     new = left_patterns(pairing.new, target_specs)
