@@ -51,7 +51,7 @@ from ...specs import TensorSpec
 from .pages import FileMappings
 from .torch_archive import RecordRange
 from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal
-from .torch_pickle import PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
+from .torch_pickle import INDEX_SUFFIXES, PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
 from .torch_unwrap import Survey, UndecidedError, is_tensor, other_weights, tensors_inside, unwrap_state_dict
 from .torch_unwrap import survey as survey_of
 
@@ -248,11 +248,18 @@ class TorchReader:
 
 def open_torch(path: str | Path, *, trust_pickle: bool = False, unwrap: str | None = None,
                strip_prefix: str | None = None, allow_expansion: bool = False, survey: bool = False,
-               **_other_formats_options: Any) -> TorchReader:
+               allow_outside_shards: bool = False, **_other_formats_options: Any) -> Any:
     """Open a torch checkpoint; see the module docstring for the unwrap rule and ``trust_pickle``, and
-    :class:`TorchReader` for ``survey`` (what ``mapper inspect`` passes)."""
+    :class:`TorchReader` for ``survey`` (what ``mapper inspect`` passes). A ``*.bin.index.json`` opens
+    its shards (:class:`~.torch_shards.ShardedTorchReader`; ``allow_outside_shards`` as for safetensors)."""
     if not torch_available():
         raise MissingExtraError(f"{path}: reading a torch checkpoint needs torch, which is not installed: "
                                 f"{TORCH_EXTRA}; or convert it to safetensors where torch is installed")
+    if Path(path).name.lower().endswith(INDEX_SUFFIXES):
+        from .torch_shards import ShardedTorchReader
+
+        return ShardedTorchReader(path, allow_outside_shards=allow_outside_shards, trust_pickle=trust_pickle,
+                                  unwrap=unwrap, strip_prefix=strip_prefix, allow_expansion=allow_expansion,
+                                  survey=survey)
     return TorchReader(path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix,
                        allow_expansion=allow_expansion, survey=survey)
