@@ -47,6 +47,8 @@ class InspectReport:
     # torch, where the unwrap rule chose no state dict (convert and plan refuse): --unwrap → tensors it takes
     unwrap_choices: dict[str, int] | None = None
     expansion_refusal: str | None = None  # why convert and plan refuse the views larger than their storage
+    # torch: containers beside the chosen state dict that may be weights too (an EMA copy): --unwrap → tensors
+    other_weights: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_values(self) -> int:
@@ -86,6 +88,8 @@ class InspectReport:
             out["unwrap_choices"] = dict(self.unwrap_choices)
         if self.expansion_refusal is not None:
             out["expansion_refusal"] = self.expansion_refusal
+        if self.other_weights:
+            out["other_weights"] = dict(self.other_weights)
         return out
 
 
@@ -115,6 +119,7 @@ def inspect_reader(reader: object, format_name: str) -> InspectReport:
         non_tensor=non_tensors(reader),  # type: ignore[arg-type]
         unwrap_choices=dict(survey.choices) if survey else None,
         expansion_refusal=getattr(reader, "expansion_refusal", None),
+        other_weights=dict(getattr(reader, "other_weights", None) or {}),
     )
 
 
@@ -175,6 +180,11 @@ def render_text(report: InspectReport) -> str:
         where = f"'{report.unwrap_path}'" if report.unwrap_path else "the top level"
         strip = f", stripped prefix '{report.stripped_prefix}'" if report.stripped_prefix else ""
         lines.append(f"state dict: {where}{strip}")
+    if report.other_weights:
+        lines.append("beside it, other weights (an EMA copy?) that convert and plan leave behind; each --unwrap "
+                     "takes one instead:")
+        width = max(len(_unwrap_arg(p)) for p in report.other_weights)
+        lines += [f"  --unwrap {_unwrap_arg(p).ljust(width)}  {counted(n, 'tensor')}" for p, n in report.other_weights.items()]
     if report.unwrap_choices is not None:
         lines += _choices(report.unwrap_choices)
     if report.expansion_refusal is not None:
