@@ -16,8 +16,7 @@ from typing import Any
 
 from ...errors import CheckpointError
 from ...specs import TensorSpec
-from .safetensors_format import _index_doc, _json_text, _shard_path
-from .safetensors_header import JsonObject, unique
+from .safetensors_format import _shard_path, read_index
 from .torch_format import TorchReader
 
 
@@ -26,19 +25,7 @@ class ShardedTorchReader:
 
     def __init__(self, path: str | Path, *, allow_outside_shards: bool = False, **options: Any):
         self.path = Path(path)
-        index = unique(_index_doc(self.path), str(self.path))
-        weight_map = index.get("weight_map")
-        if not isinstance(weight_map, JsonObject):
-            raise CheckpointError(f"{self.path}: expected an object with a 'weight_map' of tensor key → shard file")
-        weight_map = unique(weight_map, f"{self.path}: weight_map")
-        if not weight_map:
-            raise CheckpointError(f"{self.path}: the weight_map is empty, so this index names no tensor; "
-                                  "is it the right file? (an index lists every key and the shard that holds it)")
-        meta = index.get("metadata")
-        if meta is not None and not isinstance(meta, JsonObject):
-            raise CheckpointError(f"{self.path}: 'metadata' must be an object")
-        self._metadata = {k: v if isinstance(v, str) else _json_text(v)
-                          for k, v in unique(meta or JsonObject(), f"{self.path}: metadata").items()}
+        weight_map, self._metadata = read_index(self.path)
         files: dict[str, Path] = {}
         for name in weight_map.values():
             if not isinstance(name, str) or name not in files:
