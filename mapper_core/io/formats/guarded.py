@@ -147,9 +147,14 @@ def _as_torch(label: str, key: str, value: Any) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise PluginError(f"{label}: get_tensor({key!r}) returned a tensor on the meta device: it holds no "
+                              "data; return the tensor's values (a CPU tensor or a numpy array)")
         return value
     if type(value).__module__ == "numpy" and type(value).__name__ == "ndarray":
         try:
+            if not value.dtype.isnative:  # big-endian: the same values in this machine's byte order
+                return torch.from_numpy(value.astype(value.dtype.newbyteorder("=")))
             # A read-only array (a memory map) is copied: torch tensors are writable.
             return torch.from_numpy(value if value.flags.writeable else value.copy())
         except TypeError as exc:
