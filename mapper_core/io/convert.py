@@ -28,6 +28,7 @@ rewritten at the end.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -112,7 +113,9 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
 
         # the reader it opens obeys allow_expansion too (formats it does not concern ignore it)
         reader = open_checkpoint(src, allow_expansion=True) if allow_expansion else open_checkpoint(src)
-    try:
+    # A reader it opened is closed as a context manager: a plugin reader whose close() fails after the
+    # output is in place warns (mapper_core.plugins.CheckpointWarning) instead of losing the result.
+    with reader if own_reader else nullcontext():
         if plan is None and rules is not None:
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
                              non_tensor=non_tensors(reader), target_module_types=target_module_types,
@@ -127,9 +130,6 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
                         verify, progress, phase, rules_sha256, hash_source,
                         target_specs if plan is None or plan.target_count is None else None, clean_stale,
                         output_format, workers, executor, clone)
-    finally:
-        if own_reader:
-            reader.close()
 
 
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ...errors import MapperError, MissingExtraError, PluginError, TORCH_EXTRA, torch_available
+from ...errors import (CheckpointWarning, MapperError, MissingExtraError, PluginError, TORCH_EXTRA,
+                       torch_available)
 from ...specs import DTYPE_SIZES, TensorSpec
 from .base import Format
 
@@ -125,7 +127,13 @@ class GuardedReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Close; a ``close()`` that fails is a warning, not an error: the ``with`` block's work is
+        done (a converted output is already in place), or its own error is the one to report."""
+        try:
+            self.close()
+        except MapperError as error:
+            after = "after an error" if exc[0] is not None else "ignored: what was read is complete and unaffected"
+            warnings.warn(CheckpointWarning(f"{error} ({after}; fix the plugin's close())"), stacklevel=2)
 
 
 def _check_spec(label: str, key: Any, spec: Any) -> None:
