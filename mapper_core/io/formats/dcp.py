@@ -11,6 +11,7 @@ are reported by :meth:`DcpReader.non_tensors` and never unpickled.
 """
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_ava
 from ...specs import TensorSpec
 from .base import ReaderBase
 from .dcp_blob import FileWindow, read_blob_into, stream_into
-from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, read_layout
+from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, file_kind, link_note, read_layout
 from .torch_archive import ExpansionBudget, expansion_limit
 
 __all__ = ["DcpReader", "FileWindow", "open_dcp", "sniff_dcp"]
@@ -29,8 +30,12 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def sniff_dcp(path: Path) -> bool:
-    """A folder holding ``.metadata``, or the ``.metadata`` file itself."""
-    return (path / METADATA_NAME).is_file() if path.is_dir() else path.name == METADATA_NAME
+    """A folder holding ``.metadata`` (anything but a folder: the reader refuses a FIFO or a device
+    by name), or the ``.metadata`` file itself."""
+    if not path.is_dir():
+        return path.name == METADATA_NAME
+    meta = path / METADATA_NAME
+    return os.path.lexists(meta) and not meta.is_dir()
 
 
 def open_dcp(path: Path, allow_expansion: bool = False, **_options: Any) -> "DcpReader":
@@ -44,7 +49,7 @@ class DcpReader(ReaderBase):
         folder = path if path.is_dir() else path.parent
         self.folder = folder
         self.path = folder / METADATA_NAME
-        self.layout: DcpLayout = read_layout(self.path)
+        self.layout: DcpLayout = read_layout(self.path, allow_large=allow_expansion)
         self.shards = self.layout.files  # data files, beside .metadata: hashed as the source
         self._fds: dict[str, int] = {}
         self._safetensors: dict[str, Any] = {}
@@ -104,11 +109,19 @@ class DcpReader(ReaderBase):
 
     def _fd(self, name: str) -> int:
         if name not in self._fds:
+            path = self.folder / name
             try:
-                self._fds[name] = os.open(self.folder / name, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
             except OSError as exc:
-                raise CheckpointError(f"{self.folder / name}: cannot read the DCP data file named in .metadata: "
-                                      f"{exc.strerror or exc}") from None
+                hint = "; the checkpoint folder is incomplete (copy it again in full)" if exc.errno == errno.ENOENT else ""
+                raise CheckpointError(f"{path}: cannot read the DCP data file named in .metadata: "
+                                      f"{exc.strerror or exc}{hint}") from None
+            kind = file_kind(os.fstat(fd).st_mode)
+            if kind:
+                os.close(fd)
+                raise CheckpointError(f"{path}: the DCP data file named in .metadata is {kind}{link_note(path)}, "
+                                      "not a regular file; put the data file dcp.save wrote in its place")
+            self._fds[name] = fd
         return self._fds[name]
 
     def _read_chunk(self, key: str, chunk: DcpChunk, target: Any) -> None:
