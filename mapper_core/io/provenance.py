@@ -30,7 +30,13 @@ def extra_values(reader: Reader) -> dict[str, Any]:
 
 
 def source_files(reader: Reader, src: Path) -> list[Path]:
-    """The files the source is made of: the file itself, or an index and its shards."""
+    """The files the source is made of: the file itself, or an index and its shards.
+
+    A reader that can tell its data files are not all there (``require_data()``: a DCP folder missing
+    one) raises its own error here, before anything is hashed or written."""
+    require = getattr(reader, "require_data", None)
+    if require is not None:
+        require()
     base = Path(getattr(reader, "path", src))
     shards = getattr(reader, "shards", ())
     return [base] + [base.parent / name for name in shards]
@@ -81,7 +87,10 @@ class Hasher(threading.Thread):
         self._digests: dict[Path, str] = {}
         self._error: BaseException | None = None
         self.done = 0  # bytes hashed so far (read by the caller's thread for progress)
-        self.total = sum(p.stat().st_size for p in paths)
+        try:
+            self.total = sum(p.stat().st_size for p in paths)
+        except OSError as exc:  # gone since the reader opened it
+            raise CheckpointError(f"{exc.filename}: cannot hash the source: {exc.strerror or exc}") from None
 
     def run(self) -> None:
         buf = bytearray(1024 * 1024)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
+from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
 from ...specs import TensorSpec
 from .base import ReaderBase
 from .dcp_blob import FileWindow, read_blob_into, stream_into
@@ -51,6 +52,14 @@ class DcpReader(ReaderBase):
         self.path = folder / METADATA_NAME
         self.layout: DcpLayout = read_layout(self.path, allow_large=allow_expansion)
         self.shards = self.layout.files  # data files, beside .metadata: hashed as the source
+        # inspect and plan read .metadata alone, so a missing data file is a warning until it is needed
+        self._unreadable = {name: why for name in self.shards if (why := self._data_problem(name))}
+        if self._unreadable:
+            named = ", ".join(f"{n} ({why})" for n, why in list(self._unreadable.items())[:5])
+            more = f" and {len(self._unreadable) - 5} more" if len(self._unreadable) > 5 else ""
+            warnings.warn(CheckpointWarning(
+                f"{folder}: .metadata names data files that cannot be read: {named}{more}; inspect and plan work "
+                "from .metadata alone, but convert refuses the folder until its data files are there"), stacklevel=2)
         self._fds: dict[str, int] = {}
         self._safetensors: dict[str, Any] = {}
         self._allow_expansion = allow_expansion
@@ -70,6 +79,12 @@ class DcpReader(ReaderBase):
     def non_tensors(self) -> dict[str, str]:
         """Non-tensor items, key → 'bytes': DCP pickles them; they are listed, never unpickled."""
         return {k: "bytes" for k in self.layout.non_tensors}
+
+    def require_data(self) -> None:
+        """Raise the error for the first data file named in .metadata that cannot be read (missing, a
+        folder, a FIFO): convert calls it before hashing or writing anything."""
+        for name in self._unreadable:
+            self._fd(name)
 
     def chunks(self, key: str) -> tuple[DcpChunk, ...]:
         return self._tensor(key).chunks
@@ -106,6 +121,14 @@ class DcpReader(ReaderBase):
             return self.layout.tensors[key]
         except KeyError:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this DCP checkpoint") from None
+
+    def _data_problem(self, name: str) -> str | None:
+        """Why the data file ``name`` cannot be read (a stat, no read), or None."""
+        try:
+            kind = file_kind(os.stat(self.folder / name).st_mode)
+        except OSError as exc:
+            return "missing" if exc.errno == errno.ENOENT else (exc.strerror or str(exc)).lower()
+        return f"{kind}, not a regular file" if kind else None
 
     def _fd(self, name: str) -> int:
         if name not in self._fds:

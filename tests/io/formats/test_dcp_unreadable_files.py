@@ -7,6 +7,7 @@ a reader that reads them anyway, the child runs out of memory or hangs, never th
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -17,10 +18,11 @@ torch = pytest.importorskip("torch")
 
 from cli_runner import environment  # noqa: E402
 from dcp_fixtures import save_dcp  # noqa: E402
-from mapper_core.errors import CheckpointError  # noqa: E402
+from mapper_core.errors import CheckpointError, CheckpointWarning  # noqa: E402
 from mapper_core.io.convert import convert  # noqa: E402
 from mapper_core.io.formats import dcp_metadata, open_checkpoint  # noqa: E402
 from mapper_core.io.formats.dcp_metadata import read_layout  # noqa: E402
+from mapper_core.io.provenance import Hasher  # noqa: E402
 
 MEMORY_LIMIT = 3 << 30
 
@@ -96,10 +98,45 @@ def test_data_file_that_is_a_fifo_is_refused_without_waiting(folder, tmp_path):
     data = folder / "__0_0.distcp"
     data.unlink()
     os.mkfifo(data)
-    for extra in ([], ["--no-source-hash"], ["--output-format", "dcp"]):
+    for extra in ([], ["--no-source-hash"], ["--output-format", "dcp"]):  # the source hash on, off, none
         out = tmp_path / ("out-dcp" if extra[-1:] == ["dcp"] else "out.safetensors")
         done = _limited_mapper("convert", folder, out, *extra, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert (f"mapper: error: {data}: the DCP data file named in .metadata is a FIFO (named pipe), not a regular "
                 "file") in done.stderr
         assert not out.exists()
+
+
+def test_missing_data_file_is_a_clean_error_with_the_source_hash_on(folder, tmp_path, mapper):
+    data = folder / "__0_0.distcp"
+    data.unlink()
+    message = f"{data}: cannot read the DCP data file named in .metadata: No such file or directory"
+    with pytest.warns(CheckpointWarning), pytest.raises(CheckpointError, match=re.escape(message)):
+        convert(folder, tmp_path / "lib.safetensors")  # the source hash is on by default
+    for extra in ([], ["--no-source-hash"], ["--output-format", "dcp"],
+                  ["--max-shard-size", "100B", "--workers", "2"]):
+        out = tmp_path / ("o-dcp" if "dcp" in extra else "o.safetensors.index.json" if extra[:1] == ["--max-shard-size"]
+                          else "o.safetensors")
+        done = mapper("convert", folder, out, *extra)
+        assert done.returncode == 2, (extra, done.stderr)
+        assert f"mapper: error: {message}; the checkpoint folder is incomplete (copy it again in full)" in done.stderr
+        assert "Traceback" not in done.stderr and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_inspect_and_plan_warn_about_a_missing_data_file(folder, tmp_path, mapper):
+    (folder / "__0_0.distcp").unlink()
+    rules = tmp_path / "id.yaml"
+    rules.write_text("version: 1\nname: id\nrules:\n  - match: '(.+)'\n    target: '{1}'\n")
+    warning = (f"mapper: warning: {folder}: .metadata names data files that cannot be read: __0_0.distcp (missing); "
+               "inspect and plan work from .metadata alone, but convert refuses the folder until its data files are "
+               "there")
+    for args in (["inspect", folder], ["plan", folder, "--rules", rules]):
+        done = mapper(*args)
+        assert done.returncode == 0, done.stderr
+        assert warning in done.stderr
+
+
+def test_hasher_names_a_source_file_that_went_away(tmp_path):
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / 'gone'}: cannot hash the source: No such file")):
+        Hasher([tmp_path / "gone"])
