@@ -17,6 +17,7 @@ with ``clean_stale``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 from pathlib import Path
@@ -100,9 +101,19 @@ def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Ca
 
 
 def _save(tensor: Any, fh: Any) -> None:
+    """``torch.save`` into ``fh``; a failed write is an OSError, as from any other writer."""
     import torch
 
-    torch.save(tensor, fh)
+    try:
+        torch.save(tensor, fh)
+    except RuntimeError as exc:
+        # torch's zip writer meets the OSError (a full disk, an I/O error) and raises, while handling it,
+        # "[enforce fail at inline_container.cc] unexpected pos ..."; the OSError is what went wrong
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError):
+            raise cause from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OSError(errno.EIO, f"torch.save failed: {first}") from None
 
 
 def _tensor_of(e: Entry) -> Any:
