@@ -7,6 +7,7 @@ Non-tensor values of the source that JSON can hold (``'step': 5``, a config) rid
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -16,7 +17,8 @@ from typing import Any, Callable
 from .. import __version__
 from ..errors import CheckpointError
 from .formats.aliases import ALIASES_KEY, encode_aliases
-from .formats.base import Reader
+from .convert_result import ConvertResult
+from .formats.base import Reader, non_tensors
 from ..plan.plan import Plan
 
 PLACEHOLDER = "0" * 64  # a SHA-256 hex digest's length, so the final header fits the reserved one
@@ -27,6 +29,15 @@ def extra_values(reader: Reader) -> dict[str, Any]:
     """The source's non-tensor values JSON can hold ({} for readers that have none)."""
     values = getattr(reader, "extra_values", None)
     return dict(values()) if values else {}
+
+
+def non_tensors_left(result: ConvertResult, reader: Reader, dcp: bool) -> ConvertResult:
+    """``result`` naming the source's non-tensor items the output holds nowhere: not carried over into
+    a DCP folder, and (safetensors output) not in ``mapper.extra``, which JSON-able values ride in."""
+    extra = {} if dcp else extra_values(reader)
+    carried = set(result.non_tensors_carried)
+    left = tuple(k for k in non_tensors(reader) if k not in extra and k not in carried)
+    return dataclasses.replace(result, non_tensors_left_behind=left) if left else result
 
 
 def source_files(reader: Reader, src: Path) -> list[Path]:

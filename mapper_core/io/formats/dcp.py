@@ -19,7 +19,7 @@ from typing import Any
 
 from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
 from ...specs import TensorSpec
-from .base import ReaderBase
+from .base import FileRange, ReaderBase
 from .dcp_blob import FileWindow, read_blob_into, stream_into
 from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, file_kind, link_note, read_layout
 from .torch_archive import ExpansionBudget, expansion_limit
@@ -79,6 +79,13 @@ class DcpReader(ReaderBase):
     def non_tensors(self) -> dict[str, str]:
         """Non-tensor items, key → 'bytes': DCP pickles them; they are listed, never unpickled."""
         return {k: "bytes" for k in self.layout.non_tensors}
+
+    def byte_items(self) -> dict[str, FileRange]:
+        """Where each non-tensor item's bytes are (DCP pickled them there; they are never unpickled
+        here), for a DCP output to carry them over as they are. Items saved through a stream
+        extension, or with no storage entry, are not offered."""
+        return {key: FileRange(self.folder / c.file, c.start, c.start + c.length)
+                for key, c in self.layout.non_tensors.items() if c is not None and not c.transforms}
 
     def require_data(self) -> None:
         """Raise the error for the first data file named in .metadata that cannot be read (missing, a
