@@ -24,19 +24,15 @@ from typing import Any, NamedTuple
 
 from ...errors import CheckpointError, UnsafeCheckpointError
 from ...specs import DTYPE_SIZES, TensorSpec
+from .spec_json import TORCH_NAMES
 
 METADATA_NAME = ".metadata"
 # DCP pickles about 150 bytes per saved chunk, and reading them takes about 13x the file's size in
 # memory: 1 GiB is some 7 million chunks (a 405B model's, 7,325 tensors in 58,600 chunks, is 9 MB)
 MAX_METADATA_BYTES = 1 << 30
 
-# torch dtype attribute → safetensors name (the spelling TensorSpec uses)
-_DTYPES = {
-    "float64": "F64", "double": "F64", "float32": "F32", "float": "F32", "float16": "F16", "half": "F16",
-    "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-    "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16", "short": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
-}
+_DTYPES = TORCH_NAMES  # torch dtype attribute → safetensors name (the spelling TensorSpec uses)
+_STORED = tuple({v: k for k, v in reversed(_DTYPES.items())}.values())[::-1]  # one torch name per dtype
 _MD = "torch.distributed.checkpoint.metadata"
 _FS = "torch.distributed.checkpoint.filesystem"
 
@@ -258,22 +254,23 @@ def _layout_of(top: Any, path: Path) -> DcpLayout:
             continue
         if not isinstance(item, _CLASSES["TensorStorageMetadata"]):
             raise bad(f"'{fqn}' is a {type(item).__name__}, not tensor or bytes storage")
-        tensors[fqn] = _tensor(fqn, item, where, bad)
+        tensors[fqn] = _tensor(fqn, item, where, bad, path)
     files = sorted({c.file for t in tensors.values() for c in t.chunks} |
                    {c.file for c in non_tensors.values() if c is not None})
     version = _field(top, "version")
     return DcpLayout(tensors, non_tensors, version if isinstance(version, str) else None, tuple(files))
 
 
-def _tensor(fqn: str, item: _Record, where: dict, bad) -> DcpTensor:
+def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
     props, size, chunks = _field(item, "properties"), _field(item, "size"), _field(item, "chunks")
     state = vars(props).get("_state") if isinstance(props, _CLASSES["TensorProperties"]) else None
     dtype = state[0] if isinstance(state, tuple) and state else None
     if not isinstance(dtype, _Dtype):
         raise bad(f"'{fqn}': no dtype in its properties")
     if dtype.name.startswith("?"):
-        raise CheckpointError(f"'{fqn}' has dtype {dtype.name[1:]}, which safetensors cannot store; convert it "
-                              "before mapping")
+        raise CheckpointError(f"{path}: tensor '{fqn}' has dtype {dtype.name[1:]}, which safetensors cannot store "
+                              f"(it stores {', '.join(_STORED)}); convert it (e.g. complex128 "
+                              "→ complex64, or to two real tensors) before mapping")
     if not _is_ints(size) or any(s < 0 for s in size):
         raise bad(f"'{fqn}': size {size!r}")
     if not isinstance(chunks, list):
