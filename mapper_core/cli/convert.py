@@ -114,9 +114,7 @@ def _summary(result, dcp: bool = False, plan=None, left=None) -> str:
         from pathlib import Path
 
         lines.append(f"  DCP folder: {', '.join(Path(p).name for p in result.paths)}")
-        if result.checked is not None:
-            lines.append(f"  verified {counted(result.checked, 'tensor')} bit for bit against the source")
-        return "\n".join(lines)
+        return "\n".join(lines + result_lines(result, left, sharded=False))
     return "\n".join(lines + result_lines(result, left))
 
 
