@@ -110,3 +110,12 @@ def test_a_torch_source_names_only_what_mapper_extra_could_not_hold(tmp_path):
     assert result.non_tensors_left_behind == ("ids",)  # step rides in mapper.extra
     result = convert(path, tmp_path / "st-dcp", output_format="dcp")
     assert result.non_tensors_left_behind == ("step", "ids") and result.non_tensors_carried == ()
+
+
+def test_inspect_says_what_becomes_of_dcp_non_tensors(source, mapper):
+    done = mapper("inspect", source)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith("non-tensor values (DCP's pickled bytes, never unpickled: convert to safetensors leaves "
+                           "them behind, --output-format dcp without --rules carries them over): ")
+    assert "mapper.extra" not in done.stdout
