@@ -105,7 +105,8 @@ def _summary(result, dcp: bool = False, plan=None, left=None) -> str:
         lines.append(f"  rules '{result.rules}': {counted(result.left_behind, 'source key')} left behind")
     lines += _unfilled(plan)
     if result.aliases:
-        lines.append(f"  {counted(result.aliases, 'aliased key')} stored once (metadata 'mapper.aliases')")
+        where = "both names point at the same bytes" if dcp else "metadata 'mapper.aliases'"
+        lines.append(f"  {counted(result.aliases, 'aliased key')} stored once ({where})")
     lines += _non_tensor_lines(result, dcp, plan)
     if result.cloned_bytes:
         lines.append(f"  {human_bytes(result.cloned_bytes)} cloned: the output shares the source's blocks (the "

@@ -40,3 +40,13 @@ def test_a_killed_runs_temporary_is_named_then_its_removal_said(tmp_path, mapper
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"  removed 1 temporary file left by killed runs: {temp.name}"
     assert not temp.exists()
+
+
+def test_aliases_are_said_as_dcp_stores_them(tmp_path, mapper):
+    src = tmp_path / "tied.pt"
+    w = torch.randn(3, 2)
+    torch.save({"emb.weight": w, "head.weight": w}, src)
+    done = mapper("convert", src, tmp_path / "tied-dcp", "--output-format", "dcp")
+    assert done.returncode == 0, done.stderr
+    assert "  1 aliased key stored once (both names point at the same bytes)" in done.stdout.splitlines()
+    assert "mapper.aliases" not in done.stdout
