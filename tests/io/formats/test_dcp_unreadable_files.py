@@ -87,7 +87,8 @@ def test_data_file_that_is_a_folder_is_named_not_the_destination(folder, tmp_pat
     data.unlink()
     data.mkdir()
     out = tmp_path / "out.safetensors"
-    with pytest.raises(CheckpointError) as caught:
+    with pytest.warns(CheckpointWarning, match=r"__0_0\.distcp \(a folder, not a regular file\)"), \
+            pytest.raises(CheckpointError) as caught:
         convert(folder, out, hash_source=False)
     assert str(caught.value).startswith(f"{data}: the DCP data file named in .metadata is a folder, not a regular "
                                         "file")
