@@ -22,7 +22,7 @@ from .. import __version__
 from ..gc_pause import gc_paused
 from ..errors import MapperError, Terminated
 from ..io.commits import Commits, recording
-from .context import Context
+from .context import Context, report_stream
 
 COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export", "suggest", "verify")
 HEADER_ONLY = frozenset({"validate", "plan", "explain", "inspect"})  # the cycle collector paused while they run
@@ -68,9 +68,16 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
     args = parser.parse_args(argv)
     vars(args).update(defaults or {})
     debug = args.debug if args.debug is not None else os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    ctx = Context(plugins=tuple(args.plugin), out=ctx.out if ctx else None, err=ctx.err if ctx else None,
-                  json_indent=getattr(args, "indent", None), debug=debug)
+    # Plugin code runs in this process: what it writes to file descriptor 1 goes to stderr while the
+    # command runs (report_stream), so `--json` output stays one JSON document.
+    with report_stream(ctx.out if ctx else None) as out:
+        ctx = Context(plugins=tuple(args.plugin), out=out, err=ctx.err if ctx else None,
+                      json_indent=getattr(args, "indent", None), debug=debug)
+        return _execute(args, ctx)
 
+
+def _execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the parsed command; its errors, a stop (SIGTERM, Ctrl-C) and a closed pipe become exit codes."""
     # The process is the command line's, not the library's: only here does SIGTERM (kill, a
     # scheduler's stop) become an exception, so an unfinished write removes its temporaries.
     def terminated(signum: int, frame: object) -> None:
@@ -89,7 +96,9 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
         # code not ours (a plugin's import, a model factory, a reader, a transform): it goes to
         # stderr, so that `--json` output stays one JSON document and a pipe gets only the report.
         with recording() as commits, gc_paused() if header_only else nullcontext(), redirect_stdout(ctx.err):
-            return int(args._run(args, ctx))
+            code = int(args._run(args, ctx))
+        ctx.out.flush()  # here, so that a reader gone away (`| head -1`) is the BrokenPipeError below
+        return code
     except MapperError as exc:
         ctx.error(str(exc))
         if exc.__cause__ is not None:  # a plugin's own exception, kept for --debug
