@@ -44,7 +44,7 @@ from .convert_entries import entries_to_write
 from .formats.entries import DATA, EntryColumns, entry_sizes, keys_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
-from .provenance import Hasher, final_metadata, metadata, source_files
+from .provenance import Hasher, final_metadata, metadata, non_tensors_left, source_files
 from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
@@ -125,11 +125,12 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
                 refuse_nothing_to_write(src, reader.specs(), plan, non_tensors(reader))
             refuse_plan_errors(plan, strict)
-        return _convert(src, Path(dst), reader, plan, force,
-                        None if max_shard_size is None else parse_size(max_shard_size),
-                        verify, progress, phase, rules_sha256, hash_source,
-                        target_specs if plan is None or plan.target_count is None else None, clean_stale,
-                        output_format, workers, executor, clone)
+        result = _convert(src, Path(dst), reader, plan, force,
+                          None if max_shard_size is None else parse_size(max_shard_size),
+                          verify, progress, phase, rules_sha256, hash_source,
+                          target_specs if plan is None or plan.target_count is None else None, clean_stale,
+                          output_format, workers, executor, clone)
+        return non_tensors_left(result, reader, is_dcp_destination(Path(dst), output_format))
 
 
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pluggy
 
 from . import hookspecs
-from ..errors import BadInputError, MapperError, PluginError
+from ..errors import BadInputError, MapperError, PluginError, called_exit
 from ..rules.load import load_rules
 from ..rules.ruleset import RuleSet
 from ..rules.transforms import LazyTransforms
@@ -256,6 +256,9 @@ def resolve_rules(spec: str, pm: pluggy.PluginManager) -> RuleSet:
         raise PluginError(
             f"rule set '{found.qualified}': plugin '{found.plugin}' failed to load it: {type(exc).__name__}: {exc}"
         ) from exc
+    except SystemExit as exc:  # the plugin's failure, not the command's exit
+        raise PluginError(f"rule set '{found.qualified}': plugin '{found.plugin}' "
+                          f"{called_exit(exc, 'while loading it')}") from exc
     if not isinstance(ruleset, RuleSet):
         raise PluginError(
             f"rule set '{found.qualified}': plugin '{found.plugin}' returned {type(ruleset).__name__}; expected a RuleSet"

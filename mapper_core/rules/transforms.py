@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from ..errors import MapperError, NotInvertible, PluginError, StepError
+from ..errors import MapperError, NotInvertible, PluginError, StepError, called_exit
 from ..specs import TensorSpec
 from .steps import BUILTIN, Transform, is_widening
 
@@ -120,6 +120,8 @@ def _plugin_call(label: str, what: str, function: Callable[..., Any], *args: Any
         raise StepError(f"{label}: {what}: {exc}") from exc
     except Exception as exc:  # a bug in the plugin: name it; --debug prints the cause's traceback
         raise PluginError(f"{label}: {what} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # the plugin's failure, not the command's exit; KeyboardInterrupt still stops us
+        raise PluginError(f"{label}: {what} {called_exit(exc)}") from exc
 
 
 def known(plugin_transforms: Mapping[str, Any] | None = None) -> dict[str, Transform]:

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ...errors import (CheckpointWarning, MapperError, MissingExtraError, PluginError, TORCH_EXTRA,
+from ...errors import (CheckpointWarning, MapperError, MissingExtraError, PluginError, TORCH_EXTRA, called_exit,
                        torch_available)
 from ...specs import DTYPE_SIZES, TensorSpec
 from .base import Format
@@ -52,6 +52,8 @@ def _call(label: str, what: str, function: Callable[..., Any], *args: Any, **kwa
         raise
     except Exception as exc:  # someone else's code: name it, keep the traceback for --debug
         raise PluginError(f"{label}: {what} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # the plugin's failure, not the command's exit; KeyboardInterrupt still stops us
+        raise PluginError(f"{label}: {what} {called_exit(exc)}") from exc
 
 
 class GuardedReader:
