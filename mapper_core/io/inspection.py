@@ -199,7 +199,10 @@ def render_text(report: InspectReport) -> str:
     if report.non_tensor:
         shown = ", ".join(f"{k!r} ({t})" for k, t in list(report.non_tensor.items())[:8])
         more = f" and {len(report.non_tensor) - 8} more (see --json)" if len(report.non_tensor) > 8 else ""
-        lines.append(f"non-tensor values (convert leaves them behind; those JSON can hold go to metadata 'mapper.extra'): {shown}{more}")
+        fate = ("DCP's pickled bytes, never unpickled: convert to safetensors leaves them behind, --output-format "
+                "dcp without --rules carries them over" if report.format == "dcp"
+                else "convert leaves them behind; those JSON can hold go to metadata 'mapper.extra'")
+        lines.append(f"non-tensor values ({fate}): {shown}{more}")
     if report.metadata:
         lines.append("metadata:")
         width = max(len(k) for k in report.metadata)
