@@ -23,7 +23,7 @@ from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
 from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
-from .template_hints import sub_style_reference
+from .template_hints import regex_syntax, sub_style_reference
 from .transforms import BUILTIN, ambiguous, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -279,9 +279,9 @@ class _Checker:
         except TemplateError as exc:
             self.add(target_path, f"invalid target template: {exc}")
             return
-        sub_style = sub_style_reference(rule["target"])
-        if sub_style:
-            self.add(target_path, sub_style)
+        copied = sub_style_reference(rule["target"]) or regex_syntax(rule["target"])
+        if copied:
+            self.add(target_path, copied)
             return
         if pattern is None:
             return  # group names cannot be checked against a pattern that does not compile
