@@ -27,7 +27,8 @@ from typing import Mapping
 from ..rules.key_pattern import full_matcher
 from ..rules.matcher import Matcher
 from .kind_check import check_kinds
-from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped, UnusedRule
+from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped
+from .unused import unused_rules
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import TransformChainError, chain_peak, chain_spec
@@ -146,7 +147,8 @@ def make_plan(
         uninitialized=uninitialized,
         mismatched=tuple(mismatched),
         collisions=collisions,
-        unused_rules=tuple(UnusedRule(r.index, r.match) for r, u in zip(rules, used) if not u),
+        # why each unused rule took no key: after the fact, for those rules only
+        unused_rules=unused_rules(source_specs, ruleset, used, mapped, skipped),
         source_count=len(source_specs),
         target_count=len(targets) if has_target else None,
         source_origin=source_origin,

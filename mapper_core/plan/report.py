@@ -9,7 +9,7 @@ from collections import defaultdict
 from operator import attrgetter, itemgetter
 from typing import Iterable
 
-from .plan import PASS_THROUGH, KindMismatch, Mapped, Mismatch, Plan
+from .plan import PASS_THROUGH, KindMismatch, Mapped, Mismatch, Plan, UnusedRule
 from ..rules.ruleset import RuleSet
 from ..specs import format_shape
 from .rows import END, Cache, block, key_rows, padding, shown_all
@@ -20,6 +20,7 @@ _source, _pattern_rule = attrgetter("source"), attrgetter("pattern", "rule")
 _m_source, _m_target, _m_transform, _m_dtype_shape = (itemgetter(*map(Mapped._fields.index, names)) for names in (
     ("source",), ("target",), ("transform",), ("dtype", "shape", "target_dtype")))
 LIMIT = 50  # rows per list before "and N more (see --json)"
+TAKERS = 5  # earlier rules named for an unused rule's keys before "and N more"
 UNMATCHED_REMEDIES = ("add a rule or a skip pattern that takes them; or `unmatched: keep` in the rules "
                       "(or --unmatched keep) to pass them through under their own names; or `unmatched: drop` "
                       "(or --unmatched drop) to leave them behind")
@@ -83,8 +84,53 @@ def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT, lis
             capped((f"    {shown(k)}" for k in plan.uninitialized), limit, indent="    ")
     lines += capped((f"  warning: kind mismatch: {kind_text(k)}" for k in plan.kind_mismatches
                      if k.action != "error"), limit)
+    lines += capped((f"  warning: {unused_text(u)}; {_unshadow(u)}" for u in shadowed_rules(plan)), limit)
     lines += capped((f"  skipped: {mismatch_text(m)}" for m in plan.mismatched if m.action == "skip"), limit)
     return lines
+
+
+def shadowed_rules(plan: Plan) -> list[UnusedRule]:
+    """Unused rules whose every key went to one earlier rule or skip pattern: the earlier one steals
+    them, a warning. (Keys spread over several earlier rules is what a fallback rule at the end sees.)"""
+    return [u for u in plan.unused_rules if u.reason == "shadowed" and len(u.taken_by) == 1]
+
+
+def unused_text(u: UnusedRule) -> str:
+    """``rule 3 (line 11): 'PATTERN': shadowed: its 12 matching keys all went to rule 2 (line 8)``."""
+    head = f"{_at('rule', u.rule, u.line)}: '{shown(u.match)}'"
+    if u.reason == "no_match":
+        return f"{head}: matched no source key"
+    shown_takers = u.taken_by[:TAKERS]
+    more = f", and {len(u.taken_by) - TAKERS} more (see --json)" if len(u.taken_by) > TAKERS else ""
+    if u.reason == "shadowed" and len(u.taken_by) == 1:
+        return f"{head}: shadowed: {_its(u.matched)} all went to {_at(*_taker(u.taken_by[0]))}"
+    went = ", ".join(f"{t.keys} to {_at(*_taker(t))}" for t in shown_takers) + more
+    if u.reason == "shadowed":
+        return f"{head}: shadowed: {_its(u.matched)} went to earlier ones: {went}"
+    key, why = u.example
+    filled = f"its template could not be filled ({shown(why)}, for '{shown(key)}')"
+    if not u.taken_by:
+        return f"{head}: matched {_count(u.matched, 'key')} but {filled}"
+    return f"{head}: matched {_count(u.matched, 'key')}: {went.replace(' to ', ' went to ', 1)}; for {u.unfilled} {filled}"
+
+
+def _taker(t) -> tuple[str, int, int | None]:
+    return ("rule" if t.kind == "rule" else "skip pattern"), t.index, t.line
+
+
+def _unshadow(u: UnusedRule) -> str:
+    t = u.taken_by[0]
+    if t.kind == "skip":
+        return f"narrow skip pattern {t.index} (skip patterns are tried before every rule), or remove it"
+    return f"put rule {u.rule} before rule {t.index}, or narrow rule {t.index}'s pattern"
+
+
+def _its(n: int) -> str:
+    return "its matching key" if n == 1 else f"its {n} matching keys"
+
+
+def _at(what: str, index: int, line: int | None) -> str:
+    return f"{what} {index}" + (f" (line {line})" if line is not None else "")
 
 
 def first_error(plan: Plan) -> str:
@@ -121,7 +167,7 @@ def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = Fals
         out("")
         n_errors = len(errors) + (len(plan.uninitialized) if strict else 0)
         shape_skips = sum(1 for m in plan.mismatched if m.action == "skip")
-        warnings = sum(1 for k in plan.kind_mismatches if k.action != "error")
+        warnings = sum(1 for k in plan.kind_mismatches if k.action != "error") + len(shadowed_rules(plan))
         extra = (f", {shape_skips} skipped on shape mismatch" if shape_skips else "") + \
                 (f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else "")
         out(f"PROBLEMS ({n_errors} error{'s' if n_errors != 1 else ''}{extra})")
@@ -175,8 +221,8 @@ def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = Fals
         out(key_rows(plan.expected_uninitialized))
     if plan.unused_rules:
         out("")
-        out(f"Unused rules ({len(plan.unused_rules)}): matched no source key")
-        lines.extend(f"  rule {u.rule}: {shown(u.match)}" for u in plan.unused_rules)
+        out(f"Unused rules ({len(plan.unused_rules)}): took no source key")
+        lines.extend(f"  {unused_text(u)}" for u in plan.unused_rules)
 
     lines.extend(_summary(plan, strict, errors))
     return lines
@@ -199,6 +245,9 @@ def _summary(plan: Plan, strict: bool, errors: tuple) -> list[str]:
         lines.append(f"  result: ERRORS ({len(errors)})")
     elif strict and plan.uninitialized:  # plan.has_errors(strict), errors aside
         lines.append(f"  result: FAILED under --strict ({len(plan.uninitialized)} uninitialized target keys)")
+    elif s["kind_warnings"] or shadowed_rules(plan):
+        n = s["kind_warnings"] + len(shadowed_rules(plan))
+        lines.append(f"  result: clean, with {_count(n, 'warning')} (see PROBLEMS)")
     else:
         lines.append("  result: clean")
     return lines

@@ -28,7 +28,7 @@ def test_errors_come_first_then_rule_sections_then_summary():
     assert "skipped: c.k -> y.k (rule 2)" in text
     assert "lost" in text.split("Unmatched source keys (1)")[1].splitlines()[1]
     assert "fresh" in text.split("Uninitialized target keys")[1]
-    assert "rule 3: never\\..*" in text
+    assert "rule 3: 'never\\..*': matched no source key" in text
     assert "result: ERRORS" in text
 
 
