@@ -123,7 +123,7 @@ def make_plan(
             else:
                 _check(key, spec, None, key, targets, allow_expansion, add, skipped, mismatched)
 
-    collisions = _collisions(mapped)
+    collisions = _collisions(mapped, rules)
     bad_targets = {c.target for c in collisions}
     bad_sources = {m.source for m in mismatched}
     loadable = [m for m in mapped if m.target not in bad_targets and m.source not in bad_sources] \
@@ -222,7 +222,7 @@ def _size(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:
+def _collisions(mapped: list[Mapped], rules) -> tuple[Collision, ...]:
     """Targets that two or more mapped sources claim, in the order their first source appears."""
     if len(set(map(_target, mapped))) == len(mapped):  # the usual, clean case costs one set
         return ()
@@ -230,7 +230,8 @@ def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:
     for m in mapped:
         by_target.setdefault(m.target, []).append(m)
     return tuple(
-        Collision(target, tuple(m.source for m in group), tuple(m.rule for m in group))
+        Collision(target, tuple(m.source for m in group), tuple(m.rule for m in group),
+                  tuple(None if m.rule < 0 else rules[m.rule].line for m in group))
         for target, group in by_target.items()
         if len(group) > 1
     )

@@ -123,6 +123,7 @@ class Collision:
     target: str
     sources: tuple[str, ...]
     rules: tuple[int, ...]
+    lines: tuple[int | None, ...] = field(default=(), compare=False)  # of those rules in the rules file, when known
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ class Plan:
                 for m in self.mismatched
             ],
             "collisions": [
-                {"target": c.target, "sources": list(c.sources), "rules": list(c.rules)} for c in self.collisions
+                {"target": c.target, "sources": list(c.sources), "rules": list(c.rules), "lines": list(c.lines)}
+                for c in self.collisions
             ],
             "unused_rules": [u.to_dict() for u in self.unused_rules],
             "unmatched_policy": self.unmatched_policy,

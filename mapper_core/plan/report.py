@@ -9,7 +9,7 @@ from collections import defaultdict
 from operator import attrgetter, itemgetter
 from typing import Iterable
 
-from .plan import PASS_THROUGH, KindMismatch, Mapped, Mismatch, Plan, UnusedRule
+from .plan import PASS_THROUGH, Collision, KindMismatch, Mapped, Mismatch, Plan, UnusedRule
 from ..rules.ruleset import RuleSet
 from ..specs import format_shape
 from .rows import END, Cache, block, key_rows, padding, shown_all
@@ -50,6 +50,16 @@ def mismatch_text(m: Mismatch) -> str:
     return f"{shown(m.source)} -> {shown(m.target)} ({where}): {what}"
 
 
+def collision_text(c: Collision) -> str:
+    """``collision: 2 sources map to 'T' (both by rule 0, line 3): a, b``; each source with its rule
+    when they differ."""
+    where = [_rule(r) + (f", line {n}" if n is not None else "") for r, n in zip(c.rules, c.lines or [None] * len(c.rules))]
+    head = f"collision: {len(c.sources)} sources map to '{shown(c.target)}'"
+    if len(set(where)) == 1:
+        return f"{head} ({'both' if len(c.sources) == 2 else 'all'} by {where[0]}): " + ", ".join(map(shown, c.sources))
+    return f"{head}: " + ", ".join(f"{shown(s)} ({w})" for s, w in zip(c.sources, where))
+
+
 def kind_text(k: KindMismatch) -> str:
     return (f"{shown(k.source)} -> {shown(k.target)} ({_rule(k.rule)}): {k.source_kind} -> {k.target_kind}: "
             f"{shown(k.detail)} (on_kind_mismatch: {k.action})")
@@ -62,10 +72,7 @@ def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT, lis
     ``listed_below``: the report lists the unmatched and uninitialized keys in sections of their
     own, so here each is one line that points there."""
     lines: list[str] = []
-    for c in plan.collisions:
-        rules = ", ".join(_rule(r).removeprefix("rule ") for r in c.rules)
-        lines.append(f"  error: collision: {len(c.sources)} sources map to '{shown(c.target)}' (rules {rules}): "
-                     + ", ".join(shown(s) for s in c.sources))
+    lines += capped((f"  error: {collision_text(c)}" for c in plan.collisions), limit)
     errors = [m for m in plan.mismatched if m.action == "error"]
     lines += capped((f"  error: {mismatch_text(m)}" for m in errors), limit)
     kinds = [k for k in plan.kind_mismatches if k.action == "error"]
