@@ -39,6 +39,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="mapper",
         description="Map trained weights from one model layout into another with declarative rules.",
         epilog="Exit codes: 0 clean; 1 the plan has errors; 2 bad input (unreadable file, invalid rules).",
+        allow_abbrev=False,  # '--source-model' must not pass for '--source-model-arg': options are spelt out
     )
     parser.add_argument(
         "--plugin", action="append", default=[], metavar="MODULE",
@@ -52,20 +53,49 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         if only is not None and name != only:
-            sub.add_parser(name, add_help=False)  # never parsed: the command line names `only`
+            sub.add_parser(name, add_help=False, allow_abbrev=False)  # never parsed: the command line names `only`
             continue
         module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    """The parser of ``command`` (its own usage line and options), else the top-level one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
+def refuse_unknown(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> None:
+    """argparse's 'unrecognized arguments' from the command's own parser (its usage line), with the
+    option meant where one is close: options are never abbreviated, so '--source-model' is not
+    taken for '--source-model-arg'."""
+    import difflib
+
+    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    hints = []
+    for word in unknown:
+        option = word.split("=", 1)[0]
+        if option.startswith("--") and option not in known:
+            close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
+            longer = [o for o in known if o.startswith(option)]
+            meant = list(dict.fromkeys(longer + close))[:3]
+            if meant:
+                hints.append(f"{option}: did you mean {' or '.join(meant)}? (options are not abbreviated)")
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}" + "".join(f"; {h}" for h in hints))
 
 
 def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defaults: dict | None = None) -> int:
     """Run one command. ``ctx`` (its streams) and ``defaults`` (extra attributes of the parsed
     arguments) are for callers that embed the command line, e.g. ``mapper_core.dist``."""
     parser = build_parser(command_of(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        refuse_unknown(_command_parser(parser, getattr(args, "command", None)), unknown)
     vars(args).update(defaults or {})
     debug = args.debug if args.debug is not None else os.environ.get(DEBUG_ENV, "") not in ("", "0")
     # Plugin code runs in this process: what it writes to file descriptor 1 goes to stderr while the

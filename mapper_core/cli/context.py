@@ -163,28 +163,32 @@ class Context:
             return fmt.open(Path(path), **options)
 
     @contextmanager
-    def library_warnings(self) -> Iterator[None]:
+    def library_warnings(self, pickle: bool = True) -> Iterator[None]:
         """The library warns; only the CLI prints: a trust-pickle warning, or a pickled module read
         through its state_dict(), or a reader's CheckpointWarning, as ``mapper: warning: ...``, the
         moment it is raised (a payload that then fails, or kills the process, has been warned about).
-        Other warnings go on through the caller's filters, as if never caught."""
+        Other warnings go on through the caller's filters, as if never caught. ``pickle=False``: only
+        CheckpointWarning (a reader's own, or its close() failing), without importing the torch reader."""
         from ..errors import CheckpointWarning
-        from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
 
+        shown: tuple[type[Warning], ...] = (CheckpointWarning,)
+        if pickle:
+            from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
+
+            shown += (TrustPickleWarning, PickledModuleWarning)
         with warnings.catch_warnings():  # puts the filters and showwarning back afterwards
             passed_on = warnings.showwarning
 
             def show(message, category, filename, lineno, file=None, line=None):
-                if issubclass(category, (TrustPickleWarning, PickledModuleWarning, CheckpointWarning)):
+                if issubclass(category, shown):
                     self.warn(str(message))
                     self.err.flush()
                 else:
                     passed_on(message, category, filename, lineno, file, line)
 
             warnings.showwarning = show
-            warnings.simplefilter("always", TrustPickleWarning)
-            warnings.simplefilter("always", PickledModuleWarning)
-            warnings.simplefilter("always", CheckpointWarning)
+            for category in shown:
+                warnings.simplefilter("always", category)
             yield
 
 

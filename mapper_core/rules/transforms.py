@@ -79,7 +79,14 @@ def from_spec(spec: PluginTransform, plugin: str, family: Mapping[str, Any] | No
         return out
 
     def apply(t: Any, p: Mapping[str, Any]) -> Any:
-        return _plugin_call(label, "apply()", spec.apply, t, **p)
+        before = _version(t)
+        out = _plugin_call(label, "apply()", spec.apply, t, **p)
+        if before is not None and _version(t) != before:
+            # The input may be the source checkpoint's own memory (shared with a tied key, re-read
+            # by --verify) or the caller's tensor: a step that edits it corrupts what it did not own.
+            raise PluginError(f"{label}: apply() changed its input tensor in place; it must leave its input "
+                              "alone and return a new tensor (e.g. `t * 2`, not `t.mul_(2)`; fix the plugin)")
+        return out
 
     inverse = None
     if getattr(spec, "inverse", None) is not None:
@@ -93,6 +100,15 @@ def from_spec(spec: PluginTransform, plugin: str, family: Mapping[str, Any] | No
     schema = getattr(spec, "params_schema", None)
     return Transform(spec.name, spec.description, header, inverse, plugin=plugin, apply=apply,
                      params_schema=dict(schema) if schema is not None else None, family=family)
+
+
+def _version(t: Any) -> int | None:
+    """torch's count of in-place edits to ``t``'s memory (shared by its views); None where there is none.
+
+    ``Tensor._version`` is not public API; it is the one place torch records an in-place edit
+    without a copy of the data to compare. Without it the check is skipped."""
+    version = getattr(t, "_version", None)
+    return version if isinstance(version, int) else None
 
 
 def _plugin_call(label: str, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
