@@ -91,9 +91,11 @@ class StreamSync:
         self.joint = Joint(model, refine + model.max_offset + PREDICTOR_REACH)
 
     def push_audio(self, samples: np.ndarray) -> list[StreamStep]:
-        """16 kHz mono samples (int16 scale) that follow the previous ones."""
+        """16 kHz mono samples (int16 scale) that follow the previous ones: int16 [n], or any
+        other integer or float dtype whose values are int16-scale; refused (:func:`check_audio`):
+        several channels, values that are not finite or beyond int16, float audio in [-1, 1]."""
         self._check_open()
-        columns = self.mfcc.push(samples)
+        columns = self.mfcc.push(check_audio(samples))
         self.columns += columns.shape[1]
         self.audio_trunk.push(columns)
         return self._advance(final=False)
@@ -168,6 +170,44 @@ class StreamSync:
             raise InputError(f"StreamSync: the {which} ran {ahead:.1f} s ahead of the other stream "
                              f"(limit {self.max_skew:g} s); feed audio and video interleaved, in "
                              f"chunks of similar duration, or raise max_skew_seconds")
+
+
+_INT16 = np.iinfo(np.int16)
+
+
+def check_audio(samples, where: str = "StreamSync.push_audio") -> np.ndarray:
+    """``samples`` as 16 kHz mono samples at int16 scale, or an :class:`InputError` saying what
+    was expected and how to convert. A 2-D array is refused, not flattened: stereo [n, 2]
+    flattened is 2n samples, and audio time would run twice as fast as the video's. Float
+    samples that all lie in [-1, 1] (and are not all 0) are float audio, which would be
+    32768 times too quiet; int16-scale audio is that quiet only in digital silence."""
+    array = np.asarray(samples)
+    got = f"got {array.dtype} {list(array.shape)}"
+    expected = f"{where}: expected 16 kHz mono samples [n] at int16 scale (as iter_media yields), {got}"
+    if array.ndim != 1:
+        if array.ndim == 2 and 1 in array.shape:
+            raise InputError(f"{expected}: one channel, so pass samples.reshape(-1)")
+        if array.ndim == 2:
+            raise InputError(f"{expected}: mix the channels down to one first (samples.mean(axis=1) for "
+                             "[n, channels], axis=0 for [channels, n]) or pass one channel")
+        raise InputError(expected)
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{expected}: int16 samples are needed")
+    if array.size == 0:
+        return array
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            bad = int(np.flatnonzero(~np.isfinite(array))[0])
+            raise InputError(f"{expected}: sample {bad} is {array[bad]}; samples must be finite numbers")
+        peak = float(np.abs(array).max())
+        if 0 < peak <= 1.0:
+            raise InputError(f"{expected}, all within [-1, 1]: float audio; scale it to int16, e.g. "
+                             "np.clip(samples * 32768, -32768, 32767).astype(np.int16)")
+    low, high = array.min(), array.max()
+    if low < _INT16.min or high > _INT16.max:
+        raise InputError(f"{expected}, values from {low} to {high}: beyond int16 ({_INT16.min} to {_INT16.max}); "
+                         "convert to int16 samples first (32-bit PCM: (samples >> 16).astype(np.int16))")
+    return array
 
 
 __all__ = ["StreamStep", "StreamSync", "SAMPLE_RATE", "FPS"]
