@@ -40,6 +40,7 @@ class Clip:
     audio: np.ndarray
     source_fps: float
     source_size: tuple[int, int]  # width, height before cropping and resizing
+    declared_seconds: float | None = None  # the length the container states, when it states one
 
     @property
     def seconds(self) -> float:
@@ -207,5 +208,6 @@ def read_clip(path: str | Path, crop: bool = False) -> Clip:
         stream = container.streams.video[0]
         source_fps = float(stream.average_rate or stream.base_rate or FPS)
         size = (stream.codec_context.width, stream.codec_context.height)
+        declared = container.duration / 1_000_000 if container.duration else None  # in µs
     return Clip(path, np.concatenate(frames), np.concatenate(audio) if audio else np.zeros(0, np.int16),
-                source_fps, size)
+                source_fps, size, declared)

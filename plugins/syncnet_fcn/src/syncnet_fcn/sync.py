@@ -26,6 +26,7 @@ from .original import VSHIFT, evaluate_original, window_count
 from .sync_report import SyncReport, from_fcn, from_original, render_text
 
 MODELS = (*FCN_KINDS, "original")
+TRUNCATED_BY = 0.1  # s: decoding ending this much before the length the file states is noted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream", action="store_true",
                         help="read the file in chunks through StreamSync and print steps as they come")
     parser.add_argument("--chunk-seconds", type=float, default=0.2, help="chunk length for --stream (0.2)")
-    parser.add_argument("--vshift", type=int, default=VSHIFT, help="offset range of --model original (15)")
+    parser.add_argument("--vshift", type=int, help=f"offset range of --model original ({VSHIFT})")
     return parser
 
 
@@ -59,7 +60,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError("--audio-mode applies to the FCN models; the original always runs per window")
     if args.chunk_seconds <= 0:
         raise InputError(f"--chunk-seconds must be positive, got {args.chunk_seconds}")
-    if args.vshift < 1:
+    if args.vshift is not None and args.model != "original":
+        raise InputError(f"--vshift sets the offset range of --model original; the FCN models' range is "
+                         f"their max_offset, set when the model was built (15 by default): drop --vshift "
+                         f"or add --model original")
+    if args.vshift is not None and args.vshift < 1:
         raise InputError(f"--vshift must be at least 1, got {args.vshift}")
     if args.plot is not None and not args.plot.parent.exists():
         raise InputError(f"--plot {args.plot}: the folder {args.plot.parent} does not exist; create it first")
@@ -71,34 +76,46 @@ def _too_short(path: Path, frames: int, samples: int, usable: int, need: int) ->
                       f"offsets up to ±15 frames want a few seconds; give a longer clip")
 
 
-def _length_note(frames: int, samples: int) -> list[str]:
+def _length_note(frames: int, samples: int, declared: float | None = None) -> list[str]:
     video, audio = frames / FPS, samples / SAMPLE_RATE
+    notes = []
+    if declared is not None and max(video, audio) < declared - TRUNCATED_BY:
+        notes.append(f"the file says it lasts {declared:.2f} s, but decoding stopped at {max(video, audio):.2f} s "
+                     "(a truncated or damaged file?); only what was decoded is analysed")
     if abs(video - audio) > 2 / FPS:
-        return [f"audio ({audio:.2f} s) and video ({video:.2f} s) differ in length; only their overlap is used"]
-    return []
+        notes.append(f"audio ({audio:.2f} s) and video ({video:.2f} s) differ in length; only their overlap is used")
+    return notes
+
+
+def _vshift_note(vshift: int, steps: int) -> list[str]:
+    if vshift < steps:
+        return []
+    return [f"--vshift {vshift} reaches past the clip's {steps} steps: offsets beyond ±{steps - 1} compare the "
+            "video only with the zero padding past the audio's ends (as syncnet_python does) and mean nothing"]
 
 
 def sync_clip(args: argparse.Namespace, label: str) -> SyncReport:
     """The whole-clip path: decode everything, then run the chosen model."""
     clip = read_clip(args.video, crop=args.crop)
     features = mfcc(clip.audio) if clip.audio.size else torch.zeros(13, 0)
-    notes = _length_note(len(clip.frames), clip.audio.size)
+    notes = _length_note(len(clip.frames), clip.audio.size, clip.declared_seconds)
     if args.model == "original":
+        vshift = VSHIFT if args.vshift is None else args.vshift
         model, model_notes = load_original(args.checkpoint)
         steps = window_count(len(clip.frames), clip.audio.size)
         if steps < 1:  # syncnet_python's min_length: the shorter of video and audio, in frames
             raise _too_short(args.video, len(clip.frames), clip.audio.size,
                              min(len(clip.frames), clip.audio.size // SAMPLES_PER_FRAME), VIDEO_WINDOW + 1)
-        result = evaluate_original(model, features, clip.frames, clip.audio.size, args.vshift)
+        result = evaluate_original(model, features, clip.frames, clip.audio.size, vshift)
         return from_original(result, file=str(args.video), checkpoint=label, frames=steps + VIDEO_WINDOW,
-                             notes=model_notes + notes)
+                             notes=model_notes + notes + _vshift_note(vshift, steps), decoded=len(clip.frames))
     model, config, model_notes = load_fcn(args.checkpoint, args.model, args.audio_mode)
     usable = usable_frames(len(clip.frames), features.shape[1])
     if usable < VIDEO_WINDOW:
         raise _too_short(args.video, len(clip.frames), clip.audio.size, usable, VIDEO_WINDOW)
     probs, _, _ = fcn_outputs(model, features, clip.frames)
     return from_fcn(summarise(model, probs), probs, file=str(args.video), model=config.kind,
-                    checkpoint=label, frames=usable, notes=model_notes + notes)
+                    checkpoint=label, frames=usable, notes=model_notes + notes, decoded=len(clip.frames))
 
 
 def sync_stream(args: argparse.Namespace, label: str) -> SyncReport:
@@ -123,7 +140,7 @@ def sync_stream(args: argparse.Namespace, label: str) -> SyncReport:
     valid = torch.stack([s.valid for s in steps], dim=1)
     result = summarise_probs(probs, valid, model.max_offset)
     return from_fcn(result, probs, file=str(args.video), model=config.kind, checkpoint=label,
-                    frames=len(steps) + VIDEO_WINDOW - 1, notes=notes)
+                    frames=len(steps) + VIDEO_WINDOW - 1, notes=notes, decoded=stream.frames)
 
 
 def run(args: argparse.Namespace) -> int:

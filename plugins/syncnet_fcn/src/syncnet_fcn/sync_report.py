@@ -35,6 +35,7 @@ class SyncReport:
     table: torch.Tensor = field(repr=False)
     notes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    decoded: int | None = None  # frames decoded from the file; ``frames`` are those the model used
 
     @property
     def seconds(self) -> float:
@@ -48,6 +49,7 @@ class SyncReport:
         return {
             "file": self.file, "model": self.model, "checkpoint": self.checkpoint,
             "frames": self.frames, "seconds": round(self.seconds, 3), "fps": FPS,
+            "decoded_frames": self.frames if self.decoded is None else self.decoded,
             "offset": self.offset, "offset_ms": 1000 * self.offset // FPS,
             "confidence": self.confidence,
             "confidence_measure": ("top minus median probability" if self.higher_is_better
@@ -61,22 +63,22 @@ class SyncReport:
 
 
 def from_fcn(result: EvalResult, probs: torch.Tensor, *, file: str, model: str, checkpoint: str,
-             frames: int, notes: list[str]) -> SyncReport:
+             frames: int, notes: list[str], decoded: int | None = None) -> SyncReport:
     k = result.max_offset
     return SyncReport(file, model, checkpoint, frames, result.offset, result.confidence, "probability",
                       tuple(range(-k, k + 1)), result.mean_probs, result.offsets, result.confidences,
-                      probs, tuple(notes))
+                      probs, tuple(notes), decoded=decoded)
 
 
 def from_original(result: OriginalResult, *, file: str, checkpoint: str, frames: int,
-                  notes: list[str]) -> SyncReport:
+                  notes: list[str], decoded: int | None = None) -> SyncReport:
     v = result.vshift
     # column j of the distance table is offset v − j: flip it so that rows run −v…v
     table = result.dists.flip(1).T.contiguous()
     return SyncReport(file, "original", checkpoint, frames, result.offset, result.confidence, "distance",
                       tuple(range(-v, v + 1)), tuple(reversed(result.mean_dists)), result.offsets,
                       result.smoothed_confidences, table, tuple(notes),
-                      {"min_dist": result.min_dist, "raw_step_confidences": list(result.confidences)})
+                      {"min_dist": result.min_dist, "raw_step_confidences": list(result.confidences)}, decoded)
 
 
 def describe_offset(offset: int) -> str:
@@ -91,7 +93,9 @@ def describe_offset(offset: int) -> str:
 def render_text(report: SyncReport) -> str:
     measure = ("top probability − median probability" if report.higher_is_better
                else "median distance − minimum distance")
-    lines = [f"{report.file}: {report.frames} frames ({report.seconds:.2f} s) at {FPS} fps, "
+    decoded = report.frames if report.decoded is None else report.decoded
+    used = "" if decoded == report.frames else f", {report.frames} of them usable ({report.seconds:.2f} s)"
+    lines = [f"{report.file}: {decoded} frames ({decoded / FPS:.2f} s) at {FPS} fps{used}, "
              f"model {report.model} ({report.checkpoint})"]
     lines += [f"  note: {note}" for note in report.notes]
     lines += [f"AV offset:   {describe_offset(report.offset)}",
