@@ -4,11 +4,13 @@ An ``.npz`` is a zip archive with one ``NAME.npy`` member per array. ``specs()``
 member's ``.npy`` header (magic, version, a short Python-literal dict parsed by numpy without
 evaluating code) and nothing of the data; ``get_tensor`` reads one member. Every header is
 checked against the member's size in the zip directory, so a header cannot claim more data
-than the archive holds.
+than the archive holds. The archive is read by position (:mod:`.positional`), so processes forked
+with the reader open (``--workers``) each read on their own.
 """
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from numpy.lib import format as npy
 from mapper_core.errors import CheckpointError
 from mapper_core.plugins import ReaderBase
 from mapper_core.specs import TensorSpec
+
+from .positional import PositionalFile
 
 # numpy dtype (kind, itemsize) → safetensors dtype name. Byte order is the reader's business:
 # big-endian arrays are returned in native order.
@@ -54,9 +58,13 @@ class NpzReader(ReaderBase):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._file = None
         try:
-            self._zip = zipfile.ZipFile(self.path)
+            self._file = PositionalFile(self.path)  # forked workers share it: no shared offset
+            self._zip = zipfile.ZipFile(self._file)
         except (OSError, zipfile.BadZipFile) as exc:
+            if self._file is not None:
+                self._file.close()
             raise CheckpointError(f"{self.path}: not a readable .npz (zip) archive: {exc}") from None
         self._members: dict[str, zipfile.ZipInfo] = {}
         for info in self._zip.infolist():
@@ -78,7 +86,7 @@ class NpzReader(ReaderBase):
                 shape, fortran, dtype = npy.read_array_header_2_0(f, max_header_size=MAX_HEADER)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise CheckpointError(f"{where}: damaged .npy header: {exc}") from None
         if dtype.hasobject:
             raise CheckpointError(f"{where} holds Python objects (dtype {dtype}), which only pickle can load; "
@@ -112,7 +120,7 @@ class NpzReader(ReaderBase):
             buffer = bytearray(count * dtype.itemsize)  # writable: torch.from_numpy takes it without a copy
             try:
                 got = f.readinto(buffer)
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
                 raise CheckpointError(f"{self.path}: array '{key}' cannot be read: {exc}") from None
         if got != len(buffer):
             raise CheckpointError(f"{self.path}: array '{key}' is truncated ({got} of {len(buffer)} bytes)")
@@ -125,3 +133,4 @@ class NpzReader(ReaderBase):
 
     def close(self) -> None:
         self._zip.close()
+        self._file.close()
