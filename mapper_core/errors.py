@@ -75,6 +75,14 @@ class PluginError(BadInputError):
     """A plugin failed to load, or two plugins contribute the same name."""
 
 
+def called_exit(exc: SystemExit, when: str = "") -> str:
+    """How an error message says that plugin code raised ``SystemExit`` (``when``: e.g. "while
+    being built"): a PluginError, that code's failure, not the command's own exit."""
+    code = "" if exc.code is None else repr(exc.code)
+    return (f"called sys.exit({code}){' ' + when if when else ''}: plugin code must raise an exception to fail, "
+            "not end the process")
+
+
 class Terminated(KeyboardInterrupt):
     """A termination signal arrived; raise it from your own SIGTERM handler so that cleanup runs.
 

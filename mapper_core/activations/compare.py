@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..errors import BadInputError
+from ..errors import BadInputError, PluginError, called_exit
 from ..plan.kinds import split_key
 from ..plan.plan import Plan
 from . import outputs as final_outputs
@@ -203,10 +203,16 @@ def _run(model: nn.Module, runner: Runner, inputs: Sequence[torch.Tensor], name:
     try:
         return runner(model, inputs)
     except Exception as exc:  # the model's or the plugin's code: say which model and which inputs
-        shapes = ", ".join(str(list(x.shape)) for x in inputs) or "(none)"
+        shapes = _shapes(inputs)
         raise BadInputError(f"{name} could not run on the inputs {shapes}: {type(exc).__name__}: {exc}; give "
                             "the inputs the model takes (--input, in order), or run it through its plugin's "
                             "input_adapter") from None
+    except SystemExit as exc:  # the model's or the plugin's failure, not the command's exit
+        raise PluginError(f"{name} {called_exit(exc, f'while running on the inputs {_shapes(inputs)}')}") from exc
+
+
+def _shapes(inputs: Sequence[torch.Tensor]) -> str:
+    return ", ".join(str(list(x.shape)) for x in inputs) or "(none)"
 
 
 def _compare(s: str, t: str, rec_s: _Recorder, rec_t: _Recorder, rtol: float, atol: float) -> ModuleResult:

@@ -16,8 +16,11 @@ from ..train.apply import apply_to_module, plan_for_module
 
 
 def load_source(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
-    """The checkpoint into the source model, every key: it is the model's own layout."""
-    own = model.state_dict()
+    """The checkpoint into the source model, every key: it is the model's own layout. A key the
+    model ties to another (the same Parameter under two names, ``lm_head.weight is wte.weight``)
+    may be absent when the other is there: ``save_pretrained`` writes a tied weight once."""
+    own = model.state_dict(keep_vars=True)
+    state = {**_tied_fill(own, state), **state}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
@@ -28,7 +31,21 @@ def load_source(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str
                 parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
         raise BadInputError(f"{origin}: does not fit the source model: {'; '.join(parts)}; give the checkpoint "
                             "that model was saved from, or the right --source-model and --source-model-arg")
-    model.load_state_dict(dict(state), strict=True)
+    model.load_state_dict(state, strict=True)
+
+
+def _tied_fill(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each key of ``own`` absent from ``state`` whose tensor is the same object as a present key's
+    → that key's tensor (what the model loads into both names anyway)."""
+    by_object: dict[int, list[str]] = {}
+    for key, value in own.items():
+        by_object.setdefault(id(value), []).append(key)
+    filled = {}
+    for names in by_object.values():
+        present = [k for k in names if k in state]
+        if present and len(present) < len(names):
+            filled.update({k: state[present[0]] for k in names if k not in state})
+    return filled
 
 
 def load_target(model: nn.Module, source: Any, specs: Mapping[str, Any], ruleset: RuleSet,

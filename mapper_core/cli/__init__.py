@@ -22,7 +22,7 @@ from .. import __version__
 from ..gc_pause import gc_paused
 from ..errors import MapperError, Terminated
 from ..io.commits import Commits, recording
-from .context import Context
+from .context import Context, report_stream
 
 COMMANDS = ("validate", "plan", "explain", "plugins", "rules", "inspect", "convert", "export", "suggest", "verify")
 HEADER_ONLY = frozenset({"validate", "plan", "explain", "inspect"})  # the cycle collector paused while they run
@@ -39,6 +39,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="mapper",
         description="Map trained weights from one model layout into another with declarative rules.",
         epilog="Exit codes: 0 clean; 1 the plan has errors; 2 bad input (unreadable file, invalid rules).",
+        allow_abbrev=False,  # '--source-model' must not pass for '--source-model-arg': options are spelt out
     )
     parser.add_argument(
         "--plugin", action="append", default=[], metavar="MODULE",
@@ -52,25 +53,61 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         if only is not None and name != only:
-            sub.add_parser(name, add_help=False)  # never parsed: the command line names `only`
+            sub.add_parser(name, add_help=False, allow_abbrev=False)  # never parsed: the command line names `only`
             continue
         module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    """The parser of ``command`` (its own usage line and options), else the top-level one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
+def refuse_unknown(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> None:
+    """argparse's 'unrecognized arguments' from the command's own parser (its usage line), with the
+    option meant where one is close: options are never abbreviated, so '--source-model' is not
+    taken for '--source-model-arg'."""
+    import difflib
+
+    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    hints = []
+    for word in unknown:
+        option = word.split("=", 1)[0]
+        if option.startswith("--") and option not in known:
+            close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
+            longer = [o for o in known if o.startswith(option)]
+            meant = list(dict.fromkeys(longer + close))[:3]
+            if meant:
+                hints.append(f"{option}: did you mean {' or '.join(meant)}? (options are not abbreviated)")
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}" + "".join(f"; {h}" for h in hints))
 
 
 def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defaults: dict | None = None) -> int:
     """Run one command. ``ctx`` (its streams) and ``defaults`` (extra attributes of the parsed
     arguments) are for callers that embed the command line, e.g. ``mapper_core.dist``."""
     parser = build_parser(command_of(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        refuse_unknown(_command_parser(parser, getattr(args, "command", None)), unknown)
     vars(args).update(defaults or {})
     debug = args.debug if args.debug is not None else os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    ctx = Context(plugins=tuple(args.plugin), out=ctx.out if ctx else None, err=ctx.err if ctx else None,
-                  json_indent=getattr(args, "indent", None), debug=debug)
+    # Plugin code runs in this process: what it writes to file descriptor 1 goes to stderr while the
+    # command runs (report_stream), so `--json` output stays one JSON document.
+    with report_stream(ctx.out if ctx else None) as out:
+        ctx = Context(plugins=tuple(args.plugin), out=out, err=ctx.err if ctx else None,
+                      json_indent=getattr(args, "indent", None), debug=debug)
+        return _execute(args, ctx)
 
+
+def _execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the parsed command; its errors, a stop (SIGTERM, Ctrl-C) and a closed pipe become exit codes."""
     # The process is the command line's, not the library's: only here does SIGTERM (kill, a
     # scheduler's stop) become an exception, so an unfinished write removes its temporaries.
     def terminated(signum: int, frame: object) -> None:
@@ -89,7 +126,9 @@ def main(argv: Sequence[str] | None = None, *, ctx: Context | None = None, defau
         # code not ours (a plugin's import, a model factory, a reader, a transform): it goes to
         # stderr, so that `--json` output stays one JSON document and a pipe gets only the report.
         with recording() as commits, gc_paused() if header_only else nullcontext(), redirect_stdout(ctx.err):
-            return int(args._run(args, ctx))
+            code = int(args._run(args, ctx))
+        ctx.out.flush()  # here, so that a reader gone away (`| head -1`) is the BrokenPipeError below
+        return code
     except MapperError as exc:
         ctx.error(str(exc))
         if exc.__cause__ is not None:  # a plugin's own exception, kept for --debug

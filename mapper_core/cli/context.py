@@ -104,7 +104,7 @@ class Context:
 
     def build_model(self, name: str, kwargs: dict):
         """(module, its ModelFactory) for a model a plugin contributes, built with ``kwargs``."""
-        from ..errors import BadInputError, PluginError
+        from ..errors import BadInputError, PluginError, called_exit
         from ..plugins import contributions
 
         found = contributions(self.plugin_manager).models.resolve(
@@ -116,6 +116,9 @@ class Context:
         except Exception as exc:  # the plugin's own code
             raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build: "
                               f"{type(exc).__name__}: {exc}") from exc
+        except SystemExit as exc:  # the plugin's failure, not the command's exit; KeyboardInterrupt still stops us
+            raise PluginError(f"plugin '{found.plugin}': model '{found.name}' "
+                              f"{called_exit(exc, 'while being built')}") from exc
         nn = sys.modules.get("torch.nn")  # an nn.Module exists only once torch.nn is imported
         if nn is None or not isinstance(module, nn.Module):
             raise PluginError(f"plugin '{found.plugin}': model '{found.name}' returned a value of type "
@@ -160,29 +163,113 @@ class Context:
             return fmt.open(Path(path), **options)
 
     @contextmanager
-    def library_warnings(self) -> Iterator[None]:
+    def library_warnings(self, pickle: bool = True) -> Iterator[None]:
         """The library warns; only the CLI prints: a trust-pickle warning, or a pickled module read
         through its state_dict(), or a reader's CheckpointWarning, as ``mapper: warning: ...``, the
         moment it is raised (a payload that then fails, or kills the process, has been warned about).
-        Other warnings go on through the caller's filters, as if never caught."""
+        Other warnings go on through the caller's filters, as if never caught. ``pickle=False``: only
+        CheckpointWarning (a reader's own, or its close() failing), without importing the torch reader."""
         from ..errors import CheckpointWarning
-        from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
 
+        shown: tuple[type[Warning], ...] = (CheckpointWarning,)
+        if pickle:
+            from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
+
+            shown += (TrustPickleWarning, PickledModuleWarning)
         with warnings.catch_warnings():  # puts the filters and showwarning back afterwards
             passed_on = warnings.showwarning
 
             def show(message, category, filename, lineno, file=None, line=None):
-                if issubclass(category, (TrustPickleWarning, PickledModuleWarning, CheckpointWarning)):
+                if issubclass(category, shown):
                     self.warn(str(message))
                     self.err.flush()
                 else:
                     passed_on(message, category, filename, lineno, file, line)
 
             warnings.showwarning = show
-            warnings.simplefilter("always", TrustPickleWarning)
-            warnings.simplefilter("always", PickledModuleWarning)
-            warnings.simplefilter("always", CheckpointWarning)
+            for category in shown:
+                warnings.simplefilter("always", category)
             yield
+
+
+@contextmanager
+def report_stream(given: IO[str] | None) -> Iterator[IO[str]]:
+    """The stream the command's report goes to: ``given``, else stdout. Where that writes to what file
+    descriptor 1 does, it is a new stream on a copy of that descriptor, and fd 1 itself points at
+    stderr until the command ends, when everything is put back (``main`` may be called in-process).
+
+    Plugin code runs in this process, and redirect_stdout catches only its ``print``: a write to
+    fd 1 (``os.write(1, ...)``, a C library's printf, ``sys.__stdout__``) would land in the report,
+    and ``--json`` output would no longer be one JSON document."""
+    stream = sys.stdout if given is None else given
+    if not _writes_to_fd1(stream):  # a StringIO, a file of the caller's, no stdout at all
+        yield stream
+        return
+    _flush(stream)  # what was written before the command comes before its report
+    _flush(sys.__stdout__)
+    copy = os.dup(stream.fileno())
+    try:
+        out = open(copy, "w", buffering=1 if getattr(stream, "line_buffering", False) else -1,  # 1: a terminal's
+                   encoding=getattr(stream, "encoding", None) or "utf-8", errors=getattr(stream, "errors", None))
+    except BaseException:
+        os.close(copy)
+        raise
+    if getattr(stream, "write_through", False):  # python -u, $PYTHONUNBUFFERED
+        out.reconfigure(write_through=True)
+    fd1 = os.dup(1)
+    try:
+        _point_fd1_at_stderr()
+        yield out
+    finally:
+        try:
+            # Plugin text still buffered goes where fd 1 points now, stderr: Python's, and a C library's
+            # printf (C stdio holds a pipe's output until exit, which would be after the report).
+            _flush(sys.__stdout__)
+            _flush_c_stdio()
+            try:
+                out.close()
+            except OSError:  # the reader went away (`| head -1`, told in main): what was left is dropped
+                pass
+        finally:
+            os.dup2(fd1, 1)
+            os.close(fd1)
+
+
+def _writes_to_fd1(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and os.path.sameopenfile(stream.fileno(), 1)
+    except (AttributeError, ValueError, OSError):  # no descriptor (io.UnsupportedOperation), closed, no fd 1
+        return False
+
+
+def _point_fd1_at_stderr() -> None:
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no stderr (fd 2 closed): what plugin code writes to fd 1 goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+
+def _flush_c_stdio() -> None:
+    # Only once code not ours has been loaded (a plugin, torch): ctypes costs a header-only command
+    # 4 ms of start-up, and there is no C stdio output to flush without it.
+    if not ("pluggy" in sys.modules or "torch" in sys.modules):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)  # fflush(NULL): every C output stream
+    except (ImportError, OSError, AttributeError, TypeError):  # no C library to ask (Windows: CDLL(None))
+        pass
+
+
+def _flush(stream: IO[str] | None) -> None:
+    try:
+        if stream is not None:
+            stream.flush()
+    except (OSError, ValueError):  # a closed stream, a broken pipe: nothing to keep
+        pass
 
 
 _KEY_OPTIONS = {"unwrap": "--unwrap", "strip_prefix": "--strip-prefix"}  # options that change the keys read

@@ -50,7 +50,9 @@ def run(args: argparse.Namespace, ctx) -> int:
     options = reader_options(args)
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
-        with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+        # outermost: a reader's close() failing after the output is in place reads as `mapper: warning: ...`
+        with ctx.library_warnings(pickle=False), \
+                ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             left_values = non_tensors(reader)
             stripped = stripped_note(source_reading(reader, args))
             target = load_target(args, ctx, options)
@@ -105,7 +107,9 @@ def _summary(result, dcp: bool = False, plan=None, left=None) -> str:
         lines.append(f"  rules '{result.rules}': {counted(result.left_behind, 'source key')} left behind")
     lines += _unfilled(plan)
     if result.aliases:
-        lines.append(f"  {counted(result.aliases, 'aliased key')} stored once (metadata 'mapper.aliases')")
+        where = "both names point at the same bytes" if dcp else "metadata 'mapper.aliases'"
+        lines.append(f"  {counted(result.aliases, 'aliased key')} stored once ({where})")
+    lines += _non_tensor_lines(result, dcp, plan)
     if result.cloned_bytes:
         lines.append(f"  {human_bytes(result.cloned_bytes)} cloned: the output shares the source's blocks (the "
                      "filesystem copies them only when either file changes)")
@@ -113,7 +117,28 @@ def _summary(result, dcp: bool = False, plan=None, left=None) -> str:
         from pathlib import Path
 
         lines.append(f"  DCP folder: {', '.join(Path(p).name for p in result.paths)}")
-        if result.checked is not None:
-            lines.append(f"  verified {counted(result.checked, 'tensor')} bit for bit against the source")
-        return "\n".join(lines)
+        return "\n".join(lines + result_lines(result, left, sharded=False))
     return "\n".join(lines + result_lines(result, left))
+
+
+def _non_tensor_lines(result, dcp: bool, plan) -> list[str]:
+    """What became of the source's non-tensor items (a step count, optimizer settings)."""
+    from ..io.inspection import counted
+    from ..plan.text import shown
+
+    def named(keys) -> str:
+        more = f" and {len(keys) - 3:,} more (--json lists them)" if len(keys) > 3 else ""
+        return ", ".join(shown(k) for k in keys[:3]) + more
+
+    lines = []
+    carried, left = result.non_tensors_carried, result.non_tensors_left_behind
+    if carried:
+        lines.append(f"  {counted(len(carried), 'non-tensor item')} carried over as DCP stored them (bytes, never "
+                     f"unpickled): {named(carried)}")
+    if left:
+        why = ("rules move tensors only; without --rules a DCP source's are carried over" if dcp and plan is not None
+               else "only a DCP source's are carried into a DCP folder" if dcp
+               else "safetensors holds tensors; metadata 'mapper.extra' holds values JSON can hold, and DCP's pickled "
+               "bytes are never unpickled")
+        lines.append(f"  {counted(len(left), 'non-tensor item')} not written ({why}): {named(left)}")
+    return lines

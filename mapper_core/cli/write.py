@@ -91,12 +91,13 @@ def leftover_report(ctx, left) -> dict[str, list[str]]:
     return left.to_dict()
 
 
-def result_lines(result, left=None) -> list[str]:
-    """What convert and export both report under their first line: shards, verification, cleaning."""
+def result_lines(result, left=None, sharded: bool = True) -> list[str]:
+    """What convert and export both report under their first line: shards, verification, cleaning.
+    ``sharded=False``: the paths are not shards and an index (a DCP folder's data file and .metadata)."""
     from ..io.inspection import counted, human_bytes
 
     lines = []
-    shards = result.paths[:-1] if len(result.paths) > 1 else ()
+    shards = result.paths[:-1] if len(result.paths) > 1 and sharded else ()
     if shards:
         sizes = [Path(p).stat().st_size for p in shards]
         names = [Path(p).name for p in shards]

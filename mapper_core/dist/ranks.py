@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from ..io.parallel import Share, ShardJob, share_of_sources, write_share
+from ..io.parallel import Share, ShardJob, discard_parked, share_of_sources, write_share
 from ..io.provenance import Hasher
 
 TIMEOUT_ENV = "MAPPER_DIST_TIMEOUT"  # seconds a rank waits for the others at a collective
@@ -97,6 +97,7 @@ class TorchRanks:
         self._group().all_gather_object(everyone, (share, problem))
         failed = sorted((p[0], r, p[1], p[2]) for r, (_, p) in enumerate(everyone) if p is not None)
         if failed:
+            discard_parked(share.parked)  # each rank its own: the earlier output stays as it was
             _, rank, message, code = failed[0]  # a rank's own error before one another rank caused
             err = BadInputError(f"rank {rank}: {message}; the shards finished so far are kept in the manifest: "
                                 "rerun the same command to write only the rest")

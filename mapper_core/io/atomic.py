@@ -245,17 +245,33 @@ class AtomicFiles:
                 return temp
         raise KeyError(f"{dest} was not created through this AtomicFiles")
 
+    def release(self) -> list[tuple[Path, Path]]:
+        """fsync and close every temporary and hand them over, as (destination, temporary): they are no
+        longer this object's to rename or remove (:meth:`adopt` in another, e.g. a parent process's)."""
+        self._sync_and_close()
+        released = [(dest, temp) for dest, temp, _ in self._files]
+        self._files = []
+        return released
+
+    def adopt(self, dest: str | Path, temp: str | Path) -> None:
+        """Take over a finished temporary another AtomicFiles released: renamed onto ``dest`` by
+        :meth:`commit` (in the order files were created or adopted), removed by :meth:`discard`."""
+        self._files.append((Path(dest), Path(temp), None))
+
+    def _sync_and_close(self) -> None:
+        for i, (dest, temp, fd) in enumerate(self._files):
+            if fd is not None:
+                os.fsync(fd)
+                os.close(fd)
+                self._files[i] = (dest, temp, None)
+
     def commit(self) -> None:
         """fsync every file, rename each onto its destination in creation order, fsync the folders.
 
         All or none: on any failure (Ctrl-C included) the files renamed so far are taken away and
         the ones they replaced put back before the exception goes on; :class:`CommitError` if
         that fails too."""
-        for i, (dest, temp, fd) in enumerate(self._files):
-            if fd is not None:
-                os.fsync(fd)
-                os.close(fd)
-                self._files[i] = (dest, temp, None)
+        self._sync_and_close()
         moves: list[Move] = []
         with signals_held():  # Ctrl-C waits for the last rename, or for everything to be put back
             try:

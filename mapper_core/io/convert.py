@@ -28,6 +28,7 @@ rewritten at the end.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -43,7 +44,7 @@ from .convert_entries import entries_to_write
 from .formats.entries import DATA, EntryColumns, entry_sizes, keys_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
-from .provenance import Hasher, final_metadata, metadata, source_files
+from .provenance import Hasher, final_metadata, metadata, non_tensors_left, source_files
 from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
@@ -112,7 +113,9 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
 
         # the reader it opens obeys allow_expansion too (formats it does not concern ignore it)
         reader = open_checkpoint(src, allow_expansion=True) if allow_expansion else open_checkpoint(src)
-    try:
+    # A reader it opened is closed as a context manager: a plugin reader whose close() fails after the
+    # output is in place warns (mapper_core.plugins.CheckpointWarning) instead of losing the result.
+    with reader if own_reader else nullcontext():
         if plan is None and rules is not None:
             plan = make_plan(reader.specs(), rules, target_specs, source_origin=str(src), unmatched=unmatched,
                              non_tensor=non_tensors(reader), target_module_types=target_module_types,
@@ -122,14 +125,12 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
                 refuse_nothing_to_write(src, reader.specs(), plan, non_tensors(reader))
             refuse_plan_errors(plan, strict)
-        return _convert(src, Path(dst), reader, plan, force,
-                        None if max_shard_size is None else parse_size(max_shard_size),
-                        verify, progress, phase, rules_sha256, hash_source,
-                        target_specs if plan is None or plan.target_count is None else None, clean_stale,
-                        output_format, workers, executor, clone)
-    finally:
-        if own_reader:
-            reader.close()
+        result = _convert(src, Path(dst), reader, plan, force,
+                          None if max_shard_size is None else parse_size(max_shard_size),
+                          verify, progress, phase, rules_sha256, hash_source,
+                          target_specs if plan is None or plan.target_count is None else None, clean_stale,
+                          output_format, workers, executor, clone)
+        return non_tensors_left(result, reader, is_dcp_destination(Path(dst), output_format))
 
 
 def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: bool, max_shard: int | None,

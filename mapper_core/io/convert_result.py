@@ -36,11 +36,17 @@ class ConvertResult:
     stale_removed: bool = False
     cloned_bytes: int = 0  # bytes shared with the source by the filesystem instead of copied
     clone_refused: str | None = None  # why the filesystem would not clone, when it said so
+    # the source's non-tensor items (a step count, optimizer settings): those a DCP output carried over as
+    # they are, and those not written anywhere (neither carried nor recorded in metadata 'mapper.extra')
+    non_tensors_carried: tuple[str, ...] = ()
+    non_tensors_left_behind: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["paths"] = list(self.paths)
         out["stale_temps"] = list(self.stale_temps)
+        out["non_tensors_carried"] = list(self.non_tensors_carried)
+        out["non_tensors_left_behind"] = list(self.non_tensors_left_behind)
         return out
 
 

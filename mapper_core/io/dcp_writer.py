@@ -17,10 +17,11 @@ with ``clean_stale``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..errors import CheckpointError, OutputExistsError, VerifyError
 from .atomic import AtomicFiles, _same_file, remove_stale, stale_temps
@@ -52,9 +53,13 @@ def check_dcp_destination(dst: Path, sources: list[Path], force: bool) -> bool:
 
 
 def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Callable[[int, str], None],
-              verify: bool, sources: list[Path], force: bool, clean_stale: bool = False
-              ) -> tuple[list[Path], int | None, list[Path]]:
+              verify: bool, sources: list[Path], force: bool, clean_stale: bool = False,
+              byte_items: dict[str, FileRange] | None = None) -> tuple[list[Path], int | None, list[Path]]:
     """Write ``entries`` (and ``aliases``: alias → stored key) as a DCP folder at ``dst``.
+
+    ``byte_items`` (key → byte range of a source DCP data file) are non-tensor items copied over as
+    they are, as DCP's own ``BytesStorageMetadata`` items: never unpickled here, ``dcp.load``
+    reads them back as it read the source's.
 
     Returns the files written (data file, then ``.metadata``), with ``verify`` how many tensors were
     read back and compared bit for bit before anything was put in place, and the stale temporaries
@@ -81,13 +86,17 @@ def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Ca
                     placed[e.key] = (start, fh.tell() - start)
                     step(e.spec.nbytes, e.key)
                     del tensor
+                for key, where in (byte_items or {}).items():
+                    start = fh.tell()
+                    _copy_range(where, key, fh)
+                    placed[key] = (start, fh.tell() - start)
             checked = _verify(out.temp_of(data_path), entries, placed) if verify else None
             specs = {e.key: e.spec for e in entries}
             for alias, key in aliases.items():
                 specs[alias], placed[alias] = specs[key], placed[key]
             meta_fd = out.create(meta_path)
             with open(meta_fd, "wb", closefd=False) as fh:
-                pickle.dump(_metadata(specs, placed), fh)
+                pickle.dump(_metadata(specs, placed, list(byte_items or ())), fh)
             out.commit()
     except BaseException:
         if create:
@@ -100,9 +109,33 @@ def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Ca
 
 
 def _save(tensor: Any, fh: Any) -> None:
+    """``torch.save`` into ``fh``; a failed write is an OSError, as from any other writer."""
     import torch
 
-    torch.save(tensor, fh)
+    try:
+        torch.save(tensor, fh)
+    except RuntimeError as exc:
+        # torch's zip writer meets the OSError (a full disk, an I/O error) and raises, while handling it,
+        # "[enforce fail at inline_container.cc] unexpected pos ..."; the OSError is what went wrong
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError):
+            raise cause from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OSError(errno.EIO, f"torch.save failed: {first}") from None
+
+
+def _copy_range(where: FileRange, key: str, fh: Any) -> None:
+    """The bytes of a source's non-tensor item, copied into ``fh`` a bounded buffer at a time."""
+    with open(where.path, "rb") as src:
+        src.seek(where.start)
+        left = where.nbytes
+        while left:
+            chunk = src.read(min(left, 8 << 20))
+            if not chunk:
+                raise CheckpointError(f"{where.path}: non-tensor item '{key}': the file ended before byte {where.end}; "
+                                      "the data file is truncated")
+            fh.write(chunk)
+            left -= len(chunk)
 
 
 def _tensor_of(e: Entry) -> Any:
@@ -137,12 +170,13 @@ def _compact(tensor: Any) -> Any:
     return tensor.contiguous().clone() if tensor.is_contiguous() else tensor.contiguous()
 
 
-def _metadata(specs: dict, placed: dict[str, tuple[int, int]]) -> Any:
+def _metadata(specs: dict, placed: dict[str, tuple[int, int]], byte_keys: Iterable[str] = ()) -> Any:
     """DCP's own Metadata for one rank's single data file, as ``FileSystemWriter.finish`` builds it."""
     import torch
     from torch.distributed.checkpoint.filesystem import _StorageInfo
-    from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex,
-                                                       StorageMeta, TensorProperties, TensorStorageMetadata)
+    from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, Metadata,
+                                                       MetadataIndex, StorageMeta, TensorProperties,
+                                                       TensorStorageMetadata)
 
     items, storage = {}, {}
     for key, spec in specs.items():
@@ -152,6 +186,9 @@ def _metadata(specs: dict, placed: dict[str, tuple[int, int]]) -> Any:
                                            [ChunkStorageMetadata(offsets=zeros, sizes=size)])
         start, length = placed[key]
         storage[MetadataIndex(key, zeros, 0)] = _StorageInfo(DATA_NAME, start, length)
+    for key in byte_keys:  # what DCP's planner records for a non-tensor item: no offset, no index
+        items[key] = BytesStorageMetadata()
+        storage[MetadataIndex(key)] = _StorageInfo(DATA_NAME, *placed[key])
     return Metadata(state_dict_metadata=items, planner_data={k: (k,) for k in items}, storage_data=storage,
                     storage_meta=StorageMeta(), version=DCP_VERSION)
 

@@ -19,6 +19,7 @@ class TensorRow:
     alias_of: str | None = None  # canonical key when this tensor is the same view of one storage
     unwrap: str | None = None  # a torch file the unwrap rule chose no state dict in: the --unwrap taking it
     storage_bytes: int | None = None  # a view larger than its storage (a stride-0 expand): the storage's bytes
+    meta: bool = False  # a meta tensor: dtype and shape without data (convert refuses to write it)
 
     def to_dict(self) -> dict:
         out: dict = {"key": self.key, "dtype": self.dtype, "shape": list(self.shape),
@@ -26,6 +27,8 @@ class TensorRow:
         for name in ("shard", "alias_of", "unwrap", "storage_bytes"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.meta:
+            out["meta"] = True
         return out
 
 
@@ -44,6 +47,8 @@ class InspectReport:
     # torch, where the unwrap rule chose no state dict (convert and plan refuse): --unwrap → tensors it takes
     unwrap_choices: dict[str, int] | None = None
     expansion_refusal: str | None = None  # why convert and plan refuse the views larger than their storage
+    # torch: containers beside the chosen state dict that may be weights too (an EMA copy): --unwrap → tensors
+    other_weights: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_values(self) -> int:
@@ -83,6 +88,8 @@ class InspectReport:
             out["unwrap_choices"] = dict(self.unwrap_choices)
         if self.expansion_refusal is not None:
             out["expansion_refusal"] = self.expansion_refusal
+        if self.other_weights:
+            out["other_weights"] = dict(self.other_weights)
         return out
 
 
@@ -93,11 +100,12 @@ def inspect_reader(reader: object, format_name: str) -> InspectReport:
     shard_of = getattr(reader, "weight_map", None)
     survey = getattr(reader, "survey", None)  # torch: every tensor, where the unwrap rule chose none
     larger: dict[str, int] = getattr(reader, "larger_views", {})
+    meta = getattr(reader, "meta_keys", frozenset())
     rows = tuple(
         TensorRow(key, s.dtype, s.shape, s.numel, s.nbytes,
                   shard=shard_of.get(key) if shard_of is not None else None,
                   alias_of=aliases.get(key), unwrap=survey.unwrap_of.get(key) if survey else None,
-                  storage_bytes=larger.get(key))
+                  storage_bytes=larger.get(key), meta=key in meta)
         for key, s in specs.items()
     )
     return InspectReport(
@@ -111,6 +119,7 @@ def inspect_reader(reader: object, format_name: str) -> InspectReport:
         non_tensor=non_tensors(reader),  # type: ignore[arg-type]
         unwrap_choices=dict(survey.choices) if survey else None,
         expansion_refusal=getattr(reader, "expansion_refusal", None),
+        other_weights=dict(getattr(reader, "other_weights", None) or {}),
     )
 
 
@@ -151,6 +160,8 @@ def render_text(report: InspectReport) -> str:
         key = t.key + (f"  (= {t.alias_of})" if t.alias_of else "")
         if t.storage_bytes is not None:
             key += f"  (view over {human_bytes(t.storage_bytes)} stored)"
+        if t.meta:
+            key += "  (meta: no data)"
         row = (key, t.dtype, format_shape(t.shape), f"{t.numel:,}", human_bytes(t.nbytes))
         rows.append(row + ((t.shard or "",) if sharded else ()) + ((_unwrap_arg(t.unwrap),) if surveyed else ()))
     lines = [f"{report.path} ({report.format})", ""]
@@ -169,6 +180,11 @@ def render_text(report: InspectReport) -> str:
         where = f"'{report.unwrap_path}'" if report.unwrap_path else "the top level"
         strip = f", stripped prefix '{report.stripped_prefix}'" if report.stripped_prefix else ""
         lines.append(f"state dict: {where}{strip}")
+    if report.other_weights:
+        lines.append("beside it, other weights (an EMA copy?) that convert and plan leave behind; each --unwrap "
+                     "takes one instead:")
+        width = max(len(_unwrap_arg(p)) for p in report.other_weights)
+        lines += [f"  --unwrap {_unwrap_arg(p).ljust(width)}  {counted(n, 'tensor')}" for p, n in report.other_weights.items()]
     if report.unwrap_choices is not None:
         lines += _choices(report.unwrap_choices)
     if report.expansion_refusal is not None:
@@ -176,10 +192,17 @@ def render_text(report: InspectReport) -> str:
         lines.append(f"views larger than their storage (marked above): convert and plan refuse the file: {why}")
     elif any(t.storage_bytes is not None for t in report.tensors):
         lines.append("views larger than their storage (marked above): convert writes each out in full")
+    metas = [t.key for t in report.tensors if t.meta]
+    if metas:
+        lines.append(f"meta tensors (marked above): {counted(len(metas), 'key')} with a shape but no data; convert "
+                     "refuses to write them: skip them in the rules, or save the state dict once the weights are loaded")
     if report.non_tensor:
         shown = ", ".join(f"{k!r} ({t})" for k, t in list(report.non_tensor.items())[:8])
         more = f" and {len(report.non_tensor) - 8} more (see --json)" if len(report.non_tensor) > 8 else ""
-        lines.append(f"non-tensor values (convert leaves them behind; those JSON can hold go to metadata 'mapper.extra'): {shown}{more}")
+        fate = ("DCP's pickled bytes, never unpickled: convert to safetensors leaves them behind, --output-format "
+                "dcp without --rules carries them over" if report.format == "dcp"
+                else "convert leaves them behind; those JSON can hold go to metadata 'mapper.extra'")
+        lines.append(f"non-tensor values ({fate}): {shown}{more}")
     if report.metadata:
         lines.append("metadata:")
         width = max(len(k) for k in report.metadata)

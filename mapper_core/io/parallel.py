@@ -21,13 +21,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from .atomic import AtomicFiles, Terminated, signals_held, write_all
+from .atomic import TEMP_SUFFIX, AtomicFiles, Terminated, signals_held, write_all
 from .clone import Cloner, block_size
 from .rollback import STOP_SIGNALS
 from .cost import assign_shards
@@ -36,6 +35,7 @@ from .provenance import Hasher, final_metadata
 from .shard_manifest import MANIFEST_SUFFIX, Manifest, manifest_path
 from .shard_resume import check_skipped, todo_of
 from .shared_digests import HashUnavailable, SharedDigests
+from .worker_setup import prepare_worker
 
 __all__ = ["ForkWorkers", "Manifest", "MANIFEST_SUFFIX", "ShardJob", "manifest_path", "write_parallel",
            "write_share"]
@@ -55,6 +55,9 @@ class ShardJob:
     manifest: Manifest
     force: bool
     ours: frozenset[int] = frozenset()  # shards the manifest names: ours to replace without --force
+    # shards over a file of an earlier output (--force): kept as finished temporaries and renamed together
+    # with the index, so that a run that fails or is stopped leaves the earlier output as it was
+    park: frozenset[int] = frozenset()
     verify: bool = False
     originals: dict[str, Entry] = field(default_factory=dict)
     clone: bool = True  # share the source's blocks where the filesystem clones (io/clone.py), as one process does
@@ -77,9 +80,20 @@ class Share:
     checked: int = 0
     cloned: int = 0
     refused: str | None = None
+    parked: tuple[tuple[str, str], ...] = ()  # (destination, finished temporary) of the shards in ShardJob.park
 
     def add(self, other: "Share") -> "Share":
-        return Share(self.checked + other.checked, self.cloned + other.cloned, self.refused or other.refused)
+        return Share(self.checked + other.checked, self.cloned + other.cloned, self.refused or other.refused,
+                     self.parked + other.parked)
+
+
+def discard_parked(parked: Sequence[tuple[str, str]]) -> None:
+    """Remove the finished temporaries of parked shards (a run that failed: the earlier output stays)."""
+    for _, temp in parked:
+        try:
+            os.unlink(temp)
+        except OSError:  # already gone; one left would be named as a stale temporary by the next run
+            pass
 
 
 def write_share(job: ShardJob, shards: Sequence[int], step: Step, final: Final) -> Share:
@@ -89,23 +103,37 @@ def write_share(job: ShardJob, shards: Sequence[int], step: Step, final: Final) 
     done = Share()
     try:
         for i in shards:
-            pending.append(_write_temp(job, i, step))
+            pending.append(_shard_io(job, i, _write_temp, job, i, step))
             cloner = pending[-1][2].cloner
             if cloner is not None:
                 done = done.add(Share(0, cloner.cloned, cloner.refusal))
             meta = final(False)
             while meta is not None and pending:
-                done = done.add(Share(_put_in_place(job, *pending[0], meta)))
+                done = done.add(_shard_io(job, pending[0][0], _put_in_place, job, *pending[0], meta))
                 pending.pop(0)
         if pending:
             meta = final(True)
             while pending:
-                done = done.add(Share(_put_in_place(job, *pending[0], meta)))
+                done = done.add(_shard_io(job, pending[0][0], _put_in_place, job, *pending[0], meta))
                 pending.pop(0)
+    except BaseException:
+        discard_parked(done.parked)
+        raise
     finally:
         for _, out, _ in pending:
             out.discard()
     return done
+
+
+def _shard_io(job: ShardJob, i: int, work: Callable, *args):
+    """``work(*args)`` for shard ``i``; a failed write or rename names the shard (a worker's error
+    reaches the user as 'worker N: ...')."""
+    try:
+        return work(*args)
+    except OSError as exc:
+        name = str(exc.filename or "")
+        where = f" ({name})" if name and name != str(job.files[i]) and not name.endswith(TEMP_SUFFIX) else ""
+        raise BadInputError(f"{job.files[i]}: writing failed: {exc.strerror or exc}{where}") from None
 
 
 def _write_temp(job: ShardJob, i: int, step: Step) -> tuple[int, AtomicFiles, FileWriter]:
@@ -120,8 +148,9 @@ def _write_temp(job: ShardJob, i: int, step: Step) -> tuple[int, AtomicFiles, Fi
     return i, out, writer
 
 
-def _put_in_place(job: ShardJob, i: int, out: AtomicFiles, writer: FileWriter, meta: dict[str, str]) -> int:
-    """Final header, verification, fsync, rename (never over another file without --force), record."""
+def _put_in_place(job: ShardJob, i: int, out: AtomicFiles, writer: FileWriter, meta: dict[str, str]) -> Share:
+    """Final header, verification, fsync, rename (never over another file without --force), record; a
+    parked shard (``job.park``) is synced and handed back instead, for the index's commit to rename."""
     path = job.files[i]
     layout = writer.header
     with out:
@@ -133,27 +162,15 @@ def _put_in_place(job: ShardJob, i: int, out: AtomicFiles, writer: FileWriter, m
 
             checked = verify_file(out.temp_of(path), [job.originals.get(e.key, e) for e in writer.entries],
                                   shown_as=path)
+        if i in job.park:
+            return Share(checked, parked=tuple((str(d), str(t)) for d, t in out.release()))
         with signals_held():  # a shard in place is always in the manifest: Ctrl-C cannot split the two
             out.commit()
             job.manifest.record(path, layout, writer.header, writer.size)
-    return checked
+    return Share(checked)
 
 
 _EXIT_OF = {Terminated: 143, KeyboardInterrupt: 130}  # the CLI's codes, for a worker stopped by a signal
-
-
-def _die_with_parent() -> None:
-    """Linux: this worker gets SIGTERM when the process that forked it dies (even by SIGKILL), so
-    no orphan keeps writing shards nobody waits for; its temporary file is then removed or named."""
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the call took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None = None
@@ -175,10 +192,7 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
         try:
             if hasattr(signal, "pthread_sigmask"):  # forked inside signals_held(): take signals again
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-            if sys.platform.startswith("linux"):
-                _die_with_parent()
-            _stdout_to_stderr()
-            _one_thread()
+            prepare_worker()
             results.put(write_share(job, shards, step, digests.final))
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, MapperError) else 2
@@ -190,6 +204,11 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
     procs = [ctx.Process(target=child, args=(w, s), name=f"mapper-worker-{w}") for w, s in enumerate(assignment) if s]
     hashers: list[Hasher] = []
     hash_error = None
+    came: list[Share] = []  # the workers' results
+
+    def collect() -> None:  # read as they come: a worker blocks on a full pipe until its result is read
+        while not results.empty():
+            came.append(results.get())
     try:
         for p in procs:
             with signals_held():  # a signal during the fork's own hooks would be swallowed there
@@ -202,14 +221,17 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
             while any(h.is_alive() for h in hashers):  # even if a worker failed: the others' shards are kept
                 for h in hashers:
                     h.join(0.2)
+                collect()
                 if progress:
                     progress(done.value)
             hash_error = digests.publish(hashers)
         while any(p.is_alive() for p in procs):
             for p in procs:
                 p.join(0.2)
+            collect()
             if progress:
                 progress(done.value)
+        collect()
     except BaseException:  # Ctrl-C or SIGTERM in the parent: the workers clean up their temporaries too
         started = [p for p in procs if p.pid is not None]
         for p in started:
@@ -217,18 +239,24 @@ def run_workers(assignment: Sequence[Sequence[int]], job: ShardJob, progress: Ca
                 os.kill(p.pid, signal.SIGINT)
         for p in started:
             p.join()
+        collect()
+        discard_parked([pair for share in came for pair in share.parked])
         raise
     finally:
         for h in hashers:
             h.cancel()
     if progress:
         progress(done.value)
-    if hash_error is not None:
-        raise hash_error
-    _raise_worker_failure(procs, errors)
     total = Share()
-    while not results.empty():
-        total = total.add(results.get())
+    for share in came:
+        total = total.add(share)
+    try:
+        if hash_error is not None:
+            raise hash_error
+        _raise_worker_failure(procs, errors)
+    except BaseException:
+        discard_parked(total.parked)
+        raise
     return total, digests.final(True)
 
 
@@ -247,36 +275,10 @@ def _raise_worker_failure(procs: list, errors) -> None:
         _, w, message, code = reported[0]
         if code in _EXIT_OF.values():  # the worker was stopped by Ctrl-C or SIGTERM: so is the run
             raise Terminated() if code == _EXIT_OF[Terminated] else KeyboardInterrupt()
-        err = BadInputError(f"worker {w}: {message}")
+        err = BadInputError(f"worker {w}: {message}; the shards finished so far are kept in the manifest: rerun "
+                            "the same command to write only the rest")
         err.exit_code = code
         raise err
-
-
-def _stdout_to_stderr() -> None:
-    """In a forked worker: whatever writes to stdout (a plugin's print, a C library's printf, a write to
-    fd 1) goes to stderr, as the CLI sends what is not its report there: a worker never writes the
-    report, and ``--json`` output must stay one document. Done on the file descriptor too, which the
-    parent cannot do (its fd 1 carries the report)."""
-    try:
-        os.dup2(2, 1)
-    except OSError:  # no stderr (fd 2 closed): then no stdout either
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.close(devnull)
-        except OSError:
-            pass
-    sys.stdout = sys.stderr  # Python's writes, whatever object the parent's sys.stdout was
-
-
-def _one_thread() -> None:
-    """In a forked worker: torch's thread pool (if torch is loaded) runs on one thread; the
-    workers themselves are the parallelism, and OpenMP pools do not survive a fork."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
 
 
 class ForkWorkers:
@@ -329,17 +331,20 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         err = BadInputError(problem[0])
         err.exit_code = problem[1]
         raise err
-    todo, ours, stale, index_ours, manifest.source = plan  # the leader's view of the source, recorded by every rank
+    todo, ours, park, stale, index_ours, manifest.source = plan  # the leader's view of the source, for every rank
     sizes = [layouts[i].size for i in todo]
     assignment = [[todo[j] for j in share] for share in assign_shards(sizes, executor.workers)]
-    job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), verify, originals, clone)
+    job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), frozenset(park), verify,
+                   originals, clone)
     done, final = executor.run(assignment, job, progress)
     if executor.leader:
-        check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
-        weight_map = {e.key: path.name for path, w in zip(files, layouts) for e in w.entries}
-        total = sum(e.spec.nbytes for g in groups for e in g)
-        data = index_json(weight_map, total, final)
         with AtomicFiles(replace=force or index_ours) as out:
+            for dest, temp in done.parked:  # renamed with the index, all or none: the earlier output until then
+                out.adopt(dest, temp)
+            check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
+            weight_map = {e.key: path.name for path, w in zip(files, layouts) for e in w.entries}
+            total = sum(e.spec.nbytes for g in groups for e in g)
+            data = index_json(weight_map, total, final)
             write_all(out.create(index), data)
             manifest.record_index(index, data)  # before the rename: the manifest can only go after it
             with signals_held():  # Ctrl-C waits for the manifest's removal too (a rerun copes if not)

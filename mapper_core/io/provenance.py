@@ -7,6 +7,7 @@ Non-tensor values of the source that JSON can hold (``'step': 5``, a config) rid
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -16,7 +17,8 @@ from typing import Any, Callable
 from .. import __version__
 from ..errors import CheckpointError
 from .formats.aliases import ALIASES_KEY, encode_aliases
-from .formats.base import Reader
+from .convert_result import ConvertResult
+from .formats.base import Reader, non_tensors
 from ..plan.plan import Plan
 
 PLACEHOLDER = "0" * 64  # a SHA-256 hex digest's length, so the final header fits the reserved one
@@ -29,8 +31,23 @@ def extra_values(reader: Reader) -> dict[str, Any]:
     return dict(values()) if values else {}
 
 
+def non_tensors_left(result: ConvertResult, reader: Reader, dcp: bool) -> ConvertResult:
+    """``result`` naming the source's non-tensor items the output holds nowhere: not carried over into
+    a DCP folder, and (safetensors output) not in ``mapper.extra``, which JSON-able values ride in."""
+    extra = {} if dcp else extra_values(reader)
+    carried = set(result.non_tensors_carried)
+    left = tuple(k for k in non_tensors(reader) if k not in extra and k not in carried)
+    return dataclasses.replace(result, non_tensors_left_behind=left) if left else result
+
+
 def source_files(reader: Reader, src: Path) -> list[Path]:
-    """The files the source is made of: the file itself, or an index and its shards."""
+    """The files the source is made of: the file itself, or an index and its shards.
+
+    A reader that can tell its data files are not all there (``require_data()``: a DCP folder missing
+    one) raises its own error here, before anything is hashed or written."""
+    require = getattr(reader, "require_data", None)
+    if require is not None:
+        require()
     base = Path(getattr(reader, "path", src))
     shards = getattr(reader, "shards", ())
     return [base] + [base.parent / name for name in shards]
@@ -81,7 +98,10 @@ class Hasher(threading.Thread):
         self._digests: dict[Path, str] = {}
         self._error: BaseException | None = None
         self.done = 0  # bytes hashed so far (read by the caller's thread for progress)
-        self.total = sum(p.stat().st_size for p in paths)
+        try:
+            self.total = sum(p.stat().st_size for p in paths)
+        except OSError as exc:  # gone since the reader opened it
+            raise CheckpointError(f"{exc.filename}: cannot hash the source: {exc.strerror or exc}") from None
 
     def run(self) -> None:
         buf = bytearray(1024 * 1024)

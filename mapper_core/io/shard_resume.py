@@ -14,10 +14,11 @@ from .shard_manifest import Manifest, source_identity
 
 def todo_of(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, manifest: Manifest,
             sources: Sequence[Path], force: bool, clean_stale: bool, hashing: bool
-            ) -> tuple[list[int], list[int], list[str], bool, list[list]]:
-    """(shards still to write, shards the manifest names, stale temporaries, whether the index is one an
-    earlier run put in place before it was stopped, the source files' identity); refuses destinations as
-    one process would, and, without the source hash, finished shards of a source that changed since."""
+            ) -> tuple[list[int], list[int], list[int], list[str], bool, list[list]]:
+    """(shards still to write, shards the manifest names, shards to park (``ShardJob.park``), stale
+    temporaries, whether the index is one an earlier run put in place before it was stopped, the source
+    files' identity); refuses destinations as one process would, and, without the source hash, finished
+    shards of a source that changed since."""
     try:
         manifest.source = source_identity(sources)
     except OSError as exc:  # a source file gone since it was opened (or never there: a DCP data file)
@@ -41,7 +42,9 @@ def todo_of(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, m
     stale = [p for dest in list(files) + [index] for p in stale_temps(dest)]
     if clean_stale:
         remove_stale(stale)
-    return todo, ours, [str(p) for p in stale], index_ours, manifest.source
+    # with --force, a shard whose file exists and is not ours belongs to the earlier output
+    park = [i for i in todo if i not in ours and (files[i].exists() or files[i].is_symlink())] if force else []
+    return todo, ours, park, [str(p) for p in stale], index_ours, manifest.source
 
 
 def check_skipped(files: Sequence[Path], groups: Sequence[Sequence[Entry]], skipped: set[int],

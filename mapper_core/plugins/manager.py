@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
+import inspect
 import os
 import sys
 import traceback
@@ -20,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pluggy
 
 from . import hookspecs
-from ..errors import BadInputError, MapperError, PluginError
+from ..errors import BadInputError, MapperError, PluginError, called_exit
 from ..rules.load import load_rules
 from ..rules.ruleset import RuleSet
 from ..rules.transforms import LazyTransforms
@@ -58,6 +59,7 @@ class PluginLoadFailure:
     module: str | None = None
     hook: str | None = None
     traceback: str = ""  # the plugin's own traceback, when it raised (``mapper --debug`` prints it)
+    collected: bool = False  # found when the hooks were called (replaced each time they are called again)
 
     def __str__(self) -> str:
         where = f" (module {self.module})" if self.module and self.module != self.name else ""
@@ -139,7 +141,48 @@ def _add(pm: MapperPluginManager, name: str, source: str, load: Callable[[], Any
         if pm.get_plugin(name) is plugin:
             pm.unregister(name=name)
         return fail(f"{type(exc).__name__}: {exc}")
+    if not inspect.ismodule(plugin) and not pm.get_hookcallers(plugin):
+        pm.unregister(name=name)  # pluggy looked for hooks on a function (or class): it contributes nothing
+        return fail(_not_a_module(name, source, module, plugin))
     pm.mapper_plugin_info[name] = PluginInfo(name, getattr(plugin, "__name__", module), source, **dist)
+    for attr in _unmarked_hooks(pm, plugin):
+        pm.mapper_load_errors.append(PluginLoadFailure(name, source, _unmarked_message(plugin, attr), module,
+                                                       hook=attr))
+
+
+def _not_a_module(name: str, source: str, value: str, plugin: Any) -> str:
+    """Why an entry point (or a module path) that names a function or class contributes nothing."""
+    kind = "a class" if inspect.isclass(plugin) else "a function" if callable(plugin) else type(plugin).__name__
+    home = value.split(":", 1)[0].strip()
+    where = f"the entry point '{name} = {value}'" if source == ENTRY_POINT else f"'{value}'"
+    return (f"{where} names {kind}, not a module, and it has no mapper_* hook implementations, so it would "
+            f"contribute nothing; name the module that holds the @hookimpl functions"
+            + (f" ({name} = {home} in the package's [project.entry-points.\"{ENTRY_POINT_GROUP}\"] table)"
+               if source == ENTRY_POINT else ""))
+
+
+def _unmarked_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Functions named like hooks (``mapper_*``) that the plugin defines without ``@hookimpl``: pluggy skips them."""
+    own = getattr(plugin, "__name__", None) if inspect.ismodule(plugin) else None
+    found = []
+    for attr in sorted(dir(plugin)):
+        if not attr.startswith("mapper_"):
+            continue
+        value = getattr(plugin, attr, None)
+        if not inspect.isroutine(value) or (own is not None and getattr(value, "__module__", own) != own):
+            continue  # an imported helper is the other module's business
+        if pm.parse_hookimpl_opts(plugin, attr) is None:
+            found.append(attr)
+    return found
+
+
+def _unmarked_message(plugin: Any, attr: str) -> str:
+    where = getattr(plugin, "__name__", type(plugin).__name__)
+    known = sorted(n for n in dir(hookspecs) if n.startswith("mapper_"))
+    fix = ("decorate it with @hookimpl (from mapper_core.plugins import hookimpl)" if attr in known
+           else f"{attr} is not a hook name either (hooks: {', '.join(known)}); rename it and decorate it with "
+                "@hookimpl, or give it a name outside mapper_*")
+    return f"function {attr} in {where} is not marked @hookimpl, so it is not a hook and contributes nothing; {fix}"
 
 
 def _not_on_path(module: str) -> str:
@@ -177,12 +220,12 @@ def _record_hook_failures(pm: pluggy.PluginManager, found: Contributions) -> Non
     if errors is None:  # a plain pluggy manager: the failures stay on Contributions only
         return
     info = getattr(pm, "mapper_plugin_info", {})
-    errors[:] = [e for e in errors if e.hook is None]
+    errors[:] = [e for e in errors if not e.collected]
     for f in found.failures:
         known = info.get(f.plugin)
         errors.append(PluginLoadFailure(
             f.plugin, known.source if known else "registered", f.error,
-            known.module if known else None, hook=f.hook, traceback=f.traceback,
+            known.module if known else None, hook=f.hook, traceback=f.traceback, collected=True,
         ))
 
 
@@ -213,6 +256,9 @@ def resolve_rules(spec: str, pm: pluggy.PluginManager) -> RuleSet:
         raise PluginError(
             f"rule set '{found.qualified}': plugin '{found.plugin}' failed to load it: {type(exc).__name__}: {exc}"
         ) from exc
+    except SystemExit as exc:  # the plugin's failure, not the command's exit
+        raise PluginError(f"rule set '{found.qualified}': plugin '{found.plugin}' "
+                          f"{called_exit(exc, 'while loading it')}") from exc
     if not isinstance(ruleset, RuleSet):
         raise PluginError(
             f"rule set '{found.qualified}': plugin '{found.plugin}' returned {type(ruleset).__name__}; expected a RuleSet"

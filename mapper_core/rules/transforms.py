@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from ..errors import MapperError, NotInvertible, PluginError, StepError
+from ..errors import MapperError, NotInvertible, PluginError, StepError, called_exit
 from ..specs import TensorSpec
 from .steps import BUILTIN, Transform, is_widening
 
@@ -79,7 +79,14 @@ def from_spec(spec: PluginTransform, plugin: str, family: Mapping[str, Any] | No
         return out
 
     def apply(t: Any, p: Mapping[str, Any]) -> Any:
-        return _plugin_call(label, "apply()", spec.apply, t, **p)
+        before = _version(t)
+        out = _plugin_call(label, "apply()", spec.apply, t, **p)
+        if before is not None and _version(t) != before:
+            # The input may be the source checkpoint's own memory (shared with a tied key, re-read
+            # by --verify) or the caller's tensor: a step that edits it corrupts what it did not own.
+            raise PluginError(f"{label}: apply() changed its input tensor in place; it must leave its input "
+                              "alone and return a new tensor (e.g. `t * 2`, not `t.mul_(2)`; fix the plugin)")
+        return out
 
     inverse = None
     if getattr(spec, "inverse", None) is not None:
@@ -95,6 +102,15 @@ def from_spec(spec: PluginTransform, plugin: str, family: Mapping[str, Any] | No
                      params_schema=dict(schema) if schema is not None else None, family=family)
 
 
+def _version(t: Any) -> int | None:
+    """torch's count of in-place edits to ``t``'s memory (shared by its views); None where there is none.
+
+    ``Tensor._version`` is not public API; it is the one place torch records an in-place edit
+    without a copy of the data to compare. Without it the check is skipped."""
+    version = getattr(t, "_version", None)
+    return version if isinstance(version, int) else None
+
+
 def _plugin_call(label: str, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return function(*args, **kwargs)
@@ -104,6 +120,8 @@ def _plugin_call(label: str, what: str, function: Callable[..., Any], *args: Any
         raise StepError(f"{label}: {what}: {exc}") from exc
     except Exception as exc:  # a bug in the plugin: name it; --debug prints the cause's traceback
         raise PluginError(f"{label}: {what} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # the plugin's failure, not the command's exit; KeyboardInterrupt still stops us
+        raise PluginError(f"{label}: {what} {called_exit(exc)}") from exc
 
 
 def known(plugin_transforms: Mapping[str, Any] | None = None) -> dict[str, Transform]:

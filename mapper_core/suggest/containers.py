@@ -31,6 +31,12 @@ def shown_path(path: str) -> str:
     return f"'{path}'" if path else "the root module"
 
 
+def containers_named(source: str, target: str) -> str:
+    """``containers net -> net``: what a tensor pair's signal that is about its containers starts with
+    (the name similarity or place of ``net`` and ``net`` is not that of ``net.0`` and ``net.out_proj``)."""
+    return f"containers {source or '(top level)'} -> {target or '(top level)'}"
+
+
 def shown_paths(paths) -> str:
     shown = ", ".join(map(shown_path, paths[:3]))
     return shown if len(paths) <= 3 else f"{shown} and {len(paths) - 3} more"

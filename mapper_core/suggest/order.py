@@ -37,10 +37,12 @@ def order_only(source: str, target: str, candidates: Sequence[str], what: str = 
                      f"so the order the {what}s are defined in decided")
 
 
-def signal(entry: OrderOnly) -> str:
-    """The pair's evidence: short, the entry's reason says the rest."""
+def signal(entry: OrderOnly, about: str = "") -> str:
+    """The pair's evidence: short, the entry's reason says the rest. ``about``: what was paired, when
+    not the pair's own modules (``containers enc -> first``)."""
     others = entry.candidates[1:]
-    return "ORDER ONLY: paired by definition order" + (f" ({_quoted(others)} fit as well)" if others else "")
+    return (f"ORDER ONLY: {about + ' ' if about else ''}paired by definition order"
+            + (f" ({_quoted(others)} fit as well)" if others else ""))
 
 
 def warning(entries: Sequence[OrderOnly]) -> str:

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from ..specs import TensorSpec
 from .align import Alignment
-from .containers import Ambiguity, assign_containers, container_candidates
+from .containers import Ambiguity, assign_containers, container_candidates, containers_named
 from .containers import shown_path as _name, shown_paths as _names
 from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
 from .order import ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
@@ -80,8 +80,11 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
         link = len(links)
         a: Alignment = cand["alignment"]
         link_order = cand["order_only"]
-        if link_order:
-            by_order.append(order_only(s.path, t.path, link_order, "container"))
+        containers = containers_named(s.path, t.path)
+        about_containers = f"{containers}: {', '.join(cand['signals'])}"  # said apart from the pair's own signals
+        link_alone = order_only(s.path, t.path, link_order, "container") if link_order else None
+        if link_alone is not None:
+            by_order.append(link_alone)
         links.append(Link(s.path, t.path, len(a.matches), cand["signals"],
                           min(cand["confidence"], ORDER_ONLY_CONFIDENCE) if link_order else cand["confidence"],
                           bool(link_order)))
@@ -91,16 +94,16 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
             ms, mt = s.children[i], t.children[j]
             matched_s.add(i)
             matched_t.add(j)
-            signals, square = list(cand["signals"]), ""
+            signals, square = [about_containers], ""
             if is_square_linear(ms) and None in (stored_transposed(ms), stored_transposed(mt)):
                 fit, square = _square(ms, mt, fit, orientation.decide(s.path))
             if not fit.same_dtype:
                 signals.append("dtype differs")
-            alone = by_order[-1] if link_order else None
+            alone, first = (link_alone, (signal(link_alone, containers),)) if link_alone is not None else (None, ())
             if i in child_order:
                 alone = order_only(ms.path, mt.path, [t.children[x].path for x in child_order[i]])
                 by_order.append(alone)
-            first = () if alone is None else (signal(alone),)
+                first = (signal(alone),)
             confidence = cand["confidence"] if alone is None else min(cand["confidence"], ORDER_ONLY_CONFIDENCE)
             for member, steps, how in fit.steps:
                 extra = (square,) if square and member == "weight" else ()

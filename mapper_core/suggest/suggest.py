@@ -94,21 +94,17 @@ def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, T
 
 
 def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, target_name: str, name: str) -> str:
-    links = pairing.links
     evidence = []
     for r in rules:
         first = r.pairs[0]
         n = len(r.pairs)
-        what = f"{n} pair{'s' if n != 1 else ''}"
-        if first.link >= 0:
-            link = links[first.link]
-            what += f" from {link.source or '(top level)'} -> {link.target or '(top level)'}"
+        what = f"{n} pair{'s' if n != 1 else ''}"  # the signals name the containers (containers_named)
         low = min(p.confidence for p in r.pairs)
         signals = list(first.signals)
         by_order = sum(p.order_only for p in r.pairs)
         if by_order and not first.order_only:  # the first pair's evidence would not say it
             signals.insert(0, f"ORDER ONLY: {by_order} of {n} pairs by definition order")
-        evidence.append((r, f"{what}: {', '.join(signals)}; confidence {low:.2f}"))
+        evidence.append((r, f"{what}: {'; '.join(signals)}; confidence {low:.2f}"))
     header = [f"Suggested by `mapper suggest` for {source_name} -> {target_name}.",
               f"{len(pairing.pairs)} of {len(pairing.source_specs)} source keys paired by {len(rules)} rules, "
               f"{len(pairing.skipped)} skipped; {len(pairing.new)} of {len(pairing.target_specs)} target keys new.",

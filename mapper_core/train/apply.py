@@ -19,7 +19,7 @@ from ..plan.make import make_plan
 from ..plan.tied_check import one_source
 from ..plan.plan import Plan
 from ..plan.report import first_error
-from ..rules.ruleset import RuleSet
+from ..rules.ruleset import ParamGroup, RuleSet
 from ..specs import TensorSpec
 
 
@@ -248,14 +248,13 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
     names = parameter_names(module)
     _idle_patterns(module, ruleset, [n for ns in names.values() for n in ns],
                    [("param group", g) for g in ruleset.param_groups], strict=False)
-    default = next((g for g in ruleset.param_groups if g.default), None)
     buckets: dict[str, list] = {g.name: [] for g in ruleset.param_groups}
     rest: list = []
     taken: dict[str, str] = {}  # parameter name → the group that took it
     for name, p in module.named_parameters():
         if trainable_only and not p.requires_grad:
             continue
-        group = next((g for g in ruleset.param_groups if g.match and any(g.matches(n) for n in names[name])), default)
+        group = param_group_of(ruleset, names[name])
         (buckets[group.name] if group else rest).append(p)
         taken[name] = group.name if group else "rest"
     _shadowed_groups(ruleset, names, taken, buckets)
@@ -267,6 +266,14 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
     if rest:
         result.append({"params": rest, "name": "rest"})
     return result
+
+
+def param_group_of(ruleset: RuleSet, names: Iterable[str]) -> ParamGroup | None:
+    """The rules' param group for a parameter with these state-dict ``names`` (a tied one has more
+    than one): the first group with a matching pattern, else the ``default: true`` group, else None."""
+    names = list(names)
+    found = next((g for g in ruleset.param_groups if g.match and any(g.matches(n) for n in names)), None)
+    return found or next((g for g in ruleset.param_groups if g.default), None)
 
 
 def _shadowed_groups(ruleset: RuleSet, names: Mapping[str, list[str]], taken: Mapping[str, str],

@@ -8,15 +8,19 @@ At the start of epoch 10, :class:`UnfreezeScheduler` unfreezes the freeze group
 the newly trainable parameters to the EXISTING optimizer as a parameter group named after
 the freeze group, at 0.1 × the optimizer's base learning rate. Other groups keep their
 optimizer state (Adam moments), which rebuilding the optimizer would throw away.
+
+The added parameters keep the options of the ``param_groups`` entry the rules assign them to
+(weight decay, ...); a step without ``lr`` or ``lr_scale`` uses that entry's ``lr`` too (the base
+rate when it has none), so one optimizer group is added per such entry.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import BadInputError
 from ..rules.ruleset import RuleSet, ScheduleStep
-from .apply import frozen_names
+from .apply import frozen_names, param_group_of, parameter_names
 from .freeze import unfreeze
 
 if TYPE_CHECKING:
@@ -43,7 +47,7 @@ class UnfreezeScheduler:
     """
 
     def __init__(self, model: "nn.Module", optimizer: "torch.optim.Optimizer", ruleset: RuleSet,
-                 base_lr: float | None = None):
+                 base_lr: float | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None):
         groups = {g.name for g in ruleset.freeze}
         for s in ruleset.schedule:
             if s.unfreeze not in groups:
@@ -54,6 +58,7 @@ class UnfreezeScheduler:
         self.optimizer = optimizer
         self.ruleset = ruleset
         self.base_lr = float(optimizer.defaults["lr"] if base_lr is None else base_lr)
+        self.overrides = {k: dict(v) for k, v in (overrides or {}).items()}  # as given to param_groups()
         # stable order: by epoch, then file order
         self.steps: tuple[ScheduleStep, ...] = tuple(sorted(ruleset.schedule, key=lambda s: s.epoch))
         self.position = 0  # how many of self.steps were applied
@@ -65,24 +70,36 @@ class UnfreezeScheduler:
         while self.position < len(self.steps) and self.steps[self.position].epoch <= epoch:
             s = self.steps[self.position]
             unfreeze(self.model, self.ruleset, [s.unfreeze])
-            lr = s.learning_rate(self.base_lr)
-            added = self._add_group(s.unfreeze, lr)
-            done = Unfrozen(s.epoch, s.unfreeze, lr, added)
-            self.history.append(done)
-            applied.append(done)
+            for lr, added in self._add_groups(s):
+                done = Unfrozen(s.epoch, s.unfreeze, lr, added)
+                self.history.append(done)
+                applied.append(done)
             self.position += 1
         return applied
 
     on_epoch_start = step
 
-    def _add_group(self, group: str, lr: float) -> tuple[str, ...]:
+    def _add_groups(self, s: ScheduleStep) -> list[tuple[float, tuple[str, ...]]]:
+        """One optimizer group per rules param group among the newly trainable parameters: (lr, names)."""
         present = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         params = dict(self.model.named_parameters())
-        names = [n for n in frozen_names(self.model, self.ruleset, [group])
+        names = [n for n in frozen_names(self.model, self.ruleset, [s.unfreeze])
                  if params[n].requires_grad and id(params[n]) not in present]
-        if names:
-            self.optimizer.add_param_group({"params": [params[n] for n in names], "lr": lr, "name": group})
-        return tuple(names)
+        aliases = parameter_names(self.model)
+        parts: dict[str | None, list[str]] = {}
+        for n in names:
+            found = param_group_of(self.ruleset, aliases[n])
+            parts.setdefault(found.name if found else None, []).append(n)
+        groups = {g.name: g for g in self.ruleset.param_groups}
+        added = []
+        for part, members in parts.items():
+            options = {**groups[part].options, **self.overrides.get(part, {})} if part is not None else {}
+            explicit = s.lr is not None or s.lr_scale is not None
+            lr = float(s.learning_rate(self.base_lr) if explicit or "lr" not in options else options["lr"])
+            self.optimizer.add_param_group({**options, "params": [params[n] for n in members], "lr": lr,
+                                            "name": s.unfreeze})
+            added.append((lr, tuple(members)))
+        return added or [(s.learning_rate(self.base_lr), ())]
 
     def state_dict(self) -> dict[str, Any]:
         """The position in the schedule (JSON-safe); the model and optimizer hold the rest."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..io.atomic import AtomicFiles
-from ..errors import CheckpointError
+from ..errors import BadInputError, CheckpointError
 from ..rules.ruleset import RuleSet
 
 if TYPE_CHECKING:
@@ -146,21 +146,38 @@ def save(directory: str | Path, model: "nn.Module", optimizer: "torch.optim.Opti
         "rng": {"torch": enc.encode(torch.get_rng_state(), "rng/torch"),
                 "python": enc.encode(random.getstate(), "rng/python")},
     }
+    from safetensors import SafetensorError
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with AtomicFiles() as out:
-        out.create(directory / TENSORS)
-        temp = out.temp_of(directory / TENSORS)
-        save_file(enc.tensors, str(temp), metadata={"format": FORMAT})
-        _settle(temp)
-        meta["tensors_sha256"] = _sha256(temp)
-        fd = out.create(directory / META)
-        data = json.dumps(meta, indent=1).encode("utf-8")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        out.commit()  # tensors renamed first: a JSON file never names tensors that are not there
+    created = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with AtomicFiles() as out:
+            out.create(directory / TENSORS)
+            temp = out.temp_of(directory / TENSORS)
+            save_file(enc.tensors, str(temp), metadata={"format": FORMAT})
+            _settle(temp)
+            meta["tensors_sha256"] = _sha256(temp)
+            fd = out.create(directory / META)
+            data = json.dumps(meta, indent=1).encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            out.commit()  # tensors renamed first: a JSON file never names tensors that are not there
+    except (OSError, SafetensorError) as exc:  # a full disk, a read-only folder: the temporaries are gone
+        if created:
+            _remove_empty(directory)
+        why = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BadInputError(f"{directory}: cannot write the training checkpoint: {why}; nothing was written") from None
     return directory
+
+
+def _remove_empty(directory: Path) -> None:
+    """The folder ``save`` made for a checkpoint it could not write (left alone if anything is in it)."""
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
 
 
 def _settle(path: Path) -> None:

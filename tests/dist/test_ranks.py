@@ -54,5 +54,5 @@ def test_an_error_while_writing_is_raised_without_a_hang(group, tmp_path):
     _, job = _job(tmp_path, tmp_path / "missing")  # the shards' folder does not exist
     ranks = TorchRanks()
     ranks.prepare(job.hashed)
-    with pytest.raises(BadInputError, match="rank 0: writing failed.*rerun the same command"):
+    with pytest.raises(BadInputError, match="rank 0: .*s-1.safetensors: writing failed: No such file.*rerun the same command"):
         ranks.run([[0, 1]], job, None)

@@ -42,7 +42,7 @@ def test_a_changed_source_is_refused_on_resume_without_the_hash(group, tmp_path,
     index.parent.mkdir()
     _save(src, 0.0)
     monkeypatch.setattr(parallel, "FileWriter", _DiskFull)
-    with pytest.raises(BadInputError, match=r"rank 0: writing failed: No space left on device; the shards finished"):
+    with pytest.raises(BadInputError, match=r"rank 0: \S+m-\d+-of-\d+\.safetensors: writing failed: No space left on device; the shards finished"):
         convert(src, index, max_shard_size="4KB", hash_source=False, executor=TorchRanks())
     monkeypatch.undo()
     assert parallel.Manifest(index).records()

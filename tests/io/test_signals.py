@@ -100,16 +100,18 @@ def test_an_applications_own_sigterm_handler_runs_and_the_write_cleans_up(tmp_pa
 def test_sigterm_to_mapper_convert_mid_copy_exits_143_and_leaves_nothing(tmp_path, src):
     out = tmp_path / "out.safetensors"
     child = run_child(f"""
-        import sys, time
+        import os, sys, time
         from mapper_core.io.formats.writer import RangeCopier
         from mapper_core.cli import main
 
         real_copy = RangeCopier.copy
+        # a copy of the real stdout: while main() runs, what other code writes to stdout, even to
+        # sys.__stdout__ or file descriptor 1, goes to stderr
+        channel = os.fdopen(os.dup(1), "w")
 
         def slow_copy(self, *args, **kwargs):
             real_copy(self, *args, **kwargs)
-            # the real stdout: main() sends what other code prints to stderr
-            print("copying", file=sys.__stdout__, flush=True)
+            print("copying", file=channel, flush=True)
             time.sleep(60)
 
         RangeCopier.copy = slow_copy

@@ -11,15 +11,17 @@ are reported by :meth:`DcpReader.non_tensors` and never unpickled.
 """
 from __future__ import annotations
 
+import errno
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
+from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
 from ...specs import TensorSpec
-from .base import ReaderBase
+from .base import FileRange, ReaderBase
 from .dcp_blob import FileWindow, read_blob_into, stream_into
-from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, read_layout
+from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, file_kind, link_note, read_layout
 from .torch_archive import ExpansionBudget, expansion_limit
 
 __all__ = ["DcpReader", "FileWindow", "open_dcp", "sniff_dcp"]
@@ -29,8 +31,12 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def sniff_dcp(path: Path) -> bool:
-    """A folder holding ``.metadata``, or the ``.metadata`` file itself."""
-    return (path / METADATA_NAME).is_file() if path.is_dir() else path.name == METADATA_NAME
+    """A folder holding ``.metadata`` (anything but a folder: the reader refuses a FIFO or a device
+    by name), or the ``.metadata`` file itself."""
+    if not path.is_dir():
+        return path.name == METADATA_NAME
+    meta = path / METADATA_NAME
+    return os.path.lexists(meta) and not meta.is_dir()
 
 
 def open_dcp(path: Path, allow_expansion: bool = False, **_options: Any) -> "DcpReader":
@@ -44,8 +50,16 @@ class DcpReader(ReaderBase):
         folder = path if path.is_dir() else path.parent
         self.folder = folder
         self.path = folder / METADATA_NAME
-        self.layout: DcpLayout = read_layout(self.path)
+        self.layout: DcpLayout = read_layout(self.path, allow_large=allow_expansion)
         self.shards = self.layout.files  # data files, beside .metadata: hashed as the source
+        # inspect and plan read .metadata alone, so a missing data file is a warning until it is needed
+        self._unreadable = {name: why for name in self.shards if (why := self._data_problem(name))}
+        if self._unreadable:
+            named = ", ".join(f"{n} ({why})" for n, why in list(self._unreadable.items())[:5])
+            more = f" and {len(self._unreadable) - 5} more" if len(self._unreadable) > 5 else ""
+            warnings.warn(CheckpointWarning(
+                f"{folder}: .metadata names data files that cannot be read: {named}{more}; inspect and plan work "
+                "from .metadata alone, but convert refuses the folder until its data files are there"), stacklevel=2)
         self._fds: dict[str, int] = {}
         self._safetensors: dict[str, Any] = {}
         self._allow_expansion = allow_expansion
@@ -65,6 +79,19 @@ class DcpReader(ReaderBase):
     def non_tensors(self) -> dict[str, str]:
         """Non-tensor items, key → 'bytes': DCP pickles them; they are listed, never unpickled."""
         return {k: "bytes" for k in self.layout.non_tensors}
+
+    def byte_items(self) -> dict[str, FileRange]:
+        """Where each non-tensor item's bytes are (DCP pickled them there; they are never unpickled
+        here), for a DCP output to carry them over as they are. Items saved through a stream
+        extension, or with no storage entry, are not offered."""
+        return {key: FileRange(self.folder / c.file, c.start, c.start + c.length)
+                for key, c in self.layout.non_tensors.items() if c is not None and not c.transforms}
+
+    def require_data(self) -> None:
+        """Raise the error for the first data file named in .metadata that cannot be read (missing, a
+        folder, a FIFO): convert calls it before hashing or writing anything."""
+        for name in self._unreadable:
+            self._fd(name)
 
     def chunks(self, key: str) -> tuple[DcpChunk, ...]:
         return self._tensor(key).chunks
@@ -102,13 +129,29 @@ class DcpReader(ReaderBase):
         except KeyError:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this DCP checkpoint") from None
 
+    def _data_problem(self, name: str) -> str | None:
+        """Why the data file ``name`` cannot be read (a stat, no read), or None."""
+        try:
+            kind = file_kind(os.stat(self.folder / name).st_mode)
+        except OSError as exc:
+            return "missing" if exc.errno == errno.ENOENT else (exc.strerror or str(exc)).lower()
+        return f"{kind}, not a regular file" if kind else None
+
     def _fd(self, name: str) -> int:
         if name not in self._fds:
+            path = self.folder / name
             try:
-                self._fds[name] = os.open(self.folder / name, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
             except OSError as exc:
-                raise CheckpointError(f"{self.folder / name}: cannot read the DCP data file named in .metadata: "
-                                      f"{exc.strerror or exc}") from None
+                hint = "; the checkpoint folder is incomplete (copy it again in full)" if exc.errno == errno.ENOENT else ""
+                raise CheckpointError(f"{path}: cannot read the DCP data file named in .metadata: "
+                                      f"{exc.strerror or exc}{hint}") from None
+            kind = file_kind(os.fstat(fd).st_mode)
+            if kind:
+                os.close(fd)
+                raise CheckpointError(f"{path}: the DCP data file named in .metadata is {kind}{link_note(path)}, "
+                                      "not a regular file; put the data file dcp.save wrote in its place")
+            self._fds[name] = fd
         return self._fds[name]
 
     def _read_chunk(self, key: str, chunk: DcpChunk, target: Any) -> None:

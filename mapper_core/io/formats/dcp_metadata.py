@@ -15,24 +15,24 @@ where each chunk's bytes are: file, byte offset, length), and the non-tensor ite
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ...errors import CheckpointError, UnsafeCheckpointError
 from ...specs import DTYPE_SIZES, TensorSpec
+from .spec_json import TORCH_NAMES
 
 METADATA_NAME = ".metadata"
-MAX_METADATA_BYTES = 4 << 30  # a 405B model with thousands of chunks stays far below this
+# DCP pickles about 150 bytes per saved chunk, and reading them takes about 13x the file's size in
+# memory: 1 GiB is some 7 million chunks (a 405B model's, 7,325 tensors in 58,600 chunks, is 9 MB)
+MAX_METADATA_BYTES = 1 << 30
 
-# torch dtype attribute → safetensors name (the spelling TensorSpec uses)
-_DTYPES = {
-    "float64": "F64", "double": "F64", "float32": "F32", "float": "F32", "float16": "F16", "half": "F16",
-    "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-    "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16", "short": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
-}
+_DTYPES = TORCH_NAMES  # torch dtype attribute → safetensors name (the spelling TensorSpec uses)
+_STORED = tuple({v: k for k, v in reversed(_DTYPES.items())}.values())[::-1]  # one torch name per dtype
 _MD = "torch.distributed.checkpoint.metadata"
 _FS = "torch.distributed.checkpoint.filesystem"
 
@@ -146,16 +146,12 @@ class DcpLayout:
     files: tuple[str, ...]  # the data files the items live in, sorted
 
 
-def read_layout(path: Path) -> DcpLayout:
-    """The layout of the DCP checkpoint whose ``.metadata`` is ``path``; nothing in it runs."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_METADATA_BYTES:
-            raise CheckpointError(f"{path}: {size} bytes is more than a DCP .metadata can plausibly be "
-                                  f"({MAX_METADATA_BYTES} at most); is this the right file?")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+def read_layout(path: Path, allow_large: bool = False) -> DcpLayout:
+    """The layout of the DCP checkpoint whose ``.metadata`` is ``path``; nothing in it runs.
+
+    ``path`` must be a regular file of at most :data:`MAX_METADATA_BYTES` (unless ``allow_large``):
+    a device, a FIFO or a runaway file is refused before anything is read."""
+    data = _metadata_bytes(path, allow_large)
     try:
         top = _AllowlistUnpickler(io.BytesIO(data)).load()
     except _Refused as exc:
@@ -167,6 +163,51 @@ def read_layout(path: Path) -> DcpLayout:
     except Exception as exc:  # truncated, not a pickle, a stand-in given the wrong arguments
         raise CheckpointError(f"{path}: not a readable DCP .metadata (damaged pickle?): {exc}") from None
     return _layout_of(top, path)
+
+
+def file_kind(mode: int) -> str | None:
+    """What kind of non-regular file ``mode`` (from stat) describes, or None for a regular file."""
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def link_note(path: Path) -> str:
+    """`` (a link to TARGET)`` when ``path`` is a symbolic link, else ''."""
+    return f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+
+
+def _metadata_bytes(path: Path, allow_large: bool) -> bytes:
+    """The bytes of ``.metadata``, read only from a regular file and never past its size or the cap."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with open(fd, "rb") as fh:
+        try:
+            info = os.fstat(fd)
+            kind = file_kind(info.st_mode)
+            if kind:  # /dev/zero would be read without end, a FIFO would block
+                raise CheckpointError(f"{path}: is {kind}{link_note(path)}, not a regular file; a DCP .metadata is "
+                                      "the file torch.distributed.checkpoint.save writes beside its data files. Give "
+                                      "the checkpoint folder as it was saved")
+            size = info.st_size
+            if size > MAX_METADATA_BYTES and not allow_large:
+                raise CheckpointError(
+                    f"{path}: {size:,} bytes is more than a DCP .metadata plausibly is (at most {MAX_METADATA_BYTES:,}: "
+                    "about 7 million saved chunks at 150 bytes each), and reading it would take some 13x that in "
+                    "memory; is this the right file? If it is, and you have the memory, pass --allow-expansion "
+                    "(Python: allow_expansion=True)")
+            data = fh.read(size + 1)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > size:
+        raise CheckpointError(f"{path}: grew while it was read (past the {size:,} bytes it had); is a save still "
+                              "writing it? Read the checkpoint once the save has finished")
+    return data
 
 
 def _layout_of(top: Any, path: Path) -> DcpLayout:
@@ -213,22 +254,23 @@ def _layout_of(top: Any, path: Path) -> DcpLayout:
             continue
         if not isinstance(item, _CLASSES["TensorStorageMetadata"]):
             raise bad(f"'{fqn}' is a {type(item).__name__}, not tensor or bytes storage")
-        tensors[fqn] = _tensor(fqn, item, where, bad)
+        tensors[fqn] = _tensor(fqn, item, where, bad, path)
     files = sorted({c.file for t in tensors.values() for c in t.chunks} |
                    {c.file for c in non_tensors.values() if c is not None})
     version = _field(top, "version")
     return DcpLayout(tensors, non_tensors, version if isinstance(version, str) else None, tuple(files))
 
 
-def _tensor(fqn: str, item: _Record, where: dict, bad) -> DcpTensor:
+def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
     props, size, chunks = _field(item, "properties"), _field(item, "size"), _field(item, "chunks")
     state = vars(props).get("_state") if isinstance(props, _CLASSES["TensorProperties"]) else None
     dtype = state[0] if isinstance(state, tuple) and state else None
     if not isinstance(dtype, _Dtype):
         raise bad(f"'{fqn}': no dtype in its properties")
     if dtype.name.startswith("?"):
-        raise CheckpointError(f"'{fqn}' has dtype {dtype.name[1:]}, which safetensors cannot store; convert it "
-                              "before mapping")
+        raise CheckpointError(f"{path}: tensor '{fqn}' has dtype {dtype.name[1:]}, which safetensors cannot store "
+                              f"(it stores {', '.join(_STORED)}); convert it (e.g. complex128 "
+                              "→ complex64, or to two real tensors) before mapping")
     if not _is_ints(size) or any(s < 0 for s in size):
         raise bad(f"'{fqn}': size {size!r}")
     if not isinstance(chunks, list):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ...errors import MapperError, MissingExtraError, PluginError, TORCH_EXTRA, torch_available
+from ...errors import (CheckpointWarning, MapperError, MissingExtraError, PluginError, TORCH_EXTRA, called_exit,
+                       torch_available)
 from ...specs import DTYPE_SIZES, TensorSpec
 from .base import Format
 
@@ -50,6 +52,8 @@ def _call(label: str, what: str, function: Callable[..., Any], *args: Any, **kwa
         raise
     except Exception as exc:  # someone else's code: name it, keep the traceback for --debug
         raise PluginError(f"{label}: {what} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # the plugin's failure, not the command's exit; KeyboardInterrupt still stops us
+        raise PluginError(f"{label}: {what} {called_exit(exc)}") from exc
 
 
 class GuardedReader:
@@ -125,7 +129,13 @@ class GuardedReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Close; a ``close()`` that fails is a warning, not an error: the ``with`` block's work is
+        done (a converted output is already in place), or its own error is the one to report."""
+        try:
+            self.close()
+        except MapperError as error:
+            after = "after an error" if exc[0] is not None else "ignored: what was read is complete and unaffected"
+            warnings.warn(CheckpointWarning(f"{error} ({after}; fix the plugin's close())"), stacklevel=2)
 
 
 def _check_spec(label: str, key: Any, spec: Any) -> None:
@@ -147,9 +157,14 @@ def _as_torch(label: str, key: str, value: Any) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise PluginError(f"{label}: get_tensor({key!r}) returned a tensor on the meta device: it holds no "
+                              "data; return the tensor's values (a CPU tensor or a numpy array)")
         return value
     if type(value).__module__ == "numpy" and type(value).__name__ == "ndarray":
         try:
+            if not value.dtype.isnative:  # big-endian: the same values in this machine's byte order
+                return torch.from_numpy(value.astype(value.dtype.newbyteorder("=")))
             # A read-only array (a memory map) is copied: torch tensors are writable.
             return torch.from_numpy(value if value.flags.writeable else value.copy())
         except TypeError as exc:

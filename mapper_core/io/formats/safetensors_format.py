@@ -176,7 +176,7 @@ def _shard_path(index: Path, name: object, allow_outside: bool) -> Path:
         kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
                 stat.S_ISBLK(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket"
                 if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-        raise CheckpointError(f"{index}: names shard {shown}, which is {kind}, not a safetensors file")
+        raise CheckpointError(f"{index}: names shard {shown}, which is {kind}, not a shard file")
     folder = Path(os.path.realpath(index.parent))
     if not allow_outside and not real.is_relative_to(folder):
         raise CheckpointError(
@@ -196,19 +196,7 @@ class ShardedSafetensorsReader:
 
     def __init__(self, path: str | Path, allow_outside_shards: bool = False):
         self.path = Path(path)
-        index = unique(_index_doc(self.path), str(self.path))
-        weight_map = index.get("weight_map")
-        if not isinstance(weight_map, JsonObject):
-            raise CheckpointError(f"{self.path}: expected an object with a 'weight_map' of tensor key → shard file")
-        weight_map = unique(weight_map, f"{self.path}: weight_map")
-        if not weight_map:
-            raise CheckpointError(f"{self.path}: the weight_map is empty, so this index names no tensor; "
-                                  "is it the right file? (an index lists every key and the shard that holds it)")
-        meta = index.get("metadata")
-        if meta is not None and not isinstance(meta, JsonObject):
-            raise CheckpointError(f"{self.path}: 'metadata' must be an object")
-        meta = unique(meta or JsonObject(), f"{self.path}: metadata")
-        self._metadata = {k: v if isinstance(v, str) else _json_text(v) for k, v in meta.items()}
+        weight_map, self._metadata = read_index(self.path)
         self.weight_map: dict[str, str] = {}
         self._files: dict[str, Path] = {}
         for key, name in weight_map.items():
@@ -314,6 +302,24 @@ def stored_aliases(metadata: dict[str, str], stored: Any, origin: Path, complete
             raise CheckpointError(f"{origin}: metadata '{ALIASES_KEY}' names '{alias}' as an alias of '{key}', which "
                                   "the checkpoint does not hold; the file is inconsistent (rewrite it)")
     return found
+
+
+def read_index(path: Path) -> tuple[JsonObject, dict[str, str]]:
+    """An index's checked ``weight_map`` (key → shard name, no key twice, not empty) and its
+    ``metadata`` (non-string values as JSON text); the torch shards' index is read the same way."""
+    index = unique(_index_doc(path), str(path))
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, JsonObject):
+        raise CheckpointError(f"{path}: expected an object with a 'weight_map' of tensor key → shard file")
+    weight_map = unique(weight_map, f"{path}: weight_map")
+    if not weight_map:
+        raise CheckpointError(f"{path}: the weight_map is empty, so this index names no tensor; "
+                              "is it the right file? (an index lists every key and the shard that holds it)")
+    meta = index.get("metadata")
+    if meta is not None and not isinstance(meta, JsonObject):
+        raise CheckpointError(f"{path}: 'metadata' must be an object")
+    meta = unique(meta or JsonObject(), f"{path}: metadata")
+    return weight_map, {k: v if isinstance(v, str) else _json_text(v) for k, v in meta.items()}
 
 
 def _index_doc(path: Path) -> JsonObject:

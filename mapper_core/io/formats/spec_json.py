@@ -17,6 +17,8 @@ from .safetensors_header import has_lone_surrogate
 
 SUFFIXES = (".json",)
 INDEX_SUFFIX = ".safetensors.index.json"
+# indexes of sharded checkpoints (safetensors; torch's pytorch_model.bin.index.json), never spec files
+INDEX_SUFFIXES = (INDEX_SUFFIX, ".bin.index.json", ".pt.index.json", ".pth.index.json")
 TORCH_NAMES = {
     "float64": "F64", "double": "F64", "float32": "F32", "float": "F32", "float16": "F16", "half": "F16",
     "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
@@ -46,6 +48,11 @@ def _split(doc: Any) -> tuple[Any, Any]:
 
 def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], dict[str, str]]:
     """Specs and metadata from a parsed spec document; CheckpointError listing every problem found."""
+    if isinstance(doc, dict) and isinstance(doc.get("weight_map"), dict) and set(doc) <= {"weight_map", "metadata"}:
+        raise CheckpointError(
+            f"{origin}: is the index of a sharded checkpoint (a 'weight_map' of tensor key → shard file), not a "
+            "spec file; name it as such so its shards are read: *.safetensors.index.json for safetensors shards, "
+            "*.bin.index.json (pytorch_model.bin.index.json) for torch shards")
     tensors, metadata = _split(doc)
     problems: list[str] = []
     if not isinstance(tensors, dict):
@@ -126,7 +133,7 @@ def open_spec_json(path: str | Path, **_other_formats_options: Any) -> SpecJsonR
 
 def sniff_spec_json(path: Path) -> bool:
     name = path.name.lower()
-    return name.endswith(".json") and not name.endswith(INDEX_SUFFIX)
+    return name.endswith(".json") and not name.endswith(INDEX_SUFFIXES)
 
 
 def write_spec_json(specs: dict[str, TensorSpec], path: str | Path, metadata: dict[str, str] | None = None) -> None:

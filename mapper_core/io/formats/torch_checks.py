@@ -1,7 +1,7 @@
 """The torch side of reading a hostile file: what a loaded tensor may be, and reading it a second way.
 
 :func:`check_loaded_tensor` refuses, with the key and what to do, what safetensors cannot hold
-or what would blow up later: nested tensors, meta tensors (a shape without data), other
+or what would blow up later: nested tensors, tensors on a device other than the CPU, other
 layouts; and it charges a view larger than its storage (a stride-0 ``expand``, say) to the
 file's expansion budget, since writing it makes that many bytes.
 
@@ -26,13 +26,14 @@ def check_loaded_tensors(path: Path, state: dict, budget: ExpansionBudget,
                          survey: bool = False) -> tuple[dict[str, int], str | None]:
     """:func:`check_loaded_tensor` on each tensor of ``state``. With ``survey`` (``mapper inspect``: it
     never writes the bytes), views larger than their storage are not refused: returned are each
-    one's key → its storage's bytes, and the refusal ``budget`` would have made (None if within it)."""
+    one's key → its storage's bytes, and the refusal ``budget`` would have made (None if within it).
+    Meta tensors pass (see :func:`meta_refusal`)."""
     import torch
 
     views = ExpansionBudget(path, budget.file_size, None) if survey else budget
     larger: dict[str, int] = {}
     for key, t in state.items():
-        if isinstance(t, torch.Tensor) and check_loaded_tensor(path, key, t, views):
+        if isinstance(t, torch.Tensor) and not is_meta(t) and check_loaded_tensor(path, key, t, views):
             larger[key] = t.untyped_storage().nbytes()
     if not survey:
         return larger, None
@@ -42,6 +43,23 @@ def check_loaded_tensors(path: Path, state: dict, budget: ExpansionBudget,
     except ExpansionError as exc:
         return larger, str(exc)
     return larger, None
+
+
+def is_meta(t: Any) -> bool:
+    """A tensor on the meta device: a dtype and shape without data. The file stays readable (its
+    header is known); only writing or loading that key is refused, by :func:`meta_refusal`."""
+    import torch
+
+    return t.device.type == "meta" and not t.is_nested and t.layout == torch.strided
+
+
+def meta_refusal(path: Path, key: str) -> CheckpointError:
+    """Why the bytes of meta tensor ``key`` cannot be read, and what to do."""
+    return CheckpointError(f"{path}: tensor '{shown(key)}' is a meta tensor: a shape without data (saved from a "
+                           "model built on the meta device); there are no bytes to convert. Save the state dict "
+                           "once the weights are loaded or initialised on the CPU and run again; or, if the key "
+                           "is not needed (a buffer such as rotary 'inv_freq' the model recomputes), skip it in "
+                           "the rules (skip: a pattern matching it)")
 
 
 def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -> bool:
@@ -57,10 +75,8 @@ def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -
         raise CheckpointError(f"{path}: tensor '{name}' has layout {t.layout}; only dense tensors can be mapped "
                               "(save t.to_dense() instead)")
     if t.device.type != "cpu":
-        what = ("a meta tensor: a shape without data (saved from a model built on the meta device)"
-                if t.device.type == "meta" else f"on device {t.device}")
-        raise CheckpointError(f"{path}: tensor '{name}' is {what}; there are no bytes to convert. Save the state "
-                              "dict once the weights are loaded or initialised on the CPU, and run again")
+        raise CheckpointError(f"{path}: tensor '{name}' is on device {t.device}; there are no bytes to convert. "
+                              "Save the state dict once the weights are loaded or initialised on the CPU, and run again")
     dense = t.numel() * t.element_size()
     if dense >= 2**63:  # no allocator or file offset can hold it, allowed or not
         raise CheckpointError(f"{path}: tensor '{name}' (shape {list(t.shape)}) would take {dense:,} bytes; "

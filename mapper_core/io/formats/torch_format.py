@@ -34,7 +34,9 @@ canonical key (the first in checkpoint order) only when both are the *same view*
 storage, storage offset, dtype, shape and stride; a writer may store the canonical once and
 record the alias. ``shares_storage(key)`` lists every other key whose tensor uses the same
 storage in any way (e.g. ``w`` and ``w[0]``): those must be written as separate copies.
-Empty tensors never alias anything. ``get_tensor`` returns the tensor as stored (possibly
+Empty tensors never alias anything. A meta tensor (a dtype and shape without data) is in
+``specs()`` and ``meta_keys``; ``get_tensor`` refuses it naming the key, so only a plan that
+writes or loads it fails. ``get_tensor`` returns the tensor as stored (possibly
 non-contiguous, possibly a memory-mapped view); callers must not modify it.
 """
 from __future__ import annotations
@@ -48,8 +50,8 @@ from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_ava
 from ...specs import TensorSpec
 from .pages import FileMappings
 from .torch_archive import RecordRange
-from .torch_checks import check_loaded_tensors, independent_source
-from .torch_pickle import PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
+from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal
+from .torch_pickle import INDEX_SUFFIXES, PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
 from .torch_unwrap import Survey, UndecidedError, is_tensor, other_weights, tensors_inside, unwrap_state_dict
 from .torch_unwrap import survey as survey_of
 
@@ -138,6 +140,9 @@ class TorchReader:
         self._tensors: dict[str, torch.Tensor] = {k: v.detach() for k, v in state.items()
                                                   if isinstance(v, torch.Tensor)}
         self._extra = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+        # meta tensors (a shape without data): specs() lists them, get_tensor refuses them, so a plan that
+        # skips them (a rotary 'inv_freq' buffer left on meta by init_empty_weights) converts the rest
+        self.meta_keys: frozenset[str] = frozenset(k for k, t in self._tensors.items() if is_meta(t))
         self._specs: dict[str, TensorSpec] | None = None
         self._groups: dict[str, tuple[str, ...]] | None = None
         self._aliases: dict[str, str] | None = None
@@ -190,15 +195,20 @@ class TorchReader:
 
     def get_tensor(self, key: str):
         try:
-            return self._tensors[key]
+            t = self._tensors[key]
         except KeyError:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint") from None
+        if key in self.meta_keys:
+            raise meta_refusal(self.path, key)
+        return t
 
     def _analyse_storage(self) -> None:
         by_storage: dict[int, list[str]] = {}
         views: dict[tuple, str] = {}
         aliases: dict[str, str] = {}
         for key, t in self._tensors.items():
+            if key in self.meta_keys:  # no storage: every meta tensor reports data_ptr 0
+                continue
             storage = t.untyped_storage()
             if t.numel() == 0 or storage.nbytes() == 0:
                 continue
@@ -219,7 +229,8 @@ class TorchReader:
 
     def shares_storage(self, key: str) -> tuple[str, ...]:
         """Other keys whose tensors use the same storage as ``key`` (any view); empty if none."""
-        self.get_tensor(key)
+        if key not in self._tensors:
+            self.get_tensor(key)
         if self._groups is None:
             self._analyse_storage()
         return (self._groups or {}).get(key, ())
@@ -237,11 +248,18 @@ class TorchReader:
 
 def open_torch(path: str | Path, *, trust_pickle: bool = False, unwrap: str | None = None,
                strip_prefix: str | None = None, allow_expansion: bool = False, survey: bool = False,
-               **_other_formats_options: Any) -> TorchReader:
+               allow_outside_shards: bool = False, **_other_formats_options: Any) -> Any:
     """Open a torch checkpoint; see the module docstring for the unwrap rule and ``trust_pickle``, and
-    :class:`TorchReader` for ``survey`` (what ``mapper inspect`` passes)."""
+    :class:`TorchReader` for ``survey`` (what ``mapper inspect`` passes). A ``*.bin.index.json`` opens
+    its shards (:class:`~.torch_shards.ShardedTorchReader`; ``allow_outside_shards`` as for safetensors)."""
     if not torch_available():
         raise MissingExtraError(f"{path}: reading a torch checkpoint needs torch, which is not installed: "
                                 f"{TORCH_EXTRA}; or convert it to safetensors where torch is installed")
+    if Path(path).name.lower().endswith(INDEX_SUFFIXES):
+        from .torch_shards import ShardedTorchReader
+
+        return ShardedTorchReader(path, allow_outside_shards=allow_outside_shards, trust_pickle=trust_pickle,
+                                  unwrap=unwrap, strip_prefix=strip_prefix, allow_expansion=allow_expansion,
+                                  survey=survey)
     return TorchReader(path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix,
                        allow_expansion=allow_expansion, survey=survey)

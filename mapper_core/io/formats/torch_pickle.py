@@ -43,8 +43,14 @@ def _is_zip(path: Path) -> bool:
         return fh.read(4) == b"PK\x03\x04"
 
 
+INDEX_SUFFIXES = (".bin.index.json", ".pt.index.json", ".pth.index.json")  # a sharded checkpoint's index
+
+
 def sniff_torch(path: Path) -> bool:
-    """A torch zip archive (holds ``*/data.pkl``) or a legacy torch pickle (pickled magic number)."""
+    """A torch zip archive (holds ``*/data.pkl``), a legacy torch pickle (pickled magic number), or the
+    index of a sharded one by its name (``pytorch_model.bin.index.json``: :mod:`.torch_shards`)."""
+    if path.name.lower().endswith(INDEX_SUFFIXES):
+        return True
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)

@@ -170,6 +170,13 @@ def _step(node: Any, part: str) -> tuple[bool, Any]:
     return False, None
 
 
+def _at(node: Any, dotted: str) -> Any:
+    """The value at ``dotted`` below ``node`` ('' = ``node``), a path :func:`_dict_of_tensors_in` found."""
+    for part in dotted.split(".") if dotted else []:
+        node = _step(node, part)[1]
+    return node
+
+
 def unwrap_state_dict(obj: Any, path: Path, unwrap: str | None = None) -> tuple[dict, str]:
     """The state dict inside a loaded checkpoint and the dotted path it was found at.
 
@@ -249,8 +256,10 @@ def _require_state_dict(node: Any, path: Path, dotted: str, chosen_by: str) -> N
 
 def other_weights(obj: Any, chosen: str) -> dict[str, int]:
     """Containers beside the path the state dict was taken from (``chosen``, dotted) that may be
-    weights too, dotted path → tensors held: an EMA copy (``model_ema``) beside ``model``, which
-    the unwrap rule's choice leaves behind."""
+    weights too: an EMA copy (``model_ema``) beside ``model``, which the unwrap rule's choice leaves
+    behind. Each is given as the ``--unwrap`` that takes it (the first dict of tensors inside it:
+    Lightning's ``callbacks.EMA.ema_state_dict``, not ``callbacks``) → the tensors that takes (all
+    the container's where it holds no dict of tensors)."""
     found: dict[str, int] = {}
     node, trail = obj, []
     for part in chosen.split(".") if chosen else []:
@@ -258,7 +267,9 @@ def other_weights(obj: Any, chosen: str) -> dict[str, int]:
             break
         for k, v in node.items():
             if str(k) != part and not is_tensor(v) and _children(v) and may_be_weights(v):
-                found[".".join([*trail, str(k)])] = tensors_inside(v)
+                where = ".".join([*trail, str(k)])
+                pick = _dict_of_tensors_in(v, where)
+                found[pick or where] = tensors_inside(_at(v, pick[len(where) + 1:]) if pick else v)
         ok, node = _step(node, part)
         if not ok:
             break

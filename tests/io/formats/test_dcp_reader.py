@@ -15,7 +15,7 @@ from torch import nn
 from bitwise import same_bits
 from cli_runner import python_process
 from dcp_fixtures import dcp_state, save_dcp, save_sharded_dcp
-from mapper_core.errors import CheckpointError, UnsafeCheckpointError
+from mapper_core.errors import CheckpointError, CheckpointWarning, UnsafeCheckpointError
 from mapper_core.io.convert import convert
 from mapper_core.io.formats import open_checkpoint
 from mapper_core.io.formats.dcp import DcpReader
@@ -43,8 +43,8 @@ def sharded(tmp_path):
 
 def test_specs_from_metadata_alone(plain):
     for data in plain.glob("*.distcp"):
-        data.unlink()  # no tensor data left: inspect and plan must not need any
-    with open_checkpoint(plain) as reader:
+        data.unlink()  # no tensor data left: inspect and plan must not need any (and say it is missing)
+    with pytest.warns(CheckpointWarning, match=r"__0_0\.distcp \(missing\)"), open_checkpoint(plain) as reader:
         specs = reader.specs()
         assert reader.non_tensors() == {"extra.step": "bytes", "extra.name": "bytes"}
     assert specs["0.weight"].dtype == "F32" and specs["0.weight"].shape == (12, 8)

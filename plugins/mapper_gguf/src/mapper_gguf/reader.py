@@ -84,11 +84,14 @@ class GgufReader(ReaderBase):
             meta[QUANTIZATION_KEY] = json.dumps(self.quantization, separators=(",", ":"), sort_keys=True)
         return meta
 
-    def get_tensor(self, key: str) -> np.ndarray:
+    def get_tensor(self, key: str) -> Any:
+        """A numpy array; a BF16 tensor, which numpy cannot hold, as a torch tensor."""
         t = self._tensors.get(key)
         if t is None:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this file")
         shape = self._specs[key].shape
+        if t.tensor_type == Q.BF16:
+            return self._bf16(t, shape)
         if t.tensor_type in PLAIN:
             return np.array(t.data, copy=True).reshape(shape)  # a copy: the map is read-only
         try:
@@ -98,6 +101,15 @@ class GgufReader(ReaderBase):
                                   f"{_gguf_version()} cannot dequantize; supported: {', '.join(dequantizable())}") from None
         values = values.reshape(shape)
         return values.astype(np.float16) if self.dequantize_to == "F16" else values.astype(np.float32, copy=False)
+
+    def _bf16(self, t: Any, shape: tuple[int, ...]) -> Any:
+        """numpy has no bfloat16: gguf hands BF16 data over as raw bytes (rows of 2 bytes per value),
+        which are the bfloat16 bit patterns in the file's byte order."""
+        import torch
+
+        bits = np.asarray(t.data).reshape(-1).view(np.dtype(np.uint16).newbyteorder(self._reader.byte_order))
+        native = bits.astype(np.uint16)  # a copy in this machine's byte order: the map is read-only
+        return torch.from_numpy(native.view(np.int16)).view(torch.bfloat16).reshape(shape)
 
     def close(self) -> None:
         # GGUFReader holds a numpy memmap; dropping it (and the tensor views) unmaps the file.

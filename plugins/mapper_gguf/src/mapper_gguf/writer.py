@@ -64,6 +64,17 @@ def write_tensors(path: str | Path, items: Iterable[tuple[str, TensorSpec, Calla
         raise OutputExistsError(f"{path}: already exists; pass force=True to replace it")
     qtype = _quant_type(quantize)
     items = list(items)
+    try:
+        _write(path, items, arch, metadata, qtype)
+    except OSError as exc:  # a full disk, a read-only folder: the temporary is gone
+        why = f"{exc.strerror} ({exc.filename})" if exc.strerror and exc.filename else exc.strerror or str(exc)
+        if exc.errno is None:  # numpy's tofile: "2048 requested and 528 written"
+            why += " (a short write: is the disk full?)"
+        raise GgufWriteError(f"{path}: cannot write: {why}; nothing was written") from None
+    return path
+
+
+def _write(path: Path, items: list, arch: str, metadata: Mapping[str, Any] | None, qtype: Q | None) -> None:
     with AtomicFiles() as out:
         out.create(path)
         writer = GGUFWriter(out.temp_of(path), arch)
@@ -88,7 +99,6 @@ def write_tensors(path: str | Path, items: Iterable[tuple[str, TensorSpec, Calla
         finally:
             writer.close()
         out.commit()
-    return path
 
 
 def save_gguf(path: str | Path, tensors: Mapping[str, Any], *, arch: str = "llama",
