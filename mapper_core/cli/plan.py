@@ -124,6 +124,8 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
     """Rules + source (+ target) specs → (RuleSet, Plan), and with ``cost`` the conversion's Cost.
     Reads headers only."""
     ruleset = ctx.load_rules(args.rules)
+    for warning in ruleset.warnings:  # the rules are valid; what looks like a mistake (validate says it too)
+        ctx.warn(str(warning))
     options = reader_options(args)
     with ctx.library_warnings(pickle=False), \
             ctx.open_reader(args.source, args.format, source=True, **options) as reader:

@@ -38,7 +38,7 @@ def model_name(spec: str) -> str | None:
 
 
 def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict):
-    """(specs, module types or None) of a checkpoint's header or a plugin's model."""
+    """(specs, module types or None, tied keys: alias → key) of a checkpoint's header or a plugin's model."""
     from .plan import parse_model_args
 
     name = model_name(spec)
@@ -46,8 +46,8 @@ def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict)
         if model_args:
             raise BadInputError(f"{option} only applies to a model:NAME; drop it or name a model")
         with ctx.library_warnings(pickle=False), ctx.open_reader(spec, None, **options) as reader:
-            return reader.specs(), None
-    return ctx.model_target(name, parse_model_args(model_args))
+            return reader.specs(), None, reader.aliases() if hasattr(reader, "aliases") else {}
+    return (*ctx.model_target(name, parse_model_args(model_args)), {})
 
 
 def run(args: argparse.Namespace, ctx) -> int:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     source = load_side(args.source, args.source_model_arg, "--source-model-arg", ctx, options)
     target = load_side(args.target, args.model_arg, "--model-arg", ctx, options)
     result = suggest(source[0], target[0], source_types=source[1], target_types=target[1],
-                     source_name=args.source, target_name=args.target, name=args.name)
+                     source_name=args.source, target_name=args.target, name=args.name, source_aliases=source[2])
     as_json = bool(args.output) and Path(args.output).suffix.lower() == ".json"
     if args.output:
         _write(Path(args.output), result.json_text if as_json else result.text)

@@ -28,9 +28,13 @@ def run(args: argparse.Namespace, ctx) -> int:
         "rules": len(rs.rules), "skip": len(rs.skip),
         "freeze_groups": len(rs.freeze), "param_groups": len(rs.param_groups),
     }
+    warnings = [{"file": w.file, "line": w.line, "path": w.path, "message": w.message} for w in rs.warnings]
     if args.json:
-        ctx.print_json({"valid": True, "rules": args.rules, "name": rs.name, "counts": counts, "problems": []})
+        ctx.print_json({"valid": True, "rules": args.rules, "name": rs.name, "counts": counts, "problems": [],
+                        "warnings": warnings})
     else:
+        for w in rs.warnings:
+            ctx.warn(str(w))
         ctx.print(
             f"{rs.origin or args.rules}: valid rules '{rs.name}' (version {rs.version}): " + ", ".join(
                 f"{counts[key]:,} {noun}{'' if counts[key] == 1 else 's'}" for key, noun in (

@@ -30,6 +30,7 @@ class Candidate:
     won: bool
     reason: str
     target: str | None = None  # what a fully matching rule would render
+    line: int | None = None  # of the rule or skip pattern in the rules file, when known
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Explanation:
     unrelated_rules: int  # rules that match no part of the key
     unrelated_skips: int
     rules_name: str = ""
+    rules_origin: str | None = None  # the rules file, whose lines the candidates give
     in_source: bool | None = None  # None when no plan was given
     similar: tuple[str, ...] = ()  # source keys close to a key that is not in the source
     # (source key, rule) of the sources mapped to this key, when it is a target name and not a source key
@@ -95,11 +97,12 @@ class Explanation:
             if self.similar:
                 lines.append("  similar source keys: " + ", ".join(self.similar))
         if self.outcome == "mapped":
-            lines.append(f"  mapped by rule {self.rule} -> {shown(self.target)}")
+            lines.append(f"  mapped by {_label(self.winner) if self.winner else f'rule {self.rule}'} -> {shown(self.target)}")
         elif self.outcome == "passed through":
             lines.append("  passed through under its own name: no rule or skip pattern takes it (unmatched: keep)")
         elif self.outcome == "skipped" and self.skip_pattern is not None:
-            lines.append(f"  skipped by skip pattern {shown(self.skip_pattern)}")
+            line = self.winner.line if self.winner is not None else None
+            lines.append(f"  skipped by skip pattern {shown(self.skip_pattern)}" + (f" (line {line})" if line else ""))
         elif self.outcome == "skipped":
             lines.append(f"  skipped: rule {self.rule} takes it -> {shown(self.target)}, but the shapes differ "
                          "(on_shape_mismatch: skip)")
@@ -137,10 +140,11 @@ class Explanation:
             lines.append(f"  error: collision: '{shown(self.collision.target)}' is also the target of "
                          + ", ".join(shown(o) for o in others))
         if self.candidates:
-            lines.append("  candidates:")
-            width = max(len(_label(c)) + len(c.match) for c in self.candidates) + 2
+            lines.append(f"  candidates ({shown(self.rules_origin)}):" if self.rules_origin else "  candidates:")
+            labels = max(len(_label(c)) for c in self.candidates)
+            width = labels + 2 + max(len(shown(c.match)) for c in self.candidates)
             for c in self.candidates:
-                head = f"{_label(c)}  {shown(c.match)}"
+                head = f"{_label(c):<{labels}}  {shown(c.match)}"
                 lines.append(f"    {'*' if c.won else ' '} {head:<{width}}  {shown(c.reason)}")
         rest = []
         if self.unrelated_skips:
@@ -164,16 +168,18 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
         if skip.pattern.fullmatch(key):
             if skip_winner is None:
                 skip_winner = pos
-                candidates.append(Candidate("skip", pos, skip.match, True, "takes the key: it is left behind"))
+                candidates.append(Candidate("skip", pos, skip.match, True, "takes the key: it is left behind",
+                                            line=skip.line))
             else:
                 candidates.append(Candidate("skip", pos, skip.match, False,
-                                            f"also matches fully, but skip pattern {skip_winner} comes first"))
+                                            f"also matches fully, but skip pattern {skip_winner} comes first",
+                                            line=skip.line))
             continue
         near = _near_miss(skip.pattern, key)
         if near is None:
             unrelated_skips += 1
         else:
-            candidates.append(Candidate("skip", pos, skip.match, False, near))
+            candidates.append(Candidate("skip", pos, skip.match, False, near, line=skip.line))
 
     rule_winner: Rule | None = None
     target = None
@@ -185,7 +191,7 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
             if near is None:
                 unrelated_rules += 1
             else:
-                candidates.append(Candidate("rule", rule.index, rule.match, False, near))
+                candidates.append(Candidate("rule", rule.index, rule.match, False, near, line=rule.line))
             continue
         rendering = rule.template.trace(m)  # the planner's answer, with the reason when there is none
         rendered = rendering.key
@@ -198,9 +204,10 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
             reason = f"full match, but {rendering.reason}"
         else:
             rule_winner, target = rule, rendered
-            candidates.append(Candidate("rule", rule.index, rule.match, True, f"takes the key -> {rendered}", rendered))
+            candidates.append(Candidate("rule", rule.index, rule.match, True, f"takes the key -> {rendered}", rendered,
+                                        rule.line))
             continue
-        candidates.append(Candidate("rule", rule.index, rule.match, False, reason, rendered))
+        candidates.append(Candidate("rule", rule.index, rule.match, False, reason, rendered, rule.line))
 
     if skip_winner is not None:
         outcome, rule_index, skip_text, target = "skipped", None, ruleset.skip[skip_winner].match, None
@@ -221,7 +228,7 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
         extra.pop("dtype", None)
         extra["exit_code"] = int(_is_error(key, outcome, plan, extra) or not extra["in_source"])
     return Explanation(key, outcome, rule_index, skip_text, target, tuple(candidates), unrelated_rules,
-                       unrelated_skips, rules_name=ruleset.name, **extra)
+                       unrelated_skips, rules_name=ruleset.name, rules_origin=ruleset.origin, **extra)
 
 
 def _from_plan(key: str, plan: Plan, target: str | None) -> dict[str, Any]:
@@ -290,5 +297,5 @@ def _near_miss(pattern: re.Pattern, key: str) -> str | None:
 
 
 def _label(c: Candidate) -> str:
-    return f"rule {c.index}" if c.kind == "rule" else f"skip {c.index}"
+    return (f"rule {c.index}" if c.kind == "rule" else f"skip {c.index}") + (f" (line {c.line})" if c.line else "")
 

@@ -27,7 +27,8 @@ from typing import Mapping
 from ..rules.key_pattern import full_matcher
 from ..rules.matcher import Matcher
 from .kind_check import check_kinds
-from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped, UnusedRule
+from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped
+from .unused import unused_rules
 from ..rules.ruleset import RuleSet
 from ..specs import TensorSpec
 from ..rules.transforms import TransformChainError, chain_peak, chain_spec
@@ -122,7 +123,7 @@ def make_plan(
             else:
                 _check(key, spec, None, key, targets, allow_expansion, add, skipped, mismatched)
 
-    collisions = _collisions(mapped)
+    collisions = _collisions(mapped, rules)
     bad_targets = {c.target for c in collisions}
     bad_sources = {m.source for m in mismatched}
     loadable = [m for m in mapped if m.target not in bad_targets and m.source not in bad_sources] \
@@ -146,7 +147,8 @@ def make_plan(
         uninitialized=uninitialized,
         mismatched=tuple(mismatched),
         collisions=collisions,
-        unused_rules=tuple(UnusedRule(r.index, r.match) for r, u in zip(rules, used) if not u),
+        # why each unused rule took no key: after the fact, for those rules only
+        unused_rules=unused_rules(source_specs, ruleset, used, mapped, skipped),
         source_count=len(source_specs),
         target_count=len(targets) if has_target else None,
         source_origin=source_origin,
@@ -220,7 +222,7 @@ def _size(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:
+def _collisions(mapped: list[Mapped], rules) -> tuple[Collision, ...]:
     """Targets that two or more mapped sources claim, in the order their first source appears."""
     if len(set(map(_target, mapped))) == len(mapped):  # the usual, clean case costs one set
         return ()
@@ -228,7 +230,8 @@ def _collisions(mapped: list[Mapped]) -> tuple[Collision, ...]:
     for m in mapped:
         by_target.setdefault(m.target, []).append(m)
     return tuple(
-        Collision(target, tuple(m.source for m in group), tuple(m.rule for m in group))
+        Collision(target, tuple(m.source for m in group), tuple(m.rule for m in group),
+                  tuple(None if m.rule < 0 else rules[m.rule].line for m in group))
         for target, group in by_target.items()
         if len(group) > 1
     )

@@ -106,16 +106,46 @@ class Mismatch:
 
 
 @dataclass(frozen=True)
+class Taker:
+    """An earlier rule (``kind`` "rule") or skip pattern ("skip") that took ``keys`` of an unused rule's keys."""
+
+    kind: str
+    index: int
+    line: int | None
+    keys: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.kind: self.index, "line": self.line, "keys": self.keys}
+
+
+@dataclass(frozen=True)
 class Collision:
     target: str
     sources: tuple[str, ...]
     rules: tuple[int, ...]
+    lines: tuple[int | None, ...] = field(default=(), compare=False)  # of those rules in the rules file, when known
 
 
 @dataclass(frozen=True)
 class UnusedRule:
+    """A rule that took no key, and why (:mod:`.unused`): ``reason`` is ``no_match``, ``shadowed`` (every key
+    it matches went to an earlier rule or skip pattern, counted in ``taken_by``) or ``unfilled`` (its template
+    gave no key for ``unfilled`` of them: ``example`` is the first such key and why)."""
+
     rule: int
     match: str
+    line: int | None = field(default=None, compare=False)
+    reason: str = field(default="no_match", compare=False)
+    matched: int = field(default=0, compare=False)  # source keys its pattern fully matches
+    taken_by: tuple[Taker, ...] = field(default=(), compare=False)
+    unfilled: int = field(default=0, compare=False)
+    example: tuple[str, str] | None = field(default=None, compare=False)  # (key, why its template gave no key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "match": self.match, "line": self.line, "reason": self.reason,
+                "matched": self.matched, "taken_by": [t.to_dict() for t in self.taken_by],
+                "unfilled": self.unfilled,
+                "example": None if self.example is None else {"source": self.example[0], "why": self.example[1]}}
 
 
 @dataclass(frozen=True)
@@ -256,9 +286,10 @@ class Plan:
                 for m in self.mismatched
             ],
             "collisions": [
-                {"target": c.target, "sources": list(c.sources), "rules": list(c.rules)} for c in self.collisions
+                {"target": c.target, "sources": list(c.sources), "rules": list(c.rules), "lines": list(c.lines)}
+                for c in self.collisions
             ],
-            "unused_rules": [{"rule": u.rule, "match": u.match} for u in self.unused_rules],
+            "unused_rules": [u.to_dict() for u in self.unused_rules],
             "unmatched_policy": self.unmatched_policy,
             "non_tensor": [{"key": n.key, "type": n.type} for n in self.non_tensor],
             "kind_mismatch": [dataclasses.asdict(k) for k in self.kind_mismatches],

@@ -9,7 +9,7 @@ from collections import defaultdict
 from operator import attrgetter, itemgetter
 from typing import Iterable
 
-from .plan import PASS_THROUGH, KindMismatch, Mapped, Mismatch, Plan
+from .plan import PASS_THROUGH, Collision, KindMismatch, Mapped, Mismatch, Plan, UnusedRule
 from ..rules.ruleset import RuleSet
 from ..specs import format_shape
 from .rows import END, Cache, block, key_rows, padding, shown_all
@@ -20,6 +20,7 @@ _source, _pattern_rule = attrgetter("source"), attrgetter("pattern", "rule")
 _m_source, _m_target, _m_transform, _m_dtype_shape = (itemgetter(*map(Mapped._fields.index, names)) for names in (
     ("source",), ("target",), ("transform",), ("dtype", "shape", "target_dtype")))
 LIMIT = 50  # rows per list before "and N more (see --json)"
+TAKERS = 5  # earlier rules named for an unused rule's keys before "and N more"
 UNMATCHED_REMEDIES = ("add a rule or a skip pattern that takes them; or `unmatched: keep` in the rules "
                       "(or --unmatched keep) to pass them through under their own names; or `unmatched: drop` "
                       "(or --unmatched drop) to leave them behind")
@@ -49,6 +50,16 @@ def mismatch_text(m: Mismatch) -> str:
     return f"{shown(m.source)} -> {shown(m.target)} ({where}): {what}"
 
 
+def collision_text(c: Collision) -> str:
+    """``collision: 2 sources map to 'T' (both by rule 0, line 3): a, b``; each source with its rule
+    when they differ."""
+    where = [_rule(r) + (f", line {n}" if n is not None else "") for r, n in zip(c.rules, c.lines or [None] * len(c.rules))]
+    head = f"collision: {len(c.sources)} sources map to '{shown(c.target)}'"
+    if len(set(where)) == 1:
+        return f"{head} ({'both' if len(c.sources) == 2 else 'all'} by {where[0]}): " + ", ".join(map(shown, c.sources))
+    return f"{head}: " + ", ".join(f"{shown(s)} ({w})" for s, w in zip(c.sources, where))
+
+
 def kind_text(k: KindMismatch) -> str:
     return (f"{shown(k.source)} -> {shown(k.target)} ({_rule(k.rule)}): {k.source_kind} -> {k.target_kind}: "
             f"{shown(k.detail)} (on_kind_mismatch: {k.action})")
@@ -61,10 +72,7 @@ def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT, lis
     ``listed_below``: the report lists the unmatched and uninitialized keys in sections of their
     own, so here each is one line that points there."""
     lines: list[str] = []
-    for c in plan.collisions:
-        rules = ", ".join(_rule(r).removeprefix("rule ") for r in c.rules)
-        lines.append(f"  error: collision: {len(c.sources)} sources map to '{shown(c.target)}' (rules {rules}): "
-                     + ", ".join(shown(s) for s in c.sources))
+    lines += capped((f"  error: {collision_text(c)}" for c in plan.collisions), limit)
     errors = [m for m in plan.mismatched if m.action == "error"]
     lines += capped((f"  error: {mismatch_text(m)}" for m in errors), limit)
     kinds = [k for k in plan.kind_mismatches if k.action == "error"]
@@ -83,8 +91,53 @@ def error_lines(plan: Plan, strict: bool = False, limit: int | None = LIMIT, lis
             capped((f"    {shown(k)}" for k in plan.uninitialized), limit, indent="    ")
     lines += capped((f"  warning: kind mismatch: {kind_text(k)}" for k in plan.kind_mismatches
                      if k.action != "error"), limit)
+    lines += capped((f"  warning: {unused_text(u)}; {_unshadow(u)}" for u in shadowed_rules(plan)), limit)
     lines += capped((f"  skipped: {mismatch_text(m)}" for m in plan.mismatched if m.action == "skip"), limit)
     return lines
+
+
+def shadowed_rules(plan: Plan) -> list[UnusedRule]:
+    """Unused rules whose every key went to one earlier rule or skip pattern: the earlier one steals
+    them, a warning. (Keys spread over several earlier rules is what a fallback rule at the end sees.)"""
+    return [u for u in plan.unused_rules if u.reason == "shadowed" and len(u.taken_by) == 1]
+
+
+def unused_text(u: UnusedRule) -> str:
+    """``rule 3 (line 11): 'PATTERN': shadowed: its 12 matching keys all went to rule 2 (line 8)``."""
+    head = f"{_at('rule', u.rule, u.line)}: '{shown(u.match)}'"
+    if u.reason == "no_match":
+        return f"{head}: matched no source key"
+    shown_takers = u.taken_by[:TAKERS]
+    more = f", and {len(u.taken_by) - TAKERS} more (see --json)" if len(u.taken_by) > TAKERS else ""
+    if u.reason == "shadowed" and len(u.taken_by) == 1:
+        return f"{head}: shadowed: {_its(u.matched)} all went to {_at(*_taker(u.taken_by[0]))}"
+    went = ", ".join(f"{t.keys} to {_at(*_taker(t))}" for t in shown_takers) + more
+    if u.reason == "shadowed":
+        return f"{head}: shadowed: {_its(u.matched)} went to earlier ones: {went}"
+    key, why = u.example
+    filled = f"its template could not be filled ({shown(why)}, for '{shown(key)}')"
+    if not u.taken_by:
+        return f"{head}: matched {_count(u.matched, 'key')} but {filled}"
+    return f"{head}: matched {_count(u.matched, 'key')}: {went.replace(' to ', ' went to ', 1)}; for {u.unfilled} {filled}"
+
+
+def _taker(t) -> tuple[str, int, int | None]:
+    return ("rule" if t.kind == "rule" else "skip pattern"), t.index, t.line
+
+
+def _unshadow(u: UnusedRule) -> str:
+    t = u.taken_by[0]
+    if t.kind == "skip":
+        return f"narrow skip pattern {t.index} (skip patterns are tried before every rule), or remove it"
+    return f"put rule {u.rule} before rule {t.index}, or narrow rule {t.index}'s pattern"
+
+
+def _its(n: int) -> str:
+    return "its matching key" if n == 1 else f"its {n} matching keys"
+
+
+def _at(what: str, index: int, line: int | None) -> str:
+    return f"{what} {index}" + (f" (line {line})" if line is not None else "")
 
 
 def first_error(plan: Plan) -> str:
@@ -121,7 +174,7 @@ def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = Fals
         out("")
         n_errors = len(errors) + (len(plan.uninitialized) if strict else 0)
         shape_skips = sum(1 for m in plan.mismatched if m.action == "skip")
-        warnings = sum(1 for k in plan.kind_mismatches if k.action != "error")
+        warnings = sum(1 for k in plan.kind_mismatches if k.action != "error") + len(shadowed_rules(plan))
         extra = (f", {shape_skips} skipped on shape mismatch" if shape_skips else "") + \
                 (f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else "")
         out(f"PROBLEMS ({n_errors} error{'s' if n_errors != 1 else ''}{extra})")
@@ -175,8 +228,8 @@ def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = Fals
         out(key_rows(plan.expected_uninitialized))
     if plan.unused_rules:
         out("")
-        out(f"Unused rules ({len(plan.unused_rules)}): matched no source key")
-        lines.extend(f"  rule {u.rule}: {shown(u.match)}" for u in plan.unused_rules)
+        out(f"Unused rules ({len(plan.unused_rules)}): took no source key")
+        lines.extend(f"  {unused_text(u)}" for u in plan.unused_rules)
 
     lines.extend(_summary(plan, strict, errors))
     return lines
@@ -199,6 +252,9 @@ def _summary(plan: Plan, strict: bool, errors: tuple) -> list[str]:
         lines.append(f"  result: ERRORS ({len(errors)})")
     elif strict and plan.uninitialized:  # plan.has_errors(strict), errors aside
         lines.append(f"  result: FAILED under --strict ({len(plan.uninitialized)} uninitialized target keys)")
+    elif s["kind_warnings"] or shadowed_rules(plan):
+        n = s["kind_warnings"] + len(shadowed_rules(plan))
+        lines.append(f"  result: clean, with {_count(n, 'warning')} (see PROBLEMS)")
     else:
         lines.append("  result: clean")
     return lines

@@ -17,13 +17,13 @@ from . import schema
 from ..errors import Problem, RulesError
 from ..file_magic import kind_of_head
 from .parse import parse
-from .quote_hints import glob_hint, with_quote_hints
+from .quote_hints import doubled_backslash_warnings, glob_hint, with_quote_hints
 from .positions import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, Parsed, json_path
 from .key_pattern import KeyPattern, UnboundedPattern, key_pattern
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, SkipPattern
 from .schedule import check_schedule, schedule_steps
 from .template import Template, TemplateError
-from .template_hints import sub_style_reference
+from .template_hints import regex_syntax, sub_style_reference
 from .transforms import BUILTIN, ambiguous, known as known_transforms, make_step
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -146,7 +146,8 @@ def _build(text: str, filename: str, fmt: str, digest: str, transforms: Mapping[
     checker.check_semantics(data)
     if checker.problems:
         raise _error(with_quote_hints(checker.problems, text) if fmt == "yaml" else checker.problems)
-    return _to_ruleset(data, checker, filename, digest)
+    warnings = doubled_backslash_warnings(checker.doubled, data, parsed, text, fmt, filename)
+    return _to_ruleset(data, checker, filename, digest, warnings)
 
 
 def _error(problems: list[Problem]) -> RulesError:
@@ -200,6 +201,7 @@ class _Checker:
         self.rules: dict[int, Rule] = {}
         self.skip: dict[int, SkipPattern] = {}
         self.new: dict[int, SkipPattern] = {}
+        self.doubled: list[tuple] = []  # patterns holding a literal backslash, for a warning
 
     def add(self, path: tuple, message: str, *, at_key: bool = False) -> None:
         self.problems.append(Problem(self.filename, self.parsed.line(path, key=at_key), json_path(path), message))
@@ -227,6 +229,8 @@ class _Checker:
             self.add(path, f"the pattern holds a lone surrogate (U+{ord(surrogate.group()):04X}, e.g. from an escape "
                            "like \\ud800), which is not a character and cannot be in a key; remove it")
             return None
+        if "\\\\" in pattern:
+            self.doubled.append(path)
         try:
             return key_pattern(pattern)
         except re.error as exc:
@@ -279,9 +283,9 @@ class _Checker:
         except TemplateError as exc:
             self.add(target_path, f"invalid target template: {exc}")
             return
-        sub_style = sub_style_reference(rule["target"])
-        if sub_style:
-            self.add(target_path, sub_style)
+        copied = sub_style_reference(rule["target"]) or regex_syntax(rule["target"])
+        if copied:
+            self.add(target_path, copied)
             return
         if pattern is None:
             return  # group names cannot be checked against a pattern that does not compile
@@ -362,7 +366,7 @@ class _Checker:
                 "keep it on one group and give the others `match:` patterns"))
 
 
-def _to_ruleset(data: dict, checker: _Checker, filename: str, digest: str) -> RuleSet:
+def _to_ruleset(data: dict, checker: _Checker, filename: str, digest: str, warnings: tuple) -> RuleSet:
     """The checked data as a RuleSet (called only when no problem was found)."""
     rules = tuple(checker.rules[i] for i in range(len(data["rules"])))
     skip = tuple(checker.skip[i] for i in range(len(data.get("skip", ()))))
@@ -391,4 +395,5 @@ def _to_ruleset(data: dict, checker: _Checker, filename: str, digest: str) -> Ru
         version=int(data["version"]),
         origin=filename,
         sha256=digest,
+        warnings=warnings,
     )

@@ -9,6 +9,7 @@ line as it should be written. Only for YAML; JSON has no unquoted text.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Sequence
 
@@ -106,3 +107,42 @@ def glob_hint(pattern: str, message: str) -> str:
     meant = "".join(meant)
     return (f"; rules patterns are regular expressions, not globs: '{pattern}' is written '{meant}' "
             "(a dot is any character unless escaped)")
+
+
+def doubled_backslash(pattern: str, line: str | None, fmt: str) -> str | None:
+    """For a pattern holding ``\\\\`` (two backslash characters: a literal backslash to ``re``), which
+    no checkpoint key holds, the warning and the pattern with one backslash, written as the file's
+    quoting needs; None for any other pattern. The usual cause: a pattern written for JSON (or a
+    Python string) copied into single quotes, where YAML keeps every backslash as it is."""
+    if "\\\\" not in pattern:
+        return None
+    fixed = pattern.replace("\\\\", "\\")
+    single = "'" + pattern.replace("'", "''") + "'"
+    if fmt == "json" or (line is not None and json.dumps(pattern) in line and single not in line):
+        style = "a JSON (or double-quoted) string writes one backslash as \\\\", json.dumps(fixed)
+    elif line is not None and single not in line and pattern in line:
+        style = "an unquoted YAML value keeps each backslash as written, so one is enough", fixed
+    else:
+        style = "in single quotes YAML keeps each backslash as written, so one is enough", \
+            "'" + fixed.replace("'", "''") + "'"
+    return (f"pattern '{pattern}' holds '\\\\', which matches a backslash in the key; checkpoint keys hold "
+            f"none, so it matches nothing. If the backslashes were doubled by habit: {style[0]}; write {style[1]}")
+
+
+def doubled_backslash_warnings(paths: Sequence[tuple], data: dict, parsed, text: str, fmt: str,
+                               filename: str) -> tuple[Problem, ...]:
+    """A :class:`Problem` (a warning: the file is valid) for each pattern at ``paths`` of ``data`` that
+    :func:`doubled_backslash` warns about, at its line."""
+    from .positions import json_path
+
+    all_lines = text.splitlines()
+    out = []
+    for path in paths:
+        value = data
+        for part in path:
+            value = value[part]
+        n = parsed.line(path)
+        message = doubled_backslash(value, all_lines[n - 1] if n and n <= len(all_lines) else None, fmt)
+        if message:
+            out.append(Problem(filename, n, json_path(path), message))
+    return tuple(out)

@@ -117,6 +117,8 @@ class RuleSet:
     version: int = 1
     origin: str | None = None  # the file (or plugin:name) it was read from
     sha256: str | None = None  # of the file's bytes, for provenance
+    # what the check found suspicious in a valid file (errors.Problem: file, line, path, message)
+    warnings: tuple[Any, ...] = field(default=(), compare=False)
 
     def freeze_group(self, name: str) -> FreezeGroup:
         for g in self.freeze:

@@ -67,11 +67,11 @@ def container_candidates(src: Structure, tgt: Structure):
             if not al.matches:
                 if al.ambiguous:  # they fit, in more than one way: not "nothing fits"
                     for a in sources:
-                        tied.setdefault(("s", src.containers[a].path), []).extend(tgt.containers[b].path
-                                                                                 for b in targets)
+                        tied.setdefault(("s", src.containers[a].path), []).extend(
+                            tgt.containers[b].path for b in _same_numbers(index_s[a], targets, index_t))
                     for b in targets:
-                        tied.setdefault(("t", tgt.containers[b].path), []).extend(src.containers[a].path
-                                                                                 for a in sources)
+                        tied.setdefault(("t", tgt.containers[b].path), []).extend(
+                            src.containers[a].path for a in _same_numbers(index_t[b], sources, index_s))
                 continue
             n = len(al.matches)
             coverage = n / max(len(first.children), len(tgt.containers[targets[0]].children))
@@ -93,6 +93,13 @@ def container_candidates(src: Structure, tgt: Structure):
                                      "strong": 2 * coverage + 0.5 * exact + name + 0.5 * same_idx + _ORDER * in_order,
                                      "name": max(name, float(same_idx or in_order))})
     return accepted, refused, {k: tuple(v) for k, v in tied.items()}
+
+
+def _same_numbers(numbers: tuple[int, ...], others: list[int], index: list[tuple[int, ...]]) -> list[int]:
+    """Of ``others``, those with the same numbers in their paths (layers.2 for model.layers.2),
+    if any: the candidates worth naming; else all of them."""
+    same = [o for o in others if numbers and index[o] == numbers]
+    return same or others
 
 
 def _signals(cand) -> list[str]:

@@ -15,6 +15,10 @@ from typing import Sequence
 ORDER_ONLY_CONFIDENCE = 0.3  # at most: well below a pair the names or a unique fit back
 ADVICE = ("the order modules are defined in need not be the order they run in: prove these pairs with "
           "`mapper verify`, or rename the modules or write their rules by hand")
+DEFINITION, FILE = "definition order", "file order"  # where the order came from: built models, or a file
+_FILE_ADVICE = ("the order of the keys in a checkpoint need not be the order its modules are defined in, "
+                "nor the order they run in: prove these pairs with `mapper verify`, or rename the modules "
+                "or write their rules by hand")
 
 
 @dataclass(frozen=True)
@@ -26,22 +30,33 @@ class OrderOnly:
     target: str
     candidates: tuple[str, ...]
     reason: str
+    basis: str = DEFINITION  # FILE when a checkpoint's key order decided, not a built model's
 
 
-def order_only(source: str, target: str, candidates: Sequence[str], what: str = "module") -> OrderOnly:
+def order_only(source: str, target: str, candidates: Sequence[str], what: str = "module",
+               basis: str = DEFINITION) -> OrderOnly:
+    """``basis``: :data:`DEFINITION` when both sides are built models, else :data:`FILE` (the order
+    came from a checkpoint's keys, which is never presented as the model's)."""
     others = [c for c in candidates if c != target]
     fit = (f"{_quoted(others)} fit{'s' if len(others) == 1 else ''} it as well" if others else
            f"'{target}' fits other source {what}s as well")
+    decided = (f"the order the {what}s are defined in" if basis == DEFINITION else
+               f"the order of the {what}s' keys in the checkpoint")
     return OrderOnly(source, target, (target, *others),
                      f"order only: '{source}' -> '{target}': {fit} and the names do not tell them apart, "
-                     f"so the order the {what}s are defined in decided")
+                     f"so {decided} decided", basis)
+
+
+def advice(entries: Sequence[OrderOnly]) -> str:
+    """What to do about them, saying a file's order is no model's when one decided."""
+    return _FILE_ADVICE if any(e.basis == FILE for e in entries) else ADVICE
 
 
 def signal(entry: OrderOnly, about: str = "") -> str:
     """The pair's evidence: short, the entry's reason says the rest. ``about``: what was paired, when
     not the pair's own modules (``containers enc -> first``)."""
     others = entry.candidates[1:]
-    return (f"ORDER ONLY: {about + ' ' if about else ''}paired by definition order"
+    return (f"ORDER ONLY: {about + ' ' if about else ''}paired by {entry.basis}"
             + (f" ({_quoted(others)} fit as well)" if others else ""))
 
 
@@ -52,8 +67,9 @@ def warning(entries: Sequence[OrderOnly]) -> str:
     shown = ", ".join(f"'{e.source}' -> '{e.target}'" for e in entries[:5])
     more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
     n = len(entries)
-    return (f"{n} pairing{'s' if n != 1 else ''} by definition order alone, as the names do not tell the "
-            f"candidates apart: {shown}{more}; {ADVICE}")
+    basis = FILE if any(e.basis == FILE for e in entries) else DEFINITION
+    return (f"{n} pairing{'s' if n != 1 else ''} by {basis} alone, as the names do not tell the "
+            f"candidates apart: {shown}{more}; {advice(entries)}")
 
 
 def _quoted(paths: Sequence[str]) -> str:

@@ -15,9 +15,10 @@ from .align import Alignment
 from .containers import Ambiguity, assign_containers, container_candidates, containers_named
 from .containers import shown_path as _name, shown_paths as _names
 from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
-from .order import ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
+from .order import DEFINITION, FILE, ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
 from .orientation import Orientation
 from .structure import Structure, build_structure
+from .ties import known_aliases, pair_ties
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,14 @@ class Pairing:
 
 def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
                 source_types: Mapping[str, str] | None = None,
-                target_types: Mapping[str, str] | None = None) -> Pairing:
-    """Pair every source tensor with a target tensor where the evidence allows."""
-    src, tgt = build_structure(source_specs, source_types), build_structure(target_specs, target_types)
+                target_types: Mapping[str, str] | None = None,
+                source_aliases: Mapping[str, str] | None = None) -> Pairing:
+    """Pair every source tensor with a target tensor where the evidence allows. ``source_aliases``:
+    alias → key of the checkpoint's tied keys (its reader's ``aliases()``), paired as ties (:mod:`.ties`)."""
+    aliases = known_aliases(source_aliases, source_specs)
+    own = {k: v for k, v in source_specs.items() if k not in aliases} if aliases else source_specs
+    src, tgt = build_structure(own, source_types), build_structure(target_specs, target_types)
+    basis = DEFINITION if source_types is not None and target_types is not None else FILE
     candidates, refused, tied = container_candidates(src, tgt)
     chosen, ambiguous = assign_containers(candidates)
     orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
@@ -82,7 +88,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
         link_order = cand["order_only"]
         containers = containers_named(s.path, t.path)
         about_containers = f"{containers}: {', '.join(cand['signals'])}"  # said apart from the pair's own signals
-        link_alone = order_only(s.path, t.path, link_order, "container") if link_order else None
+        link_alone = order_only(s.path, t.path, link_order, "container", basis) if link_order else None
         if link_alone is not None:
             by_order.append(link_alone)
         links.append(Link(s.path, t.path, len(a.matches), cand["signals"],
@@ -101,7 +107,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 signals.append("dtype differs")
             alone, first = (link_alone, (signal(link_alone, containers),)) if link_alone is not None else (None, ())
             if i in child_order:
-                alone = order_only(ms.path, mt.path, [t.children[x].path for x in child_order[i]])
+                alone = order_only(ms.path, mt.path, [t.children[x].path for x in child_order[i]], basis=basis)
                 by_order.append(alone)
                 first = (signal(alone),)
             confidence = cand["confidence"] if alone is None else min(cand["confidence"], ORDER_ONLY_CONFIDENCE)
@@ -159,8 +165,11 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
         pairs.extend(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps, confidence, (how, *signals), link)
                      for member, steps, how in fit.steps)
     pairs.extend(_loose(src, tgt))
+    ties, tie_reasons = pair_ties(aliases, {p.source: p.target for p in pairs}, source_specs, target_specs)
+    pairs.extend(Pair(alias, target, steps, confidence, signals, -1) for alias, target, steps, confidence, signals in ties)
     taken = {p.source for p in pairs}
-    skipped = [Left(k, reasons_s.get(_module(k), "a top-level key with no target of that name and shape"))
+    skipped = [Left(k, tie_reasons.get(k) or reasons_s.get(_module(k), "a top-level key with no target of that "
+                                                                       "name and shape"))
                for k in source_specs if k not in taken]
     filled = {p.target for p in pairs}
     new = [Left(k, reasons_t.get(_module(k), "a top-level key no source key fills"))

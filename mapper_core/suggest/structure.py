@@ -8,13 +8,14 @@ or from the real module type when the model was built. No torch.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from ..plan.kinds import classify, kind_of_type, split_key
 from ..specs import TensorSpec
 
 _DIGITS = re.compile(r"\d+")
+_SPLIT_DIGITS = re.compile(r"(\d+)")
 _WORDS = re.compile(r"[A-Za-z]+|\d+")
 
 
@@ -80,8 +81,9 @@ class Structure:
     containers: tuple[Container, ...]
     loose: tuple[Module, ...]  # keys without a dot: modules with path ''
     specs: Mapping[str, TensorSpec]
-    # the keys are in definition order: a built model's, or a state dict's that is not sorted as
-    # text (a safetensors file stores its keys sorted, which says nothing about the model)
+    # the keys are in definition order: a built model's, or a state dict's that is sorted neither as
+    # text nor by its numbers (a safetensors file stores its keys sorted, which says nothing about
+    # the model)
     ordered: bool = False
 
 
@@ -114,8 +116,17 @@ def build_structure(specs: Mapping[str, TensorSpec], module_types: Mapping[str, 
         containers.append(Container(parent, tuple(children), min(c.order for c in children)))
     containers.sort(key=lambda c: c.order)
     keys = list(specs)
-    ordered = module_types is not None or any(a > b for a, b in zip(keys, keys[1:]))
+    # sorted as text, or with the numbers compared as numbers: a file's order, not the model's
+    ordered = module_types is not None or not (keys == sorted(keys) or keys == sorted(keys, key=natural_key))
+    if not ordered:  # keys stored sorted as text put layers.10 before layers.2: go by the numbers
+        containers.sort(key=lambda c: natural_key(c.path))
+        containers = [replace(c, order=i) for i, c in enumerate(containers)]
     return Structure(tuple(containers), loose, specs, ordered)
+
+
+def natural_key(path: str) -> tuple:
+    """``layers.2`` before ``layers.10``: the path's numbers compared as numbers."""
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(_SPLIT_DIGITS.split(path)))
 
 
 def words(text: str) -> list[str]:

@@ -11,7 +11,7 @@ from ..plan.plan import Plan
 from ..rules.load import parse_rules
 from ..specs import TensorSpec
 from .collapse import Rule, collapse
-from .order import ADVICE
+from .order import advice
 from .pairing import Pairing, pair_models
 from .patterns import Pattern, left_patterns
 from .render import render_json, render_yaml, steps_list
@@ -64,12 +64,14 @@ class Suggestion:
 
 def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec], *,
             source_types: Mapping[str, str] | None = None, target_types: Mapping[str, str] | None = None,
-            source_name: str = "source", target_name: str = "target", name: str = "suggested") -> Suggestion:
+            source_name: str = "source", target_name: str = "target", name: str = "suggested",
+            source_aliases: Mapping[str, str] | None = None) -> Suggestion:
     """Pair the models and write the rules. The file is planned against the same pair; a rule
-    that sends a key elsewhere than its pair is replaced by literal rules for those keys."""
+    that sends a key elsewhere than its pair is replaced by literal rules for those keys.
+    ``source_aliases``: the source checkpoint's tied keys, alias → key (its reader's ``aliases()``)."""
     if not name:  # the rules file's own name: the schema wants one
         raise BadInputError("suggest: the rules' name is empty; give one (--name NAME, name= in Python)")
-    pairing = pair_models(source_specs, target_specs, source_types, target_types)
+    pairing = pair_models(source_specs, target_specs, source_types, target_types, source_aliases)
     wanted = {p.source: (p.target, tuple((name, dict(params)) for name, params in p.steps)) for p in pairing.pairs}
     skips = left_patterns(pairing.skipped, source_specs)
     new = left_patterns(pairing.new, target_specs)
@@ -103,7 +105,8 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
         signals = list(first.signals)
         by_order = sum(p.order_only for p in r.pairs)
         if by_order and not first.order_only:  # the first pair's evidence would not say it
-            signals.insert(0, f"ORDER ONLY: {by_order} of {n} pairs by definition order")
+            basis = next(o.basis for o in pairing.order_only)
+            signals.insert(0, f"ORDER ONLY: {by_order} of {n} pairs by {basis}")
         evidence.append((r, f"{what}: {'; '.join(signals)}; confidence {low:.2f}"))
     header = [f"Suggested by `mapper suggest` for {source_name} -> {target_name}.",
               f"{len(pairing.pairs)} of {len(pairing.source_specs)} source keys paired by {len(rules)} rules, "
@@ -114,7 +117,7 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
     for o in pairing.order_only:
         header.append(f"ORDER ONLY: {o.reason.removeprefix('order only: ')}")
     if pairing.order_only:
-        header.append(f"ORDER ONLY pairs: {ADVICE}.")
+        header.append(f"ORDER ONLY pairs: {advice(pairing.order_only)}.")
     return render_yaml(header, name, _description(source_name, target_name), evidence, skips, new)
 
 

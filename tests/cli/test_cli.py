@@ -91,7 +91,7 @@ def test_collision_exits_one_and_is_called_out_first(files, mapper):
     assert r.stdout.index("collision: 2 sources map to 'encoder.layers.0.weight'") < r.stdout.index("Rule 0:")
     js = json.loads(mapper("plan", files / "collide.safetensors", "--rules", files / "rules.yaml", "--json").stdout)
     assert js["collisions"] == [{"target": "encoder.layers.0.weight", "sources": ["dup.0.weight", "enc.0.weight"],
-                                 "rules": [1, 0]}]  # source (file) order
+                                 "rules": [1, 0], "lines": [7, 5]}]  # source (file) order
 
 
 def test_bad_inputs_exit_two_naming_the_file(files, mapper):

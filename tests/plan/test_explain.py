@@ -130,7 +130,8 @@ def test_to_dict_is_json_ready(plan):
     d = json.loads(json.dumps(explain("netcnnaud.0.weight", RULES, plan).to_dict()))
     assert d["outcome"] == "mapped" and d["mismatch"]["target_shape"] == [5]
     assert d["candidates"][0] == {"kind": "rule", "index": 0, "match": RULES.rules[0].match, "won": True,
-                                  "reason": "takes the key -> audio.0.weight", "target": "audio.0.weight"}
+                                  "reason": "takes the key -> audio.0.weight", "target": "audio.0.weight",
+                                  "line": None}
 
 
 def test_explain_agrees_with_the_plan_for_every_source_key():

@@ -18,8 +18,9 @@ rules:
   - match: 'u\\.(\\d+)\\.weight'
     target: 'v.{1}.weight'
     transform: [{unsqueeze: {dim: 0}}]
-  - match: 'x\\.(.+)'
-    target: 'y.é"\\\\{1}'
+  - match: '(x)\\.(.+)'
+    target: '{1|odd}{2}'
+    tables: {odd: {x: 'y.é"\\\\'}}  # a target cannot hold a backslash; a table entry can
 skip:
   - 'head\\..*'
 """
@@ -54,7 +55,7 @@ def test_the_text_is_json_dumps_of_to_dict(monkeypatch):
 
 def test_skipped_entries_and_odd_keys_are_json_dumps_too(monkeypatch):
     monkeypatch.setattr(module, "BATCH", 2)  # several batches of mapped and of skipped entries
-    rules = parse_rules(RULES.replace("    target: 'y.é\"\\\\{1}'\n", "    target: 'y.é\"\\\\{1}'\n"
+    rules = parse_rules(RULES.replace("    target: '{1|odd}{2}'\n", "    target: '{1|odd}{2}'\n"
                                       "    on_shape_mismatch: skip\n") + r"""  - 'h"\\\.\té.*'""" + "\n", "r.yaml")
     keys = ["x.ends\\", "x.\\\\", 'x."', 'x.","', "x.\u202e\x1b\x00", "x.\ud800", "x.\U0001f600", "x.\u00e9",
             "head.a", 'h"\\.\té1', "lost\\"]

@@ -23,12 +23,12 @@ def test_errors_come_first_then_rule_sections_then_summary():
     text = render_text(plan, RULES)
     problems, rule0 = text.index("PROBLEMS (2 errors, 1 skipped on shape mismatch)"), text.index("Rule 0:")
     assert problems < rule0 < text.index("Summary")
-    assert "collision: 2 sources map to 'x.0.w' (rules 0, 1): a.0.w, b.0.w" in text
+    assert "collision: 2 sources map to 'x.0.w': a.0.w (rule 0), b.0.w (rule 1)" in text
     assert "error: a.1.w -> x.1.w (rule 0): shape [3] but target has [5]" in text
     assert "skipped: c.k -> y.k (rule 2)" in text
     assert "lost" in text.split("Unmatched source keys (1)")[1].splitlines()[1]
     assert "fresh" in text.split("Uninitialized target keys")[1]
-    assert "rule 3: never\\..*" in text
+    assert "rule 3: 'never\\..*': matched no source key" in text
     assert "result: ERRORS" in text
 
 

@@ -24,8 +24,9 @@ rules:
   - match: 'c\\.(.+)'
     target: 'k.{1}'
     transform: [{cast: {dtype: F32}}]
-  - match: 'x\\.(.+)'
-    target: 'y.é"\\\\{1}'
+  - match: '(x)\\.(.+)'
+    target: '{1|odd}{2}'
+    tables: {odd: {x: 'y.é"\\\\'}}  # a target cannot hold a backslash; a table entry can
     on_shape_mismatch: skip
   - match: 'never\\..*'
     target: 'z'

@@ -32,11 +32,12 @@ def test_siblings_that_only_order_tells_apart_are_marked_not_trusted():
         ("net.2", "net.in_proj", ("net.in_proj", "net.out_proj", "net.hidden")),
         ("net.4", "net.hidden", ("net.hidden", "net.out_proj", "net.in_proj"))]
     first = result.pairing.pairs[0]
-    assert first.signals[0] == "ORDER ONLY: paired by definition order ('net.in_proj', 'net.hidden' fit as well)"
+    # a checkpoint's headers: their order is the file's, never presented as the model's
+    assert first.signals[0] == "ORDER ONLY: paired by file order ('net.in_proj', 'net.hidden' fit as well)"
     # the rules file says it at the top, at each rule, and what to do
     text = " ".join(line.lstrip("# ") for line in result.text.splitlines() if line.lstrip().startswith("#"))
     assert "ORDER ONLY: 'net.0' -> 'net.out_proj': 'net.in_proj', 'net.hidden' fit it as well" in text
-    assert text.count("ORDER ONLY: paired by definition order") == 3
+    assert text.count("ORDER ONLY: paired by file order") == 3
     assert "prove these pairs with `mapper verify`, or rename the modules or write their rules by hand" in text
     assert "confidence 0.30" in text and "confidence 1.00" not in text
 
@@ -87,7 +88,7 @@ def test_containers_that_only_their_place_tells_apart_are_marked():
     assert all(p.order_only and p.confidence <= 0.3 for p in result.pairing.pairs)
     assert [(o.source, o.target, o.candidates) for o in result.pairing.order_only] == [
         ("enc", "first", ("first", "second")), ("dec", "second", ("second", "first"))]
-    assert "so the order the containers are defined in decided" in result.pairing.order_only[0].reason
+    assert "so the order of the containers' keys in the checkpoint decided" in result.pairing.order_only[0].reason
     assert all(link.order_only and link.confidence <= 0.3 for link in result.pairing.links)
     # names that tell them apart win, and nothing is marked
     named = suggest({**block("encoder"), **block("decoder")}, {**block("enc"), **block("dec")})
@@ -105,9 +106,10 @@ def test_the_command_warns_once_with_the_pairs_and_what_to_do(tmp_path):
     done = mapper("suggest", "--source", source, "--target", target, "-o", tmp_path / "rules.yaml")
     assert done.returncode == 0, done.stderr
     [warning] = [line for line in done.stderr.splitlines() if "warning" in line]
-    assert ("3 pairings by definition order alone, as the names do not tell the candidates apart: "
+    assert ("3 pairings by file order alone, as the names do not tell the candidates apart: "
             "'net.0' -> 'net.out_proj', 'net.2' -> 'net.in_proj', 'net.4' -> 'net.hidden'") in warning
     assert "`mapper verify`" in warning
+    assert "the order of the keys in a checkpoint need not be the order its modules are defined in" in warning
     assert "ORDER ONLY" in (tmp_path / "rules.yaml").read_text()
 
 
@@ -152,8 +154,18 @@ def test_verify_disproves_what_suggest_marked(tmp_path):
     done = mapper("--plugin", "ordermodels", "suggest", "--source", tmp_path / "seq.pt", "--target", "model:named",
                   "-o", rules, env=env)
     assert done.returncode == 0, done.stderr
-    assert "by definition order alone" in done.stderr
+    assert "by file order alone" in done.stderr  # seq.pt's order, though model:named's is its definition
     checked = mapper("--plugin", "ordermodels", "verify", "--rules", rules, "--source", tmp_path / "seq.pt",
                      "--source-model", "model:seq", "--target-model", "model:named", "--input", "2x8", env=env)
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "first divergent module: 0 -> out_proj" in checked.stdout
+
+
+def test_only_two_built_models_are_said_to_pair_by_definition_order():
+    types = lambda specs: {k.rpartition(".")[0]: "Linear" for k in specs}  # noqa: E731
+    source, target = sequential(), registered_out_of_order()
+    built = suggest(source, target, source_types=types(source), target_types=types(target))
+    assert built.pairing.pairs[0].signals[0].startswith("ORDER ONLY: paired by definition order")
+    assert built.pairing.order_only[0].reason.endswith("so the order the modules are defined in decided")
+    assert "the order modules are defined in need not be the order they run in" in built.text
+    assert "checkpoint" not in built.text

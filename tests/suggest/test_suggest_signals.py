@@ -26,7 +26,7 @@ def test_the_containers_evidence_is_one_signal_that_names_them():
     first = result.pairing.pairs[0]
     assert (first.source, first.target) == ("net.0.weight", "net.out_proj.weight")
     assert first.signals == (
-        "ORDER ONLY: paired by definition order ('net.in_proj', 'net.hidden' fit as well)",
+        "ORDER ONLY: paired by file order ('net.in_proj', 'net.hidden' fit as well)",
         "same shape",
         "containers net -> net: 3 modules by fit, renamed, name similarity 1.00, same place among like containers")
     for pair in result.pairing.pairs:
@@ -40,7 +40,7 @@ def test_the_containers_evidence_is_one_signal_that_names_them():
 def test_containers_paired_by_order_say_it_of_the_containers():
     result = suggest({**block("enc"), **block("dec")}, {**block("first"), **block("second")})
     pair = next(p for p in result.pairing.pairs if p.source == "enc.conv.weight")
-    assert pair.signals[0] == "ORDER ONLY: containers enc -> first paired by definition order ('second' fit as well)"
+    assert pair.signals[0] == "ORDER ONLY: containers enc -> first paired by file order ('second' fit as well)"
     assert pair.signals[2].startswith("containers enc -> first: 2 modules by name, same place among like containers")
 
 

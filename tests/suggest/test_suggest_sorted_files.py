@@ -1,0 +1,73 @@
+"""A checkpoint file stores its keys sorted (``layers.10`` before ``layers.2``): that order is not
+the model's, so layers pair by their numbers, and what a file's order alone decided says so.
+From headers (no torch)."""
+from __future__ import annotations
+
+from mapper_core.specs import TensorSpec
+from mapper_core.suggest import suggest
+from mapper_core.suggest.structure import natural_key
+
+
+def llama(layers: int = 12, d: int = 8, f: int = 12, hf: bool = True) -> dict[str, TensorSpec]:
+    """Llama-like headers, as HF names them or as Meta does, in definition order."""
+    def w(*shape): return TensorSpec("F32", shape)
+    specs = {"model.embed_tokens.weight" if hf else "tok_embeddings.weight": w(50, d)}
+    for i in range(layers):
+        p = f"model.layers.{i}." if hf else f"layers.{i}."
+        for n in "qkvo":
+            specs[p + (f"self_attn.{n}_proj.weight" if hf else f"attention.w{n}.weight")] = w(d, d)
+        for hf_name, meta_name, shape in (("gate", "w1", (f, d)), ("up", "w3", (f, d)), ("down", "w2", (d, f))):
+            specs[p + (f"mlp.{hf_name}_proj.weight" if hf else f"feed_forward.{meta_name}.weight")] = w(*shape)
+        specs[p + ("input_layernorm.weight" if hf else "attention_norm.weight")] = w(d)
+        specs[p + ("post_attention_layernorm.weight" if hf else "ffn_norm.weight")] = w(d)
+    specs["model.norm.weight" if hf else "norm.weight"] = w(d)
+    return specs
+
+
+
+def test_a_target_stored_sorted_pairs_every_layer_with_the_same_number():
+    stored_sorted = dict(sorted(llama(hf=False).items()))  # as save_file and `mapper convert` write it
+    assert list(stored_sorted).index("layers.10.ffn_norm.weight") < list(stored_sorted).index("layers.2.ffn_norm.weight")
+    result = suggest(llama(), stored_sorted)
+    assert layers(result) == {str(i): str(i) for i in range(12)}  # not only layers 0 and 1
+    # no layer is said to fit a differently numbered one as well
+    assert not [a.reason for a in result.pairing.ambiguous if a.source.count(".") == 2]
+
+
+def test_a_source_stored_sorted_pairs_every_layer_with_the_same_number():
+    result = suggest(dict(sorted(llama().items())), llama(hf=False))
+    assert layers(result) == {str(i): str(i) for i in range(12)}
+    assert not [a.reason for a in result.pairing.ambiguous if a.source.count(".") == 2]
+
+
+def layers(result) -> dict[str, str]:
+    """Source layer number → the target layer numbers its layer norms went to, one each."""
+    found: dict[str, set[str]] = {}
+    for p in result.pairing.pairs:
+        if p.source.startswith("model.layers.") and p.source.endswith("layernorm.weight"):
+            found.setdefault(p.source.split(".")[2], set()).add(p.target.split(".")[1])
+    return {s: ", ".join(sorted(t)) for s, t in found.items() if len(found[s]) and sum(
+        q.source.startswith(f"model.layers.{s}.") and q.source.endswith("layernorm.weight")
+        for q in result.pairing.pairs) == 2}
+
+
+def test_a_layer_whose_modules_tie_names_only_its_own_number():
+    # q/k/v/o fit wq/wk/wv/wo in any order and a sorted file's order says nothing: an ambiguity,
+    # about layers.2's attention, not about the attention of every layer
+    result = suggest(llama(), dict(sorted(llama(hf=False).items())))
+    tied = {a.source: a.candidates for a in result.pairing.ambiguous}
+    assert tied["model.layers.2.self_attn"] == ("layers.2.attention",)
+    assert "fit those of 'layers.2.attention' in more than one way" in " ".join(
+        a.reason for a in result.pairing.ambiguous if a.source == "model.layers.2.self_attn")
+
+
+def test_keys_sorted_by_their_numbers_are_a_file_order_too():
+    # layers.2 before layers.10 but wk, wo, wq, wv alphabetical: a sorted file, not a model's order,
+    # so q_proj is not paired with wk because both come first
+    natural = dict(sorted(llama(hf=False).items(), key=lambda kv: natural_key(kv[0])))
+    assert list(natural) != sorted(natural)
+    result = suggest(llama(), natural)
+    assert not any(p.source.endswith("self_attn.q_proj.weight") for p in result.pairing.pairs)
+    assert ("model.layers.2.self_attn", ("layers.2.attention",)) in {
+        (a.source, a.candidates) for a in result.pairing.ambiguous}
+    assert layers(result) == {str(i): str(i) for i in range(12)}
