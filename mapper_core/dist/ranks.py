@@ -89,7 +89,8 @@ class TorchRanks:
         except MapperError as exc:
             problem = (isinstance(exc, _Secondary), str(exc), exc.exit_code)
         except OSError as exc:
-            problem = (False, f"writing failed: {exc.strerror or exc} ({exc.filename})", 2)
+            where = f" ({exc.filename})" if exc.filename else ""  # ENOSPC from a write names no file
+            problem = (False, f"writing failed: {exc.strerror or exc}{where}", 2)
         if problem is not None:
             digests.give_up()
         everyone: list = [None] * self.workers

@@ -18,7 +18,6 @@ processes.
 """
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import signal
@@ -27,13 +26,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BadInputError, MapperError
-from .atomic import TEMP_SUFFIX, AtomicFiles, Terminated, remove_stale, signals_held, stale_temps, write_all
+from .atomic import TEMP_SUFFIX, AtomicFiles, Terminated, signals_held, write_all
 from .clone import Cloner, block_size
 from .rollback import STOP_SIGNALS
 from .cost import assign_shards
 from .formats.writer import Entry, FileWriter, RangeCopier
 from .provenance import Hasher, final_metadata
 from .shard_manifest import MANIFEST_SUFFIX, Manifest, manifest_path
+from .shard_resume import check_skipped, todo_of
 from .shared_digests import HashUnavailable, SharedDigests
 from .worker_setup import prepare_worker
 
@@ -321,7 +321,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
     plan, problem, refused = None, None, None
     if executor.leader:  # one view of what is finished, so every worker skips the same shards
         try:
-            plan = _todo(files, layouts, index, manifest, sources, force, clean_stale)
+            plan = todo_of(files, layouts, index, manifest, sources, force, clean_stale, bool(hashed))
         except MapperError as exc:
             problem, refused = (str(exc), exc.exit_code), exc
     plan, problem = executor.agree((plan, problem))
@@ -331,7 +331,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         err = BadInputError(problem[0])
         err.exit_code = problem[1]
         raise err
-    todo, ours, park, stale, index_ours = plan
+    todo, ours, park, stale, index_ours, manifest.source = plan  # the leader's view of the source, for every rank
     sizes = [layouts[i].size for i in todo]
     assignment = [[todo[j] for j in share] for share in assign_shards(sizes, executor.workers)]
     job = ShardJob(files, groups, meta, list(hashed), manifest, force, frozenset(ours), frozenset(park), verify,
@@ -341,7 +341,7 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
         with AtomicFiles(replace=force or index_ours) as out:
             for dest, temp in done.parked:  # renamed with the index, all or none: the earlier output until then
                 out.adopt(dest, temp)
-            _check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
+            check_skipped(files, groups, set(range(len(files))) - set(todo), final, manifest)
             weight_map = {e.key: path.name for path, w in zip(files, layouts) for e in w.entries}
             total = sum(e.spec.nbytes for g in groups for e in g)
             data = index_json(weight_map, total, final)
@@ -352,41 +352,3 @@ def write_parallel(files: Sequence[Path], groups: Sequence[Sequence[Entry]], ind
                 manifest.remove()
     executor.barrier()  # nobody returns before the index is there
     return done, final, [Path(p) for p in stale]
-
-
-def _todo(files: Sequence[Path], layouts: Sequence[FileWriter], index: Path, manifest: Manifest,
-          sources: Sequence[Path], force: bool, clean_stale: bool
-          ) -> tuple[list[int], list[int], list[int], list[str], bool]:
-    """(shards still to write, shards the manifest names, shards to park (``ShardJob.park``), stale
-    temporaries, whether the index is one an earlier run put in place before it was stopped); refuses
-    destinations as one process would."""
-    from .atomic import check_destinations
-
-    records = manifest.records()
-    finished = {i for i, (path, w) in enumerate(zip(files, layouts)) if manifest.finished(path, w.header, w.size,
-                                                                                            records)}
-    todo = [i for i in range(len(files)) if i not in finished]
-    # a shard the manifest names is ours (finished, or damaged since): replaced without --force, never the source
-    ours = [i for i in range(len(files)) if files[i].name in records]
-    index_ours = manifest.owns_index(index)
-    check_destinations([files[i] for i in set(ours) | finished] + [index] * index_ours, sources, force=True)
-    check_destinations([files[i] for i in todo if i not in ours] + [index] * (not index_ours), sources, force)
-    stale = [p for dest in list(files) + [index] for p in stale_temps(dest)]
-    if clean_stale:
-        remove_stale(stale)
-    # with --force, a shard whose file exists and is not ours belongs to the earlier output
-    park = [i for i in todo if i not in ours and (files[i].exists() or files[i].is_symlink())] if force else []
-    return todo, ours, park, [str(p) for p in stale], index_ours
-
-
-def _check_skipped(files: Sequence[Path], groups: Sequence[Sequence[Entry]], skipped: set[int],
-                   final: dict[str, str], manifest: Manifest) -> None:
-    """A shard an earlier run finished must carry the header this run would write: a source that
-    changed since (another SHA-256) would give an index over shards of two different sources."""
-    records = manifest.records()
-    for i in sorted(skipped):
-        header = FileWriter(-1, groups[i], final).header
-        if records.get(files[i].name, {}).get("header") != hashlib.sha256(header).hexdigest():
-            raise BadInputError(f"{files[i]}: was finished by an earlier run from a different source (its metadata "
-                                f"differs from this run's); delete {manifest.path} to write every shard again, or "
-                                "convert the source that run used")

@@ -8,6 +8,12 @@ there or modified since has another inode or time and is written again. What a b
 would add (a file edited in place with its time set back, a disk flipping a bit) is out of scope:
 ``--verify`` checks the shards a run writes, against the source.
 
+Each shard's line also names the source it was made from: the size, inode and modification time of
+every source file (read with ``stat`` when the run starts, and written once per process as a
+``sources`` line that the shard lines refer to by its SHA-256). With the source hash, the digests in
+a finished shard's header say whether the rerun reads the same source; without it
+(``--no-source-hash``), this record is what says so (:meth:`Manifest.source_changes`).
+
 The index is recorded too, just before it is renamed into place (its SHA-256 and size), since the
 manifest can only be removed after that rename: a run stopped between the two leaves a complete
 output and its manifest, and the rerun knows that index as this output's own (:meth:`Manifest.owns_index`)
@@ -19,6 +25,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 MANIFEST_SUFFIX = ".mapper-manifest"
 
@@ -36,11 +43,24 @@ def _identity(path: Path) -> list[int]:
     return [st.st_size, st.st_ino, st.st_mtime_ns]
 
 
+def source_identity(sources: Sequence[Path]) -> list[list]:
+    """``[path, size, inode, modification time]`` of each source file: what tells, without reading it,
+    that a source file is still the one an earlier run read."""
+    return [[str(p), *_identity(p)] for p in sources]
+
+
+def _digest(identity: list[list]) -> str:
+    """The identity's SHA-256, paths left out: the same files named from another folder are the same source."""
+    return _sha256(json.dumps([row[1:] for row in identity]).encode("utf-8"))
+
+
 class Manifest:
     """The finished shards of one output, as JSON lines appended by every worker."""
 
     def __init__(self, index: Path):
         self.path = manifest_path(index)
+        self.source: list[list] = []  # this run's source_identity(), recorded with every shard it finishes
+        self._source_recorded = -1  # the process that has written this run's ``sources`` line (a fork has not)
 
     def records(self, kind: str = "shard") -> dict[str, dict]:
         """shard (or, with ``kind="index"``, index) name → its latest record; lines that do not parse (a
@@ -92,15 +112,43 @@ class Manifest:
             return False
 
     def record(self, path: Path, layout: bytes, header: bytes, size: int) -> None:
-        """Append ``path`` (renamed into place, complete and synced; ``header`` is its final header) as finished."""
-        self._append({"shard": path.name, "bytes": size, "layout": _sha256(layout), "header": _sha256(header),
-                      "file": _identity(path)})
+        """Append ``path`` (renamed into place, complete and synced; ``header`` is its final header) as finished,
+        made from the source :attr:`source` names."""
+        source = _digest(self.source)
+        lines = [{"shard": path.name, "bytes": size, "layout": _sha256(layout), "header": _sha256(header),
+                  "file": _identity(path), "source": source}]
+        if self._source_recorded != os.getpid():
+            lines.insert(0, {"sources": source, "files": self.source})
+        self._append(*lines)
+        self._source_recorded = os.getpid()
 
-    def _append(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+    def source_changes(self, record: dict) -> str | None:
+        """What differs between the source a finished shard's ``record`` was made from and :attr:`source`
+        (this run's), said for the user; None when nothing does."""
+        if record.get("source") == _digest(self.source):
+            return None
+        then = self.records("sources").get(record.get("source"), {}).get("files")
+        if not isinstance(then, list):
+            return "that run recorded no source files to compare with"
+        if len(then) != len(self.source):
+            return f"that run read {len(then)} source files, this one {len(self.source)}"
+        for old, new in zip(then, self.source):
+            name = new[0]
+            if not isinstance(old, list) or len(old) != 4:
+                return "that run's record of the source is unreadable"
+            if old[2] != new[2]:
+                return f"{name}: replaced by another file since that run read it"
+            if old[1] != new[1]:
+                return f"{name}: {old[1]:,} bytes then, {new[1]:,} now"
+            if old[3] != new[3]:
+                return f"{name}: modified since that run read it"
+        return "that run's record of the source differs"
+
+    def _append(self, *records: dict) -> None:
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         try:
-            os.write(fd, line.encode("utf-8"))  # one short append: workers' lines do not interleave
+            os.write(fd, data)  # one append: workers' lines do not interleave
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -10,7 +10,7 @@ from mapper_core.plugins import Format, hookimpl
 def _open(path: Path, **options: Any):
     from .reader import NpzReader  # numpy on first use
 
-    return NpzReader(path)
+    return NpzReader(path, allow_expansion=bool(options.get("allow_expansion")))
 
 
 def _sniff(path: Path) -> bool:
@@ -22,4 +22,6 @@ def _sniff(path: Path) -> bool:
 @hookimpl
 def mapper_formats() -> list[Format]:
     return [Format("npz", (".npz",), open=_open, sniff=_sniff,
-                   description="NumPy / MLX .npz archives; specs from the .npy headers, no pickle")]
+                   description="NumPy / MLX .npz archives; specs from the .npy headers, no pickle",
+                   options={"allow_expansion": "read compressed arrays that inflate past max(256 MiB, 4x the "
+                                               "file's size)"})]

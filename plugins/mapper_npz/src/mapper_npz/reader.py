@@ -4,11 +4,13 @@ An ``.npz`` is a zip archive with one ``NAME.npy`` member per array. ``specs()``
 member's ``.npy`` header (magic, version, a short Python-literal dict parsed by numpy without
 evaluating code) and nothing of the data; ``get_tensor`` reads one member. Every header is
 checked against the member's size in the zip directory, so a header cannot claim more data
-than the archive holds.
+than the archive holds. The archive is read by position (:mod:`.positional`), so processes forked
+with the reader open (``--workers``) each read on their own.
 """
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ import numpy as np
 from numpy.lib import format as npy
 
 from mapper_core.errors import CheckpointError
+from mapper_core.io.formats.torch_archive import ExpansionBudget, expansion_limit
 from mapper_core.plugins import ReaderBase
 from mapper_core.specs import TensorSpec
+
+from .positional import PositionalFile
 
 # numpy dtype (kind, itemsize) → safetensors dtype name. Byte order is the reader's business:
 # big-endian arrays are returned in native order.
@@ -29,6 +34,20 @@ DTYPES: dict[tuple[str, int], str] = {
 }
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_HEADER = 1 << 20  # numpy's own headers are < 64 KiB; anything larger is not a .npy header
+CHUNK = 8 << 20  # an array is read in pieces this large: its own buffer is the only copy of it
+
+
+def _read_into(f: Any, buffer: bytearray) -> int:
+    """Fill ``buffer`` from the member ``f`` a piece at a time (``readinto`` on a zip member reads the
+    whole length into a second buffer first); returns the bytes read, fewer when the member ends."""
+    view, got = memoryview(buffer), 0
+    while got < len(buffer):
+        piece = f.read(min(CHUNK, len(buffer) - got))
+        if not piece:
+            break
+        view[got:got + len(piece)] = piece
+        got += len(piece)
+    return got
 
 
 def sniff_npz(path: Path) -> bool:
@@ -52,12 +71,20 @@ def dtype_name(dtype: np.dtype) -> str | None:
 class NpzReader(ReaderBase):
     """An open ``.npz``: specs from headers, arrays on demand (numpy, native byte order, C order)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, allow_expansion: bool = False):
         self.path = Path(path)
+        self._file = None
         try:
-            self._zip = zipfile.ZipFile(self.path)
+            self._file = PositionalFile(self.path)  # forked workers share it: no shared offset
+            self._zip = zipfile.ZipFile(self._file)
+            size = self._file.seek(0, 2)
         except (OSError, zipfile.BadZipFile) as exc:
+            if self._file is not None:
+                self._file.close()
             raise CheckpointError(f"{self.path}: not a readable .npz (zip) archive: {exc}") from None
+        self._size = size
+        self._budget = ExpansionBudget(self.path, size, None if allow_expansion else expansion_limit(size))
+        self._charged: set[str] = set()
         self._members: dict[str, zipfile.ZipInfo] = {}
         for info in self._zip.infolist():
             if info.is_dir():
@@ -78,7 +105,7 @@ class NpzReader(ReaderBase):
                 shape, fortran, dtype = npy.read_array_header_2_0(f, max_header_size=MAX_HEADER)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise CheckpointError(f"{where}: damaged .npy header: {exc}") from None
         if dtype.hasobject:
             raise CheckpointError(f"{where} holds Python objects (dtype {dtype}), which only pickle can load; "
@@ -106,13 +133,14 @@ class NpzReader(ReaderBase):
     def get_tensor(self, key: str) -> np.ndarray:
         if key not in self._members:
             raise CheckpointError(f"{self.path}: no array '{key}' in this archive")
+        self._charge(key)
         with self._zip.open(self._members[key]) as f:
             shape, fortran, dtype = self._header(key, f)
             count = int(np.prod(shape, dtype=np.int64)) if shape else 1
             buffer = bytearray(count * dtype.itemsize)  # writable: torch.from_numpy takes it without a copy
             try:
-                got = f.readinto(buffer)
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                got = _read_into(f, buffer)
+            except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
                 raise CheckpointError(f"{self.path}: array '{key}' cannot be read: {exc}") from None
         if got != len(buffer):
             raise CheckpointError(f"{self.path}: array '{key}' is truncated ({got} of {len(buffer)} bytes)")
@@ -123,5 +151,19 @@ class NpzReader(ReaderBase):
             return np.array(array, dtype=native, order="C")
         return array
 
+    def _charge(self, key: str) -> None:
+        """Charge what the member declares past the bytes the file can hold for it (a compressed
+        member's inflation; a size claimed past the file's end), once, before anything is allocated.
+        The member's declared size then bounds what is read: the buffer is that long, and zipfile
+        inflates no more than it (a stream that holds more fails its CRC)."""
+        info = self._members[key]
+        held = min(info.compress_size, self._size)
+        if key not in self._charged and info.file_size > held:
+            self._charged.add(key)
+            how = "compressed" if info.compress_type != zipfile.ZIP_STORED else "stored"
+            self._budget.spend(f"array '{key}' ({how}: {held:,} bytes in the file, {info.file_size:,} declared)",
+                               info.file_size - held)
+
     def close(self) -> None:
         self._zip.close()
+        self._file.close()
