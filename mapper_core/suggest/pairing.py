@@ -17,7 +17,7 @@ from .containers import shown_path as _name, shown_paths as _names
 from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
 from .order import DEFINITION, FILE, ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
 from .orientation import Orientation
-from .structure import Structure, build_structure
+from .structure import Module, Structure, build_structure
 from .ties import known_aliases, pair_ties
 
 
@@ -80,7 +80,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     chosen, ambiguous = assign_containers(candidates)
     orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
                               for s, t, c in chosen)
-    pairs, links, reasons_s, reasons_t, by_order = [], [], {}, {}, []
+    pairs, links, reasons_s, reasons_t, by_order, own_links = [], [], {}, {}, [], []
     ambiguous = list(ambiguous)
     for s, t, cand in chosen:
         link = len(links)
@@ -94,6 +94,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
         links.append(Link(s.path, t.path, len(a.matches), cand["signals"],
                           min(cand["confidence"], ORDER_ONLY_CONFIDENCE) if link_order else cand["confidence"],
                           bool(link_order)))
+        own_links.append((link, s.path, t.path, f"own tensors of {about_containers}", links[-1].confidence))
         child_order = dict(a.by_order)
         matched_s, matched_t = set(), set()
         for i, j, fit in a.matches:
@@ -165,6 +166,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
         pairs.extend(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps, confidence, (how, *signals), link)
                      for member, steps, how in fit.steps)
     pairs.extend(_loose(src, tgt))
+    pairs.extend(_own(src, tgt, own_links, {p.source for p in pairs}, {p.target for p in pairs}))
     ties, tie_reasons = pair_ties(aliases, {p.source: p.target for p in pairs}, source_specs, target_specs)
     pairs.extend(Pair(alias, target, steps, confidence, signals, -1) for alias, target, steps, confidence, signals in ties)
     taken = {p.source for p in pairs}
@@ -232,6 +234,40 @@ def _square(ms, mt, fit, decided: tuple[bool | None, str]):
     if transpose is None and not why and True in (stored_transposed(ms), stored_transposed(mt)):
         transpose, why = True, "square matrix transposed: a Conv1D faces a module of unknown type"
     return (fit_module(ms, mt, True) or fit) if transpose else fit, why
+
+
+def _own(src: Structure, tgt: Structure, own_links, taken: set[str], filled: set[str]) -> list[Pair]:
+    """A paired container's own tensors (``model.pos_emb`` beside the module ``model.fc``) go where
+    the container went: to the member of the same name and a fitting shape among the other
+    container's own tensors (``pos_emb``, for ``model`` -> the top level)."""
+    own_s, own_t = _own_modules(src), _own_modules(tgt)
+    pairs = []
+    for link, s_path, t_path, about, confidence in own_links:
+        ms, mt = own_s.get(s_path), own_t.get(t_path)
+        if ms is None or mt is None:
+            continue
+        target = dict(mt.members)
+        for name, spec in ms.members:
+            source_key, target_key = _key(ms.path, name), _key(mt.path, name)
+            found = fit_member(spec, target[name]) if name in target else None
+            if found is None or source_key in taken or target_key in filled:
+                continue
+            pairs.append(Pair(source_key, target_key, found[0], min(confidence, 1.0 if found[1] == SAME else 0.8),
+                              ("same name", found[1], about), link))
+            taken.add(source_key)
+            filled.add(target_key)
+    return pairs
+
+
+def _own_modules(structure: Structure) -> dict[str, Module]:
+    """Path → the module of that path (``''``: the top-level keys)."""
+    found = {m.path: m for c in structure.containers for m in c.children}
+    found.update((m.path, m) for m in structure.loose)
+    return found
+
+
+def _key(module: str, member: str) -> str:
+    return f"{module}.{member}" if module else member
 
 
 def _module(key: str) -> str:
