@@ -53,6 +53,7 @@ def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict)
 def run(args: argparse.Namespace, ctx) -> int:
     from ..suggest import suggest
     from ..suggest.order import warning as order_warning
+    from ..suggest.weak import warning as weak_warning
 
     if args.output:  # before any reading: a checkpoint is never replaced by its rules, a folder never written
         from ..io.atomic import check_destinations
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.warn(a.reason)
     if result.pairing.order_only:
         ctx.warn(order_warning(result.pairing.order_only))
+    if result.pairing.weak_names:
+        ctx.warn(weak_warning(result.pairing.weak_names))
     return 0
 
 

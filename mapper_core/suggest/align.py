@@ -2,10 +2,11 @@
 
 Numbered children (``features.0``, ``features.3``, ...) keep their order: the alignment is the
 longest order-preserving run of fitting modules, so layers inserted or removed on either side are
-gaps. Named children (``c_attn``, ``c_proj``) are paired by fit, then by name; a child that fits
-several equally is ambiguous and left unpaired, unless the order both sides define them in tells
-them apart: that pairing rests on definition order alone (not forward order) and is marked as
-such. An alignment where, between two matched modules, an unmatched source module faces an
+gaps. Named children (``c_attn``, ``c_proj``) are paired by fit, then by name (only what tells the
+candidates apart counts, :mod:`.names`; names that only look alike are marked, :mod:`.weak`); a
+child that fits several equally is ambiguous and left unpaired, unless the order both sides define
+them in tells them apart: that pairing rests on definition order alone (not forward order) and is
+marked as such. An alignment where, between two matched modules, an unmatched source module faces an
 unmatched target module of a compatible kind is a *changed* layer (the head whose output size
 changed), and the container pair is refused as a whole.
 """
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 
 from ..plan.kinds import compatible
 from .fit import ModuleFit, fit_module
-from .structure import Container, Module, name_similarity, trigrams
+from .names import name_scores, telling_word
+from .structure import Container, Module
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class Alignment:
     # source child → the target children (its own first) it fits as well by name, of which
     # definition order alone chose: the names do not tell them apart
     by_order: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    # source child → the target children (its own first) it fits as well, of which names that only
+    # look alike chose (:mod:`.weak`)
+    weak: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -76,24 +81,22 @@ def _changed(a, b, matches) -> tuple[tuple[int, int], ...]:
 
 
 def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], by_order: bool) -> Alignment:
-    grams_b = [trigrams(y.child) for y in b]
+    fits = {(i, j): f for i, x in enumerate(a) for j, y in enumerate(b) if (f := fit_module(x, y)) is not None}
+    names = name_scores([x.child for x in a], [y.child for y in b], fits)
     ordinal_a, ordinal_b = _ordinals(a), _ordinals(b)
     place_a, place_b = (_places(a), _places(b)) if by_order else ({}, {})
     options = []
-    for i, x in enumerate(a):
-        gx = trigrams(x.child)
-        for j, y in enumerate(b):
-            f = fit_module(x, y)
-            if f is not None:
-                same = x.child == y.child
-                order, named = _tie_break(ordinal_a.get(i), ordinal_b.get(j), place_a.get(i), place_b.get(j))
-                options.append((-(2.0 if same else name_similarity(gx, grams_b[j]) + _digits(x.child, y.child)),
-                                order, i, j, f, named))
+    for (i, j), f in fits.items():
+        x, y = a[i], b[j]
+        same = x.child == y.child
+        order, named = _tie_break(ordinal_a.get(i), ordinal_b.get(j), place_a.get(i), place_b.get(j))
+        options.append((-(2.0 if same else names[(i, j)] + _digits(x.child, y.child)), order, i, j, f, named))
     options.sort(key=lambda o: o[:4])
-    # child → False when taken on the evidence, True when definition order alone took it
-    used_a: dict[int, bool] = {}
-    used_b: dict[int, bool] = {}
-    matches, ambiguous, ordered = [], [], []
+    # child → how it was taken: on the evidence (or left out as ambiguous), by definition order
+    # alone, or on weak name evidence; open while absent
+    used_a: dict[int, str] = {}
+    used_b: dict[int, str] = {}
+    matches, ambiguous, ordered, weak = [], [], [], []
     for k, (score, order, i, j, f, named) in enumerate(options):
         if i in used_a or j in used_b:
             continue
@@ -102,19 +105,33 @@ def _by_name(a: tuple[Module, ...], b: tuple[Module, ...], by_order: bool) -> Al
         if rivals:
             if i not in {x for x, _ in ambiguous}:
                 ambiguous.append((i, tuple(sorted({j, *(o[3] for o in rivals if o[2] == i)}))))
-            used_a[i] = False
+            used_a[i] = _EVIDENCE
             continue
-        # as good by name, and open (or only closed by order): the tie-break decided, and unless
-        # ordinals in the names did (conv1 before conv2), that was the order of definition
-        equal = [o for o in options if o[0] == score and o is not options[k] and
-                 ((o[2] == i and used_b.get(o[3]) is not False) or (o[3] == j and used_a.get(o[2]) is not False))]
-        alone = bool(equal) and not named
-        if alone:
+        # open, or taken on no better evidence than this: the alternatives this pair was chosen over
+        others = [o for o in options if o is not options[k] and
+                  ((o[2] == i and used_b.get(o[3]) != _EVIDENCE) or (o[3] == j and used_a.get(o[2]) != _EVIDENCE))]
+        # as good by name, and open: the tie-break decided, and unless ordinals in the names did
+        # (conv1 before conv2), that was the order of definition
+        equal = [o for o in others if o[0] == score and
+                 (used_b.get(o[3]) if o[2] == i else used_a.get(o[2])) != _WEAK]
+        how = _ORDER if equal and not named else _EVIDENCE
+        if others and not equal and score > -2.0:
+            # names that differ decided (or left this pair after a weak decision): they share a
+            # word the alternatives lack, or the evidence is weak
+            rival_b = [b[o[3]].child for o in others if o[2] == i]
+            rival_a = [a[o[2]].child for o in others if o[3] == j]
+            if telling_word(a[i].child, b[j].child, rival_b, rival_a) is None:
+                how = _WEAK
+                weak.append((i, (j, *sorted({o[3] for o in others if o[2] == i}))))
+        if how == _ORDER:
             ordered.append((i, (j, *sorted({o[3] for o in equal if o[2] == i}))))
-        used_a[i] = used_b[j] = alone
+        used_a[i] = used_b[j] = how
         matches.append((i, j, f))
     matches.sort()
-    return Alignment(tuple(matches), (), tuple(ambiguous), tuple(sorted(ordered)))
+    return Alignment(tuple(matches), (), tuple(ambiguous), tuple(sorted(ordered)), tuple(sorted(weak)))
+
+
+_EVIDENCE, _ORDER, _WEAK = "evidence", "order", "weak"
 
 
 _ORDINAL = re.compile(r"(.*?)(?:(\d+)|_([a-z]))")  # conv1, ln_2, conv_a: a stem and its ordinal

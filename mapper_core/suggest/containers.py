@@ -59,13 +59,16 @@ def container_candidates(src: Structure, tgt: Structure):
     grams_t = [trigrams(c.path) for c in tgt.containers]
     index_s = [c.indices for c in src.containers]
     index_t = [c.indices for c in tgt.containers]
-    accepted, refused, closest, tied = [], {}, {}, {}
+    accepted, refused, closest, tied, tied_pairs = [], {}, {}, {}, []
     for sid, sources in by_id_s.items():
         first = src.containers[sources[0]]
         for tid, targets in by_id_t.items():
             al = align(first, tgt.containers[targets[0]], src.ordered and tgt.ordered)
             if not al.matches:
                 if al.ambiguous:  # they fit, in more than one way: not "nothing fits"
+                    if _all_tie(al, first, tgt.containers[targets[0]]):
+                        tied_pairs.extend((a, b, al) for a in sources for b in targets
+                                          if index_s[a] and index_s[a] == index_t[b])
                     for a in sources:
                         tied.setdefault(("s", src.containers[a].path), []).extend(
                             tgt.containers[b].path for b in _same_numbers(index_s[a], targets, index_t))
@@ -92,7 +95,36 @@ def container_candidates(src: Structure, tgt: Structure):
                                      "numbered": numbered,
                                      "strong": 2 * coverage + 0.5 * exact + name + 0.5 * same_idx + _ORDER * in_order,
                                      "name": max(name, float(same_idx or in_order))})
+    accepted.extend(_tied_layers(tied_pairs, accepted, src, tgt, tied, grams_s, grams_t, rank_s, rank_t))
     return accepted, refused, {k: tuple(v) for k, v in tied.items()}
+
+
+def _all_tie(al: Alignment, s: Container, t: Container) -> bool:
+    """Every child of both containers fits, but only among siblings that tie (two norms of a block)."""
+    return (len(al.ambiguous) == len(s.children) and
+            {j for _, js in al.ambiguous for j in js} == set(range(len(t.children))))
+
+
+def _tied_layers(tied_pairs, accepted, src: Structure, tgt: Structure, tied: dict, grams_s, grams_t,
+                 rank_s, rank_t) -> list[dict]:
+    """Candidates for containers whose children all tie among themselves (a block's two norms in a
+    sorted file), with the container of the same numbers (``model.layers.2`` and ``layers.2``),
+    when another container would take them otherwise: the children stay ambiguous one by one (in
+    :mod:`.pairing`), but no container of another layer (or the root) is paired in their place."""
+    elsewhere = {c["s"].path for c in accepted} | {c["t"].path for c in accepted}
+    found = []
+    for a, b, al in tied_pairs:
+        s, t = src.containers[a], tgt.containers[b]
+        if s.path not in elsewhere and t.path not in elsewhere:
+            continue
+        tied.pop(("s", s.path), None)
+        tied.pop(("t", t.path), None)
+        name = name_similarity(grams_s[a], grams_t[b])
+        in_order = rank_s[a] == rank_t[b]
+        found.append({"s": s, "t": t, "alignment": al, "coverage": 1.0, "exact": 0.0, "name_sim": name,
+                      "same_idx": True, "in_order": in_order, "numbered": True, "tied_children": True,
+                      "strong": 2.0 + name + 0.5 + _ORDER * in_order, "name": 1.0})
+    return found
 
 
 def _same_numbers(numbers: tuple[int, ...], others: list[int], index: list[tuple[int, ...]]) -> list[int]:
@@ -107,7 +139,10 @@ def _signals(cand) -> list[str]:
     s, t, matches = cand["s"], cand["t"], cand["alignment"].matches
     n = len(matches)
     modules = f"{n} module{'s' if n != 1 else ''}"
-    if s.numeric and t.numeric:
+    if cand.get("tied_children"):
+        k = len(s.children)
+        signals = [f"{k} module{'s' if k != 1 else ''} that tie among themselves, each left ambiguous"]
+    elif s.numeric and t.numeric:
         signals = [f"{modules} in order"]
     else:  # named children are paired by fit, then by name: say how many names agree
         same = sum(s.children[i].child == t.children[j].child for i, j, _ in matches)

@@ -38,13 +38,11 @@ def order_only(source: str, target: str, candidates: Sequence[str], what: str = 
     """``basis``: :data:`DEFINITION` when both sides are built models, else :data:`FILE` (the order
     came from a checkpoint's keys, which is never presented as the model's)."""
     others = [c for c in candidates if c != target]
-    fit = (f"{_quoted(others)} fit{'s' if len(others) == 1 else ''} it as well" if others else
-           f"'{target}' fits other source {what}s as well")
     decided = (f"the order the {what}s are defined in" if basis == DEFINITION else
                f"the order of the {what}s' keys in the checkpoint")
     return OrderOnly(source, target, (target, *others),
-                     f"order only: '{source}' -> '{target}': {fit} and the names do not tell them apart, "
-                     f"so {decided} decided", basis)
+                     f"order only: '{source}' -> '{target}': {also_fit(target, others, what)} and the names do "
+                     f"not tell them apart, so {decided} decided", basis)
 
 
 def advice(entries: Sequence[OrderOnly]) -> str:
@@ -55,23 +53,42 @@ def advice(entries: Sequence[OrderOnly]) -> str:
 def signal(entry: OrderOnly, about: str = "") -> str:
     """The pair's evidence: short, the entry's reason says the rest. ``about``: what was paired, when
     not the pair's own modules (``containers enc -> first``)."""
-    others = entry.candidates[1:]
-    return (f"ORDER ONLY: {about + ' ' if about else ''}paired by {entry.basis}"
-            + (f" ({_quoted(others)} fit as well)" if others else ""))
+    return marked(f"ORDER ONLY: {about + ' ' if about else ''}paired by {entry.basis}", entry.candidates)
 
 
 def warning(entries: Sequence[OrderOnly]) -> str:
     """One warning for all of them, or ``''``."""
+    basis = FILE if any(e.basis == FILE for e in entries) else DEFINITION
+    return warned(entries, f"by {basis} alone, as the names do not tell the candidates apart", advice(entries))
+
+
+def also_fit(target: str, others: Sequence[str], what: str = "module") -> str:
+    """Which other candidates fit as well, in words."""
+    if others:
+        return f"{quoted(others)} fit{'s' if len(others) == 1 else ''} it as well"
+    return f"'{target}' fits other source {what}s as well"
+
+
+def marked(label: str, candidates: Sequence[str]) -> str:
+    """A pair's first signal: ``label`` and the other candidates (after the target) that fit as well."""
+    others = candidates[1:]
+    return label + (f" ({quoted(others)} fit as well)" if others else "")
+
+
+def warned(entries, how: str, what_to_do: str) -> str:
+    """One warning for all ``entries`` decided ``how``, with what to do; ``''`` when none."""
     if not entries:
         return ""
-    shown = ", ".join(f"'{e.source}' -> '{e.target}'" for e in entries[:5])
-    more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
     n = len(entries)
-    basis = FILE if any(e.basis == FILE for e in entries) else DEFINITION
-    return (f"{n} pairing{'s' if n != 1 else ''} by {basis} alone, as the names do not tell the "
-            f"candidates apart: {shown}{more}; {advice(entries)}")
+    return f"{n} pairing{'s' if n != 1 else ''} {how}: {listed(entries)}; {what_to_do}"
 
 
-def _quoted(paths: Sequence[str]) -> str:
+def listed(entries) -> str:
+    """``'a' -> 'b', ...``: the first five pairs of ``entries`` and how many more."""
+    shown = ", ".join(f"'{e.source}' -> '{e.target}'" for e in entries[:5])
+    return shown + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+
+
+def quoted(paths: Sequence[str]) -> str:
     shown = ", ".join(f"'{p}'" for p in paths[:3])
     return shown if len(paths) <= 3 else f"{shown} and {len(paths) - 3} more"

@@ -3,7 +3,8 @@
 Containers (the modules under one parent path) are paired first (:mod:`.containers`), then the
 modules inside each pair of containers (:mod:`.align`) give the tensor pairs; modules left over
 on both sides are paired where each is the other's only fit. A pair that only the order of
-definition told apart is marked (:mod:`.order`).
+definition told apart is marked (:mod:`.order`), and so is one that names which only look alike
+told apart (:mod:`.weak`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from .order import DEFINITION, FILE, ORDER_ONLY_CONFIDENCE, OrderOnly, order_onl
 from .orientation import Orientation
 from .structure import Module, Structure, build_structure
 from .ties import known_aliases, pair_ties
+from .weak import WEAK_NAMES_CONFIDENCE, WeakNames, weak_names
+from .weak import signal as weak_signal
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Pair:
     signals: tuple[str, ...]
     link: int  # index of the container link (or -1 for a top-level key)
     order_only: bool = False  # paired by definition order alone (:mod:`.order`)
+    weak_names: bool = False  # paired by names that only look alike (:mod:`.weak`)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Pairing:
     source_specs: Mapping[str, TensorSpec] = field(repr=False)
     target_specs: Mapping[str, TensorSpec] = field(repr=False)
     order_only: tuple[OrderOnly, ...] = ()  # what definition order alone decided, in model order
+    weak_names: tuple[WeakNames, ...] = ()  # what names that only look alike decided, in model order
 
 
 def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
@@ -80,7 +85,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     chosen, ambiguous = assign_containers(candidates)
     orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
                               for s, t, c in chosen)
-    pairs, links, reasons_s, reasons_t, by_order, own_links = [], [], {}, {}, [], []
+    pairs, links, reasons_s, reasons_t, by_order, own_links, by_weak = [], [], {}, {}, [], [], []
     ambiguous = list(ambiguous)
     for s, t, cand in chosen:
         link = len(links)
@@ -95,7 +100,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                           min(cand["confidence"], ORDER_ONLY_CONFIDENCE) if link_order else cand["confidence"],
                           bool(link_order)))
         own_links.append((link, s.path, t.path, f"own tensors of {about_containers}", links[-1].confidence))
-        child_order = dict(a.by_order)
+        child_order, child_weak = dict(a.by_order), dict(a.weak)
         matched_s, matched_t = set(), set()
         for i, j, fit in a.matches:
             ms, mt = s.children[i], t.children[j]
@@ -111,11 +116,18 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 alone = order_only(ms.path, mt.path, [t.children[x].path for x in child_order[i]], basis=basis)
                 by_order.append(alone)
                 first = (signal(alone),)
-            confidence = cand["confidence"] if alone is None else min(cand["confidence"], ORDER_ONLY_CONFIDENCE)
+            weak = None
+            if alone is None and i in child_weak:
+                weak = weak_names(ms.path, mt.path, [t.children[x].path for x in child_weak[i]])
+                by_weak.append(weak)
+                first = (weak_signal(weak),)
+            confidence = (min(cand["confidence"], ORDER_ONLY_CONFIDENCE) if alone is not None else
+                          min(cand["confidence"], WEAK_NAMES_CONFIDENCE) if weak else cand["confidence"])
             for member, steps, how in fit.steps:
                 extra = (square,) if square and member == "weight" else ()
                 pairs.append(Pair(f"{ms.path}.{member}", f"{mt.path}.{member}", steps,
-                                  confidence, (*first, how, *signals, *extra), link, alone is not None))
+                                  confidence, (*first, how, *signals, *extra), link, alone is not None,
+                                  weak is not None))
         for i, js in a.ambiguous:
             names = tuple(t.children[j].path for j in js)
             ambiguous.append(Ambiguity(s.children[i].path, names, (
@@ -179,7 +191,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     order = {k: i for i, k in enumerate(source_specs)}
     pairs.sort(key=lambda p: order[p.source])
     return Pairing(tuple(pairs), tuple(links), tuple(skipped), tuple(new), tuple(ambiguous),
-                   source_specs, target_specs, tuple(by_order))
+                   source_specs, target_specs, tuple(by_order), tuple(by_weak))
 
 
 def _lost(candidates, chosen) -> tuple[dict[str, str], dict[str, str]]:

@@ -136,8 +136,13 @@ def words(text: str) -> list[str]:
 
 def trigrams(text: str) -> frozenset[str]:
     """Letter trigrams of each word of ``text`` (numbers left out): what name similarity compares."""
+    return word_trigrams(words(text))
+
+
+def word_trigrams(found) -> frozenset[str]:
+    """Letter trigrams of each of the words ``found`` (numbers left out)."""
     grams = set()
-    for w in words(text):
+    for w in found:
         if not w.isdigit():
             grams.update(w[i:i + 3] for i in range(max(1, len(w) - 2)))
     return frozenset(grams)

@@ -15,6 +15,7 @@ from .order import advice
 from .pairing import Pairing, pair_models
 from .patterns import Pattern, left_patterns
 from .render import render_json, render_yaml, steps_list
+from .weak import ADVICE as WEAK_ADVICE
 
 _ROUNDS = 3  # planning rounds; each turns the keys a rule sent astray into literal rules
 
@@ -41,7 +42,7 @@ class Suggestion:
             "target": self.target_name,
             "pairs": [{"source": x.source, "target": x.target, "transform": steps_list(x.steps),
                        "confidence": x.confidence, "signals": list(x.signals), "rule": rule_of[x.source],
-                       "order_only": x.order_only} for x in p.pairs],
+                       "order_only": x.order_only, "weak_names": x.weak_names} for x in p.pairs],
             "links": [{"source": x.source, "target": x.target, "modules": x.modules, "confidence": x.confidence,
                        "signals": list(x.signals), "order_only": x.order_only} for x in p.links],
             "skipped": [{"source": x.key, "reason": x.reason} for x in p.skipped],
@@ -50,6 +51,8 @@ class Suggestion:
                           for a in p.ambiguous],
             "order_only": [{"source": o.source, "target": o.target, "candidates": list(o.candidates),
                             "reason": o.reason} for o in p.order_only],
+            "weak_names": [{"source": w.source, "target": w.target, "candidates": list(w.candidates),
+                            "reason": w.reason} for w in p.weak_names],
             "summary": self.summary(),
             "rules_file": self.text,
         }
@@ -58,7 +61,7 @@ class Suggestion:
         p = self.pairing
         return {"source_keys": len(p.source_specs), "target_keys": len(p.target_specs), "pairs": len(p.pairs),
                 "rules": len(self.rules), "skipped": len(p.skipped), "new": len(p.new),
-                "ambiguous": len(p.ambiguous), "order_only": len(p.order_only),
+                "ambiguous": len(p.ambiguous), "order_only": len(p.order_only), "weak_names": len(p.weak_names),
                 "plan_clean": not self.plan.has_errors(strict=True)}
 
 
@@ -107,6 +110,9 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
         if by_order and not first.order_only:  # the first pair's evidence would not say it
             basis = next(o.basis for o in pairing.order_only)
             signals.insert(0, f"ORDER ONLY: {by_order} of {n} pairs by {basis}")
+        by_weak = sum(p.weak_names for p in r.pairs)
+        if by_weak and not first.weak_names:
+            signals.insert(0, f"WEAK NAMES: {by_weak} of {n} pairs by names that only look alike")
         evidence.append((r, f"{what}: {'; '.join(signals)}; confidence {low:.2f}"))
     header = [f"Suggested by `mapper suggest` for {source_name} -> {target_name}.",
               f"{len(pairing.pairs)} of {len(pairing.source_specs)} source keys paired by {len(rules)} rules, "
@@ -118,6 +124,10 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
         header.append(f"ORDER ONLY: {o.reason.removeprefix('order only: ')}")
     if pairing.order_only:
         header.append(f"ORDER ONLY pairs: {advice(pairing.order_only)}.")
+    for w in pairing.weak_names:
+        header.append(f"WEAK NAMES: {w.reason.removeprefix('weak names: ')}")
+    if pairing.weak_names:
+        header.append(f"WEAK NAMES pairs: {WEAK_ADVICE}.")
     return render_yaml(header, name, _description(source_name, target_name), evidence, skips, new)
 
 
