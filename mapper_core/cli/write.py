@@ -65,6 +65,12 @@ def write(ctx, args: argparse.Namespace, reader, plan, shown: "Phases", *, max_s
         output_format=getattr(args, "output_format", None), workers=getattr(args, "workers", 1),
         executor=getattr(args, "executor", None),
     )
+    workers = getattr(args, "workers", 1)
+    if workers > 1 and getattr(args, "executor", None) is None and (dcp or not result.destination.endswith(".json")):
+        ctx.warn(f"--workers {workers} had no effect: " + (
+            "a DCP folder is written by one process" if dcp else
+            f"{result.destination} is one file, written by one process; give DST as NAME.safetensors.index.json "
+            "or --max-shard-size SIZE to write shards on several"))
     left = earlier.left_by(result.paths, source_files(reader, Path(args.source))) if earlier else Leftovers()
     if args.clean_stale and left.replaced:
         left = remove_replaced(left)
@@ -103,7 +109,7 @@ def result_lines(result, left=None, sharded: bool = True) -> list[str]:
         names = [Path(p).name for p in shards]
         listed = ", ".join(names) if len(names) <= LISTED_SHARDS else f"{names[0]} … {names[-1]}"
         each = human_bytes(sizes[0]) if len(set(sizes)) == 1 else f"{human_bytes(min(sizes))} to {human_bytes(max(sizes))}"
-        lines.append(f"  {len(shards)} shards of {each} ({human_bytes(sum(sizes))} in all): {listed}")
+        lines.append(f"  {counted(len(shards), 'shard')} of {each} ({human_bytes(sum(sizes))} in all): {listed}")
         lines.append(f"  index: {result.paths[-1]}")
     if result.checked is not None:
         lines.append(f"  verified {counted(result.checked, 'tensor')} bit for bit against the source")

@@ -53,7 +53,7 @@ def builtin_formats() -> list[Format]:
                "safetensors, single file or sharded (*.safetensors.index.json); read lazily",
                {"allow_outside_shards": "let an index name shards whose real path is outside its folder"}),
         Format("torch", _TORCH_SUFFIXES, _lazy("open_torch"), _lazy("sniff_torch"),
-               "torch.save pickles, zip or legacy; loaded with weights_only=True", dict(TORCH_OPTIONS)),
+               "torch.save pickles, zip or legacy, single file or sharded (*.bin.index.json); loaded with weights_only=True", dict(TORCH_OPTIONS)),
         Format("dcp", _DCP_SUFFIXES, _lazy("open_dcp"), _lazy("sniff_dcp"),
                "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code"),
         Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
