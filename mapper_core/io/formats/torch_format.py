@@ -258,8 +258,8 @@ def open_torch(path: str | Path, *, trust_pickle: bool = False, unwrap: str | No
     if Path(path).name.lower().endswith(INDEX_SUFFIXES):
         from .torch_shards import ShardedTorchReader
 
-        return ShardedTorchReader(path, allow_outside_shards=allow_outside_shards, trust_pickle=trust_pickle,
-                                  unwrap=unwrap, strip_prefix=strip_prefix, allow_expansion=allow_expansion,
-                                  survey=survey)
+        return ShardedTorchReader(path, open_shard=TorchReader, allow_outside_shards=allow_outside_shards,
+                                  trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix,
+                                  allow_expansion=allow_expansion, survey=survey)
     return TorchReader(path, trust_pickle=trust_pickle, unwrap=unwrap, strip_prefix=strip_prefix,
                        allow_expansion=allow_expansion, survey=survey)

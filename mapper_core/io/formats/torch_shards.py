@@ -12,25 +12,28 @@ own file's order: the state dict's order, which the index (sorted by key) has lo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...errors import CheckpointError
 from ...specs import TensorSpec
 from .safetensors_format import _shard_path, read_index
-from .torch_format import TorchReader
 
 
 class ShardedTorchReader:
-    """The shards a ``*.bin.index.json`` lists, each loaded once (memory-mapped) by :class:`TorchReader`."""
+    """The shards a ``*.bin.index.json`` lists, each loaded once (memory-mapped) by ``open_shard``:
+    :class:`~.torch_format.TorchReader`, which :func:`~.torch_format.open_torch` hands in (this module
+    is imported by that one, not the other way round)."""
 
-    def __init__(self, path: str | Path, *, allow_outside_shards: bool = False, **options: Any):
+    def __init__(self, path: str | Path, *, open_shard: Callable[..., Any], allow_outside_shards: bool = False,
+                 **options: Any):
         self.path = Path(path)
+        self._open = open_shard
         weight_map, self._metadata = read_index(self.path)
         files: dict[str, Path] = {}
         for name in weight_map.values():
             if not isinstance(name, str) or name not in files:
                 files[name] = _shard_path(self.path, name, allow_outside_shards)
-        self._readers: dict[str, TorchReader] = {}
+        self._readers: dict[str, Any] = {}  # shard name → its TorchReader
         try:
             for name in sorted(files):
                 self._readers[name] = self._open_shard(name, files[name], weight_map, options)
@@ -43,8 +46,8 @@ class ShardedTorchReader:
         first = next(iter(self._readers.values()))
         self.unwrap_path, self.stripped_prefix = first.unwrap_path, first.stripped_prefix
 
-    def _open_shard(self, name: str, file: Path, weight_map: dict, options: dict) -> TorchReader:
-        reader = TorchReader(file, **options)
+    def _open_shard(self, name: str, file: Path, weight_map: dict, options: dict) -> Any:
+        reader = self._open(file, **options)
         try:
             strip = reader.stripped_prefix
             listed = {k[len(strip):] if strip and k.startswith(strip) else k for k, n in weight_map.items() if n == name}
@@ -67,13 +70,13 @@ class ShardedTorchReader:
         """Shard file names, in the order their keys come."""
         return tuple(self._readers)
 
-    def shard_reader(self, name: str) -> TorchReader:
+    def shard_reader(self, name: str) -> Any:
         try:
             return self._readers[name]
         except KeyError:
             raise CheckpointError(f"{self.path}: no shard named '{name}' in the index") from None
 
-    def _reader_for(self, key: str) -> TorchReader:
+    def _reader_for(self, key: str) -> Any:
         if key not in self.weight_map:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint")
         return self._readers[self.weight_map[key]]
