@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-import torch.distributed as dist
 from safetensors.torch import save_file
 
 from mapper_core.dist.ranks import TorchRanks
@@ -17,15 +16,6 @@ from mapper_core.io.parallel import ShardJob
 from mapper_core.io.provenance import metadata
 from mapper_core.io.shard_manifest import Manifest
 from mapper_core.io.formats import open_checkpoint
-
-
-@pytest.fixture
-def group(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
 
 
 def _job(tmp_path, out):

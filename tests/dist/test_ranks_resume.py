@@ -7,22 +7,12 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
 from safetensors.torch import save_file
 
 from mapper_core.dist.ranks import TorchRanks
 from mapper_core.errors import BadInputError
 from mapper_core.io import parallel
 from mapper_core.io.convert import convert
-
-
-@pytest.fixture
-def group(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
 
 
 class _DiskFull(parallel.FileWriter):
