@@ -117,6 +117,9 @@ def _summary(result, dcp: bool = False, plan=None, left=None) -> str:
         from pathlib import Path
 
         lines.append(f"  DCP folder: {', '.join(Path(p).name for p in result.paths)}")
+        if result.earlier_removed:
+            lines.append(f"  removed {counted(len(result.earlier_removed), 'data file')} of the checkpoint it "
+                         f"replaced (no longer named by .metadata): {', '.join(Path(p).name for p in result.earlier_removed)}")
         return "\n".join(lines + result_lines(result, left, sharded=False))
     return "\n".join(lines + result_lines(result, left))
 
