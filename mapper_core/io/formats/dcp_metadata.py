@@ -10,7 +10,9 @@ other global (``os.system``, ``builtins.eval``, a ``__reduce__`` payload) is ref
 :class:`~mapper_core.errors.UnsafeCheckpointError` naming it.
 
 The result is :class:`DcpLayout`: every tensor's dtype, shape and chunks (offsets, sizes, and
-where each chunk's bytes are: file, byte offset, length), and the non-tensor items.
+where each chunk's bytes are: file, byte offset, length), and the non-tensor items. A tensor of a
+dtype safetensors cannot store (``complex128``) is listed under torch's name
+(:data:`~mapper_core.specs.OTHER_DTYPE_BITS`); only reading its bytes is refused, by the reader.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ...errors import CheckpointError, UnsafeCheckpointError
-from ...specs import DTYPE_SIZES, TensorSpec
+from ...specs import OTHER_DTYPE_BITS, TensorSpec
 from .spec_json import TORCH_NAMES
 
 METADATA_NAME = ".metadata"
@@ -105,7 +107,7 @@ class _AllowlistUnpickler(pickle.Unpickler):
             return found
         if module == "torch" and name in _DTYPES:
             return _Dtype(_DTYPES[name])
-        if module == "torch" and name.startswith(("float", "int", "uint", "complex", "bool", "qint", "quint")):
+        if module == "torch" and name.startswith(("float", "int", "uint", "complex", "bool", "qint", "quint", "bits")):
             return _Dtype(f"?torch.{name}")
         raise _Refused(f"{module}.{name}")
 
@@ -267,15 +269,17 @@ def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
     dtype = state[0] if isinstance(state, tuple) and state else None
     if not isinstance(dtype, _Dtype):
         raise bad(f"'{fqn}': no dtype in its properties")
-    if dtype.name.startswith("?"):
-        raise CheckpointError(f"{path}: tensor '{fqn}' has dtype {dtype.name[1:]}, which safetensors cannot store "
-                              f"(it stores {', '.join(_STORED)}); convert it (e.g. complex128 "
-                              "→ complex64, or to two real tensors) before mapping")
+    name = dtype.name
+    if name.startswith("?"):  # listed under torch's name (the key can be skipped); reading it is refused
+        name = name[len("?torch."):]
+        if name not in OTHER_DTYPE_BITS:  # a dtype this version does not know the size of
+            raise CheckpointError(f"{path}: tensor '{fqn}' has dtype torch.{name}, which mapper-core does not know "
+                                  f"(safetensors stores {', '.join(_STORED)}); convert it with torch before mapping")
     if not _is_ints(size) or any(s < 0 for s in size):
         raise bad(f"'{fqn}': size {size!r}")
     if not isinstance(chunks, list):
         raise bad(f"'{fqn}': chunks {chunks!r}")
-    spec = TensorSpec(dtype.name, tuple(size))
+    spec = TensorSpec(name, tuple(size))
     found = []
     covered = 0
     for c in chunks:
@@ -295,7 +299,6 @@ def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
     if covered != spec.numel or _overlap(found):
         raise bad(f"'{fqn}': its chunks hold {covered} values but its size {list(size)} needs {spec.numel} "
                   "(chunks overlap or leave a hole)")
-    _ = DTYPE_SIZES[spec.dtype]
     return DcpTensor(spec, tuple(found))
 
 
