@@ -4,7 +4,7 @@ import json
 
 from mapper_core.plan.make import make_plan
 from mapper_core.plan.report import render_text
-from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern
+from mapper_core.rules.ruleset import FreezeGroup, Rule, RuleSet, SkipPattern
 from mapper_core.specs import TensorSpec
 
 E = TensorSpec("F32", (6, 4))
@@ -44,3 +44,12 @@ def test_the_text_report_lists_it_as_filled_not_new():
             "a filled key)") in text
     assert "New target keys (1)" in text and "lm_head.weight\n" not in text.split("New target keys")[1]
     assert "target keys 3: filled 66.7% (1 through a tie), uninitialized 0, new (expected) 1" in text
+
+
+def test_a_group_pattern_naming_only_the_tied_key_is_not_idle():
+    from mapper_core.plan.group_check import idle_group_patterns, plan_target_keys
+
+    plan = make_plan(SOURCE, RULES, TARGET, target_ties=TIES)
+    assert "lm_head.weight" in plan_target_keys(plan)
+    grouped = RuleSet(name="t", rules=RULES.rules, freeze=(FreezeGroup("head", ("lm_head\\.weight",)),))
+    assert idle_group_patterns(grouped, plan_target_keys(plan)) == []
