@@ -4,7 +4,8 @@
 
 Builds, in a temporary folder, the memory bombs of issue 10 (each file under 1 MB): a pickle asking
 for ``bytearray(3 GiB)`` (zip and legacy format), a deflated ``data.pkl`` and a deflated storage
-of 1 GiB each, a stride-0 view that writes 4 GiB (refused, then written with ``--allow-expansion``,
+of 1 GiB each, a deflated data.pkl of 15 M empty lists (15 KB, gigabytes unpickled; trial 5, F18),
+a stride-0 view that writes 4 GiB (refused, then written with ``--allow-expansion``,
 which streams it out in 8 MiB pieces instead of making it contiguous whole); and a plain ``torch.save`` checkpoint of
 ``--mib`` MiB float32 tensors converted with ``--verify``. Each runs ``mapper convert`` in its own
 child process; the table gives its exit code, wall time and peak RSS (``ru_maxrss`` from
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 NAMES = ["bytearray(3 GiB) in the pickle", "bytearray(3 GiB), legacy format", "deflated data.pkl, 1 GiB",
-         "deflated storage, 1 GiB", "stride-0 view, 4 GiB out"]
+         "deflated storage, 1 GiB", "stride-0 view, 4 GiB out", "15 M empty lists, deflated"]
 
 
 # The editable install's import hook comes before sys.path, so PYTHONPATH alone would not reach
@@ -71,6 +72,7 @@ def build(folder: Path, mib: int) -> None:
         "deflated data.pkl, 1 GiB": H.deflate_bomb(folder / "dpkl.pt", 1 << 30),
         "deflated storage, 1 GiB": H.deflate_bomb(folder / "dsto.pt", 1 << 30, "data/0"),
         "stride-0 view, 4 GiB out": H.stride0_view(folder / "s0.pt", 1 << 30),
+        "15 M empty lists, deflated": H.list_bomb(folder / "lists.pt", 15_000_000),
     }
     big = folder / "plain.pt"
     rows = mib * 4 // 16  # 16 tensors of rows x 65,536 float32 (256 KiB a row): mib MiB in all
@@ -92,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         folder = Path(tmp)
         subprocess.run([sys.executable, __file__, "--build", str(folder), "--mib", str(args.mib)], check=True)
-        files = ["ba.pt", "lba.pt", "dpkl.pt", "dsto.pt", "s0.pt"]
+        files = ["ba.pt", "lba.pt", "dpkl.pt", "dsto.pt", "s0.pt", "lists.pt"]
         cases = dict(zip(NAMES, (folder / f for f in files)))
         cases["stride-0 view, --allow-expansion"] = folder / "s0.pt"  # written: 4 GiB streamed out
         cases[f".pt {args.mib} MiB --verify"] = folder / "plain.pt"

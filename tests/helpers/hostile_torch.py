@@ -116,3 +116,11 @@ def deflate_bomb(path: Path, nbytes: int, record: str = "data.pkl") -> Path:
         pkl = Pickle().op(b"}").text("w").tensor("0", "ByteStorage", nbytes, 0, (nbytes,), (1,)).op(b"s").bytes()
         records = {"data.pkl": pkl, "byteorder": b"little", "version": b"3\n", "data/0": bytes(nbytes)}
     return write_archive(path, records, {record: zipfile.ZIP_DEFLATED})
+
+
+def list_bomb(path: Path, count: int) -> Path:
+    """A deflated data.pkl of ``{'l': [[], [], ...]}``: ``count`` empty lists, one byte of pickle each
+    (15 M of them deflate to 15 KB and unpickle to gigabytes)."""
+    pkl = Pickle().op(b"}").text("l").op(b"](" + b"]" * count + b"es").bytes()
+    return write_archive(path, {"data.pkl": pkl, "byteorder": b"little", "version": b"3\n"},
+                         {"data.pkl": zipfile.ZIP_DEFLATED})

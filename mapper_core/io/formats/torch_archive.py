@@ -12,7 +12,9 @@ and decides:
 - a compressed record (``torch.save`` never writes one) is read decompressed: the file is
   then loaded without mmap, as ``torch.load`` does by default;
 - what the file would grow into (decompressed records, memory the pickle asks for, and,
-  once loaded, views larger than their storage) is charged to an :class:`ExpansionBudget`.
+  once loaded, views larger than their storage) is charged to an :class:`ExpansionBudget`;
+- the objects the pickle builds are bounded before anything unpickles it: at most
+  :func:`step_limit` opcodes (one object each at most) and no memo index no pickler writes.
 
 No torch here.
 """
@@ -27,11 +29,17 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from ...errors import CheckpointError, ExpansionError
-from .pickle_scan import PickleFacts, ScanError, scan
+from .pickle_scan import PickleFacts, ScanError, StepBudgetError, count_steps, scan
 
 EXPANSION_FLOOR = 256 * 2**20  # bytes a file of any size may grow by
 EXPANSION_RATIO = 4  # ... or this many times its own size, whichever is larger
 PICKLE_LIMIT = 16 * 2**20  # a compressed data.pkl may decompress to at most this
+# Opcodes a pickle may run: each can build an object of ~100 bytes from one byte of pickle (an
+# empty list, deflated 1,000 to 1). torch.save writes about 30 per tensor and ~10 bytes of file
+# per opcode (tensors of one element), ~5 in the legacy format. Each opcode allowed costs ~200 bytes
+# of peak memory (torch's unpickler), so a file under 1 MB peaks ~60 MB above importing torch.
+STEP_FLOOR = 1 << 17
+STEP_RATIO = 4  # ... or one opcode per this many bytes of the file, whichever is larger
 _METHODS = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... name length, extra length (30 bytes)
 ALLOW_HINT = "pass --allow-expansion (Python: allow_expansion=True)"
@@ -40,6 +48,26 @@ ALLOW_HINT = "pass --allow-expansion (Python: allow_expansion=True)"
 def expansion_limit(file_size: int) -> int:
     """How many bytes a checkpoint of ``file_size`` bytes may grow by before it is refused."""
     return max(EXPANSION_FLOOR, EXPANSION_RATIO * file_size)
+
+
+def step_limit(file_size: int) -> int:
+    """How many opcodes the pickle(s) of a checkpoint of ``file_size`` bytes may run."""
+    return max(STEP_FLOOR, file_size // STEP_RATIO)
+
+
+def _count_steps(budget: ExpansionBudget, what: str, stream: IO[bytes], pickles: int = 1) -> None:
+    """Refuse a pickle that would build more than the budget allows (none with no limit)."""
+    if budget.limit is None:
+        return
+    limit = step_limit(budget.file_size)
+    try:
+        count_steps(stream, limit, pickles)
+    except StepBudgetError as exc:
+        raise ExpansionError(
+            f"{budget.path}: refused: {what} {exc}; each can build an object in memory, and this "
+            f"{budget.file_size:,}-byte file may run {limit:,} (the larger of {STEP_FLOOR:,} and one per "
+            f"{STEP_RATIO} bytes of the file; torch.save writes about 30 per tensor), which guards against memory "
+            f"bombs. If you trust the file and have the memory, {ALLOW_HINT}") from None
 
 
 def _mib(n: int) -> str:
@@ -189,6 +217,8 @@ def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False,
             _check_zip(archive, budget, reopen)
         else:
             with reopen() as fh:
+                _count_steps(budget, "its pickle", fh, 4)
+                fh.seek(0)
                 for _ in range(4):  # magic number, protocol version, system info, then the object
                     scan(fh, archive.facts)
             need = sum(r.numel * (element_size(r.storage_class) or 0) for r in archive.facts.storages.values())
@@ -232,6 +262,8 @@ def _check_zip(archive: Archive, budget: ExpansionBudget, reopen: Callable[[], I
                                       "expected 'little' or 'big'")
             archive.byteorder = text.decode()
         with zf.open(pickle_name) as stream:  # streamed: a compressed pickle is never held whole here
+            _count_steps(budget, f"its pickle '{pickle_name}'", stream)
+        with zf.open(pickle_name) as stream:
             archive.facts = scan(stream)
         for ref in archive.facts.storages.values():
             name = f"{prefix}data/{ref.key}"

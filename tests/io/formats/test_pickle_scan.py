@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 
 import pytest
 
-from mapper_core.io.formats.pickle_scan import ScanError, scan
+from mapper_core.io.formats import pickle_scan
+from mapper_core.io.formats.pickle_scan import ScanError, StepBudgetError, count_steps, scan
 from pickle_ops import Pickle  # tests/helpers
 
 
@@ -49,3 +51,41 @@ def test_a_legacy_persistent_id_with_view_metadata_counts():
     pkl = Pickle().op(b"(").text("storage").glob("torch", "HalfStorage").text("k").text("cpu").int(10)
     pkl.op(b"N").op(b"tQ")  # legacy files add a sixth field (view metadata, None here)
     assert scan(io.BytesIO(pkl.bytes())).storages["k"].numel == 10
+
+
+PICKLES = [{"a": [1, 2.5, "x" * 300, b"y" * 70_000, ("t", None, True), {1, 2}, 10**40, bytearray(b"zz")],
+            "b": {"c": -3, "line\nbreak": "é"}}, list(range(300)), "s" * 70_000]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("chunk", [3, 1 << 20])
+def test_count_steps_agrees_with_the_standard_library(monkeypatch, protocol, chunk):
+    monkeypatch.setattr(pickle_scan, "_CHUNK", chunk)  # arguments and lines across every read boundary
+    for obj in PICKLES:
+        data = pickle.dumps(obj, protocol=protocol)
+        assert count_steps(io.BytesIO(data), 10**9) == sum(1 for _ in pickletools.genops(io.BytesIO(data)))
+    two = pickle.dumps(PICKLES[0], protocol=protocol) + pickle.dumps(PICKLES[1], protocol=protocol)
+    assert count_steps(io.BytesIO(two), 10**9, pickles=2) == sum(
+        sum(1 for _ in pickletools.genops(io.BytesIO(pickle.dumps(o, protocol=protocol)))) for o in PICKLES[:2])
+
+
+def test_count_steps_refuses_past_its_limit_without_building():
+    bomb = b"\x80\x02](" + b"]" * 100_000 + b"e."  # 100,000 empty lists in one list
+    assert count_steps(io.BytesIO(bomb), 100_005) == 100_005  # PROTO ] ( ... e .
+    with pytest.raises(StepBudgetError, match="more than 100,000 opcodes"):
+        count_steps(io.BytesIO(bomb), 100_000)
+
+
+@pytest.mark.parametrize("pkl", [b"\x80\x02]r" + (1 << 26).to_bytes(4, "little") + b".",  # LONG_BINPUT
+                                 b"(lp" + b"9" * 5000 + b"\n.", b"(lp67108864\n."])  # PUT (protocol 0)
+def test_a_memo_index_no_pickler_writes_is_refused(pkl):
+    # the C unpickler sizes its memo table by the index: 9 bytes would allocate 1 GiB
+    with pytest.raises(StepBudgetError, match="memo index"):
+        count_steps(io.BytesIO(pkl), 10**9)
+
+
+@pytest.mark.parametrize("pkl", [b"\x80\x02t.", b"\x80\x02X\xff\xff\xff\x00ab", b"\x80\x02\xff.", b"\x80\x02T\xff\xff\xff\xff."])
+def test_count_steps_stops_quietly_at_damage_for_the_unpickler_to_name(pkl):
+    count_steps(io.BytesIO(pkl), 10**9)
+    with pytest.raises(ScanError):
+        scan(io.BytesIO(pkl))
