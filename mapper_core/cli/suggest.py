@@ -45,7 +45,7 @@ def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict)
     if name is None:
         if model_args:
             raise BadInputError(f"{option} only applies to a model:NAME; drop it or name a model")
-        with ctx.library_warnings(pickle=False), ctx.open_reader(spec, None, **options) as reader:
+        with ctx.open_reader(spec, None, **options) as reader:
             return reader.specs(), None, reader.aliases() if hasattr(reader, "aliases") else {}
     return (*ctx.model_target(name, parse_model_args(model_args)), {})
 
