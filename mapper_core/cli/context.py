@@ -130,6 +130,7 @@ class Context:
         built-in name, or a file a built-in sniffer recognises, gets the same answer without
         starting installed plugins (a format plugin may import numpy or more: start-up time).
         Plugins asked for by name (``--plugin``, ``$MAPPER_PLUGINS``) still start, and say if they fail."""
+        from ..errors import CheckpointError
         from ..io.formats import builtin_formats
         from ..io.formats.base import choose_format
 
@@ -142,6 +143,11 @@ class Context:
             for f in builtins:
                 if f.sniff is not None and f.sniff(Path(path)):
                     return f
+            if Path(path).is_dir():  # a model folder: plugins start only when no built-in format's file is in it
+                try:
+                    return choose_format(path, builtins)
+                except CheckpointError:
+                    pass
         return choose_format(path, self.formats(), format_name)
 
     def open_reader(self, path: str | Path, format_name: str | None = None, *, source: bool = False,

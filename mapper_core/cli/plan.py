@@ -91,7 +91,8 @@ def plan_for_reader(args: argparse.Namespace, reader, ruleset, target, ctx=None)
     target_specs, module_types = target
     plan = make_plan(reader.specs(), ruleset, target_specs, source_origin=args.source, target_origin=args.target,
                      unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types,
-                     allow_expansion=getattr(args, "allow_expansion", False))
+                     allow_expansion=getattr(args, "allow_expansion", False),
+                     target_ties=ctx.tied_targets if ctx is not None else ())
     if ctx is not None:
         warn_other_weights(ctx, reader, args.source)
     if ctx is not None and ctx.tied_targets:
@@ -120,9 +121,10 @@ def stripped_note(reading: dict) -> str:
     return f" (the '{prefix}' prefix of DistributedDataParallel stripped; --strip-prefix '' keeps it)"
 
 
-def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
+def build_plan(args: argparse.Namespace, ctx, cost: bool = False, refuse_unwritable: bool = False):
     """Rules + source (+ target) specs → (RuleSet, Plan), and with ``cost`` the conversion's Cost.
-    Reads headers only."""
+    Reads headers only. ``refuse_unwritable``: refuse a plan that writes a key whose bytes the reader
+    refuses (a meta tensor, a dtype safetensors cannot store), as convert would."""
     ruleset = ctx.load_rules(args.rules)
     for warning in ruleset.warnings:  # the rules are valid; what looks like a mistake (validate says it too)
         ctx.warn(str(warning))
@@ -131,6 +133,10 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
         ctx.source_reading = source_reading(reader, args)
         target = load_target(args, ctx, options)
         plan = plan_for_reader(args, reader, ruleset, target, ctx)
+        if refuse_unwritable and (getattr(reader, "meta_keys", None) or getattr(reader, "unstorable_keys", None)):
+            from ..io.formats.torch_checks import refuse_unwritable as refuse
+
+            refuse(reader, plan)
         if cost:
             from ..io.cost import conversion_cost
             from ..io.formats.shards import parse_size
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.workers < 1:
         raise BadInputError(f"--workers must be at least 1, not {args.workers}")
     refuse_strict_without_target(args)
-    built = build_plan(args, ctx, cost=args.cost)
+    built = build_plan(args, ctx, cost=args.cost, refuse_unwritable=True)
     ruleset, plan = built[0], built[1]
     if args.json:
         def edit(data: dict) -> None:

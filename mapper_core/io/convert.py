@@ -126,6 +126,10 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
                 refuse_nothing_to_write(src, reader.specs(), plan, non_tensors(reader))
             refuse_plan_errors(plan, strict)
+        if getattr(reader, "meta_keys", None) or getattr(reader, "unstorable_keys", None):
+            from .formats.torch_checks import refuse_unwritable
+
+            refuse_unwritable(reader, plan)  # a meta tensor, a complex128 one: refused before anything is written
         result = _convert(src, Path(dst), reader, plan, force,
                           None if max_shard_size is None else parse_size(max_shard_size),
                           verify, progress, phase, rules_sha256, hash_source,

@@ -7,6 +7,7 @@ know the format in advance.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,7 +22,7 @@ from .spec_json import open_spec_json, sniff_spec_json
 # Their suffixes are spelled here; tests/io/formats/test_registry.py checks them against the modules.
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".model", ".ckpt")
 _DCP_SUFFIXES = (".metadata",)
-_LAZY = {"open_torch": "torch_format", "sniff_torch": "torch_format", "open_dcp": "dcp", "sniff_dcp": "dcp"}
+_LAZY = {"open_torch": "torch_format", "sniff_torch": "torch_pickle", "open_dcp": "dcp", "sniff_dcp": "dcp"}
 
 
 def _lazy(name: str) -> Callable[..., Any]:
@@ -30,6 +31,14 @@ def _lazy(name: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)(*args, **kwargs)
     call.__name__ = call.__qualname__ = name
     return call
+
+
+def _sniff_torch(path: Path) -> bool:
+    return not path.is_dir() and _lazy("sniff_torch")(path)  # a folder is never one: no import to say so
+
+
+def _sniff_dcp(path: Path) -> bool:  # only a folder with a .metadata, or that file, can be one
+    return (path.name == ".metadata" or os.path.lexists(path / ".metadata")) and _lazy("sniff_dcp")(path)
 
 
 def __getattr__(name: str) -> Any:  # `from mapper_core.io.formats import open_torch` still works
@@ -52,9 +61,9 @@ def builtin_formats() -> list[Format]:
         Format("safetensors", _ST_SUFFIXES, open_safetensors, sniff_safetensors,
                "safetensors, single file or sharded (*.safetensors.index.json); read lazily",
                {"allow_outside_shards": "let an index name shards whose real path is outside its folder"}),
-        Format("torch", _TORCH_SUFFIXES, _lazy("open_torch"), _lazy("sniff_torch"),
+        Format("torch", _TORCH_SUFFIXES, _lazy("open_torch"), _sniff_torch,
                "torch.save pickles, zip or legacy, single file or sharded (*.bin.index.json); loaded with weights_only=True", dict(TORCH_OPTIONS)),
-        Format("dcp", _DCP_SUFFIXES, _lazy("open_dcp"), _lazy("sniff_dcp"),
+        Format("dcp", _DCP_SUFFIXES, _lazy("open_dcp"), _sniff_dcp,
                "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code"),
         Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
                "JSON of key → {dtype, shape}; headers only, no tensor data"),

@@ -5,13 +5,16 @@ Formats are plain values (:class:`Format`); built-in ones are contributed throug
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import warnings
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import (TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence, TypeVar,
                     runtime_checkable)
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, CheckpointWarning
 from ...specs import TensorSpec
 
 if TYPE_CHECKING:  # torch is imported only by readers that hand out tensors
@@ -133,12 +136,16 @@ def choose_format(path: str | Path, formats: Sequence[Format], name: str | None 
     if name is not None:
         for f in formats:
             if f.name == name:
+                if path.is_dir() and not (f.sniff is not None and f.sniff(path)):
+                    return _folder(path, formats, f)
                 return _content_agrees(path, f)
         known = ", ".join(f.name for f in formats)
         raise CheckpointError(f"{path}: unknown format '{name}'; known formats: {known}")
     for f in formats:
         if f.sniff is not None and f.sniff(path):
             return f
+    if path.is_dir():
+        return _folder(path, formats)
     for f in formats:
         if f.claims(path):
             return _content_agrees(path, f)
@@ -149,6 +156,20 @@ def choose_format(path: str | Path, formats: Sequence[Format], name: str | None 
     )
 
 
+
+def _folder(path: Path, formats: Sequence[Format], only: Format | None = None) -> Format:
+    """The format of the checkpoint inside the model folder ``path`` (``only``'s, when one is named),
+    opening that file, with a note when the folder holds others (:mod:`.folder`)."""
+    from .folder import checkpoint_in
+
+    inner, fmt, note = checkpoint_in(path, formats, only)
+    return dataclasses.replace(fmt, open=functools.partial(_open_inner, fmt.open, inner, note))
+
+
+def _open_inner(open_: Callable[..., Reader], inner: Path, note: str | None, _folder: Path, **options: Any) -> Reader:
+    if note is not None:
+        warnings.warn(note, CheckpointWarning, stacklevel=2)
+    return open_(inner, **options)
 
 
 def _content_agrees(path: Path, fmt: Format) -> Format:

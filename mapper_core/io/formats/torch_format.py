@@ -36,7 +36,8 @@ record the alias. ``shares_storage(key)`` lists every other key whose tensor use
 storage in any way (e.g. ``w`` and ``w[0]``): those must be written as separate copies.
 Empty tensors never alias anything. A meta tensor (a dtype and shape without data) is in
 ``specs()`` and ``meta_keys``; ``get_tensor`` refuses it naming the key, so only a plan that
-writes or loads it fails. ``get_tensor`` returns the tensor as stored (possibly
+writes or loads it fails. A tensor of a dtype safetensors cannot store (``complex128``) is handled
+the same way: in ``specs()`` under torch's dtype name, in ``unstorable_keys``, refused by ``get_tensor``. ``get_tensor`` returns the tensor as stored (possibly
 non-contiguous, possibly a memory-mapped view); callers must not modify it.
 """
 from __future__ import annotations
@@ -46,11 +47,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
+from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
 from ...specs import TensorSpec
 from .pages import FileMappings
 from .torch_archive import RecordRange
-from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal
+from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal, unstorable_refusal
 from .torch_pickle import INDEX_SUFFIXES, PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
 from .torch_unwrap import Survey, UndecidedError, is_tensor, other_weights, tensors_inside, unwrap_state_dict
 from .torch_unwrap import survey as survey_of
@@ -90,6 +91,24 @@ def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple
             raise CheckpointError(f"{path}: stripping '{removed}' makes two keys '{new}'; pass --strip-prefix ''")
         out[new] = v
     return out, removed
+
+
+def kept_unprefixed(state: dict, path: Path, strip_prefix: str | None) -> tuple[str, ...]:
+    """The tensor keys of ``state`` (before stripping) that lack a prefix given to strip, kept as they
+    are (a tied ``lm_head.weight`` beside ``model.*``); a CheckpointWarning names them."""
+    if not strip_prefix:
+        return ()
+    keys = [str(k) for k, v in state.items() if is_tensor(v)]
+    kept = tuple(k for k in keys if not k.startswith(strip_prefix))
+    if kept:
+        one = len(kept) == 1
+        shown = ", ".join(f"'{k}'" for k in kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        stripped = len(keys) - len(kept)
+        warnings.warn(CheckpointWarning(
+            f"{path}: stripped the prefix '{strip_prefix}' from {stripped} key{'' if stripped == 1 else 's'}; "
+            f"{len(kept)} key{' lacks' if one else 's lack'} it and {'is' if one else 'are'} kept as "
+            f"{'it is' if one else 'they are'}: {shown}"), stacklevel=4)
+    return kept
 
 
 def _holding(value: Any) -> str:
@@ -132,7 +151,10 @@ class TorchReader:
             state, self.unwrap_path, strip_prefix = {**self.survey.extra, **self.survey.tensors}, None, ""
         # what the unwrap rule's choice leaves beside it that may be weights too (an EMA copy)
         self.other_weights = other_weights(loaded, self.unwrap_path) if unwrap is None and not self.survey else {}
+        before = state
         state, self.stripped_prefix = strip_key_prefix(state, self.path, strip_prefix)
+        # tensor keys a prefix given to strip does not fit are kept as they are: said, not silent
+        self.kept_unprefixed: tuple[str, ...] = kept_unprefixed(before, self.path, strip_prefix)
         # before anything is done with them (detaching a nested tensor warns); with survey, views larger
         # than their storage are reported (key → storage bytes, and the refusal) instead of refused
         self.larger_views, self.expansion_refusal = check_loaded_tensors(self.path, state, budget, survey)
@@ -143,6 +165,11 @@ class TorchReader:
         # meta tensors (a shape without data): specs() lists them, get_tensor refuses them, so a plan that
         # skips them (a rotary 'inv_freq' buffer left on meta by init_empty_weights) converts the rest
         self.meta_keys: frozenset[str] = frozenset(k for k, t in self._tensors.items() if is_meta(t))
+        # the same for a dtype safetensors cannot store (complex128): listed under torch's name, key → dtype
+        from ..torch_dtypes import OTHER_TO_NAME
+
+        self.unstorable_keys: dict[str, str] = {k: OTHER_TO_NAME[t.dtype] for k, t in self._tensors.items()
+                                                if t.dtype in OTHER_TO_NAME}
         self._specs: dict[str, TensorSpec] | None = None
         self._groups: dict[str, tuple[str, ...]] | None = None
         self._aliases: dict[str, str] | None = None
@@ -167,10 +194,10 @@ class TorchReader:
         return independent_source(self.get_tensor(key), self.archive, self._mapped())
 
     def specs(self) -> dict[str, TensorSpec]:
-        from ..torch_dtypes import spec_of
+        from ..torch_dtypes import listed_spec
 
         if self._specs is None:
-            self._specs = {k: spec_of(t, k, str(self.path)) for k, t in self._tensors.items()}
+            self._specs = {k: listed_spec(t, k, str(self.path)) for k, t in self._tensors.items()}
         return dict(self._specs)
 
     def metadata(self) -> dict[str, str]:
@@ -200,6 +227,8 @@ class TorchReader:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint") from None
         if key in self.meta_keys:
             raise meta_refusal(self.path, key)
+        if key in self.unstorable_keys:
+            raise unstorable_refusal(self.path, key, self.unstorable_keys[key])
         return t
 
     def _analyse_storage(self) -> None:
