@@ -31,6 +31,9 @@ _FIELD = re.compile(r"(?P<ref>\d+|[A-Za-z_]\w*)(?:(?P<op>[+-])(?P<k>\d+)|\|(?P<t
 
 Tables = Mapping[str, Mapping[str, str]]
 MAX_NUMBER_DIGITS = 18  # a group number or a shift; int() of thousands of digits is slow or refused
+# A captured number (from a checkpoint's key: untrusted) a shift reads: longer is not a number the
+# rule takes (640 is the least int()-of-text limit Python lets anyone set, so int() never refuses it)
+MAX_CAPTURED_DIGITS = 640
 MAX_WIDTH = 32  # zero padding: far beyond any layer count, yet no key of megabytes of zeros
 
 
@@ -96,6 +99,8 @@ class Inversion:
             if reverse is not None:
                 text = reverse[text]
             elif offset is not None:  # the source's own zero padding is not known: its number plainly
+                if len(text) > MAX_CAPTURED_DIGITS:
+                    return None
                 number = int(text) - offset
                 if number < 0:
                     return None
@@ -292,6 +297,9 @@ def _walk(parts: tuple[str | Field, ...], tables: Tables, match: re.Match) -> Re
         elif part.numeric:
             if not value.isdecimal():  # isdigit() also admits "²", which int() rejects
                 return Rendering(None, f"{part} needs a number and group {part.ref} captured '{value}'")
+            if len(value) > MAX_CAPTURED_DIGITS:
+                return Rendering(None, f"{part} needs a number of at most {MAX_CAPTURED_DIGITS} digits and group "
+                                       f"{part.ref} captured {len(value):,}")
             shifted = int(value) + part.offset
             if shifted < 0:
                 return Rendering(None, f"{part} would give {shifted}, below 0")
@@ -357,7 +365,7 @@ def _factory(layout: tuple) -> Callable[..., Callable[[re.Match], str | None]]:
             if looked_up:
                 lines += [f"        {v} = t{pos}.get({v})", f"        if {v} is None:", "            return None"]
                 continue
-            lines += [f"        if not {v}.isdecimal():", "            return None",
+            lines += [f"        if not {v}.isdecimal() or len({v}) > {MAX_CAPTURED_DIGITS}:", "            return None",
                       f"        {v} = int({v}) + {int(offset)}"]
             if offset < 0:  # a decimal's int is at least 0, so only a negative shift can go below 0
                 lines += [f"        if {v} < 0:", "            return None"]

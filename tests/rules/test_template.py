@@ -108,6 +108,10 @@ def test_templates_of_one_layout_share_a_renderer_maker_yet_keep_their_text_and_
     (r"b\.(\w+)", "{1|names}", "b.x", "table 'names' has no entry 'x'"),
     (r"b\.(\w+)", "b.{1:03}", "b.x", "{1:03} needs a number and group 1 captured 'x'"),
     (r"b\.(\d+)", "b.{1-1:02}", "b.0", "{1-1:02} would give -1, below 0"),
+    # the number comes from a checkpoint's key: too long for int() to read (trial 5, F22)
+    (r"b\.(\d+)", "b.{1+1}", "b." + "9" * 5000, "{1+1} needs a number of at most 640 digits and group 1 captured 5,000"),
+    (r"b\.(\d+)\.(\w)", "{2}.{1:03}", "b." + "1" * 641 + ".w",
+     "{1:03} needs a number of at most 640 digits and group 1 captured 641"),
 ])
 def test_trace_says_why_there_is_no_key(match, target, key, reason):
     rule = Rule(0, match, target, tables={"names": {"1": "one"}})
@@ -299,3 +303,23 @@ def test_rules_and_plan_import_no_torch():
     )
     done = python_process(code, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_captured_number_too_long_to_shift_is_not_taken_or_inverted():
+    rule = Rule(0, r"l\.(\d+)\.w", "m.{1+1}.w")
+    assert rule.template.render(rule.pattern.fullmatch("l." + "9" * 640 + ".w")) == "m.1" + "0" * 640 + ".w"
+    assert rule.template.invert(rule.pattern).source_of("m." + "9" * 5000 + ".w") is None
+
+
+def test_plan_and_explain_of_a_key_with_a_5000_digit_index_give_no_traceback(tmp_path):
+    from cli_runner import mapper  # tests/helpers
+    from tiny_safetensors import write_f32  # tests/helpers
+
+    key = "l." + "9" * 5000 + ".w"
+    src = write_f32(tmp_path / "big.safetensors", {key: [1], "l.3.w": [1]})
+    rules = tmp_path / "shift.yaml"
+    rules.write_text("version: 1\nrules:\n  - match: 'l\\.(\\d+)\\.w'\n    target: 'm.{1+1}.w'\n")
+    r = mapper("plan", src, "--rules", rules)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "unmatched 1" in r.stdout, r.stderr
+    r = mapper("explain", src, "--rules", rules, key)
+    assert r.returncode == 1 and "{1+1} needs a number of at most 640 digits and group 1 captured 5,000" in r.stdout

@@ -43,6 +43,7 @@ def split_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[Sequen
     return [[entries[i] for i in shard] for shard in shards]
 
 
+_MAX_SIZE = 2**63  # a file's size is a signed 64-bit number
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -69,9 +70,14 @@ def parse_size(text: str | int) -> int:
             )
         unit = (m.group(2) or "").lower()
         unit = unit[:-1] if unit.endswith("b") else unit
-        value = int(float(m.group(1)) * _UNITS[unit])
+        number = float(m.group(1)) * _UNITS[unit]  # 310 digits are a float's infinity
+        value = int(number) if number < _MAX_SIZE else _MAX_SIZE
     if value <= 0:
         raise BadInputError(f"size {text!r}: must be more than 0 bytes")
+    if value >= _MAX_SIZE:
+        shown = repr(text) if len(str(text)) <= 40 else f"'{str(text)[:20]}...' ({len(str(text))} characters)"
+        raise BadInputError(f"size {shown}: more bytes than a file can hold (2^63); give a size such as 5GB, or leave "
+                            "the option out for one file")
     return value
 
 

@@ -291,6 +291,14 @@ def test_parse_size_refuses_nonsense(text):
         parse_size(text)
 
 
+@pytest.mark.parametrize("text", ["9" * 310 + "MB", "99999999999999999999999TB", 2**63, "9300000TB"])
+def test_a_size_no_file_can_have_is_refused_by_name(text):
+    """Trial 5, F22: 310 digits were an OverflowError traceback (float infinity), 23 digits accepted."""
+    with pytest.raises(BadInputError, match=r"more bytes than a file can hold \(2\^63\)"):
+        parse_size(text)
+    assert parse_size("9000000TB") == 9 * 10**18  # just under 2^63
+
+
 @pytest.mark.parametrize("text", ["500", "0", " 2 ", "1.5"])
 def test_a_size_without_a_unit_is_refused_with_a_hint(text):
     """Issue 9: '--max-shard-size 500' meant 500 bytes and silently made 400 shards."""
