@@ -7,7 +7,7 @@ from ..errors import BadInputError
 from ..io.formats.base import non_tensors
 from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
-                      add_target, add_unmatched, add_write, reader_options, refuse_strict_without_target)
+                      add_target, add_unmatched, add_workers, add_write, reader_options, refuse_strict_without_target)
 from .plan import (load_target, plan_for_reader, source_reading, stripped_note, warn_other_weights,
                    warn_target_prefix)
 from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_write(p)
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, metavar="F",
                    help="what to write: safetensors (default) or dcp (a torch.distributed.checkpoint folder at DST)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="write a sharded output's shards on N processes (byte-identical to 1; resumable)")
+    add_workers(p, "write a sharded output's shards on N processes (byte-identical to 1; resumable)")
     add_json(p, "the result")
 
 

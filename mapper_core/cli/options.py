@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..io.cost import MAX_WORKERS
+
 RULES_HELP = "rules file (.yaml/.yml/.json) or plugin:name (see `mapper rules`)"
 
 
@@ -133,6 +135,19 @@ def add_json(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--json", action="store_true", help=f"print {what} as JSON (one line; see --indent)")
     p.add_argument("--indent", type=_indent, metavar="N",
                    help="with --json: indent nested values by N spaces (0-8) for reading; slower on big plans")
+
+
+def add_workers(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--workers", type=_workers, default=1, metavar="N", help=f"{help} (1 to {MAX_WORKERS})")
+
+
+def _workers(value: str) -> int:
+    text = value.strip()
+    if not text.isdecimal() or len(text) > 6 or not 1 <= int(text) <= MAX_WORKERS:
+        shown = repr(value) if len(value) <= 30 else f"'{value[:20]}...' ({len(value)} characters)"
+        raise argparse.ArgumentTypeError(f"expected a number of workers, at least 1 and at most {MAX_WORKERS}, "
+                                         f"got {shown}")
+    return int(text)
 
 
 def _indent(value: str) -> int:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
-from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target,
+from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target, add_workers,
                       add_unmatched, reader_options, refuse_strict_without_target, target_options)
 
 LINES_PER_WRITE = 100  # of the text report; each of its long lists is one line
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost", action="store_true",
                    help="also what convert would cost, from headers: bytes read and written, shards per worker, "
                         "peak memory per worker, the largest tensor")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="with --cost: workers to assign shards to")
+    add_workers(p, "with --cost: workers to assign shards to")
     p.add_argument("--max-shard-size", metavar="SIZE", help="with --cost: the shard size convert would use")
     add_json(p, "the plan")
 
@@ -151,8 +151,6 @@ def run(args: argparse.Namespace, ctx) -> int:
 
     if (args.workers != 1 or args.max_shard_size) and not args.cost:
         raise BadInputError("--workers and --max-shard-size only apply with --cost; add --cost or drop them")
-    if args.workers < 1:
-        raise BadInputError(f"--workers must be at least 1, not {args.workers}")
     refuse_strict_without_target(args)
     built = build_plan(args, ctx, cost=args.cost, refuse_unwritable=True)
     ruleset, plan = built[0], built[1]

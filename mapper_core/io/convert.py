@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .clone import Cloner, block_size
+from .cost import MAX_WORKERS
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, cloned_method, counting
 from .output_format import is_dcp_destination
@@ -103,8 +104,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     ``dst`` meanwhile (:class:`~mapper_core.errors.OutputExistsError`). Temporary files that
     killed runs left beside the output are listed in the result, and removed with ``clean_stale``.
     """
-    if workers < 1:
-        raise BadInputError(f"workers must be at least 1, not {workers}")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise BadInputError(f"workers must be at least 1 and at most {MAX_WORKERS}, not {workers}")
     src = Path(src)
     if plan is not None and plan.mapped and plan.has_errors(strict=strict):
         refuse_plan_errors(plan, strict)  # before the source is even opened

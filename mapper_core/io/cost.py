@@ -11,9 +11,13 @@ from typing import Any, Sequence
 from ..specs import TensorSpec
 
 
+MAX_WORKERS = 1024  # --workers N: processes forked on one machine, or ranks planned for by --cost
+
+
 def assign_shards(sizes: Sequence[int], workers: int) -> list[list[int]]:
     """Shard indices per worker, bin-packed by bytes: largest shard first to the least-loaded
-    worker (ties: the lower worker number), each worker's list in shard order. Deterministic."""
+    worker (ties: the lower worker number), each worker's list in shard order. Deterministic.
+    A list per worker (``workers`` is bounded by :data:`MAX_WORKERS` where a user gives it)."""
     if workers < 1:
         raise ValueError("workers must be at least 1")
     loads = [(0, w) for w in range(workers)]
@@ -42,7 +46,8 @@ class Cost:
     write_bytes: int
     tensors: int
     largest: tuple[str, TensorSpec] | None
-    workers: tuple[WorkerCost, ...] = field(default=())
+    workers: tuple[WorkerCost, ...] = field(default=())  # those given a shard
+    idle_workers: int = 0  # those given none (more workers than shards)
 
     def to_dict(self) -> dict[str, Any]:
         key, spec = self.largest if self.largest else (None, None)
@@ -51,6 +56,7 @@ class Cost:
             "largest_tensor": None if key is None else {"key": key, **spec.to_dict(), "bytes": spec.nbytes},
             "workers": [{"worker": w.worker, "shards": list(w.shards), "write_bytes": w.write_bytes,
                          "peak_memory_bytes": w.peak_memory} for w in self.workers],
+            "idle_workers": self.idle_workers,
         }
 
 
@@ -70,9 +76,11 @@ def estimate(shards: Sequence[tuple[str, Sequence[tuple[str, TensorSpec, bool]]]
                 largest = (key, spec)
     per = []
     for w, indices in enumerate(assign_shards(sizes, workers)):
+        if not indices:  # more workers than shards: counted, not listed
+            continue
         peak = max((s.nbytes for i in indices for _, s, decoded in shards[i][1] if decoded), default=0)
         per.append(WorkerCost(w, tuple(shards[i][0] for i in indices), sum(sizes[i] for i in indices), peak))
-    return Cost(read_bytes, sum(sizes), sum(len(g) for _, g in shards), largest, tuple(per))
+    return Cost(read_bytes, sum(sizes), sum(len(g) for _, g in shards), largest, tuple(per), workers - len(per))
 
 
 def conversion_cost(reader: Any, plan: Any, workers: int = 1, max_shard_size: int | None = None) -> Cost:
@@ -103,7 +111,7 @@ def conversion_cost(reader: Any, plan: Any, workers: int = 1, max_shard_size: in
     per = tuple(WorkerCost(w.worker, w.shards, w.write_bytes,
                            max((decoded[k] for name in w.shards for k, _, _ in dict(shards)[name]), default=0))
                 for w in cost.workers)
-    return Cost(cost.read_bytes, cost.write_bytes, cost.tensors, cost.largest, per)
+    return Cost(cost.read_bytes, cost.write_bytes, cost.tensors, cost.largest, per, cost.idle_workers)
 
 
 def memory_for(reader: Any, key: str, spec: TensorSpec) -> int:
@@ -134,4 +142,6 @@ def render_cost(cost: Cost, listed: int = 3) -> str:
         memory = human_bytes(w.peak_memory) if w.peak_memory else "a copy buffer (bytes copied file to file)"
         lines.append(f"  worker {w.worker}: {counted(len(names), 'shard')}, {human_bytes(w.write_bytes)}, peak memory "
                      f"≈ {memory}{': ' + shown if names else ''}")
+    if cost.idle_workers:
+        lines.append(f"  {counted(cost.idle_workers, 'more worker')}: idle (more workers than shards)")
     return "\n".join(lines)
