@@ -50,6 +50,7 @@ class StorageRef:
 class PickleFacts:
     storages: dict[str, StorageRef] = field(default_factory=dict)
     allocations: list[tuple[str, int]] = field(default_factory=list)  # (callable, bytes requested)
+    globals: list[str] = field(default_factory=list)  # every "module.name" the pickle looks up, in order
 
     @property
     def allocated(self) -> int:
@@ -120,6 +121,7 @@ class _Recorder(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> type:
         full = f"{module}.{name}"
         if full not in self.stand_ins:
+            self.facts.globals.append(full)
             self.stand_ins[full] = type(name, (_StandIn,), {"global_name": full, "facts": self.facts,
                                                             "__slots__": ()})
         return self.stand_ins[full]

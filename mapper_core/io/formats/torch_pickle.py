@@ -62,18 +62,49 @@ def sniff_torch(path: Path) -> bool:
         return False
 
 
-def _offending_globals(path: Path, reason: str, is_zip: bool) -> list[str]:
-    """Every global weights_only refuses (zip: torch's static scan of the pickle, nothing runs);
-    for a legacy file the one its refusal names."""
-    if is_zip:
-        import torch.serialization
+def _offending_globals(path: Path, reason: str, is_zip: bool, looked_up: list[str]) -> list[str]:
+    """Every global weights_only refuses: torch's static scan of a zip's pickle (nothing runs); where
+    it declines (it reads GLOBAL only: not protocol 4's STACK_GLOBAL, INST or OBJ) or the file is
+    legacy, the globals :mod:`.pickle_scan` saw the pickle look up, judged by the same public scan."""
+    import torch.serialization
 
+    if is_zip:
         try:
             return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
         except Exception:  # its scanner declining an opcode must not hide the refusal itself
-            return []
+            pass
+    names = [n for n in looked_up if "\n" not in n]
+    if names:
+        # the same judgement on a pickle of one GLOBAL per name, in a torch.save-shaped zip in memory
+        pkl = b"\x80\x02" + b"".join(b"c" + n.rpartition(".")[0].encode() + b"\n" + n.rpartition(".")[2].encode()
+                                      + b"\n" for n in names) + b"."
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            for name, data in (("data.pkl", pkl), ("byteorder", b"little"), ("version", b"3\n")):
+                zf.writestr(f"archive/{name}", data)
+        try:
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(buffer.getvalue())))
+        except Exception:  # a name it cannot read: torch's own words below
+            pass
     found = _LEGACY_GLOBAL_RE.search(reason)
     return [found.group(1)] if found else []
+
+
+# Globals no state dict needs and a crafted pickle uses to run code: a file naming one is not a
+# checkpoint to trust on its word.
+_RUNS_CODE = ("os.", "posix.", "nt.", "subprocess.", "sys.", "shutil.", "socket.", "pty.", "runpy.", "importlib.",
+              "ctypes.", "webbrowser.", "code.", "multiprocessing.", "builtins.eval", "builtins.exec",
+              "builtins.compile", "builtins.__import__", "builtins.open",
+              "builtins.breakpoint")
+_OPERAND_RE = re.compile(r"Unsupported operand (\d+)")
+
+
+def _refused_opcode(reason: str) -> str | None:
+    """torch's "Unsupported operand 149" as the opcode's name and protocol: "FRAME (149, pickle protocol 4)"."""
+    found = _OPERAND_RE.search(reason)
+    code = int(found.group(1)) if found else -1
+    ops = [op for op in pickletools.opcodes if 0 <= code < 256 and op.code == chr(code)]
+    return f"{ops[0].name} ({code}, pickle protocol {ops[0].proto})" if ops else None
 
 
 def _pickle_is_well_formed(path: Path, is_zip: bool) -> bool:
@@ -145,17 +176,34 @@ def load_pickle(path: Path, trust_pickle: bool, allow_expansion: bool = False) -
     archive = check_archive(path, budget, lenient=trust_pickle)
     try:
         # mmap keeps memory flat; a legacy file, or a zip with compressed records, is read into memory
-        return (torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=not archive.in_memory),
-                archive, budget)
+        with warnings.catch_warnings():  # addressed to torch's developers; a refusal below says what matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return (torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=not archive.in_memory),
+                    archive, budget)
     except pickle.UnpicklingError as exc:
         reason = _torch_reason(exc)
         if trust_pickle or not _pickle_is_well_formed(path, is_zip):
             raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged pickle?): {reason}") from None
-        names = _offending_globals(path, reason, is_zip)
+        names = _offending_globals(path, reason, is_zip, archive.facts.globals)
+        opcode = None if names else _refused_opcode(reason)
+        if opcode:
+            raise UnsafeCheckpointError(
+                f"{path}: refused: its pickle uses the opcode {opcode}, which torch.load(weights_only=True) does not "
+                "read. Re-save it with torch.save's default protocol (2); or, if you trust the file's source, pass "
+                "--trust-pickle (Python: trust_pickle=True)."
+            ) from None
         if names:
             what = f"the global{'s' if len(names) > 1 else ''} " + ", ".join(f"'{n}'" for n in names)
         else:
             what = f"an object weights_only refuses ({reason})"
+        hostile = [n for n in names if n.startswith(_RUNS_CODE)]
+        if hostile:
+            raise UnsafeCheckpointError(
+                f"{path}: refused: loading it needs {what}, which no state dict needs and which can run commands "
+                f"or reach the system ({hostile[0]}): the file looks built to run code when loaded. Do not pass "
+                "--trust-pickle (Python: trust_pickle=True) for it unless you know what it does; ask its source for a "
+                "safetensors file."
+            ) from None
         modules = [n for n in names if n.startswith(_NN_MODULES)]
         if modules:
             raise UnsafeCheckpointError(
