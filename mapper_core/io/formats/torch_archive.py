@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import bisect
 import os
+import pickle
 import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from ...errors import CheckpointError, ExpansionError
 from .pickle_scan import PickleFacts, ScanError, StepBudgetError, count_steps, scan
@@ -217,14 +218,15 @@ def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False,
             _check_zip(archive, budget, reopen)
         else:
             with reopen() as fh:
-                _count_steps(budget, "its pickle", fh, 4)
+                _count_steps(budget, "its pickle", fh, 5)
                 fh.seek(0)
                 for _ in range(4):  # magic number, protocol version, system info, then the object
                     scan(fh, archive.facts)
-            need = sum(r.numel * (element_size(r.storage_class) or 0) for r in archive.facts.storages.values())
-            if need > budget.file_size:
-                raise CheckpointError(f"{path}: its pickle declares storages of {need:,} bytes but the file holds "
-                                      f"{budget.file_size:,}; the file is truncated or damaged")
+                need = sum(r.numel * (element_size(r.storage_class) or 0) for r in archive.facts.storages.values())
+                if need > budget.file_size:
+                    raise CheckpointError(f"{path}: its pickle declares storages of {need:,} bytes but the file "
+                                          f"holds {budget.file_size:,}; the file is truncated or damaged")
+                _check_legacy_storages(archive, fh, budget.file_size)
     except ScanError as exc:
         if not lenient:
             raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged pickle?): {exc}") from None
@@ -234,6 +236,50 @@ def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False,
     for what, nbytes in archive.facts.allocations:
         budget.spend(f"the pickle's request {what}({nbytes:,} bytes)", nbytes)
     return archive
+
+
+class _Keys(pickle.Unpickler):
+    """The legacy format's fifth pickle, a list of storage keys: plain data, no global, no persistent id."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a global ({module}.{name}) where storage keys belong")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("a persistent id where storage keys belong")
+
+
+def _check_legacy_storages(archive: Archive, fh: IO[bytes], file_size: int) -> None:
+    """Each storage of a legacy file, as torch reads it after the pickles: the list of keys, then per key
+    its element count (8 bytes) and its bytes. A count that is not the pickle's is refused naming the
+    storage (torch said "storage has wrong byte size: expected %ld got %ld..."). A file that ends early
+    or does not parse is left to torch.load, which says so."""
+    try:
+        keys = _Keys(fh).load()
+    except Exception:  # noqa: BLE001 - not the format this checks: torch.load judges the file
+        return
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return
+    at = fh.tell()
+    for key in keys:
+        ref = archive.facts.storages.get(key)
+        size = element_size(ref.storage_class) if ref is not None else None
+        fh.seek(at)
+        head = fh.read(8)
+        if ref is None or size is None or len(head) < 8:
+            return
+        count = int.from_bytes(head, "little", signed=True)
+        if count != ref.numel and int.from_bytes(head, "big", signed=True) == ref.numel:  # saved big-endian
+            count = ref.numel
+        if count != ref.numel:
+            raise CheckpointError(
+                f"{archive.path}: storage '{key}' says it holds {count:,} elements, but the pickle builds a storage "
+                f"of {ref.numel:,} x {size} = {ref.numel * size:,} bytes ({ref.storage_class}) on it; the file is "
+                "truncated or damaged (torch.load refuses it too). Re-save it with torch.save"
+            )
+        at += 8 + count * size
+        if at > file_size:
+            raise CheckpointError(f"{archive.path}: storage '{key}' ({count * size:,} bytes) runs past the end of the "
+                                  f"{file_size:,}-byte file; the file is truncated")
 
 
 def _check_zip(archive: Archive, budget: ExpansionBudget, reopen: Callable[[], IO[bytes]]) -> None:
