@@ -89,6 +89,12 @@ def leftover_report(ctx, left) -> dict[str, list[str]]:
         ctx.warn(f"{counted(len(left.replaced), 'shard')} of the earlier output, named by the index this write "
                  f"replaced, {'is' if len(left.replaced) == 1 else 'are'} still there and no longer used: "
                  f"{names(left.replaced)}; delete them (with --clean-stale, the run that replaces an index removes them)")
+    if left.mismatched:
+        ctx.warn(f"{counted(len(left.mismatched), 'file')} named by the index this write replaced "
+                 f"{'does' if len(left.mismatched) == 1 else 'do'} not hold exactly the keys that index mapped to "
+                 f"{'it' if len(left.mismatched) == 1 else 'them'}, so "
+                 f"{'it was not one of its shards' if len(left.mismatched) == 1 else 'they were not its shards'}: left alone (also with "
+                 f"--clean-stale): {names(left.mismatched)}")
     if left.beside:
         ctx.warn(f"{counted(len(left.beside), 'file')} of an earlier output in the other layout (one file vs. an "
                  f"index and shards) {'is' if len(left.beside) == 1 else 'are'} beside this one: "
