@@ -70,8 +70,8 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strip-prefix", metavar="PREFIX",
                    help="key prefix to strip from SRC's keys ('' = none); default: 'module.' when every key has it")
     p.add_argument("--allow-outside-shards", action="store_true",
-                   help="let a *.safetensors.index.json name shards whose real path (symlinks resolved) is "
-                        "outside its folder")
+                   help="let a *.safetensors.index.json (or a DCP folder's .metadata) name shards (data files) "
+                        "whose real path (symlinks resolved) is outside its folder")
 
 
 def reader_options(args: argparse.Namespace) -> dict[str, Any]:

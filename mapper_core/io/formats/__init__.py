@@ -64,7 +64,8 @@ def builtin_formats() -> list[Format]:
         Format("torch", _TORCH_SUFFIXES, _lazy("open_torch"), _sniff_torch,
                "torch.save pickles, zip or legacy, single file or sharded (*.bin.index.json); loaded with weights_only=True", dict(TORCH_OPTIONS)),
         Format("dcp", _DCP_SUFFIXES, _lazy("open_dcp"), _sniff_dcp,
-               "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code"),
+               "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code",
+               {"allow_outside_shards": "let .metadata name data files whose real path is outside the folder"}),
         Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
                "JSON of key → {dtype, shape}; headers only, no tensor data"),
     ]
