@@ -17,6 +17,24 @@ def shard_size(args: argparse.Namespace) -> int | None:
     return parse_size(args.max_shard_size) if args.max_shard_size else None
 
 
+FILE_SUFFIXES = (".safetensors", ".json", ".pt", ".pth", ".bin", ".ckpt")  # a DCP folder named so is a slip
+
+
+def check_destination(args: argparse.Namespace) -> None:
+    """Refuse a DST that is surely a mistake: an empty one (an unset shell variable would otherwise
+    write ./model.safetensors), or a checkpoint file's name for a DCP folder."""
+    from ..errors import BadInputError
+
+    dst = args.destination
+    if not dst.strip():
+        raise BadInputError(f"the output path DST is {'empty' if not dst else f'blank ({dst!r})'}; give a file name (out.safetensors), an "
+                            "index name (out.safetensors.index.json) or a folder (use . for the current one)")
+    if getattr(args, "output_format", None) == "dcp" and dst.lower().rstrip("/").endswith(FILE_SUFFIXES):
+        raise BadInputError(f"{dst}: --output-format dcp writes a folder (.metadata and data files), but this name "
+                            "is a checkpoint file's; give a folder name (e.g. out-dcp), or drop --output-format dcp "
+                            "to write safetensors")
+
+
 def refuse_existing(args: argparse.Namespace) -> None:
     """Refuse, before the source is read, a DST that the write would refuse anyway without --force.
 
@@ -27,6 +45,7 @@ def refuse_existing(args: argparse.Namespace) -> None:
     may be resumed). The write checks every name again just before it starts, and its last rename
     never replaces a file that appeared meanwhile.
     """
+    check_destination(args)
     if args.force or getattr(args, "output_format", None) == "dcp":  # a DCP folder: its writer checks
         return
     from ..io.atomic import check_destinations
