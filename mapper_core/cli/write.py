@@ -21,10 +21,13 @@ FILE_SUFFIXES = (".safetensors", ".json", ".pt", ".pth", ".bin", ".ckpt")  # a D
 
 
 def check_destination(args: argparse.Namespace) -> None:
-    """Refuse a DST that is surely a mistake: an empty one (an unset shell variable would otherwise
-    write ./model.safetensors), or a checkpoint file's name for a DCP folder."""
+    """Refuse a SRC or DST that is surely a mistake: an empty one (an unset shell variable; an empty DST
+    would write ./model.safetensors), or a checkpoint file's name for a DCP folder."""
     from ..errors import BadInputError
 
+    if not args.source.strip():
+        raise BadInputError(f"the input path SRC is {'empty' if not args.source else f'blank ({args.source!r})'}; "
+                            "give the checkpoint's path")
     dst = args.destination
     if not dst.strip():
         raise BadInputError(f"the output path DST is {'empty' if not dst else f'blank ({dst!r})'}; give a file name (out.safetensors), an "

@@ -28,6 +28,14 @@ def test_an_empty_destination_is_refused(folder, mapper, dst, command):
     assert sorted(p.name for p in folder.iterdir()) == before  # no ./model.safetensors
 
 
+@pytest.mark.parametrize("command", [["convert"], ["export", "--rules", "rules.yaml"]])
+def test_an_empty_source_is_refused_in_the_commands_words(folder, mapper, command):
+    done = mapper(command[0], "", "out.safetensors", *command[1:], cwd=folder)
+    assert done.returncode == 2
+    assert done.stderr == "mapper: error: the input path SRC is empty; give the checkpoint's path\n"
+    assert not (folder / "out.safetensors").exists()
+
+
 @pytest.mark.parametrize("dst", ["x.safetensors", "x.safetensors.index.json", "X.PT/", "x.bin"])
 def test_a_dcp_folder_named_like_a_checkpoint_file_is_refused(folder, mapper, dst):
     done = mapper("convert", "src.safetensors", dst, "--output-format", "dcp", cwd=folder)
