@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ... import arguments
 from .base import Format, Reader, choose_format
 from .safetensors_format import SUFFIXES as _ST_SUFFIXES
 from .safetensors_format import open_safetensors, sniff_safetensors
@@ -75,6 +76,7 @@ def open_checkpoint(path: str | Path, format: str | None = None,
                     formats: Sequence[Format] | None = None, **options: Any) -> Reader:
     """Open ``path`` with the named format, else the detected one (built-in formats unless ``formats=``;
     ``mapper_core.plugins.open_checkpoint`` also sees the plugins' formats)."""
+    arguments.path(path, "open_checkpoint", "path")
     fmt = choose_format(path, builtin_formats() if formats is None else formats, format)
     return fmt.open(Path(path), **options)
 
