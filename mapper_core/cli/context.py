@@ -292,15 +292,22 @@ def refuse_foreign_options(path: str | Path, fmt, options: dict, flags: dict[str
 
 def _built(factory, kwargs: dict, meta: bool):
     """``factory.build(**kwargs)``; with ``meta`` first on the meta device (nothing allocated, whatever
-    the arguments say), and as usual when the model cannot be built there (its error is the real one)."""
+    the arguments say), and as usual when the model cannot be built there (its error is the real one).
+    The meta attempt's warnings are held back, and shown only if it succeeds, so none is said twice."""
     if meta:
         import torch
 
-        try:
-            with torch.device("meta"):
-                return factory.build(**kwargs)
-        except Exception:
-            pass
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("always")
+            try:
+                with torch.device("meta"):
+                    module = factory.build(**kwargs)
+            except Exception:
+                module = None
+        if module is not None:
+            for w in held:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            return module
     return factory.build(**kwargs)
 
 
