@@ -236,8 +236,9 @@ def _read(path: Path, buf: Any, size: int, budget: ExpansionBudget) -> GgufHeade
         (version,) = struct.unpack_from(">I", buf, 4)
     if version not in VERSIONS:
         raise CheckpointError(f"{path}: GGUF version {version} is not one gguf {gguf_version()} reads "
-                              f"({', '.join(map(str, VERSIONS))}): the file is damaged, or comes from an older or newer llama.cpp; "
-                              "convert the model again with a current llama.cpp, or update gguf (pip install -U gguf)")
+                              f"({', '.join(map(str, VERSIONS))}): the file is damaged, or comes from an older or newer "
+                              "llama.cpp; convert the model again with a current llama.cpp, or update gguf "
+                              "(pip install -U gguf)")
     cur = _Cursor(path, buf, size, order)
     cur.pos = 8
     n_tensors = cur.count("the tensor count", 24)  # a name length, dimension count, type and offset

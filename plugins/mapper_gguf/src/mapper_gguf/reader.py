@@ -109,7 +109,7 @@ class GgufReader(ReaderBase):
             stored = np.dtype(self._header.byte_order + NUMPY[t.qtype])
             # a copy in this machine's byte order: the map is read-only
             return raw.view(stored).astype(stored.newbyteorder("="), copy=True).reshape(shape)
-        blocks = raw.reshape(quant_shape_to_byte_shape(shape, t.qtype)) if shape else raw
+        blocks = raw.reshape(quant_shape_to_byte_shape(shape, t.qtype))  # a quantized tensor has dims
         try:
             values = quants.dequantize(blocks, t.qtype)
         except NotImplementedError:
