@@ -64,7 +64,7 @@ def load_target(args: argparse.Namespace, ctx, options: dict):
     if is_model:
         return ctx.model_target(args.target[len("model:"):], parse_model_args(args.model_arg))
     if args.target:
-        with ctx.library_warnings(pickle=False), ctx.open_reader(
+        with ctx.open_reader(
                 args.target, args.target_format, target=True, **target_options(args, options)) as reader:
             return reader.specs(), None
     return None, None
@@ -129,8 +129,7 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False, refuse_unwrita
     for warning in ruleset.warnings:  # the rules are valid; what looks like a mistake (validate says it too)
         ctx.warn(str(warning))
     options = reader_options(args)
-    with ctx.library_warnings(pickle=False), \
-            ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+    with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
         ctx.source_reading = source_reading(reader, args)
         target = load_target(args, ctx, options)
         plan = plan_for_reader(args, reader, ruleset, target, ctx)

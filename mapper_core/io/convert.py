@@ -45,6 +45,7 @@ from .formats.entries import DATA, EntryColumns, entry_sizes, keys_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
 from .provenance import Hasher, final_metadata, metadata, non_tensors_left, source_files
+from .shard_resume import commit_over_manifest
 from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
@@ -213,7 +214,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
                 verifying = phased("verifying", total)
                 checked = verifier.finish([(out.temp_of(path), path, [originals.get(e.key, e) for e in w.entries])
                                            for path, w in zip(files, writers)], verifying)
-            out.commit()
+            commit_over_manifest(out, index)  # a stopped --workers run's record of the output it replaces goes too
     except MemoryError:  # e.g. a huge view read with allow_expansion: nothing was put in place
         raise BadInputError(f"{src}: out of memory while writing {dst}; nothing was written") from None
     except OSError as exc:  # disk full, permissions, I/O errors: nothing was put in place
