@@ -8,10 +8,10 @@ compared: max abs diff, relative error, cosine similarity, and whether it is wit
     result = verify(ruleset, state, specs, source_model, target_model, inputs)
     print(render_text(result))
 """
-from .compare import LeftBehind, ModuleResult, VerifyResult, compare_models, default_tolerance
+from .compare import LeftBehind, ModuleResult, TiedKey, VerifyResult, compare_models, default_tolerance
 from .inputs import make_inputs, parse_input
 from .report import render_text
 from .verify import verify
 
-__all__ = ["LeftBehind", "ModuleResult", "VerifyResult", "compare_models", "default_tolerance", "make_inputs",
+__all__ = ["LeftBehind", "ModuleResult", "TiedKey", "VerifyResult", "compare_models", "default_tolerance", "make_inputs",
            "parse_input", "render_text", "verify"]

@@ -73,6 +73,8 @@ class VerifyResult:
     # the models' final outputs (source and target are FINAL); None when not run through compare_models
     final: ModuleResult | None = None
     left_behind: tuple[LeftBehind, ...] = ()  # source modules whose weights the plan did not load
+    # source keys the plan did not name but loaded all the same: tied to a loaded key, in both models
+    tied: tuple[TiedKey, ...] = ()
 
     @property
     def compared(self) -> tuple[ModuleResult, ...]:
@@ -104,9 +106,10 @@ class VerifyResult:
                 "modules": [m.to_dict() for m in self.modules],
                 "final_output": None if self.final is None else self.final.to_dict(),
                 "left_behind": [x.to_dict() for x in self.left_behind],
+                "tied": [x.to_dict() for x in self.tied],
                 "summary": {"paired": len(self.modules), "compared": len(self.compared),
                             "divergent": sum(1 for m in self.modules if m.ok is False),
-                            "left_behind_modules": len(self.left_behind)}}
+                            "left_behind_modules": len(self.left_behind), "tied": len(self.tied)}}
 
 
 FINAL = "(final output)"  # source and target of the final outputs' ModuleResult
@@ -122,6 +125,20 @@ class LeftBehind:
 
     def to_dict(self) -> dict[str, Any]:
         return {"module": self.module, "keys": list(self.keys), "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class TiedKey:
+    """A source key no rule loaded that is one tensor with ``tied_to`` in the source model, which the plan
+    loaded into ``into``; ``target`` is tied to ``into`` in the target model, so it holds the same value."""
+
+    source: str
+    tied_to: str
+    into: str
+    target: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "tied_to": self.tied_to, "into": self.into, "target": self.target}
 
 
 class _Recorder:

@@ -33,6 +33,9 @@ def render_text(result: VerifyResult, title: str = "") -> str:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     for gone in result.left_behind:
         lines.append(f"  not loaded: {shown(gone.module) or '(top level)'}: {_keys(gone)}")
+    for t in result.tied:
+        lines.append(f"  loaded through a tie: {shown(t.source)} (tied to {shown(t.tied_to)}, which was loaded into "
+                     f"{shown(t.into)}; the target ties {shown(t.target)} to that)")
     lines.append(_verdict(result))
     return "\n".join(lines)
 

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         if plan is not None and plan.target_count is not None:
             data["uninitialized"] = list(plan.uninitialized)
             data["expected_uninitialized"] = list(plan.expected_uninitialized)  # declared new: in the rules
+            data["tied_filled"] = [{"target": k, "tied_to": p} for k, p in plan.tied_filled]
         data["non_tensor"] = left_values  # not counted in left_behind, which counts tensor keys
         data["earlier_output"] = leftover_report(ctx, left)
         ctx.print_json(data)
@@ -95,6 +96,12 @@ def _unfilled(plan) -> list[str]:
                      "declare them under new: in the rules, or pass --strict to refuse")
     if plan.expected_uninitialized:
         lines.append(f"  target: {counted(len(plan.expected_uninitialized), 'key')} declared new (new: in the rules)")
+    if plan.tied_filled:
+        first = ", ".join(f"{shown(k)} = {shown(p)}" for k, p in plan.tied_filled[:3])
+        more = f", ... ({len(plan.tied_filled) - 3:,} more: mapper plan lists them)" if len(plan.tied_filled) > 3 else ""
+        lines.append(f"  target: {counted(len(plan.tied_filled), 'key')} filled through a tie, not written (the model "
+                     "ties it to a written key, which fills it; load_state_dict(strict=True) reports it missing): "
+                     f"{first}{more}")
     return lines
 
 

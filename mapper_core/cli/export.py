@@ -35,17 +35,18 @@ def run(args: argparse.Namespace, ctx) -> int:
     ruleset = ctx.load_rules(args.rules)
     policy = unmatched_policy(ruleset, args.unmatched)
     options = reader_options(args)
-    source_specs = None
+    source_specs = source_aliases = None
     if args.source_specs:
         specs_options = {k: v for k, v in options.items() if k not in ("unwrap", "strip_prefix")}  # SRC's alone
         with ctx.library_warnings(pickle=False), ctx.open_reader(args.source_specs, None, **specs_options) as reader:
             source_specs = reader.specs()
+            source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}  # tied keys come back tied
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
         with ctx.library_warnings(pickle=False), \
                 ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             specs = reader.specs()
-            plan = plan_export(ruleset, specs, source_specs)
+            plan = plan_export(ruleset, specs, source_specs, source_aliases)
             if args.json and (plan.problems or (plan.left_behind and policy == "error")):
                 ctx.print_json(plan.to_dict(policy))  # the refusal below names them too; JSON readers get the list
             refuse_problems(plan)
@@ -60,9 +61,15 @@ def run(args: argparse.Namespace, ctx) -> int:
                                                             "earlier_output": leftover_report(ctx, left)}})
         return 0
     from ..io.inspection import counted
+    from ..plan.text import shown
 
     ctx.print(f"exported {counted(len(plan.entries), 'tensor')} to {result.destination} (rules '{plan.rules_name}', "
               f"inverted from {plan.method})")
+    if plan.restored:
+        pairs = ", ".join(f"{shown(k)} = {shown(same)}" for k, same in plan.restored[:8])
+        more = " ..." if len(plan.restored) > 8 else ""
+        ctx.print(f"  restored {counted(len(plan.restored), 'tied key')} the rules do not export, as --source-specs "
+                  f"ties them to exported keys: {pairs}{more}")
     if result.aliases:
         ctx.print(f"  {counted(result.aliases, 'tied key')} stored once (metadata 'mapper.aliases')")
     for line in result_lines(result, left):

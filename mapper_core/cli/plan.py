@@ -91,7 +91,8 @@ def plan_for_reader(args: argparse.Namespace, reader, ruleset, target, ctx=None)
     target_specs, module_types = target
     plan = make_plan(reader.specs(), ruleset, target_specs, source_origin=args.source, target_origin=args.target,
                      unmatched=args.unmatched, non_tensor=non_tensors(reader), target_module_types=module_types,
-                     allow_expansion=getattr(args, "allow_expansion", False))
+                     allow_expansion=getattr(args, "allow_expansion", False),
+                     target_ties=ctx.tied_targets if ctx is not None else ())
     if ctx is not None:
         warn_other_weights(ctx, reader, args.source)
     if ctx is not None and ctx.tied_targets:

@@ -23,9 +23,15 @@ rule produces it, the rules declare it new (``new:``), or its rule skipped it on
 (``on_shape_mismatch: skip``, known only from the source specs). The default is ``keep`` when the rules say
 ``unmatched: keep`` (such keys came over under their own names, so they go back the same way),
 else ``drop``: a model with new layers exports as it is.
+
+Tied weights of the source (``source_aliases``: a key that is the same tensor as another in the
+original checkpoint, ``lm_head.weight`` as ``model.embed_tokens.weight``) come back when the rules
+export one of their names and not the other (the rules skipped the head): the missing name is
+restored as the same tensor (``ExportPlan.restored``), written once, as convert writes aliases.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -86,6 +92,8 @@ class ExportPlan:
     problems: tuple[ExportProblem, ...]
     method: str  # "source-specs" or "templates"
     reasons: Mapping[str, str] = field(default_factory=dict)  # left-behind key → NO_RULE, DECLARED_NEW, ...
+    # (source key, the exported source key it is one tensor with in the source): tied weights restored
+    restored: tuple[tuple[str, str], ...] = ()
 
     def reason(self, key: str) -> str:
         """Why ``key`` (one of ``left_behind``) is not exported: a code of LEFT_BEHIND_REASONS."""
@@ -104,34 +112,39 @@ class ExportPlan:
             left: list(self.left_behind),
             "reasons": {k: self.reason(k) for k in self.left_behind},
             "problems": [{"target": p.target, "rule": p.rule, "message": p.message} for p in self.problems],
+            "restored_aliases": [{"source": k, "same_as": same} for k, same in self.restored],
             "summary": {"exported": len(self.entries), left: len(self.left_behind),
-                        "problems": len(self.problems),
+                        "problems": len(self.problems), "restored_aliases": len(self.restored),
                         "failed": bool(self.problems) or (unmatched == "error" and bool(self.left_behind))},
         }
 
 
 def plan_export(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
-                source_specs: Mapping[str, TensorSpec] | None = None) -> ExportPlan:
-    """Plan the way back from target keys to source keys, from headers alone."""
+                source_specs: Mapping[str, TensorSpec] | None = None,
+                source_aliases: Mapping[str, str] | None = None) -> ExportPlan:
+    """Plan the way back from target keys to source keys, from headers alone. ``source_aliases``
+    (alias → stored key, a reader's ``aliases()``) are the source's tied keys, used with ``source_specs``."""
     if source_specs is not None:
-        return _from_source_specs(ruleset, target_specs, source_specs)
+        return _from_source_specs(ruleset, target_specs, source_specs, source_aliases or {})
     return _from_templates(ruleset, target_specs)
 
 
 def export_state_dict(ruleset: RuleSet, target_state: Mapping[str, "torch.Tensor"],
                       source_specs: Mapping[str, TensorSpec] | None = None,
-                      unmatched: str | None = None) -> dict[str, "torch.Tensor"]:
+                      unmatched: str | None = None,
+                      source_aliases: Mapping[str, str] | None = None) -> dict[str, "torch.Tensor"]:
     """Target-layout tensors (e.g. a fine-tuned model's state dict) back under the source keys.
 
     Target keys no rule produces (new layers) are left out, kept under their own names, or
-    refused, as ``unmatched`` says (:func:`unmatched_policy`). Raises PlanError naming the rule
-    and step when a key cannot be exported exactly.
+    refused, as ``unmatched`` says (:func:`unmatched_policy`). A tied key of the source
+    (``source_aliases``) the rules do not export comes back as its exported partner's tensor.
+    Raises PlanError naming the rule and step when a key cannot be exported exactly.
     """
     from .torch_dtypes import spec_of
 
     policy = unmatched_policy(ruleset, unmatched)
     specs = {k: spec_of(v, k) for k, v in target_state.items()}
-    plan = plan_export(ruleset, specs, source_specs)
+    plan = plan_export(ruleset, specs, source_specs, source_aliases)
     refuse_problems(plan)
     refuse_nothing_exported(plan, specs, "the state dict", source_specs, "source_specs")
     refuse_left_behind(plan, policy)
@@ -167,7 +180,7 @@ def refuse_left_behind(plan: ExportPlan, unmatched: str) -> None:
             "their own names, or add rules for them:\n"
             + _listed([k if plan.reason(k) == NO_RULE else f"{k}: {LEFT_BEHIND_REASONS[plan.reason(k)]}"
                        for k in plan.left_behind]), plan)
-    exported = {e.source for e in plan.entries}
+    exported = {e.source for e in plan.entries} | {k for k, _ in plan.restored}
     clashes = [k for k in plan.left_behind if k in exported]
     if clashes:
         raise PlanError(
@@ -189,6 +202,7 @@ def apply_export(plan: ExportPlan, target: Any) -> dict[str, "torch.Tensor"]:
     for e in plan.entries:
         tensor = target[e.target] if isinstance(target, Mapping) else target.get_tensor(e.target)
         out[e.source] = apply_chain(e.inverse, tensor) if e.inverse else tensor
+    out.update((key, out[same]) for key, same in plan.restored)  # tied: the very same tensor
     return out
 
 
@@ -210,6 +224,9 @@ def as_convert_plan(plan: ExportPlan, target_specs: Mapping[str, TensorSpec],
                out_dtype=e.source_spec.dtype if e.inverse else None,
                out_shape=tuple(e.source_spec.shape) if e.inverse else None)
         for e in plan.entries)
+    # a restored alias reads its partner's target key the same way: convert stores it once (mapper.aliases)
+    by_source = {m.target: m for m in mapped}
+    mapped += tuple(by_source[same]._replace(target=key) for key, same in plan.restored)
     kept = unmatched == "keep"
     if kept:
         mapped += tuple(Mapped(source=k, target=k, rule=PASS_THROUGH, dtype=target_specs[k].dtype,
@@ -240,7 +257,7 @@ def _invert(rule: Rule, spec: TensorSpec, target: str, entries: list, problems: 
 
 
 def _from_source_specs(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
-                       source_specs: Mapping[str, TensorSpec]) -> ExportPlan:
+                       source_specs: Mapping[str, TensorSpec], source_aliases: Mapping[str, str]) -> ExportPlan:
     forward = make_plan(source_specs, ruleset, target_specs)
     entries: list[ExportEntry] = []
     problems: list[ExportProblem] = []
@@ -259,7 +276,29 @@ def _from_source_specs(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
     for c in forward.collisions:
         problems.append(ExportProblem(c.target, c.rules[0], f"several source keys map to it ({', '.join(c.sources)})"))
     skipped = {mm.target for mm in forward.mismatched if mm.action == "skip"}
-    return _planned(ruleset, target_specs, entries, problems, "source-specs", skipped)
+    planned = _planned(ruleset, target_specs, entries, problems, "source-specs", skipped)
+    restored = _restored(source_aliases, source_specs, entries)
+    return dataclasses.replace(planned, restored=restored) if restored else planned
+
+
+def _restored(aliases: Mapping[str, str], source_specs: Mapping[str, TensorSpec],
+              entries: list[ExportEntry]) -> tuple[tuple[str, str], ...]:
+    """(key, exported key) for each name of a tied tensor of the source (``aliases``: alias → stored
+    key) that the export does not produce while another of its names is exported: the first one
+    exported, in the order the names come in ``source_specs``."""
+    group: dict[str, list[str]] = {}
+    stored_keys = set(aliases.values())
+    for key in source_specs:  # the stored key and its aliases, in file order
+        stored = aliases.get(key, key)
+        if (key in aliases or key in stored_keys) and source_specs.get(stored) == source_specs[key]:
+            group.setdefault(stored, []).append(key)
+    exported = {e.source for e in entries}
+    out = []
+    for names in group.values():
+        same = next((k for k in names if k in exported), None)
+        if same is not None:
+            out += [(k, same) for k in names if k not in exported]
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------- template inversion

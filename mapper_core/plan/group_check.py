@@ -17,10 +17,11 @@ from .plan import Plan
 
 def plan_target_keys(plan: Plan) -> set[str]:
     """The target's keys, as far as the plan knows them (it was made with a target): those it
-    fills, those it leaves, and those a mismatch names."""
+    fills (through a tie too), those it leaves, and those a mismatch names."""
     filled = (m.target for m in plan.mapped if m.target_shape is not None)
     named = (m.target for m in plan.mismatched if m.target_shape is not None)
-    return set(chain(filled, named, plan.uninitialized, plan.expected_uninitialized))
+    tied = (k for k, _ in plan.tied_filled)
+    return set(chain(filled, named, tied, plan.uninitialized, plan.expected_uninitialized))
 
 
 def idle_group_patterns(ruleset: RuleSet, target_keys: Iterable[str]) -> list[str]:

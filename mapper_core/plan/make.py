@@ -17,12 +17,14 @@ is compared, and a step that cannot apply to the key's shape is a mismatch with 
 Then every loadable tensor is kind-checked (:mod:`.kind_check`): its source and target modules
 must be of compatible kinds, and the members of a module must travel together. Target keys
 nothing fills are ``uninitialized``, or ``expected_uninitialized`` when a ``new:`` pattern of
-the rules declares them.
+the rules declares them; with ``target_ties`` (names that are one tensor in the target model, an
+output layer sharing the embedding), a key nothing fills whose tied partner is filled is neither:
+it is in ``tied_filled``, filled through the tie.
 """
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..rules.key_pattern import full_matcher
 from ..rules.matcher import Matcher
@@ -60,6 +62,7 @@ def make_plan(
     non_tensor: Mapping[str, str] | None = None,
     target_module_types: Mapping[str, str] | None = None,
     allow_expansion: bool = False,
+    target_ties: Sequence[Sequence[str]] = (),
 ) -> Plan:
     """Plan what happens to every source key and which target keys get filled.
 
@@ -69,6 +72,9 @@ def make_plan(
     names when the target is a real model, for the kind check and its messages.
     A transform chain that would make (or pass through) a tensor larger than
     :func:`expansion_limit` of its source is an error for that key unless ``allow_expansion``.
+    ``target_ties`` are groups of target names that are one tensor (tied weights of a model: see
+    :func:`mapper_core.train.apply.module_ties`): a name nothing fills is filled through its tie when
+    the plan fills another name of its group (``Plan.tied_filled``).
     """
     policy = ruleset.unmatched if unmatched is None else unmatched
     if policy not in UNMATCHED_POLICIES:
@@ -132,9 +138,14 @@ def make_plan(
                                   [r.on_kind_mismatch for r in rules], target_module_types)
     uninitialized: tuple[str, ...] = ()
     expected: tuple[str, ...] = ()
+    tied: tuple[tuple[str, str], ...] = ()
     if has_target:
         filled = set(map(_target, loadable))
         empty = sorted(k for k in targets if k not in filled)
+        if target_ties and empty:
+            tied = tied_partners(empty, filled, target_ties)
+            through_tie = {k for k, _ in tied}
+            empty = [k for k in empty if k not in through_tie]
         new = [p.pattern.fullmatch for p in ruleset.new]
         expected = tuple(k for k in empty if any(f(k) for f in new))
         uninitialized = tuple(k for k in empty if not any(f(k) for f in new))
@@ -159,8 +170,21 @@ def make_plan(
         non_tensor=tuple(NonTensor(k, t) for k, t in (non_tensor or {}).items()),
         kind_mismatches=kind_mismatches,
         expected_uninitialized=expected,
+        tied_filled=tied,
         module_kinds=(source_kinds, target_kinds),
     )
+
+
+def tied_partners(empty: Sequence[str], filled: set[str],
+                  ties: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    """(name, the filled name it is one tensor with) for each of the ``empty`` names that ``ties``
+    groups with a ``filled`` one: the first filled name of its group, in the group's order."""
+    partner: dict[str, str] = {}
+    for names in ties:
+        first = next((n for n in names if n in filled), None)
+        if first is not None:
+            partner.update((n, first) for n in names if n not in filled)
+    return tuple((k, partner[k]) for k in empty if k in partner)
 
 
 def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, TensorSpec] | None,

@@ -204,6 +204,9 @@ class Plan:
     kind_mismatches: tuple[KindMismatch, ...] = ()
     # target keys nothing fills that the rules declare as new layers (`new:`): not a problem
     expected_uninitialized: tuple[str, ...] = ()
+    # (target key nothing fills, the filled key it is one tensor with in the target model): tied
+    # weights, filled through the tie; neither uninitialized nor new
+    tied_filled: tuple[tuple[str, str], ...] = ()
     # (source module → signature, target module → type or signature) of the mapped keys' modules,
     # for explain; not part of the JSON form
     module_kinds: tuple[dict[str, str], dict[str, str]] = field(default=({}, {}), compare=False, repr=False)
@@ -242,7 +245,7 @@ class Plan:
         consumed = len(self.mapped) + len(self.skipped)
         # distinct targets written; a set of every target costs a million-key plan a fifth of a second,
         # so only when there are target keys to fill
-        filled = len(set(map(_target, self.loadable))) if self.target_count else 0
+        filled = len(set(map(_target, self.loadable))) + len(self.tied_filled) if self.target_count else 0
         return {
             "source_keys": self.source_count,
             "target_keys": self.target_count,
@@ -258,6 +261,7 @@ class Plan:
             "kind_mismatch": len(self.kind_mismatches),
             "kind_warnings": sum(1 for k in self.kind_mismatches if k.action != "error"),
             "expected_uninitialized": len(self.expected_uninitialized),
+            "tied_filled": len(self.tied_filled),
             "unmatched_policy": self.unmatched_policy,
             "source_consumed": consumed / self.source_count if self.source_count else 1.0,
             "target_filled": (filled / self.target_count) if self.target_count else None,
@@ -294,6 +298,7 @@ class Plan:
             "non_tensor": [{"key": n.key, "type": n.type} for n in self.non_tensor],
             "kind_mismatch": [dataclasses.asdict(k) for k in self.kind_mismatches],
             "expected_uninitialized": list(self.expected_uninitialized),
+            "tied_filled": [{"target": k, "tied_to": partner} for k, partner in self.tied_filled],
             "summary": self.summary(),
         }
 

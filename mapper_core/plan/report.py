@@ -226,6 +226,9 @@ def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = Fals
         out(f"New target keys ({len(plan.expected_uninitialized)}): nothing fills them, as the rules' "
             "`new:` patterns declare; they keep their initialisation")
         out(key_rows(plan.expected_uninitialized))
+    if plan.tied_filled:
+        out("")
+        lines.extend(_tied_lines(plan, ruleset))
     if plan.unused_rules:
         out("")
         out(f"Unused rules ({len(plan.unused_rules)}): took no source key")
@@ -233,6 +236,18 @@ def report_lines(plan: Plan, ruleset: RuleSet | None = None, strict: bool = Fals
 
     lines.extend(_summary(plan, strict, errors))
     return lines
+
+
+def _tied_lines(plan: Plan, ruleset: RuleSet | None) -> list[str]:
+    """The target keys filled through a tie: each is one tensor with a key the plan fills."""
+    new = [p.pattern.fullmatch for p in ruleset.new] if ruleset is not None else []
+    keys = shown_all([k for k, _ in plan.tied_filled])
+    declared = [" (a `new:` pattern declares it new, but it is tied to a filled key)" if any(f(k) for f in new) else ""
+                for k, _ in plan.tied_filled]
+    rows = block(keys, padding(keys, "  = "), shown_all([p for _, p in plan.tied_filled]),
+                 [d + END for d in declared])
+    return [f"Filled through a tie ({len(plan.tied_filled)}): one tensor in the target with a key the plan "
+            "fills (tied weights), so they hold its values", rows]
 
 
 def _summary(plan: Plan, strict: bool, errors: tuple) -> list[str]:
@@ -243,7 +258,8 @@ def _summary(plan: Plan, strict: bool, errors: tuple) -> list[str]:
     if s["passed_through"] or s["non_tensor"]:
         lines.append(f"  passed through {s['passed_through']}, non-tensor values {s['non_tensor']}")
     if s["target_keys"] is not None:
-        lines.append(f"  target keys {s['target_keys']}: filled {_pct(s['target_filled'])}, "
+        tied = f" ({s['tied_filled']} through a tie)" if s["tied_filled"] else ""
+        lines.append(f"  target keys {s['target_keys']}: filled {_pct(s['target_filled'])}{tied}, "
                      f"uninitialized {s['uninitialized']}, new (expected) {s['expected_uninitialized']}")
     lines.append(f"  mismatched {s['mismatched']}, kind mismatches {s['kind_mismatch']}"
                  + (f" ({s['kind_warnings']} warned)" if s["kind_warnings"] else "")

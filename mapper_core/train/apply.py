@@ -31,6 +31,8 @@ class LoadResult:
     missing: tuple[str, ...]  # module keys nothing filled
     unexpected: tuple[str, ...]  # planned targets the module does not have
     mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (target, source shape, module shape)
+    # (module key, the loaded key it is one tensor with): tied weights filled through the tie, not missing
+    tied: tuple[tuple[str, str], ...] = ()
 
 
 def module_specs(module: nn.Module) -> dict[str, TensorSpec]:
@@ -45,14 +47,24 @@ def module_types(module: nn.Module) -> dict[str, str]:
             if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))}
 
 
+def module_ties(module: nn.Module) -> list[tuple[str, ...]]:
+    """The names of each tensor the state dict holds under more than one name (tied weights: an
+    output layer sharing the embedding), for ``make_plan(..., target_ties=...)``."""
+    names: dict[int, list[str]] = {}
+    for k, v in module.state_dict(keep_vars=True).items():
+        names.setdefault(id(v), []).append(k)
+    return [tuple(group) for group in names.values() if len(group) > 1]
+
+
 def plan_for_module(source_specs: Mapping[str, TensorSpec], ruleset: RuleSet, module: nn.Module, *,
                     source_origin: str | None = None, unmatched: str | None = None,
                     non_tensor: Mapping[str, str] | None = None) -> Plan:
     """The plan for loading ``source_specs`` into ``module``: shapes checked against its state
-    dict, module kinds against its real module types (the plan to hand to :func:`apply_to_module`)."""
+    dict, module kinds against its real module types, tied names filled through their tie (the
+    plan to hand to :func:`apply_to_module`)."""
     return make_plan(source_specs, ruleset, module_specs(module), source_origin=source_origin,
                      target_origin=type(module).__name__, unmatched=unmatched, non_tensor=non_tensor,
-                     target_module_types=module_types(module))
+                     target_module_types=module_types(module), target_ties=module_ties(module))
 
 
 def _source_tensor(source: Any, key: str) -> torch.Tensor:
@@ -84,6 +96,8 @@ def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
     assign=True)`` does, keeping its dtype, ``requires_grad`` and ties (every name that shared
     the meta parameter shares the new one). Keys nothing fills stay on the meta device and are
     listed in ``missing``; ``module.to_empty(device=...)`` is for materialising a whole model.
+    A name tied to a loaded one (one tensor under two names) is filled through the tie: it is in
+    ``tied``, not ``missing``, whether or not the plan knew of the tie.
     """
     _refuse_errors(plan)
     state = module.state_dict(keep_vars=True)
@@ -109,8 +123,13 @@ def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
     if replaced:
         _rebind(module, replaced)
     done = set(loaded)
-    missing = tuple(k for k in state if k not in done)
-    return LoadResult(tuple(loaded), missing, tuple(unexpected), tuple(mismatched))
+    loaded_as = {}  # id of a loaded tensor object (tied names share it) → the first name it was loaded under
+    for k in loaded:
+        loaded_as.setdefault(id(state[k]), k)
+    tied = tuple((k, loaded_as[id(v)]) for k, v in state.items() if k not in done and id(v) in loaded_as)
+    through_tie = {k for k, _ in tied}
+    missing = tuple(k for k in state if k not in done and k not in through_tie)
+    return LoadResult(tuple(loaded), missing, tuple(unexpected), tuple(mismatched), tied)
 
 
 def _materialised(meta: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:

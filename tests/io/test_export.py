@@ -162,7 +162,7 @@ def test_cli_export_writes_safetensors(tmp_path, mapper):
                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["summary"] == {"exported": 6, "left_behind": 0, "problems": 0, "failed": False}
+    assert report["summary"] == {"exported": 6, "left_behind": 0, "problems": 0, "restored_aliases": 0, "failed": False}
     emb = next(e for e in report["exported"] if e["source"] == "emb.weight")
     assert emb["inverse"] == [{"scale": {"factor": 0.5}}, {"narrow": {"dim": 0, "start": 0, "length": 6}}]
 

@@ -35,7 +35,8 @@ def test_a_meta_model_gets_the_tensors_themselves():
     model.norm.weight.requires_grad_(False)
     result = load(state, model)
     assert set(result.loaded) == set(state) - {"lm_head.weight"}
-    assert result.missing == ("lm_head.weight",)  # as for a model in memory: that name was not in the plan
+    assert result.missing == ()  # not in the plan, but tied to a loaded name: filled through the tie
+    assert result.tied == (("lm_head.weight", "wte.weight"),)
     assert not any(t.is_meta for t in model.state_dict().values())
     assert torch.equal(model.wte.weight, state["wte.weight"])
     assert torch.equal(model.norm.running_var, state["norm.running_var"])
@@ -55,7 +56,7 @@ def test_what_nothing_fills_stays_on_the_meta_device_and_is_missing():
     with torch.device("meta"):
         model = TiedLM()
     result = load(state, model)
-    assert set(result.missing) == {"norm.bias", "lm_head.weight"}
+    assert result.missing == ("norm.bias",) and result.tied == (("lm_head.weight", "wte.weight"),)
     assert model.norm.bias.is_meta and not model.norm.weight.is_meta
 
 

@@ -9,8 +9,8 @@ from mapper_core.errors import PlanError  # noqa: E402
 from mapper_core.io.formats import open_checkpoint  # noqa: E402
 from mapper_core.io.torch_dtypes import spec_of  # noqa: E402
 from mapper_core.plan.make import make_plan  # noqa: E402
-from mapper_core.rules.ruleset import Rule, RuleSet  # noqa: E402
-from mapper_core.train.apply import apply_to_module, module_specs  # noqa: E402
+from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern  # noqa: E402
+from mapper_core.train.apply import apply_to_module, module_specs, module_ties, plan_for_module  # noqa: E402
 from tied_models import TiedLM  # noqa: E402
 
 IDENTITY = RuleSet(name="same", rules=(Rule(0, r"(.+)", "{1}"),))  # every key under its own name
@@ -72,3 +72,32 @@ def test_a_tied_meta_model_loads_a_tied_checkpoint():
         model = TiedLM()
     assert load(ref.state_dict(), model).missing == ()
     assert model.lm_head.weight is model.wte.weight and torch.equal(model.wte.weight, ref.wte.weight)
+
+
+SKIP_HEAD = RuleSet(name="no-head", rules=(Rule(0, r"(.+)", "{1}"),), skip=(SkipPattern(r"lm_head\..*"),))
+
+
+@pytest.mark.parametrize("meta", [False, True])
+def test_a_tied_name_the_plan_leaves_is_filled_through_the_tie_not_missing(meta):
+    ref = trained()
+    state = ref.state_dict()
+    if meta:
+        with torch.device("meta"):
+            model = TiedLM()
+    else:
+        model = TiedLM()
+    plan = plan_for_module({k: spec_of(v) for k, v in state.items()}, SKIP_HEAD, model)
+    assert plan.tied_filled == (("lm_head.weight", "wte.weight"),) and plan.uninitialized == ()
+    result = apply_to_module(plan, model, state)
+    assert result.missing == () and result.tied == (("lm_head.weight", "wte.weight"),)
+    assert "lm_head.weight" not in result.loaded
+    assert model.lm_head.weight is model.wte.weight and torch.equal(model.lm_head.weight, ref.wte.weight)
+
+
+def test_a_plan_made_without_the_ties_still_loads_the_tied_name_through_the_tie():
+    state = trained().state_dict()
+    model = TiedLM()
+    plan = make_plan({k: spec_of(v) for k, v in state.items()}, SKIP_HEAD, module_specs(model))
+    assert plan.uninitialized == ("lm_head.weight",)  # the specs alone cannot tell
+    assert apply_to_module(plan, model, state).tied == (("lm_head.weight", "wte.weight"),)
+    assert module_ties(model) == [("wte.weight", "lm_head.weight")]

@@ -46,7 +46,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ...errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
+from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
 from ...specs import TensorSpec
 from .pages import FileMappings
 from .torch_archive import RecordRange
@@ -92,6 +92,24 @@ def strip_key_prefix(state: dict, path: Path, strip_prefix: str | None) -> tuple
     return out, removed
 
 
+def kept_unprefixed(state: dict, path: Path, strip_prefix: str | None) -> tuple[str, ...]:
+    """The tensor keys of ``state`` (before stripping) that lack a prefix given to strip, kept as they
+    are (a tied ``lm_head.weight`` beside ``model.*``); a CheckpointWarning names them."""
+    if not strip_prefix:
+        return ()
+    keys = [str(k) for k, v in state.items() if is_tensor(v)]
+    kept = tuple(k for k in keys if not k.startswith(strip_prefix))
+    if kept:
+        one = len(kept) == 1
+        shown = ", ".join(f"'{k}'" for k in kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        stripped = len(keys) - len(kept)
+        warnings.warn(CheckpointWarning(
+            f"{path}: stripped the prefix '{strip_prefix}' from {stripped} key{'' if stripped == 1 else 's'}; "
+            f"{len(kept)} key{' lacks' if one else 's lack'} it and {'is' if one else 'are'} kept as "
+            f"{'it is' if one else 'they are'}: {shown}"), stacklevel=4)
+    return kept
+
+
 def _holding(value: Any) -> str:
     """' holding N tensors' for a container left behind beside the chosen dict (under an explicit unwrap)."""
     n = tensors_inside(value) if isinstance(value, (dict, list, tuple)) else 0
@@ -132,7 +150,10 @@ class TorchReader:
             state, self.unwrap_path, strip_prefix = {**self.survey.extra, **self.survey.tensors}, None, ""
         # what the unwrap rule's choice leaves beside it that may be weights too (an EMA copy)
         self.other_weights = other_weights(loaded, self.unwrap_path) if unwrap is None and not self.survey else {}
+        before = state
         state, self.stripped_prefix = strip_key_prefix(state, self.path, strip_prefix)
+        # tensor keys a prefix given to strip does not fit are kept as they are: said, not silent
+        self.kept_unprefixed: tuple[str, ...] = kept_unprefixed(before, self.path, strip_prefix)
         # before anything is done with them (detaching a nested tensor warns); with survey, views larger
         # than their storage are reported (key → storage bytes, and the refusal) instead of refused
         self.larger_views, self.expansion_refusal = check_loaded_tensors(self.path, state, budget, survey)
