@@ -43,6 +43,7 @@ _target = attrgetter("target")
 # 10-value tensor would otherwise pass the plan and fail to allocate a gigabyte in convert.
 EXPANSION_FLOOR = 256 * 2**20
 EXPANSION_RATIO = 4
+MAX_TENSOR_BYTES = 2**63  # torch sizes and byte counts are signed 64-bit
 
 
 def expansion_limit(source_bytes: int) -> int:
@@ -202,7 +203,7 @@ def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, 
             out = chain_spec(rule.transform, spec)
             out_shape = tuple(out.shape)
             extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
-            too_big = None if allow_expansion else _expansion(rule.transform, spec)
+            too_big = _expansion(rule.transform, spec, allow_expansion)
             if too_big:
                 reason = too_big
                 extra = {"transform": rule.transform}
@@ -227,11 +228,15 @@ def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, 
     add(Mapped(key, target, index, spec.dtype, shape, tshape, tdtype, **extra))
 
 
-def _expansion(steps: tuple, spec: TensorSpec) -> str | None:
-    """Why a transform chain makes too large a tensor from ``spec`` (see :func:`expansion_limit`), or None."""
+def _expansion(steps: tuple, spec: TensorSpec, allowed: bool) -> str | None:
+    """Why a transform chain makes too large a tensor from ``spec`` (see :func:`expansion_limit`; only
+    what no tensor can hold when the expansion is ``allowed``), or None."""
     peak = chain_peak(steps, spec)
+    if peak.nbytes >= MAX_TENSOR_BYTES:
+        return (f"its transform makes a {peak.dtype} tensor of shape {list(peak.shape)} ({_size(peak.nbytes)}), more "
+                f"than any tensor can hold (2**63 bytes), even with --allow-expansion; check the step's parameters")
     limit = expansion_limit(spec.nbytes)
-    if peak.nbytes <= limit:
+    if allowed or peak.nbytes <= limit:
         return None
     return (f"its transform makes a {peak.dtype} tensor of shape {list(peak.shape)} ({_size(peak.nbytes)}) from "
             f"{_size(spec.nbytes)}, past the expansion limit of {_size(limit)} (the larger of "
