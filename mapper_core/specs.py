@@ -17,6 +17,15 @@ DTYPE_BITS: dict[str, int] = {
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
     "C64": 64, "F64": 64, "I64": 64, "U64": 64,
 }
+# dtypes torch has and safetensors cannot store, by torch's name (lower case: never a safetensors name),
+# with torch's bits per element. A reader lists a tensor of one in its specs, so that inspect and plan
+# see it and rules can skip it; reading its bytes for a conversion is refused, naming the key.
+OTHER_DTYPE_BITS: dict[str, int] = {
+    "complex128": 128, "complex32": 32, "qint8": 8, "quint8": 8, "qint32": 32, "quint4x2": 8, "quint2x4": 8,
+    "bits8": 8, "bits16": 16, "bits1x8": 8, "bits2x4": 8, "bits4x2": 8,
+    **{f"{kind}{n}": 8 for kind in ("uint", "int") for n in range(1, 8)},  # a byte each in torch
+}
+_ALL_BITS = {**DTYPE_BITS, **OTHER_DTYPE_BITS}
 # bytes per element of the whole-byte dtypes (F4 and F6 are absent: they have no such size)
 DTYPE_SIZES: dict[str, int] = {name: bits // 8 for name, bits in DTYPE_BITS.items() if bits % 8 == 0}
 # The largest dimension torch and numpy can index (a C int64); the library's header check allows
@@ -44,7 +53,7 @@ class TensorSpec:
     @property
     def nbytes(self) -> int:
         """Bytes of data (F4/F6 round up to a whole byte; readers refuse shapes where that matters)."""
-        return (self.numel * DTYPE_BITS[self.dtype] + 7) // 8
+        return (self.numel * _ALL_BITS[self.dtype] + 7) // 8
 
     def to_dict(self) -> dict:
         return {"dtype": self.dtype, "shape": list(self.shape)}

@@ -125,7 +125,8 @@ def _execute(args: argparse.Namespace, ctx: Context) -> int:
         # Our output goes through ctx.out; whatever else writes to stdout while the command runs is
         # code not ours (a plugin's import, a model factory, a reader, a transform): it goes to
         # stderr, so that `--json` output stays one JSON document and a pipe gets only the report.
-        with recording() as commits, gc_paused() if header_only else nullcontext(), redirect_stdout(ctx.err):
+        with recording() as commits, gc_paused() if header_only else nullcontext(), redirect_stdout(ctx.err), \
+                ctx.command_warnings():
             code = int(args._run(args, ctx))
         ctx.out.flush()  # here, so that a reader gone away (`| head -1`) is the BrokenPipeError below
         return code

@@ -13,9 +13,6 @@ from typing import IO, Any, Iterator, Sequence
 from ..text import inert
 
 PLUGINS_ENV = "MAPPER_PLUGINS"  # plugins.manager.ENV_VAR, spelled here so that format_for imports no pluggy
-# Built-in formats (a plugin cannot take their names) whose readers never unpickle, so never
-# raise the torch reader's warnings that library_warnings shows.
-NEVER_UNPICKLE = ("safetensors", "spec-json")
 
 
 class Context:
@@ -157,7 +154,7 @@ class Context:
 
     def open_reader(self, path: str | Path, format_name: str | None = None, *, source: bool = False,
                     target: bool = False, **options):
-        """Every command opens checkpoints here, so the library's warnings reach the user one way.
+        """Every command opens checkpoints here.
 
         ``source`` (``target``): ``path`` is the one checkpoint the reader options (the --target-...
         options) were given for, so an option that renames keys (``unwrap``, ``strip_prefix``) its
@@ -165,38 +162,31 @@ class Context:
         fmt = self.format_for(path, format_name)
         if source or target:
             refuse_foreign_options(path, fmt, options, _TARGET_KEY_OPTIONS if target else _KEY_OPTIONS)
-        if fmt.name in NEVER_UNPICKLE:  # no pickle warning can come; spare the torch reader's import
-            return fmt.open(Path(path), **options)
-        with self.library_warnings():
-            return fmt.open(Path(path), **options)
+        return fmt.open(Path(path), **options)
 
     @contextmanager
-    def library_warnings(self, pickle: bool = True) -> Iterator[None]:
-        """The library warns; only the CLI prints: a trust-pickle warning, or a pickled module read
-        through its state_dict(), or a reader's CheckpointWarning, as ``mapper: warning: ...``, the
-        moment it is raised (a payload that then fails, or kills the process, has been warned about).
-        Other warnings go on through the caller's filters, as if never caught. ``pickle=False``: only
-        CheckpointWarning (a reader's own, or its close() failing), without importing the torch reader."""
+    def command_warnings(self) -> Iterator[None]:
+        """While a command runs, every warning Python's filters let through is printed as ``mapper:
+        warning: ...``, whichever phase raised it (a plugin's hook while plugins load, a reader outside
+        a ``with`` block), never in Python's ``file.py:123: Category: ...`` form. The library's
+        own (a CheckpointWarning, a plugin reader's included, or one raised in mapper_core's code)
+        show their message alone, a CheckpointWarning each time it is raised; another library's show
+        their category and where they came from."""
         from ..errors import CheckpointWarning
 
-        shown: tuple[type[Warning], ...] = (CheckpointWarning,)
-        if pickle:
-            from ..io.formats.torch_format import PickledModuleWarning, TrustPickleWarning
+        ours = str(Path(__file__).resolve().parents[1]) + os.sep  # the mapper_core package
 
-            shown += (TrustPickleWarning, PickledModuleWarning)
         with warnings.catch_warnings():  # puts the filters and showwarning back afterwards
-            passed_on = warnings.showwarning
-
             def show(message, category, filename, lineno, file=None, line=None):
-                if issubclass(category, shown):
+                if (issubclass(category, CheckpointWarning) or category.__module__.startswith("mapper_core.")
+                        or str(filename).startswith(ours)):
                     self.warn(str(message))
-                    self.err.flush()
                 else:
-                    passed_on(message, category, filename, lineno, file, line)
+                    self.warn(f"{message} ({category.__name__} from {filename}:{lineno})")
+                self.err.flush()
 
             warnings.showwarning = show
-            for category in shown:
-                warnings.simplefilter("always", category)
+            warnings.simplefilter("always", CheckpointWarning)
             yield
 
 

@@ -50,9 +50,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     options = reader_options(args)
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
-        # outermost: a reader's close() failing after the output is in place reads as `mapper: warning: ...`
-        with ctx.library_warnings(pickle=False), \
-                ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+        with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             left_values = non_tensors(reader)
             stripped = stripped_note(source_reading(reader, args))
             target = load_target(args, ctx, options)
@@ -124,6 +122,9 @@ def _summary(result, dcp: bool = False, plan=None, left=None) -> str:
         from pathlib import Path
 
         lines.append(f"  DCP folder: {', '.join(Path(p).name for p in result.paths)}")
+        if result.earlier_removed:
+            lines.append(f"  removed {counted(len(result.earlier_removed), 'data file')} of the checkpoint it "
+                         f"replaced (no longer named by .metadata): {', '.join(Path(p).name for p in result.earlier_removed)}")
         return "\n".join(lines + result_lines(result, left, sharded=False))
     return "\n".join(lines + result_lines(result, left))
 

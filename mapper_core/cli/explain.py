@@ -2,7 +2,8 @@
 
 Exits with the code the plan gives for that key: 1 when its fate is an error of the plan (a
 shape or kind mismatch under ``error``, a collision, an unmatched key under ``unmatched: error``)
-or the key is not in the source.
+or the key is not in the source. A non-tensor value of the source (a step count) is said to be one,
+with what convert does with it (exit 0).
 """
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import argparse
 from .options import add_json, add_source
 from .plan import add_plan_inputs, build_plan, warn_wrapper_prefix
 
+# what convert does with a non-tensor value of the source (formats.md, "Non-tensor values")
+DCP_FATE = ("to a DCP folder without --rules (--output-format dcp) copies it byte for byte (DCP's pickled bytes, "
+            "never unpickled); any other conversion (with --rules, or to safetensors) leaves it behind")
+OTHER_FATE = ("leaves it behind; to safetensors, a value JSON can hold is recorded in the output's metadata "
+              "'mapper.extra'")
 HELP = "explain what happens to one source key: the winning rule and why the others lost"
 
 
@@ -25,7 +31,8 @@ def run(args: argparse.Namespace, ctx) -> int:
     from ..plan.explain import explain
 
     ruleset, plan = build_plan(args, ctx)
-    result = explain(args.key, ruleset, plan)
+    dcp = any(n.key == args.key for n in plan.non_tensor) and ctx.format_for(args.source, args.format).name == "dcp"
+    result = explain(args.key, ruleset, plan, DCP_FATE if dcp else OTHER_FATE)
     if args.json:
         ctx.print_json(result.to_dict())
     else:

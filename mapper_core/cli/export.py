@@ -38,13 +38,12 @@ def run(args: argparse.Namespace, ctx) -> int:
     source_specs = source_aliases = None
     if args.source_specs:
         specs_options = {k: v for k, v in options.items() if k not in ("unwrap", "strip_prefix")}  # SRC's alone
-        with ctx.library_warnings(pickle=False), ctx.open_reader(args.source_specs, None, **specs_options) as reader:
+        with ctx.open_reader(args.source_specs, None, **specs_options) as reader:
             source_specs = reader.specs()
             source_aliases = reader.aliases() if hasattr(reader, "aliases") else {}  # tied keys come back tied
     with progress(ctx, quiet=args.quiet) as shown:
         reading(shown, args.source)
-        with ctx.library_warnings(pickle=False), \
-                ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+        with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             specs = reader.specs()
             plan = plan_export(ruleset, specs, source_specs, source_aliases)
             if args.json and (plan.problems or (plan.left_behind and policy == "error")):

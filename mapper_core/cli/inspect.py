@@ -22,7 +22,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     options = reader_options(args)
     if fmt.name == "torch":  # inspect looks and never writes: what convert refuses is shown (TorchReader)
         options["survey"] = True
-    with ctx.library_warnings(pickle=False), ctx.open_reader(args.source, fmt.name, source=True, **options) as reader:
+    with ctx.open_reader(args.source, fmt.name, source=True, **options) as reader:
         report = inspect_reader(reader, fmt.name)
     if args.json:
         ctx.print_json(report.to_dict())

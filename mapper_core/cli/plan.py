@@ -64,7 +64,7 @@ def load_target(args: argparse.Namespace, ctx, options: dict):
     if is_model:
         return ctx.model_target(args.target[len("model:"):], parse_model_args(args.model_arg))
     if args.target:
-        with ctx.library_warnings(pickle=False), ctx.open_reader(
+        with ctx.open_reader(
                 args.target, args.target_format, target=True, **target_options(args, options)) as reader:
             return reader.specs(), None
     return None, None
@@ -121,18 +121,22 @@ def stripped_note(reading: dict) -> str:
     return f" (the '{prefix}' prefix of DistributedDataParallel stripped; --strip-prefix '' keeps it)"
 
 
-def build_plan(args: argparse.Namespace, ctx, cost: bool = False):
+def build_plan(args: argparse.Namespace, ctx, cost: bool = False, refuse_unwritable: bool = False):
     """Rules + source (+ target) specs → (RuleSet, Plan), and with ``cost`` the conversion's Cost.
-    Reads headers only."""
+    Reads headers only. ``refuse_unwritable``: refuse a plan that writes a key whose bytes the reader
+    refuses (a meta tensor, a dtype safetensors cannot store), as convert would."""
     ruleset = ctx.load_rules(args.rules)
     for warning in ruleset.warnings:  # the rules are valid; what looks like a mistake (validate says it too)
         ctx.warn(str(warning))
     options = reader_options(args)
-    with ctx.library_warnings(pickle=False), \
-            ctx.open_reader(args.source, args.format, source=True, **options) as reader:
+    with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
         ctx.source_reading = source_reading(reader, args)
         target = load_target(args, ctx, options)
         plan = plan_for_reader(args, reader, ruleset, target, ctx)
+        if refuse_unwritable and (getattr(reader, "meta_keys", None) or getattr(reader, "unstorable_keys", None)):
+            from ..io.formats.torch_checks import refuse_unwritable as refuse
+
+            refuse(reader, plan)
         if cost:
             from ..io.cost import conversion_cost
             from ..io.formats.shards import parse_size
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.workers < 1:
         raise BadInputError(f"--workers must be at least 1, not {args.workers}")
     refuse_strict_without_target(args)
-    built = build_plan(args, ctx, cost=args.cost)
+    built = build_plan(args, ctx, cost=args.cost, refuse_unwritable=True)
     ruleset, plan = built[0], built[1]
     if args.json:
         def edit(data: dict) -> None:

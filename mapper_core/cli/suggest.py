@@ -45,13 +45,14 @@ def load_side(spec: str, model_args: list[str], option: str, ctx, options: dict)
     if name is None:
         if model_args:
             raise BadInputError(f"{option} only applies to a model:NAME; drop it or name a model")
-        with ctx.library_warnings(pickle=False), ctx.open_reader(spec, None, **options) as reader:
+        with ctx.open_reader(spec, None, **options) as reader:
             return reader.specs(), None, reader.aliases() if hasattr(reader, "aliases") else {}
     return (*ctx.model_target(name, parse_model_args(model_args)), {})
 
 
 def run(args: argparse.Namespace, ctx) -> int:
     from ..suggest import suggest
+    from ..suggest.ambiguous import warnings as ambiguity_warnings
     from ..suggest.order import warning as order_warning
     from ..suggest.weak import warning as weak_warning
 
@@ -79,8 +80,11 @@ def run(args: argparse.Namespace, ctx) -> int:
                       "or in --json)")
     else:
         ctx.out.write(result.text)
-    for a in result.pairing.ambiguous:
-        ctx.warn(a.reason)
+    listed_in = ("the JSON report's `ambiguous`" if args.json else
+                 "--json's `ambiguous` and the AMBIGUOUS comments of -o FILE.yaml" if as_json else
+                 f"the AMBIGUOUS comments of {args.output}" if args.output else "the rules' AMBIGUOUS comments")
+    for line in ambiguity_warnings(result.pairing.ambiguous, listed_in):
+        ctx.warn(line)
     if result.pairing.order_only:
         ctx.warn(order_warning(result.pairing.order_only))
     if result.pairing.weak_names:

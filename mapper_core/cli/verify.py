@@ -74,11 +74,11 @@ def run(args: argparse.Namespace, ctx) -> int:
     target_model.eval()
 
     def read_file(path: str):
-        with ctx.library_warnings(pickle=False), ctx.open_reader(path, None, **options) as reader:
+        with ctx.open_reader(path, None, **options) as reader:
             return [reader.get_tensor(k) for k in sorted(reader.specs(), key=_natural)]
 
     inputs = make_inputs(specs_in, read_file, seed=args.seed)
-    with ctx.library_warnings(pickle=False), ctx.open_reader(args.source, None, **options) as reader:
+    with ctx.open_reader(args.source, None, **options) as reader:
         result = verify(ruleset, reader, reader.specs(), source_model, target_model, inputs,
                         run_source=source_factory.input_adapter or run_model,
                         run_target=target_factory.input_adapter or run_model,

@@ -42,9 +42,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out = sys.stdout if ranks.leader else io.StringIO()  # one summary, from rank 0
         defaults = {"executor": ranks} if ranks.leader else {"executor": ranks, "quiet": True}
-        return cli_main(argv, ctx=Context(out=out), defaults=defaults)
+        err = _RankStderr(ranks.leader)
+        code = cli_main(argv, ctx=Context(out=out, err=err), defaults=defaults)
+        if code != 0:  # one error, from rank 0: each other rank says one line, or its own error if it differs
+            line = ranks.failed(err.messages, code)
+            if line is not None:
+                sys.stderr.write(f"mapper: error: {line}\n")
+        return code
     finally:
         ranks.close()
+
+
+class _RankStderr(io.TextIOBase):
+    """A rank's stderr for the command: its error lines are kept (``messages``) and printed only on rank 0;
+    everything else (warnings, progress) goes to stderr as it comes."""
+
+    PREFIX = "mapper: error: "  # how Context.error writes one, in one write
+
+    def __init__(self, leader: bool):
+        self.leader, self.messages = leader, []
+
+    def write(self, text: str) -> int:
+        if text.startswith(self.PREFIX):
+            self.messages.append(text[len(self.PREFIX):].rstrip("\n"))
+            if not self.leader:
+                return len(text)
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:  # rank 0's progress bar, on a terminal
+        return sys.stderr.isatty()
 
 
 if __name__ == "__main__":

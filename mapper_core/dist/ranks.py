@@ -20,10 +20,18 @@ from ..io.provenance import Hasher
 
 TIMEOUT_ENV = "MAPPER_DIST_TIMEOUT"  # seconds a rank waits for the others at a collective
 DEFAULT_TIMEOUT = 6 * 3600  # one rank may write for hours before the next collective
+STOPPED = {130: "interrupted", 143: "terminated"}  # the CLI's exit codes for Ctrl-C and SIGTERM
 
 
 class _Secondary(BadInputError):
     """This rank stopped because another one failed: the other's message is the one to show."""
+
+
+class _Failed:
+    """Rank 0's command failed before the ranks met: what it broadcasts where its first ``agree`` would be."""
+
+    def __init__(self, message: str, code: int):
+        self.message, self.code = message, code
 
 
 class TorchRanks:
@@ -45,6 +53,9 @@ class TorchRanks:
         self._owns_group = False
         self._hasher: Hasher | None = None
         self._hashed: list[Path] = []
+        self.met = False  # whether this rank has taken part in a collective
+        self.leader_failed = False  # rank 0 broadcast its failure (_Failed): it waits at a barrier for the others
+        self._shared: set[str] = set()  # error messages every rank raised alike (rank 0 prints them)
 
     def _group(self) -> Any:
         if self._dist is None:
@@ -65,10 +76,20 @@ class TorchRanks:
             self._hasher.start()
 
     def agree(self, value: object) -> object:
-        """Rank 0's value, on every rank."""
+        """Rank 0's value, on every rank; raised on the others when rank 0 failed before it got here."""
         box = [value]
+        self.met = True
         self._group().broadcast_object_list(box, src=0)
-        return box[0]
+        got = box[0]
+        if isinstance(got, _Failed) and not self.leader:
+            self.leader_failed = True
+            err = _Secondary(f"rank 0 failed: {got.message}")
+            err.exit_code = got.code
+            self._shared.add(str(err))
+            raise err
+        if not self.leader:  # the leader's refusal rides in the value: the others raise its text too
+            self._shared.update(_texts(got))
+        return got
 
     def run(self, assignment: Sequence[Sequence[int]], job: ShardJob, progress: Callable[[int], None] | None
             ) -> tuple[Share, dict[str, str]]:
@@ -94,6 +115,7 @@ class TorchRanks:
         if problem is not None:
             digests.give_up()
         everyone: list = [None] * self.workers
+        self.met = True
         self._group().all_gather_object(everyone, (share, problem))
         failed = sorted((p[0], r, p[1], p[2]) for r, (_, p) in enumerate(everyone) if p is not None)
         if failed:
@@ -102,6 +124,7 @@ class TorchRanks:
             err = BadInputError(f"rank {rank}: {message}; the shards finished so far are kept in the manifest: "
                                 "rerun the same command to write only the rest")
             err.exit_code = code
+            self._shared.add(str(err))
             raise err
         total = Share()
         for s, _ in everyone:
@@ -109,13 +132,54 @@ class TorchRanks:
         return total, final
 
     def barrier(self) -> None:
+        self.met = True
         self._group().barrier()
+
+    def failed(self, messages: Sequence[str], code: int) -> str | None:
+        """After this rank's command failed with ``messages`` and exit ``code``: the line this rank
+        prints, or None when it prints nothing more (rank 0 has printed its own error).
+
+        Every rank reaches the same errors from the same inputs, so rank 0 alone prints them. An error
+        the ranks raised together (one rank's failure while writing, rank 0's refusal) every rank
+        knows to be rank 0's too. One raised before the ranks met is compared with rank 0's: rank 0
+        broadcasts its failure where its first ``agree`` would be, and a rank whose own error
+        differs prints it. Collectives stay matched: a rank that met the others never starts one."""
+        if code in STOPPED:  # a signal: torchrun gives it to every rank, and starting a collective could hang
+            return None if self.leader else f"rank {self.rank}: stopped ({STOPPED[code]})"
+        if self.leader:
+            if not self.met:
+                self.agree(_Failed(messages[-1] if messages else "", code))
+                self.barrier()  # the others print before rank 0's exit makes torchrun stop them
+            return None
+        said = messages[-1] if messages else ""
+        if self.met:
+            if self.leader_failed:
+                self.barrier()
+            if said in self._shared or self.leader_failed:
+                return f"rank {self.rank}: stopped (see rank 0's error)"
+            return f"rank {self.rank}: {said}"
+        try:
+            self.agree(None)  # receives rank 0's value: its failure, or its plan if it went on
+        except _Secondary as exc:
+            self.barrier()
+            if str(exc) == f"rank 0 failed: {said}":
+                return f"rank {self.rank}: stopped (see rank 0's error)"
+        return f"rank {self.rank}: {said}"
 
     def close(self) -> None:
         if self._hasher is not None:
             self._hasher.cancel()
         if self._owns_group and self._dist is not None and self._dist.is_initialized():
             self._dist.destroy_process_group()
+
+
+def _texts(value: object, depth: int = 2) -> set[str]:
+    """The strings in ``value`` and the tuples in it (``agree``'s payload: the plan and the leader's refusal)."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, tuple) and depth:
+        return set().union(*(_texts(v, depth - 1) for v in value))
+    return set()
 
 
 class _Digests:

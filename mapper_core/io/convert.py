@@ -45,6 +45,7 @@ from .formats.entries import DATA, EntryColumns, entry_sizes, keys_of
 from .formats.writer import Entry, FileRange, FileWriter, RangeCopier
 from .formats.shards import index_json, parse_size, shard_names, split_shards
 from .provenance import Hasher, final_metadata, metadata, non_tensors_left, source_files
+from .shard_resume import commit_over_manifest
 from ..plan.make import make_plan
 from ..plan.plan import Plan
 from ..rules.ruleset import RuleSet
@@ -125,6 +126,10 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
             if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
                 refuse_nothing_to_write(src, reader.specs(), plan, non_tensors(reader))
             refuse_plan_errors(plan, strict)
+        if getattr(reader, "meta_keys", None) or getattr(reader, "unstorable_keys", None):
+            from .formats.torch_checks import refuse_unwritable
+
+            refuse_unwritable(reader, plan)  # a meta tensor, a complex128 one: refused before anything is written
         result = _convert(src, Path(dst), reader, plan, force,
                           None if max_shard_size is None else parse_size(max_shard_size),
                           verify, progress, phase, rules_sha256, hash_source,
@@ -209,7 +214,7 @@ def _convert(src: Path, dst: Path, reader: Reader, plan: Plan | None, force: boo
                 verifying = phased("verifying", total)
                 checked = verifier.finish([(out.temp_of(path), path, [originals.get(e.key, e) for e in w.entries])
                                            for path, w in zip(files, writers)], verifying)
-            out.commit()
+            commit_over_manifest(out, index)  # a stopped --workers run's record of the output it replaces goes too
     except MemoryError:  # e.g. a huge view read with allow_expansion: nothing was put in place
         raise BadInputError(f"{src}: out of memory while writing {dst}; nothing was written") from None
     except OSError as exc:  # disk full, permissions, I/O errors: nothing was put in place

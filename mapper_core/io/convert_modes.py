@@ -28,7 +28,7 @@ def convert_dcp(src: Path, dst: Path, reader: Reader, plan: Plan | None, entries
     offered = getattr(reader, "byte_items", None)
     carried = offered() if offered is not None and plan is None else {}
     try:
-        files, checked, stale = write_dcp(dst, entries, aliases, counting(progress, total), verify,
+        files, checked, stale, removed = write_dcp(dst, entries, aliases, counting(progress, total), verify,
                                           source_files(reader, src), force, clean_stale, carried)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
@@ -39,7 +39,7 @@ def convert_dcp(src: Path, dst: Path, reader: Reader, plan: Plan | None, entries
         file_bytes=sum(p.stat().st_size for p in files), method="tensor", source_sha256=None,
         rules=plan.rules_name if plan else None, rules_sha256=rules_sha256 if plan else None, checked=checked,
         stale_temps=tuple(str(p) for p in stale), stale_removed=clean_stale and bool(stale),
-        non_tensors_carried=tuple(carried),
+        non_tensors_carried=tuple(carried), earlier_removed=tuple(str(p) for p in removed),
     )
 
 

@@ -40,6 +40,9 @@ class ConvertResult:
     # they are, and those not written anywhere (neither carried nor recorded in metadata 'mapper.extra')
     non_tensors_carried: tuple[str, ...] = ()
     non_tensors_left_behind: tuple[str, ...] = ()
+    # a DCP folder replaced with force: the earlier checkpoint's data files its .metadata named and the
+    # new one does not use (say __1_0.distcp of a 2-rank save), removed once the new one was in place
+    earlier_removed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -47,6 +50,7 @@ class ConvertResult:
         out["stale_temps"] = list(self.stale_temps)
         out["non_tensors_carried"] = list(self.non_tensors_carried)
         out["non_tensors_left_behind"] = list(self.non_tensors_left_behind)
+        out["earlier_removed"] = list(self.earlier_removed)
         return out
 
 

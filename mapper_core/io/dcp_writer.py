@@ -13,7 +13,9 @@ place first and ``.metadata`` last, so a folder without ``.metadata`` is never a
 ``force`` neither rename replaces anything, even a file another run put there meanwhile (the loser
 of two runs to one folder gets :class:`~mapper_core.errors.OutputExistsError`), and temporaries that
 killed runs left in the folder are named (:func:`~mapper_core.io.atomic.stale_temps`), and removed
-with ``clean_stale``.
+with ``clean_stale``. With ``force`` over an earlier checkpoint (say one ``dcp.save`` wrote on two
+ranks), its data files that the new ``.metadata`` does not use are removed once that is in place,
+and anything else in the folder is named in a warning (:mod:`~mapper_core.io.dcp_earlier`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import CheckpointError, OutputExistsError, VerifyError
 from .atomic import AtomicFiles, _same_file, remove_stale, stale_temps
+from .dcp_earlier import earlier_data_files, remove_earlier, warn_others
 from .formats.base import FileRange
 from .formats.dcp_metadata import METADATA_NAME
 from .formats.writer import Entry
@@ -54,7 +57,8 @@ def check_dcp_destination(dst: Path, sources: list[Path], force: bool) -> bool:
 
 def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Callable[[int, str], None],
               verify: bool, sources: list[Path], force: bool, clean_stale: bool = False,
-              byte_items: dict[str, FileRange] | None = None) -> tuple[list[Path], int | None, list[Path]]:
+              byte_items: dict[str, FileRange] | None = None
+              ) -> tuple[list[Path], int | None, list[Path], list[Path]]:
     """Write ``entries`` (and ``aliases``: alias → stored key) as a DCP folder at ``dst``.
 
     ``byte_items`` (key → byte range of a source DCP data file) are non-tensor items copied over as
@@ -62,9 +66,10 @@ def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Ca
     reads them back as it read the source's.
 
     Returns the files written (data file, then ``.metadata``), with ``verify`` how many tensors were
-    read back and compared bit for bit before anything was put in place, and the stale temporaries
-    found (removed with ``clean_stale``)."""
+    read back and compared bit for bit before anything was put in place, the stale temporaries
+    found (removed with ``clean_stale``), and the replaced checkpoint's data files removed."""
     create = check_dcp_destination(dst, sources, force)
+    earlier = earlier_data_files(dst) if force else ()  # before the commit replaces its .metadata
     if create:
         try:
             dst.mkdir()
@@ -105,7 +110,10 @@ def write_dcp(dst: Path, entries: list[Entry], aliases: dict[str, str], step: Ca
             except OSError:
                 pass
         raise
-    return [data_path, meta_path], checked, stale
+    written = [data_path, meta_path]
+    removed = remove_earlier(dst, earlier, written, sources)
+    warn_others(dst, written)
+    return written, checked, stale, removed
 
 
 def _save(tensor: Any, fh: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..specs import TensorSpec, format_shape
+from ..specs import OTHER_DTYPE_BITS, TensorSpec, format_shape
 from ..text import shown
 from .formats.base import non_tensors
 
@@ -30,6 +30,8 @@ class TensorRow:
                 out[name] = getattr(self, name)
         if self.meta:
             out["meta"] = True
+        if self.dtype in OTHER_DTYPE_BITS:  # complex128: listed under torch's name; convert refuses to write it
+            out["unstorable"] = True
         return out
 
 
@@ -163,6 +165,8 @@ def render_text(report: InspectReport) -> str:
             key += f"  (view over {human_bytes(t.storage_bytes)} stored)"
         if t.meta:
             key += "  (meta: no data)"
+        if t.dtype in OTHER_DTYPE_BITS:
+            key += "  (safetensors cannot store it)"
         row = (shown(key), t.dtype, format_shape(t.shape), f"{t.numel:,}", human_bytes(t.nbytes))
         rows.append(row + ((shown(t.shard or ""),) if sharded else ()) + ((_unwrap_arg(t.unwrap),) if surveyed else ()))
     lines = [f"{report.path} ({report.format})", ""]
@@ -197,6 +201,11 @@ def render_text(report: InspectReport) -> str:
     if metas:
         lines.append(f"meta tensors (marked above): {counted(len(metas), 'key')} with a shape but no data; convert "
                      "refuses to write them: skip them in the rules, or save the state dict once the weights are loaded")
+    others = sorted({t.dtype for t in report.tensors if t.dtype in OTHER_DTYPE_BITS})
+    if others:
+        count = sum(t.dtype in OTHER_DTYPE_BITS for t in report.tensors)
+        lines.append(f"dtypes safetensors cannot store (marked above): {counted(count, 'key')} of {', '.join(others)}; "
+                     "convert refuses to write them: skip them in the rules, or convert them with torch first")
     if report.non_tensor:
         listed = ", ".join(f"{k!r} ({t})" for k, t in list(report.non_tensor.items())[:8])
         more = f" and {len(report.non_tensor) - 8} more (see --json)" if len(report.non_tensor) > 8 else ""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import BadInputError
-from .atomic import check_destinations, remove_stale, stale_temps
+from .atomic import AtomicFiles, check_destinations, remove_stale, signals_held, stale_temps
 from .formats.writer import Entry, FileWriter
 from .shard_manifest import Manifest, source_identity
 
@@ -57,6 +57,20 @@ def check_skipped(files: Sequence[Path], groups: Sequence[Sequence[Entry]], skip
         if records.get(files[i].name, {}).get("header") != hashlib.sha256(header).hexdigest():
             raise BadInputError(f"{files[i]}: was finished by an earlier run from a different source (its metadata "
                                 f"differs from this run's). {_RESTART.format(manifest=manifest.path)}")
+
+
+def commit_over_manifest(out: AtomicFiles, index: Path | None) -> None:
+    """Commit a one-process write of ``index`` and its shards, and remove the resume manifest an
+    earlier, stopped ``--workers`` run of the same output left beside it: the output it recorded is
+    replaced. Never before the commit point (a commit that fails leaves the earlier shards and their
+    record as they were), and with no Ctrl-C between the two, as a ``--workers`` run does it."""
+    with signals_held():
+        out.commit()
+        if index is not None:
+            try:
+                Manifest(index).remove()
+            except OSError:  # the output is in place; a record left names files that are no longer there
+                pass
 
 
 _RESTART = ("To convert this source, delete {manifest} and rerun with --force (which replaces the finished "

@@ -5,13 +5,17 @@ table), the newer ones only where this torch has them. ``float4_e2m1fn_x2`` pack
 values in one byte: torch counts bytes, safetensors counts values, so its ``F4`` shape has the
 last dimension doubled (``[2, 4]`` in torch is ``F4 [2, 8]``), as ``save_file`` writes it.
 safetensors' F6 types have no torch dtype.
+
+A reader lists a tensor of a dtype safetensors cannot store (``complex128``, quantized, sub-byte
+shells) under torch's own name (:data:`~mapper_core.specs.OTHER_DTYPE_BITS`, :func:`listed_spec`):
+the file stays readable, and only reading that key's bytes for a conversion is refused.
 """
 from __future__ import annotations
 
 import torch
 
 from ..errors import CheckpointError
-from ..specs import TensorSpec
+from ..specs import OTHER_DTYPE_BITS, TensorSpec
 
 _BY_NAME = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "C64": "complex64",
@@ -23,6 +27,8 @@ _BY_NAME = {
 NAME_TO_TORCH: dict[str, torch.dtype] = {name: getattr(torch, attr) for name, attr in _BY_NAME.items()
                                          if hasattr(torch, attr)}
 TORCH_TO_NAME: dict[torch.dtype, str] = {v: k for k, v in NAME_TO_TORCH.items()}
+# the dtypes safetensors cannot store, by the name a reader lists them under (torch's)
+OTHER_TO_NAME: dict[torch.dtype, str] = {getattr(torch, n): n for n in OTHER_DTYPE_BITS if hasattr(torch, n)}
 _PACKED_PAIRS = {"F4"}  # two values per torch element
 
 
@@ -50,3 +56,12 @@ def spec_of(tensor: torch.Tensor, key: str = "", origin: str = "") -> TensorSpec
                                   "byte); safetensors cannot store it without a dimension: reshape it to [1]")
         shape = shape[:-1] + (shape[-1] * 2,)
     return TensorSpec(name, shape)
+
+
+def listed_spec(tensor: torch.Tensor, key: str = "", origin: str = "") -> TensorSpec:
+    """The spec a reader lists: :func:`spec_of`, or for a dtype safetensors cannot store but torch
+    names (``complex128``), that name, so the key is seen, planned and skipped like any other."""
+    other = OTHER_TO_NAME.get(tensor.dtype)
+    if other is not None:
+        return TensorSpec(other, tuple(tensor.shape))
+    return spec_of(tensor, key, origin)

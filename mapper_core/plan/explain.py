@@ -38,7 +38,7 @@ class Explanation:
     """The verdict on one source key and the reasons behind it."""
 
     key: str
-    outcome: str  # "mapped", "skipped" or "unmatched"
+    outcome: str  # "mapped", "skipped", "unmatched", "passed through", or "non-tensor" (a value rules do not move)
     rule: int | None  # the rule that took the key (also set when a shape mismatch skipped it)
     skip_pattern: str | None  # the skip pattern that took the key
     target: str | None
@@ -64,6 +64,10 @@ class Explanation:
     # mismatch under error, a collision, unmatched under `unmatched: error`), else 0
     exit_code: int = 0
     unmatched_policy: str | None = None
+    # a non-tensor value the source holds under this key (a step count): the type its reader reported, and
+    # what convert does with it (the caller's words, which depend on the format; a generic one without)
+    non_tensor: str | None = None
+    non_tensor_fate: str | None = None
 
     @property
     def winner(self) -> Candidate | None:
@@ -89,6 +93,12 @@ class Explanation:
     def render(self) -> str:
         """The text form, for people."""
         lines = [f"key '{shown(self.key)}'"]
+        if self.non_tensor is not None:
+            return "\n".join(lines + [
+                f"  a non-tensor value of the source ({shown(self.non_tensor)}), not a tensor: rules and skip "
+                "patterns apply to tensors only",
+                f"  convert {self.non_tensor_fate or 'leaves it behind'}",
+                f"  exit code {self.exit_code}"])
         if self.in_source is False:
             lines.append("  not in the source checkpoint; what would happen if it were:")
             for source, rule in self.target_of:
@@ -159,8 +169,9 @@ class Explanation:
         return "\n".join(lines)
 
 
-def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation:
-    """Explain what happens to source ``key`` under ``ruleset`` (and, given a plan, what the plan found)."""
+def explain(key: str, ruleset: RuleSet, plan: Plan | None = None, non_tensor_fate: str | None = None) -> Explanation:
+    """Explain what happens to source ``key`` under ``ruleset`` (and, given a plan, what the plan found).
+    ``non_tensor_fate`` says what convert does with the source's non-tensor values ("leaves it behind")."""
     candidates: list[Candidate] = []
     skip_winner: int | None = None
     unrelated_skips = 0
@@ -226,7 +237,11 @@ def explain(key: str, ruleset: RuleSet, plan: Plan | None = None) -> Explanation
         if rule_winner is not None and rule_winner.transform and extra.get("shape") is not None:
             extra["steps"] = _steps(rule_winner, extra["shape"], extra.pop("dtype"))
         extra.pop("dtype", None)
-        extra["exit_code"] = int(_is_error(key, outcome, plan, extra) or not extra["in_source"])
+        extra["exit_code"] = int(_is_error(key, outcome, plan, extra)
+                                 or not (extra["in_source"] or "non_tensor" in extra))
+        if "non_tensor" in extra:
+            outcome, rule_index, skip_text, target = "non-tensor", None, None, None
+            extra["non_tensor_fate"] = non_tensor_fate
     return Explanation(key, outcome, rule_index, skip_text, target, tuple(candidates), unrelated_rules,
                        unrelated_skips, rules_name=ruleset.name, rules_origin=ruleset.origin, **extra)
 
@@ -237,6 +252,9 @@ def _from_plan(key: str, plan: Plan, target: str | None) -> dict[str, Any]:
     in_source = entry is not None or key in plan.unmatched or any(s.source == key for s in plan.skipped)
     extra: dict[str, Any] = {"in_source": in_source}
     if not in_source:
+        value = next((n for n in plan.non_tensor if n.key == key), None)
+        if value is not None:  # a step count, DCP's pickled bytes: in the source, but no tensor
+            return {**extra, "non_tensor": value.type}
         sources = [m.source for m in plan.mapped] + [s.source for s in plan.skipped] + list(plan.unmatched)
         import difflib  # only for a key not found
 

@@ -2,7 +2,10 @@
 
 A field is ``{ref}``, ``{ref+K}`` / ``{ref-K}`` (shift a captured integer, e.g. renumber
 ``blocks.{1+1}``) or ``{ref|table}`` (look the captured text up in one of the rule's
-``tables``). ``ref`` is a group number or name. ``{{`` and ``}}`` stand for literal braces.
+``tables``). ``ref`` is a group number or name. A number field may end in ``:0W``
+(``{1:03}``, ``{1+1:03}``): the integer written with zeros in front to at least W digits;
+without it a number is written as ``str(int)`` gives it (``007`` shifted by 1 is ``8``).
+``{{`` and ``}}`` stand for literal braces.
 
 A :class:`Template` is parsed and compiled once (a :class:`~mapper_core.rules.Rule` holds
 one, bound to the rule's tables), and that one value serves every stage:
@@ -23,10 +26,12 @@ from typing import Callable, Mapping
 
 from .regex_syntax import plain_sequence
 
-_FIELD = re.compile(r"(?P<ref>\d+|[A-Za-z_]\w*)(?:(?P<op>[+-])(?P<k>\d+)|\|(?P<table>[A-Za-z_][\w-]*))?")
+_FIELD = re.compile(r"(?P<ref>\d+|[A-Za-z_]\w*)(?:(?P<op>[+-])(?P<k>\d+)|\|(?P<table>[A-Za-z_][\w-]*))?"
+                    r"(?::(?P<spec>.*))?", re.S)
 
 Tables = Mapping[str, Mapping[str, str]]
 MAX_NUMBER_DIGITS = 18  # a group number or a shift; int() of thousands of digits is slow or refused
+MAX_WIDTH = 32  # zero padding: far beyond any layer count, yet no key of megabytes of zeros
 
 
 class TemplateError(ValueError):
@@ -39,18 +44,25 @@ class TemplateNotInvertible(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """One ``{...}`` of a template: a group reference, shifted by ``offset`` or looked up in ``table``."""
+    """One ``{...}`` of a template: a group reference, shifted by ``offset`` or looked up in ``table``;
+    a number written with zeros in front to ``width`` digits when ``width`` is set."""
 
     ref: int | str
     offset: int = 0
     table: str | None = None
+    width: int = 0
+
+    @property
+    def numeric(self) -> bool:
+        """The field reads the captured text as an integer (a shift or a width)."""
+        return bool(self.offset or self.width)
 
     def __str__(self) -> str:
         if self.table is not None:
             return f"{{{self.ref}|{self.table}}}"
-        if self.offset:
-            return f"{{{self.ref}{self.offset:+d}}}"
-        return f"{{{self.ref}}}"
+        shift = f"{self.offset:+d}" if self.offset else ""
+        width = f":0{self.width}" if self.width else ""
+        return f"{{{self.ref}{shift}{width}}}"
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,8 @@ class Inversion:
 
     regex: re.Pattern
     source: tuple[str | int, ...]  # the match pattern as literal text and group numbers
-    # (source group, regex group name, reversed table or None, offset to undo)
-    decoders: tuple[tuple[int, str, Mapping[str, str] | None, int], ...]
+    # (source group, regex group name, reversed table or None, offset to undo or None for text as it is)
+    decoders: tuple[tuple[int, str, Mapping[str, str] | None, int | None], ...]
 
     def source_of(self, target: str) -> str | None:
         """The source key that would render to ``target``, or None when the shape does not fit.
@@ -83,7 +95,7 @@ class Inversion:
             text = m.group(name)
             if reverse is not None:
                 text = reverse[text]
-            elif offset:
+            elif offset is not None:  # the source's own zero padding is not known: its number plainly
                 number = int(text) - offset
                 if number < 0:
                     return None
@@ -116,18 +128,20 @@ def _parse(text: str) -> tuple[str | Field, ...]:
             m = _FIELD.fullmatch(body)
             if not m:
                 raise TemplateError(
-                    f"bad field '{{{body}}}': expected {{N}}, {{name}}, {{N+K}}, {{N-K}} or {{N|table}}"
+                    f"bad field '{{{body}}}': expected {{N}}, {{name}}, {{N+K}}, {{N-K}} or {{N|table}}, "
+                    "optionally with a zero-padding width ({N:03}, {N+K:03})"
                 )
             for number in (m["k"], m["ref"]):
                 if number is not None and number.isdigit() and len(number) > MAX_NUMBER_DIGITS:
                     raise TemplateError(f"field '{{{body[:20]}...}}' at column {i + 1} has a number of "
                                         f"{len(number):,} digits; at most {MAX_NUMBER_DIGITS} are allowed")
+            width = 0 if m["spec"] is None else _width(m, body, i)
             if literal:
                 parts.append("".join(literal))
                 literal = []
             ref: int | str = int(m["ref"]) if m["ref"].isdigit() else m["ref"]
             offset = int(m["k"]) * (1 if m["op"] == "+" else -1) if m["op"] else 0
-            parts.append(Field(ref, offset, m["table"]))
+            parts.append(Field(ref, offset, m["table"], width))
             i = end + 1
             continue
         literal.append(ch)
@@ -135,6 +149,27 @@ def _parse(text: str) -> tuple[str | Field, ...]:
     if literal:
         parts.append("".join(literal))
     return tuple(parts)
+
+
+def _width(m: re.Match, body: str, i: int) -> int:
+    """The W of a field's ``:0W``; raises TemplateError saying what a width looks like."""
+    spec, plain = m["spec"], body[: m.start("spec") - 1]
+    field, example = f"'{{{body[:40]}}}' at column {i + 1}", f"{{{plain}:03}}"
+    if m["table"] is not None:
+        raise TemplateError(f"field {field} pads a table's entry; entries are written as they are, so write "
+                            f"the padded text in the table (e.g. '7': '007') and the field as {{{plain}}}")
+    if not (spec.isascii() and spec.isdecimal()):
+        raise TemplateError(f"field {field} has ':{spec[:20]}', not a width; write ':0W' to pad the number with "
+                            f"zeros to W digits, e.g. {example} (:03 writes 7 as 007)")
+    if not spec.startswith("0"):
+        raise TemplateError(f"field {field} has width ':{spec[:20]}', which would pad with spaces; keys are "
+                            f"padded with zeros, written ':0W' ({{{plain}:0{spec[:20]}}})")
+    digits = spec[1:].lstrip("0")
+    width = int(digits) if digits and len(digits) <= MAX_NUMBER_DIGITS else 0 if not digits else MAX_WIDTH + 1
+    if not 1 <= width <= MAX_WIDTH:
+        raise TemplateError(f"field {field} has width {(digits or '0')[:20]}; a width is 1 to {MAX_WIDTH} "
+                            f"digits, e.g. {example} (:03 writes 7 as 007)")
+    return width
 
 
 @dataclass(frozen=True)
@@ -220,7 +255,7 @@ class Template:
                     raise TemplateNotInvertible(f"table '{part.table}' sends several captured values to one value")
                 # longest first, so an alternation never stops at a value that prefixes another
                 body = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-            elif part.offset:
+            elif part.numeric:
                 body = r"\d+"
             else:
                 body = ".+?"
@@ -234,7 +269,8 @@ class Template:
                 raise TemplateNotInvertible(
                     f"group(s) {shown} of match '{pattern.pattern}' do not appear in target '{self.text}'")
         return Inversion(re.compile("".join(out)), source, tuple(
-            (group, name, None if f.table is None else {v: k for k, v in self.tables[f.table].items()}, f.offset)
+            (group, name, None if f.table is None else {v: k for k, v in self.tables[f.table].items()},
+             f.offset if f.numeric else None)
             for group, (name, f) in decoders.items()))
 
 
@@ -253,13 +289,13 @@ def _walk(parts: tuple[str | Field, ...], tables: Tables, match: re.Match) -> Re
             if entry is None:
                 return Rendering(None, f"table '{part.table}' has no entry '{value}'")
             value = entry
-        elif part.offset:
+        elif part.numeric:
             if not value.isdecimal():  # isdigit() also admits "²", which int() rejects
                 return Rendering(None, f"{part} needs a number and group {part.ref} captured '{value}'")
             shifted = int(value) + part.offset
             if shifted < 0:
                 return Rendering(None, f"{part} would give {shifted}, below 0")
-            value = str(shifted)
+            value = f"{shifted:0{part.width}d}"  # width 0: no padding, str(shifted)
         out.append(value)
     return Rendering("".join(out))
 
@@ -271,13 +307,14 @@ def _compile(parts: tuple[str | Field, ...], tables: Tables) -> Callable[[re.Mat
     if any(f.table is not None and f.table not in tables for f in fields):
         # Only a rule that failed its checks gets here; rendering raises KeyError, as before.
         return lambda m: _walk(parts, tables, m).key
-    # every value is a str (a group's text, a table's entry, a shifted number's digits), so %s gives
-    # exactly what str.format's {} gave
-    fmt = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in parts)
+    # every value is a str (a group's text, a table's entry) or a number's int (%s gives str(int);
+    # %0Wd the zero-padded digits), so the format gives exactly what _walk gives
+    fmt = "".join(p.replace("%", "%%") if isinstance(p, str) else f"%0{p.width}d" if p.width else "%s"
+                  for p in parts)
     refs = tuple(f.ref for f in fields)
     # fields that change the captured text: (position, table or None, offset)
     special = tuple((pos, tables[f.table] if f.table is not None else None, f.offset)
-                    for pos, f in enumerate(fields) if f.offset or f.table is not None)
+                    for pos, f in enumerate(fields) if f.numeric or f.table is not None)
     if not refs:
         text = fmt % ()  # undo the escaping
         return lambda m: text

@@ -18,13 +18,20 @@ _TIE = 1e-9
 _ORDER = 0.5  # the weight of the place among like containers in the strong score
 
 
+MODULE, CONTAINER, ARRANGEMENT = "module", "container", "arrangement"  # the kinds of Ambiguity
+
+
 @dataclass(frozen=True)
 class Ambiguity:
-    """A source module or container that fits several equally; it is left unpaired."""
+    """A source module or container that fits several equally; it is left unpaired. ``kind``: a
+    module that fits several modules of its paired container (:data:`MODULE`), a container that fits
+    several containers (:data:`CONTAINER`), or a container whose modules fit another's in more than
+    one way (:data:`ARRANGEMENT`)."""
 
     source: str
     candidates: tuple[str, ...]
     reason: str
+    kind: str = MODULE
 
 
 def shown_path(path: str) -> str:
@@ -228,7 +235,7 @@ def assign_containers(candidates):
             targets = sorted({t.path, *(c["t"].path for c in rivals if c["s"].path == s.path)})
             ambiguous.append(Ambiguity(s.path, tuple(targets), (
                 f"ambiguous: {shown_path(s.path)} fits {', '.join(map(shown_path, targets))} equally well "
-                "(same structure, no name or order evidence); pair it by hand")))
+                "(same structure, no name or order evidence); pair it by hand"), CONTAINER))
             used_s[s.path] = False  # neither is taken: the target stays free for another source
             continue
         cand["order_only"] = _by_order(cand, by_s[s.path] + by_t[t.path], used_s, used_t)

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from ..specs import TensorSpec
 from .align import Alignment
-from .containers import Ambiguity, assign_containers, container_candidates, containers_named
+from .containers import ARRANGEMENT, MODULE, Ambiguity, assign_containers, container_candidates, containers_named
 from .containers import shown_path as _name, shown_paths as _names
 from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
 from .order import DEFINITION, FILE, ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
@@ -132,7 +132,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
             names = tuple(t.children[j].path for j in js)
             ambiguous.append(Ambiguity(s.children[i].path, names, (
                 f"ambiguous: '{s.children[i].path}' fits {', '.join(map(_name, names))} equally well "
-                "(same shapes; names and order do not tell them apart); pair it by hand")))
+                "(same shapes; names and order do not tell them apart); pair it by hand"), MODULE))
             reasons_s[s.children[i].path] = ambiguous[-1].reason
             matched_s.add(i)
         for j in {j for _, js in a.ambiguous for j in js} - matched_t:
@@ -158,7 +158,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
                 targets = tied[("s", c.path)]
                 why = (f"ambiguous: the modules of {_name(c.path)} fit those of {_names(targets)} "
                        "in more than one way (same shapes; names and order do not tell them apart); pair them by hand")
-                ambiguous.append(Ambiguity(c.path, targets, why))
+                ambiguous.append(Ambiguity(c.path, targets, why, ARRANGEMENT))
             for m in c.children:
                 reasons_s.setdefault(
                     m.path, why or f"no target container has modules that fit those of {_name(c.path)}")

@@ -104,3 +104,46 @@ def test_parked_shards_are_renamed_with_the_index_not_before(earlier, monkeypatc
     convert(new, out / "model.safetensors.index.json", max_shard_size="4KB", workers=2, force=True)
     last = seen[-1]  # the index's commit (the workers' own commits happen in forked children)
     assert last == {n: b for n, b in before.items() if n != "model.safetensors.index.json"}
+
+
+def _failed_workers_run(tmp_path, monkeypatch):
+    """What a --workers run that failed leaves: the shards it finished, and its manifest (no index)."""
+    new = _source(tmp_path / "new.safetensors", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(parallel, "FileWriter", _Failing)
+    with pytest.raises(BadInputError, match="No space left on device"):
+        convert(new, out / "model.safetensors.index.json", max_shard_size="4KB", workers=2)
+    monkeypatch.undo()
+    manifest = out / "model.safetensors.index.json.mapper-manifest"
+    assert manifest.is_file() and list(out.glob("model-*.safetensors"))
+    return new, out, manifest
+
+
+def test_one_process_replacing_the_output_removes_a_failed_workers_runs_manifest(tmp_path, monkeypatch):
+    new, out, manifest = _failed_workers_run(tmp_path, monkeypatch)
+    convert(new, out / "model.safetensors.index.json", max_shard_size="4KB", force=True)
+    assert not manifest.exists()  # it recorded shards of an output that is no longer there
+    one = out.parent / "one"
+    one.mkdir()
+    convert(new, one / "model.safetensors.index.json", max_shard_size="4KB")
+    assert {n: b for n, b in _tree(out).items() if not n.endswith(".mapper-tmp")} == _tree(one)
+
+
+def test_the_manifest_goes_only_once_the_new_output_is_committed(tmp_path, monkeypatch):
+    from mapper_core.io import shard_resume
+
+    new, out, manifest = _failed_workers_run(tmp_path, monkeypatch)
+    recorded = manifest.read_bytes()
+    before = _tree(out)
+    seen = []
+
+    def failing(self):  # the commit fails (a rename refused): everything is put back, the manifest stays
+        seen.append(manifest.read_bytes())
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(shard_resume.AtomicFiles, "commit", failing)
+    with pytest.raises(BadInputError, match="writing failed: Input/output error; nothing was written"):
+        convert(new, out / "model.safetensors.index.json", max_shard_size="4KB", force=True)
+    monkeypatch.undo()
+    assert seen == [recorded]  # there at the commit, and kept when it failed, with the shards it names
+    assert _tree(out) == before

@@ -12,9 +12,9 @@ from mapper_core.plan.explain import explain
 from mapper_core.plan.make import make_plan
 from mapper_core.rules.regex_syntax import plain_sequence
 from mapper_core.rules.ruleset import Rule, RuleSet
-from mapper_core.rules.template import Field, Template, TemplateNotInvertible
+from mapper_core.rules.template import Field, Template, TemplateError, TemplateNotInvertible
 from mapper_core.specs import TensorSpec
-from cli_runner import python_process  # tests/helpers
+from cli_runner import mapper, python_process  # tests/helpers
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mapper_core"
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,7 +47,7 @@ def any_rule_and_key(draw):
     groups = sum(PIECES[i][1] for i in idx)
     refs = [0, *range(1, groups + 1)] + (["n"] if "(?P<n>" in match else [])
     fields = [draw(st.sampled_from(refs)) for _ in range(draw(st.integers(0, 3)))]
-    kinds = ["", "+1", "-1", "+12", "|t"]
+    kinds = ["", "+1", "-1", "+12", "|t", ":02", "+1:03", "-1:01"]
     target = draw(st.sampled_from(["T", "", "{{T}}.", "%s%%."])) + ".".join(  # % is literal text too
         f"{{{ref}{draw(st.sampled_from(kinds))}}}" for ref in fields)
     key = "".join(draw(PIECES[i][2]) for i in idx)
@@ -106,6 +106,8 @@ def test_templates_of_one_layout_share_a_renderer_maker_yet_keep_their_text_and_
     (r"b\.(\w+)", "b.{1+1}", "b.²", "{1+1} needs a number and group 1 captured '²'"),
     (r"b\.(?P<i>\d+)", "b.{i-3}", "b.2", "{i-3} would give -1, below 0"),
     (r"b\.(\w+)", "{1|names}", "b.x", "table 'names' has no entry 'x'"),
+    (r"b\.(\w+)", "b.{1:03}", "b.x", "{1:03} needs a number and group 1 captured 'x'"),
+    (r"b\.(\d+)", "b.{1-1:02}", "b.0", "{1-1:02} would give -1, below 0"),
 ])
 def test_trace_says_why_there_is_no_key(match, target, key, reason):
     rule = Rule(0, match, target, tables={"names": {"1": "one"}})
@@ -121,10 +123,58 @@ def test_tables_given_at_render_time_still_work_and_missing_ones_raise():
         template.render(m)
 
 
+# --- zero padding ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target, key, rendered", [
+    ("b.{1+1}.w", "blk_007.w", "b.8.w"),          # a number is written as int() gives it: no padding kept
+    ("b.{1+1:03}.w", "blk_007.w", "b.008.w"),     # :0W pads to at least W digits
+    ("b.{1:03}.w", "blk_7.w", "b.007.w"),         # padding without a shift
+    ("b.{1:02}.w", "blk_007.w", "b.07.w"),        # the width is the target's, whatever the source's was
+    ("b.{1+1:03}.w", "blk_999.w", "b.1000.w"),    # a longer number is never cut
+    ("b.{1}.w", "blk_007.w", "b.007.w"),          # a plain field copies the text as it is
+])
+def test_a_width_pads_the_number_with_zeros(target, key, rendered):
+    rule = Rule(0, r"blk_(\d+)\.w", target)
+    m = rule.pattern.fullmatch(key)
+    assert rule.template.render(m) == rule.template.trace(m).key == rendered
+    assert make_plan({key: TensorSpec("F32", (1,))}, RuleSet("t", (rule,))).mapped[0].target == rendered
+
+
+def test_a_padded_field_prints_and_inverts():
+    rule = Rule(0, r"blk_(?P<i>\d+)\.(\w)", "b.{i+1:03}.{2}.{1:02}")
+    assert [str(f) for f in rule.template.fields] == ["{i+1:03}", "{2}", "{1:02}"]
+    # the source's own padding is not known without its specs: the number comes back plainly
+    assert rule.template.invert(rule.pattern).source_of("b.008.w.07") == "blk_7.w"
+
+
+@pytest.mark.parametrize("target, said", [
+    ("b.{1:3}", "field '{1:3}' at column 3 has width ':3', which would pad with spaces; keys are padded "
+                "with zeros, written ':0W' ({1:03})"),
+    ("b.{1+1:x}", "field '{1+1:x}' at column 3 has ':x', not a width; write ':0W' to pad the number "
+                  "with zeros to W digits, e.g. {1+1:03} (:03 writes 7 as 007)"),
+    ("b.{1:}", "field '{1:}' at column 3 has ':', not a width"),
+    ("b.{1:0}", "field '{1:0}' at column 3 has width 0; a width is 1 to 32 digits"),
+    ("b.{1:033}", "field '{1:033}' at column 3 has width 33; a width is 1 to 32 digits"),
+    ("b.{1:0" + "9" * 5000 + "}", "has width 99999999999999999999; a width is 1 to 32 digits"),
+    ("b.{1|t:03}", "field '{1|t:03}' at column 3 pads a table's entry; entries are written as they are, so "
+                   "write the padded text in the table (e.g. '7': '007') and the field as {1|t}"),
+])
+def test_a_bad_width_says_what_a_width_is(target, said, tmp_path):
+    with pytest.raises(TemplateError) as info:
+        Template.parse(target)
+    assert said in str(info.value)
+    rules = tmp_path / "pad.yaml"
+    rules.write_text(f"version: 1\nrules:\n  - match: 'blk_(\\d+)'\n    target: '{target}'\n"
+                     "    tables: {t: {'7': '007'}}\n")
+    done = mapper("validate", rules)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{rules}:4: $.rules[0].target: invalid target template: " in done.stderr and said in done.stderr
+
+
 # --- printing fields -------------------------------------------------------------------------
 
 field_strategy = st.builds(Field, st.one_of(st.integers(0, 12), st.sampled_from(["i", "p_2", "Name"])),
-                           st.integers(-20, 20), st.none())
+                           st.integers(-20, 20), st.none(), st.integers(0, 32))
 table_field = st.builds(Field, st.integers(0, 12), st.just(0), st.sampled_from(["t", "names", "a-b"]))
 
 
@@ -143,7 +193,7 @@ def test_printed_fields_parse_back(parts):
 # Group kinds: (pattern body, capture strategy, field suffixes). Captures never hold a
 # separator character, and numbers have no leading zero, so the way back is unambiguous.
 KINDS = {
-    "num": (r"\d+", st.integers(0, 120).map(str), ["", "+1", "+3", "-1"]),
+    "num": (r"\d+", st.integers(0, 120).map(str), ["", "+1", "+3", "-1", ":03", "+1:02", "-1:04"]),
     "word": ("[a-z]+", st.text("abc", min_size=1, max_size=3), [""]),
     "branch": ("aud|lip", st.sampled_from(["aud", "lip"]), ["|branch"]),
 }

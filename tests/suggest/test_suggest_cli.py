@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from cli_runner import mapper
+from mapper_core.io.formats.spec_json import write_spec_json
+from cli_runner import mapper  # tests/helpers
+from llama_specs import llama
 from tiny_safetensors import write_f32
 
 
@@ -58,3 +60,28 @@ def test_each_ambiguity_is_warned_commented_and_listed(tmp_path):
     assert [line for line in done.stderr.splitlines() if "ambiguous" in line and "'b.left'" in line]
     assert [line for line in done.stderr.splitlines() if "ambiguous" in line and "'b.right'" in line]
     assert report["rules_file"].count("# AMBIGUOUS: ") == 2
+
+
+def test_the_same_ambiguity_in_every_block_is_one_warning_and_every_one_is_still_listed(tmp_path):
+    # 12 layers stored sorted: in each, the two norms tie, and so do q/k/v/o and the three MLP
+    # matrices (a sorted file's order says nothing): 24 module and 24 container ambiguities
+
+    write_spec_json(llama(12), tmp_path / "hf.json")
+    write_spec_json(dict(sorted(llama(12, hf=False).items())), tmp_path / "meta.json")
+    out = tmp_path / "s.yaml"
+    done = mapper("suggest", "--source", tmp_path / "hf.json", "--target", tmp_path / "meta.json", "-o", out)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if line.startswith("mapper: warning: ambiguous")]
+    assert len(warned) == 2, done.stderr  # one per kind, not one per block
+    modules, containers = warned
+    assert modules.startswith("mapper: warning: ambiguous: 24 modules each fit several modules of their "
+                              "paired container equally well")
+    assert ("'model.layers.0.input_layernorm' fits 'layers.0.attention_norm', 'layers.0.ffn_norm'; "
+            "'model.layers.0.post_attention_layernorm' fits") in modules
+    assert "; and 21 more; pair them by hand" in modules and f"the AMBIGUOUS comments of {out}" in modules
+    assert containers.startswith("mapper: warning: ambiguous: 24 containers have modules that fit")
+    assert "'model.layers.0.self_attn' with 'layers.0.attention'" in containers and "and 21 more" in containers
+    assert out.read_text().count("# AMBIGUOUS: ") == 48  # the file still names every one
+    report = json.loads(mapper("suggest", "--source", tmp_path / "hf.json", "--target", tmp_path / "meta.json",
+                               "--json").stdout)
+    assert len(report["ambiguous"]) == report["summary"]["ambiguous"] == 48

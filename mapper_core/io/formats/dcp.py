@@ -7,7 +7,9 @@ file is before torch reads it and then streamed into its place (:mod:`.dcp_blob`
 safetensors-serialised variant, a tensor of a safetensors data file. A tensor saved in several
 chunks (sharded across ranks) is reassembled into one whole tensor: memory is that tensor plus a
 bounded buffer. Non-tensor items (``BytesStorageMetadata``: step counts, pickled objects)
-are reported by :meth:`DcpReader.non_tensors` and never unpickled.
+are reported by :meth:`DcpReader.non_tensors` and never unpickled. A tensor of a dtype safetensors
+cannot store (``complex128``) is in ``specs()`` under torch's name and in ``unstorable_keys``;
+``get_tensor`` refuses it naming the key, so rules that skip it convert the rest (as a torch file's).
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
-from ...specs import TensorSpec
+from ...specs import OTHER_DTYPE_BITS, TensorSpec
 from .base import FileRange, ReaderBase
 from .dcp_blob import FileWindow, read_blob_into, stream_into
 from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, file_kind, link_note, read_layout
 from .torch_archive import ExpansionBudget, expansion_limit
+from .torch_checks import unstorable_refusal
 
 __all__ = ["DcpReader", "FileWindow", "open_dcp", "sniff_dcp"]
 
@@ -52,6 +55,9 @@ class DcpReader(ReaderBase):
         self.path = folder / METADATA_NAME
         self.layout: DcpLayout = read_layout(self.path, allow_large=allow_expansion)
         self.shards = self.layout.files  # data files, beside .metadata: hashed as the source
+        # tensors of a dtype safetensors cannot store (complex128): listed, key → dtype; get_tensor refuses them
+        self.unstorable_keys: dict[str, str] = {k: t.spec.dtype for k, t in self.layout.tensors.items()
+                                                if t.spec.dtype in OTHER_DTYPE_BITS}
         # inspect and plan read .metadata alone, so a missing data file is a warning until it is needed
         self._unreadable = {name: why for name in self.shards if (why := self._data_problem(name))}
         if self._unreadable:
@@ -107,6 +113,8 @@ class DcpReader(ReaderBase):
 
         item = self._tensor(key)
         spec = item.spec
+        if key in self.unstorable_keys:
+            raise unstorable_refusal(self.path, key, spec.dtype)
         whole = torch.empty(spec.shape, dtype=NAME_TO_TORCH[spec.dtype])
         for chunk in item.chunks:
             view = whole

@@ -10,7 +10,9 @@ other global (``os.system``, ``builtins.eval``, a ``__reduce__`` payload) is ref
 :class:`~mapper_core.errors.UnsafeCheckpointError` naming it.
 
 The result is :class:`DcpLayout`: every tensor's dtype, shape and chunks (offsets, sizes, and
-where each chunk's bytes are: file, byte offset, length), and the non-tensor items.
+where each chunk's bytes are: file, byte offset, length), and the non-tensor items. A tensor of a
+dtype safetensors cannot store (``complex128``) is listed under torch's name
+(:data:`~mapper_core.specs.OTHER_DTYPE_BITS`); only reading its bytes is refused, by the reader.
 """
 from __future__ import annotations
 
@@ -19,12 +21,18 @@ import os
 import pickle
 import stat
 from dataclasses import dataclass
+from itertools import repeat
+from math import prod
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ...errors import CheckpointError, UnsafeCheckpointError
-from ...specs import DTYPE_SIZES, TensorSpec
+from ...gc_pause import pauses_gc
+from ...specs import OTHER_DTYPE_BITS, TensorSpec
+from .dcp_bulk import DcpChunk, chunks_fit, is_ints, overlap, safe_name, storage_in_bulk
 from .spec_json import TORCH_NAMES
+
+__all__ = ["DcpChunk", "DcpLayout", "DcpTensor", "METADATA_NAME", "file_kind", "link_note", "read_layout"]
 
 METADATA_NAME = ".metadata"
 # DCP pickles about 150 bytes per saved chunk, and reading them takes about 13x the file's size in
@@ -105,7 +113,7 @@ class _AllowlistUnpickler(pickle.Unpickler):
             return found
         if module == "torch" and name in _DTYPES:
             return _Dtype(_DTYPES[name])
-        if module == "torch" and name.startswith(("float", "int", "uint", "complex", "bool", "qint", "quint")):
+        if module == "torch" and name.startswith(("float", "int", "uint", "complex", "bool", "qint", "quint", "bits")):
             return _Dtype(f"?torch.{name}")
         raise _Refused(f"{module}.{name}")
 
@@ -117,17 +125,6 @@ class _Refused(pickle.UnpicklingError):
     def __init__(self, name: str):
         super().__init__(name)
         self.name = name
-
-
-class DcpChunk(NamedTuple):
-    """One saved piece of a tensor: where it sits in the whole tensor and where its bytes are."""
-
-    offsets: tuple[int, ...]
-    sizes: tuple[int, ...]
-    file: str  # relative to the checkpoint folder
-    start: int  # byte offset of the item in ``file``
-    length: int
-    transforms: tuple[str, ...] = ()  # DCP stream extensions (compression, ...) applied on write
 
 
 @dataclass(frozen=True)
@@ -146,6 +143,7 @@ class DcpLayout:
     files: tuple[str, ...]  # the data files the items live in, sorted
 
 
+@pauses_gc  # plain data in bulk (130,000 chunks: a third of the time went to the collector); the size cap bounds it
 def read_layout(path: Path, allow_large: bool = False) -> DcpLayout:
     """The layout of the DCP checkpoint whose ``.metadata`` is ``path``; nothing in it runs.
 
@@ -222,28 +220,10 @@ def _layout_of(top: Any, path: Path) -> DcpLayout:
         raise bad("no state_dict_metadata dict")
     if not isinstance(storage, dict):
         raise bad("no storage_data dict (only the filesystem storage layout is read)")
-    where: dict[tuple[str, tuple | None], DcpChunk] = {}
     index_type, info_type = _CLASSES["MetadataIndex"], _CLASSES["_StorageInfo"]
-    safe_names: set[str] = set()
-    for index, info in storage.items():
-        if type(index) is not index_type or type(info) is not info_type:
-            raise bad("a storage_data entry that is not MetadataIndex → _StorageInfo")
-        got, at = index.__dict__, info.__dict__
-        fqn, offset = got.get("fqn"), got.get("offset")
-        rel, start, length = at.get("relative_path"), at.get("offset"), at.get("length")
-        if type(fqn) is not str or not _is_ints(offset, allow_none=True):
-            raise bad(f"a storage index with fqn {fqn!r} and offset {offset!r}")
-        if rel not in safe_names:
-            if not isinstance(rel, str) or not _safe_name(rel):
-                raise bad(f"'{fqn}': storage in {rel!r}; a data file must be a plain name in the checkpoint folder")
-            safe_names.add(rel)
-        if type(start) is not int or type(length) is not int or start < 0 or length < 0:
-            raise bad(f"'{fqn}': storage at {rel!r} offset {start!r} length {length!r}; a data file must be a plain "
-                      "name in the checkpoint folder and the range non-negative integers")
-        transforms = at.get("transform_descriptors") or ()
-        if transforms and (not isinstance(transforms, (list, tuple)) or not all(isinstance(t, str) for t in transforms)):
-            raise bad(f"'{fqn}': transform_descriptors {transforms!r}")
-        where[(fqn, offset)] = DcpChunk((), (), rel, start, length, tuple(transforms))
+    where = storage_in_bulk(storage, index_type, info_type)
+    if where is None:  # an entry the bulk checks refused (named here), or stream transforms
+        where = _storage_checked(storage, index_type, info_type, bad)
     tensors: dict[str, DcpTensor] = {}
     non_tensors: dict[str, DcpChunk | None] = {}
     for fqn, item in items.items():
@@ -261,70 +241,65 @@ def _layout_of(top: Any, path: Path) -> DcpLayout:
     return DcpLayout(tensors, non_tensors, version if isinstance(version, str) else None, tuple(files))
 
 
+def _storage_checked(storage: dict, index_type: type, info_type: type, bad) -> dict[tuple, DcpChunk]:
+    """``storage_data`` as (fqn, offset) → :class:`DcpChunk` (byte range), each entry checked in turn."""
+    where: dict[tuple[str, tuple | None], DcpChunk] = {}
+    safe_names: set[str] = set()
+    for index, info in storage.items():
+        if type(index) is not index_type or type(info) is not info_type:
+            raise bad("a storage_data entry that is not MetadataIndex → _StorageInfo")
+        got, at = index.__dict__, info.__dict__
+        fqn, offset = got.get("fqn"), got.get("offset")
+        rel, start, length = at.get("relative_path"), at.get("offset"), at.get("length")
+        if type(fqn) is not str or not is_ints(offset, allow_none=True):
+            raise bad(f"a storage index with fqn {fqn!r} and offset {offset!r}")
+        if not isinstance(rel, str) or rel not in safe_names:  # a list is unhashable: checked first
+            if not isinstance(rel, str) or not safe_name(rel):
+                raise bad(f"'{fqn}': storage in {rel!r}; a data file must be a plain name in the checkpoint folder")
+            safe_names.add(rel)
+        if type(start) is not int or type(length) is not int or start < 0 or length < 0:
+            raise bad(f"'{fqn}': storage at {rel!r} offset {start!r} length {length!r}; a data file must be a plain "
+                      "name in the checkpoint folder and the range non-negative integers")
+        transforms = at.get("transform_descriptors") or ()
+        if transforms and (not isinstance(transforms, (list, tuple)) or not all(isinstance(t, str) for t in transforms)):
+            raise bad(f"'{fqn}': transform_descriptors {transforms!r}")
+        where[(fqn, offset)] = DcpChunk((), (), rel, start, length, tuple(transforms))
+    return where
+
+
 def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
     props, size, chunks = _field(item, "properties"), _field(item, "size"), _field(item, "chunks")
     state = vars(props).get("_state") if isinstance(props, _CLASSES["TensorProperties"]) else None
     dtype = state[0] if isinstance(state, tuple) and state else None
     if not isinstance(dtype, _Dtype):
         raise bad(f"'{fqn}': no dtype in its properties")
-    if dtype.name.startswith("?"):
-        raise CheckpointError(f"{path}: tensor '{fqn}' has dtype {dtype.name[1:]}, which safetensors cannot store "
-                              f"(it stores {', '.join(_STORED)}); convert it (e.g. complex128 "
-                              "→ complex64, or to two real tensors) before mapping")
-    if not _is_ints(size) or any(s < 0 for s in size):
+    name = dtype.name
+    if name.startswith("?"):  # listed under torch's name (the key can be skipped); reading it is refused
+        name = name[len("?torch."):]
+        if name not in OTHER_DTYPE_BITS:  # a dtype this version does not know the size of
+            raise CheckpointError(f"{path}: tensor '{fqn}' has dtype torch.{name}, which mapper-core does not know "
+                                  f"(safetensors stores {', '.join(_STORED)}); convert it with torch before mapping")
+    if not is_ints(size) or any(s < 0 for s in size):
         raise bad(f"'{fqn}': size {size!r}")
     if not isinstance(chunks, list):
         raise bad(f"'{fqn}': chunks {chunks!r}")
-    spec = TensorSpec(dtype.name, tuple(size))
-    found = []
-    covered = 0
-    for c in chunks:
-        offsets, sizes = (_field(c, "offsets"), _field(c, "sizes")) if isinstance(c, _CLASSES["ChunkStorageMetadata"]) else (None, None)
-        if not (_is_ints(offsets) and _is_ints(sizes) and len(offsets) == len(sizes) == len(size)
-                and min(offsets, default=0) >= 0 and min(sizes, default=0) >= 0
-                and all(map(int.__le__, map(int.__add__, offsets, sizes), size))):
-            raise bad(f"'{fqn}': a chunk at {offsets!r} of {sizes!r} does not fit its size {list(size)}")
-        place = where.get((fqn, tuple(offsets)))
-        if place is None:
-            raise bad(f"'{fqn}': the chunk at {list(offsets)} has no storage_data entry")
-        found.append(DcpChunk(tuple(offsets), tuple(sizes), place.file, place.start, place.length, place.transforms))
-        count = 1
-        for n in sizes:
-            count *= n
-        covered += count
-    if covered != spec.numel or _overlap(found):
+    spec = TensorSpec(name, tuple(size))
+    # every chunk's offsets and sizes at once (C loops over all of them), then the one at fault is named
+    chunk_type = _CLASSES["ChunkStorageMetadata"]
+    fields = (list(map(vars, chunks)) if not set(map(type, chunks)) - {chunk_type}
+              else [c.__dict__ if type(c) is chunk_type else {} for c in chunks])
+    offs, sizs = list(map(dict.get, fields, repeat("offsets"))), list(map(dict.get, fields, repeat("sizes")))
+    if not chunks_fit(offs, sizs, size):
+        for offsets, sizes in zip(offs, sizs):
+            if not chunks_fit([offsets], [sizes], size):
+                raise bad(f"'{fqn}': a chunk at {offsets!r} of {sizes!r} does not fit its size {list(size)}")
+        raise bad(f"'{fqn}': its chunks do not fit its size {list(size)}")  # not reached: the same check, each
+    places = list(map(where.get, zip(repeat(fqn), offs)))
+    if not all(places):  # a DcpChunk is a non-empty tuple
+        raise bad(f"'{fqn}': the chunk at {list(offs[places.index(None)])} has no storage_data entry")
+    found = [tuple.__new__(DcpChunk, (o, n) + p[2:]) for o, n, p in zip(offs, sizs, places)]
+    covered = sum(map(prod, sizs))
+    if covered != spec.numel or overlap(found):
         raise bad(f"'{fqn}': its chunks hold {covered} values but its size {list(size)} needs {spec.numel} "
                   "(chunks overlap or leave a hole)")
-    _ = DTYPE_SIZES[spec.dtype]
     return DcpTensor(spec, tuple(found))
-
-
-def _overlap(chunks: list[DcpChunk]) -> bool:
-    """Whether two non-empty chunks share an element (boxes intersect in every dimension).
-
-    Sorted by offsets, a box can only meet the boxes that start before it ends in the first
-    dimension, so the usual splits along one dimension cost one comparison per chunk."""
-    if len(chunks) < 2 or not chunks[0].offsets:
-        return False
-    boxes = sorted((c for c in chunks if all(c.sizes)), key=lambda c: c.offsets)
-    for i, a in enumerate(boxes):
-        end = a.offsets[0] + a.sizes[0]
-        for b in boxes[i + 1:]:
-            if b.offsets[0] >= end:
-                break
-            if all(bo < ao + an and ao < bo + bn for ao, an, bo, bn in zip(a.offsets, a.sizes, b.offsets, b.sizes)):
-                return True
-    return False
-
-
-_INT = {int}
-
-
-def _is_ints(values: Any, allow_none: bool = False) -> bool:
-    if values is None:
-        return allow_none
-    return type(values) is tuple and (not values or set(map(type, values)) == _INT)  # bool is not int here
-
-
-def _safe_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name

@@ -5,6 +5,10 @@ or what would blow up later: nested tensors, tensors on a device other than the 
 layouts; and it charges a view larger than its storage (a stride-0 ``expand``, say) to the
 file's expansion budget, since writing it makes that many bytes.
 
+:func:`unstorable_refusal` and :func:`meta_refusal` say why a key the reader lists cannot be
+converted; :func:`refuse_unwritable` raises the first before anything is written, for the keys a
+conversion would write (the file stays readable: rules that skip those keys convert the rest).
+
 :func:`independent_source` reads a memory-mapped tensor's bytes again through the zip reader
 (decompressing and checking as the zip format says, byte-swapping a big-endian file), not
 through the mapping torch made: ``--verify`` compares the output with this independent read.
@@ -60,6 +64,37 @@ def meta_refusal(path: Path, key: str) -> CheckpointError:
                            "once the weights are loaded or initialised on the CPU and run again; or, if the key "
                            "is not needed (a buffer such as rotary 'inv_freq' the model recomputes), skip it in "
                            "the rules (skip: a pattern matching it)")
+
+
+def unstorable_refusal(path: Path, key: str, dtype: str) -> CheckpointError:
+    """Why tensor ``key`` of ``dtype`` (one safetensors cannot store, listed under torch's name) cannot be
+    converted, and what to do."""
+    return CheckpointError(f"{path}: tensor '{shown(key)}' has dtype {dtype}, which safetensors cannot store (nor "
+                           "can mapper's DCP output); if the key is not needed, skip it in the rules (skip: a "
+                           "pattern matching it) and the rest converts; else convert it with torch before mapping "
+                           "(e.g. complex128 -> complex64, or to two real tensors with torch.view_as_real)")
+
+
+def refuse_unwritable(reader: Any, plan: Any = None) -> None:
+    """Raise, before anything is written, when the conversion ``plan`` describes (None: every tensor as it
+    is) would write a key that ``reader`` lists but whose bytes it refuses: a meta tensor (``meta_keys``)
+    or a dtype safetensors cannot store (``unstorable_keys``: key → dtype). Free when the reader has none."""
+    meta: frozenset = getattr(reader, "meta_keys", frozenset())
+    other: dict[str, str] = getattr(reader, "unstorable_keys", {})
+    if not meta and not other:
+        return
+    sources = [m.source for m in plan.loadable] if plan is not None else list(reader.specs())
+    hits = list(dict.fromkeys(k for k in sources if k in meta or k in other))
+    if not hits:
+        return
+    first = hits[0]
+    error = meta_refusal(reader.path, first) if first in meta else unstorable_refusal(reader.path, first, other[first])
+    if len(hits) > 1:
+        more = ", ".join(f"'{shown(k)}' ({'meta' if k in meta else other[k]})" for k in hits[1:6])
+        more += f" and {len(hits) - 6} more" if len(hits) > 6 else ""
+        error = CheckpointError(f"{error}. The conversion would write {len(hits) - 1} more such "
+                                f"key{'s' if len(hits) > 2 else ''}: {more}")
+    raise error
 
 
 def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -> bool:

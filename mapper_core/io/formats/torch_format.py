@@ -36,7 +36,8 @@ record the alias. ``shares_storage(key)`` lists every other key whose tensor use
 storage in any way (e.g. ``w`` and ``w[0]``): those must be written as separate copies.
 Empty tensors never alias anything. A meta tensor (a dtype and shape without data) is in
 ``specs()`` and ``meta_keys``; ``get_tensor`` refuses it naming the key, so only a plan that
-writes or loads it fails. ``get_tensor`` returns the tensor as stored (possibly
+writes or loads it fails. A tensor of a dtype safetensors cannot store (``complex128``) is handled
+the same way: in ``specs()`` under torch's dtype name, in ``unstorable_keys``, refused by ``get_tensor``. ``get_tensor`` returns the tensor as stored (possibly
 non-contiguous, possibly a memory-mapped view); callers must not modify it.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingEx
 from ...specs import TensorSpec
 from .pages import FileMappings
 from .torch_archive import RecordRange
-from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal
+from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal, unstorable_refusal
 from .torch_pickle import INDEX_SUFFIXES, PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
 from .torch_unwrap import Survey, UndecidedError, is_tensor, other_weights, tensors_inside, unwrap_state_dict
 from .torch_unwrap import survey as survey_of
@@ -164,6 +165,11 @@ class TorchReader:
         # meta tensors (a shape without data): specs() lists them, get_tensor refuses them, so a plan that
         # skips them (a rotary 'inv_freq' buffer left on meta by init_empty_weights) converts the rest
         self.meta_keys: frozenset[str] = frozenset(k for k, t in self._tensors.items() if is_meta(t))
+        # the same for a dtype safetensors cannot store (complex128): listed under torch's name, key → dtype
+        from ..torch_dtypes import OTHER_TO_NAME
+
+        self.unstorable_keys: dict[str, str] = {k: OTHER_TO_NAME[t.dtype] for k, t in self._tensors.items()
+                                                if t.dtype in OTHER_TO_NAME}
         self._specs: dict[str, TensorSpec] | None = None
         self._groups: dict[str, tuple[str, ...]] | None = None
         self._aliases: dict[str, str] | None = None
@@ -188,10 +194,10 @@ class TorchReader:
         return independent_source(self.get_tensor(key), self.archive, self._mapped())
 
     def specs(self) -> dict[str, TensorSpec]:
-        from ..torch_dtypes import spec_of
+        from ..torch_dtypes import listed_spec
 
         if self._specs is None:
-            self._specs = {k: spec_of(t, k, str(self.path)) for k, t in self._tensors.items()}
+            self._specs = {k: listed_spec(t, k, str(self.path)) for k, t in self._tensors.items()}
         return dict(self._specs)
 
     def metadata(self) -> dict[str, str]:
@@ -221,6 +227,8 @@ class TorchReader:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this checkpoint") from None
         if key in self.meta_keys:
             raise meta_refusal(self.path, key)
+        if key in self.unstorable_keys:
+            raise unstorable_refusal(self.path, key, self.unstorable_keys[key])
         return t
 
     def _analyse_storage(self) -> None:

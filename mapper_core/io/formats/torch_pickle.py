@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ...errors import CheckpointError, UnsafeCheckpointError
+from ...errors import CheckpointError, CheckpointWarning, UnsafeCheckpointError
 from .torch_archive import Archive, ExpansionBudget, check_archive, expansion_limit
 
 # Read from torch's message for the legacy (non-zip) format only: no public function lists a
@@ -30,11 +30,11 @@ _LEGACY_PICKLES = 4  # magic number, protocol version, system info, then the obj
 _LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # pickled torch MAGIC_NUMBER
 
 
-class TrustPickleWarning(UserWarning):
+class TrustPickleWarning(CheckpointWarning):
     """A checkpoint was loaded with full unpickling (``trust_pickle=True``): it could have run code."""
 
 
-class PickledModuleWarning(UserWarning):
+class PickledModuleWarning(CheckpointWarning):
     """The file held a whole pickled ``nn.Module``; its ``state_dict()`` was read instead."""
 
 

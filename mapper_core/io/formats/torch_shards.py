@@ -42,6 +42,7 @@ class ShardedTorchReader:
             raise
         self.weight_map: dict[str, str] = {k: n for n, r in self._readers.items() for k in r.specs()}
         self.meta_keys = frozenset(k for r in self._readers.values() for k in r.meta_keys)
+        self.unstorable_keys = {k: d for r in self._readers.values() for k, d in r.unstorable_keys.items()}
         self.other_weights = {k: v for r in self._readers.values() for k, v in r.other_weights.items()}
         first = next(iter(self._readers.values()))
         self.unwrap_path, self.stripped_prefix = first.unwrap_path, first.stripped_prefix
