@@ -24,9 +24,10 @@ it is in ``tied_filled``, filled through the tie.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..rules.key_pattern import full_matcher
+from ..rules.combined import LONG, Blocks, joinable
 from ..rules.matcher import Matcher
 from .kind_check import check_kinds
 from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped
@@ -86,8 +87,8 @@ def make_plan(
     # remembers its steps: (full match, renderer or None for a skip pattern, index in its group).
     steps = [(full_matcher(s.pattern), None, i) for i, s in enumerate(ruleset.skip)] + \
         [(full_matcher(r.pattern), r.template.renderer, i) for i, r in enumerate(rules)]  # renderers: once per Rule
-    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules],
-                         answer=lambda ids: tuple(map(steps.__getitem__, ids))).cached_candidates
+    patterns = [s.pattern for s in ruleset.skip] + [r.pattern for r in rules]
+    candidates = Matcher(patterns, answer=_answers(steps, patterns)).cached_candidates
     skip_text = [s.match for s in ruleset.skip]
 
     mapped: list[Mapped] = []
@@ -104,7 +105,10 @@ def make_plan(
     make, entry = tuple.__new__, Mapped  # Mapped(...) of all ten fields, without its keyword handling
 
     for key, spec in source_specs.items():
-        for fullmatch, render, i in candidates(key):
+        found = candidates(key)
+        if found.__class__ is not tuple:  # a long list the index could not narrow: tried a block at a time
+            found = found.from_first_possible(key)
+        for fullmatch, render, i in found:
             m = fullmatch(key)
             if m is None:
                 continue
@@ -186,6 +190,27 @@ def tied_partners(empty: Sequence[str], filled: set[str],
         if first is not None:
             partner.update((n, first) for n in names if n not in filled)
     return tuple((k, partner[k]) for k in empty if k in partner)
+
+
+def _answers(steps: list[tuple], patterns: list) -> Callable[[list[int]], Any]:
+    """What the matcher remembers for a key class: the candidates' steps, as a tuple, or for a list
+    of :data:`~mapper_core.rules.combined.LONG` or more as :class:`~mapper_core.rules.combined.Blocks`
+    (one per distinct list; blocks shared between lists compile once)."""
+    texts: list = []
+    lists: dict[tuple[int, ...], Blocks] = {}
+    alternations: dict = {}
+
+    def answer(ids: list[int]) -> Any:
+        if len(ids) < LONG:
+            return tuple(map(steps.__getitem__, ids))
+        if not texts:
+            texts.extend(map(joinable, patterns))
+        found = lists.get(key := tuple(ids))
+        if found is None:
+            found = lists[key] = Blocks([steps[i] for i in ids], [texts[i] for i in ids], alternations)
+        return found
+
+    return answer
 
 
 def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, TensorSpec] | None,
