@@ -67,6 +67,12 @@ class ExpansionError(CheckpointError):
     repeated view); refused unless the caller allows it (``allow_expansion=True``, ``--allow-expansion``)."""
 
 
+class ArgumentTypeError(BadInputError, TypeError):
+    """A public function was handed an argument of the wrong kind (a path where a RuleSet is expected,
+    a module where specs are); the message names the function, the argument, what was expected and
+    how to get it. A TypeError too, as Python's own would be."""
+
+
 class OutputExistsError(BadInputError):
     """The destination exists (and ``force`` was not given) or is the source itself."""
 

@@ -90,31 +90,35 @@ class Context:
         return contributions(self.plugin_manager).transforms
 
     def model_target(self, name: str, kwargs: dict):
-        """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch)."""
+        """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch);
+        built on the meta device when it can be, so that a plan costs no memory for the model."""
         from ..train.apply import module_specs, module_types
 
         from ..train.apply import parameter_names
 
-        module = self.build_model(name, kwargs)[0]
+        module = self.build_model(name, kwargs, meta=True)[0]
         # tied weights (one tensor, several names): for the plan's check (cli.plan.plan_for_reader)
         self.tied_targets = [tuple(names) for names in parameter_names(module).values() if len(names) > 1]
         self.tied_model = f"model:{name}"
         return module_specs(module), module_types(module)
 
-    def build_model(self, name: str, kwargs: dict):
-        """(module, its ModelFactory) for a model a plugin contributes, built with ``kwargs``."""
+    def build_model(self, name: str, kwargs: dict, meta: bool = False):
+        """(module, its ModelFactory) for a model a plugin contributes, built with ``kwargs``; with
+        ``meta``, on the meta device if the model can be built there (its specs only are needed)."""
         from ..errors import BadInputError, PluginError, called_exit
         from ..plugins import contributions
 
         found = contributions(self.plugin_manager).models.resolve(
             name, "`mapper plugins` lists what plugins contribute; write model:NAME or model:PLUGIN:NAME")
         try:
-            module = found.value.build(**kwargs)
+            module = _built(found.value, kwargs, meta)
         except TypeError as exc:
-            raise BadInputError(f"model '{found.qualified}' cannot be built with {kwargs}: {exc}") from None
+            raise BadInputError(f"model '{found.qualified}' cannot be built with {_described(kwargs)}: {exc}; "
+                                f"{_expected(found.value, kwargs)}") from None
         except Exception as exc:  # the plugin's own code
-            raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin '{found.plugin}': model '{found.name}' failed to build"
+                              + (f" with {_described(kwargs)}" if kwargs else "")
+                              + f": {type(exc).__name__}: {exc}") from exc
         except SystemExit as exc:  # the plugin's failure, not the command's exit; KeyboardInterrupt still stops us
             raise PluginError(f"plugin '{found.plugin}': model '{found.name}' "
                               f"{called_exit(exc, 'while being built')}") from exc
@@ -286,3 +290,38 @@ def refuse_foreign_options(path: str | Path, fmt, options: dict, flags: dict[str
                                 f"keys are read as stored. Drop {flag} and write the keys in {where} as "
                                 "`mapper inspect` lists them (a shared prefix included), or write a copy without it "
                                 "first")
+
+
+def _built(factory, kwargs: dict, meta: bool):
+    """``factory.build(**kwargs)``; with ``meta`` first on the meta device (nothing allocated, whatever
+    the arguments say), and as usual when the model cannot be built there (its error is the real one).
+    The meta attempt's warnings are held back, and shown only if it succeeds, so none is said twice."""
+    if meta:
+        import torch
+
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("always")
+            try:
+                with torch.device("meta"):
+                    module = factory.build(**kwargs)
+            except Exception:
+                module = None
+        if module is not None:
+            for w in held:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            return module
+    return factory.build(**kwargs)
+
+
+def _described(kwargs: dict) -> str:
+    """``embedding_dim='abc' (a str)``: each argument with the type it was given as."""
+    return ", ".join(f"{k}={v!r:.80} (a {type(v).__name__})" for k, v in kwargs.items()) or "no arguments"
+
+
+def _expected(factory, kwargs: dict) -> str:
+    """What to check: the model's own description, and how a text value came to be one."""
+    described = f"the model is {factory.description}" if factory.description else "see `mapper plugins`"
+    text = [k for k, v in kwargs.items() if isinstance(v, str)]
+    return (f"check the model arguments ({described})" + (
+        f"; model arguments are read as JSON (512, 0.5, true, \"name\"): {', '.join(text)} was given as text"
+        if text else ""))

@@ -60,8 +60,8 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="load a torch pickle that weights_only refuses (RUNS CODE from the file; only for trusted files)")
     p.add_argument("--allow-expansion", action="store_true",
-                   help="read a torch file (or DCP folder, compressed .npz) that grows past max(256 MiB, 4x its "
-                        "size) when loaded or written (compressed records, memory its pickle asks for, repeated "
+                   help="read a torch file (or DCP folder, compressed .npz, GGUF header) that grows past "
+                        "max(256 MiB, 4x its size) when loaded or written (compressed records, memory its pickle asks for, repeated "
                         "views) and a DCP .metadata past 1 GiB, and let a rule's transform "
                         "steps make a tensor past max(256 MiB, 4x its source); default: refuse all")
     p.add_argument("--unwrap", metavar="PATH",
@@ -70,8 +70,8 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strip-prefix", metavar="PREFIX",
                    help="key prefix to strip from SRC's keys ('' = none); default: 'module.' when every key has it")
     p.add_argument("--allow-outside-shards", action="store_true",
-                   help="let a *.safetensors.index.json name shards whose real path (symlinks resolved) is "
-                        "outside its folder")
+                   help="let a *.safetensors.index.json (or a DCP folder's .metadata) name shards (data files) "
+                        "whose real path (symlinks resolved) is outside its folder")
 
 
 def reader_options(args: argparse.Namespace) -> dict[str, Any]:

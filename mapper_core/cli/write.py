@@ -17,6 +17,27 @@ def shard_size(args: argparse.Namespace) -> int | None:
     return parse_size(args.max_shard_size) if args.max_shard_size else None
 
 
+FILE_SUFFIXES = (".safetensors", ".json", ".pt", ".pth", ".bin", ".ckpt")  # a DCP folder named so is a slip
+
+
+def check_destination(args: argparse.Namespace) -> None:
+    """Refuse a SRC or DST that is surely a mistake: an empty one (an unset shell variable; an empty DST
+    would write ./model.safetensors), or a checkpoint file's name for a DCP folder."""
+    from ..errors import BadInputError
+
+    if not args.source.strip():
+        raise BadInputError(f"the input path SRC is {'empty' if not args.source else f'blank ({args.source!r})'}; "
+                            "give the checkpoint's path")
+    dst = args.destination
+    if not dst.strip():
+        raise BadInputError(f"the output path DST is {'empty' if not dst else f'blank ({dst!r})'}; give a file name (out.safetensors), an "
+                            "index name (out.safetensors.index.json) or a folder (use . for the current one)")
+    if getattr(args, "output_format", None) == "dcp" and dst.lower().rstrip("/").endswith(FILE_SUFFIXES):
+        raise BadInputError(f"{dst}: --output-format dcp writes a folder (.metadata and data files), but this name "
+                            "is a checkpoint file's; give a folder name (e.g. out-dcp), or drop --output-format dcp "
+                            "to write safetensors")
+
+
 def refuse_existing(args: argparse.Namespace) -> None:
     """Refuse, before the source is read, a DST that the write would refuse anyway without --force.
 
@@ -27,6 +48,7 @@ def refuse_existing(args: argparse.Namespace) -> None:
     may be resumed). The write checks every name again just before it starts, and its last rename
     never replaces a file that appeared meanwhile.
     """
+    check_destination(args)
     if args.force or getattr(args, "output_format", None) == "dcp":  # a DCP folder: its writer checks
         return
     from ..io.atomic import check_destinations
@@ -89,6 +111,12 @@ def leftover_report(ctx, left) -> dict[str, list[str]]:
         ctx.warn(f"{counted(len(left.replaced), 'shard')} of the earlier output, named by the index this write "
                  f"replaced, {'is' if len(left.replaced) == 1 else 'are'} still there and no longer used: "
                  f"{names(left.replaced)}; delete them (with --clean-stale, the run that replaces an index removes them)")
+    if left.mismatched:
+        ctx.warn(f"{counted(len(left.mismatched), 'file')} named by the index this write replaced "
+                 f"{'does' if len(left.mismatched) == 1 else 'do'} not hold exactly the keys that index mapped to "
+                 f"{'it' if len(left.mismatched) == 1 else 'them'}, so "
+                 f"{'it was not one of its shards' if len(left.mismatched) == 1 else 'they were not its shards'}: left alone (also with "
+                 f"--clean-stale): {names(left.mismatched)}")
     if left.beside:
         ctx.warn(f"{counted(len(left.beside), 'file')} of an earlier output in the other layout (one file vs. an "
                  f"index and shards) {'is' if len(left.beside) == 1 else 'are'} beside this one: "

@@ -38,6 +38,7 @@ from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, 
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, cloned_method, counting
 from .output_format import is_dcp_destination
 from ..errors import BadInputError
+from .convert_arguments import check_convert_arguments
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
 from .formats.base import Reader, non_tensors
 from .convert_entries import entries_to_write
@@ -105,6 +106,7 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     """
     if workers < 1:
         raise BadInputError(f"workers must be at least 1, not {workers}")
+    check_convert_arguments(src, dst, plan, rules, reader, target_specs)
     src = Path(src)
     if plan is not None and plan.mapped and plan.has_errors(strict=strict):
         refuse_plan_errors(plan, strict)  # before the source is even opened

@@ -8,7 +8,10 @@ index it may replace is gone after it); :meth:`EarlierOutput.left_by` names, aft
 is left over, and :func:`remove_replaced` removes the shards the replaced index named.
 
 Only names an index gave are ever offered for removal, and only plain ``*.safetensors`` file names
-in the index's own folder that are not a file of the new output nor of the source.
+in the index's own folder that are not a file of the new output nor of the source, and only files
+that really were the replaced output's shards: a readable safetensors file whose header holds exactly
+the keys the replaced index mapped to it. Any other file the index named (a hand-written index may
+name anything) is listed in ``mismatched`` and never removed.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .atomic import _same_file
+from ..errors import CheckpointError
 from .convert import DEFAULT_NAME
+from .formats.safetensors_header import read_header
 from .formats.shards import shard_names
 
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -29,17 +34,19 @@ _MAX_INDEX_BYTES = 64 * 1024 * 1024  # an index this large is not one mapper-cor
 @dataclass(frozen=True)
 class Leftovers:
     """After a write: ``replaced`` are the shards the replaced index named and the new output does not
-    use (``--clean-stale`` removes them); ``beside`` are an earlier output's files in the other layout
-    (a single file beside a new index, or an index and its shards beside a new single file), never
-    removed; ``removed`` is what was removed."""
+    use (``--clean-stale`` removes them); ``mismatched`` are files that index named but that do not hold
+    exactly the keys it mapped to them (not its shards, so never removed); ``beside`` are an earlier
+    output's files in the other layout (a single file beside a new index, or an index and its shards
+    beside a new single file), never removed; ``removed`` is what was removed."""
 
     replaced: tuple[Path, ...] = ()
     beside: tuple[Path, ...] = ()
     removed: tuple[Path, ...] = ()
+    mismatched: tuple[Path, ...] = ()
 
     def to_dict(self) -> dict[str, list[str]]:
         return {"replaced": [str(p) for p in self.replaced], "beside": [str(p) for p in self.beside],
-                "removed": [str(p) for p in self.removed]}
+                "removed": [str(p) for p in self.removed], "mismatched": [str(p) for p in self.mismatched]}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class EarlierOutput:
     single: Path  # the single-file name (DST, a folder's model.safetensors, or an index's stem)
     index: Path  # the index name
     named: tuple[Path, ...]  # the shards the existing index named (plain names, its folder), in its order
+    keys: tuple[frozenset[str], ...] = ()  # the keys that index mapped to each of ``named``
 
     @classmethod
     def find(cls, dst: str | Path) -> "EarlierOutput | None":
@@ -63,7 +71,8 @@ class EarlierOutput:
             single, index = dst, shard_names(dst, 1)[1]
         else:
             return None
-        return cls(single, index, tuple(_named(index)))
+        named = _named(index)
+        return cls(single, index, tuple(named), tuple(named.values()))
 
     def left_by(self, written: Iterable[str | Path], sources: Sequence[Path] = ()) -> Leftovers:
         """What is left of the earlier output once ``written`` (the new output's files) is in place."""
@@ -74,7 +83,11 @@ class EarlierOutput:
                          and not any(_same_file(p, s) for s in sources))
 
         if os.path.abspath(self.index) in written:  # a sharded output: the index was written (over an earlier one, if any)
-            return Leftovers(replaced=stale(self.named), beside=stale([self.single]))
+            keys = dict(zip(self.named, self.keys))
+            left = stale(self.named)
+            shards = tuple(p for p in left if p in keys and _holds_exactly(p, keys[p]))
+            return Leftovers(replaced=shards, beside=stale([self.single]),
+                             mismatched=tuple(p for p in left if p not in shards))
         if os.path.abspath(self.single) in written and self.index.is_file():  # a single file beside an earlier index
             return Leftovers(beside=stale([self.index, *_named(self.index)]))
         return Leftovers()
@@ -89,19 +102,31 @@ def remove_replaced(leftovers: Leftovers) -> Leftovers:
         except FileNotFoundError:
             continue
         removed.append(path)
-    return Leftovers(replaced=(), beside=leftovers.beside, removed=tuple(removed))
+    return Leftovers(replaced=(), beside=leftovers.beside, removed=tuple(removed), mismatched=leftovers.mismatched)
 
 
-def _named(index: Path) -> list[Path]:
-    """The shard files an index names: plain ``*.safetensors`` names in its folder; none if unreadable."""
+def _named(index: Path) -> dict[Path, frozenset[str]]:
+    """The shard files an index names (plain ``*.safetensors`` names in its folder, in its order) and
+    the keys it maps to each; none if unreadable."""
     try:
         if not index.is_file() or index.stat().st_size > _MAX_INDEX_BYTES:
-            return []
+            return {}
         weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
     except (OSError, ValueError, AttributeError):
-        return []
+        return {}
     if not isinstance(weight_map, dict):
-        return []
-    names = dict.fromkeys(v for v in weight_map.values() if isinstance(v, str))
-    return [index.parent / n for n in names
-            if n == Path(n).name and n not in (".", "..") and n.lower().endswith(".safetensors")]
+        return {}
+    keys: dict[str, set[str]] = {}
+    for key, name in weight_map.items():
+        if isinstance(name, str):
+            keys.setdefault(name, set()).add(key)
+    return {index.parent / n: frozenset(k) for n, k in keys.items()
+            if n == Path(n).name and n not in (".", "..") and n.lower().endswith(".safetensors")}
+
+
+def _holds_exactly(path: Path, keys: frozenset[str]) -> bool:
+    """Whether ``path`` is a readable safetensors file whose header stores exactly ``keys``."""
+    try:
+        return set(read_header(path).specs) == keys
+    except (CheckpointError, OSError):
+        return False

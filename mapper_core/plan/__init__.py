@@ -5,7 +5,7 @@ alone; explain one key; render the text report. No torch, no file I/O.
     plan = make_plan(source_specs, ruleset, target_specs)
 """
 from .explain import Candidate, Explanation, explain
-from .make import make_plan
+from .entry import make_plan
 from .plan import (PASS_THROUGH, Collision, KindMismatch, Mapped, Mismatch, NonTensor, Plan, Skipped,
                    UnmatchedKey, UnusedRule)
 from .report import error_lines, render_text

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import pluggy
 
+from .. import arguments
 from ..io.formats.base import Format, Reader, choose_format
 from ..rules.ruleset import RuleSet
 from ..rules.transforms import LazyTransforms
@@ -46,6 +47,7 @@ def open_checkpoint(path: str | Path, format: str | None = None, *,
     ``options`` are reader options (``trust_pickle``, ``unwrap``, ``strip_prefix``); formats
     they do not concern ignore them. Use the result as a context manager.
     """
+    arguments.path(path, "open_checkpoint", "path")
     table = plugin_formats(plugin_manager) if formats is None else formats
     return choose_format(path, table, format).open(Path(path), **options)
 
@@ -56,6 +58,7 @@ def load_rules(spec: str | Path, *, plugin_manager: pluggy.PluginManager | None 
     ``transform:`` steps may name the plugins' transforms. Raises RulesError for an invalid
     file, BadInputError for an unknown or ambiguous name, PluginError when a plugin fails.
     """
+    arguments.path(spec, "load_rules", "spec", "a rules file's path or a plugin's rule set name")
     return resolve_rules(str(spec), plugin_manager or default_plugin_manager())
 
 

@@ -7,6 +7,7 @@ fails when contributions are collected (its values are left out, the others' sti
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import importlib.metadata
 import inspect
@@ -238,6 +239,15 @@ def resolve_rules(spec: str, pm: pluggy.PluginManager) -> RuleSet:
     transforms = LazyTransforms(lambda: contributions(pm).transforms)
     if Path(spec).exists():
         return load_rules(Path(spec), transforms=transforms)
+    if os.path.islink(spec):  # a link to nothing: named as such, not as an unknown rule set
+        try:
+            os.stat(spec)
+            loop = False
+        except OSError as exc:
+            loop = exc.errno == errno.ELOOP
+        raise BadInputError(f"rules '{spec}': is a symbolic link to {os.readlink(spec)}, which " + (
+            "leads back to itself (a loop of links)" if loop else "does not exist (a dangling link)")
+            + "; fix the link to point to the rules file")
     table = contributions(pm).rule_sets
     if ":" not in spec and len(table.candidates(spec)) > 1:
         table.resolve(spec, "Or pass a rules file path")  # raises, listing the candidates

@@ -5,7 +5,8 @@ rules file itself.
     from mapper_core.rules import load_rules
     ruleset = load_rules("to-fcn.yaml")
 """
-from .load import FORMATS, SUPPORTED_VERSION, load_rules, parse_rules
+from .entry import load_rules, parse_rules
+from .load import FORMATS, SUPPORTED_VERSION
 from .ruleset import FreezeGroup, ParamGroup, Rule, RuleSet, ScheduleStep, SkipPattern
 from .template import Template, TemplateError
 

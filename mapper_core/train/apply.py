@@ -12,15 +12,17 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from .. import arguments
 from ..errors import BadInputError, PlanError
 from ..io.tensor_ops import apply_chain
 from ..io.torch_dtypes import spec_of
-from ..plan.make import make_plan
+from ..plan.entry import make_plan
 from ..plan.tied_check import one_source
 from ..plan.plan import Plan
 from ..plan.report import first_error
 from ..rules.ruleset import ParamGroup, RuleSet
 from ..specs import TensorSpec
+from .checks import check_groups, check_module, check_plan, check_ruleset, check_source
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,20 @@ def plan_for_module(source_specs: Mapping[str, TensorSpec], ruleset: RuleSet, mo
     """The plan for loading ``source_specs`` into ``module``: shapes checked against its state
     dict, module kinds against its real module types, tied names filled through their tie (the
     plan to hand to :func:`apply_to_module`)."""
+    check_module(module, "plan_for_module")
     return make_plan(source_specs, ruleset, module_specs(module), source_origin=source_origin,
                      target_origin=type(module).__name__, unmatched=unmatched, non_tensor=non_tensor,
                      target_module_types=module_types(module), target_ties=module_ties(module))
 
 
 def _source_tensor(source: Any, key: str) -> torch.Tensor:
-    return source[key] if isinstance(source, Mapping) else source.get_tensor(key)
+    if not isinstance(source, Mapping):
+        return source.get_tensor(key)
+    try:
+        return source[key]
+    except KeyError:
+        raise BadInputError(f"the source state dict has no key '{key}', which the plan maps; pass the state dict "
+                            "(or the checkpoint's reader) whose specs the plan was made from") from None
 
 
 def _mapped_tensor(source: Any, m: Any) -> torch.Tensor:
@@ -82,8 +91,17 @@ def _mapped_tensor(source: Any, m: Any) -> torch.Tensor:
 def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
     """The target-keyed state dict the plan produces. ``source`` is a mapping or a Reader.
 
-    Raises PlanError when the plan has errors (collisions, mismatches under ``error``).
+    Nothing is copied: a key whose rule has no transform (or only steps that make views, such as
+    ``reshape`` of a contiguous tensor) is the source's own tensor, so changing it in place changes
+    ``source`` too; ``{k: v.clone() for k, v in result.items()}`` when that matters. (A Reader's
+    tensors are read afresh; :func:`apply_to_module` always copies into the module's own tensors.)
+
+    Raises PlanError when the plan has errors (collisions, mismatches under ``error``),
+    ArgumentTypeError for a ``plan`` or ``source`` of the wrong kind, BadInputError for a key the
+    plan maps that the source lacks.
     """
+    check_plan(plan, "apply_to_state_dict")
+    check_source(source, "apply_to_state_dict")
     _refuse_errors(plan)
     return {m.target: _mapped_tensor(source, m) for m in plan.loadable}
 
@@ -99,6 +117,9 @@ def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
     A name tied to a loaded one (one tensor under two names) is filled through the tie: it is in
     ``tied``, not ``missing``, whether or not the plan knew of the tie.
     """
+    check_plan(plan, "apply_to_module")
+    check_module(module, "apply_to_module")
+    check_source(source, "apply_to_module")
     _refuse_errors(plan)
     state = module.state_dict(keep_vars=True)
     _refuse_tied_conflicts(plan, state, source)
@@ -205,7 +226,11 @@ def parameter_names(module: nn.Module) -> dict[str, list[str]]:
 
 def frozen_names(module: nn.Module, ruleset: RuleSet, groups: Iterable[str] | None = None) -> list[str]:
     """Parameter names (as ``named_parameters()`` gives them) in the named freeze groups (all groups
-    when ``groups`` is None); a tied parameter is in a group when any of its names is."""
+    when ``groups`` is None; one name as a str is one group); a tied parameter is in a group when any
+    of its names is."""
+    check_module(module, "frozen_names")
+    check_ruleset(ruleset, "frozen_names")
+    groups = check_groups(groups, "frozen_names")
     chosen = ruleset.freeze if groups is None else tuple(_group(ruleset, g) for g in groups)
     names = parameter_names(module)
     # a parameterless norm layer is frozen by its buffers' names, so those count as matches too
@@ -242,6 +267,7 @@ def _group(ruleset: RuleSet, name: str):
 def set_frozen(module: nn.Module, ruleset: RuleSet, groups: Iterable[str] | None = None,
                frozen: bool = True) -> list[str]:
     """Freeze (or unfreeze) the parameters of the named freeze groups; returns their names."""
+    groups = check_groups(groups, "set_frozen")
     names = set(frozen_names(module, ruleset, groups))
     for n, p in module.named_parameters():
         if n in names:
@@ -257,6 +283,10 @@ def param_groups(module: nn.Module, ruleset: RuleSet, *, trainable_only: bool = 
     group named ``rest`` with the optimizer's defaults, so no parameter is silently left out.
     ``overrides`` replaces options per group name (e.g. ``{"new_layers": {"lr": 3e-4}}``).
     """
+    check_module(module, "param_groups")
+    check_ruleset(ruleset, "param_groups")
+    if overrides is not None:
+        arguments.mapping(overrides, "param_groups", "overrides", "None or a mapping of group name → options")
     overrides = overrides or {}
     unknown = set(overrides) - {g.name for g in ruleset.param_groups}
     if unknown:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
 from .apply import frozen_names
+from .checks import check_groups, check_module, check_ruleset
 from ..rules.ruleset import RuleSet
 
 if TYPE_CHECKING:
@@ -104,9 +105,11 @@ def freeze(module: "nn.Module", ruleset: RuleSet, groups: Iterable[str] | None =
     """Freeze the named groups (all when None): ``requires_grad = False`` and norm statistics.
 
     Returns the parameters whose ``requires_grad`` changed and the norm layers newly frozen.
-    Raises BadInputError for an unknown group name.
+    ``groups``: names, or one name as a str. Raises BadInputError for an unknown group name.
     """
-    groups = None if groups is None else list(groups)
+    check_module(module, "freeze")
+    check_ruleset(ruleset, "freeze")
+    groups = check_groups(groups, "freeze")
     names = set(frozen_names(module, ruleset, groups))
     changed = []
     for n, p in module.named_parameters():
@@ -123,7 +126,9 @@ def unfreeze(module: "nn.Module", ruleset: RuleSet, groups: Iterable[str] | None
 
     A parameter in two groups becomes trainable when either is unfrozen.
     """
-    groups = None if groups is None else list(groups)
+    check_module(module, "unfreeze")
+    check_ruleset(ruleset, "unfreeze")
+    groups = check_groups(groups, "unfreeze")
     names = set(frozen_names(module, ruleset, groups))
     changed = []
     for n, p in module.named_parameters():

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ... import arguments
 from .base import Format, Reader, choose_format
 from .safetensors_format import SUFFIXES as _ST_SUFFIXES
 from .safetensors_format import open_safetensors, sniff_safetensors
@@ -64,7 +65,8 @@ def builtin_formats() -> list[Format]:
         Format("torch", _TORCH_SUFFIXES, _lazy("open_torch"), _sniff_torch,
                "torch.save pickles, zip or legacy, single file or sharded (*.bin.index.json); loaded with weights_only=True", dict(TORCH_OPTIONS)),
         Format("dcp", _DCP_SUFFIXES, _lazy("open_dcp"), _sniff_dcp,
-               "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code"),
+               "torch.distributed.checkpoint folder (.metadata + *.distcp); metadata read without running code",
+               {"allow_outside_shards": "let .metadata name data files whose real path is outside the folder"}),
         Format("spec-json", _SPEC_SUFFIXES, open_spec_json, sniff_spec_json,
                "JSON of key → {dtype, shape}; headers only, no tensor data"),
     ]
@@ -74,6 +76,7 @@ def open_checkpoint(path: str | Path, format: str | None = None,
                     formats: Sequence[Format] | None = None, **options: Any) -> Reader:
     """Open ``path`` with the named format, else the detected one (built-in formats unless ``formats=``;
     ``mapper_core.plugins.open_checkpoint`` also sees the plugins' formats)."""
+    arguments.path(path, "open_checkpoint", "path")
     fmt = choose_format(path, builtin_formats() if formats is None else formats, format)
     return fmt.open(Path(path), **options)
 

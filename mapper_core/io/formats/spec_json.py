@@ -4,10 +4,14 @@ Either ``{"tensors": {key: {"dtype": "F32", "shape": [..]}}, "metadata": {..}}``
 ``{key: {"dtype": ..., "shape": ...}}``. Dtypes use the safetensors names (``F32``, ``BF16``);
 torch spellings (``float32``, ``torch.bfloat16``) are accepted too. Useful as a planning
 target when only a model's shapes are known; ``get_tensor`` always refuses.
+
+As in a safetensors header, a key written twice (the file is ambiguous) and a shape whose values or
+bytes do not fit 64 bits (no checkpoint can hold it) are refused.
 """
 from __future__ import annotations
 
 import json
+from math import prod
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,31 @@ TORCH_NAMES = {
     "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
 }
 MAX_PROBLEMS = 20
+_U64 = 2**64 - 1
+
+
+class _KeyTwice(Exception):
+    """Raised from the JSON parser on an object with a key written twice."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_key_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _KeyTwice(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return out
+
+
+def _line_of_second(text: str, key: str) -> str:
+    """`` (line N)``: where ``key`` (as JSON writes it) appears the second time in ``text``, if found."""
+    quoted = json.dumps(key, ensure_ascii=False)
+    first = text.find(quoted)
+    second = text.find(quoted, first + len(quoted)) if first >= 0 else -1
+    return f" (line {text.count(chr(10), 0, second) + 1})" if second >= 0 else ""
 
 
 def _dtype_name(value: Any) -> str | None:
@@ -77,6 +106,12 @@ def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], d
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             problems.append(f"tensor '{key}': shape must be a list of non-negative integers, got {json.dumps(shape)}")
             continue
+        values = prod(shape)
+        if values > _U64 or (dtype is not None and values * DTYPE_BITS[dtype] > 8 * _U64):
+            what = "values" if values > _U64 else "bytes"
+            problems.append(f"tensor '{key}': shape {json.dumps(shape)[:200]} has more {what} than fit 64 bits; no "
+                            "checkpoint can hold it (a typo in the shape?)")
+            continue
         if dtype is not None:
             specs[key] = TensorSpec(dtype, tuple(shape))
     if problems:
@@ -95,7 +130,12 @@ class SpecJsonReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            text = self.path.read_text(encoding="utf-8")
+            doc = json.loads(text, object_pairs_hook=_no_key_twice)
+        except _KeyTwice as twice:
+            raise CheckpointError(f"{self.path}: key {json.dumps(twice.key)[:200]} appears twice"
+                                  f"{_line_of_second(text, twice.key)}; the file is ambiguous (refused on purpose): "
+                                  "keep one of them") from None
         except OSError as exc:
             raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         except ValueError as exc:

@@ -184,5 +184,5 @@ def test_permutation_and_its_inverse():
 
 def test_a_damaged_file_is_a_checkpoint_error(tmp_path):
     (tmp_path / "bad.gguf").write_bytes(b"GGUF" + b"\xff" * 40)
-    with pytest.raises(CheckpointError, match="not a readable GGUF file"):
+    with pytest.raises(CheckpointError, match="GGUF version 4294967295 is not one gguf .* reads"):
         GgufReader(tmp_path / "bad.gguf")

@@ -79,16 +79,16 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
         if entry.key == "location":
             entry.value = "../../etc/passwd"
     onnx.save(model, str(path))
-    with OnnxReader(path) as reader, pytest.raises(CheckpointError, match="not a file inside the model's folder"):
-        reader.get_tensor("w")
+    with pytest.raises(CheckpointError, match="not a file inside the model's folder"):  # on opening, not reading
+        OnnxReader(path)
 
 
 def test_truncated_external_data_is_refused(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(tiny_model({"w": ARRAYS["w"]}), str(path), save_as_external_data=True, location="m.data", size_threshold=0)
     (tmp_path / "m.data").write_bytes(b"\0" * 10)
-    with OnnxReader(path) as reader, pytest.raises(CheckpointError, match="past its end"):
-        reader.get_tensor("w")
+    with pytest.raises(CheckpointError, match="past its end"):
+        OnnxReader(path)
 
 
 def test_not_onnx_is_a_checkpoint_error(tmp_path):
@@ -142,3 +142,51 @@ def test_folded_constants_are_skipped_by_the_rule_set(tmp_path, capsys):
     converted = load_file(out)
     assert sorted(converted) == ["3.bias", "3.weight"]  # the Linear's; the fused conv has no torch name
     assert torch.equal(converted["3.weight"], module.state_dict()["3.weight"])
+
+
+def external_model(tmp_path, **entries: str):
+    """m.onnx with 'w' in external data m.data, its external_data entries then overwritten."""
+    path = tmp_path / "m.onnx"
+    onnx.save(tiny_model({"w": ARRAYS["w"]}), str(path), save_as_external_data=True, location="m.data", size_threshold=0)
+    model = onnx.load(str(path), load_external_data=False)
+    init = model.graph.initializer[0]
+    info = {e.key: e.value for e in init.external_data} | entries
+    del init.external_data[:]
+    for key, value in info.items():
+        init.external_data.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("entries, said", [
+    ({"location": "m.data\0../x"}, "holds a NUL character"),
+    ({"location": "../m.data"}, "is not a file inside the model's folder"),
+    ({"location": "."}, "is not a file inside the model's folder"),
+    ({"location": "gone.data"}, "'gone.data' is not a regular file"),
+    ({"length": "0x30"}, "offset/length are not decimal integers: offset '0', length '0x30'"),
+    ({"length": "-48"}, "gives -48 bytes at offset 0, but F32 [3, 4] needs 48"),
+    ({"offset": str(2**62)}, "bytes 4611686018427387904..4611686018427387952 are past its end"),
+])
+def test_external_data_is_checked_by_inspect_and_plan_too(tmp_path, capsys, entries, said):
+    path = external_model(tmp_path, **entries)
+    rules = tmp_path / "same.yaml"
+    rules.write_text("version: 1\nrules:\n  - match: '(.+)'\n    target: '{1}'\n")
+    for command in (["inspect", str(path)], ["plan", str(path), "--rules", str(rules)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith(f"mapper: error: {path}: initializer 'w': ") and said in err, err
+
+
+def test_typed_values_that_do_not_fit_the_dims_are_a_damaged_model(tmp_path, capsys):
+    model = tiny_model({})
+    t = helper.make_tensor("w", TensorProto.FLOAT, [2], [1.0, 2.0])
+    t.dims[:] = [4]  # as a damaged file has it: make_tensor itself refuses the mismatch
+    model.graph.initializer.append(t)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(CheckpointError, match=r"initializer 'w' has 2 float_data values but F32 \[4\] needs 4; the "
+                                              "model is damaged"):
+        OnnxReader(path)
+    assert main(["convert", str(path), str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "initializer 'w' has 2 float_data values" in err and "plugin" not in err and "ValueError" not in err

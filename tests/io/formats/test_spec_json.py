@@ -87,3 +87,27 @@ def test_sniffing_tells_spec_files_from_shard_indexes(tmp_path):
     assert sniff_spec_json(spec) and not sniff_spec_json(index)
     assert choose_format(spec, builtin_formats()).name == "spec-json"
     assert choose_format(index, builtin_formats()).name == "safetensors"
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ('{"tensors": {\n"a.w": {"dtype": "F32", "shape": [1]},\n"a.w": {"dtype": "F32", "shape": [2]}}}', "a.w", 3),
+    ('{"a": {"dtype": "F32", "shape": [1], "shape": [2]}}', "shape", 1),  # inside an entry
+    ('{"tensors": {}, "metadata": {"m": "1", "m": "2"}}', "m", 1),
+])
+def test_a_key_written_twice_is_refused(tmp_path, text, key, line):
+    """Every other reader refuses it; a spec used as --target would check against whichever came last."""
+    path = write(tmp_path, text)
+    with pytest.raises(CheckpointError) as caught:
+        open_checkpoint(path)
+    assert str(caught.value) == (f'{path}: key "{key}" appears twice (line {line}); the file is ambiguous (refused '
+                                 "on purpose): keep one of them")
+
+
+@pytest.mark.parametrize("shape, dtype, what", [([2**62, 2**62], "F32", "values"), ([2**64], "U8", "values"),
+                                                ([2**62], "F32", "bytes")])
+def test_a_shape_past_64_bits_is_refused(tmp_path, shape, dtype, what):
+    path = write(tmp_path, {"w": {"dtype": dtype, "shape": shape}, "ok": {"dtype": "F32", "shape": [2**61 - 1]}})
+    with pytest.raises(CheckpointError) as caught:
+        open_checkpoint(path)
+    assert f"1 problem in spec file:\n  tensor 'w': shape {json.dumps(shape)} has more {what} than fit 64 bits" \
+           in str(caught.value)

@@ -18,7 +18,7 @@ MAGIC = b"GGUF"
 def _open(path: Path, **options: Any):
     from .reader import GgufReader  # gguf and numpy on first use
 
-    return GgufReader(path)
+    return GgufReader(path, allow_expansion=bool(options.get("allow_expansion")))
 
 
 def _sniff(path: Path) -> bool:
@@ -44,7 +44,9 @@ def _unpermute(tensor, head_dim: int = 128):
 @hookimpl
 def mapper_formats() -> list[Format]:
     return [Format("gguf", (".gguf",), open=_open, sniff=_sniff,
-                   description="GGUF (llama.cpp), memory-mapped; quantized tensors dequantized to F32")]
+                   description="GGUF (llama.cpp), memory-mapped; quantized tensors dequantized to F32",
+                   options={"allow_expansion": "read a header whose tensor infos and metadata keys would take more "
+                                               "memory than max(256 MiB, 4x the file's size)"})]
 
 
 @hookimpl

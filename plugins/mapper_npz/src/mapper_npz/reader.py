@@ -9,6 +9,7 @@ with the reader open (``--workers``) each read on their own.
 """
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -48,6 +49,15 @@ def _read_into(f: Any, buffer: bytearray) -> int:
         view[got:got + len(piece)] = piece
         got += len(piece)
     return got
+
+
+def _header_problem(exc: Exception) -> str:
+    """numpy's reason, without the repr of Python's syntax tree it sometimes carries."""
+    text = str(exc)
+    if text.startswith("malformed node or string"):  # ast.literal_eval met a call, a name, an operator...
+        return ("the header is not the dict of plain values numpy writes (it holds an expression, such as a "
+                "call; nothing in it was run)")
+    return text
 
 
 def sniff_npz(path: Path) -> bool:
@@ -106,25 +116,28 @@ class NpzReader(ReaderBase):
             else:
                 raise ValueError(f"unsupported .npy version {version}")
         except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-            raise CheckpointError(f"{where}: damaged .npy header: {exc}") from None
+            raise CheckpointError(f"{where}: damaged .npy header: {_header_problem(exc)}") from None
+        if any(n < 0 for n in shape):
+            raise CheckpointError(f"{where}: the header gives the shape {list(shape)}, with a negative dimension; "
+                                  "the archive is damaged")
         if dtype.hasobject:
             raise CheckpointError(f"{where} holds Python objects (dtype {dtype}), which only pickle can load; "
                                   "mapper-npz never unpickles. Save plain numeric arrays")
         if dtype_name(dtype) is None:
             raise CheckpointError(f"{where} has dtype {dtype}, which safetensors cannot hold; cast it to a "
                                   "numeric type (e.g. float32) before saving")
-        numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        need = math.prod(shape) * dtype.itemsize  # Python ints: no int64 overflow
         data = self._members[key].file_size - f.tell()
-        if numel * dtype.itemsize != data:
-            raise CheckpointError(f"{where}: the header says {list(shape)} of {dtype} ({numel * dtype.itemsize} bytes) "
-                                  f"but the member holds {data} bytes of data; the archive is damaged")
+        if need != data:
+            raise CheckpointError(f"{where}: the header says {list(shape)} of {dtype} ({need:,} bytes) "
+                                  f"but the member holds {data:,} bytes of data; the archive is damaged")
         return tuple(int(n) for n in shape), bool(fortran), dtype
 
     def specs(self) -> dict[str, TensorSpec]:
         if self._specs is None:
             specs = {}
             for key in self._members:
-                with self._zip.open(self._members[key]) as f:  # only the header is read (and inflated)
+                with self._open(key) as f:  # only the header is read (and inflated)
                     shape, _, dtype = self._header(key, f)
                 specs[key] = TensorSpec(dtype_name(dtype), shape)  # type: ignore[arg-type]
             self._specs = specs
@@ -134,9 +147,9 @@ class NpzReader(ReaderBase):
         if key not in self._members:
             raise CheckpointError(f"{self.path}: no array '{key}' in this archive")
         self._charge(key)
-        with self._zip.open(self._members[key]) as f:
+        with self._open(key) as f:
             shape, fortran, dtype = self._header(key, f)
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            count = math.prod(shape)
             buffer = bytearray(count * dtype.itemsize)  # writable: torch.from_numpy takes it without a copy
             try:
                 got = _read_into(f, buffer)
@@ -150,6 +163,14 @@ class NpzReader(ReaderBase):
         if fortran or native != dtype:
             return np.array(array, dtype=native, order="C")
         return array
+
+    def _open(self, key: str) -> Any:
+        """The member's stream; zipfile checks its local header against the directory entry."""
+        try:
+            return self._zip.open(self._members[key])
+        except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, zlib.error) as exc:
+            raise CheckpointError(f"{self.path}: array '{key}' cannot be read: the zip archive is damaged "
+                                  f"({exc}); save the arrays again") from None
 
     def _charge(self, key: str) -> None:
         """Charge what the member declares past the bytes the file can hold for it (a compressed

@@ -34,6 +34,11 @@ DTYPES: dict[int, str] = {
     TensorProto.UINT8: "U8", TensorProto.UINT16: "U16", TensorProto.UINT32: "U32", TensorProto.UINT64: "U64",
     TensorProto.BOOL: "BOOL",
 }
+# where a tensor without raw_data keeps its values (onnx.proto); every other type uses int32_data
+TYPED_FIELDS: dict[int, str] = {
+    TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data", TensorProto.INT64: "int64_data",
+    TensorProto.UINT32: "uint64_data", TensorProto.UINT64: "uint64_data",
+}
 
 
 class OnnxReader(ReaderBase):
@@ -52,6 +57,8 @@ class OnnxReader(ReaderBase):
                 raise CheckpointError(f"{self.path}: two initializers are named '{t.name}'; the model is invalid")
             self._tensors[t.name] = t
         self._specs = {name: self._spec(t) for name, t in self._tensors.items()}
+        self._ranges = {name: self._external_range(t, self._specs[name]) for name, t in self._tensors.items()
+                        if t.data_location == TensorProto.EXTERNAL}
         self._copies = identity_copies(self.model.graph, set(self._tensors))
         self._specs.update({name: self._specs[source] for name, source in self._copies.items()})
         note = folding_note(self.path, self.model, list(self._specs))
@@ -67,9 +74,18 @@ class OnnxReader(ReaderBase):
         spec = TensorSpec(name, tuple(int(d) for d in t.dims))
         if any(d < 0 for d in spec.shape):
             raise CheckpointError(f"{self.path}: initializer '{t.name}' has negative dims {list(t.dims)}")
-        if t.data_location != TensorProto.EXTERNAL and t.HasField("raw_data") and len(t.raw_data) != spec.nbytes:
-            raise CheckpointError(f"{self.path}: initializer '{t.name}' holds {len(t.raw_data)} bytes but "
-                                  f"{spec.dtype} {list(spec.shape)} needs {spec.nbytes}; the model is damaged")
+        if t.data_location == TensorProto.EXTERNAL:
+            return spec
+        if t.HasField("raw_data"):
+            if len(t.raw_data) != spec.nbytes:
+                raise CheckpointError(f"{self.path}: initializer '{t.name}' holds {len(t.raw_data)} bytes but "
+                                      f"{spec.dtype} {list(spec.shape)} needs {spec.nbytes}; the model is damaged")
+            return spec
+        field = TYPED_FIELDS.get(t.data_type, "int32_data")
+        count, numel = len(getattr(t, field)), spec.numel
+        if count != numel:
+            raise CheckpointError(f"{self.path}: initializer '{t.name}' has {count} {field} values but "
+                                  f"{spec.dtype} {list(spec.shape)} needs {numel}; the model is damaged")
         return spec
 
     def specs(self) -> dict[str, TensorSpec]:
@@ -96,11 +112,15 @@ class OnnxReader(ReaderBase):
         spec = self._specs[key]
         dtype = NAME_TO_TORCH[spec.dtype]
         if t.data_location == TensorProto.EXTERNAL:
-            data = self._external(t, spec)
+            data = self._external(t)
         elif t.HasField("raw_data"):
             data = bytearray(t.raw_data)
         else:  # typed fields (float_data, int32_data, ...): numpy_helper knows their packing
-            array = numpy_helper.to_array(t)
+            try:
+                array = numpy_helper.to_array(t)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise CheckpointError(f"{self.path}: initializer '{key}' cannot be read from its typed values "
+                                      f"({exc}); the model is damaged") from None
             if spec.dtype in ("BF16", "F8_E4M3", "F8_E5M2"):  # ml_dtypes arrays: reinterpret the bits
                 array = array.view(np.uint16 if spec.dtype == "BF16" else np.uint8)
             data = bytearray(np.ascontiguousarray(array).tobytes())
@@ -108,11 +128,17 @@ class OnnxReader(ReaderBase):
             return torch.empty(spec.shape, dtype=dtype)
         return torch.frombuffer(data, dtype=dtype).reshape(spec.shape)
 
-    def _external(self, t: TensorProto, spec: TensorSpec) -> bytearray:
+    def _external_range(self, t: TensorProto, spec: TensorSpec) -> tuple[Path, int, int]:
+        """Where an external initializer's bytes are: (file, offset, length), checked when the model is
+        opened (so inspect and plan refuse what convert would): a regular file inside the model's
+        folder, the range inside it and exactly as long as the tensor."""
         info = {e.key: e.value for e in t.external_data}
         where = f"{self.path}: initializer '{t.name}'"
         location = info.get("location", "")
         base = self.path.resolve().parent
+        if "\0" in location:
+            raise CheckpointError(f"{where}: external data location {location!r} holds a NUL character; the model is "
+                                  "damaged (refused)")
         target = (base / location).resolve()
         if not location or os.path.isabs(location) or base not in target.parents:
             raise CheckpointError(f"{where}: external data location {location!r} is not a file inside the model's "
@@ -121,23 +147,36 @@ class OnnxReader(ReaderBase):
             offset = int(info.get("offset", 0))
             length = int(info["length"]) if "length" in info else spec.nbytes
         except ValueError:
-            raise CheckpointError(f"{where}: external data offset/length are not integers: {info}") from None
+            raise CheckpointError(f"{where}: external data offset/length are not decimal integers: "
+                                  f"offset {info.get('offset')!r}, length {info.get('length')!r}; the model is "
+                                  "damaged") from None
         if length != spec.nbytes or offset < 0:
             raise CheckpointError(f"{where}: external data gives {length} bytes at offset {offset}, but "
-                                  f"{spec.dtype} {list(spec.shape)} needs {spec.nbytes}")
+                                  f"{spec.dtype} {list(spec.shape)} needs {spec.nbytes}; the model is damaged")
         try:
+            if not target.is_file():
+                raise CheckpointError(f"{where}: external data {location!r} is not a regular file ({target}); the "
+                                      "model's data files are missing or damaged")
             size = target.stat().st_size
-            if offset + length > size:
-                raise CheckpointError(f"{where}: external data {location} is {size} bytes; bytes "
-                                      f"{offset}..{offset + length} are past its end")
+        except OSError as exc:
+            raise CheckpointError(f"{where}: cannot read external data {target}: {exc.strerror or exc}") from None
+        if offset + length > size:
+            raise CheckpointError(f"{where}: external data {location} is {size} bytes; bytes "
+                                  f"{offset}..{offset + length} are past its end; the data file is truncated or "
+                                  "belongs to another model")
+        return target, offset, length
+
+    def _external(self, t: TensorProto) -> bytearray:
+        target, offset, length = self._ranges[t.name]
+        try:
             with open(target, "rb") as f:
                 f.seek(offset)
                 data = bytearray(length)
                 got = f.readinto(data)
         except OSError as exc:
-            raise CheckpointError(f"{where}: cannot read external data {target}: {exc.strerror or exc}") from None
+            raise CheckpointError(f"{self.path}: initializer '{t.name}': cannot read external data {target}: "
+                                  f"{exc.strerror or exc}") from None
         if got != length:
-            raise CheckpointError(f"{where}: external data {location} ended early")
+            raise CheckpointError(f"{self.path}: initializer '{t.name}': external data {target.name} ended early "
+                                  f"({got} of {length} bytes); was it changed while open?")
         return data
-
-
