@@ -89,6 +89,8 @@ def run(args: argparse.Namespace, ctx) -> int:
         ctx.warn(order_warning(result.pairing.order_only))
     if result.pairing.weak_names:
         ctx.warn(weak_warning(result.pairing.weak_names))
+    for line in result.pairing.limited:  # too many alike to compare every pair: the result may miss some
+        ctx.warn(f"suggest: {line}")
     return 0
 
 

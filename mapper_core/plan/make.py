@@ -151,9 +151,12 @@ def make_plan(
             tied = tied_partners(empty, filled, target_ties)
             through_tie = {k for k, _ in tied}
             empty = [k for k in empty if k not in through_tie]
-        new = [p.pattern.fullmatch for p in ruleset.new]
-        expected = tuple(k for k in empty if any(f(k) for f in new))
-        uninitialized = tuple(k for k in empty if not any(f(k) for f in new))
+        # through the prefix index, as the rules: `mapper suggest` writes a `new:` pattern per module
+        new = [full_matcher(p.pattern) for p in ruleset.new]
+        declared = Matcher([p.pattern for p in ruleset.new]).cached_candidates
+        is_new = {k: any(new[i](k) for i in declared(k)) for k in empty}
+        expected = tuple(k for k in empty if is_new[k])
+        uninitialized = tuple(k for k in empty if not is_new[k])
 
     return Plan(
         rules_name=ruleset.name,

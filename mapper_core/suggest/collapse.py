@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from ..rules.positions import MAX_PATTERN_CHARS
 from .fit import Steps
 from .pairing import Pair
 
@@ -50,12 +51,13 @@ def collapse(pairs: Sequence[Pair], source_keys: Iterable[str], literal: frozens
         first_of_link.setdefault(p.link, i)
     ordered = sorted(groups.items(), key=lambda kv: (first_of_link[kv[1][0].link], not kv[1][0].steps,
                                                      place[kv[1][0].source]))
-    remaining = [k for k in source_keys]
+    remaining = dict.fromkeys(source_keys)  # in key order; a dict, so taking keys out costs what they are
     rules: list[Rule] = []
     for key, members in ordered:
         found = _exact_rules(members, remaining, by_member=key[0] != "literal" and key[3])
-        taken = {p.source for r in found for p in r.pairs}
-        remaining = [k for k in remaining if k not in taken]
+        for r in found:
+            for p in r.pairs:
+                remaining.pop(p.source, None)
         rules.extend(found)
     return rules  # in the order each was checked in: a later rule may rely on an earlier one
 
@@ -64,7 +66,7 @@ def _skeleton(parts: Sequence[str]) -> tuple:
     return tuple(None if p.isdigit() else p for p in parts)
 
 
-def _exact_rules(pairs: list[Pair], remaining: list[str], by_member: bool) -> list[Rule]:
+def _exact_rules(pairs: list[Pair], remaining: Iterable[str], by_member: bool) -> list[Rule]:
     """One rule for ``pairs`` if one fits exactly; else one per member; else one per key."""
     attempts = [[pairs]]
     if by_member:
@@ -89,7 +91,7 @@ def _literal(p: Pair) -> Rule:
     return Rule(re.escape(p.source), p.target.replace("{", "{{").replace("}", "}}"), p.steps, (), (p,))
 
 
-def _rule(pairs: list[Pair], remaining: list[str], merged_member: bool) -> Rule | None:
+def _rule(pairs: list[Pair], remaining: Iterable[str], merged_member: bool) -> Rule | None:
     """The rule for pairs of one skeleton, trying ``(\\d+)`` then listed numbers; None when no
     rule takes exactly these keys."""
     if len(pairs) == 1:
@@ -112,6 +114,8 @@ def _rule(pairs: list[Pair], remaining: list[str], merged_member: bool) -> Rule 
         if built is None:
             return None
         pattern, target, tables = built
+        if len(pattern) > MAX_PATTERN_CHARS:  # thousands of listed numbers: a rules file refuses it
+            return None
         compiled = re.compile(pattern)
         if {k for k in remaining if compiled.fullmatch(k)} == wanted:
             return Rule(pattern, target, pairs[0].steps, tables, tuple(pairs))

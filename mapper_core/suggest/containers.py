@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..specs import format_shape
 from .align import Alignment, align
+from .fit import FEW, PAIR_LIMIT, fit_key
 from .structure import Container, Structure, name_similarity, trigrams
 
 _TIE = 1e-9
@@ -66,11 +67,27 @@ def container_candidates(src: Structure, tgt: Structure):
     grams_t = [trigrams(c.path) for c in tgt.containers]
     index_s = [c.indices for c in src.containers]
     index_t = [c.indices for c in tgt.containers]
-    accepted, refused, closest, tied, tied_pairs = [], {}, {}, {}, []
+    accepted, refused, closest, tied, tied_pairs, limited = [], {}, {}, {}, [], []
+    # structure → the target structures with a child of the same fit key: the others have no child
+    # that fits, so aligning with them finds nothing (and many distinct siblings would cost n × m)
+    near_t: dict[frozenset, set[int]] = {}
+    for tid, targets in by_id_t.items():
+        for m in tgt.containers[targets[0]].children:
+            near_t.setdefault(fit_key(m), set()).add(tid)
+    near = {sid: sorted({tid for m in src.containers[sources[0]].children for tid in near_t.get(fit_key(m), ())})
+            for sid, sources in by_id_s.items()}
+    if sum(map(len, near.values())) > PAIR_LIMIT:
+        near, unaligned = _near_structures(near, by_id_s, by_id_t, src, tgt)
+        limited.append(f"{len(by_id_s):,} and {len(by_id_t):,} kinds of containers: {unaligned:,} pairs of them not "
+                       f"aligned (over {PAIR_LIMIT:,}); only those with the same path or numbers in it were")
     for sid, sources in by_id_s.items():
         first = src.containers[sources[0]]
-        for tid, targets in by_id_t.items():
+        for tid in near[sid]:
+            targets = by_id_t[tid]
             al = align(first, tgt.containers[targets[0]], src.ordered and tgt.ordered)
+            if al.limited:
+                limited.append(f"the modules of {shown_path(first.path)} and "
+                               f"{shown_path(tgt.containers[targets[0]].path)}: {al.limited}")
             if not al.matches:
                 if al.ambiguous:  # they fit, in more than one way: not "nothing fits"
                     if _all_tie(al, first, tgt.containers[targets[0]]):
@@ -86,24 +103,65 @@ def container_candidates(src: Structure, tgt: Structure):
             n = len(al.matches)
             coverage = n / max(len(first.children), len(tgt.containers[targets[0]].children))
             exact = sum(f.exact for _, _, f in al.matches) / n
-            for a in sources:
-                s = src.containers[a]
-                for b in targets:
-                    t = tgt.containers[b]
-                    if not al.accepted:
-                        _refusal(s, t, al, coverage, closest, refused)
-                        continue
-                    name = name_similarity(grams_s[a], grams_t[b])
-                    same_idx = bool(index_s[a]) and index_s[a] == index_t[b]
-                    in_order = rank_s[a] == rank_t[b]
-                    numbered = numbered_s[a] is not None and numbered_s[a] == numbered_t[b]
-                    accepted.append({"s": s, "t": t, "alignment": al, "coverage": coverage, "exact": exact,
-                                     "name_sim": name, "same_idx": same_idx, "in_order": in_order,
-                                     "numbered": numbered,
-                                     "strong": 2 * coverage + 0.5 * exact + name + 0.5 * same_idx + _ORDER * in_order,
-                                     "name": max(name, float(same_idx or in_order))})
+            pairs, unscored = _scored(sources, targets, src, tgt, index_s, index_t, rank_s, rank_t)
+            if unscored:
+                limited.append(f"{len(sources):,} containers like {shown_path(first.path)} and {len(targets):,} like "
+                               f"{shown_path(tgt.containers[targets[0]].path)}: {unscored:,} pairs not scored (over "
+                               f"{PAIR_LIMIT:,}); only those with the same path, numbers in it or place were")
+            for a, b in pairs:
+                s, t = src.containers[a], tgt.containers[b]
+                if not al.accepted:
+                    _refusal(s, t, al, coverage, closest, refused)
+                    continue
+                name = name_similarity(grams_s[a], grams_t[b])
+                same_idx = bool(index_s[a]) and index_s[a] == index_t[b]
+                in_order = rank_s[a] == rank_t[b]
+                numbered = numbered_s[a] is not None and numbered_s[a] == numbered_t[b]
+                accepted.append({"s": s, "t": t, "alignment": al, "coverage": coverage, "exact": exact,
+                                 "name_sim": name, "same_idx": same_idx, "in_order": in_order,
+                                 "numbered": numbered,
+                                 "strong": 2 * coverage + 0.5 * exact + name + 0.5 * same_idx + _ORDER * in_order,
+                                 "name": max(name, float(same_idx or in_order))})
     accepted.extend(_tied_layers(tied_pairs, accepted, src, tgt, tied, grams_s, grams_t, rank_s, rank_t))
-    return accepted, refused, {k: tuple(v) for k, v in tied.items()}
+    return accepted, refused, {k: tuple(v) for k, v in tied.items()}, tuple(limited)
+
+
+def _near_structures(near, by_id_s, by_id_t, src: Structure, tgt: Structure):
+    """Of ``near`` (source structure → target structures with a like child), past :data:`PAIR_LIMIT`
+    pairs in all: those whose first containers share the path or the numbers in it; and how many
+    were left out."""
+    def tags(c: Container):
+        return (("path", c.path), *((("numbers", c.indices),) if c.indices else ()))
+    by_tag: dict[tuple, list[int]] = {}
+    for tid, targets in by_id_t.items():
+        for tag in tags(tgt.containers[targets[0]]):
+            by_tag.setdefault(tag, []).append(tid)
+    kept = {}
+    for sid, tids in near.items():
+        allowed = set(tids)
+        kept[sid] = sorted({tid for tag in tags(src.containers[by_id_s[sid][0]])
+                            for tid in by_tag.get(tag, ())[:FEW] if tid in allowed})
+    return kept, sum(map(len, near.values())) - sum(map(len, kept.values()))
+
+
+def _scored(sources, targets, src: Structure, tgt: Structure, index_s, index_t, rank_s, rank_t):
+    """The container pairs of one structure pair to score, in order, and how many were not: all,
+    unless more than :data:`PAIR_LIMIT`; then those with the same numbers in their paths, the same
+    place among like containers, or the same path (what the score could pick among so many alike)."""
+    if len(sources) * len(targets) <= PAIR_LIMIT:
+        return [(a, b) for a in sources for b in targets], 0
+
+    def tags(path, numbers, rank):
+        return (("path", path), ("place", rank), *((("numbers", numbers),) if numbers else ()))
+    by_tag: dict[tuple, list[int]] = {}
+    for b in targets:
+        for tag in tags(tgt.containers[b].path, index_t[b], rank_t[b]):
+            by_tag.setdefault(tag, []).append(b)
+    pairs = []
+    for a in sources:
+        found = {b for tag in tags(src.containers[a].path, index_s[a], rank_s[a]) for b in by_tag.get(tag, ())[:FEW]}
+        pairs.extend((a, b) for b in sorted(found))
+    return pairs, len(sources) * len(targets) - len(pairs)
 
 
 def _all_tie(al: Alignment, s: Container, t: Container) -> bool:

@@ -84,6 +84,54 @@ def fit_module(src: Module, tgt: Module, transposed: bool = False) -> ModuleFit 
     return ModuleFit(tuple(steps), frozenset(how), same_dtype)
 
 
+def fit_key(m: Module) -> frozenset:
+    """What every module that ``m`` fits shares with it (:func:`fit_module` is None between modules
+    of different keys): the member names, each with its rank class and its first two dimensions in
+    either order (a transpose swaps them; a squeeze, unsqueeze or inflate keeps them)."""
+    return frozenset((name, _shape_key(spec.shape)) for name, spec in m.members)
+
+
+def _shape_key(shape: tuple[int, ...]) -> tuple:
+    return shape if len(shape) < 2 else (2, *sorted(shape[:2]))
+
+
+# the most module pairs of one fit key (or container pairs of one structure) compared one by one;
+# past it only those that share a name, numbers or place are (mapper suggest says so: LIMITED)
+PAIR_LIMIT = 40_000
+FEW = 8  # past it, a module or container is compared with at most this many that share a trait
+
+
+def key_groups(a, b) -> list[tuple[list[int], list[int]]]:
+    """Indices of the modules of ``a`` and of ``b`` grouped by :func:`fit_key`, groups with
+    modules on both sides only: a module can fit only one of its own group."""
+    by_key: dict[frozenset, tuple[list[int], list[int]]] = {}
+    for i, x in enumerate(a):
+        by_key.setdefault(fit_key(x), ([], []))[0].append(i)
+    for j, y in enumerate(b):
+        group = by_key.get(fit_key(y))
+        if group is not None:
+            group[1].append(j)
+    return [g for g in by_key.values() if g[1]]
+
+
+def fitting(a, b, pairs=None, transposed: bool = False):
+    """``(i, j, fit)`` for each of ``pairs`` (default: every pair within a group of
+    :func:`key_groups`) where ``a[i]`` fits ``b[j]``, in (i, j) order. Unlike modules are never
+    compared: ``a`` × ``b`` calls would make many siblings quadratic."""
+    if pairs is None:
+        pairs = sorted((i, j) for xs, ys in key_groups(a, b) for i in xs for j in ys)
+    # a fit depends only on the members, kind and type of both: alike modules are compared once
+    kinds: dict[tuple, int] = {}
+    kind_a = [kinds.setdefault((x.members, x.kind, x.type_name), len(kinds)) for x in a]
+    kind_b = [kinds.setdefault((y.members, y.kind, y.type_name), len(kinds)) for y in b]
+    known: dict[tuple[int, int], ModuleFit | None] = {}
+    for i, j in pairs:
+        both = kind_a[i], kind_b[j]
+        f = known[both] if both in known else known.setdefault(both, fit_module(a[i], b[j], transposed))
+        if f is not None:
+            yield i, j, f
+
+
 def stored_transposed(m: Module) -> bool | None:
     """True for a known [in, out] type (``Conv1D``), False for a known Linear, None when unknown."""
     if m.type_name in TRANSPOSED_TYPES:

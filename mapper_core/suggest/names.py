@@ -36,8 +36,12 @@ def name_scores(a: Sequence[str], b: Sequence[str], fits: Iterable[tuple[int, in
     fits = list(fits)
     grams_a = [word_trigrams(own_words(x)) for x in a]
     grams_b = [word_trigrams(own_words(y)) for y in b]
-    common_a = _common({i: [grams_b[j] for x, j in fits if x == i] for i, _ in fits})
-    common_b = _common({j: [grams_a[i] for i, y in fits if y == j] for _, j in fits})
+    of_a: dict[int, list[frozenset[str]]] = {}
+    of_b: dict[int, list[frozenset[str]]] = {}
+    for i, j in fits:
+        of_a.setdefault(i, []).append(grams_b[j])
+        of_b.setdefault(j, []).append(grams_a[i])
+    common_a, common_b = _common(of_a), _common(of_b)
     scores = {}
     for i, j in fits:
         total = len(grams_a[i]) + len(grams_b[j])

@@ -8,6 +8,7 @@ told apart (:mod:`.weak`).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -15,7 +16,8 @@ from ..specs import TensorSpec
 from .align import Alignment
 from .containers import ARRANGEMENT, MODULE, Ambiguity, assign_containers, container_candidates, containers_named
 from .containers import shown_path as _name, shown_paths as _names
-from .fit import SAME, Steps, fit_member, fit_module, is_square_linear, stored_transposed
+from .fit import (PAIR_LIMIT, SAME, Steps, fit_member, fit_module, fitting, is_square_linear, key_groups,
+                  stored_transposed)
 from .order import DEFINITION, FILE, ORDER_ONLY_CONFIDENCE, OrderOnly, order_only, signal
 from .orientation import Orientation
 from .structure import Module, Structure, build_structure
@@ -69,6 +71,7 @@ class Pairing:
     target_specs: Mapping[str, TensorSpec] = field(repr=False)
     order_only: tuple[OrderOnly, ...] = ()  # what definition order alone decided, in model order
     weak_names: tuple[WeakNames, ...] = ()  # what names that only look alike decided, in model order
+    limited: tuple[str, ...] = ()  # where too many alike were compared only in part (fit.PAIR_LIMIT)
 
 
 def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec],
@@ -81,7 +84,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     own = {k: v for k, v in source_specs.items() if k not in aliases} if aliases else source_specs
     src, tgt = build_structure(own, source_types), build_structure(target_specs, target_types)
     basis = DEFINITION if source_types is not None and target_types is not None else FILE
-    candidates, refused, tied = container_candidates(src, tgt)
+    candidates, refused, tied, limited = container_candidates(src, tgt)
     chosen, ambiguous = assign_containers(candidates)
     orientation = Orientation((s.path, [(s.children[i], t.children[j], f) for i, j, f in c["alignment"].matches])
                               for s, t, c in chosen)
@@ -191,7 +194,7 @@ def pair_models(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[st
     order = {k: i for i, k in enumerate(source_specs)}
     pairs.sort(key=lambda p: order[p.source])
     return Pairing(tuple(pairs), tuple(links), tuple(skipped), tuple(new), tuple(ambiguous),
-                   source_specs, target_specs, tuple(by_order), tuple(by_weak))
+                   source_specs, target_specs, tuple(by_order), tuple(by_weak), limited)
 
 
 def _lost(candidates, chosen) -> tuple[dict[str, str], dict[str, str]]:
@@ -219,11 +222,16 @@ def _leftovers(src: Structure, tgt: Structure, reasons_s: dict, reasons_t: dict)
                 if m.path in reasons and not reasons[m.path].startswith(ambiguous_word)
                 and "changed layer" not in reasons[m.path] and _has_matrix(m)]
     left_s, left_t = free(src, reasons_s, "ambiguous"), free(tgt, reasons_t, "ambiguous")
-    fits = {(a, b): f for a, ms in enumerate(left_s) for b, mt in enumerate(left_t)
-            if (f := fit_module(ms, mt)) is not None}
+    # a group of more than PAIR_LIMIT pairs of one fit key is not compared: among so many alike,
+    # hardly one fits only one other
+    pairs = sorted((a, b) for xs, ys in key_groups(left_s, left_t) if len(xs) * len(ys) <= PAIR_LIMIT
+                   for a in xs for b in ys)
+    fits = {(a, b): f for a, b, f in fitting(left_s, left_t, pairs)}
+    count_s = Counter(a for a, _ in fits)
+    count_t = Counter(b for _, b in fits)
     found = []
     for (a, b), fit in fits.items():
-        if sum(x == a for x, _ in fits) == 1 and sum(y == b for _, y in fits) == 1:
+        if count_s[a] == 1 and count_t[b] == 1:
             ms, mt = left_s[a], left_t[b]
             same = ms.child == mt.child
             signals = ("the only leftover module of its shape on either side",

@@ -53,6 +53,7 @@ class Suggestion:
                             "reason": o.reason} for o in p.order_only],
             "weak_names": [{"source": w.source, "target": w.target, "candidates": list(w.candidates),
                             "reason": w.reason} for w in p.weak_names],
+            "limited": list(p.limited),
             "summary": self.summary(),
             "rules_file": self.text,
         }
@@ -128,6 +129,7 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
         header.append(f"WEAK NAMES: {w.reason.removeprefix('weak names: ')}")
     if pairing.weak_names:
         header.append(f"WEAK NAMES pairs: {WEAK_ADVICE}.")
+    header.extend(f"LIMITED: {x}" for x in pairing.limited)
     return render_yaml(header, name, _description(source_name, target_name), evidence, skips, new)
 
 
