@@ -89,6 +89,19 @@ def called_exit(exc: SystemExit, when: str = "") -> str:
             "not end the process")
 
 
+def json_problem(exc: ValueError) -> str:
+    """What is wrong with a JSON text, from the parser's error, in words for the user: a number too
+    long for Python to convert is said as such, without Python's advice to raise a limit the user
+    cannot reach from the command line."""
+    text = str(exc)
+    if "integer string conversion" in text:
+        digits = text.rpartition("value has ")[2].partition(" digits")[0]
+        count = f"of {int(digits):,} digits" if digits.isdigit() else "of thousands of digits"
+        return (f"it holds a number {count}; a checkpoint's numbers (shapes, byte offsets, sizes) have at most "
+                "20, so the file is damaged or hostile")
+    return text
+
+
 class Terminated(KeyboardInterrupt):
     """A termination signal arrived; raise it from your own SIGTERM handler so that cleanup runs.
 

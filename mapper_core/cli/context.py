@@ -10,6 +10,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
+from ..text import inert
+
 PLUGINS_ENV = "MAPPER_PLUGINS"  # plugins.manager.ENV_VAR, spelled here so that format_for imports no pluggy
 
 
@@ -39,10 +41,10 @@ class Context:
         self.out.write(text + "\n")
 
     def error(self, message: str) -> None:
-        self.err.write(f"mapper: error: {message}\n")
+        self.err.write(f"mapper: error: {inert(message)}\n")
 
     def warn(self, message: str) -> None:
-        self.err.write(f"mapper: warning: {message}\n")
+        self.err.write(f"mapper: warning: {inert(message)}\n")
 
     def traceback(self, exc: BaseException | str) -> None:
         """Under --debug (or $MAPPER_DEBUG=1): a plugin's traceback, after the one-line message."""

@@ -12,7 +12,7 @@ from itertools import repeat
 from operator import attrgetter, is_not
 from typing import Any, Callable, Sequence
 
-from ..errors import TORCH_EXTRA, CheckpointError, MissingExtraError, torch_available
+from ..errors import TORCH_EXTRA, CheckpointError, ExpansionError, MissingExtraError, torch_available
 from ..gc_pause import pauses_gc
 from ..plan.plan import Plan
 from ..rules.transforms import is_header_only
@@ -130,4 +130,10 @@ def _getter(reader: Reader, key: str) -> Callable[[], Any]:
 def _transformed(reader: Reader, key: str, steps: tuple) -> Callable[[], Any]:
     from .tensor_ops import apply_chain  # torch: only steps that change bytes decode a tensor
 
-    return lambda: apply_chain(steps, reader.get_tensor(key)).contiguous()
+    def get() -> Any:
+        try:
+            return apply_chain(steps, reader.get_tensor(key)).contiguous()
+        except ExpansionError as exc:  # the step's allocation failed: say for which tensor
+            raise ExpansionError(f"{getattr(reader, 'path', 'the source')}: tensor '{key}': {exc}") from None
+
+    return get

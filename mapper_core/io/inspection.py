@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..specs import OTHER_DTYPE_BITS, TensorSpec, format_shape
+from ..text import shown
 from .formats.base import non_tensors
 
 
@@ -166,8 +167,8 @@ def render_text(report: InspectReport) -> str:
             key += "  (meta: no data)"
         if t.dtype in OTHER_DTYPE_BITS:
             key += "  (safetensors cannot store it)"
-        row = (key, t.dtype, format_shape(t.shape), f"{t.numel:,}", human_bytes(t.nbytes))
-        rows.append(row + ((t.shard or "",) if sharded else ()) + ((_unwrap_arg(t.unwrap),) if surveyed else ()))
+        row = (shown(key), t.dtype, format_shape(t.shape), f"{t.numel:,}", human_bytes(t.nbytes))
+        rows.append(row + ((shown(t.shard or ""),) if sharded else ()) + ((_unwrap_arg(t.unwrap),) if surveyed else ()))
     lines = [f"{report.path} ({report.format})", ""]
     if rows:
         lines += _table(header, rows, right={3, 4})
@@ -179,10 +180,10 @@ def render_text(report: InspectReport) -> str:
     if report.aliases:
         lines.append(f"aliases: {len(report.aliases)} tensor(s) share another's storage; "
                      f"stored once: {human_bytes(report.stored_bytes)} ({report.stored_bytes:,} bytes)")
-        lines += [f"  {alias} = {canonical}" for alias, canonical in report.aliases.items()]
+        lines += [f"  {shown(alias)} = {shown(canonical)}" for alias, canonical in report.aliases.items()]
     if report.unwrap_path is not None:
         where = f"'{report.unwrap_path}'" if report.unwrap_path else "the top level"
-        strip = f", stripped prefix '{report.stripped_prefix}'" if report.stripped_prefix else ""
+        strip = f", stripped prefix '{shown(report.stripped_prefix)}'" if report.stripped_prefix else ""
         lines.append(f"state dict: {where}{strip}")
     if report.other_weights:
         lines.append("beside it, other weights (an EMA copy?) that convert and plan leave behind; each --unwrap "
@@ -206,16 +207,16 @@ def render_text(report: InspectReport) -> str:
         lines.append(f"dtypes safetensors cannot store (marked above): {counted(count, 'key')} of {', '.join(others)}; "
                      "convert refuses to write them: skip them in the rules, or convert them with torch first")
     if report.non_tensor:
-        shown = ", ".join(f"{k!r} ({t})" for k, t in list(report.non_tensor.items())[:8])
+        listed = ", ".join(f"{k!r} ({t})" for k, t in list(report.non_tensor.items())[:8])
         more = f" and {len(report.non_tensor) - 8} more (see --json)" if len(report.non_tensor) > 8 else ""
         fate = ("DCP's pickled bytes, never unpickled: convert to safetensors leaves them behind, --output-format "
                 "dcp without --rules carries them over" if report.format == "dcp"
                 else "convert leaves them behind; those JSON can hold go to metadata 'mapper.extra'")
-        lines.append(f"non-tensor values ({fate}): {shown}{more}")
+        lines.append(f"non-tensor values ({fate}): {listed}{more}")
     if report.metadata:
         lines.append("metadata:")
-        width = max(len(k) for k in report.metadata)
-        lines += [f"  {k.ljust(width)}  {v}" for k, v in report.metadata.items()]
+        width = max(len(shown(k)) for k in report.metadata)
+        lines += [f"  {shown(k).ljust(width)}  {shown(v)}" for k, v in report.metadata.items()]
     return "\n".join(lines)
 
 

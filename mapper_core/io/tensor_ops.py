@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..rules.transforms import Step, transform_of
-from ..errors import PluginError
+from ..errors import ExpansionError, PluginError
 from .torch_dtypes import NAME_TO_TORCH, spec_of
 
 Op = Callable[[torch.Tensor, Mapping[str, Any]], torch.Tensor]
@@ -70,7 +70,16 @@ def apply_chain(steps: Sequence[Step], tensor: torch.Tensor) -> torch.Tensor:
     """
     for step in steps:
         kind = transform_of(step)
-        out = op_of(step)(tensor, step.params)
+        try:
+            out = op_of(step)(tensor, step.params)
+        except (MemoryError, RuntimeError, OverflowError, TypeError) as exc:
+            if not _out_of_memory(exc):
+                raise
+            made = kind.spec(spec_of(tensor), step.params)
+            raise ExpansionError(
+                f"transform step {step} on a {spec_of(tensor).dtype} tensor of shape {list(tensor.shape)} makes "
+                f"{made.nbytes:,} bytes ({list(made.shape)}), and this machine could not allocate them "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); check the step's parameters") from None
         if kind.apply is not None:
             _check_plugin_result(kind, step, tensor, out)
         tensor = out
@@ -87,3 +96,11 @@ def _check_plugin_result(kind: Any, step: Step, before: torch.Tensor, after: Any
         raise PluginError(f"{label}: apply() returned {got.dtype} {list(got.shape)} but its spec() says "
                           f"{expected.dtype} {list(expected.shape)} for a {spec_of(before).dtype} "
                           f"{list(before.shape)} input; apply() and spec() must agree (fix the plugin)")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation the size of which the machine cannot give: Python's MemoryError, torch's
+    allocator failing, or a size past what torch's C++ sizes can hold."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text \
+        or "Overflow when unpacking long" in text or "out of memory" in text.lower()

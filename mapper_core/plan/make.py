@@ -24,9 +24,10 @@ it is in ``tied_filled``, filled through the tie.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..rules.key_pattern import full_matcher
+from ..rules.combined import LONG, Blocks, joinable
 from ..rules.matcher import Matcher
 from .kind_check import check_kinds
 from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped
@@ -43,6 +44,7 @@ _target = attrgetter("target")
 # 10-value tensor would otherwise pass the plan and fail to allocate a gigabyte in convert.
 EXPANSION_FLOOR = 256 * 2**20
 EXPANSION_RATIO = 4
+MAX_TENSOR_BYTES = 2**63  # torch sizes and byte counts are signed 64-bit
 
 
 def expansion_limit(source_bytes: int) -> int:
@@ -85,8 +87,8 @@ def make_plan(
     # remembers its steps: (full match, renderer or None for a skip pattern, index in its group).
     steps = [(full_matcher(s.pattern), None, i) for i, s in enumerate(ruleset.skip)] + \
         [(full_matcher(r.pattern), r.template.renderer, i) for i, r in enumerate(rules)]  # renderers: once per Rule
-    candidates = Matcher([s.pattern for s in ruleset.skip] + [r.pattern for r in rules],
-                         answer=lambda ids: tuple(map(steps.__getitem__, ids))).cached_candidates
+    patterns = [s.pattern for s in ruleset.skip] + [r.pattern for r in rules]
+    candidates = Matcher(patterns, answer=_answers(steps, patterns)).cached_candidates
     skip_text = [s.match for s in ruleset.skip]
 
     mapped: list[Mapped] = []
@@ -103,7 +105,10 @@ def make_plan(
     make, entry = tuple.__new__, Mapped  # Mapped(...) of all ten fields, without its keyword handling
 
     for key, spec in source_specs.items():
-        for fullmatch, render, i in candidates(key):
+        found = candidates(key)
+        if found.__class__ is not tuple:  # a long list the index could not narrow: tried a block at a time
+            found = found.from_first_possible(key)
+        for fullmatch, render, i in found:
             m = fullmatch(key)
             if m is None:
                 continue
@@ -190,6 +195,27 @@ def tied_partners(empty: Sequence[str], filled: set[str],
     return tuple((k, partner[k]) for k in empty if k in partner)
 
 
+def _answers(steps: list[tuple], patterns: list) -> Callable[[list[int]], Any]:
+    """What the matcher remembers for a key class: the candidates' steps, as a tuple, or for a list
+    of :data:`~mapper_core.rules.combined.LONG` or more as :class:`~mapper_core.rules.combined.Blocks`
+    (one per distinct list; blocks shared between lists compile once)."""
+    texts: list = []
+    lists: dict[tuple[int, ...], Blocks] = {}
+    alternations: dict = {}
+
+    def answer(ids: list[int]) -> Any:
+        if len(ids) < LONG:
+            return tuple(map(steps.__getitem__, ids))
+        if not texts:
+            texts.extend(map(joinable, patterns))
+        found = lists.get(key := tuple(ids))
+        if found is None:
+            found = lists[key] = Blocks([steps[i] for i in ids], [texts[i] for i in ids], alternations)
+        return found
+
+    return answer
+
+
 def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, TensorSpec] | None,
            allow_expansion: bool, add, skipped: list[Skipped], mismatched: list[Mismatch]) -> None:
     """Plan a key that ``rule`` (None: passed through) takes to ``target`` with the checks: its
@@ -205,7 +231,7 @@ def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, 
             out = chain_spec(rule.transform, spec)
             out_shape = tuple(out.shape)
             extra = {"transform": rule.transform, "out_dtype": out.dtype, "out_shape": out_shape}
-            too_big = None if allow_expansion else _expansion(rule.transform, spec)
+            too_big = _expansion(rule.transform, spec, allow_expansion)
             if too_big:
                 reason = too_big
                 extra = {"transform": rule.transform}
@@ -230,11 +256,15 @@ def _check(key: str, spec: TensorSpec, rule, target: str, targets: Mapping[str, 
     add(Mapped(key, target, index, spec.dtype, shape, tshape, tdtype, **extra))
 
 
-def _expansion(steps: tuple, spec: TensorSpec) -> str | None:
-    """Why a transform chain makes too large a tensor from ``spec`` (see :func:`expansion_limit`), or None."""
+def _expansion(steps: tuple, spec: TensorSpec, allowed: bool) -> str | None:
+    """Why a transform chain makes too large a tensor from ``spec`` (see :func:`expansion_limit`; only
+    what no tensor can hold when the expansion is ``allowed``), or None."""
     peak = chain_peak(steps, spec)
+    if peak.nbytes >= MAX_TENSOR_BYTES:
+        return (f"its transform makes a {peak.dtype} tensor of shape {list(peak.shape)} ({_size(peak.nbytes)}), more "
+                f"than any tensor can hold (2**63 bytes), even with --allow-expansion; check the step's parameters")
     limit = expansion_limit(spec.nbytes)
-    if peak.nbytes <= limit:
+    if allowed or peak.nbytes <= limit:
         return None
     return (f"its transform makes a {peak.dtype} tensor of shape {list(peak.shape)} ({_size(peak.nbytes)}) from "
             f"{_size(spec.nbytes)}, past the expansion limit of {_size(limit)} (the larger of "

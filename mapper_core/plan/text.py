@@ -1,33 +1,5 @@
-"""Keys as text for people: control characters escaped, so a key cannot fake report rows.
+"""Keys as text for people: :func:`shown` lives in :mod:`mapper_core.text`, below every stage, so
+that the readers and ``inspect`` escape keys without importing the plan stage."""
+from ..text import shown
 
-A tensor name is data from a file. A newline in it would start a new row of the report, an ANSI
-escape could recolour or erase what came before, a bidi override could reverse what follows;
-each is shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``) instead. Used by the text report and
-by ``explain``. JSON output needs none of this: ``json`` escapes by itself.
-"""
-from __future__ import annotations
-
-import unicodedata
-
-# bidi embeddings, overrides and isolates: invisible, yet they reorder the text around them
-_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
-
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def shown(text: str | None) -> str:
-    """``text`` with every control, line/paragraph separator and bidi character escaped."""
-    if text is None:
-        return "None"
-    if text.isprintable():  # the usual key: no work
-        return text
-    return "".join(_escape(c) for c in text)
-
-
-def _escape(c: str) -> str:
-    if (c.isprintable() and c not in _BIDI) or unicodedata.category(c) == "Zs":
-        return c  # Zs: no-break and other spaces are not printable to Python but harmless
-    if c in _NAMED:
-        return _NAMED[c]
-    code = ord(c)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+__all__ = ["shown"]

@@ -14,6 +14,7 @@ from collections import Counter
 from operator import attrgetter, itemgetter
 from typing import Iterable, Sequence
 
+from ..rules.combined import LONG, Blocks, joinable
 from ..rules.key_pattern import KeyPattern, full_matcher
 from ..rules.regex_syntax import literal_prefix, literal_suffix
 from ..rules.ruleset import RuleSet
@@ -32,10 +33,31 @@ def unused_rules(keys: Iterable[str], ruleset: RuleSet, used: Sequence[bool], ma
         return ()
     keys = list(keys)
     joined = _Joined(keys)
+    narrowed = {r.index: joined.candidates(r.pattern) for r in unused}
+    broad = [r for r in unused if narrowed[r.index] is keys]  # no literal text to search the keys by
+    if len(broad) < LONG:
+        broad = []
+    by_blocks = {r.index for r in broad}
     # filter: no Python code per key for the usual pattern (re's own fullmatch)
-    matches = {r.index: list(filter(full_matcher(r.pattern), joined.candidates(r.pattern))) for r in unused}
+    matches = {r.index: list(filter(full_matcher(r.pattern), narrowed[r.index])) for r in unused
+               if r.index not in by_blocks}
+    matches.update(_broad_matches(keys, broad))
     takers = _takers(ruleset, mapped, skipped) if any(matches.values()) else {}
     return tuple(_why(rule, matches[rule.index], ruleset, takers) for rule in unused)
+
+
+def _broad_matches(keys: list[str], rules: list) -> dict[int, list[str]]:
+    """The keys each of many ``rules`` fully matches, when no literal text narrows their keys: key by
+    key, a block of rules per ``re`` call (:class:`~mapper_core.rules.combined.Blocks`), not every
+    rule on every key (thousands of such rules against thousands of keys took minutes)."""
+    matches: dict[int, list[str]] = {r.index: [] for r in rules}
+    if not rules:
+        return matches
+    blocks = Blocks([(full_matcher(r.pattern), r.index) for r in rules], [joinable(r.pattern) for r in rules], {})
+    for key in keys:
+        for _, index in blocks.matching(key):
+            matches[index].append(key)
+    return matches
 
 
 def _takers(ruleset: RuleSet, mapped: Sequence[Mapped], skipped: Sequence[Skipped]) -> dict[str, int]:

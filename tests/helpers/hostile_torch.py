@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -70,6 +71,20 @@ def short_storage(path: Path, state: dict, keep: int) -> Path:
     records = saved(path, state)
     records["data/0"] = records["data/0"][:keep]
     return write_archive(path, records)
+
+
+def record_twice(path: Path, state: dict, name: str, first: bytes) -> Path:
+    """``state`` saved, then record ``name`` written twice: first ``first`` deflated in its usual place,
+    the saved bytes stored again at the end (two entries of one name in the zip directory)."""
+    records = saved(path, state)
+    with zipfile.ZipFile(path, "w") as zf:
+        for record, data in records.items():
+            method = zipfile.ZIP_DEFLATED if record == name else zipfile.ZIP_STORED
+            zf.writestr(zipfile.ZipInfo(f"{PREFIX}/{record}"), first if record == name else data, compress_type=method)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name" is the point
+            zf.writestr(zipfile.ZipInfo(f"{PREFIX}/{name}"), records[name])
+    return path
 
 
 def archive_with_pickle(path: Path, pkl: bytes, storages: dict[str, bytes]) -> Path:

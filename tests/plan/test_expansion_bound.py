@@ -57,3 +57,29 @@ def test_cli_plan_refuses_with_exit_1(tmp_path):
     assert done.returncode == 1 and "(rule 0, line 3): its transform" in done.stdout
     done = mapper("plan", tmp_path / "src.json", "--rules", tmp_path / "r.yaml", "--allow-expansion", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["mapped"][0]["out_shape"] == [268435466]
+
+
+def test_a_tensor_no_machine_can_hold_is_refused_even_when_expansion_is_allowed():
+    plan = make_plan(SOURCE, rules("[{pad: {dim: 0, after: 1000000000000000000000}}]"), allow_expansion=True)
+    [m] = plan.mismatched
+    assert m.action == "error" and plan.has_errors()
+    assert "more than any tensor can hold (2**63 bytes), even with --allow-expansion" in m.reason
+    just_under = make_plan(SOURCE, rules("[{pad: {dim: 0, after: 2305843009213693940}}]"), allow_expansion=True)
+    assert not just_under.has_errors()  # (10 + after) x 4 bytes = 2**63 - 8: a size torch can name
+
+
+def test_an_allocation_the_machine_cannot_make_ends_in_an_error_naming_the_tensor(tmp_path):
+    pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"w": torch.ones(4)}, tmp_path / "src.safetensors")
+    (tmp_path / "r.yaml").write_text("version: 1\nrules:\n  - match: 'w'\n    target: 'v'\n"
+                                     "    transform: [{pad: {dim: 0, before: 1000000000000000}}]\n")  # 4 PB
+    out = tmp_path / "out.safetensors"
+    done = mapper("convert", tmp_path / "src.safetensors", out, "--rules", tmp_path / "r.yaml", "--allow-expansion")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert (f"mapper: error: {tmp_path / 'src.safetensors'}: tensor 'w': transform step pad(dim=0, "
+            "before=1000000000000000) on a F32 tensor of shape [4] makes 4,000,000,000,000,016 bytes "
+            "([1000000000000004]), and this machine could not allocate them (") in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml", "src.safetensors"]  # nothing left behind

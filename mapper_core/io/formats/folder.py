@@ -20,10 +20,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ...errors import CheckpointError
-from .base import Format
+
+Format = Any  # a base.Format: base opens this module when a folder is given, so no import back
 
 MAX_ENTRIES = 10_000  # a folder with more is not a model folder; searching it is not worth the time
 # What a trainer saves beside the weights (transformers' Trainer, Accelerate, Lightning): its state, not the model's.

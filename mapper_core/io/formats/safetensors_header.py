@@ -30,7 +30,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, json_problem
 from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec
 from ...gc_pause import pauses_gc
 from .header_scan import scan_canonical
@@ -130,7 +130,7 @@ def parse_json(text: str | bytes, what: str) -> Any:
     except RecursionError:
         raise CheckpointError(f"{what}: JSON nested too deeply; the file is damaged or hostile") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{what}: not valid JSON: {exc}") from None
+        raise CheckpointError(f"{what}: not valid JSON: {json_problem(exc)}") from None
 
 
 def unique(pairs: Any, what: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, json_problem
 from ...specs import DTYPE_BITS, TensorSpec
 from .safetensors_header import has_lone_surrogate
 
@@ -139,7 +139,7 @@ class SpecJsonReader:
         except OSError as exc:
             raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         except ValueError as exc:
-            raise CheckpointError(f"{self.path}: not valid JSON: {exc}") from None
+            raise CheckpointError(f"{self.path}: not valid JSON: {json_problem(exc)}") from None
         except RecursionError:
             raise CheckpointError(f"{self.path}: JSON nested too deeply; a spec file is a flat object of "
                                   "key → {dtype, shape}") from None

@@ -209,7 +209,10 @@ def check_archive(path: Path, budget: ExpansionBudget, lenient: bool = False,
 def _check_zip(archive: Archive, budget: ExpansionBudget, reopen: Callable[[], IO[bytes]]) -> None:
     path = archive.path
     with reopen() as raw, zipfile.ZipFile(raw) as zf:
-        infos = {i.filename: i for i in zf.infolist()}
+        listed = zf.infolist()
+        infos = {i.filename: i for i in listed}
+        if len(infos) != len(listed):
+            _refuse_twice_named(path, [i.filename for i in listed])
         pickle_name = next((n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")), None)
         if pickle_name is None:
             raise CheckpointError(f"{path}: a zip archive without data.pkl: not a torch.save checkpoint")
@@ -255,3 +258,16 @@ def _check_zip(archive: Archive, budget: ExpansionBudget, reopen: Callable[[], I
                         archive.records.append((info.header_offset + 30 + n + m, info.file_size, info.filename,
                                                 info.compress_type == zipfile.ZIP_STORED))
         archive.records.sort()
+
+
+def _refuse_twice_named(path: Path, names: list[str]) -> None:
+    """A zip directory naming one record twice: torch's memory-mapped load reads the first copy,
+    Python's ``zipfile`` (and so this module's checks) the last; what a tensor holds would depend
+    on who reads it."""
+    seen: set[str] = set()
+    twice = sorted({n for n in names if n in seen or seen.add(n)})
+    listed = ", ".join(f"'{n}'" for n in twice[:5]) + (f" and {len(twice) - 5} more" if len(twice) > 5 else "")
+    raise CheckpointError(
+        f"{path}: the zip archive holds two records named {listed}; readers disagree on which copy counts "
+        "(torch's memory-mapped load takes the first, Python's zipfile the last), so the file is ambiguous and "
+        "refused on purpose. Re-save the state dict with torch.save from wherever the file came from")

@@ -56,6 +56,7 @@ def test_the_cli_says_which_file_and_key(tmp_path, mapper):
     ('{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
     ('{"weight_map": {"\\ud800": "s.safetensors"}}', "lone UTF-16 surrogate"),
     ('{"weight_map": {}}', "weight_map is empty"),
+    ('{"metadata": {"total_size": ' + "9" * 5000 + '}, "weight_map": {}}', "it holds a number of 5,000 digits"),
     ('{"weight_map": {"a": "s.safetensors"}, "weight_map": {}}', "appears twice"),
 ])
 def test_hostile_indexes_are_refused_by_name(tmp_path, text, expected):
@@ -70,6 +71,7 @@ def test_hostile_indexes_are_refused_by_name(tmp_path, text, expected):
     ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ('{"\\ud800": {"dtype": "F32", "shape": [1]}}', "lone UTF-16 surrogate"),
     ('{"a": {"dtype": ["F32"], "shape": [1]}}', "unknown dtype"),
+    ('{"a": {"dtype": "F32", "shape": [' + "9" * 4400 + ']}}', "it holds a number of 4,400 digits"),
 ])
 def test_hostile_spec_files_are_refused_by_name(tmp_path, text, expected):
     path = tmp_path / "spec.json"
@@ -80,6 +82,15 @@ def test_hostile_spec_files_are_refused_by_name(tmp_path, text, expected):
 
 
 # --- shards: what they are and where they live ---------------------------------------------------
+
+
+def test_a_number_too_long_for_python_is_said_without_pythons_advice(tmp_path, mapper):
+    path = write(tmp_path / "n.safetensors", blob(None, raw=b'{"a":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],'
+                                                            b'"data_offsets":[0,4]}}') + bytes(4))
+    done = mapper("inspect", path)
+    assert (done.returncode, done.stderr) == (2, (
+        f"mapper: error: {path}: safetensors header: not valid JSON: it holds a number of 5,000 digits; a checkpoint's "
+        "numbers (shapes, byte offsets, sizes) have at most 20, so the file is damaged or hostile\n"))
 
 
 def test_a_shard_name_too_long_for_the_file_system(tmp_path):

@@ -2,6 +2,7 @@
 refusal (exit 2, the file and the record or key named, what to do); memory bombs are refused."""
 from __future__ import annotations
 
+import struct
 import zipfile
 
 import pytest
@@ -54,6 +55,34 @@ def test_a_record_shorter_than_its_storage_is_refused(tmp_path):
     assert r.returncode == 2 and not (tmp_path / "o.safetensors").exists()
     assert "record 'archive/data/0' holds 100 bytes" in r.stderr and "256 bytes" in r.stderr
     assert "truncated or damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("record", ["data/0", "data.pkl", "byteorder"])
+def test_a_record_named_twice_is_refused_as_ambiguous(tmp_path, record):
+    # torch.load reads the first data/0 (sevens), a memory-mapped read of the last one would give zeros:
+    # the bytes converted depended on the reader, and --verify compared them with themselves
+    state = {"w": torch.zeros(4)}
+    first = {"data/0": struct.pack("<4f", 7, 7, 7, 7), "byteorder": b"little"}.get(record)
+    src = H.record_twice(tmp_path / "twice.pt", state, record, first if first is not None else H.saved(
+        tmp_path / "p.pt", {"w": torch.ones(4)})["data.pkl"])
+    if record == "data/0":
+        assert torch.equal(torch.load(src, weights_only=True)["w"], torch.full((4,), 7.0))
+    out = tmp_path / "o.safetensors"
+    for command in (["convert", src, out, "--verify"], ["inspect", src], ["plan", src, "--rules", rules_file(tmp_path)]):
+        done = mapper(*command)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr == (
+            f"mapper: error: {src}: the zip archive holds two records named 'archive/{record}'; readers disagree on "
+            "which copy counts (torch's memory-mapped load takes the first, Python's zipfile the last), so the file "
+            "is ambiguous and refused on purpose. Re-save the state dict with torch.save from wherever the file came "
+            "from\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["twice.pt", "rules.json"] + (["p.pt"] if first is None else []))
+
+
+def rules_file(tmp) -> str:
+    path = tmp / "rules.json"
+    path.write_text('{"version": 1, "rules": [{"match": "w", "target": "v"}]}')
+    return str(path)
 
 
 def test_verify_reads_the_zip_not_the_mapping(tmp_path, monkeypatch):
