@@ -64,8 +64,10 @@ def run(args: argparse.Namespace, ctx) -> int:
     options = reader_options(args)
     source = load_side(args.source, args.source_model_arg, "--source-model-arg", ctx, options)
     target = load_side(args.target, args.model_arg, "--model-arg", ctx, options)
+    ties = ctx.tied_targets if model_name(args.target) is not None else ()  # the target's: built last
     result = suggest(source[0], target[0], source_types=source[1], target_types=target[1],
-                     source_name=args.source, target_name=args.target, name=args.name, source_aliases=source[2])
+                     source_name=args.source, target_name=args.target, name=args.name, source_aliases=source[2],
+                     target_ties=ties)
     as_json = bool(args.output) and Path(args.output).suffix.lower() == ".json"
     if args.output:
         _write(Path(args.output), result.json_text if as_json else result.text)
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace, ctx) -> int:
     elif args.output:
         s = result.summary()
         ctx.print(f"wrote {args.output}: {s['rules']} rules; {s['pairs']} of {s['source_keys']} source keys paired, "
-                  f"{s['skipped']} skipped; {s['new']} of {s['target_keys']} target keys new")
+                  f"{s['skipped']} skipped; {s['new']} of {s['target_keys']} target keys new"
+                  + (f", {s['tied_filled']} filled through a tie" if s["tied_filled"] else ""))
         if as_json:
             ctx.print("  (JSON has no comments: the evidence for each rule is in the YAML form, -o FILE.yaml, "
                       "or in --json)")

@@ -2,11 +2,11 @@
 planning it. From headers (and module type names) alone; no torch."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
 
 from ..errors import BadInputError, MapperError
-from ..plan.make import make_plan
+from ..plan.make import make_plan, tied_partners
 from ..plan.plan import Plan
 from ..rules.load import parse_rules
 from ..specs import TensorSpec
@@ -33,6 +33,8 @@ class Suggestion:
     source_name: str
     target_name: str
     json_text: str = ""  # the rules file as JSON (no evidence: JSON has no comments)
+    # (target key, the filled key it is one tensor with in the target model): filled through the tie, not new
+    tied_filled: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         rule_of = {p.source: i for i, r in enumerate(self.rules) for p in r.pairs}
@@ -47,6 +49,7 @@ class Suggestion:
                        "signals": list(x.signals), "order_only": x.order_only} for x in p.links],
             "skipped": [{"source": x.key, "reason": x.reason} for x in p.skipped],
             "new": [{"target": x.key, "reason": x.reason} for x in p.new],
+            "tied_filled": [{"target": k, "tied_to": partner} for k, partner in self.tied_filled],
             "ambiguous": [{"source": a.source, "candidates": list(a.candidates), "reason": a.reason}
                           for a in p.ambiguous],
             "order_only": [{"source": o.source, "target": o.target, "candidates": list(o.candidates),
@@ -62,6 +65,7 @@ class Suggestion:
         p = self.pairing
         return {"source_keys": len(p.source_specs), "target_keys": len(p.target_specs), "pairs": len(p.pairs),
                 "rules": len(self.rules), "skipped": len(p.skipped), "new": len(p.new),
+                "tied_filled": len(self.tied_filled),
                 "ambiguous": len(p.ambiguous), "order_only": len(p.order_only), "weak_names": len(p.weak_names),
                 "plan_clean": not self.plan.has_errors(strict=True)}
 
@@ -69,23 +73,30 @@ class Suggestion:
 def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, TensorSpec], *,
             source_types: Mapping[str, str] | None = None, target_types: Mapping[str, str] | None = None,
             source_name: str = "source", target_name: str = "target", name: str = "suggested",
-            source_aliases: Mapping[str, str] | None = None) -> Suggestion:
+            source_aliases: Mapping[str, str] | None = None,
+            target_ties: Sequence[Sequence[str]] = ()) -> Suggestion:
     """Pair the models and write the rules. The file is planned against the same pair; a rule
     that sends a key elsewhere than its pair is replaced by literal rules for those keys.
-    ``source_aliases``: the source checkpoint's tied keys, alias → key (its reader's ``aliases()``)."""
+    ``source_aliases``: the source checkpoint's tied keys, alias → key (its reader's ``aliases()``).
+    ``target_ties``: names that are one tensor in the target model (``module_ties``, as ``make_plan``
+    takes them): a name nothing fills whose partner is filled is filled through the tie, not new."""
     if not name:  # the rules file's own name: the schema wants one
         raise BadInputError("suggest: the rules' name is empty; give one (--name NAME, name= in Python)")
     pairing = pair_models(source_specs, target_specs, source_types, target_types, source_aliases)
+    tied = tied_partners([x.key for x in pairing.new], {p.target for p in pairing.pairs}, target_ties)
+    if tied:  # neither new nor written as `new:`: the plan fills them through the tie
+        through = {k for k, _ in tied}
+        pairing = replace(pairing, new=tuple(x for x in pairing.new if x.key not in through))
     wanted = {p.source: (p.target, tuple((name, dict(params)) for name, params in p.steps)) for p in pairing.pairs}
     skips = left_patterns(pairing.skipped, source_specs)
     new = left_patterns(pairing.new, target_specs)
     literal: frozenset[str] = frozenset()
     for _ in range(_ROUNDS):
         rules = collapse(pairing.pairs, list(source_specs), literal)
-        text = _text(pairing, rules, skips, new, source_name, target_name, name)
+        text = _text(pairing, rules, skips, new, source_name, target_name, name, tied)
         ruleset = parse_rules(text, f"{name}.yaml")
         plan = make_plan(source_specs, ruleset, target_specs, source_origin=source_name,
-                         target_origin=target_name, target_module_types=target_types)
+                         target_origin=target_name, target_module_types=target_types, target_ties=target_ties)
         astray = {m.source for m in plan.mapped
                   if wanted.get(m.source) != (m.target, tuple((s.name, dict(s.params)) for s in m.transform))}
         astray |= {e.source for e in plan.errors if hasattr(e, "source")}
@@ -93,13 +104,14 @@ def suggest(source_specs: Mapping[str, TensorSpec], target_specs: Mapping[str, T
         if not astray:
             json_text = render_json(name, _description(source_name, target_name), rules, skips, new)
             return Suggestion(pairing, tuple(rules), tuple(skips), tuple(new), text, plan, source_name, target_name,
-                              json_text)
+                              json_text, tied)
         literal = literal | astray
     raise MapperError(f"suggest: the rules for {source_name} -> {target_name} still send "
                       f"{', '.join(sorted(astray)[:5])} elsewhere after {_ROUNDS} rounds; please report this pair")
 
 
-def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, target_name: str, name: str) -> str:
+def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, target_name: str, name: str,
+          tied: tuple[tuple[str, str], ...] = ()) -> str:
     evidence = []
     for r in rules:
         first = r.pairs[0]
@@ -117,7 +129,10 @@ def _text(pairing: Pairing, rules: list[Rule], skips, new, source_name: str, tar
         evidence.append((r, f"{what}: {'; '.join(signals)}; confidence {low:.2f}"))
     header = [f"Suggested by `mapper suggest` for {source_name} -> {target_name}.",
               f"{len(pairing.pairs)} of {len(pairing.source_specs)} source keys paired by {len(rules)} rules, "
-              f"{len(pairing.skipped)} skipped; {len(pairing.new)} of {len(pairing.target_specs)} target keys new.",
+              f"{len(pairing.skipped)} skipped; {len(pairing.new)} of {len(pairing.target_specs)} target keys new"
+              + (f", {len(tied)} filled through a tie." if tied else "."),
+              *(f"TIED: {k} is one tensor with {partner} in the target model: filled through the tie."
+                for k, partner in tied),
               "Read the evidence, then prove the mapping with `mapper verify`."]
     for a in pairing.ambiguous:
         header.append(f"AMBIGUOUS: {a.reason.removeprefix('ambiguous: ')}")

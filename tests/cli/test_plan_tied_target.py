@@ -8,25 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cli_runner import mapper  # noqa: E402  tests/helpers
+from tied_plugin import PLUGIN  # noqa: E402
 
-PLUGIN = """\
-from mapper_core.plugins import ModelFactory, hookimpl
-
-
-def build():
-    from torch import nn
-
-    net = nn.Module()
-    net.wte = nn.Embedding(6, 4)
-    net.lm_head = nn.Linear(4, 6, bias=False)
-    net.lm_head.weight = net.wte.weight  # tied, as language models do
-    return net
-
-
-@hookimpl
-def mapper_models():
-    return [ModelFactory("tiedlm", build)]
-"""
 RULES = "version: 1\nrules:\n  - match: '(.+)'\n    target: '{1}'\n"
 
 
