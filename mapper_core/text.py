@@ -8,7 +8,6 @@ each is shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``) instead. Used by ev
 from __future__ import annotations
 
 import re
-import unicodedata
 
 # bidi embeddings, overrides and isolates: invisible, yet they reorder the text around them
 _BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
@@ -26,6 +25,8 @@ def shown(text: str | None) -> str:
 
 
 def _escape(c: str) -> str:
+    import unicodedata  # only for the rare text that needs escaping: not at start-up
+
     if (c.isprintable() and c not in _BIDI) or unicodedata.category(c) == "Zs":
         return c  # Zs: no-break and other spaces are not printable to Python but harmless
     if c in _NAMED:

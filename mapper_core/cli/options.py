@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..io.cost import MAX_WORKERS
+from ..io import MAX_WORKERS
 
 RULES_HELP = "rules file (.yaml/.yml/.json) or plugin:name (see `mapper rules`)"
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .clone import Cloner, block_size
-from .cost import MAX_WORKERS
+from . import MAX_WORKERS
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, cloned_method, counting
 from .output_format import is_dcp_destination

@@ -11,13 +11,12 @@ from typing import Any, Sequence
 from ..specs import TensorSpec
 
 
-MAX_WORKERS = 1024  # --workers N: processes forked on one machine, or ranks planned for by --cost
 
 
 def assign_shards(sizes: Sequence[int], workers: int) -> list[list[int]]:
     """Shard indices per worker, bin-packed by bytes: largest shard first to the least-loaded
     worker (ties: the lower worker number), each worker's list in shard order. Deterministic.
-    A list per worker (``workers`` is bounded by :data:`MAX_WORKERS` where a user gives it)."""
+    A list per worker (``workers`` is bounded by :data:`mapper_core.io.MAX_WORKERS` where a user gives it)."""
     if workers < 1:
         raise ValueError("workers must be at least 1")
     loads = [(0, w) for w in range(workers)]

@@ -10,7 +10,8 @@ import pytest
 
 from mapper_core.errors import BadInputError
 from mapper_core.io.convert import convert
-from mapper_core.io.cost import MAX_WORKERS, estimate
+from mapper_core.io import MAX_WORKERS
+from mapper_core.io.cost import estimate
 from mapper_core.specs import TensorSpec
 
 IDENTITY = "version: 1\nname: same\nrules:\n  - match: '(.+)'\n    target: '{1}'\n"
