@@ -11,8 +11,9 @@ Python's ``re`` save state for every branch, slower than the loop). ``fullmatch`
 alternation succeeds exactly when some branch fully matches, so skipping a block that says no is
 exact; the first block that says yes, and every candidate after it, are tried one by one as before.
 
-A pattern joins a block only where the alternation means the same as the pattern alone: matched by
-Python's ``re`` in linear time (the key pattern's own engine), default flags, no named group and no
+A pattern joins a block only where the alternation means the same as the pattern alone and matches
+in the same time: one that Python's ``re`` matches anyway (the key pattern's own engine, linear or of
+bounded backtracking; never one matched by RE2), with default flags, no named group and no
 backreference (group numbers shift in the alternation). Any other stands alone and is tried with its
 own full match.
 """
