@@ -136,10 +136,13 @@ class Context:
         built-in name, or a file a built-in sniffer recognises, gets the same answer without
         starting installed plugins (a format plugin may import numpy or more: start-up time).
         Plugins asked for by name (``--plugin``, ``$MAPPER_PLUGINS``) still start, and say if they fail."""
-        from ..errors import CheckpointError
+        from ..errors import BadInputError, CheckpointError
         from ..io.formats import builtin_formats
         from ..io.formats.base import choose_format
 
+        if isinstance(path, str) and not path.strip():  # an unset shell variable: Path("") is the current folder
+            raise BadInputError(f"a checkpoint path is {'empty' if not path else f'blank ({path!r})'}; give the "
+                                "checkpoint's path (. for the model folder you are in)")
         if self.plugins or os.environ.get(PLUGINS_ENV, "").strip():
             return choose_format(path, self.formats(), format_name)
         builtins = builtin_formats()

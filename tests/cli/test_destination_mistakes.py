@@ -64,3 +64,14 @@ def test_a_rules_link_loop_is_named_as_a_loop(folder, mapper):
     assert done.returncode == 2
     assert ("rules 'dangling.yaml': is a symbolic link to gone.yaml, which does not exist (a dangling link)"
             in done.stderr) and "known rule sets" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["inspect", ""], ["plan", "", "--rules", "rules.yaml"],
+                                     ["explain", "", "a.w", "--rules", "rules.yaml"],
+                                     ["plan", "src.safetensors", "--rules", "rules.yaml", "--target", " "]])
+def test_an_empty_checkpoint_path_is_refused_not_read_as_the_current_folder(folder, mapper, command):
+    write_f32(folder / "model.safetensors", {"a.w": [2, 2]})  # what "" would have read, as the folder "."
+    done = mapper(*command, cwd=folder)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"mapper: error: a checkpoint path is {'blank' if ' ' in command else 'empty'}")
+    assert "(. for the model folder you are in)" in done.stderr
