@@ -8,6 +8,7 @@ each is shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``) instead. Used by ev
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 # bidi embeddings, overrides and isolates: invisible, yet they reorder the text around them
 _BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
@@ -22,6 +23,12 @@ def shown(text: str | None) -> str:
     if text.isprintable():  # the usual key: no work
         return text
     return "".join(_escape(c) for c in text)
+
+
+def listed(items: Sequence[str], shown: int) -> str:
+    """The first ``shown`` of ``items``, comma-separated, then "and N more" for the rest."""
+    rest = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
 def _escape(c: str) -> str:

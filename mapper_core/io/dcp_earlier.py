@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import CheckpointError, CheckpointWarning
+from ..text import listed
 from .atomic import TEMP_SUFFIX, _same_file
 from .formats.dcp_metadata import METADATA_NAME, read_layout
 
@@ -89,4 +90,4 @@ def _counted(names: list[str], what: str) -> str:
 
 
 def _listed(names: list[str]) -> str:
-    return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+    return listed(names, SHOWN)

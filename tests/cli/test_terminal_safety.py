@@ -43,3 +43,11 @@ def test_inert_keeps_lines_and_plain_text():
     assert inert("3 problems:\n\tline 1") == "3 problems:\n\tline 1"
     assert inert("k\x1b[31m\x00\x7f\x9b\u2066") == "k\\x1b[31m\\x00\\x7f\\x9b\\u2066"
     assert inert("naïve café ∑ 模型") == "naïve café ∑ 模型"
+
+
+def test_listed_names_the_first_few_and_counts_the_rest():
+    from mapper_core.text import listed
+
+    assert listed(["a", "b"], 5) == "a, b"
+    assert listed(["a", "b", "c"], 2) == "a, b and 1 more"
+    assert listed([], 3) == ""

@@ -25,6 +25,7 @@ from typing import Any
 
 from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
 from ...specs import OTHER_DTYPE_BITS, TensorSpec
+from ...text import listed
 from .base import FileRange, ReaderBase
 from .dcp_blob import FileWindow, read_blob_into, stream_into
 from .dcp_metadata import METADATA_NAME, DcpChunk, DcpLayout, file_kind, link_note, read_layout
@@ -68,10 +69,9 @@ class DcpReader(ReaderBase):
         # inspect and plan read .metadata alone, so a missing data file is a warning until it is needed
         self._unreadable = {name: why for name in self.shards if (why := self._data_problem(name))}
         if self._unreadable:
-            named = ", ".join(f"{n} ({why})" for n, why in list(self._unreadable.items())[:5])
-            more = f" and {len(self._unreadable) - 5} more" if len(self._unreadable) > 5 else ""
+            named = listed([f"{n} ({why})" for n, why in self._unreadable.items()], 5)
             warnings.warn(CheckpointWarning(
-                f"{folder}: .metadata names data files that cannot be read: {named}{more}; inspect and plan work "
+                f"{folder}: .metadata names data files that cannot be read: {named}; inspect and plan work "
                 "from .metadata alone, but convert refuses the folder until its data files are there"), stacklevel=2)
         self._fds: dict[str, int] = {}
         self._safetensors: dict[str, Any] = {}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ...errors import CheckpointError
+from ...text import listed
 
 Format = Any  # a base.Format: base opens this module when a folder is given, so no import back
 
@@ -80,7 +81,7 @@ def checkpoint_in(folder: Path, formats: Sequence[Format], only: Format | None =
 
 
 def _listed(names: list[str]) -> str:
-    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return listed(names, 6)
 
 
 def _format_of(path: Path, formats: Sequence[Format]) -> Format | None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from ...errors import CheckpointError, ExpansionError
+from ...text import listed
 from .pickle_scan import PickleFacts, ScanError, StepBudgetError, count_steps, scan
 
 EXPANSION_FLOOR = 256 * 2**20  # bytes a file of any size may grow by
@@ -285,10 +286,10 @@ def _check_legacy_storages(archive: Archive, fh: IO[bytes], file_size: int) -> N
 def _check_zip(archive: Archive, budget: ExpansionBudget, reopen: Callable[[], IO[bytes]]) -> None:
     path = archive.path
     with reopen() as raw, zipfile.ZipFile(raw) as zf:
-        listed = zf.infolist()
-        infos = {i.filename: i for i in listed}
-        if len(infos) != len(listed):
-            _refuse_twice_named(path, [i.filename for i in listed])
+        entries = zf.infolist()
+        infos = {i.filename: i for i in entries}
+        if len(infos) != len(entries):
+            _refuse_twice_named(path, [i.filename for i in entries])
         pickle_name = next((n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")), None)
         if pickle_name is None:
             raise CheckpointError(f"{path}: a zip archive without data.pkl: not a torch.save checkpoint")
@@ -344,8 +345,8 @@ def _refuse_twice_named(path: Path, names: list[str]) -> None:
     on who reads it."""
     seen: set[str] = set()
     twice = sorted({n for n in names if n in seen or seen.add(n)})
-    listed = ", ".join(f"'{n}'" for n in twice[:5]) + (f" and {len(twice) - 5} more" if len(twice) > 5 else "")
+    names = listed([f"'{n}'" for n in twice], 5)
     raise CheckpointError(
-        f"{path}: the zip archive holds two records named {listed}; readers disagree on which copy counts "
+        f"{path}: the zip archive holds two records named {names}; readers disagree on which copy counts "
         "(torch's memory-mapped load takes the first, Python's zipfile the last), so the file is ambiguous and "
         "refused on purpose. Re-save the state dict with torch.save from wherever the file came from")

@@ -49,6 +49,7 @@ from typing import Any
 
 from ...errors import TORCH_EXTRA, CheckpointError, CheckpointWarning, MissingExtraError, torch_available
 from ...specs import TensorSpec
+from ...text import listed
 from .pages import FileMappings
 from .torch_archive import RecordRange
 from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal, unstorable_refusal
@@ -102,7 +103,7 @@ def kept_unprefixed(state: dict, path: Path, strip_prefix: str | None) -> tuple[
     kept = tuple(k for k in keys if not k.startswith(strip_prefix))
     if kept:
         one = len(kept) == 1
-        shown = ", ".join(f"'{k}'" for k in kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        shown = listed([f"'{k}'" for k in kept], 5)
         stripped = len(keys) - len(kept)
         warnings.warn(CheckpointWarning(
             f"{path}: stripped the prefix '{strip_prefix}' from {stripped} key{'' if stripped == 1 else 's'}; "
