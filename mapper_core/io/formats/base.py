@@ -166,7 +166,7 @@ def _folder(path: Path, formats: Sequence[Format], only: Format | None = None) -
     return dataclasses.replace(fmt, open=functools.partial(_open_inner, fmt.open, inner, note))
 
 
-def _open_inner(open_: Callable[..., Reader], inner: Path, note: str | None, _folder: Path, **options: Any) -> Reader:
+def _open_inner(open_: Callable[..., Reader], inner: Path, note: str | None, _given: Path, **options: Any) -> Reader:
     if note is not None:
         warnings.warn(note, CheckpointWarning, stacklevel=2)
     return open_(inner, **options)
