@@ -96,9 +96,8 @@ def _unfilled(plan) -> list[str]:
     if plan.tied_filled:
         first = ", ".join(f"{shown(k)} = {shown(p)}" for k, p in plan.tied_filled[:3])
         more = f", ... ({len(plan.tied_filled) - 3:,} more: mapper plan lists them)" if len(plan.tied_filled) > 3 else ""
-        lines.append(f"  target: {counted(len(plan.tied_filled), 'key')} filled through a tie, not written (the model "
-                     "ties it to a written key, which fills it; load_state_dict(strict=True) reports it missing): "
-                     f"{first}{more}")
+        lines.append(f"  target: {counted(len(plan.tied_filled), 'key')} filled through a tie (the model ties it to a "
+                     f"written key), recorded as that key's alias, not stored twice: {first}{more}")
     return lines
 
 

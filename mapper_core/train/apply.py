@@ -96,6 +96,10 @@ def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
     ``source`` too; ``{k: v.clone() for k, v in result.items()}`` when that matters. (A Reader's
     tensors are read afresh; :func:`apply_to_module` always copies into the module's own tensors.)
 
+    A name the plan fills through a tie (``plan.tied_filled``, known to a plan made with the model's
+    ties: :func:`plan_for_module`) is there too, as the very tensor of the key it is tied to, as the
+    model holds them: ``model.load_state_dict(result, strict=True)`` does not find it missing.
+
     Raises PlanError when the plan has errors (collisions, mismatches under ``error``),
     ArgumentTypeError for a ``plan`` or ``source`` of the wrong kind, BadInputError for a key the
     plan maps that the source lacks.
@@ -103,7 +107,9 @@ def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
     check_plan(plan, "apply_to_state_dict")
     check_source(source, "apply_to_state_dict")
     _refuse_errors(plan)
-    return {m.target: _mapped_tensor(source, m) for m in plan.loadable}
+    out = {m.target: _mapped_tensor(source, m) for m in plan.loadable}
+    out.update((k, out[partner]) for k, partner in plan.tied_filled)  # tied: one tensor, two names
+    return out
 
 
 def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
