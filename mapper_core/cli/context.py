@@ -92,13 +92,11 @@ class Context:
     def model_target(self, name: str, kwargs: dict):
         """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch);
         built on the meta device when it can be, so that a plan costs no memory for the model."""
-        from ..train.apply import module_specs, module_types
-
-        from ..train.apply import parameter_names
+        from ..train.apply import module_specs, module_ties, module_types
 
         module = self.build_model(name, kwargs, meta=True)[0]
-        # tied weights (one tensor, several names): for the plan's check (cli.plan.plan_for_reader)
-        self.tied_targets = [tuple(names) for names in parameter_names(module).values() if len(names) > 1]
+        # tied weights (one tensor, several state-dict names; buffers too): for the plan, as plan_for_module has them
+        self.tied_targets = module_ties(module)
         self.tied_model = f"model:{name}"
         return module_specs(module), module_types(module)
 

@@ -51,7 +51,9 @@ def module_types(module: nn.Module) -> dict[str, str]:
 
 def module_ties(module: nn.Module) -> list[tuple[str, ...]]:
     """The names of each tensor the state dict holds under more than one name (tied weights: an
-    output layer sharing the embedding), for ``make_plan(..., target_ties=...)``."""
+    output layer sharing the embedding), for ``make_plan(..., target_ties=...)``: the one definition
+    of a target's ties, for ``plan_for_module`` and ``--target model:NAME`` alike. Names of the state
+    dict, so a shared buffer ties too, and a name a state-dict hook leaves out does not."""
     names: dict[int, list[str]] = {}
     for k, v in module.state_dict(keep_vars=True).items():
         names.setdefault(id(v), []).append(k)
@@ -222,7 +224,8 @@ def _refuse_errors(plan: Plan) -> None:
 def parameter_names(module: nn.Module) -> dict[str, list[str]]:
     """Each parameter's name (as ``named_parameters()`` gives it) → every name it has in the
     state dict: a tied parameter (an output layer sharing the embedding) has two, and rules,
-    freeze groups and param groups may name it by either."""
+    freeze groups and param groups may name it by either. (Ties of the state dict, which plans
+    use: :func:`module_ties`.)"""
     canonical = {id(p): n for n, p in module.named_parameters()}
     names: dict[str, list[str]] = {n: [] for n in canonical.values()}
     for n, p in module.named_parameters(remove_duplicate=False):
