@@ -53,3 +53,14 @@ def tied_aliases(plan: Plan | None, aliases: Mapping[str, str]) -> dict[str, str
     if plan is None:
         return {}
     return {k: aliases.get(partner, partner) for k, partner in plan.tied_filled}
+
+
+def tied_to_done(keys: Sequence[str], done: Sequence[str], aliases: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """(key, the first of ``done`` that is one tensor with it) for each of ``keys`` that ``aliases``
+    (alias → stored key, a reader's ``aliases()``) ties to a key of ``done``: export's target keys
+    that go back with the exported key they are tied to, rather than being left behind."""
+    done_set = set(done)
+    first: dict[str, str] = {}
+    for k in done:
+        first.setdefault(aliases.get(k, k), k)
+    return tuple((k, first[aliases.get(k, k)]) for k in keys if k not in done_set and aliases.get(k, k) in first)

@@ -100,3 +100,18 @@ def test_a_dcp_output_loads_into_the_tied_model(tmp_path):
     net.load_state_dict(state, strict=True)
     assert torch.equal(net.lm_head.weight, weight)
 
+
+
+def test_the_output_exports_back_to_the_tied_source_layout(tmp_path):
+    torch.manual_seed(0)
+    emb = torch.randn(6, 4)
+    torch.save({"emb.weight": emb, "head.weight": emb}, tmp_path / "src.pt")  # the source is tied too
+    out = tmp_path / "out.safetensors"
+    convert(tmp_path, tmp_path / "src.pt", out)
+    done = mapper("export", out, tmp_path / "back.safetensors", "--rules", tmp_path / "r.yaml", "--source-specs",
+                  tmp_path / "src.pt", "--unmatched", "error")  # nothing of out.safetensors is left behind
+    assert done.returncode == 0, done.stderr
+    assert ("1 tied target key not left behind, as " in done.stdout
+            and "holds it as one tensor with an exported key, which goes back: lm_head.weight = wte.weight" in done.stdout)
+    back = load_safetensors(tmp_path / "back.safetensors")
+    assert back["head.weight"] is back["emb.weight"] and torch.equal(back["emb.weight"], emb)
