@@ -11,12 +11,11 @@ bytes do not fit 64 bits (no checkpoint can hold it) are refused.
 from __future__ import annotations
 
 import json
-from math import prod
 from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError, json_problem
-from ...specs import DTYPE_BITS, TensorSpec
+from ...specs import DTYPE_BITS, U64_MAX, TensorSpec, shape_numel, shown_shape
 from .safetensors_header import has_lone_surrogate
 
 SUFFIXES = (".json",)
@@ -31,7 +30,6 @@ TORCH_NAMES = {
     "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
 }
 MAX_PROBLEMS = 20
-_U64 = 2**64 - 1
 
 
 class _KeyTwice(Exception):
@@ -65,6 +63,14 @@ def _dtype_name(value: Any) -> str | None:
         return value
     name = value.removeprefix("torch.")
     return TORCH_NAMES.get(name) or (value.upper() if value.upper() in DTYPE_BITS else None)
+
+
+def _shown(value: Any) -> str:
+    """A refused value for a message: its first 60 characters of JSON, and how long a list it is."""
+    text = json.dumps(value)
+    if len(text) <= 60:
+        return text
+    return text[:60] + (f"... ({len(value):,} items)" if isinstance(value, list) else "...")
 
 
 def _split(doc: Any) -> tuple[Any, Any]:
@@ -104,12 +110,12 @@ def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], d
         if dtype is None:
             problems.append(f"tensor '{key}': unknown dtype {json.dumps(entry.get('dtype'))}; use one of {', '.join(DTYPE_BITS)}")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            problems.append(f"tensor '{key}': shape must be a list of non-negative integers, got {json.dumps(shape)}")
+            problems.append(f"tensor '{key}': shape must be a list of non-negative integers, got {_shown(shape)}")
             continue
-        values = prod(shape)
-        if values > _U64 or (dtype is not None and values * DTYPE_BITS[dtype] > 8 * _U64):
-            what = "values" if values > _U64 else "bytes"
-            problems.append(f"tensor '{key}': shape {json.dumps(shape)[:200]} has more {what} than fit 64 bits; no "
+        values = shape_numel(shape)
+        if values is None or (dtype is not None and values * DTYPE_BITS[dtype] > 8 * U64_MAX):
+            what = "values" if values is None else "bytes"
+            problems.append(f"tensor '{key}': shape {shown_shape(shape)} has more {what} than fit 64 bits; no "
                             "checkpoint can hold it (a typo in the shape?)")
             continue
         if dtype is not None:
