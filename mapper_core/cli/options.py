@@ -64,7 +64,7 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-expansion", action="store_true",
                    help="read a torch file (or DCP folder, compressed .npz, GGUF header) that grows past "
                         "max(256 MiB, 4x its size) when loaded or written (compressed records, memory its pickle asks for, repeated "
-                        "views) and a DCP .metadata past 1 GiB, and let a rule's transform "
+                        "views), a DCP .metadata past 1 GiB and a spec file past 256 MiB, and let a rule's transform "
                         "steps make a tensor past max(256 MiB, 4x its source); default: refuse all")
     p.add_argument("--unwrap", metavar="PATH",
                    help="dotted path of the state dict inside a torch SRC ('' = top level; a number indexes a list); "
