@@ -73,7 +73,8 @@ def add_reader(p: argparse.ArgumentParser) -> None:
                    help="key prefix to strip from SRC's keys ('' = none); default: 'module.' when every key has it")
     p.add_argument("--allow-outside-shards", action="store_true",
                    help="let a *.safetensors.index.json (or a DCP folder's .metadata) name shards (data files) "
-                        "whose real path (symlinks resolved) is outside its folder")
+                        "whose real path (symlinks resolved) is outside its folder, and a DCP folder's .metadata "
+                        "be such a link itself")
 
 
 def reader_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -34,6 +34,10 @@ def test_metadata_linked_to_dev_zero_is_refused_before_reading(folder, tmp_path)
     for src in (folder / ".metadata", folder):  # the file itself, and its folder
         done = limited_mapper("inspect", src, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"mapper: error: {folder / '.metadata'}: is a link to /dev/zero, outside the "
+                                      "checkpoint folder")
+        done = limited_mapper("inspect", src, "--allow-outside-shards", cwd=tmp_path)  # allowed there, still no file
+        assert done.returncode == 2, done.stderr
         assert done.stderr.strip() == (f"mapper: error: {folder / '.metadata'}: is a character device (a link to "
                                        "/dev/zero), not a regular file; a DCP .metadata is the file "
                                        "torch.distributed.checkpoint.save writes beside its data files. Give the "
