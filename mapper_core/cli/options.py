@@ -108,9 +108,20 @@ def add_strict(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--strict", action="store_true", help=help)
 
 
+def refuse_blank_target(args: argparse.Namespace) -> None:
+    """An empty or blank --target (an unset shell variable) is refused as an empty SRC is, before any
+    checkpoint is read, rather than taken for no target at all."""
+    target = getattr(args, "target", None)
+    if target is not None and not target.strip():
+        from ..errors import BadInputError
+        from .context import blank_path
+
+        raise BadInputError(blank_path(target))
+
+
 def refuse_strict_without_target(args: argparse.Namespace) -> None:
     """--strict checks the target's keys: without --target it would check nothing and pass silently."""
-    if args.strict and not args.target:
+    if args.strict and args.target is None:
         from ..errors import BadInputError
 
         raise BadInputError("--strict fails the plan on uninitialized target keys, and only --target says what "
