@@ -45,48 +45,48 @@ def dcp_folder(tmp_path, spec: TensorSpec, data: bytes):
     return folder
 
 
+def refused(opener, path, error=CheckpointError) -> str:
+    """Why reading 'w' from the checkpoint ``opener(path)`` opens is refused."""
+    with pytest.raises(error) as caught:
+        with opener(path) as reader:
+            reader.get_tensor("w")
+    return str(caught.value)
+
+
 def short(message: str, said: str) -> None:
     assert said in message and len(message) < SHORT, message[:3000]
 
 
 def test_a_pt_tensor_no_memory_can_hold_shows_its_shape_cut_short(tmp_path):
     path = view(tmp_path / "m.pt", ONES + (2,) * 62, (0,) * (len(ONES) + 62))  # 2**62 float32: 2**64 bytes
-    with pytest.raises(CheckpointError) as caught:
-        with open_checkpoint(path) as reader:
-            reader.get_tensor("w")
-    short(str(caught.value), "tensor 'w' (shape [1, 1, 1, 1, 1, 1, ... (20,062 dimensions)]) would take "
-                             "18,446,744,073,709,551,616 bytes; no file or memory can hold it")
+    message = refused(open_checkpoint, path)
+    short(message, "tensor 'w' (shape [1, 1, 1, 1, 1, 1, ... (20,062 dimensions)]) would take "
+                   "18,446,744,073,709,551,616 bytes; no file or memory can hold it")
     r = mapper("convert", path, tmp_path / "o.safetensors")
     assert r.returncode == 2 and "(20,062 dimensions)]) would take" in r.stderr and len(r.stderr) < SHORT, r.stderr
 
 
 def test_a_pt_view_past_the_budget_shows_its_shape_and_stride_cut_short(tmp_path):
     path = view(tmp_path / "m.pt", ONES + (1 << 28,), (0,) * (len(ONES) + 1))  # 1 GiB from 4 stored bytes
-    with pytest.raises(ExpansionError) as caught:
-        with open_checkpoint(path) as reader:
-            reader.get_tensor("w")
-    short(str(caught.value), "tensor 'w' (shape [1, 1, 1, 1, 1, 1, ... (20,001 dimensions)], stride [0, 0, 0, 0, "
-                             "0, 0, ... (20,001 dimensions)], over 4 stored bytes)")
+    message = refused(open_checkpoint, path, ExpansionError)
+    short(message, "tensor 'w' (shape [1, 1, 1, 1, 1, 1, ... (20,001 dimensions)], stride [0, 0, 0, 0, "
+                   "0, 0, ... (20,001 dimensions)], over 4 stored bytes)")
 
 
 def test_a_dcp_blob_of_another_shape_shows_both_shapes_cut_short(tmp_path):
     data = blob(tmp_path, ONES + (4,), (1,) * len(ONES) + (1,))
     folder = dcp_folder(tmp_path, TensorSpec("F32", ONES + (1, 4)), data)
-    with pytest.raises(CheckpointError) as caught:
-        with DcpReader(folder) as reader:
-            reader.get_tensor("w")
-    short(str(caught.value), "holds F32 [1, 1, 1, 1, 1, 1, ... (20,001 dimensions)] but .metadata says F32 "
-                             "[1, 1, 1, 1, 1, 1, ... (20,002 dimensions)]; the folder's files do not belong together")
+    message = refused(DcpReader, folder)
+    short(message, "holds F32 [1, 1, 1, 1, 1, 1, ... (20,001 dimensions)] but .metadata says F32 "
+                   "[1, 1, 1, 1, 1, 1, ... (20,002 dimensions)]; the folder's files do not belong together")
 
 
 def test_a_dcp_blob_view_past_the_budget_shows_its_shape_and_stride_cut_short(tmp_path):
     shape = ONES + (1 << 28,)
     folder = dcp_folder(tmp_path, TensorSpec("F32", shape), blob(tmp_path, shape, (0,) * len(shape)))
-    with pytest.raises(ExpansionError) as caught:
-        with DcpReader(folder) as reader:
-            reader.get_tensor("w")
-    short(str(caught.value), "a view of shape [1, 1, 1, 1, 1, 1, ... (20,001 dimensions)] and stride [0, 0, 0, 0, "
-                             "0, 0, ... (20,001 dimensions)] over 4 stored bytes")
+    message = refused(DcpReader, folder, ExpansionError)
+    short(message, "a view of shape [1, 1, 1, 1, 1, 1, ... (20,001 dimensions)] and stride [0, 0, 0, 0, "
+                   "0, 0, ... (20,001 dimensions)] over 4 stored bytes")
 
 
 def test_a_dcp_safetensors_data_file_of_another_shape_shows_both_shapes_cut_short(tmp_path):
@@ -99,11 +99,9 @@ def test_a_dcp_safetensors_data_file_of_another_shape_shows_both_shapes_cut_shor
                       serialization_format=SerializationFormat.SAFETENSORS)
     data = next(p for p in folder.iterdir() if p.name != ".metadata")
     save_file({"w": torch.ones(ONES + (2, 2))}, str(data))  # same bytes, another shape
-    with pytest.raises(CheckpointError) as caught:
-        with DcpReader(folder) as reader:
-            reader.get_tensor("w")
-    short(str(caught.value), "holds F32 [1, 1, 1, 1, 1, 1, ... (20,002 dimensions)] but .metadata says F32 "
-                             "[1, 1, 1, 1, 1, 1, ... (20,001 dimensions)]; the folder's files do not belong together")
+    message = refused(DcpReader, folder)
+    short(message, "holds F32 [1, 1, 1, 1, 1, 1, ... (20,002 dimensions)] but .metadata says F32 "
+                   "[1, 1, 1, 1, 1, 1, ... (20,001 dimensions)]; the folder's files do not belong together")
 
 
 def test_a_dcp_chunk_of_many_dims_is_placed_in_one_view(tmp_path):
@@ -127,7 +125,7 @@ def test_a_dcp_metadata_size_of_huge_dims_is_refused_at_once_in_one_line(tmp_pat
     started = time.perf_counter()
     with pytest.raises(CheckpointError) as caught:
         DcpReader(folder)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 15  # under a second idle
     short(str(caught.value), "not a DCP .metadata as torch.distributed.checkpoint writes it: 'w': size "
                              "[9223372036854775807, 9223372036854775807, 9223372036854775807, 9223372036854775807, "
                              "9223372036854775807, 9223372036854775807, ... (20,000 dimensions)] has more elements "
