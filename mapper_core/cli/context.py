@@ -139,8 +139,7 @@ class Context:
         from ..io.formats.base import choose_format
 
         if isinstance(path, str) and not path.strip():  # an unset shell variable: Path("") is the current folder
-            raise BadInputError(f"a checkpoint path is {'empty' if not path else f'blank ({path!r})'}; give the "
-                                "checkpoint's path (. for the model folder you are in)")
+            raise BadInputError(blank_path(path))
         if self.plugins or os.environ.get(PLUGINS_ENV, "").strip():
             return choose_format(path, self.formats(), format_name)
         builtins = builtin_formats()
@@ -277,6 +276,13 @@ def _flush(stream: IO[str] | None) -> None:
 
 _KEY_OPTIONS = {"unwrap": "--unwrap", "strip_prefix": "--strip-prefix"}  # options that change the keys read
 _TARGET_KEY_OPTIONS = {"unwrap": "--target-unwrap", "strip_prefix": "--target-strip-prefix"}
+
+
+def blank_path(path: str) -> str:
+    """The refusal of an empty or blank checkpoint path (SRC, --source, --target): an unset shell
+    variable, never "the current folder" (Path("")) nor "no target"."""
+    return (f"a checkpoint path is {'empty' if not path else f'blank ({path!r})'}; give the checkpoint's path "
+            "(. for the model folder you are in)")
 
 
 def refuse_foreign_options(path: str | Path, fmt, options: dict, flags: dict[str, str] = _KEY_OPTIONS) -> None:
