@@ -139,3 +139,42 @@ def list_bomb(path: Path, count: int) -> Path:
     pkl = Pickle().op(b"}").text("l").op(b"](" + b"]" * count + b"es").bytes()
     return write_archive(path, {"data.pkl": pkl, "byteorder": b"little", "version": b"3\n"},
                          {"data.pkl": zipfile.ZIP_DEFLATED})
+
+
+def _central_entries(data: bytes) -> dict[str, tuple[int, str]]:
+    """Where each record's entry of the zip's central directory starts, and its full name, by the name
+    without the archive's folder (torch.save names that folder after the file)."""
+    found, at = {}, data.find(b"PK\x01\x02")
+    while at >= 0:
+        n = struct.unpack_from("<H", data, at + 28)[0]
+        full = data[at + 46:at + 46 + n].decode()
+        found[full.split("/", 1)[1]] = (at, full)
+        at = data.find(b"PK\x01\x02", at + 46 + n)
+    return found
+
+
+def record_points_at(path: Path, state: dict, record: str, other: str) -> Path:
+    """``state`` saved, then the central directory's entry of ``record`` pointed at the local header of
+    ``other``: two entries over one stored record (torch's memory-mapped load maps both onto it)."""
+    torch.save(state, path)
+    data = bytearray(path.read_bytes())
+    entries = _central_entries(bytes(data))
+    offset = struct.unpack_from("<I", data, entries[other][0] + 42)[0]
+    struct.pack_into("<I", data, entries[record][0] + 42, offset)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def local_name_differs(path: Path, state: dict, record: str, name: str) -> Path:
+    """``state`` saved, then the local header of ``record`` renamed ``name`` (as long) while the central
+    directory keeps the record's own name."""
+    torch.save(state, path)
+    data = bytearray(path.read_bytes())
+    at, full_name = _central_entries(bytes(data))[record]
+    full, new = full_name.encode(), full_name[:-len(record)].encode() + name.encode()
+    assert len(full) == len(new)
+    header = struct.unpack_from("<I", data, at + 42)[0]
+    assert data[header + 30:header + 30 + len(full)] == full
+    data[header + 30:header + 30 + len(full)] = new
+    path.write_bytes(bytes(data))
+    return path
