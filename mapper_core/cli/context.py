@@ -92,13 +92,11 @@ class Context:
     def model_target(self, name: str, kwargs: dict):
         """(specs, module types) of a model a plugin contributes, built with ``kwargs`` (imports torch);
         built on the meta device when it can be, so that a plan costs no memory for the model."""
-        from ..train.apply import module_specs, module_types
-
-        from ..train.apply import parameter_names
+        from ..train.apply import module_specs, module_ties, module_types
 
         module = self.build_model(name, kwargs, meta=True)[0]
-        # tied weights (one tensor, several names): for the plan's check (cli.plan.plan_for_reader)
-        self.tied_targets = [tuple(names) for names in parameter_names(module).values() if len(names) > 1]
+        # tied weights (one tensor, several state-dict names; buffers too): for the plan, as plan_for_module has them
+        self.tied_targets = module_ties(module)
         self.tied_model = f"model:{name}"
         return module_specs(module), module_types(module)
 
@@ -141,8 +139,7 @@ class Context:
         from ..io.formats.base import choose_format
 
         if isinstance(path, str) and not path.strip():  # an unset shell variable: Path("") is the current folder
-            raise BadInputError(f"a checkpoint path is {'empty' if not path else f'blank ({path!r})'}; give the "
-                                "checkpoint's path (. for the model folder you are in)")
+            raise BadInputError(blank_path(path))
         if self.plugins or os.environ.get(PLUGINS_ENV, "").strip():
             return choose_format(path, self.formats(), format_name)
         builtins = builtin_formats()
@@ -279,6 +276,13 @@ def _flush(stream: IO[str] | None) -> None:
 
 _KEY_OPTIONS = {"unwrap": "--unwrap", "strip_prefix": "--strip-prefix"}  # options that change the keys read
 _TARGET_KEY_OPTIONS = {"unwrap": "--target-unwrap", "strip_prefix": "--target-strip-prefix"}
+
+
+def blank_path(path: str) -> str:
+    """The refusal of an empty or blank checkpoint path (SRC, --source, --target): an unset shell
+    variable, never "the current folder" (Path("")) nor "no target"."""
+    return (f"a checkpoint path is {'empty' if not path else f'blank ({path!r})'}; give the checkpoint's path "
+            "(. for the model folder you are in)")
 
 
 def refuse_foreign_options(path: str | Path, fmt, options: dict, flags: dict[str, str] = _KEY_OPTIONS) -> None:

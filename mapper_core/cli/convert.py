@@ -7,7 +7,8 @@ from ..errors import BadInputError
 from ..io.formats.base import non_tensors
 from ..io.output_format import OUTPUT_FORMATS
 from .options import (add_destination, add_formats, add_json, add_reader, add_rules, add_source, add_strict,
-                      add_target, add_unmatched, add_workers, add_write, reader_options, refuse_strict_without_target)
+                      add_target, add_unmatched, add_workers, add_write, reader_options, refuse_blank_target,
+                      refuse_strict_without_target)
 from .plan import (load_target, plan_for_reader, source_reading, stripped_note, warn_other_weights,
                    warn_target_prefix)
 from .write import leftover_report, progress, reading, refuse_existing, result_lines, shard_size, write
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.strict and not args.rules:
         raise BadInputError("--strict only applies with --rules (a plain conversion keeps every key); "
                             "add --rules RULES or drop --strict")
+    refuse_blank_target(args)
     refuse_strict_without_target(args)
     if args.unmatched and not args.rules:
         raise BadInputError("--unmatched only applies with --rules (a plain conversion keeps every key); "
@@ -96,9 +98,8 @@ def _unfilled(plan) -> list[str]:
     if plan.tied_filled:
         first = ", ".join(f"{shown(k)} = {shown(p)}" for k, p in plan.tied_filled[:3])
         more = f", ... ({len(plan.tied_filled) - 3:,} more: mapper plan lists them)" if len(plan.tied_filled) > 3 else ""
-        lines.append(f"  target: {counted(len(plan.tied_filled), 'key')} filled through a tie, not written (the model "
-                     "ties it to a written key, which fills it; load_state_dict(strict=True) reports it missing): "
-                     f"{first}{more}")
+        lines.append(f"  target: {counted(len(plan.tied_filled), 'key')} filled through a tie (the model ties it to a "
+                     f"written key), recorded as that key's alias, not stored twice: {first}{more}")
     return lines
 
 

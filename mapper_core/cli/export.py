@@ -45,7 +45,8 @@ def run(args: argparse.Namespace, ctx) -> int:
         reading(shown, args.source)
         with ctx.open_reader(args.source, args.format, source=True, **options) as reader:
             specs = reader.specs()
-            plan = plan_export(ruleset, specs, source_specs, source_aliases)
+            plan = plan_export(ruleset, specs, source_specs, source_aliases,
+                               reader.aliases() if hasattr(reader, "aliases") else {})  # its tied keys: not left behind
             if args.json and (plan.problems or (plan.left_behind and policy == "error")):
                 ctx.print_json(plan.to_dict(policy))  # the refusal below names them too; JSON readers get the list
             refuse_problems(plan)
@@ -69,6 +70,11 @@ def run(args: argparse.Namespace, ctx) -> int:
         more = " ..." if len(plan.restored) > 8 else ""
         ctx.print(f"  restored {counted(len(plan.restored), 'tied key')} the rules do not export, as --source-specs "
                   f"ties them to exported keys: {pairs}{more}")
+    if plan.tied:
+        pairs = ", ".join(f"{shown(k)} = {shown(same)}" for k, same in plan.tied[:8])
+        more = " ..." if len(plan.tied) > 8 else ""
+        ctx.print(f"  {counted(len(plan.tied), 'tied target key')} not left behind, as {args.source} holds it as one "
+                  f"tensor with an exported key, which goes back: {pairs}{more}")
     if result.aliases:
         ctx.print(f"  {counted(result.aliases, 'tied key')} stored once (metadata 'mapper.aliases')")
     for line in result_lines(result, left):

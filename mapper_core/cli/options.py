@@ -64,7 +64,7 @@ def add_reader(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-expansion", action="store_true",
                    help="read a torch file (or DCP folder, compressed .npz, GGUF header) that grows past "
                         "max(256 MiB, 4x its size) when loaded or written (compressed records, memory its pickle asks for, repeated "
-                        "views) and a DCP .metadata past 1 GiB, and let a rule's transform "
+                        "views), a DCP .metadata past 1 GiB and a spec file past 256 MiB, and let a rule's transform "
                         "steps make a tensor past max(256 MiB, 4x its source); default: refuse all")
     p.add_argument("--unwrap", metavar="PATH",
                    help="dotted path of the state dict inside a torch SRC ('' = top level; a number indexes a list); "
@@ -73,7 +73,8 @@ def add_reader(p: argparse.ArgumentParser) -> None:
                    help="key prefix to strip from SRC's keys ('' = none); default: 'module.' when every key has it")
     p.add_argument("--allow-outside-shards", action="store_true",
                    help="let a *.safetensors.index.json (or a DCP folder's .metadata) name shards (data files) "
-                        "whose real path (symlinks resolved) is outside its folder")
+                        "whose real path (symlinks resolved) is outside its folder, and a DCP folder's .metadata "
+                        "be such a link itself")
 
 
 def reader_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,9 +108,20 @@ def add_strict(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--strict", action="store_true", help=help)
 
 
+def refuse_blank_target(args: argparse.Namespace) -> None:
+    """An empty or blank --target (an unset shell variable) is refused as an empty SRC is, before any
+    checkpoint is read, rather than taken for no target at all."""
+    target = getattr(args, "target", None)
+    if target is not None and not target.strip():
+        from ..errors import BadInputError
+        from .context import blank_path
+
+        raise BadInputError(blank_path(target))
+
+
 def refuse_strict_without_target(args: argparse.Namespace) -> None:
     """--strict checks the target's keys: without --target it would check nothing and pass silently."""
-    if args.strict and not args.target:
+    if args.strict and args.target is None:
         from ..errors import BadInputError
 
         raise BadInputError("--strict fails the plan on uninitialized target keys, and only --target says what "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from .options import (add_formats, add_json, add_reader, add_rules, add_source, add_strict, add_target, add_workers,
-                      add_unmatched, reader_options, refuse_strict_without_target, target_options)
+                      add_unmatched, reader_options, refuse_blank_target, refuse_strict_without_target,
+                      target_options)
 
 LINES_PER_WRITE = 100  # of the text report; each of its long lists is one line
 HELP = "plan a mapping from checkpoint headers: mapped, skipped, unmatched, uninitialized, conflicts"
@@ -125,6 +126,7 @@ def build_plan(args: argparse.Namespace, ctx, cost: bool = False, refuse_unwrita
     """Rules + source (+ target) specs → (RuleSet, Plan), and with ``cost`` the conversion's Cost.
     Reads headers only. ``refuse_unwritable``: refuse a plan that writes a key whose bytes the reader
     refuses (a meta tensor, a dtype safetensors cannot store), as convert would."""
+    refuse_blank_target(args)
     ruleset = ctx.load_rules(args.rules)
     for warning in ruleset.warnings:  # the rules are valid; what looks like a mistake (validate says it too)
         ctx.warn(str(warning))

@@ -17,13 +17,11 @@ def shard_size(args: argparse.Namespace) -> int | None:
     return parse_size(args.max_shard_size) if args.max_shard_size else None
 
 
-FILE_SUFFIXES = (".safetensors", ".json", ".pt", ".pth", ".bin", ".ckpt")  # a DCP folder named so is a slip
-
-
 def check_destination(args: argparse.Namespace) -> None:
     """Refuse a SRC or DST that is surely a mistake: an empty one (an unset shell variable; an empty DST
     would write ./model.safetensors), or a checkpoint file's name for a DCP folder."""
     from ..errors import BadInputError
+    from ..io.output_format import refuse_dcp_named_like_a_file
 
     if not args.source.strip():
         raise BadInputError(f"the input path SRC is {'empty' if not args.source else f'blank ({args.source!r})'}; "
@@ -32,10 +30,7 @@ def check_destination(args: argparse.Namespace) -> None:
     if not dst.strip():
         raise BadInputError(f"the output path DST is {'empty' if not dst else f'blank ({dst!r})'}; give a file name (out.safetensors), an "
                             "index name (out.safetensors.index.json) or a folder (use . for the current one)")
-    if getattr(args, "output_format", None) == "dcp" and dst.lower().rstrip("/").endswith(FILE_SUFFIXES):
-        raise BadInputError(f"{dst}: --output-format dcp writes a folder (.metadata and data files), but this name "
-                            "is a checkpoint file's; give a folder name (e.g. out-dcp), or drop --output-format dcp "
-                            "to write safetensors")
+    refuse_dcp_named_like_a_file(dst, getattr(args, "output_format", None), "--output-format dcp")
 
 
 def refuse_existing(args: argparse.Namespace) -> None:

@@ -37,7 +37,7 @@ from .clone import Cloner, block_size
 from . import MAX_WORKERS
 from .atomic import AtomicFiles, check_destinations, remove_stale, stale_temps, write_all
 from .convert_result import ConvertResult, PhaseCallback, ProgressCallback, cloned_method, counting
-from .output_format import is_dcp_destination
+from .output_format import is_dcp_destination, refuse_dcp_named_like_a_file
 from ..errors import BadInputError
 from .convert_arguments import check_convert_arguments
 from .convert_checks import refuse_misfits, refuse_nothing_to_write, refuse_plan_errors
@@ -86,7 +86,8 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     reports within it.
 
     ``output_format="dcp"`` writes a ``torch.distributed.checkpoint`` folder at ``dst`` instead
-    (:mod:`mapper_core.io.dcp_writer`); ``max_shard_size`` and the source hash do not apply.
+    (:mod:`mapper_core.io.dcp_writer`); ``max_shard_size`` and the source hash do not apply. A
+    ``dst`` named like a checkpoint file (``x.safetensors``, ``x.pt``) is refused for it.
 
     ``workers=N`` writes a sharded output's shards on N processes (:mod:`mapper_core.io.parallel`):
     byte for byte what one process writes, each shard atomic and recorded in a manifest so that a
@@ -108,6 +109,7 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
     if not 1 <= workers <= MAX_WORKERS:
         raise BadInputError(f"workers must be at least 1 and at most {MAX_WORKERS}, not {workers}")
     check_convert_arguments(src, dst, plan, rules, reader, target_specs)
+    refuse_dcp_named_like_a_file(dst, output_format)
     src = Path(src)
     if plan is not None and plan.mapped and plan.has_errors(strict=strict):
         refuse_plan_errors(plan, strict)  # before the source is even opened

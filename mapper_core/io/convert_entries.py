@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from ..errors import TORCH_EXTRA, CheckpointError, ExpansionError, MissingExtraError, torch_available
 from ..gc_pause import pauses_gc
 from ..plan.plan import Plan
+from ..plan.tied_check import tied_aliases
 from ..rules.transforms import is_header_only
 from ..specs import TensorSpec
 from .formats.base import FileRange, Reader
@@ -47,7 +48,7 @@ def entries_to_write(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | 
         columns = EntryColumns(targets, spec_list, *ranges_of(sources))
         if plan is None and hasattr(reader, "tensor_json"):  # the whole file as it is: its own header text
             columns.rendered = partial(reader.tensor_json, targets, spec_list)
-        return columns, {}, len(specs) - len(sources), {}, (targets, sources)
+        return columns, tied_aliases(plan, {}), len(specs) - len(sources), {}, (targets, sources)
     pairs = list(zip(sources, targets))
     locate = getattr(reader, "locate", None)
     mappings = _torch_mappings(reader) if locate is None else None
@@ -91,6 +92,7 @@ def entries_to_write(reader: Reader, specs: dict[str, TensorSpec], plan: Plan | 
         if identity is not None:
             stored[identity] = target
         entries.append(Entry(target, spec, data))
+    aliases.update(tied_aliases(plan, aliases))  # a target name the model ties to a written one: an alias too
     # a source read for two targets (export's restored tied key) is one key taken, not two
     return entries, aliases, len(specs) - len(set(sources)), originals, (targets, sources)
 

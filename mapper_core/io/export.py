@@ -28,6 +28,8 @@ Tied weights of the source (``source_aliases``: a key that is the same tensor as
 original checkpoint, ``lm_head.weight`` as ``model.embed_tokens.weight``) come back when the rules
 export one of their names and not the other (the rules skipped the head): the missing name is
 restored as the same tensor (``ExportPlan.restored``), written once, as convert writes aliases.
+A target key the target checkpoint holds as the same tensor as an exported one (``target_aliases``: a
+tied output layer, which convert records as an alias) goes back with it (``ExportPlan.tied``), not left behind.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from .export_checks import refuse_nothing_exported
 from .inspection import counted
 from ..plan.plan import PASS_THROUGH, UNMATCHED_POLICIES, Mapped, Plan
 from ..plan.make import make_plan
+from ..plan.tied_check import tied_to_done
 from ..rules.ruleset import Rule, RuleSet
 from ..specs import TensorSpec
 from ..rules.template import Inversion, TemplateNotInvertible
@@ -94,6 +97,8 @@ class ExportPlan:
     reasons: Mapping[str, str] = field(default_factory=dict)  # left-behind key → NO_RULE, DECLARED_NEW, ...
     # (source key, the exported source key it is one tensor with in the source): tied weights restored
     restored: tuple[tuple[str, str], ...] = ()
+    # (target key, the exported target key it is one tensor with in the target): not left behind
+    tied: tuple[tuple[str, str], ...] = ()
 
     def reason(self, key: str) -> str:
         """Why ``key`` (one of ``left_behind``) is not exported: a code of LEFT_BEHIND_REASONS."""
@@ -113,6 +118,7 @@ class ExportPlan:
             "reasons": {k: self.reason(k) for k in self.left_behind},
             "problems": [{"target": p.target, "rule": p.rule, "message": p.message} for p in self.problems],
             "restored_aliases": [{"source": k, "same_as": same} for k, same in self.restored],
+            "tied": [{"target": k, "same_as": same} for k, same in self.tied],
             "summary": {"exported": len(self.entries), left: len(self.left_behind),
                         "problems": len(self.problems), "restored_aliases": len(self.restored),
                         "failed": bool(self.problems) or (unmatched == "error" and bool(self.left_behind))},
@@ -121,12 +127,21 @@ class ExportPlan:
 
 def plan_export(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
                 source_specs: Mapping[str, TensorSpec] | None = None,
-                source_aliases: Mapping[str, str] | None = None) -> ExportPlan:
+                source_aliases: Mapping[str, str] | None = None,
+                target_aliases: Mapping[str, str] | None = None) -> ExportPlan:
     """Plan the way back from target keys to source keys, from headers alone. ``source_aliases``
-    (alias → stored key, a reader's ``aliases()``) are the source's tied keys, used with ``source_specs``."""
+    (alias → stored key, a reader's ``aliases()``) are the source's tied keys, used with ``source_specs``;
+    ``target_aliases`` the target checkpoint's."""
     if source_specs is not None:
-        return _from_source_specs(ruleset, target_specs, source_specs, source_aliases or {})
-    return _from_templates(ruleset, target_specs)
+        plan = _from_source_specs(ruleset, target_specs, source_specs, source_aliases or {})
+    else:
+        plan = _from_templates(ruleset, target_specs)
+    tied = tied_to_done(plan.left_behind, [e.target for e in plan.entries], target_aliases or {})
+    if not tied:
+        return plan
+    gone = {k for k, _ in tied}
+    return dataclasses.replace(plan, left_behind=tuple(k for k in plan.left_behind if k not in gone),
+                               reasons={k: v for k, v in plan.reasons.items() if k not in gone}, tied=tied)
 
 
 def export_state_dict(ruleset: RuleSet, target_state: Mapping[str, "torch.Tensor"],

@@ -43,3 +43,24 @@ def tied_conflicts(plan: Plan, groups: Sequence[Sequence[str]], aliases: Mapping
             "the two hold the same values, a load keeps only the second. Map one source into the tied pair (skip "
             "the other key in the rules), or check that they are equal (apply_to_module refuses if they differ)")
     return messages
+
+
+def tied_aliases(plan: Plan | None, aliases: Mapping[str, str]) -> dict[str, str]:
+    """alias → stored key for each target key the plan fills through a tie (``plan.tied_filled``):
+    its partner's stored key (``aliases``, the written aliases, resolve a partner that is one itself).
+    ``convert`` records them as it records a checkpoint's tied keys (metadata ``mapper.aliases``), so
+    the file keeps one copy and ``load_safetensors`` gives the tied name back as the same tensor."""
+    if plan is None:
+        return {}
+    return {k: aliases.get(partner, partner) for k, partner in plan.tied_filled}
+
+
+def tied_to_done(keys: Sequence[str], done: Sequence[str], aliases: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """(key, the first of ``done`` that is one tensor with it) for each of ``keys`` that ``aliases``
+    (alias → stored key, a reader's ``aliases()``) ties to a key of ``done``: export's target keys
+    that go back with the exported key they are tied to, rather than being left behind."""
+    done_set = set(done)
+    first: dict[str, str] = {}
+    for k in done:
+        first.setdefault(aliases.get(k, k), k)
+    return tuple((k, first[aliases.get(k, k)]) for k in keys if k not in done_set and aliases.get(k, k) in first)

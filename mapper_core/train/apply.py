@@ -51,7 +51,9 @@ def module_types(module: nn.Module) -> dict[str, str]:
 
 def module_ties(module: nn.Module) -> list[tuple[str, ...]]:
     """The names of each tensor the state dict holds under more than one name (tied weights: an
-    output layer sharing the embedding), for ``make_plan(..., target_ties=...)``."""
+    output layer sharing the embedding), for ``make_plan(..., target_ties=...)``: the one definition
+    of a target's ties, for ``plan_for_module`` and ``--target model:NAME`` alike. Names of the state
+    dict, so a shared buffer ties too, and a name a state-dict hook leaves out does not."""
     names: dict[int, list[str]] = {}
     for k, v in module.state_dict(keep_vars=True).items():
         names.setdefault(id(v), []).append(k)
@@ -96,6 +98,10 @@ def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
     ``source`` too; ``{k: v.clone() for k, v in result.items()}`` when that matters. (A Reader's
     tensors are read afresh; :func:`apply_to_module` always copies into the module's own tensors.)
 
+    A name the plan fills through a tie (``plan.tied_filled``, known to a plan made with the model's
+    ties: :func:`plan_for_module`) is there too, as the very tensor of the key it is tied to, as the
+    model holds them: ``model.load_state_dict(result, strict=True)`` does not find it missing.
+
     Raises PlanError when the plan has errors (collisions, mismatches under ``error``),
     ArgumentTypeError for a ``plan`` or ``source`` of the wrong kind, BadInputError for a key the
     plan maps that the source lacks.
@@ -103,7 +109,9 @@ def apply_to_state_dict(plan: Plan, source: Any) -> dict[str, torch.Tensor]:
     check_plan(plan, "apply_to_state_dict")
     check_source(source, "apply_to_state_dict")
     _refuse_errors(plan)
-    return {m.target: _mapped_tensor(source, m) for m in plan.loadable}
+    out = {m.target: _mapped_tensor(source, m) for m in plan.loadable}
+    out.update((k, out[partner]) for k, partner in plan.tied_filled)  # tied: one tensor, two names
+    return out
 
 
 def apply_to_module(plan: Plan, module: nn.Module, source: Any) -> LoadResult:
@@ -216,7 +224,8 @@ def _refuse_errors(plan: Plan) -> None:
 def parameter_names(module: nn.Module) -> dict[str, list[str]]:
     """Each parameter's name (as ``named_parameters()`` gives it) → every name it has in the
     state dict: a tied parameter (an output layer sharing the embedding) has two, and rules,
-    freeze groups and param groups may name it by either."""
+    freeze groups and param groups may name it by either. (Ties of the state dict, which plans
+    use: :func:`module_ties`.)"""
     canonical = {id(p): n for n, p in module.named_parameters()}
     names: dict[str, list[str]] = {n: [] for n in canonical.values()}
     for n, p in module.named_parameters(remove_duplicate=False):

@@ -1,7 +1,8 @@
 """Arguments that are surely a slip are refused by name before anything is read or written: an empty
 DST (an unset shell variable; it used to write ./model.safetensors), a DCP folder named like a
-checkpoint file, and a rules path that is a link loop or a dangling link (it used to read "no such
-file" plus the plugins' rule sets). Torch-free."""
+checkpoint file, a rules path that is a link loop or a dangling link (it used to read "no such
+file" plus the plugins' rule sets), and an empty checkpoint path or --target (it used to mean "no
+target"). Torch-free."""
 from __future__ import annotations
 
 import pytest
@@ -75,3 +76,20 @@ def test_an_empty_checkpoint_path_is_refused_not_read_as_the_current_folder(fold
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith(f"mapper: error: a checkpoint path is {'blank' if ' ' in command else 'empty'}")
     assert "(. for the model folder you are in)" in done.stderr
+
+
+@pytest.mark.parametrize("target", ["", "  "])
+@pytest.mark.parametrize("command", [["plan", "missing.safetensors", "--rules", "rules.yaml"],
+                                     ["plan", "missing.safetensors", "--rules", "rules.yaml", "--strict"],
+                                     ["explain", "missing.safetensors", "a.w", "--rules", "rules.yaml"],
+                                     ["convert", "missing.safetensors", "out.safetensors"],
+                                     ["convert", "missing.safetensors", "out.safetensors", "--rules", "rules.yaml"],
+                                     ["suggest", "--source", "src.safetensors"]])
+def test_an_empty_target_is_refused_not_read_as_no_target(folder, mapper, command, target):
+    write_f32(folder / "model.safetensors", {"b.w": [2, 2]})  # what "" would read as the folder "."
+    done = mapper(*command, "--target", target, cwd=folder)
+    assert done.returncode == 2, done.stdout + done.stderr
+    # in SRC's words, and before SRC is read (a missing SRC would be named first otherwise)
+    assert done.stderr == ("mapper: error: a checkpoint path is " + ("empty" if not target else "blank ('  ')")
+                           + "; give the checkpoint's path (. for the model folder you are in)\n")
+    assert not (folder / "out.safetensors").exists()

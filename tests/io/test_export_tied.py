@@ -87,3 +87,17 @@ def test_the_exported_file_loads_strictly_into_the_tied_source_model(tmp_path, m
     with open_checkpoint(tmp_path / "src.pt") as reader:  # Python: the same, the tie kept in memory
         out = export_state_dict(parse_rules(RULES, "r.yaml"), tuned, reader.specs(), source_aliases=reader.aliases())
     assert out["lm_head.weight"] is out["model.embed.weight"]
+
+
+def test_a_target_key_tied_to_an_exported_one_goes_back_with_it_not_left_behind():
+    target = {**TARGET, "head.weight": E}  # a tied target: head.weight is tok.weight (convert's mapper.aliases)
+    rules = parse_rules(RULES, "r.yaml")
+    assert plan_export(rules, target, SOURCE, ALIASES).left_behind == ("head.weight",)  # without the target's ties
+    plan = plan_export(rules, target, SOURCE, ALIASES, target_aliases={"head.weight": "tok.weight"})
+    assert plan.left_behind == () and plan.tied == (("head.weight", "tok.weight"),)
+    assert plan.to_dict()["tied"] == [{"target": "head.weight", "same_as": "tok.weight"}]
+    reverse = plan_export(rules, target, SOURCE, ALIASES, target_aliases={"tok.weight": "head.weight"})
+    assert reverse.tied == (("head.weight", "tok.weight"),)  # whichever name the checkpoint stores
+    untied = plan_export(rules, {"head.weight": E, "norm.weight": N}, SOURCE, ALIASES,
+                         target_aliases={"head.weight": "tok.weight"})  # its partner is not exported either
+    assert untied.left_behind == ("head.weight",) and untied.tied == ()

@@ -10,7 +10,10 @@ from mapper_core.io.formats import open_checkpoint  # noqa: E402
 from mapper_core.io.torch_dtypes import spec_of  # noqa: E402
 from mapper_core.plan.make import make_plan  # noqa: E402
 from mapper_core.rules.ruleset import Rule, RuleSet, SkipPattern  # noqa: E402
-from mapper_core.train.apply import apply_to_module, module_specs, module_ties, plan_for_module  # noqa: E402
+from mapper_core.io.convert import convert  # noqa: E402
+from mapper_core.io.formats.aliases import load_safetensors  # noqa: E402
+from mapper_core.train.apply import (apply_to_module, apply_to_state_dict, module_specs, module_ties,  # noqa: E402
+                                     plan_for_module)
 from tied_models import TiedLM  # noqa: E402
 
 IDENTITY = RuleSet(name="same", rules=(Rule(0, r"(.+)", "{1}"),))  # every key under its own name
@@ -101,3 +104,37 @@ def test_a_plan_made_without_the_ties_still_loads_the_tied_name_through_the_tie(
     assert plan.uninitialized == ("lm_head.weight",)  # the specs alone cannot tell
     assert apply_to_module(plan, model, state).tied == (("lm_head.weight", "wte.weight"),)
     assert module_ties(model) == [("wte.weight", "lm_head.weight")]
+
+
+def test_the_state_dict_a_plan_gives_holds_the_tied_name_and_loads_strictly():
+    ref = trained()
+    state = ref.state_dict()
+    model = TiedLM()
+    plan = plan_for_module({k: spec_of(v) for k, v in state.items()}, SKIP_HEAD, model)
+    out = apply_to_state_dict(plan, state)
+    assert out["lm_head.weight"] is out["wte.weight"]  # one tensor under two names, as the model holds it
+    assert model.load_state_dict(out, strict=True).missing_keys == []
+    assert model.lm_head.weight is model.wte.weight and torch.equal(model.lm_head.weight, ref.wte.weight)
+
+
+def test_a_converted_file_of_the_plan_loads_strictly_into_the_tied_model(tmp_path):
+    ref = trained()
+    torch.save({k: v.clone() for k, v in ref.state_dict().items()}, tmp_path / "lm.pt")  # untied copies
+    model = TiedLM()
+    with open_checkpoint(tmp_path / "lm.pt") as reader:
+        plan = plan_for_module(reader.specs(), SKIP_HEAD, model)
+        result = convert(tmp_path / "lm.pt", tmp_path / "out.safetensors", reader=reader, plan=plan)
+    assert (result.tensors, result.aliases) == (len(ref.state_dict()) - 1, 1)  # the head's bytes are not stored
+    assert model.load_state_dict(load_safetensors(tmp_path / "out.safetensors"), strict=True).missing_keys == []
+    assert torch.equal(model.lm_head.weight, ref.wte.weight)
+
+
+def test_a_tied_name_whose_partner_is_not_loaded_either_stays_missing():
+    state = {k: v for k, v in trained().state_dict().items() if not k.startswith(("wte.", "lm_head."))}
+    model = TiedLM()
+    plan = plan_for_module({k: spec_of(v) for k, v in state.items()}, SKIP_HEAD, model)
+    assert plan.tied_filled == () and set(plan.uninitialized) == {"wte.weight", "lm_head.weight"}
+    result = apply_to_module(plan, model, state)
+    assert set(result.missing) == {"wte.weight", "lm_head.weight"} and result.tied == ()
+    out = apply_to_state_dict(plan, state)
+    assert set(model.load_state_dict(out, strict=False).missing_keys) == {"wte.weight", "lm_head.weight"}

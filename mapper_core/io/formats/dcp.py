@@ -11,9 +11,9 @@ are reported by :meth:`DcpReader.non_tensors` and never unpickled. A tensor of a
 cannot store (``complex128``) is in ``specs()`` under torch's name and in ``unstorable_keys``;
 ``get_tensor`` refuses it naming the key, so rules that skip it convert the rest (as a torch file's).
 
-Data files are read where they are, symlinks resolved; as for an index's shards, a data file whose real
-path is outside the folder is refused unless the caller allows it (``allow_outside_shards=True``, CLI
-``--allow-outside-shards``).
+Data files are read where they are, symlinks resolved; as for an index's shards, a data file (or the
+``.metadata``) whose real path is outside the folder is refused unless the caller allows it
+(``allow_outside_shards=True``, CLI ``--allow-outside-shards``).
 """
 from __future__ import annotations
 
@@ -59,10 +59,13 @@ class DcpReader(ReaderBase):
         folder = path if path.is_dir() else path.parent
         self.folder = folder
         self.path = folder / METADATA_NAME
+        if not allow_outside_shards:  # before it is read: a link may point the read anywhere
+            self._refuse_outside(METADATA_NAME)
         self.layout: DcpLayout = read_layout(self.path, allow_large=allow_expansion)
         self.shards = self.layout.files  # data files, beside .metadata: hashed as the source
         if not allow_outside_shards:
-            self._refuse_outside()
+            for name in self.shards:
+                self._refuse_outside(name, f"data file {name!r} ")
         # tensors of a dtype safetensors cannot store (complex128): listed, key → dtype; get_tensor refuses them
         self.unstorable_keys: dict[str, str] = {k: t.spec.dtype for k, t in self.layout.tensors.items()
                                                 if t.spec.dtype in OTHER_DTYPE_BITS}
@@ -144,16 +147,16 @@ class DcpReader(ReaderBase):
         except KeyError:
             raise CheckpointError(f"{self.path}: no tensor '{key}' in this DCP checkpoint") from None
 
-    def _refuse_outside(self) -> None:
-        """CheckpointError for a data file whose real path (links resolved) is outside the folder."""
+    def _refuse_outside(self, name: str, what: str = "") -> None:
+        """CheckpointError for the file ``name`` of the folder whose real path (links resolved) is outside
+        the folder; ``what`` names a data file in the message (``.metadata`` is the path it starts with)."""
         folder = Path(os.path.realpath(self.folder))
-        for name in self.shards:
-            real = Path(os.path.realpath(self.folder / name))
-            if not real.is_relative_to(folder):
-                raise CheckpointError(
-                    f"{self.path}: data file {name!r} is a link to {real}, outside the checkpoint folder {folder}; "
-                    "refused so a checkpoint cannot point reads elsewhere. If you trust it, pass "
-                    "--allow-outside-shards (Python: allow_outside_shards=True)")
+        real = Path(os.path.realpath(self.folder / name))
+        if not real.is_relative_to(folder):
+            raise CheckpointError(
+                f"{self.path}: {what}is a link to {real}, outside the checkpoint folder {folder}; "
+                "refused so a checkpoint cannot point reads elsewhere. If you trust it, pass "
+                "--allow-outside-shards (Python: allow_outside_shards=True)")
 
     def _data_problem(self, name: str) -> str | None:
         """Why the data file ``name`` cannot be read (a stat, no read), or None."""

@@ -17,9 +17,7 @@ dtype safetensors cannot store (``complex128``) is listed under torch's name
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import stat
 from dataclasses import dataclass
 from itertools import repeat
 from math import prod
@@ -32,6 +30,7 @@ from ...specs import OTHER_DTYPE_BITS, TensorSpec
 from .dcp_bulk import DcpChunk, chunks_fit, is_ints, overlap, safe_name, storage_in_bulk
 from .pickle_steps import SIZE_FLOOR, StepBudgetError, count_steps
 from .spec_json import TORCH_NAMES
+from .whole_file import file_kind, link_note, read_whole
 
 __all__ = ["DcpChunk", "DcpLayout", "DcpTensor", "METADATA_NAME", "file_kind", "link_note", "read_layout"]
 
@@ -172,49 +171,18 @@ def read_layout(path: Path, allow_large: bool = False) -> DcpLayout:
     return _layout_of(top, path)
 
 
-def file_kind(mode: int) -> str | None:
-    """What kind of non-regular file ``mode`` (from stat) describes, or None for a regular file."""
-    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return what
-    return None if stat.S_ISREG(mode) else "not a regular file"
-
-
-def link_note(path: Path) -> str:
-    """`` (a link to TARGET)`` when ``path`` is a symbolic link, else ''."""
-    return f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
-
-
 def _metadata_bytes(path: Path, allow_large: bool) -> bytes:
     """The bytes of ``.metadata``, read only from a regular file and never past its size or the cap."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with open(fd, "rb") as fh:
-        try:
-            info = os.fstat(fd)
-            kind = file_kind(info.st_mode)
-            if kind:  # /dev/zero would be read without end, a FIFO would block
-                raise CheckpointError(f"{path}: is {kind}{link_note(path)}, not a regular file; a DCP .metadata is "
-                                      "the file torch.distributed.checkpoint.save writes beside its data files. Give "
-                                      "the checkpoint folder as it was saved")
-            size = info.st_size
-            if size > MAX_METADATA_BYTES and not allow_large:
-                raise CheckpointError(
-                    f"{path}: {size:,} bytes is more than a DCP .metadata plausibly is (at most {MAX_METADATA_BYTES:,}: "
-                    "about 7 million saved chunks at 150 bytes each), and reading it would take some 13x that in "
-                    "memory; is this the right file? If it is, and you have the memory, pass --allow-expansion "
-                    "(Python: allow_expansion=True)")
-            data = fh.read(size + 1)
-        except OSError as exc:
-            raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > size:
-        raise CheckpointError(f"{path}: grew while it was read (past the {size:,} bytes it had); is a save still "
-                              "writing it? Read the checkpoint once the save has finished")
-    return data
+    return read_whole(
+        path, None if allow_large else MAX_METADATA_BYTES,
+        what="a DCP .metadata is the file torch.distributed.checkpoint.save writes beside its data files. Give "
+             "the checkpoint folder as it was saved",
+        too_big=lambda size: (
+            f"{size:,} bytes is more than a DCP .metadata plausibly is (at most {MAX_METADATA_BYTES:,}: "
+            "about 7 million saved chunks at 150 bytes each), and reading it would take some 13x that in "
+            "memory; is this the right file? If it is, and you have the memory, pass --allow-expansion "
+            "(Python: allow_expansion=True)"),
+        grew="is a save still writing it? Read the checkpoint once the save has finished")
 
 
 def _layout_of(top: Any, path: Path) -> DcpLayout:

@@ -6,7 +6,8 @@ torch spellings (``float32``, ``torch.bfloat16``) are accepted too. Useful as a 
 target when only a model's shapes are known; ``get_tensor`` always refuses.
 
 As in a safetensors header, a key written twice (the file is ambiguous) and a shape whose values or
-bytes do not fit 64 bits (no checkpoint can hold it) are refused.
+bytes do not fit 64 bits (no checkpoint can hold it) are refused. A file past :data:`MAX_BYTES`
+(unless ``allow_expansion``) or that is not a regular file is refused before it is read.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 from ...errors import CheckpointError, json_problem
 from ...specs import DTYPE_BITS, TensorSpec
 from .safetensors_header import has_lone_surrogate
+from .whole_file import read_whole
 
 SUFFIXES = (".json",)
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -31,6 +33,10 @@ TORCH_NAMES = {
     "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
 }
 MAX_PROBLEMS = 20
+# write_spec_json writes about 130 bytes a tensor, so this is some 2 million tensors; parsing a spec
+# file takes about 6x its size in memory (a 40 MB file of 300,000 tensors: 245 MB at its peak)
+MAX_BYTES = 256 * 1024 * 1024
+SHOWN_CHARS = 200  # of a key or a refused value in a message: a file may hold one of megabytes
 _U64 = 2**64 - 1
 
 
@@ -56,6 +62,11 @@ def _line_of_second(text: str, key: str) -> str:
     first = text.find(quoted)
     second = text.find(quoted, first + len(quoted)) if first >= 0 else -1
     return f" (line {text.count(chr(10), 0, second) + 1})" if second >= 0 else ""
+
+
+def _clip(text: str) -> str:
+    """``text`` for a message, its start only when it is long (a key or a value of megabytes)."""
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
 
 
 def _dtype_name(value: Any) -> str | None:
@@ -91,25 +102,28 @@ def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], d
         metadata = {}
     for k, v in metadata.items():
         if not isinstance(v, str):
-            problems.append(f"metadata '{k}': expected a string, got {json.dumps(v)[:60]}")
+            problems.append(f"metadata '{_clip(k)}': expected a string, got {json.dumps(v)[:60]}")
     specs: dict[str, TensorSpec] = {}
     for key, entry in tensors.items():
         if not isinstance(entry, dict):
-            problems.append(f"tensor '{key}': expected an object with dtype and shape, got {json.dumps(entry)[:60]}")
+            problems.append(f"tensor '{_clip(key)}': expected an object with dtype and shape, got {json.dumps(entry)[:60]}")
             continue
         extra = set(entry) - {"dtype", "shape"}
         if extra:
-            problems.append(f"tensor '{key}': unexpected field(s) {', '.join(sorted(extra))}; only dtype and shape are allowed")
+            problems.append(f"tensor '{_clip(key)}': unexpected field(s) {_clip(', '.join(sorted(extra)))}; only dtype and "
+                            "shape are allowed")
         dtype, shape = _dtype_name(entry.get("dtype")), entry.get("shape")
         if dtype is None:
-            problems.append(f"tensor '{key}': unknown dtype {json.dumps(entry.get('dtype'))}; use one of {', '.join(DTYPE_BITS)}")
+            problems.append(f"tensor '{_clip(key)}': unknown dtype {_clip(json.dumps(entry.get('dtype')))}; use one of "
+                            f"{', '.join(DTYPE_BITS)}")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            problems.append(f"tensor '{key}': shape must be a list of non-negative integers, got {json.dumps(shape)}")
+            problems.append(f"tensor '{_clip(key)}': shape must be a list of non-negative integers, got "
+                            f"{_clip(json.dumps(shape))}")
             continue
         values = prod(shape)
         if values > _U64 or (dtype is not None and values * DTYPE_BITS[dtype] > 8 * _U64):
             what = "values" if values > _U64 else "bytes"
-            problems.append(f"tensor '{key}': shape {json.dumps(shape)[:200]} has more {what} than fit 64 bits; no "
+            problems.append(f"tensor '{_clip(key)}': shape {_clip(json.dumps(shape))} has more {what} than fit 64 bits; no "
                             "checkpoint can hold it (a typo in the shape?)")
             continue
         if dtype is not None:
@@ -127,17 +141,18 @@ def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], d
 class SpecJsonReader:
     """A spec file: headers only."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, allow_expansion: bool = False):
         self.path = Path(path)
+        raw = read_whole(self.path, None if allow_expansion else MAX_BYTES, too_big=_too_big,
+                         what="a spec file is a JSON file of tensor key → {dtype, shape}; give its path",
+                         grew="is something still writing it? Read it once it is complete")
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = raw.decode("utf-8")
             doc = json.loads(text, object_pairs_hook=_no_key_twice)
         except _KeyTwice as twice:
-            raise CheckpointError(f"{self.path}: key {json.dumps(twice.key)[:200]} appears twice"
+            raise CheckpointError(f"{self.path}: key {json.dumps(twice.key)[:SHOWN_CHARS]} appears twice"
                                   f"{_line_of_second(text, twice.key)}; the file is ambiguous (refused on purpose): "
                                   "keep one of them") from None
-        except OSError as exc:
-            raise CheckpointError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise CheckpointError(f"{self.path}: not valid JSON: {json_problem(exc)}") from None
         except RecursionError:
@@ -167,8 +182,14 @@ class SpecJsonReader:
         self.close()
 
 
-def open_spec_json(path: str | Path, **_other_formats_options: Any) -> SpecJsonReader:
-    return SpecJsonReader(path)
+def open_spec_json(path: str | Path, allow_expansion: bool = False, **_other_formats_options: Any) -> SpecJsonReader:
+    return SpecJsonReader(path, allow_expansion=allow_expansion)
+
+
+def _too_big(size: int) -> str:
+    return (f"the file is {size:,} bytes; spec files are limited to {MAX_BYTES:,} bytes (some 2 million tensors as "
+            "write_spec_json writes them; parsing takes about 6x the file in memory). Check that this is really a "
+            "spec file; if it is, and you have the memory, pass --allow-expansion (Python: allow_expansion=True)")
 
 
 def sniff_spec_json(path: Path) -> bool:

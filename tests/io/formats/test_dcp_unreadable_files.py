@@ -8,35 +8,18 @@ from __future__ import annotations
 
 import os
 import re
-import resource
-import subprocess
-import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from cli_runner import environment  # noqa: E402
 from dcp_fixtures import save_dcp  # noqa: E402
+from limited_mapper import limited_mapper  # noqa: E402
 from mapper_core.errors import CheckpointError, CheckpointWarning  # noqa: E402
 from mapper_core.io.convert import convert  # noqa: E402
 from mapper_core.io.formats import dcp_metadata, open_checkpoint  # noqa: E402
 from mapper_core.io.formats.dcp_metadata import read_layout  # noqa: E402
 from mapper_core.io.provenance import Hasher  # noqa: E402
-
-MEMORY_LIMIT = 3 << 30
-
-
-def _limited_mapper(*args, cwd) -> subprocess.CompletedProcess:
-    """``mapper ARGS`` in a child process that may use 3 GiB of address space and 60 s at most."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-    try:
-        return subprocess.run([sys.executable, "-m", "mapper_core", *map(str, args)], capture_output=True, text=True,
-                              env=environment(), cwd=cwd, timeout=60, preexec_fn=limit)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"mapper {' '.join(map(str, args))} blocked for 60 s")
 
 
 @pytest.fixture
@@ -49,7 +32,11 @@ def test_metadata_linked_to_dev_zero_is_refused_before_reading(folder, tmp_path)
     (folder / ".metadata").unlink()
     (folder / ".metadata").symlink_to("/dev/zero")
     for src in (folder / ".metadata", folder):  # the file itself, and its folder
-        done = _limited_mapper("inspect", src, cwd=tmp_path)
+        done = limited_mapper("inspect", src, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"mapper: error: {folder / '.metadata'}: is a link to /dev/zero, outside the "
+                                      "checkpoint folder")
+        done = limited_mapper("inspect", src, "--allow-outside-shards", cwd=tmp_path)  # allowed there, still no file
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip() == (f"mapper: error: {folder / '.metadata'}: is a character device (a link to "
                                        "/dev/zero), not a regular file; a DCP .metadata is the file "
@@ -60,7 +47,7 @@ def test_metadata_linked_to_dev_zero_is_refused_before_reading(folder, tmp_path)
 def test_metadata_that_is_a_fifo_is_refused_without_waiting(folder, tmp_path):
     (folder / ".metadata").unlink()
     os.mkfifo(folder / ".metadata")
-    done = _limited_mapper("inspect", folder, cwd=tmp_path)
+    done = limited_mapper("inspect", folder, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert "/.metadata: is a FIFO (named pipe), not a regular file" in done.stderr
     assert "Traceback" not in done.stderr
@@ -101,7 +88,7 @@ def test_data_file_that_is_a_fifo_is_refused_without_waiting(folder, tmp_path):
     os.mkfifo(data)
     for extra in ([], ["--no-source-hash"], ["--output-format", "dcp"]):  # the source hash on, off, none
         out = tmp_path / ("out-dcp" if extra[-1:] == ["dcp"] else "out.safetensors")
-        done = _limited_mapper("convert", folder, out, *extra, cwd=tmp_path)
+        done = limited_mapper("convert", folder, out, *extra, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert (f"mapper: error: {data}: the DCP data file named in .metadata is a FIFO (named pipe), not a regular "
                 "file") in done.stderr
