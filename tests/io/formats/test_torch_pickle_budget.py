@@ -120,3 +120,16 @@ def test_the_command_line_ends_a_shared_key_pickle_at_once_with_exit_2(tmp_path)
     r = mapper("inspect", src)
     assert r.returncode == 2 and "hashkey.pt: refused: its pickle 'archive/data.pkl' builds an object of" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_message_shows_at_most_a_short_part_of_each_key(tmp_path):
+    # a key of 131,071 parts passes the walk; the "no state dict" message once printed all of it (5 MB)
+    from mapper_core.io.formats.torch_unwrap import unwrap_state_dict
+
+    key = 0
+    for _ in range(16):
+        key = (key, key)
+    with pytest.raises(CheckpointError) as caught:
+        unwrap_state_dict({key: [], "x" * 500: 1}, tmp_path / "k.pt")
+    assert len(str(caught.value)) < 1000
+    assert "... (500 characters)" not in str(caught.value) and "(502 characters)" in str(caught.value)
