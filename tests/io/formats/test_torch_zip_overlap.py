@@ -3,7 +3,6 @@ does not, is refused as damaged or ambiguous, naming the records (trial6 T11): a
 made two tensors torch.load keeps apart look tied."""
 from __future__ import annotations
 
-import pickle
 import struct
 import zipfile
 
@@ -12,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import hostile_torch as H  # noqa: E402  tests/helpers
+from pickle_ops import Pickle  # noqa: E402  tests/helpers
 
 RESAVE = "Re-save the state dict with torch.save from wherever the file came from"
 STATE = {"a": torch.ones(4), "b": torch.full((4,), 2.0)}
@@ -56,11 +56,11 @@ def _with_a_header_inside(path):
     name = b"archive/data/1"
     inner = struct.pack("<4s22xHH", b"PK\x03\x04", len(name), 0) + name + struct.pack("<4f", 9, 9, 9, 9)
     storage0 = inner + b"\0" * (-len(inner) % 4)
-    pkl = H.Pickle().op(b"}").text("a").tensor("0", "FloatStorage", len(storage0) // 4, 0, (4,), (1,)).op(b"s")
+    pkl = Pickle().op(b"}").text("a").tensor("0", "FloatStorage", len(storage0) // 4, 0, (4,), (1,)).op(b"s")
     pkl.text("b").tensor("1", "FloatStorage", 4, 0, (4,), (1,)).op(b"s")
     H.archive_with_pickle(path, pkl.bytes(), {"0": storage0, "1": struct.pack("<4f", 2, 2, 2, 2)})
     data = bytearray(path.read_bytes())
-    entries = H._central_entries(bytes(data))
+    entries = H.central_entries(bytes(data))
     header0 = struct.unpack_from("<I", data, entries["data/0"][0] + 42)[0]
     inside = data.index(b"PK\x03\x04" + b"\0" * 22, header0 + 30)  # the record inside data/0's bytes
     struct.pack_into("<I", data, entries["data/1"][0] + 42, inside)
@@ -90,7 +90,7 @@ def test_a_directory_entry_pointing_where_no_record_starts_is_refused(tmp_path, 
     src = tmp_path / "off.pt"
     torch.save(STATE, src)
     data = bytearray(src.read_bytes())
-    at = H._central_entries(bytes(data))["data/1"][0]
+    at = H.central_entries(bytes(data))["data/1"][0]
     struct.pack_into("<I", data, at + 42, struct.unpack_from("<I", data, at + 42)[0] + 1)
     src.write_bytes(bytes(data))
     message = refused_everywhere(mapper, tmp_path, src)
@@ -99,21 +99,9 @@ def test_a_directory_entry_pointing_where_no_record_starts_is_refused(tmp_path, 
 
 
 def test_a_dcp_chunk_blob_with_overlapping_records_is_refused(tmp_path, mapper):
-    from torch.distributed.checkpoint.filesystem import _StorageInfo
-    from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex, TensorProperties,
-                                                       TensorStorageMetadata)
-
     # a DCP chunk is a torch.save blob inside a .distcp file: it gets the same archive checks
     blob = H.record_points_at(tmp_path / "blob.pt", {"w": torch.zeros(4)}, "data/0", "byteorder").read_bytes()
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    (folder / "__0_0.distcp").write_bytes(blob)
-    chunk = ChunkStorageMetadata(offsets=torch.Size([0]), sizes=torch.Size([4]))
-    meta = Metadata(state_dict_metadata={"b": TensorStorageMetadata(TensorProperties(dtype=torch.float32),
-                                                                     torch.Size([4]), [chunk])},
-                    planner_data={"b": ("b",)}, version="1.0.0",
-                    storage_data={MetadataIndex("b", [0], 0): _StorageInfo("__0_0.distcp", 0, len(blob))})
-    (folder / ".metadata").write_bytes(pickle.dumps(meta))
+    folder = H.dcp_folder_with_blob(tmp_path / "ckpt", blob)
     done = mapper("convert", folder, tmp_path / "o.safetensors", "--verify")
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith(f"mapper: error: {folder / '__0_0.distcp'}: 'b' (chunk at [0], bytes 0+{len(blob)}): "
