@@ -33,7 +33,7 @@ from .kind_check import check_kinds
 from .plan import PASS_THROUGH, UNMATCHED_POLICIES, Collision, Mapped, Mismatch, NonTensor, Plan, Skipped
 from .unused import unused_rules
 from ..rules.ruleset import RuleSet
-from ..specs import TensorSpec
+from ..specs import TensorSpec, shown_shape
 from ..rules.transforms import TransformChainError, chain_peak, chain_spec
 from ..gc_pause import pauses_gc
 
@@ -261,12 +261,12 @@ def _expansion(steps: tuple, spec: TensorSpec, allowed: bool) -> str | None:
     what no tensor can hold when the expansion is ``allowed``), or None."""
     peak = chain_peak(steps, spec)
     if peak.nbytes >= MAX_TENSOR_BYTES:
-        return (f"its transform makes a {peak.dtype} tensor of shape {list(peak.shape)} ({_size(peak.nbytes)}), more "
+        return (f"its transform makes a {peak.dtype} tensor of shape {shown_shape(peak.shape)} ({_size(peak.nbytes)}), more "
                 f"than any tensor can hold (2**63 bytes), even with --allow-expansion; check the step's parameters")
     limit = expansion_limit(spec.nbytes)
     if allowed or peak.nbytes <= limit:
         return None
-    return (f"its transform makes a {peak.dtype} tensor of shape {list(peak.shape)} ({_size(peak.nbytes)}) from "
+    return (f"its transform makes a {peak.dtype} tensor of shape {shown_shape(peak.shape)} ({_size(peak.nbytes)}) from "
             f"{_size(spec.nbytes)}, past the expansion limit of {_size(limit)} (the larger of "
             f"{_size(EXPANSION_FLOOR)} and {EXPANSION_RATIO}x the source tensor); check the step's parameters, or pass "
             "--allow-expansion (Python: allow_expansion=True) if the size is intended")

@@ -59,7 +59,12 @@ class ScanError(ValueError):
     """The pickle is malformed (a bad opcode, a truncated argument, a value where none can be)."""
 
 
+_PAST_ANY_LIMIT = 1 << 64  # a product this large is refused whatever it grows to: stop multiplying there
+
+
 def _product(values: tuple) -> int | None:
+    """The product of the (nested) integers in ``values``, or None for anything else; stops growing
+    past 2**64 (200,000 huge factors would otherwise take minutes of big-int products)."""
     n = 1
     for v in values:
         if isinstance(v, tuple):
@@ -68,9 +73,11 @@ def _product(values: tuple) -> int | None:
                 return None
             n *= inner
         elif isinstance(v, int) and not isinstance(v, bool):
-            n *= max(v, 0)
+            n *= max(min(v, _PAST_ANY_LIMIT), 0)
         else:
             return None
+        if n > _PAST_ANY_LIMIT:
+            n = _PAST_ANY_LIMIT + 1
     return n
 
 

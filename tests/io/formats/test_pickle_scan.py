@@ -130,3 +130,17 @@ def test_a_dcp_metadata_of_shared_parts_is_refused_before_it_is_unpickled(tmp_pa
     with pytest.raises(CheckpointError, match=r"\.metadata: refused: the DCP metadata builds an object of 262,143 "
                                               r"parts, more than 131,072 .*never writes this"):
         read_layout(meta)
+
+
+def test_an_allocation_of_many_huge_factors_is_measured_at_once():
+    # bytearray((2**63-1,) * 200,000): multiplying it out took minutes; past 2**64 it is refused anyway
+    import time
+
+    pkl = Pickle().op(b"}").text("pad").glob("builtins", "bytearray").op(b"(")
+    for _ in range(200_000):
+        pkl.int(2**63 - 1)
+    pkl.op(b"t\x85R").op(b"s")
+    started = time.process_time()
+    facts = scan(io.BytesIO(pkl.bytes()))
+    assert time.process_time() - started < 5
+    assert facts.allocated > 2**64
