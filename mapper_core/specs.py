@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 # bits per element, in the safetensors library's own order (ascending alignment): the writer
 # sorts by it exactly as ``save_file`` does. F4 and F6 pack elements into bytes, so a tensor's
@@ -31,12 +32,39 @@ DTYPE_SIZES: dict[str, int] = {name: bits // 8 for name, bits in DTYPE_BITS.item
 # The largest dimension torch and numpy can index (a C int64); the library's header check allows
 # up to 2**64-1, but no framework can then return the tensor (shape [0, 2**63] has 0 bytes).
 MAX_DIM = 2**63 - 1
+U64_MAX = 2**64 - 1
+SHOWN_DIMS = 6  # dimensions an error message shows of a shape; a damaged header can claim 200,000
 
 
 def nbytes_of(dtype: str, shape: tuple[int, ...] | list[int]) -> int | None:
     """Bytes a tensor of ``dtype`` and ``shape`` fills, or None when sub-byte elements leave a partial byte."""
     bits = math.prod(shape) * DTYPE_BITS[dtype]
     return None if bits % 8 else bits // 8
+
+
+def shape_numel(shape: Iterable[int], limit: int = U64_MAX) -> int | None:
+    """The element count of ``shape``, or None as soon as a partial product passes ``limit``.
+
+    Multiplying stops at the first overflow (the safetensors library's ``checked_mul`` does the
+    same): a damaged header's 200,000 dimensions of 2**63-1 cost one or two multiplications, not
+    200,000 of ever longer numbers (minutes)."""
+    numel = 1
+    for d in shape:
+        numel *= d
+        if numel > limit:
+            return None
+    return numel
+
+
+def shown_shape(shape: Sequence[int], most: int = SHOWN_DIMS) -> str:
+    """A shape for an error message, bounded whatever a header claims: ``[64, 1, 3, 3]``; a longer
+    one shows its first ``most`` dimensions and how many there are, a dimension of more than 128 bits
+    (39 digits) its size in bits."""
+    def dim(d: int) -> str:
+        return str(d) if d.bit_length() <= 128 else f"<a {d.bit_length():,}-bit number>"
+
+    shown = ", ".join(map(dim, shape[:most]))
+    return f"[{shown}, ... ({len(shape):,} dimensions)]" if len(shape) > most else f"[{shown}]"
 
 
 @dataclass(frozen=True, slots=True)  # slots: a header can describe a million of them

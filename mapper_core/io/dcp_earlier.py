@@ -9,9 +9,11 @@ nothing in it runs); :func:`remove_earlier` removes those the new checkpoint doe
 fails puts back what it replaced), and after it those files belong to no checkpoint: a run killed
 between the two leaves them, and the next run to the folder names them.
 
-Only the data files the replaced ``.metadata`` named are removed (plain names in the folder, never
-a source file). Anything else in the folder that is not the new checkpoint's is named by
-:func:`warn_others` and left alone.
+Only the data files the replaced ``.metadata`` named are removed, and of those only the ones named
+as ``dcp.save`` names its data files (``__0_0.distcp``): a ``.metadata`` is input like any other,
+and one that names ``config.json`` or ``model.safetensors`` as a data file must not make
+``force`` delete it. Never a source file. Anything else in the folder that is not the new
+checkpoint's is named by :func:`warn_others` and left alone.
 """
 from __future__ import annotations
 
@@ -43,14 +45,14 @@ def earlier_data_files(dst: Path) -> tuple[str, ...]:
 
 
 def remove_earlier(dst: Path, names: Iterable[str], written: Sequence[Path], sources: Sequence[Path]) -> list[Path]:
-    """Remove the earlier checkpoint's data files ``names`` that are not among ``written`` (call only
-    after the commit); returns what was removed. A file that cannot be removed stays, and is named
-    by :func:`warn_others`."""
+    """Remove the earlier checkpoint's data files ``names`` that are not among ``written`` and are
+    named as DCP data files (call only after the commit); returns what was removed. A file that
+    cannot be removed, or is named otherwise, stays, and is named by :func:`warn_others`."""
     keep = {p.name for p in written}
     removed = []
     for name in names:
         path = dst / name
-        if name in keep or not os.path.isfile(path) or any(_same_file(path, s) for s in sources):
+        if name in keep or not _DATA_FILE.fullmatch(name) or not os.path.isfile(path) or any(_same_file(path, s) for s in sources):
             continue
         try:
             os.unlink(path)

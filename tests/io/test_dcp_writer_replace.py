@@ -105,3 +105,27 @@ def test_an_unreadable_earlier_metadata_removes_nothing(two_ranks, small):
         result = convert(small, folder, output_format="dcp", force=True)
     assert result.earlier_removed == ()
     assert (folder / "__1_0.distcp").exists()
+
+
+def test_a_metadata_naming_a_users_file_as_data_does_not_get_it_deleted(tmp_path, small, mapper):
+    # a downloaded or edited .metadata is input: one that says `v` lives in config.json must not make
+    # --force delete config.json, which dcp.save never names a data file
+    import pickle
+
+    import torch.distributed.checkpoint as dcp
+
+    folder = tmp_path / "ck"
+    dcp.save({"w": torch.ones(3), "v": torch.ones(2)}, checkpoint_id=str(folder), no_dist=True)
+    meta = pickle.loads((folder / ".metadata").read_bytes())  # our own fixture, written just above
+    for index, item in meta.storage_data.items():
+        if index.fqn == "v":
+            item.relative_path, item.offset, item.length = "config.json", 0, 5
+    (folder / ".metadata").write_bytes(pickle.dumps(meta))
+    config = b'{"model_type": "llama"}\n'
+    (folder / "config.json").write_bytes(config)
+
+    done = mapper("convert", small, folder, "--output-format", "dcp", "--force")
+    assert done.returncode == 0, done.stderr
+    assert (folder / "config.json").read_bytes() == config
+    assert "removed" not in done.stdout
+    assert "also holds 1 file that is not part of the DCP checkpoint written: config.json; left as it is" in done.stderr

@@ -28,6 +28,7 @@ from ...errors import CheckpointError, UnsafeCheckpointError
 from ...gc_pause import pauses_gc
 from ...specs import OTHER_DTYPE_BITS, TensorSpec
 from .dcp_bulk import DcpChunk, chunks_fit, is_ints, overlap, safe_name, storage_in_bulk
+from .pickle_steps import SIZE_FLOOR, StepBudgetError, count_steps
 from .spec_json import TORCH_NAMES
 from .whole_file import file_kind, link_note, read_whole
 
@@ -149,6 +150,14 @@ def read_layout(path: Path, allow_large: bool = False) -> DcpLayout:
     ``path`` must be a regular file of at most :data:`MAX_METADATA_BYTES` (unless ``allow_large``):
     a device, a FIFO or a runaway file is refused before anything is read."""
     data = _metadata_bytes(path, allow_large)
+    limit = max(SIZE_FLOOR, len(data))  # every opcode is a byte or more: a tree of objects stays within it
+    try:
+        count_steps(io.BytesIO(data), None, size_limit=limit)  # before anything hashes a shared object
+    except StepBudgetError as exc:
+        raise CheckpointError(
+            f"{path}: refused: the DCP metadata {exc}. torch.distributed.checkpoint never writes this (without "
+            f"sharing, an object has at most as many parts as the pickle has opcodes, and {limit:,} is the larger of "
+            f"{SIZE_FLOOR:,} and the file's size): the file is damaged or made to hang what reads it") from None
     try:
         top = _AllowlistUnpickler(io.BytesIO(data)).load()
     except _Refused as exc:

@@ -4,13 +4,15 @@
 weights as ``model.safetensors``, an index and its shards, or ``pytorch_model.bin``). Given such a
 folder, :func:`checkpoint_in` finds the one checkpoint in it:
 
-- an index (``*.safetensors.index.json``, ``*.bin.index.json``) wins over the files it names;
 - safetensors wins over torch when a folder holds both (``save_pretrained`` writes the same weights
-  in either), and the others are named in a note;
+  in either), whether as one file or as an index and its shards, and the others are named in a note;
+- within a format, an index (``*.safetensors.index.json``, ``*.bin.index.json``) stands for the
+  shards it names (``model-00001-of-00002.safetensors``);
 - a trainer's state beside the weights (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``,
   ``training_args.bin``) is never taken for them;
-- two candidates of the same kind are refused, each named, since only the user knows which one is
-  meant; so are shards without their index.
+- two candidates of the same format are refused, each named, since only the user knows which one
+  is meant (an index beside a file that is not one of its shards: a stale index, or a file saved
+  after it); so are shards without their index.
 
 A DCP folder (``.metadata`` inside) is a format of its own and never comes here. Nothing is read
 but the names in the folder and the first bytes of files that some format claims.
@@ -54,30 +56,27 @@ def checkpoint_in(folder: Path, formats: Sequence[Format], only: Format | None =
     names.sort()
     weights = [n for n in names if not TRAINING_STATE.fullmatch(n.lower())]
     found = [(n, f) for n in weights if (f := _format_of(folder / n, formats)) is not None]
-    indexes = [(n, f) for n, f in found if _INDEX.fullmatch(n)]
-    pool = indexes or found
+    shown = _without_indexed_shards(found)  # what to name: an index stands for its shards
     if only is not None:
         best = only
-        if not any(f is only for _, f in pool):
-            held = f"; it holds {', '.join(n for n, _ in pool)}" if pool else ""
+        if not any(f is only for _, f in found):
+            held = f"; it holds {', '.join(n for n, _ in shown)}" if shown else ""
             raise CheckpointError(f"{folder}: a folder with no {only.name} checkpoint inside{held}; give the "
                                   "checkpoint file's own path, or leave --format out")
-    elif not pool:
+    elif not found:
         raise CheckpointError(_nothing(folder, names, formats))
-    else:
+    else:  # the format first (safetensors before torch), then, within it, an index over its shards
         order = {id(f): i for i, f in enumerate(formats)}
-        best = min(pool, key=lambda nf: order[id(nf[1])])[1]
-    chosen = [n for n, f in pool if f is best]
-    if len(chosen) > 1:
-        raise CheckpointError(_several(folder, chosen, best, bool(indexes)))
-    others = [(n, f.name) for n, f in found if f is not best]  # an index's shards are of its own format
+        best = min(found, key=lambda nf: order[id(nf[1])])[1]
+    chosen = _checkpoints(folder, [n for n, f in found if f is best], best)
+    others = [(n, f.name) for n, f in shown if f is not best]
     note = None
     if others:
         kinds = sorted({kind for _, kind in others})
-        note = (f"{folder}: read {chosen[0]}, its {best.name} checkpoint; the folder also holds "
+        note = (f"{folder}: read {chosen}, its {best.name} checkpoint; the folder also holds "
                 f"{_listed([n for n, _ in others])} ({', '.join(kinds)}: the same weights, usually): give a file's "
                 "own path to read it instead")
-    return folder / chosen[0], best, note
+    return folder / chosen, best, note
 
 
 def _listed(names: list[str]) -> str:
@@ -100,15 +99,30 @@ def _format_of(path: Path, formats: Sequence[Format]) -> Format | None:
     return next((f for f in claimers if f.sniff is None), None)
 
 
-def _several(folder: Path, chosen: list[str], fmt: Format, indexes: bool) -> str:
-    listed = _listed(chosen)
+def _without_indexed_shards(found: list[tuple[str, Format]]) -> list[tuple[str, Format]]:
+    """``found`` without the shards of a format that has an index in the folder."""
+    indexed = {id(f) for n, f in found if _INDEX.fullmatch(n)}
+    return [(n, f) for n, f in found if id(f) not in indexed or _INDEX.fullmatch(n) or not _SHARD.fullmatch(n)]
+
+
+def _checkpoints(folder: Path, names: list[str], fmt: Format) -> str:
+    """The one checkpoint among ``names``, the folder's files of one format: an index with the shards
+    it names (by their ``-00001-of-00002`` names), or a single file. Two indexes, an index beside a
+    file that is not a shard (a stale index, or a file saved after it), two files, or shards without
+    their index are refused, each named: only the user knows which one is meant."""
+    indexes = [n for n in names if _INDEX.fullmatch(n)]
+    loose = [n for n in names if not _INDEX.fullmatch(n) and not (indexes and _SHARD.fullmatch(n))]
+    chosen = indexes + loose
+    if len(chosen) == 1:
+        return chosen[0]
     if not indexes and all(_SHARD.fullmatch(n) for n in chosen):
-        return (f"{folder}: holds {listed}, the shards of a {fmt.name} checkpoint, but no index naming them "
-                f"(*.{'safetensors' if fmt.name == 'safetensors' else 'bin'}.index.json); copy the index from "
-                "where the shards came from, or give one shard's own path to read that shard alone")
-    kind = "indexes of sharded checkpoints" if indexes else "checkpoints"
-    return (f"{folder}: holds {len(chosen)} {fmt.name} {kind} ({listed}); mapper-core does not guess which "
-            "one is meant: give its own path")
+        raise CheckpointError(f"{folder}: holds {_listed(chosen)}, the shards of a {fmt.name} checkpoint, but no index "
+                              f"naming them (*.{'safetensors' if fmt.name == 'safetensors' else 'bin'}.index.json); copy the "
+                              "index from where the shards came from, or give one shard's own path to read that shard alone")
+    kind = ("indexes of sharded checkpoints" if not loose else "checkpoints" if not indexes
+            else "checkpoints: an index of shards and a file that is not one of them")
+    raise CheckpointError(f"{folder}: holds {len(chosen)} {fmt.name} {kind} ({_listed(chosen)}); mapper-core does not "
+                   "guess which one is meant: give its own path")
 
 
 def _nothing(folder: Path, names: list[str], formats: Sequence[Format]) -> str:

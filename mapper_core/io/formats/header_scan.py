@@ -23,7 +23,7 @@ from itertools import chain
 from operator import ne, sub
 from typing import Any
 
-from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec
+from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec, shape_numel
 
 _U64 = 2**64 - 1
 _NUM = r"(?:0|[1-9][0-9]*)"  # a JSON integer without sign: no leading zeros
@@ -140,13 +140,9 @@ def _spec(kind: str) -> tuple[TensorSpec, int] | None:
         shape = tuple(map(int, shape_text.split(","))) if shape_text else ()
     except ValueError:  # more digits than Python converts
         return None
-    numel = 1
-    for d in shape:
-        if d > MAX_DIM:
-            return None
-        numel *= d
-        if numel > _U64:
-            return None
+    numel = shape_numel(shape)
+    if numel is None or (shape and max(shape) > MAX_DIM):
+        return None
     if bits == 4 and (not shape or shape[-1] % 2):
         return None
     if numel * bits % 8:

@@ -10,15 +10,13 @@ those requests, and every storage the pickle loads by persistent id, before torc
 anything. The unpickler is the real one (in C), so the walk is fast and follows the pickle
 exactly as ``torch.load`` will. No torch here.
 
-What the pickle builds without asking for memory is bounded first: :func:`count_steps` walks its
-opcodes without building anything (each can make one object: 15 million ``EMPTY_LIST`` are 15 KB
-deflated and gigabytes unpickled) and refuses past a budget, as it does a memo index no pickler
-writes (the C unpickler sizes its memo table by the largest index: 9 bytes can ask for gigabytes).
+What the pickle builds without asking for memory, and the work its shared objects would cost, are
+bounded before this scan runs: :func:`.pickle_steps.count_steps` walks the opcodes without building
+anything.
 """
 from __future__ import annotations
 
 import pickle
-import pickletools
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -144,117 +142,3 @@ def scan(stream: IO[bytes], facts: PickleFacts | None = None) -> PickleFacts:
     except Exception as exc:  # whatever the unpickler finds wrong: the file is damaged
         raise ScanError(str(exc) or type(exc).__name__) from None
     return facts
-
-
-class StepBudgetError(Exception):
-    """The pickle would build more than its budget allows (:func:`count_steps`); ``str`` says what."""
-
-
-def _arg_table() -> list[tuple[int, int, int] | None]:
-    """Per opcode byte: (fixed argument bytes, bytes of a length prefix, lines of text); None: no such opcode."""
-    prefixes = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
-                pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
-    table: list[tuple[int, int, int] | None] = [None] * 256
-    for op in pickletools.opcodes:
-        arg = op.arg
-        if arg is None:
-            entry = (0, 0, 0)
-        elif arg.n >= 0:
-            entry = (arg.n, 0, 0)
-        elif arg.n == pickletools.UP_TO_NEWLINE:
-            entry = (0, 0, 2 if arg.name == "stringnl_noescape_pair" else 1)
-        else:
-            entry = (0, prefixes[arg.n], 0)
-        table[ord(op.code.encode("latin-1"))] = entry
-    return table
-
-
-_ARGS = _arg_table()
-_STOP, _PUT, _LONG_BINPUT = ord("."), ord("p"), ord("r")
-_SIGNED = {ord("T"), 0x8B}  # BINSTRING, LONG4: a signed length
-_CHUNK = 1 << 20
-
-
-def count_steps(stream: IO[bytes], limit: int, pickles: int = 1) -> int:
-    """Walk ``pickles`` pickles from ``stream`` opcode by opcode, building nothing; the number of opcodes.
-
-    Raises :class:`StepBudgetError` past ``limit`` opcodes, or at a memo index larger than the
-    opcodes read so far (Python's pickler numbers its memo from 0, one entry at a time). Stops
-    quietly at anything malformed: the unpickler that follows says what is wrong.
-    """
-    buf, pos, steps = b"", 0, 0
-
-    def more(n: int) -> bool:  # at least n bytes from pos in buf, unless the stream ends first
-        nonlocal buf, pos
-        while len(buf) - pos < n:
-            piece = stream.read(max(_CHUNK, n - (len(buf) - pos)))
-            if not piece:
-                return False
-            buf, pos = buf[pos:] + piece, 0
-        return True
-
-    def line() -> bytes | None:
-        nonlocal buf, pos
-        searched = 0  # bytes after pos already searched for the newline
-        while True:
-            end = buf.find(b"\n", pos + searched)
-            if end >= 0:
-                text, pos = buf[pos:end], end + 1
-                return text
-            searched = len(buf) - pos
-            piece = stream.read(max(_CHUNK, searched))  # doubling: a long line is copied O(1) times a byte
-            if not piece:
-                return None
-            buf, pos = buf[pos:] + piece, 0
-
-    for _ in range(pickles):
-        while True:
-            if pos >= len(buf) and not more(1):
-                return steps
-            op = buf[pos]
-            pos += 1
-            steps += 1
-            if steps > limit:
-                raise StepBudgetError(f"runs more than {limit:,} opcodes")
-            entry = _ARGS[op]
-            if entry is None:
-                return steps
-            fixed, prefix, lines = entry
-            if prefix:
-                if not more(prefix):
-                    return steps
-                fixed = int.from_bytes(buf[pos:pos + prefix], "little", signed=prefix == 4 and op in _SIGNED)
-                pos += prefix
-                if fixed < 0:
-                    return steps
-            if fixed:
-                if op == _LONG_BINPUT and more(4):
-                    _check_memo(int.from_bytes(buf[pos:pos + 4], "little"), steps)
-                if len(buf) - pos >= fixed:
-                    pos += fixed
-                else:  # a long argument: skipped as it streams past, not held
-                    fixed -= len(buf) - pos
-                    buf, pos = b"", 0
-                    while fixed > 0:
-                        piece = stream.read(min(fixed, _CHUNK))
-                        if not piece:
-                            return steps
-                        fixed -= len(piece)
-            for _ in range(lines):
-                text = line()
-                if text is None:
-                    return steps
-                digits = text.strip()
-                if op == _PUT and digits.isdigit():
-                    _check_memo(int(digits) if len(digits) < 40 else None, steps)
-            if op == _STOP:
-                break
-    return steps
-
-
-def _check_memo(index: int | None, steps: int) -> None:
-    """``index`` None: a number of 40 digits or more."""
-    if index is None or index > steps:
-        shown = f"{index:,}" if index is not None else "of 40 digits or more"
-        raise StepBudgetError(f"stores an object at memo index {shown} after only {steps:,} opcodes (the unpickler "
-                              "would make a memo table that large for it; Python's pickler numbers them from 0)")

@@ -13,7 +13,8 @@ are keys of the checkpoint here too: ``specs()`` lists each alias with its store
 
 An index names its shards by plain file names beside it. Symlinks are resolved: a shard whose
 real path is outside the index's folder is refused unless the caller allows it
-(``allow_outside_shards=True``, CLI ``--allow-outside-shards``); a shard must be a regular file.
+(``allow_outside_shards=True``, CLI ``--allow-outside-shards``) or it is a blob of the hub cache
+repository the index is a snapshot of (:mod:`.hub_cache`); a shard must be a regular file.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Any, Sequence
 from ...errors import CheckpointError
 from .aliases import ALIASES_KEY, decode_aliases
 from .base import FileRange, rows_of
+from .hub_cache import in_own_blob_store
 from .safetensors_header import (DIFFERENCES, MAX_HEADER_BYTES, JsonObject, SafetensorsHeader, has_lone_surrogate,
                                  parse_json, read_header, unique)
 from ...specs import TensorSpec
@@ -178,7 +180,7 @@ def _shard_path(index: Path, name: object, allow_outside: bool) -> Path:
                 if stat.S_ISSOCK(st.st_mode) else "not a regular file")
         raise CheckpointError(f"{index}: names shard {shown}, which is {kind}, not a shard file")
     folder = Path(os.path.realpath(index.parent))
-    if not allow_outside and not real.is_relative_to(folder):
+    if not allow_outside and not real.is_relative_to(folder) and not in_own_blob_store(index.parent, real):
         raise CheckpointError(
             f"{index}: shard {shown} is a link to {real}, outside the index's folder {folder}; refused so a "
             "checkpoint cannot point reads elsewhere. If you trust it, pass --allow-outside-shards "

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...errors import CheckpointError, json_problem
-from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec
+from ...specs import DTYPE_BITS, MAX_DIM, TensorSpec, shape_numel, shown_shape
 from ...gc_pause import pauses_gc
 from .header_scan import scan_canonical
 
@@ -272,18 +272,17 @@ def _validate(path: Path, header_length: int, data_size: int, doc: Any) -> Safet
             _bad_dtype(path, key, dtype)
         if type(shape) is not list:
             _bad_shape(path, key, shape)
-        if bits == 4 and (not shape or type(shape[-1]) is not int or shape[-1] % 2):
-            raise CheckpointError(f"{path}: tensor {_quote(key)}: F4 {plain(shape)} needs an even last dimension "
-                                  "(two values share a byte; torch's float4_e2m1fn_x2 and the safetensors "
-                                  "library refuse other shapes)")
-        numel = 1
         for d in shape:
             if type(d) is not int or d < 0 or d > max_dim:
                 _bad_shape(path, key, shape)
-            numel *= d
-            if numel > _U64:
-                raise CheckpointError(f"{path}: tensor {_quote(key)}: shape {shape} has more elements than "
-                                      "fit 64 bits; the header is damaged")
+        if bits == 4 and (not shape or shape[-1] % 2):
+            raise CheckpointError(f"{path}: tensor {_quote(key)}: F4 {shown_shape(shape)} needs an even last "
+                                  "dimension (two values share a byte; torch's float4_e2m1fn_x2 and the "
+                                  "safetensors library refuse other shapes)")
+        numel = shape_numel(shape)
+        if numel is None:
+            raise CheckpointError(f"{path}: tensor {_quote(key)}: shape {shown_shape(shape)} has more elements "
+                                  "than fit 64 bits; the header is damaged")
         if (type(offs) is not list or len(offs) != 2 or type(offs[0]) is not int or type(offs[1]) is not int
                 or not 0 <= offs[0] <= offs[1] <= _U64):
             raise CheckpointError(f"{path}: tensor {_quote(key)}: data_offsets must be [begin, end] with "
@@ -356,11 +355,11 @@ def _bad_shape(path: Path, key: str, shape: Any) -> None:
 
 def _size_disagrees(path: Path, key: str, dtype: str, shape: list, offs: list, total_bits: int) -> None:
     held = offs[1] - offs[0]
+    where = f"{path}: tensor {_quote(key)}: shape {shown_shape(shape)} × {dtype}"
     if total_bits % 8:
-        raise CheckpointError(f"{path}: tensor {_quote(key)}: shape {shape} × {dtype} is {total_bits} bits, not a "
-                              "whole number of bytes; the safetensors library refuses it too")
-    raise CheckpointError(f"{path}: tensor {_quote(key)}: shape {shape} × {dtype} is {total_bits // 8} bytes but "
-                          f"data_offsets {offs} hold {held} bytes")
+        raise CheckpointError(f"{where} is {total_bits} bits, not a whole number of bytes; the safetensors library "
+                              "refuses it too")
+    raise CheckpointError(f"{where} is {total_bits // 8} bytes but data_offsets {offs} hold {held} bytes")
 
 
 def _check_tiling(path: Path, offsets: dict[str, tuple[int, int]], data_size: int) -> None:

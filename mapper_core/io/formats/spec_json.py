@@ -12,12 +12,11 @@ bytes do not fit 64 bits (no checkpoint can hold it) are refused. A file past :d
 from __future__ import annotations
 
 import json
-from math import prod
 from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError, json_problem
-from ...specs import DTYPE_BITS, TensorSpec
+from ...specs import DTYPE_BITS, U64_MAX, TensorSpec, shape_numel, shown_shape
 from .safetensors_header import has_lone_surrogate
 from .whole_file import read_whole
 
@@ -37,7 +36,6 @@ MAX_PROBLEMS = 20
 # file takes about 6x its size in memory (a 40 MB file of 300,000 tensors: 245 MB at its peak)
 MAX_BYTES = 256 * 1024 * 1024
 SHOWN_CHARS = 200  # of a key or a refused value in a message: a file may hold one of megabytes
-_U64 = 2**64 - 1
 
 
 class _KeyTwice(Exception):
@@ -120,10 +118,10 @@ def parse_spec_document(doc: Any, origin: str) -> tuple[dict[str, TensorSpec], d
             problems.append(f"tensor '{_clip(key)}': shape must be a list of non-negative integers, got "
                             f"{_clip(json.dumps(shape))}")
             continue
-        values = prod(shape)
-        if values > _U64 or (dtype is not None and values * DTYPE_BITS[dtype] > 8 * _U64):
-            what = "values" if values > _U64 else "bytes"
-            problems.append(f"tensor '{_clip(key)}': shape {_clip(json.dumps(shape))} has more {what} than fit 64 bits; no "
+        values = shape_numel(shape)
+        if values is None or (dtype is not None and values * DTYPE_BITS[dtype] > 8 * U64_MAX):
+            what = "values" if values is None else "bytes"
+            problems.append(f"tensor '{_clip(key)}': shape {shown_shape(shape)} has more {what} than fit 64 bits; no "
                             "checkpoint can hold it (a typo in the shape?)")
             continue
         if dtype is not None:

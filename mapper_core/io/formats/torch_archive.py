@@ -31,7 +31,8 @@ from typing import IO, Any, Callable, Iterator
 
 from ...errors import CheckpointError, ExpansionError
 from ...text import listed
-from .pickle_scan import PickleFacts, ScanError, StepBudgetError, count_steps, scan
+from .pickle_scan import PickleFacts, ScanError, scan
+from .pickle_steps import SharingError, StepBudgetError, count_steps
 
 EXPANSION_FLOOR = 256 * 2**20  # bytes a file of any size may grow by
 EXPANSION_RATIO = 4  # ... or this many times its own size, whichever is larger
@@ -58,12 +59,16 @@ def step_limit(file_size: int) -> int:
 
 
 def _count_steps(budget: ExpansionBudget, what: str, stream: IO[bytes], pickles: int = 1) -> None:
-    """Refuse a pickle that would build more than the budget allows (none with no limit)."""
-    if budget.limit is None:
-        return
+    """Refuse a pickle that would build more than the budget allows (no opcode limit with
+    ``allow_expansion``), or whose shared objects would cost unbounded work (whatever the budget)."""
     limit = step_limit(budget.file_size)
     try:
-        count_steps(stream, limit, pickles)
+        count_steps(stream, limit if budget.limit is not None else None, pickles, size_limit=limit)
+    except SharingError as exc:
+        raise CheckpointError(
+            f"{budget.path}: refused: {what} {exc}. torch.save never writes this (without sharing, an object has "
+            f"at most as many parts as the pickle has opcodes; the limit is {limit:,}, the larger of {STEP_FLOOR:,} "
+            f"and one per {STEP_RATIO} bytes of the file): the file is damaged or made to hang what reads it") from None
     except StepBudgetError as exc:
         raise ExpansionError(
             f"{budget.path}: refused: {what} {exc}; each can build an object in memory, and this "

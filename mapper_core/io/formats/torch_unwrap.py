@@ -8,6 +8,7 @@ with ``unwrap`` (``--unwrap G``, or ``--unwrap ''`` for the tensors of the top l
 """
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,10 +35,18 @@ def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and all(is_tensor(v) for v in obj.values())
 
 
+KEY_SHOWN = 80  # characters of a key's repr in a message: a key can be a tuple of many parts
+
+
 def _describe(obj: Any) -> str:
     if isinstance(obj, dict):
-        return "a dict with keys " + ", ".join(repr(k) for k in list(obj)[:8]) + (" ..." if len(obj) > 8 else "")
+        return "a dict with keys " + ", ".join(_key(k) for k in list(obj)[:8]) + (" ..." if len(obj) > 8 else "")
     return f"a {type(obj).__name__}"
+
+
+def _key(key: Any) -> str:
+    text = repr(key) if isinstance(key, (str, int)) else reprlib.repr(key)  # reprlib: bounded whatever the nesting
+    return text if len(text) <= KEY_SHOWN else text[:KEY_SHOWN] + f"... ({len(text):,} characters)"
 
 
 def _children(node: Any) -> list[tuple[str, Any]]:

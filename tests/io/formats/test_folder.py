@@ -162,6 +162,65 @@ def test_a_hub_cache_snapshot_of_links_is_read(tmp_path):
     assert read_keys(snapshot) == (snapshot / "model.safetensors", ["w"])
 
 
+def test_a_stale_index_beside_a_single_file_is_not_guessed_between(tmp_path, mapper):
+    # transformers reads model.safetensors here, a reader of the index its shards: two checkpoints
+    folder = tmp_path / "stale"
+    folder.mkdir()
+    write_f32(folder / "model.safetensors", {"a": [2]})
+    write_f32(folder / "model-00001-of-00001.safetensors", {"a": [2]})
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001-of-00001.safetensors"}}))
+    result = mapper("convert", folder, tmp_path / "out.safetensors")
+    assert result.returncode == 2 and not (tmp_path / "out.safetensors").exists()
+    assert result.stderr == (
+        f"mapper: error: {folder}: holds 2 safetensors checkpoints: an index of shards and a file that is not one "
+        "of them (model.safetensors.index.json, model.safetensors); mapper-core does not guess which one is meant: "
+        "give its own path\n")
+    assert read_keys(folder / "model.safetensors") == (folder / "model.safetensors", ["a"])
+
+
+def test_two_indexes_of_one_format_are_refused(tmp_path):
+    folder = hub_folder(tmp_path)
+    (folder / "other.safetensors.index.json").write_text((folder / "model.safetensors.index.json").read_text())
+    with pytest.raises(CheckpointError, match=r"holds 2 safetensors indexes of sharded checkpoints "
+                                              r"\(model\.safetensors\.index\.json, other\.safetensors\.index\.json\)"):
+        open_checkpoint(folder)
+
+
+def hub_cache_snapshot(tmp: Path) -> Path:
+    """huggingface_hub's cache: models--org--name/{blobs/HASH, snapshots/REV/NAME -> ../../blobs/HASH}."""
+    repo = tmp / "hub" / "models--org--llama"
+    source = hub_folder(tmp)
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    for file in sorted(source.iterdir()):
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes() + file.name.encode()).hexdigest()
+        blob.write_bytes(file.read_bytes())
+        os.symlink(os.path.join("..", "..", "blobs", blob.name), snapshot / file.name)
+    return snapshot
+
+
+def test_a_sharded_hub_cache_snapshot_reads_its_shards_from_the_blob_store(tmp_path, mapper):
+    snapshot = hub_cache_snapshot(tmp_path)
+    assert read_keys(snapshot) == (snapshot / "model.safetensors.index.json", ["embed.weight", "head.weight"])
+    result = mapper("inspect", snapshot)
+    assert result.returncode == 0 and "embed.weight" in result.stdout, result.stderr
+
+
+def test_a_snapshot_link_that_leaves_its_repository_is_still_refused(tmp_path):
+    snapshot = hub_cache_snapshot(tmp_path)
+    elsewhere = tmp_path / "elsewhere" / "blobs"  # a blob store, but not this repository's
+    elsewhere.mkdir(parents=True)
+    write_f32(elsewhere / "x", {"head.weight": [2, 4]})
+    (snapshot / "model-00002-of-00002.safetensors").unlink()
+    os.symlink(elsewhere / "x", snapshot / "model-00002-of-00002.safetensors")
+    with pytest.raises(CheckpointError, match=r"shard 'model-00002-of-00002\.safetensors' is a link to .*elsewhere"
+                                              r"/blobs/x, outside the index's folder"):
+        open_checkpoint(snapshot)
+    assert read_keys(snapshot, allow_outside_shards=True)[1] == ["embed.weight", "head.weight"]
+
+
 def test_a_dcp_folder_is_still_its_own_format(tmp_path):
     folder = tmp_path / "dcp"
     folder.mkdir()
@@ -181,9 +240,13 @@ def test_a_torch_folder_and_the_torch_half_of_a_mixed_one(tmp_path):
         {"metadata": {}, "weight_map": {"w": "pytorch_model-00001-of-00001.bin"}}))
     assert read_keys(folder) == (folder / "pytorch_model.bin.index.json", ["w"])
 
-    write_f32(folder / "model.safetensors", {"v": [2]})  # no index: the torch index wins over a single file
-    with pytest.warns(CheckpointWarning, match=r"also holds model\.safetensors \(safetensors: "):
-        assert read_keys(folder)[0] == folder / "pytorch_model.bin.index.json"
+    # safetensors first, as transformers reads it, even against the other format's index; the torch
+    # index is named for its shards
+    write_f32(folder / "model.safetensors", {"v": [2]})
+    with pytest.warns(CheckpointWarning, match=r"read model\.safetensors, its safetensors checkpoint; the folder also "
+                                                r"holds pytorch_model\.bin\.index\.json \(torch: "):
+        assert read_keys(folder) == (folder / "model.safetensors", ["v"])
+    assert read_keys(folder, format="torch") == (folder / "pytorch_model.bin.index.json", ["w"])
     (folder / "pytorch_model.bin.index.json").unlink()
     with pytest.warns(CheckpointWarning, match="read pytorch_model-00001-of-00001.bin, its torch checkpoint"):
         assert read_keys(folder, format="torch") == (folder / "pytorch_model-00001-of-00001.bin", ["w"])

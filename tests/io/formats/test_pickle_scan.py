@@ -7,8 +7,9 @@ import pickletools
 
 import pytest
 
-from mapper_core.io.formats import pickle_scan
-from mapper_core.io.formats.pickle_scan import ScanError, StepBudgetError, count_steps, scan
+from mapper_core.io.formats import pickle_steps
+from mapper_core.io.formats.pickle_scan import ScanError, scan
+from mapper_core.io.formats.pickle_steps import StepBudgetError, count_steps
 from pickle_ops import Pickle  # tests/helpers
 
 
@@ -60,7 +61,7 @@ PICKLES = [{"a": [1, 2.5, "x" * 300, b"y" * 70_000, ("t", None, True), {1, 2}, 1
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 @pytest.mark.parametrize("chunk", [3, 1 << 20])
 def test_count_steps_agrees_with_the_standard_library(monkeypatch, protocol, chunk):
-    monkeypatch.setattr(pickle_scan, "_CHUNK", chunk)  # arguments and lines across every read boundary
+    monkeypatch.setattr(pickle_steps, "_CHUNK", chunk)  # arguments and lines across every read boundary
     for obj in PICKLES:
         data = pickle.dumps(obj, protocol=protocol)
         assert count_steps(io.BytesIO(data), 10**9) == sum(1 for _ in pickletools.genops(io.BytesIO(data)))
@@ -89,3 +90,43 @@ def test_count_steps_stops_quietly_at_damage_for_the_unpickler_to_name(pkl):
     count_steps(io.BytesIO(pkl), 10**9)
     with pytest.raises(ScanError):
         scan(io.BytesIO(pkl))
+
+
+def test_what_the_pickler_writes_never_builds_more_parts_than_it_has_opcodes():
+    # without sharing, an object has at most as many parts as there are opcodes: the size limit is
+    # never what refuses a pickle written from a tree, even with the memo reusing parts
+    shared = ("s", 1.5, (1, 2))
+    objects = [*PICKLES, {"a": shared, "b": shared, "c": [shared] * 50, "d": {shared: 1, (shared, 2): 3}},
+               {frozenset({1, 2, (3, 4)}): {1, 2}}]
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        for obj in objects:
+            data = pickle.dumps(obj, protocol=protocol)
+            steps = sum(1 for _ in pickletools.genops(io.BytesIO(data)))
+            assert count_steps(io.BytesIO(data), None, size_limit=steps) == steps
+
+
+@pytest.mark.parametrize("opcodes, limit, refused", [
+    (b"(" + b"h\x00" * 3 + b"t", 131_072, "builds an object of 196,606 parts"),  # TUPLE from a mark
+    (b"h\x00h\x00\x86", 131_070, "builds an object of 131,071 parts"),  # TUPLE2
+    (b"(h\x00\x91(h\x00\x91", 131_000, "hashes objects of 131,070 parts in all"),  # FROZENSET hashes its members
+    (b"\x8f(h\x00h\x00\x90", 131_000, "hashes objects of 131,070 parts in all"),  # ADDITEMS too
+    (b"}h\x00K\x01sh\x00K\x02s", 131_000, "hashes objects of 131,070 parts in all"),  # SETITEM: keys only
+    (b"c__builtin__\ntuple\nh\x00\x85R", 65_537, "builds an object of 65,538 parts"),  # REDUCE: may give a key
+])
+def test_every_way_to_build_or_hash_counts_the_parts(opcodes, limit, refused):
+    base = b"\x80\x04K\x00q\x00" + b"h\x00h\x00\x86q\x00" * 15  # a tuple of 65,535 parts at memo 0
+    with pytest.raises(StepBudgetError, match=refused):
+        count_steps(io.BytesIO(base + opcodes + b"."), None, size_limit=limit)
+    count_steps(io.BytesIO(base + opcodes + b"."), None, size_limit=200_000)  # within a larger limit
+
+
+def test_a_dcp_metadata_of_shared_parts_is_refused_before_it_is_unpickled(tmp_path):
+    # 75 bytes (trial 6, T5): {t: []} with t = (t', t') forty times over hung inspect, plan and convert
+    from mapper_core.errors import CheckpointError
+    from mapper_core.io.formats.dcp_metadata import read_layout
+
+    meta = tmp_path / ".metadata"
+    meta.write_bytes(b"\x80\x02K\x00q\x00" + b"h\x00h\x00\x86q\x00" * 40 + b"}h\x00]s.")
+    with pytest.raises(CheckpointError, match=r"\.metadata: refused: the DCP metadata builds an object of 262,143 "
+                                              r"parts, more than 131,072 .*never writes this"):
+        read_layout(meta)

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from mapper_core.errors import ExpansionError
+from mapper_core.errors import CheckpointError, ExpansionError
 from mapper_core.io.formats import torch_archive
 from mapper_core.io.formats.torch_archive import ExpansionBudget, check_archive, expansion_limit
 
@@ -83,3 +83,53 @@ def test_the_command_line_refuses_with_exit_2(tmp_path):
     r = mapper("inspect", src)
     assert r.returncode == 2 and "objbomb.pt: refused: its pickle 'archive/data.pkl' runs more than 131,072" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def shared_tuple_key(depth: int) -> bytes:
+    """``{t: []}`` where ``t = (t', t')`` ``depth`` times over, each part fetched from the memo: ~6 bytes
+    an opcode, and a key of 2**(depth + 1) - 1 parts to hash (trial 6, T5: depth 40 hung for ever)."""
+    return b"\x80\x02K\x00q\x00" + b"h\x00h\x00\x86q\x00" * depth + b"}h\x00]s."
+
+
+@pytest.mark.parametrize("build", [archive, legacy], ids=["zip", "legacy"])
+@pytest.mark.parametrize("allow", [False, True], ids=["default", "allow-expansion"])
+def test_a_key_of_shared_parts_is_refused_before_anything_hashes_it(tmp_path, build, allow):
+    # 250 bytes of pickle: the unpickler's dict would hash a tuple of 2**41 parts, in one C call no
+    # signal interrupts; --allow-expansion (memory) does not lift it: no torch.save writes it
+    src = build(tmp_path / "hashkey.pt", shared_tuple_key(40))
+    with pytest.raises(CheckpointError) as caught:
+        check(src, allow=allow)
+    message = str(caught.value)
+    assert message.startswith(f"{src}: refused: its pickle") and "builds an object of 262,143 parts, more than 131,072" \
+        in message and "torch.save never writes this" in message
+    assert not isinstance(caught.value, ExpansionError)  # not one --allow-expansion lifts
+
+
+def test_a_shared_key_below_the_limit_passes_and_many_such_keys_do_not(tmp_path):
+    check(archive(tmp_path / "ok.pt", shared_tuple_key(15)))  # 65,535 parts, hashed once: in the budget
+    many = b"\x80\x02K\x00q\x00" + b"h\x00h\x00\x86q\x00" * 15 + b"}(" + b"h\x00K\x00" * 3 + b"u."  # hashed 3 times
+    with pytest.raises(CheckpointError, match=r"hashes objects of 196,605 parts in all, more than 131,072"):
+        check(archive(tmp_path / "many.pt", many))
+
+
+def test_the_command_line_ends_a_shared_key_pickle_at_once_with_exit_2(tmp_path):
+    pytest.importorskip("torch")
+    from cli_runner import mapper  # tests/helpers
+
+    src = archive(tmp_path / "hashkey.pt", shared_tuple_key(100))
+    r = mapper("inspect", src)
+    assert r.returncode == 2 and "hashkey.pt: refused: its pickle 'archive/data.pkl' builds an object of" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_message_shows_at_most_a_short_part_of_each_key(tmp_path):
+    # a key of 131,071 parts passes the walk; the "no state dict" message once printed all of it (5 MB)
+    from mapper_core.io.formats.torch_unwrap import unwrap_state_dict
+
+    key = 0
+    for _ in range(16):
+        key = (key, key)
+    with pytest.raises(CheckpointError) as caught:
+        unwrap_state_dict({key: [], "x" * 500: 1}, tmp_path / "k.pt")
+    assert len(str(caught.value)) < 1000
+    assert "... (500 characters)" not in str(caught.value) and "(502 characters)" in str(caught.value)

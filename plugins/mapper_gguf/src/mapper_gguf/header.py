@@ -22,11 +22,13 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from mapper_core.errors import CheckpointError
 from mapper_core.io.formats.torch_archive import ExpansionBudget
+from mapper_core.specs import MAX_DIM, shape_numel
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)  # what gguf.GGUFReader reads; version 1 (2023) had 32-bit counts
 DEFAULT_ALIGNMENT = 32
 MAX_ARRAY = 1024  # longer arrays (a tokenizer's vocabulary) are summarised, not copied into metadata
+MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp's gguf.cpp refuses a tensor info with more (gguf's Python reader does not)
 MAX_NESTING = 8  # arrays of arrays deeper than this are refused (llama.cpp reads none at all)
 # Python memory one tensor info or key costs here (measured ~0.5 KB / ~0.25 KB); charged to the budget
 TENSOR_COST, KEY_COST = 1024, 512
@@ -183,8 +185,12 @@ def _text(vtype: GGUFValueType, value: Any, summarised: bool) -> str:
 def _tensor_info(cur: _Cursor, index: int) -> tuple[str, tuple[int, ...], int, int]:
     name = cur.text(f"the name of tensor {index:,}")
     where = f"tensor '{name}'"
+    at = cur.pos
     n_dims = cur.scalar("I", f"the dimension count of {where}")
-    cur.need(8 * n_dims, f"the {n_dims:,} dimensions of {where}")
+    if n_dims > MAX_DIMS:
+        raise cur.fail(f"{where} has {n_dims:,} dimensions (byte {at:,}); a GGUF tensor has at most {MAX_DIMS} "
+                       "(GGML_MAX_DIMS, what llama.cpp reads)")
+    cur.need(8 * n_dims, f"the {n_dims} dimensions of {where}")
     dims = struct.unpack_from(f"{cur.order}{n_dims}Q", cur.buf, cur.pos)
     cur.pos += 8 * n_dims
     raw = cur.scalar("I", f"the type of {where}")
@@ -201,16 +207,23 @@ def _check_tensor(cur: _Cursor, name: str, dims: tuple[int, ...], raw: int, offs
     except (ValueError, KeyError):
         raise CheckpointError(f"{where} has tensor type {raw}, which gguf {gguf_version()} does not know; the "
                               "file is damaged or needs a newer gguf (pip install -U gguf)") from None
-    numel = 1
-    for d in dims:
-        numel *= d
+    shape = list(reversed(dims))
+    for i, d in enumerate(shape):
+        if d > MAX_DIM:
+            raise CheckpointError(f"{where}: {qtype.name} {shape}: dimension {i} is {d:,}, past what GGML's int64 "
+                                  f"holds ({MAX_DIM:,}); {FIX}")
+    numel = shape_numel(dims, MAX_DIM)
+    nbytes = None if numel is None else numel // block * type_size
+    if nbytes is None or nbytes > MAX_DIM:
+        what = "elements" if numel is None else "bytes"
+        raise CheckpointError(f"{where}: {qtype.name} {shape} has more {what} than fit 63 bits (GGML counts both "
+                              f"in int64, at most {MAX_DIM:,}); {FIX}")
     if block > 1 and (not dims or dims[0] % block):
         raise CheckpointError(f"{where}: its rows of {dims[0] if dims else 1:,} values are not whole {qtype.name} "
                               f"blocks of {block}; {FIX}")
-    nbytes = numel // block * type_size
     start = data_offset + offset
     if start + nbytes > cur.size:
-        raise CheckpointError(f"{where}: {qtype.name} {list(reversed(dims))} is {nbytes:,} bytes at offset "
+        raise CheckpointError(f"{where}: {qtype.name} {shape} is {nbytes:,} bytes at offset "
                               f"{offset:,} of the data section (byte {start:,}), past the end of the {cur.size:,}-byte "
                               f"file; {FIX}")
     return TensorInfo(name, tuple(dims), qtype, start, nbytes)

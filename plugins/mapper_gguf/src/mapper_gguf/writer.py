@@ -17,7 +17,9 @@ from gguf import GGUFWriter, quants
 
 from mapper_core.errors import BadInputError, OutputExistsError, PlanError
 from mapper_core.io.atomic import AtomicFiles
-from mapper_core.specs import TensorSpec
+from mapper_core.specs import TensorSpec, shown_shape
+
+from .header import MAX_DIMS
 
 # safetensors dtype → (numpy dtype the data is handed over in, GGUF type; None: the writer infers it)
 STORED: dict[str, tuple[Any, Q | None]] = {
@@ -36,6 +38,10 @@ def _plan_tensor(key: str, spec: TensorSpec, quantize: Q | None) -> tuple[tuple[
     if spec.dtype not in STORED:
         raise GgufWriteError(f"tensor '{key}' is {spec.dtype}, which GGUF cannot store here; supported: "
                              f"{', '.join(STORED)}; add a cast step to its rule")
+    if len(spec.shape) > MAX_DIMS:
+        raise GgufWriteError(f"tensor '{key}' is {spec.dtype} {shown_shape(spec.shape)}: {len(spec.shape)} dimensions, but a "
+                             f"GGUF tensor has at most {MAX_DIMS} (llama.cpp refuses more); add a reshape step to "
+                             "its rule")
     block, size = quants.GGML_QUANT_SIZES[quantize] if quantize is not None else (0, 0)
     if quantize is not None and spec.dtype in ("F32", "F16", "BF16") and len(spec.shape) == 2 \
             and spec.shape[1] % block == 0:
