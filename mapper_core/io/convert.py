@@ -128,9 +128,7 @@ def convert(src: str | Path, dst: str | Path, *, reader: Reader | None = None, p
                              allow_expansion=allow_expansion)
         if plan is not None:
             rules_sha256 = rules_sha256 or plan.rules_sha256  # a plan made by make_plan knows its rules' hash
-            if not plan.mapped and not any(m.action == "error" for m in plan.mismatched):
-                # nothing matched: a wrong prefix, said as such before the unmatched list (keys a rule took but
-                # cannot write are the plan's errors, said below)
+            if not plan.mapped:  # nothing matched: a wrong prefix, said as such before the unmatched list
                 refuse_nothing_to_write(src, reader.specs(), plan, non_tensors(reader))
             refuse_plan_errors(plan, strict)
         if getattr(reader, "meta_keys", None) or getattr(reader, "unstorable_keys", None):

@@ -124,6 +124,7 @@ def make_plan(
             if not target:  # no module holds a tensor named '': a rules mistake, whatever on_shape_mismatch says
                 mismatched.append(Mismatch(key, target, i, tuple(spec.shape), None, "error", spec.dtype, None,
                                            EMPTY_TARGET, None, rules[i].line))
+                add(Mapped(key, target, i, spec.dtype, tuple(spec.shape)))  # listed, as other errors' entries are
                 break
             index = plain[i]
             if index is not None:  # the common case, without the checks below

@@ -298,7 +298,7 @@ def test_planning_needs_no_torch():
 def test_a_template_giving_an_empty_key_is_an_error_of_the_plan(options):
     # trial 6 T13: the plan was clean and convert wrote a tensor named ''
     plan = make_plan({"x": F(2), "xa": F(2)}, rules((r"x(.*)", "{1}", options)))
-    assert [m.source for m in plan.mapped] == ["xa"]
+    assert [(m.source, m.target) for m in plan.mapped] == [("x", ""), ("xa", "a")]  # listed, as other errors are
     [bad] = plan.mismatched
     assert (bad.source, bad.target, bad.action, bad.rule) == ("x", "", "error", 0)
     assert "gives an empty key" in bad.reason and plan.has_errors(strict=False)
@@ -313,3 +313,12 @@ def test_convert_says_why_an_empty_key_cannot_be_written(tmp_path):
     done = mapper("convert", src, tmp_path / "o.safetensors", "--rules", tmp_path / "r.yaml")
     assert done.returncode == 1 and not (tmp_path / "o.safetensors").exists()
     assert "  empty target: x ->  (rule 0, line 3): its target template gives an empty key" in done.stderr
+
+
+def test_explain_names_an_empty_target_as_such():
+    from mapper_core.plan.explain import explain
+
+    ruleset = rules((r"x(.*)", "{1}", {"on_shape_mismatch": "skip"}))
+    plan = make_plan({"x": F(2)}, ruleset)
+    text = explain("x", ruleset, plan).render()
+    assert "  error: empty target: its target template gives an empty key" in text and "(the plan fails)" in text
