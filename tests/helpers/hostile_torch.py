@@ -139,3 +139,60 @@ def list_bomb(path: Path, count: int) -> Path:
     pkl = Pickle().op(b"}").text("l").op(b"](" + b"]" * count + b"es").bytes()
     return write_archive(path, {"data.pkl": pkl, "byteorder": b"little", "version": b"3\n"},
                          {"data.pkl": zipfile.ZIP_DEFLATED})
+
+
+def central_entries(data: bytes) -> dict[str, tuple[int, str]]:
+    """Where each record's entry of the zip's central directory starts, and its full name, by the name
+    without the archive's folder (torch.save names that folder after the file)."""
+    found, at = {}, data.find(b"PK\x01\x02")
+    while at >= 0:
+        n = struct.unpack_from("<H", data, at + 28)[0]
+        full = data[at + 46:at + 46 + n].decode()
+        found[full.split("/", 1)[1]] = (at, full)
+        at = data.find(b"PK\x01\x02", at + 46 + n)
+    return found
+
+
+def record_points_at(path: Path, state: dict, record: str, other: str) -> Path:
+    """``state`` saved, then the central directory's entry of ``record`` pointed at the local header of
+    ``other``: two entries over one stored record (torch's memory-mapped load maps both onto it)."""
+    torch.save(state, path)
+    data = bytearray(path.read_bytes())
+    entries = central_entries(bytes(data))
+    offset = struct.unpack_from("<I", data, entries[other][0] + 42)[0]
+    struct.pack_into("<I", data, entries[record][0] + 42, offset)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def local_name_differs(path: Path, state: dict, record: str, name: str) -> Path:
+    """``state`` saved, then the local header of ``record`` renamed ``name`` (as long) while the central
+    directory keeps the record's own name."""
+    torch.save(state, path)
+    data = bytearray(path.read_bytes())
+    at, full_name = central_entries(bytes(data))[record]
+    full, new = full_name.encode(), full_name[:-len(record)].encode() + name.encode()
+    assert len(full) == len(new)
+    header = struct.unpack_from("<I", data, at + 42)[0]
+    assert data[header + 30:header + 30 + len(full)] == full
+    data[header + 30:header + 30 + len(full)] = new
+    path.write_bytes(bytes(data))
+    return path
+
+
+def dcp_folder_with_blob(folder: Path, blob: bytes) -> Path:
+    """A DCP folder whose one data file is ``blob``: the only chunk of float32 tensor 'b' of shape [4]
+    (a DCP chunk saved as a ``torch.save`` blob)."""
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex, TensorProperties,
+                                                       TensorStorageMetadata)
+
+    folder.mkdir()
+    (folder / "__0_0.distcp").write_bytes(blob)
+    chunk = ChunkStorageMetadata(offsets=torch.Size([0]), sizes=torch.Size([4]))
+    meta = Metadata(state_dict_metadata={"b": TensorStorageMetadata(TensorProperties(dtype=torch.float32),
+                                                                     torch.Size([4]), [chunk])},
+                    planner_data={"b": ("b",)}, version="1.0.0",
+                    storage_data={MetadataIndex("b", [0], 0): _StorageInfo("__0_0.distcp", 0, len(blob))})
+    (folder / ".metadata").write_bytes(pickle.dumps(meta))
+    return folder

@@ -46,6 +46,8 @@ STEP_RATIO = 4  # ... or one opcode per this many bytes of the file, whichever i
 _METHODS = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... name length, extra length (30 bytes)
 ALLOW_HINT = "pass --allow-expansion (Python: allow_expansion=True)"
+_RESAVE = "Re-save the state dict with torch.save from wherever the file came from"
+_DAMAGED = f"the zip archive is damaged, and what its tensors hold would depend on the reader: refused. {_RESAVE}"
 
 
 def expansion_limit(file_size: int) -> int:
@@ -334,14 +336,46 @@ def _check_zip(archive: Archive, budget: ExpansionBudget, reopen: Callable[[], I
                     "truncated or damaged (torch.load refuses it too). Re-save it with torch.save"
                 )
         with reopen() as fh:
-            for info in infos.values():
-                if info.filename.startswith(prefix + "data/"):
-                    fh.seek(info.header_offset)
-                    sig, n, m = _LOCAL_HEADER.unpack(fh.read(_LOCAL_HEADER.size).ljust(30, b"\0"))
-                    if sig == b"PK\x03\x04":
-                        archive.records.append((info.header_offset + 30 + n + m, info.file_size, info.filename,
-                                                info.compress_type == zipfile.ZIP_STORED))
-        archive.records.sort()
+            starts = _local_records(path, entries, fh)
+        archive.records = sorted((starts[info.filename], info.file_size, info.filename,
+                                  info.compress_type == zipfile.ZIP_STORED)
+                                 for info in infos.values() if info.filename.startswith(prefix + "data/"))
+
+
+def _local_records(path: Path, entries: list[zipfile.ZipInfo], fh: IO[bytes]) -> dict[str, int]:
+    """Where each record's data starts, from its local header, once the records are known to be apart.
+
+    The zip's directory says where each record's local header is; torch's memory-mapped load trusts it.
+    Two entries over the same bytes (one local record named twice by offset) load as one storage, so
+    two tensors torch.load keeps apart would look tied; a local header naming another record than the
+    directory does, or none there at all, is a damaged archive. All are refused, naming the records."""
+    spans, renamed, data_starts = [], [], {}
+    for info in entries:
+        fh.seek(info.header_offset)
+        sig, n, m = _LOCAL_HEADER.unpack(fh.read(_LOCAL_HEADER.size).ljust(30, b"\0"))
+        if sig != b"PK\x03\x04":
+            raise CheckpointError(f"{path}: the zip directory puts record '{info.filename}' at byte "
+                                  f"{info.header_offset:,}, where no record starts; {_DAMAGED}")
+        local = fh.read(n).decode("utf-8" if info.flag_bits & 0x800 else "cp437", errors="replace")
+        if local != info.orig_filename:
+            renamed.append((info.filename, local[:200]))
+        data_starts[info.filename] = info.header_offset + 30 + n + m
+        spans.append((info.header_offset, data_starts[info.filename] + info.compress_size, info.filename))
+    spans.sort()
+    for (begin, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end:
+            where = (f"puts both at byte {start:,}" if start == begin else
+                     f"puts '{second}' at byte {start:,}, inside '{first}' (bytes {begin:,} to {end:,})")
+            raise CheckpointError(
+                f"{path}: the zip archive's records '{first}' and '{second}' overlap (the zip directory {where}); "
+                "readers disagree on what each holds (torch's memory-mapped load maps both onto the same bytes, as "
+                "if they were one tensor; torch.load reads two copies; Python's zipfile, from 3.12, refuses them), "
+                f"so the file is ambiguous and refused on purpose. {_RESAVE}")
+    if renamed:
+        named = listed([f"'{name}' (its local header says '{local}')" for name, local in renamed], 3)
+        raise CheckpointError(f"{path}: the zip directory's name and the record's own header disagree for {named}; "
+                              f"{_DAMAGED}")
+    return data_starts
 
 
 def _refuse_twice_named(path: Path, names: list[str]) -> None:
@@ -354,4 +388,4 @@ def _refuse_twice_named(path: Path, names: list[str]) -> None:
     raise CheckpointError(
         f"{path}: the zip archive holds two records named {names}; readers disagree on which copy counts "
         "(torch's memory-mapped load takes the first, Python's zipfile the last), so the file is ambiguous and "
-        "refused on purpose. Re-save the state dict with torch.save from wherever the file came from")
+        f"refused on purpose. {_RESAVE}")

@@ -22,7 +22,9 @@ Unwrap rule (override with ``unwrap``/``strip_prefix``):
 
 The chosen dict may hold non-tensor values too (``'step': 5``, a config, a string): they are
 not specs; ``non_tensors()`` reports them (key → type name) and ``extra_values()`` gives those
-JSON can hold, so a conversion can record them. They never make the file unreadable.
+JSON can hold within a bound (:mod:`.torch_extra`: a value JSON would spell out too large is named
+in a warning and in its type name instead), so a conversion can record them. They never make the
+file unreadable.
 
 ``unwrap="a.b"`` takes ``obj["a"]["b"]`` instead (``""`` is the top level, a number indexes a
 list: ``"0"``), as it is: containers of tensors beside it are reported by ``non_tensors()`` with
@@ -42,7 +44,6 @@ non-contiguous, possibly a memory-mapped view); callers must not modify it.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ from ...specs import TensorSpec
 from ...text import listed
 from .pages import FileMappings
 from .torch_archive import RecordRange
+from .torch_extra import MAX_DEPTH, MAX_TEXT, MAX_VALUES, ExtraValues
+from .torch_extra import extra_values as bounded_extra
 from .torch_checks import check_loaded_tensors, independent_source, is_meta, meta_refusal, unstorable_refusal
 from .torch_pickle import INDEX_SUFFIXES, PickledModuleWarning, TrustPickleWarning, load_pickle, sniff_torch
 from .torch_unwrap import Survey, UndecidedError, is_tensor, other_weights, tensors_inside, unwrap_state_dict
@@ -118,6 +121,19 @@ def _holding(value: Any) -> str:
     return f" holding {n} tensor{'s' if n != 1 else ''}" if n else ""
 
 
+TOO_LARGE = "too large for metadata 'mapper.extra'"
+
+
+def too_large_message(path: Path, too_large: dict[str, str]) -> str:
+    """Which non-tensor values a conversion leaves out of ``mapper.extra`` as too large, why, what to do."""
+    named = listed([f"'{k}' ({why})" for k, why in too_large.items()], 3)
+    n = len(too_large)
+    return (f"{path}: {n} non-tensor value{'s' if n != 1 else ''} {TOO_LARGE}, left behind: {named}. The metadata "
+            f"holds at most {MAX_VALUES:,} values, {MAX_TEXT // 2**20} MiB of text and {MAX_DEPTH} levels of nesting "
+            "in all, so a small file cannot make a huge header or stall the conversion. To keep such a value, save it "
+            "beside the output yourself (torch.save keeps the references it shares, which JSON spells out each time)")
+
+
 class TorchReader:
     """A torch checkpoint, loaded once (memory-mapped where possible) and unwrapped to its state dict.
 
@@ -175,6 +191,8 @@ class TorchReader:
         self._groups: dict[str, tuple[str, ...]] | None = None
         self._aliases: dict[str, str] | None = None
         self._mappings: FileMappings | None = None
+        self._extra_fit: ExtraValues | None = None
+        self._extra_warned = False
 
     def _mapped(self) -> FileMappings:
         if self._mappings is None:
@@ -208,18 +226,23 @@ class TorchReader:
         """Keys of the state dict whose values are not tensors (``'step': 5``) → their type name.
 
         They are never specs: a plan reports them and a conversion leaves them behind."""
-        return {k: type(v).__name__ + _holding(v) for k, v in self._extra.items()}
+        too_large = self._fit().too_large
+        return {k: type(v).__name__ + _holding(v) + (f", {TOO_LARGE}" if k in too_large else "")
+                for k, v in self._extra.items()}
+
+    def _fit(self) -> ExtraValues:
+        if self._extra_fit is None:
+            self._extra_fit = bounded_extra(self._extra)
+        return self._extra_fit
 
     def extra_values(self) -> dict[str, Any]:
-        """The non-tensor values JSON can hold (a number, a string, a nested config of them)."""
-        out = {}
-        for k, v in self._extra.items():
-            try:
-                json.dumps(v, allow_nan=False)
-            except (TypeError, ValueError):
-                continue
-            out[k] = v
-        return out
+        """The non-tensor values JSON can hold (a number, a string, a nested config of them), within the
+        bound of :mod:`.torch_extra`; one past it is left out, named in a :class:`CheckpointWarning`."""
+        fit = self._fit()
+        if fit.too_large and not self._extra_warned:
+            self._extra_warned = True
+            warnings.warn(CheckpointWarning(too_large_message(self.path, fit.too_large)), stacklevel=2)
+        return dict(fit.kept)
 
     def get_tensor(self, key: str):
         try:

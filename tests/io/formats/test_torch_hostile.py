@@ -80,23 +80,9 @@ def test_a_record_named_twice_is_refused_as_ambiguous(tmp_path, record):
 
 
 def test_a_dcp_chunk_blob_naming_a_record_twice_is_refused(tmp_path):
-    import pickle
-
-    from torch.distributed.checkpoint.filesystem import _StorageInfo
-    from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex, TensorProperties,
-                                                       TensorStorageMetadata)
-
     # a DCP chunk is a torch.save blob inside a .distcp file: the same two copies, the same refusal
     blob = H.record_twice(tmp_path / "blob.pt", torch.zeros(4), "data/0", struct.pack("<4f", 7, 7, 7, 7)).read_bytes()
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    (folder / "__0_0.distcp").write_bytes(blob)
-    chunk = ChunkStorageMetadata(offsets=torch.Size([0]), sizes=torch.Size([4]))
-    meta = Metadata(state_dict_metadata={"b": TensorStorageMetadata(TensorProperties(dtype=torch.float32),
-                                                                     torch.Size([4]), [chunk])},
-                    planner_data={"b": ("b",)}, version="1.0.0",
-                    storage_data={MetadataIndex("b", [0], 0): _StorageInfo("__0_0.distcp", 0, len(blob))})
-    (folder / ".metadata").write_bytes(pickle.dumps(meta))
+    folder = H.dcp_folder_with_blob(tmp_path / "ckpt", blob)
     done = mapper("convert", folder, tmp_path / "o.safetensors", "--verify")
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith(f"mapper: error: {folder / '__0_0.distcp'}: 'b' (chunk at [0], bytes 0+{len(blob)}): "
