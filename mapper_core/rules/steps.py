@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import NotInvertible, StepError
-from ..specs import TensorSpec
+from ..specs import TensorSpec, shown_shape
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ def _reshape_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
     known = math.prod(x for x in shape if x != -1)
     if -1 in shape:
         if known == 0 or s.numel % known:
-            raise StepError(f"cannot reshape {list(s.shape)} ({s.numel} values) to {shape}: "
+            raise StepError(f"cannot reshape {shown_shape(s.shape)} ({s.numel} values) to {shape}: "
                             f"{s.numel} is not a multiple of {known}")
         shape[shape.index(-1)] = s.numel // known
     elif known != s.numel:
-        raise StepError(f"cannot reshape {list(s.shape)} ({s.numel} values) to {shape} ({known} values)")
+        raise StepError(f"cannot reshape {shown_shape(s.shape)} ({s.numel} values) to {shape} ({known} values)")
     return _replace(s, shape)
 
 
@@ -92,7 +92,7 @@ def _unsqueeze_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
 def _squeeze_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
     d = _dim(p["dim"], len(s.shape))
     if s.shape[d] != 1:
-        raise StepError(f"cannot squeeze dim {p['dim']} of {list(s.shape)}: its size is {s.shape[d]}, not 1")
+        raise StepError(f"cannot squeeze dim {p['dim']} of {shown_shape(s.shape)}: its size is {s.shape[d]}, not 1")
     return _replace(s, s.shape[:d] + s.shape[d + 1:])
 
 
@@ -127,7 +127,8 @@ def _permute_check(p: Mapping[str, Any]) -> list[str]:
 def _permute_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
     dims = list(p["dims"])
     if len(dims) != len(s.shape):
-        raise StepError(f"permute dims {dims} name {len(dims)} axes but the tensor {list(s.shape)} has {len(s.shape)}")
+        raise StepError(f"permute dims {dims} name {len(dims)} axes but the tensor {shown_shape(s.shape)} has "
+                        f"{len(s.shape)}")
     return _replace(s, [s.shape[d] for d in dims])
 
 
@@ -142,7 +143,7 @@ def _inflate_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
         return _replace(s, s.shape[:d] + (size,) + s.shape[d:])
     d = _dim(p["dim"], len(s.shape))
     if s.shape[d] != 1:
-        raise StepError(f"inflate with new_axis: false needs size 1 at dim {p['dim']} of {list(s.shape)}, "
+        raise StepError(f"inflate with new_axis: false needs size 1 at dim {p['dim']} of {shown_shape(s.shape)}, "
                         f"got {s.shape[d]}; use new_axis: true to insert a new axis")
     return _replace(s, s.shape[:d] + (size,) + s.shape[d + 1:])
 
@@ -164,7 +165,7 @@ def _narrow_spec(s: TensorSpec, p: Mapping[str, Any]) -> TensorSpec:
     start, length = p["start"], p["length"]
     if start + length > s.shape[d]:
         raise StepError(f"narrow start {start} + length {length} exceeds size {s.shape[d]} of dim {p['dim']} "
-                        f"in {list(s.shape)}")
+                        f"in {shown_shape(s.shape)}")
     shape = list(s.shape)
     shape[d] = length
     return _replace(s, shape)

@@ -59,3 +59,10 @@ def test_a_huge_stride0_view_is_never_materialised():
 def test_limit_must_be_positive():
     with pytest.raises(ValueError, match="at least 1 byte"):
         list(contiguous_pieces(torch.zeros(2, 2).t(), 0))
+
+
+def test_a_view_of_thousands_of_dims_of_1_is_split_without_deep_recursion():
+    # each dim of size 1 was one level of recursion: 5,000 of them raised RecursionError
+    tensor = torch.tensor([1.5]).as_strided((1,) * 5_000 + (3000,), (0,) * 5_001)
+    pieces, joined = _joined(tensor, 1024)
+    assert len(pieces) > 1 and joined == torch.full((3000,), 1.5).numpy().tobytes()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
+from ...specs import shown_shape
 from .torch_archive import Archive, ExpansionBudget, check_archive
 
 BUFFER = 8 * 1024 * 1024  # bytes read at a time into the whole tensor
@@ -99,14 +100,14 @@ def _check(meta: Any, target: Any, budget: ExpansionBudget, where: str) -> None:
     if meta.dtype != target.dtype or tuple(meta.shape) != tuple(target.shape):
         from ..torch_dtypes import dtype_name
 
-        raise CheckpointError(f"{where}: holds {dtype_name(meta.dtype, 'chunk', where)} {list(meta.shape)} but "
-                              f".metadata says {dtype_name(target.dtype, 'chunk', where)} {list(target.shape)}; "
-                              "the folder's files do not belong together")
+        got, want = dtype_name(meta.dtype, 'chunk', where), dtype_name(target.dtype, 'chunk', where)
+        raise CheckpointError(f"{where}: holds {got} {shown_shape(meta.shape)} but .metadata says {want} "
+                              f"{shown_shape(target.shape)}; the folder's files do not belong together")
     dense = meta.numel() * meta.element_size()
     stored = meta.untyped_storage().nbytes()
     if dense > stored:  # a view repeating its storage (stride 0): writing it makes bytes the file lacks
-        budget.spend(f"{where}: a view of shape {list(meta.shape)} and stride {list(meta.stride())} over "
-                     f"{stored:,} stored bytes", dense - stored)
+        budget.spend(f"{where}: a view of shape {shown_shape(meta.shape)} and stride "
+                     f"{shown_shape(meta.stride())} over {stored:,} stored bytes", dense - stored)
 
 
 def _stored_record(archive: Archive, meta: Any, length: int) -> int | None:

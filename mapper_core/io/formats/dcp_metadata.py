@@ -26,7 +26,7 @@ from typing import Any
 
 from ...errors import CheckpointError, UnsafeCheckpointError
 from ...gc_pause import pauses_gc
-from ...specs import OTHER_DTYPE_BITS, TensorSpec
+from ...specs import MAX_DIM, OTHER_DTYPE_BITS, TensorSpec, shape_numel, shown_shape
 from .dcp_bulk import DcpChunk, chunks_fit, is_ints, overlap, safe_name, storage_in_bulk
 from .pickle_steps import SIZE_FLOOR, StepBudgetError, count_steps
 from .spec_json import TORCH_NAMES
@@ -244,6 +244,18 @@ def _storage_checked(storage: dict, index_type: type, info_type: type, bad) -> d
     return where
 
 
+def _given(value: Any) -> str:
+    """A size or offsets from .metadata for a message, bounded: a tuple of ints by :func:`shown_shape`,
+    anything else by the start of its repr."""
+    if is_ints(value):
+        return shown_shape(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than 4,300 digits inside
+        return f"a {type(value).__name__} holding a number of thousands of digits"
+    return text if len(text) <= 200 else f"{text[:200]}... ({len(text):,} characters)"
+
+
 def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
     props, size, chunks = _field(item, "properties"), _field(item, "size"), _field(item, "chunks")
     state = vars(props).get("_state") if isinstance(props, _CLASSES["TensorProperties"]) else None
@@ -257,7 +269,9 @@ def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
             raise CheckpointError(f"{path}: tensor '{fqn}' has dtype torch.{name}, which mapper-core does not know "
                                   f"(safetensors stores {', '.join(_STORED)}); convert it with torch before mapping")
     if not is_ints(size) or any(s < 0 for s in size):
-        raise bad(f"'{fqn}': size {size!r}")
+        raise bad(f"'{fqn}': size {_given(size)}")
+    if shape_numel(size, MAX_DIM) is None:  # multiplied only until it passes: a size of 20,000 huge dims is cheap
+        raise bad(f"'{fqn}': size {shown_shape(size)} has more elements than fit 2**63-1, more than torch can hold")
     if not isinstance(chunks, list):
         raise bad(f"'{fqn}': chunks {chunks!r}")
     spec = TensorSpec(name, tuple(size))
@@ -269,14 +283,15 @@ def _tensor(fqn: str, item: _Record, where: dict, bad, path: Path) -> DcpTensor:
     if not chunks_fit(offs, sizs, size):
         for offsets, sizes in zip(offs, sizs):
             if not chunks_fit([offsets], [sizes], size):
-                raise bad(f"'{fqn}': a chunk at {offsets!r} of {sizes!r} does not fit its size {list(size)}")
-        raise bad(f"'{fqn}': its chunks do not fit its size {list(size)}")  # not reached: the same check, each
+                raise bad(f"'{fqn}': a chunk at {_given(offsets)} of {_given(sizes)} does not fit its size "
+                          f"{shown_shape(size)}")
+        raise bad(f"'{fqn}': its chunks do not fit its size {shown_shape(size)}")  # not reached: the same check, each
     places = list(map(where.get, zip(repeat(fqn), offs)))
     if not all(places):  # a DcpChunk is a non-empty tuple
-        raise bad(f"'{fqn}': the chunk at {list(offs[places.index(None)])} has no storage_data entry")
+        raise bad(f"'{fqn}': the chunk at {shown_shape(offs[places.index(None)])} has no storage_data entry")
     found = [tuple.__new__(DcpChunk, (o, n) + p[2:]) for o, n, p in zip(offs, sizs, places)]
     covered = sum(map(prod, sizs))
     if covered != spec.numel or overlap(found):
-        raise bad(f"'{fqn}': its chunks hold {covered} values but its size {list(size)} needs {spec.numel} "
+        raise bad(f"'{fqn}': its chunks hold {covered} values but its size {shown_shape(size)} needs {spec.numel} "
                   "(chunks overlap or leave a hole)")
     return DcpTensor(spec, tuple(found))

@@ -28,6 +28,11 @@ def contiguous_pieces(tensor: Any, limit: int) -> Iterator[Any]:
     if tensor.is_contiguous() or tensor.dim() == 0 or _nbytes(tensor) <= limit:
         yield tensor.contiguous()
         return
+    if 1 in tensor.shape:  # dims of size 1 order nothing; without them the split below recurses at most 63
+        tensor = tensor.squeeze()  # deep (each dim left has 2+ elements, < 2**63 in all), not once per such dim
+        if tensor.is_contiguous() or tensor.dim() == 0:
+            yield tensor.contiguous()
+            return
     rows = tensor.shape[0]
     row = _nbytes(tensor[0])
     if row <= limit:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ...errors import CheckpointError, ExpansionError
 from ...plan.text import shown
+from ...specs import shown_shape
 from .pages import FileMappings
 from .torch_archive import Archive, ExpansionBudget, RecordRange
 
@@ -114,12 +115,12 @@ def check_loaded_tensor(path: Path, key: str, t: Any, budget: ExpansionBudget) -
                               "Save the state dict once the weights are loaded or initialised on the CPU, and run again")
     dense = t.numel() * t.element_size()
     if dense >= 2**63:  # no allocator or file offset can hold it, allowed or not
-        raise CheckpointError(f"{path}: tensor '{name}' (shape {list(t.shape)}) would take {dense:,} bytes; "
-                              "no file or memory can hold it. The file is hostile or damaged")
+        raise CheckpointError(f"{path}: tensor '{name}' (shape {shown_shape(t.shape)}) would take {dense:,} "
+                              "bytes; no file or memory can hold it. The file is hostile or damaged")
     stored = t.untyped_storage().nbytes()
     if dense > stored:  # writing it makes bytes the file does not have (a repeated view)
-        budget.spend(f"tensor '{name}' (shape {list(t.shape)}, stride {list(t.stride())}, over {stored:,} "
-                     "stored bytes)", dense - stored)
+        budget.spend(f"tensor '{name}' (shape {shown_shape(t.shape)}, stride {shown_shape(t.stride())}, over "
+                     f"{stored:,} stored bytes)", dense - stored)
         return True
     return False
 

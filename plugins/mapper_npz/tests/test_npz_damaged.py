@@ -3,6 +3,7 @@ user can act on; and a name given twice reads the copy numpy.load reads."""
 from __future__ import annotations
 
 import struct
+import time
 import warnings
 import zipfile
 
@@ -16,8 +17,12 @@ from mapper_npz import NpzReader  # noqa: E402
 
 
 def npy(header: str, data: bytes = b"\0" * 16) -> bytes:
-    """A .npy member (version 1.0) with ``header`` as its dict text, as written, and ``data``."""
+    """A .npy member with ``header`` as its dict text, as written, and ``data``: version 1.0, or 2.0 (a
+    4-byte header length) for a header past 64 KiB."""
     text = header.encode("latin1")
+    if len(text) > 65000:
+        text += b" " * (-(12 + len(text) + 1) % 64) + b"\n"
+        return b"\x93NUMPY\x02\x00" + struct.pack("<I", len(text)) + text + data
     text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + data
 
@@ -41,8 +46,9 @@ def header(shape: str) -> str:
     ("(2**40, 2**30)", "damaged .npy header: the header is not the dict of plain values numpy writes (it holds an "
                        "expression, such as a call; nothing in it was run)"),
     ("__import__('os').getcwd()", "it holds an expression"),
-    ("(1099511627776, 1073741824)", "[1099511627776, 1073741824] of float32 (4,722,366,482,869,645,213,696 bytes) but "
-                                    "the member holds 16 bytes"),
+    ("(1099511627776, 1073741824)", "[1099511627776, 1073741824] of float32 (more than 2**63-1 elements, more "
+                                    "than numpy can hold) but the member holds 16 bytes"),
+    ("(1024, 1024)", "[1024, 1024] of float32 (4,194,304 bytes) but the member holds 16 bytes"),
 ])
 def test_a_bad_header_is_named_in_plain_words(tmp_path, capsys, shape, said):
     path = archive(tmp_path / "bad.npz", [("w.npy", npy(header(shape)))])
@@ -77,3 +83,32 @@ def test_a_name_given_twice_reads_the_copy_numpy_reads(tmp_path):
     with np.load(path) as reference, NpzReader(path) as reader:
         np.testing.assert_array_equal(reference["w"], last)  # zipfile, and so numpy, take the last entry
         np.testing.assert_array_equal(reader.get_tensor("w"), reference["w"])
+
+
+def dims(n: int, size: int) -> str:
+    return "(" + ", ".join([str(size)] * n) + ",)"
+
+
+# numpy.load refuses each of these too: with its default max_header_size the long headers as "may not be safe to
+# load securely"; given a larger max_header_size, it multiplies the shape in int64 (wrapping silently, no error),
+# reads that many elements and fails when it reshapes: "maximum supported dimension for an ndarray is currently 64,
+# found 1500", or for 64 dims of 2**63-1 "cannot reshape array of size 1 into shape (9223372036854775807, ...)"
+# with all 64 of them. Here: a damaged-archive error naming the file and array, the shape cut to its first dims.
+@pytest.mark.parametrize("shape, said", [
+    (dims(1_500, 2**63 - 1), "a numpy array has at most 64 dimensions, so no numpy wrote it"),
+    (dims(100_000, 1), "a numpy array has at most 64 dimensions"),  # 300 KB: numpy parses it in ~1 s
+    (dims(64, 2**63 - 1), "(more than 2**63-1 elements, more than numpy can hold) but the member holds 16 bytes"),
+    ("(-1, " + dims(60_000, 1)[1:], "with a negative dimension"),
+], ids=["1500-huge-dims", "100000-dims-of-1", "64-huge-dims", "negative"])
+def test_a_shape_of_many_or_huge_dims_is_refused_at_once_in_one_short_line(tmp_path, capsys, shape, said):
+    path = archive(tmp_path / "dims.npz", [("w.npy", npy(header(shape)))])
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError) as caught:
+        NpzReader(path).specs()
+    assert time.perf_counter() - started < 20  # the product of 50,000 huge dims alone took seconds
+    message = str(caught.value)
+    assert message.startswith(f"{path}: array 'w'") and said in message, message
+    assert "dimensions)]" in message and len(message) < len(str(path)) + 400, message
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "plugin" not in err and "ValueError" not in err and len(err) < 1000, err[:2000]

@@ -21,7 +21,7 @@ from numpy.lib import format as npy
 from mapper_core.errors import CheckpointError
 from mapper_core.io.formats.torch_archive import ExpansionBudget, expansion_limit
 from mapper_core.plugins import ReaderBase
-from mapper_core.specs import TensorSpec
+from mapper_core.specs import MAX_DIM, TensorSpec, shape_numel, shown_shape
 
 from .positional import PositionalFile
 
@@ -34,6 +34,8 @@ DTYPES: dict[tuple[str, int], str] = {
     ("b", 1): "BOOL",
 }
 ZIP_MAGIC = b"PK\x03\x04"
+# NPY_MAXDIMS, the most dimensions a numpy array has: 32 before numpy 2.0, 64 since (its release notes)
+MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
 MAX_HEADER = 1 << 20  # numpy's own headers are < 64 KiB; anything larger is not a .npy header
 CHUNK = 8 << 20  # an array is read in pieces this large: its own buffer is the only copy of it
 
@@ -118,18 +120,23 @@ class NpzReader(ReaderBase):
         except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise CheckpointError(f"{where}: damaged .npy header: {_header_problem(exc)}") from None
         if any(n < 0 for n in shape):
-            raise CheckpointError(f"{where}: the header gives the shape {list(shape)}, with a negative dimension; "
-                                  "the archive is damaged")
+            raise CheckpointError(f"{where}: the header gives the shape {shown_shape(shape)}, with a negative "
+                                  "dimension; the archive is damaged")
+        if len(shape) > MAX_DIMS:  # numpy.load refuses it too (when it reshapes, after reading the data)
+            raise CheckpointError(f"{where}: the header gives the shape {shown_shape(shape)}; a numpy array has "
+                                  f"at most {MAX_DIMS} dimensions, so no numpy wrote it: the archive is damaged")
         if dtype.hasobject:
             raise CheckpointError(f"{where} holds Python objects (dtype {dtype}), which only pickle can load; "
                                   "mapper-npz never unpickles. Save plain numeric arrays")
         if dtype_name(dtype) is None:
             raise CheckpointError(f"{where} has dtype {dtype}, which safetensors cannot hold; cast it to a "
                                   "numeric type (e.g. float32) before saving")
-        need = math.prod(shape) * dtype.itemsize  # Python ints: no int64 overflow
+        numel = shape_numel(shape, MAX_DIM)  # stops at the first product past what numpy can index
+        need = None if numel is None else numel * dtype.itemsize
         data = self._members[key].file_size - f.tell()
         if need != data:
-            raise CheckpointError(f"{where}: the header says {list(shape)} of {dtype} ({need:,} bytes) "
+            claim = f"{need:,} bytes" if need is not None else "more than 2**63-1 elements, more than numpy can hold"
+            raise CheckpointError(f"{where}: the header says {shown_shape(shape)} of {dtype} ({claim}) "
                                   f"but the member holds {data:,} bytes of data; the archive is damaged")
         return tuple(int(n) for n in shape), bool(fortran), dtype
 
