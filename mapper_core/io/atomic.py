@@ -37,10 +37,12 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import OutputExistsError, Terminated  # Terminated lives in errors: the CLI needs it at start-up
+from ..errors import CheckpointWarning, OutputExistsError, Terminated  # Terminated lives in errors: the CLI needs it at start-up
 from .commits import watch
 from .rollback import CommitError, Move, commit_failure, keep_aside, signals_held, undo
 
@@ -76,7 +78,8 @@ def _alive(pid: int) -> bool:
 def stale_temps(dest: str | Path) -> list[Path]:
     """Temporary files left beside ``dest`` by runs on this machine whose process is gone (SIGKILL,
     a crash, a power cut before the rename), oldest name first. Files of live processes, of
-    other machines, and of unknown owners are never listed."""
+    other machines, and of unknown owners are never listed, nor is anything but a file (a folder
+    named like one is no temporary of ours)."""
     dest = Path(dest)
     found = []
     host = _host()
@@ -89,18 +92,31 @@ def stale_temps(dest: str | Path) -> list[Path]:
         if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
             continue
         owner = _OWNER.fullmatch(name[len(prefix):])
-        if owner and owner["host"] == host and not _alive(int(owner["pid"])):
+        if owner and owner["host"] == host and not _alive(int(owner["pid"])) and _is_file(dest.parent / name):
             found.append(dest.parent / name)
     return found
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def remove_stale(paths: Iterable[Path]) -> list[Path]:
-    """Remove what :func:`stale_temps` listed; returns what was removed."""
+    """Remove what :func:`stale_temps` listed; returns what was removed. A file that cannot be
+    removed (a read-only folder, a file busy elsewhere) is named in a :class:`CheckpointWarning`
+    and left; the run goes on."""
     removed = []
     for path in paths:
         try:
             os.unlink(path)
         except FileNotFoundError:
+            continue
+        except OSError as exc:
+            warnings.warn(CheckpointWarning(f"{path}: cannot remove this temporary file of a killed run "
+                                            f"({exc.strerror or exc}); remove it yourself"), stacklevel=2)
             continue
         removed.append(Path(path))
     return removed

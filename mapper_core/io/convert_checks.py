@@ -42,7 +42,7 @@ def _error_line(e: Any) -> str:
     if kind == "Collision":
         return f"collision: {', '.join(map(shown, e.sources))} -> {shown(e.target)}"
     if kind == "Mismatch":  # a transform step that cannot apply (or a tensor past the expansion limit), or a shape
-        return ("transform: " if e.reason else "shape mismatch: ") + mismatch_text(e)
+        return ("empty target: " if not e.target else "transform: " if e.reason else "shape mismatch: ") + mismatch_text(e)
     if kind == "KindMismatch":
         return f"kind mismatch: {kind_text(e)}"
     if kind == "UnmatchedKey":

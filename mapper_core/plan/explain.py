@@ -143,8 +143,11 @@ class Explanation:
             what = (shown(m.reason) or f"the target has no key '{shown(m.target)}'" if m.reason or m.target_shape is None
                     else f"shape {format_shape(m.shape)}{after} but the target has {format_shape(m.target_shape)}")
             effect = "the plan fails" if m.action == "error" else "the key is left behind"
-            lines.append(f"  {'error' if m.action == 'error' else 'note'}: shape mismatch: {what} "
-                         f"(on_shape_mismatch: {m.action}: {effect})")
+            if not m.target:  # an empty key: an error whatever on_shape_mismatch says
+                lines.append(f"  error: empty target: {what} (the plan fails)")
+            else:
+                lines.append(f"  {'error' if m.action == 'error' else 'note'}: shape mismatch: {what} "
+                             f"(on_shape_mismatch: {m.action}: {effect})")
         if self.collision is not None:
             others = [s for s in self.collision.sources if s != self.key]
             lines.append(f"  error: collision: '{shown(self.collision.target)}' is also the target of "

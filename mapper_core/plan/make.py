@@ -45,6 +45,8 @@ _target = attrgetter("target")
 EXPANSION_FLOOR = 256 * 2**20
 EXPANSION_RATIO = 4
 MAX_TENSOR_BYTES = 2**63  # torch sizes and byte counts are signed 64-bit
+EMPTY_TARGET = ("its target template gives an empty key, a name no module can hold; change the template (or narrow "
+                "the match) so that every key the rule takes gets a name")
 
 
 def expansion_limit(source_bytes: int) -> int:
@@ -119,6 +121,11 @@ def make_plan(
             if target is None:
                 continue
             used[i] = True
+            if not target:  # no module holds a tensor named '': a rules mistake, whatever on_shape_mismatch says
+                mismatched.append(Mismatch(key, target, i, tuple(spec.shape), None, "error", spec.dtype, None,
+                                           EMPTY_TARGET, None, rules[i].line))
+                add(Mapped(key, target, i, spec.dtype, tuple(spec.shape)))  # listed, as other errors' entries are
+                break
             index = plain[i]
             if index is not None:  # the common case, without the checks below
                 add(make(entry, (key, target, index, spec.dtype, tuple(spec.shape), None, None, (), None, None)))

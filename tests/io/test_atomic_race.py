@@ -131,3 +131,38 @@ def test_atomic_files_installs_no_signal_handler_while_naming_temps(tmp_path):
         os.write(out.create(tmp_path / "a.bin"), b"a")
         out.commit()
     assert signal.getsignal(signal.SIGTERM) is before and (tmp_path / "a.bin").read_bytes() == b"a"
+
+
+def _dead_temp(dst, pid: int) -> str:
+    from mapper_core.io.atomic import _host
+
+    return f".{dst.name}.{pid}@{_host()}.abcd1234{TEMP_SUFFIX}"  # no process has that pid here
+
+
+def test_a_folder_named_like_a_temporary_is_no_temporary(tmp_path, src):
+    # trial 6 T9: --clean-stale unlinked it and died with an IsADirectoryError traceback
+    dst = tmp_path / "out.safetensors"
+    (tmp_path / _dead_temp(dst, 4_000_001)).mkdir()
+    (tmp_path / _dead_temp(dst, 4_000_002)).write_bytes(b"of a killed run")
+    assert [p.name for p in stale_temps(dst)] == [_dead_temp(dst, 4_000_002)]
+    done = mapper("convert", src, dst, "-q", "--no-source-hash", "--clean-stale")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == [_dead_temp(dst, 4_000_001)]
+
+
+def test_a_temporary_that_cannot_be_removed_is_named_and_the_run_goes_on(tmp_path, src, monkeypatch):
+    dst = tmp_path / "out.safetensors"
+    temp = tmp_path / _dead_temp(dst, 4_000_003)
+    temp.write_bytes(b"x")
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if str(path) == str(temp):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    done = mapper("convert", src, dst, "-q", "--no-source-hash", "--clean-stale")
+    assert done.returncode == 0 and dst.exists() and temp.exists()
+    assert (f"mapper: warning: {temp}: cannot remove this temporary file of a killed run (Permission denied); "
+            "remove it yourself") in done.stderr

@@ -292,3 +292,33 @@ def test_planning_needs_no_torch():
     code = ("import sys, mapper_core.planner, mapper_core.explain; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     python_process(code, check=True)
+
+
+@pytest.mark.parametrize("options", [{}, {"on_shape_mismatch": "skip"}])
+def test_a_template_giving_an_empty_key_is_an_error_of_the_plan(options):
+    # trial 6 T13: the plan was clean and convert wrote a tensor named ''
+    plan = make_plan({"x": F(2), "xa": F(2)}, rules((r"x(.*)", "{1}", options)))
+    assert [(m.source, m.target) for m in plan.mapped] == [("x", ""), ("xa", "a")]  # listed, as other errors are
+    [bad] = plan.mismatched
+    assert (bad.source, bad.target, bad.action, bad.rule) == ("x", "", "error", 0)
+    assert "gives an empty key" in bad.reason and plan.has_errors(strict=False)
+
+
+def test_convert_says_why_an_empty_key_cannot_be_written(tmp_path):
+    from cli_runner import mapper  # tests/helpers
+    from tiny_safetensors import write_f32
+
+    src = write_f32(tmp_path / "x.safetensors", {"x": [2]})
+    (tmp_path / "r.yaml").write_text("version: 1\nrules:\n  - match: 'x(.*)'\n    target: '{1}'\n")
+    done = mapper("convert", src, tmp_path / "o.safetensors", "--rules", tmp_path / "r.yaml")
+    assert done.returncode == 1 and not (tmp_path / "o.safetensors").exists()
+    assert "  empty target: x ->  (rule 0, line 3): its target template gives an empty key" in done.stderr
+
+
+def test_explain_names_an_empty_target_as_such():
+    from mapper_core.plan.explain import explain
+
+    ruleset = rules((r"x(.*)", "{1}", {"on_shape_mismatch": "skip"}))
+    plan = make_plan({"x": F(2)}, ruleset)
+    text = explain("x", ruleset, plan).render()
+    assert "  error: empty target: its target template gives an empty key" in text and "(the plan fails)" in text

@@ -9,7 +9,7 @@ folder, :func:`checkpoint_in` finds the one checkpoint in it:
 - within a format, an index (``*.safetensors.index.json``, ``*.bin.index.json``) stands for the
   shards it names (``model-00001-of-00002.safetensors``);
 - a trainer's state beside the weights (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``,
-  ``training_args.bin``) is never taken for them;
+  ``training_args.bin``; Accelerate's ``optimizer_1.bin``, ``sampler.bin``) is never taken for them;
 - two candidates of the same format are refused, each named, since only the user knows which one
   is meant (an index beside a file that is not one of its shards: a stale index, or a file saved
   after it); so are shards without their index.
@@ -30,8 +30,11 @@ from ...text import listed
 Format = Any  # a base.Format: base opens this module when a folder is given, so no import back
 
 MAX_ENTRIES = 10_000  # a folder with more is not a model folder; searching it is not worth the time
-# What a trainer saves beside the weights (transformers' Trainer, Accelerate, Lightning): its state, not the model's.
-TRAINING_STATE = re.compile(r"(optimizer|scheduler|scaler|training_args|rng_state(_\d+)?)\.(pt|pth|bin)")
+# What a trainer saves beside the weights, its state and not the model's: transformers' Trainer (optimizer.pt,
+# scheduler.pt, scaler.pt, rng_state_N.pth, training_args.bin) and Accelerate's save_state (optimizer.bin,
+# scheduler.bin, sampler.bin, one per prepared object: optimizer_1.bin, ...; random_states_N.pkl).
+TRAINING_STATE = re.compile(r"(optimizer|scheduler|sampler|scaler)(_\d+)?\.(pt|pth|bin)|training_args\.bin"
+                            r"|(rng_state|random_states)(_\d+)?\.(pt|pth|pkl)")
 _INDEX = re.compile(r".*\.(safetensors|bin|pt|pth)\.index\.json", re.IGNORECASE)
 _SHARD = re.compile(r".*-\d{5}-of-\d{5}\.[^.]+")
 

@@ -107,6 +107,29 @@ def test_a_trainers_state_is_not_taken_for_the_weights(tmp_path, mapper):
            "state, not weights: give a file's own path" in done.stderr
 
 
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_accelerates_save_state_is_not_taken_for_the_weights(tmp_path, mapper, weights):
+    # trial 6 T8: sampler.bin and optimizer_1.bin were weights, and "the same weights, usually"
+    folder = tmp_path / "acc"
+    folder.mkdir()
+    if weights.endswith(".bin"):
+        fake_torch_file(folder / weights)
+    else:
+        write_f32(folder / weights, {"w": [2]})
+    for name in ("optimizer.bin", "optimizer_1.bin", "scheduler.bin", "scheduler_1.bin", "sampler.bin",
+                 "sampler_1.bin", "scaler.pt"):
+        fake_torch_file(folder / name)
+    (folder / "random_states_0.pkl").write_bytes(b"\x80\x04N.")
+    from mapper_core.io.formats import builtin_formats
+    from mapper_core.io.formats.folder import checkpoint_in
+
+    path, _, note = checkpoint_in(folder, builtin_formats())
+    assert (path.name, note) == (weights, None)
+    if weights == "model.safetensors":  # the torch one is a stand-in no reader opens
+        done = mapper("inspect", folder)
+        assert done.returncode == 0 and done.stderr == ""
+
+
 def test_shards_without_their_index_are_refused_with_the_fix(tmp_path):
     folder = hub_folder(tmp_path)
     (folder / "model.safetensors.index.json").unlink()
