@@ -15,7 +15,7 @@ from ..plan.plan import Plan
 from ..plan.prefix_hint import shared_prefix
 from ..plan.report import kind_text, mismatch_text
 from ..plan.text import shown  # keys are data from a file: a newline or escape in one must not fake lines
-from ..specs import TensorSpec
+from ..specs import TensorSpec, shown_shape
 
 SHOWN = 10  # problems listed in a message; the rest are counted
 
@@ -65,9 +65,9 @@ def refuse_misfits(written: Sequence[tuple[str, str, TensorSpec]], target_specs:
     for source, key, spec in written:
         t = target_specs.get(key)
         if t is None:
-            lines.append(f"{shown(key)} (from {shown(source)}) {list(spec.shape)}: the target has no such key")
+            lines.append(f"{shown(key)} (from {shown(source)}) {shown_shape(spec.shape)}: the target has no such key")
         elif tuple(t.shape) != tuple(spec.shape):
-            lines.append(f"{shown(key)} (from {shown(source)}): shape {list(spec.shape)}, the target's {list(t.shape)}")
+            lines.append(f"{shown(key)} (from {shown(source)}): shape {shown_shape(spec.shape)}, the target's {shown_shape(t.shape)}")
     if lines:
         target = f"target {target_origin}" if target_origin else "the target"
         raise PlanError(f"{counted(len(lines), 'tensor')} would not fit {target}; nothing was written. Fix the rules or "

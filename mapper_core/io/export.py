@@ -45,7 +45,7 @@ from ..plan.plan import PASS_THROUGH, UNMATCHED_POLICIES, Mapped, Plan
 from ..plan.make import make_plan
 from ..plan.tied_check import tied_to_done
 from ..rules.ruleset import Rule, RuleSet
-from ..specs import TensorSpec
+from ..specs import TensorSpec, shown_shape
 from ..rules.template import Inversion, TemplateNotInvertible
 from ..rules.transforms import Step, TransformChainError, inverse_chain
 
@@ -286,8 +286,8 @@ def _from_source_specs(ruleset: RuleSet, target_specs: Mapping[str, TensorSpec],
     for mm in forward.mismatched:
         if mm.target in target_specs and mm.action == "error":
             problems.append(ExportProblem(mm.target, mm.rule, (
-                f"rule {mm.rule}: the source '{mm.source}' has shape {list(mm.shape)} which does not "
-                f"give {list(target_specs[mm.target].shape)}" + (f": {mm.reason}" if mm.reason else ""))))
+                f"rule {mm.rule}: the source '{mm.source}' has shape {shown_shape(mm.shape)} which does not "
+                f"give {shown_shape(target_specs[mm.target].shape)}" + (f": {mm.reason}" if mm.reason else ""))))
     for c in forward.collisions:
         problems.append(ExportProblem(c.target, c.rules[0], f"several source keys map to it ({', '.join(c.sources)})"))
     skipped = {mm.target for mm in forward.mismatched if mm.action == "skip"}

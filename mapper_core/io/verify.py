@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import CheckpointError, VerifyError
+from ..specs import shown_shape
 from .formats.safetensors_header import SafetensorsHeader
 from .formats.torch_archive import RecordRange
 from .formats.writer import Entry, FileRange
@@ -110,8 +111,8 @@ def _same_keys(stored: set[str], entries: Sequence[Entry], name: str | Path) -> 
 
 def _same_spec(name: str | Path, e: Entry, dtype: str, shape: tuple) -> None:
     if (dtype, shape) != (e.spec.dtype, tuple(e.spec.shape)):
-        raise VerifyError(f"{name}: tensor '{e.key}' reads back as {dtype} {list(shape)}, expected "
-                          f"{e.spec.dtype} {list(e.spec.shape)}")
+        raise VerifyError(f"{name}: tensor '{e.key}' reads back as {dtype} {shown_shape(shape)}, expected "
+                          f"{e.spec.dtype} {shown_shape(e.spec.shape)}")
 
 
 class Comparer:
