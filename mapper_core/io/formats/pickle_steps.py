@@ -13,9 +13,10 @@ Two costs a few bytes of pickle can ask for, both checked before any unpickler r
   an unpickler busy for longer than the universe has existed. The walk therefore follows the
   unpickler's stack with each object's *size*, the number of parts it has when every shared part
   is counted each time it appears, and refuses an object larger than the limit, or more hashing
-  in all (the sizes of every key and member hashed) than the limit. A pickle written by
-  ``pickle.dump`` from a tree of objects stays within both: without sharing, sizes add up to at
-  most the number of opcodes.
+  in all (the sizes of every key and member hashed) than the limit. A container counts what it
+  was filled with, through every reference to it. The limit grows with the opcodes read: without
+  sharing, no object has more parts than the pickle has opcodes before it, so a pickle written by
+  ``pickle.dump`` from a tree of objects is never refused, however large.
 
 Anything malformed ends the walk quietly: the unpickler that follows says what is wrong.
 """
@@ -38,8 +39,11 @@ class SharingError(StepBudgetError):
 
 
 # What each opcode does to the stack, in the walk: (effect, items taken below any mark)
-_PUSH, _NONE, _MARK, _GET, _PUT, _MAKE, _MAKE_MARKED, _FILL, _FILL_MARKED, _POP, _POP_MARK, _DUP, _STOP = (
-    "push", "none", "mark", "get", "put", "make", "make-marked", "fill", "fill-marked", "pop", "pop-mark", "dup", "stop")
+_PUSH, _NONE, _MARK, _GET, _PUT, _MAKE, _MAKE_MARKED, _FILL, _FILL_MARKED, _POP, _POP_MARK, _DUP, _STOP, _EMPTY = (
+    "push", "none", "mark", "get", "put", "make", "make-marked", "fill", "fill-marked", "pop", "pop-mark", "dup", "stop",
+    "empty")
+_EMPTIES = {"EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"}  # a container to be filled
+_IMMUTABLE = {"TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "FROZENSET", "STACK_GLOBAL"}  # made whole: an int size
 _FILLS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}  # the first item taken is filled, and stays
 _HASHES = {"SETITEM": "keys", "SETITEMS": "keys", "DICT": "keys", "ADDITEMS": "all", "FROZENSET": "all"}
 
@@ -71,6 +75,8 @@ def _tables() -> tuple[list, list, dict[int, str]]:
         taken = before.index(pickletools.markobject) if marked else len(before)  # items below the mark, or all
         if op.name in special:
             effects[code] = special[op.name]
+        elif op.name in _EMPTIES:
+            effects[code] = (_EMPTY, 0)
         elif not before and len(after) == 1:
             effects[code] = (_PUSH, 0)
         elif not before and not after:
@@ -87,10 +93,15 @@ def _tables() -> tuple[list, list, dict[int, str]]:
 _ARGS, _EFFECTS, _HASHING = _tables()
 _KIND = [_NONE if e is None else e[0] for e in _EFFECTS]  # per opcode byte: what it does to the stack
 _TAKEN = [0 if e is None else e[1] for e in _EFFECTS]  # and how many items it takes below any mark
+_CELL = [name not in _IMMUTABLE for name in (  # per opcode byte: whether what it makes may be filled later
+    next((o.name for o in pickletools.opcodes if ord(o.code.encode("latin-1")) == code), "") for code in range(256))]
 _BINPUT, _MEMOIZE_OP = ord("q"), 0x94
 _SIGNED = {ord("T"), 0x8B}  # BINSTRING, LONG4: a signed length
 _CHUNK = 1 << 20
-_MARK_ITEM = -1  # a mark on the walk's stack; every object has a size of 1 or more
+_MARK_ITEM = None  # a mark on the walk's stack
+# What a container is on the walk's stack: a one-item list [size], shared with the memo, so that filling it
+# (APPEND, SETITEM, BUILD) grows what every later reference to it, through the memo, counts. A tuple and
+# a scalar are plain ints: nothing fills them.
 
 
 def count_steps(stream: IO[bytes], limit: int | None, pickles: int = 1, size_limit: int | None = None) -> int:
@@ -125,9 +136,9 @@ class _Walk:
         self.limit, self.size_limit, self.pickles = limit, size_limit, pickles
         self.steps = self.hashed = self.skip = 0
         self.finished = False
-        self.stack: list[int] = []  # each object's size; _MARK_ITEM for a mark
+        self.stack: list = []  # each object's size (a container's in a cell); _MARK_ITEM for a mark
         self.marks: list[int] = []  # where the marks are on the stack
-        self.memo: dict[int | None, int] = {}
+        self.memo: dict = {}
 
     def run(self, buf: bytes, final: bool) -> int:
         """Walk the whole opcodes in ``buf``; where the first one not whole in it starts (``len(buf)``
@@ -139,7 +150,7 @@ class _Walk:
         limit = self.limit if self.limit is not None else -1
         PUT, PUSH, GET, MARK, NONE, STOP = _PUT, _PUSH, _GET, _MARK, _NONE, _STOP  # locals: this is the hot loop
         MEMOIZE, BINPUT, SIGNED, CHUNK, MARK_ITEM = _MEMOIZE_OP, _BINPUT, _SIGNED, _CHUNK, _MARK_ITEM
-        MAKE, FILL, taken_of, size_limit = _MAKE, _FILL, _TAKEN, self.size_limit
+        MAKE, FILL, EMPTY, taken_of, cell_of, size_limit = _MAKE, _FILL, _EMPTY, _TAKEN, _CELL, self.size_limit
         steps = self.steps
         n, pos = len(buf), 0
         while pos < n:
@@ -192,14 +203,11 @@ class _Walk:
                 elif op != BINPUT and index != -1 and (index is None or index > steps):
                     _check_memo(index, steps)
                 if track:
-                    try:
-                        top = stack[-1]
-                    except IndexError:
-                        top = MARK_ITEM
-                    if top == MARK_ITEM:
+                    top = stack[-1] if stack else MARK_ITEM
+                    if top is MARK_ITEM:
                         self.steps, self.finished = steps, True
                         return pos
-                    memo[index] = top
+                    memo[index] = top  # a container's cell is shared: filling it later counts here too
             elif kind is GET:
                 if track:
                     push(recall(index, 1))
@@ -220,20 +228,28 @@ class _Walk:
                     return pos
             elif not track or kind is NONE:
                 continue
+            elif kind is EMPTY:
+                push([1])
             elif kind is MAKE and len(stack) >= taken_of[op] > 0:  # TUPLE1-3, REDUCE, NEWOBJ: inline, the commonest
                 size = 1
                 for _ in range(taken_of[op]):
                     part = stack.pop()
-                    if part < 0:  # a mark taken as an object: malformed
-                        self.steps, self.finished = steps, True
-                        return pos
+                    if part.__class__ is not int:
+                        if part is MARK_ITEM:  # a mark taken as an object: malformed
+                            self.steps, self.finished = steps, True
+                            return pos
+                        part = part[0]
                     size += part
-                if size > size_limit:
-                    raise self._too_large(size)
-                push(size)
-            elif kind is FILL and taken_of[op] == 2 and len(stack) >= 2 and stack[-1] > 0 and stack[-2] > 0:
-                stack.pop()  # APPEND, BUILD: the container stays as it was (hashed, if ever, by identity)
-            elif not self._apply(op, kind):
+                if size > size_limit and size > steps:
+                    raise self._too_large(size, steps)
+                push([size] if cell_of[op] else size)
+            elif (kind is FILL and taken_of[op] == 2 and len(stack) >= 2 and stack[-1] is not MARK_ITEM
+                  and stack[-2] is not MARK_ITEM):  # APPEND, BUILD: inline, the commonest fills
+                item = stack.pop()
+                container = stack[-1]
+                if container.__class__ is not int:
+                    container[0] += item if item.__class__ is int else item[0]
+            elif not self._apply(op, kind, steps):
                 self.steps, self.finished = steps, True
                 return pos
         self.steps = steps
@@ -245,9 +261,11 @@ class _Walk:
             self.finished = True
         return start
 
-    def _apply(self, op: int, kind: str) -> bool:
-        """The stack effect of every other opcode; False where the stack does not allow it (malformed)."""
+    def _apply(self, op: int, kind: str, steps: int) -> bool:
+        """The stack effect of every other opcode; False where the stack does not allow it (malformed).
+        ``steps``: the opcodes read so far, which the limit grows with."""
         stack, marks = self.stack, self.marks
+        limit = max(self.size_limit, steps)
         if kind is _POP:
             if not stack:
                 return False
@@ -256,12 +274,12 @@ class _Walk:
             stack.pop()
             return True
         if kind is _DUP:
-            if not stack or stack[-1] == _MARK_ITEM:
+            if not stack or stack[-1] is _MARK_ITEM:
                 return False
-            stack.append(stack[-1])
+            stack.append(stack[-1])  # the same object: a container's cell too
             return True
         marked = kind is _MAKE_MARKED or kind is _FILL_MARKED or kind is _POP_MARK
-        items: list[int] = []
+        items: list = []
         if marked:
             if not marks:
                 return False
@@ -278,25 +296,29 @@ class _Walk:
         filling = kind is _FILL or kind is _FILL_MARKED
         if not marked:
             items, below = (below[1:], below[:1]) if filling else (below, [])
+        sizes = [x if x.__class__ is int else x[0] for x in items]
         how = _HASHING.get(op)
         if how is not None:
-            self.hashed += sum(items[::2] if how == "keys" else items)
-            if self.hashed > self.size_limit:
-                raise SharingError(f"hashes objects of {self.hashed:,} parts in all, more than {self.size_limit:,} "
-                                   "(it uses one object many times over as a key: hashing it would not end in any "
-                                   "useful time)")
+            self.hashed += sum(sizes[::2] if how == "keys" else sizes)
+            if self.hashed > limit:
+                raise SharingError(f"hashes objects of {self.hashed:,} parts in all, more than {limit:,} (it uses one "
+                                   "object many times over as a key: hashing it would not end in any useful time)")
         if filling:
-            stack.append(below[0] if below else 1)  # filled in place: hashed, if ever, by identity
+            container = below[0] if below else [1]
+            if container.__class__ is not int:  # a list, dict, set or object: it holds what it was filled with,
+                container[0] += sum(sizes)      # counted where something builds from it (a REDUCE iterates it)
+            stack.append(container)
             return True
-        size = 1 + sum(below) + sum(items)
-        if size > self.size_limit:
-            raise self._too_large(size)
-        stack.append(size)
+        size = 1 + sum(x if x.__class__ is int else x[0] for x in below) + sum(sizes)
+        if size > limit:
+            raise self._too_large(size, steps)
+        stack.append([size] if _CELL[op] else size)
         return True
 
-    def _too_large(self, size: int) -> SharingError:
-        return SharingError(f"builds an object of {size:,} parts, more than {self.size_limit:,} (it uses objects "
-                            "many times over: hashing or printing it would not end in any useful time)")
+    def _too_large(self, size: int, steps: int) -> SharingError:
+        limit = max(self.size_limit, steps)
+        return SharingError(f"builds an object of {size:,} parts, more than {limit:,} (it uses objects many times "
+                            "over: hashing or printing it would not end in any useful time)")
 
 
 def _check_memo(index: int | None, steps: int) -> None:

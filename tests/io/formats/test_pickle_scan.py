@@ -144,3 +144,21 @@ def test_an_allocation_of_many_huge_factors_is_measured_at_once():
     facts = scan(io.BytesIO(pkl.bytes()))
     assert time.process_time() - started < 5
     assert facts.allocated > 2**64
+
+
+def test_a_container_counts_what_it_was_filled_with_through_the_memo():
+    # torch.load runs OrderedDict(pairs): a list of three references to the list [t, 1] (memoised
+    # before it was filled, as every pickler does) hashes t three times; t has 65,535 parts
+    t = b"K\x00q\x00" + b"h\x00h\x00\x86q\x00" * 15
+    pair = b"]q\x01(h\x00K\x01e"  # [t, 1] at memo 1, filled after it was stored
+    pairs = b"0c collections\nOrderedDict\n](h\x01h\x01h\x01e\x85R."
+    data = b"\x80\x02" + t + pair + pairs
+    with pytest.raises(StepBudgetError, match=r"builds an object of 196,6\d\d parts, more than 131,072"):
+        count_steps(io.BytesIO(data), None, size_limit=131_072)
+    count_steps(io.BytesIO(data), None, size_limit=300_000)
+
+
+def test_the_limit_grows_with_the_opcodes_read():
+    # a tuple of 200,000 integers is no sharing: its size is within the opcodes before it, whatever the limit
+    data = pickle.dumps(tuple(range(200_000)), protocol=2)
+    count_steps(io.BytesIO(data), None, size_limit=1000)
