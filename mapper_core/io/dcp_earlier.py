@@ -52,7 +52,8 @@ def remove_earlier(dst: Path, names: Iterable[str], written: Sequence[Path], sou
     removed = []
     for name in names:
         path = dst / name
-        if name in keep or not _DATA_FILE.fullmatch(name) or not os.path.isfile(path) or any(_same_file(path, s) for s in sources):
+        if (name in keep or not _DATA_FILE.fullmatch(name) or not os.path.isfile(path)
+                or any(_same_file(path, s) for s in sources)):
             continue
         try:
             os.unlink(path)

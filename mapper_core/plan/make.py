@@ -268,8 +268,8 @@ def _expansion(steps: tuple, spec: TensorSpec, allowed: bool) -> str | None:
     what no tensor can hold when the expansion is ``allowed``), or None."""
     peak = chain_peak(steps, spec)
     if peak.nbytes >= MAX_TENSOR_BYTES:
-        return (f"its transform makes a {peak.dtype} tensor of shape {shown_shape(peak.shape)} ({_size(peak.nbytes)}), more "
-                f"than any tensor can hold (2**63 bytes), even with --allow-expansion; check the step's parameters")
+        return (f"its transform makes a {peak.dtype} tensor of shape {shown_shape(peak.shape)} "
+                f"({_size(peak.nbytes)}), more than any tensor can hold (2**63 bytes), even with --allow-expansion; check the step's parameters")
     limit = expansion_limit(spec.nbytes)
     if allowed or peak.nbytes <= limit:
         return None

@@ -71,7 +71,7 @@ def checkpoint_in(folder: Path, formats: Sequence[Format], only: Format | None =
     else:  # the format first (safetensors before torch), then, within it, an index over its shards
         order = {id(f): i for i, f in enumerate(formats)}
         best = min(found, key=lambda nf: order[id(nf[1])])[1]
-    chosen = _checkpoints(folder, [n for n, f in found if f is best], best)
+    chosen = _checkpoints(folder, [n for n, f in shown if f is best], best)
     others = [(n, f.name) for n, f in shown if f is not best]
     note = None
     if others:
@@ -109,23 +109,25 @@ def _without_indexed_shards(found: list[tuple[str, Format]]) -> list[tuple[str, 
 
 
 def _checkpoints(folder: Path, names: list[str], fmt: Format) -> str:
-    """The one checkpoint among ``names``, the folder's files of one format: an index with the shards
-    it names (by their ``-00001-of-00002`` names), or a single file. Two indexes, an index beside a
-    file that is not a shard (a stale index, or a file saved after it), two files, or shards without
-    their index are refused, each named: only the user knows which one is meant."""
+    """The one checkpoint among ``names``, the folder's files of one format with an index standing
+    for its shards (:func:`_without_indexed_shards`): an index or a single file. Two indexes, an
+    index beside a file that is not one of its shards (a stale index, or a file saved after it), two
+    files, or shards without their index are refused, each named: only the user knows which one is
+    meant."""
+    if len(names) == 1:
+        return names[0]
     indexes = [n for n in names if _INDEX.fullmatch(n)]
-    loose = [n for n in names if not _INDEX.fullmatch(n) and not (indexes and _SHARD.fullmatch(n))]
-    chosen = indexes + loose
-    if len(chosen) == 1:
-        return chosen[0]
-    if not indexes and all(_SHARD.fullmatch(n) for n in chosen):
-        raise CheckpointError(f"{folder}: holds {_listed(chosen)}, the shards of a {fmt.name} checkpoint, but no index "
-                              f"naming them (*.{'safetensors' if fmt.name == 'safetensors' else 'bin'}.index.json); copy the "
-                              "index from where the shards came from, or give one shard's own path to read that shard alone")
+    loose = [n for n in names if n not in indexes]
+    if not indexes and all(_SHARD.fullmatch(n) for n in loose):
+        index = "safetensors" if fmt.name == "safetensors" else "bin"
+        raise CheckpointError(
+            f"{folder}: holds {_listed(loose)}, the shards of a {fmt.name} checkpoint, but no index naming them "
+            f"(*.{index}.index.json); copy the index from where the shards came from, or give one shard's own "
+            "path to read that shard alone")
     kind = ("indexes of sharded checkpoints" if not loose else "checkpoints" if not indexes
             else "checkpoints: an index of shards and a file that is not one of them")
-    raise CheckpointError(f"{folder}: holds {len(chosen)} {fmt.name} {kind} ({_listed(chosen)}); mapper-core does not "
-                   "guess which one is meant: give its own path")
+    raise CheckpointError(f"{folder}: holds {len(names)} {fmt.name} {kind} ({_listed(indexes + loose)}); "
+                          "mapper-core does not guess which one is meant: give its own path")
 
 
 def _nothing(folder: Path, names: list[str], formats: Sequence[Format]) -> str:

@@ -93,8 +93,8 @@ def _tables() -> tuple[list, list, dict[int, str]]:
 _ARGS, _EFFECTS, _HASHING = _tables()
 _KIND = [_NONE if e is None else e[0] for e in _EFFECTS]  # per opcode byte: what it does to the stack
 _TAKEN = [0 if e is None else e[1] for e in _EFFECTS]  # and how many items it takes below any mark
-_CELL = [name not in _IMMUTABLE for name in (  # per opcode byte: whether what it makes may be filled later
-    next((o.name for o in pickletools.opcodes if ord(o.code.encode("latin-1")) == code), "") for code in range(256))]
+_NAMES = {ord(o.code.encode("latin-1")): o.name for o in pickletools.opcodes}
+_CELL = [_NAMES.get(code) not in _IMMUTABLE for code in range(256)]  # whether what it makes may be filled later
 _BINPUT, _MEMOIZE_OP = ord("q"), 0x94
 _SIGNED = {ord("T"), 0x8B}  # BINSTRING, LONG4: a signed length
 _CHUNK = 1 << 20
